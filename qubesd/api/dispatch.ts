@@ -1,0 +1,156 @@
+// From request bytes to reply frames: the one path every Admin API call
+// takes. The order of checks follows Qubes' qubesd so that a bad request gets
+// the same error as there: framing, then source, destination, argument and
+// method name, then the method table's payload, argument and destination
+// rules, then the handler. After the handler, whatever it changed is made
+// durable before the reply goes out.
+import { lookupMethod, type MethodSpec } from './methods.js';
+import { QubesError, ProtocolError, pyRepr, QubesVMInvalidUUIDError, QubesVMNotFoundError } from './errors.js';
+import type { Call, CallFilter, Handlers } from './call.js';
+import { FramingError, parseRequest } from '../protocol/request.js';
+import { eventFrame, exceptionFrame, okFrame } from '../protocol/reply.js';
+import { validateVmName, type QubesApp, type Vm } from '../model/app.js';
+import type { AuditLog } from '../log/audit.js';
+import type { Change } from '../store/document.js';
+
+/** How the dispatcher talks back to one client connection. */
+export interface Responder {
+  /** write bytes; returns false when the peer is gone */
+  write(frame: Buffer): boolean;
+  /** close gracefully after the last write */
+  end(): void;
+  /** drop the connection without a reply (framing errors, as Qubes does) */
+  abort(): void;
+  /** aborted when the peer disconnects */
+  readonly signal: AbortSignal;
+}
+
+/** Makes changes durable; resolves only once they are on disk. */
+export interface Persister {
+  commit(changes: Change[]): Promise<void>;
+}
+
+/** Policy-based visibility for a calling qube (see CallFilter). */
+export type FilterFactory = (source: Vm, method: string, arg: string) => CallFilter;
+
+export const ALLOW_ALL: CallFilter = Object.freeze({ vm: () => true, event: () => true });
+
+export interface DispatcherOptions {
+  app: QubesApp;
+  store: Persister;
+  handlers: Handlers;
+  audit: AuditLog;
+  /** which socket this dispatcher serves: methods of the other are unknown here */
+  socket: 'admin' | 'internal';
+  filterFor?: FilterFactory;
+}
+
+const UUID_RE = /^uuid:[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]*$/;
+
+/** Bytes that are not 7-bit ASCII: Python's strict ascii decode refuses them. */
+function asciiOrThrow(b: Buffer, what: string): string {
+  for (let i = 0; i < b.length; i++) {
+    if (b[i]! > 0x7f) throw ProtocolError(`${what} contains non-ASCII characters`);
+  }
+  return b.toString('latin1');
+}
+
+/** Qubes' decode_vm: 'uuid:<uuid>' or a validated name, then a lookup. */
+export function decodeVm(app: QubesApp, raw: Buffer, what: string): Vm {
+  const s = asciiOrThrow(raw, what);
+  if (s.startsWith('uuid:')) {
+    if (s.length !== 41 || !UUID_RE.test(s)) throw QubesVMInvalidUUIDError(s.slice(5));
+    const vm = app.getVmByUuid(s.slice(5));
+    if (!vm) throw QubesVMNotFoundError(s);
+    return vm;
+  }
+  validateVmName(s);
+  const vm = app.getVm(s);
+  if (!vm) throw QubesVMNotFoundError(s);
+  return vm;
+}
+
+export class Dispatcher {
+  private lastCommit: Promise<void> = Promise.resolve();
+
+  constructor(private readonly o: DispatcherOptions) {}
+
+  /** Handle one complete request; never throws. */
+  async handle(data: Buffer, res: Responder): Promise<void> {
+    const t0 = performance.now();
+    let req;
+    try {
+      req = parseRequest(data);
+    } catch (e) {
+      if (!(e instanceof FramingError)) throw e;
+      this.o.audit.call({ source: '', method: '', arg: '', dest: '', outcome: 'dropped', message: e.message, ms: performance.now() - t0, payloadBytes: data.length, socket: this.o.socket });
+      res.abort();
+      return;
+    }
+    const rec = {
+      source: req.source.toString('latin1'), method: req.method, arg: req.arg.toString('latin1'),
+      dest: req.dest.toString('latin1'), payloadBytes: req.payload.length, socket: this.o.socket,
+    };
+    let eventsSent = false;
+    let spec: MethodSpec | undefined;
+    try {
+      const { app } = this.o;
+      const source = decodeVm(app, req.source, 'source');
+      const dest = decodeVm(app, req.dest, 'destination');
+      const arg = asciiOrThrow(req.arg, 'argument');
+      const method = asciiOrThrow(Buffer.from(req.method, 'latin1'), 'method name');
+      spec = lookupMethod(method);
+      if (!spec || spec.socket !== this.o.socket || !this.o.handlers[method]) {
+        throw ProtocolError(`no such method: ${pyRepr(method)}`);
+      }
+      checkRules(spec, arg, req.payload, dest);
+      const call: Call = {
+        app, spec, method, source, dest, arg, payload: req.payload, signal: res.signal,
+        filter: source.klass === 'AdminVM' || !this.o.filterFor ? ALLOW_ALL : this.o.filterFor(source, method, arg),
+        sendEvent: (subject, event, kwargs = []) => {
+          eventsSent = true;
+          res.write(eventFrame(subject, event, kwargs));
+        },
+      };
+      let result;
+      try {
+        result = await this.o.handlers[method]!(call);
+      } finally {
+        await this.persist(spec);
+      }
+      if (!eventsSent) res.write(okFrame(result ?? null));
+      res.end();
+      this.o.audit.call({ ...rec, outcome: eventsSent ? 'events' : 'ok', ms: performance.now() - t0 });
+    } catch (e) {
+      const [type, message] = e instanceof QubesError ? [e.type, e.message]
+        : ['QubesException', `internal error: ${(e as Error)?.message ?? String(e)}`];
+      if (!(e instanceof QubesError)) this.o.audit.info('unhandled error in handler', { method: rec.method, stack: (e as Error)?.stack });
+      if (!eventsSent) res.write(exceptionFrame(type, message));
+      res.end();
+      this.o.audit.call({ ...rec, outcome: type, message, ms: performance.now() - t0 });
+    }
+  }
+
+  /**
+   * Commit what the call changed, and wait until it is durable. A call whose
+   * changes were drained by a concurrent call still waits for that commit, so
+   * no reply can overtake the write it depends on.
+   */
+  private async persist(spec: MethodSpec): Promise<void> {
+    const changes = this.o.app.drainChanges();
+    if (changes.length) this.lastCommit = this.o.store.commit(changes);
+    else if (spec.access === 'r') return;
+    await this.lastCommit;
+  }
+}
+
+/** The method table's rules, in Qubes' order: payload, argument, destination. */
+function checkRules(spec: MethodSpec, arg: string, payload: Buffer, dest: Vm): void {
+  if (spec.payload === true && payload.length === 0) throw ProtocolError('expected payload');
+  if (spec.payload === false && payload.length !== 0) throw ProtocolError('unexpected payload');
+  if (spec.arg === true && arg === '') throw ProtocolError('expected an argument');
+  if (spec.arg === false && arg !== '') throw ProtocolError('unexpected argument');
+  const isAdmin = dest.klass === 'AdminVM';
+  if (spec.dest === 'adminvm' && !isAdmin) throw ProtocolError('expected destination to be AdminVM');
+  if (spec.dest === 'not-adminvm' && isAdmin) throw ProtocolError('expected destination to not be AdminVM');
+}

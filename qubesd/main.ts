@@ -1,0 +1,127 @@
+// bin/qubesd: the daemon's entry point. Runs in the foreground, owns the
+// store, serves qubesd.sock (Admin API) and qubesd.internal.sock, and exits
+// cleanly on SIGTERM/SIGINT after a final save.
+import { parseArgs } from 'node:util';
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type net from 'node:net';
+import { QubesApp } from './model/app.js';
+import { Store } from './store/store.js';
+import { Dispatcher } from './api/dispatch.js';
+import { HANDLERS } from './api/handlers/index.js';
+import { AuditLog } from './log/audit.js';
+import { closeServer, listen } from './server.js';
+
+export interface DaemonOptions {
+  store: string;
+  baseDir: string;
+  socketDir: string;
+  backend: 'sim' | 'libvirt';
+  libvirtUri?: string;
+  policyDir: string;
+  runtimePolicyDir: string;
+  backupProfileDir: string;
+  log: string;
+}
+
+const USAGE = `usage: qubesd [--store FILE] [--base-dir DIR] [--socket-dir DIR]
+              [--backend sim|libvirt] [--libvirt-uri URI]
+              [--policy-dir DIR] [--runtime-policy-dir DIR]
+              [--backup-profile-dir DIR] [--log stderr|none|FILE]`;
+
+export function parseDaemonArgs(argv: string[]): DaemonOptions {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      store: { type: 'string' }, 'base-dir': { type: 'string' }, 'socket-dir': { type: 'string' },
+      backend: { type: 'string' }, 'libvirt-uri': { type: 'string' },
+      'policy-dir': { type: 'string' }, 'runtime-policy-dir': { type: 'string' },
+      'backup-profile-dir': { type: 'string' }, log: { type: 'string' }, help: { type: 'boolean' },
+    },
+    strict: true,
+  });
+  if (values.help) { console.log(USAGE); process.exit(0); }
+  const backend = values.backend ?? 'sim';
+  if (backend !== 'sim' && backend !== 'libvirt') throw new Error(`unknown backend ${JSON.stringify(backend)} (sim or libvirt)`);
+  const baseDir = resolve(values['base-dir'] ?? '/var/lib/qubes');
+  return {
+    store: resolve(values.store ?? join(baseDir, 'qubes.xml')),
+    baseDir,
+    socketDir: resolve(values['socket-dir'] ?? '/var/run'),
+    backend,
+    libvirtUri: values['libvirt-uri'],
+    policyDir: resolve(values['policy-dir'] ?? '/etc/qubes/policy.d'),
+    runtimePolicyDir: resolve(values['runtime-policy-dir'] ?? '/run/qubes/policy.d'),
+    backupProfileDir: resolve(values['backup-profile-dir'] ?? '/etc/qubes/backup'),
+    log: values.log ?? 'stderr',
+  };
+}
+
+export interface RunningDaemon {
+  app: QubesApp;
+  adminSocket: string;
+  internalSocket: string;
+  stop(): Promise<void>;
+}
+
+export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
+  const audit = new AuditLog(o.log);
+  mkdirSync(o.baseDir, { recursive: true });
+  mkdirSync(o.socketDir, { recursive: true });
+  const store = await Store.open(o.store, { fresh: () => QubesApp.freshDoc({ baseDir: o.baseDir }) });
+  let app: QubesApp;
+  try {
+    app = QubesApp.fromDoc(store.doc, { baseDir: o.baseDir });
+  } catch (e) {
+    await store.close();
+    throw e;
+  }
+  store.setSnapshot(() => app.toDoc());
+
+  const common = { app, store, handlers: HANDLERS, audit };
+  const adminSocket = join(o.socketDir, 'qubesd.sock');
+  const internalSocket = join(o.socketDir, 'qubesd.internal.sock');
+  const servers: Array<[net.Server, string]> = [];
+  try {
+    servers.push([await listen(adminSocket, new Dispatcher({ ...common, socket: 'admin' })), adminSocket]);
+    servers.push([await listen(internalSocket, new Dispatcher({ ...common, socket: 'internal' })), internalSocket]);
+  } catch (e) {
+    for (const [s, p] of servers) await closeServer(s, p);
+    await store.close();
+    throw e;
+  }
+  audit.info('qubesd ready', { adminSocket, internalSocket, store: o.store, backend: o.backend, domains: app.allVms().length });
+
+  let stopping: Promise<void> | null = null;
+  return {
+    app, adminSocket, internalSocket,
+    stop: () => (stopping ??= (async () => {
+      await Promise.all(servers.map(([s, p]) => closeServer(s, p)));
+      await store.close();
+      await audit.close();
+    })()),
+  };
+}
+
+export async function main(argv = process.argv.slice(2)): Promise<void> {
+  let opts: DaemonOptions;
+  try {
+    opts = parseDaemonArgs(argv);
+  } catch (e) {
+    console.error(`qubesd: ${(e as Error).message}\n${USAGE}`);
+    process.exit(2);
+  }
+  let d: RunningDaemon;
+  try {
+    d = await startDaemon(opts);
+  } catch (e) {
+    console.error(`qubesd: cannot start: ${(e as Error).message}`);
+    process.exit(1);
+  }
+  console.log(`qubesd: listening on ${d.adminSocket} (internal: ${d.internalSocket})`);
+  for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(sig, () => {
+      d.stop().then(() => process.exit(0), (e) => { console.error(`qubesd: error while stopping: ${(e as Error).message}`); process.exit(1); });
+    });
+  }
+}

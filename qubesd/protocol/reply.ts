@@ -1,0 +1,45 @@
+// Reply frames. Every reply starts with a one-byte kind and a NUL:
+//   0x30 0x00 <content>                                   OK
+//   0x31 0x00 <subject> 0x00 <event> 0x00 (<k> 0x00 <v> 0x00)* 0x00   EVENT (repeated)
+//   0x32 0x00 <type> 0x00 <traceback> 0x00 <message> 0x00  EXCEPTION
+// The connection is closed after an OK or EXCEPTION reply.
+
+export const OK = 0x30, EVENT = 0x31, EXCEPTION = 0x32;
+
+export function okFrame(content: string | Buffer | null | undefined): Buffer {
+  if (content === null || content === undefined || content.length === 0) return Buffer.from([OK, 0]);
+  const body = typeof content === 'string' ? Buffer.from(content, 'utf8') : content;
+  const out = Buffer.allocUnsafe(body.length + 2);
+  out[0] = OK; out[1] = 0; body.copy(out, 2);
+  return out;
+}
+
+export function exceptionFrame(type: string, message: string, traceback = ''): Buffer {
+  return Buffer.concat([Buffer.from([EXCEPTION, 0]), Buffer.from(`${type}\0${traceback}\0${message}\0`, 'utf8')]);
+}
+
+/** kwargs are written in insertion order, as Python keeps them. */
+export function eventFrame(subject: string, event: string, kwargs: ReadonlyArray<readonly [string, string]> = []): Buffer {
+  let s = `${subject}\0${event}\0`;
+  for (const [k, v] of kwargs) s += `${k}\0${v}\0`;
+  s += '\0';
+  return Buffer.concat([Buffer.from([EVENT, 0]), Buffer.from(s, 'utf8')]);
+}
+
+export interface ParsedReply {
+  kind: 'ok' | 'exception';
+  content?: Buffer;
+  type?: string;
+  message?: string;
+}
+
+/** Parse a complete non-event reply (for clients and tests). */
+export function parseReply(buf: Buffer): ParsedReply {
+  if (buf.length < 2 || buf[1] !== 0) throw new Error('malformed reply');
+  if (buf[0] === OK) return { kind: 'ok', content: buf.subarray(2) };
+  if (buf[0] === EXCEPTION) {
+    const parts = buf.subarray(2).toString('utf8').split('\0');
+    return { kind: 'exception', type: parts[0]!, message: parts[2] ?? '' };
+  }
+  throw new Error(`unexpected reply kind 0x${buf[0]!.toString(16)}`);
+}

@@ -1,0 +1,64 @@
+// UNIX socket servers: one connection is one call. A request is everything
+// the client sends before shutting its write side; more than MAX_REQUEST
+// bytes and the connection is dropped unanswered, as Qubes does.
+import net from 'node:net';
+import { chmodSync, existsSync, unlinkSync } from 'node:fs';
+import { MAX_REQUEST } from './protocol/request.js';
+import type { Dispatcher, Responder } from './api/dispatch.js';
+
+export class SocketInUseError extends Error {}
+
+/** Remove a stale socket file; refuse to steal one that a live process serves. */
+export async function claimSocketPath(path: string): Promise<void> {
+  if (!existsSync(path)) return;
+  const live = await new Promise<boolean>((resolve) => {
+    const c = net.connect(path);
+    c.once('connect', () => { c.destroy(); resolve(true); });
+    c.once('error', () => resolve(false));
+  });
+  if (live) throw new SocketInUseError(`socket already in use by a running process: ${path}`);
+  unlinkSync(path);
+}
+
+export async function listen(path: string, dispatcher: Dispatcher): Promise<net.Server> {
+  await claimSocketPath(path);
+  const server = net.createServer({ allowHalfOpen: true }, (sock) => serveConnection(sock, dispatcher));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(path, () => { server.off('error', reject); resolve(); });
+  });
+  chmodSync(path, 0o660);
+  return server;
+}
+
+function serveConnection(sock: net.Socket, dispatcher: Dispatcher): void {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let dropped = false;
+  const ac = new AbortController();
+  const res: Responder = {
+    write: (frame) => (sock.destroyed ? false : (sock.write(frame), true)),
+    end: () => { if (!sock.destroyed) sock.end(); },
+    abort: () => { sock.destroy(); },
+    signal: ac.signal,
+  };
+  sock.on('data', (d: Buffer) => {
+    if (dropped) return;
+    size += d.length;
+    if (size > MAX_REQUEST) { dropped = true; sock.destroy(); return; }
+    chunks.push(d);
+  });
+  sock.on('end', () => {
+    if (dropped) return;
+    void dispatcher.handle(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size), res);
+  });
+  sock.on('close', () => ac.abort());
+  sock.on('error', () => { /* peer vanished; 'close' follows */ });
+}
+
+export function closeServer(server: net.Server, path: string): Promise<void> {
+  return new Promise((resolve) => server.close(() => {
+    try { unlinkSync(path); } catch { /* already gone */ }
+    resolve();
+  }));
+}

@@ -1,0 +1,63 @@
+// The store's view of qubes.xml: a plain, ordered document that the store
+// loads, journals and saves, and that the model is built from. Keeping it
+// separate from the model lets the store stay a dumb, careful byte keeper
+// (atomic writes, journal, lock) and the model stay free of I/O.
+//
+// Order matters everywhere (Qubes writes properties, features, tags and
+// volumes in a stable order and clients list them in that order), hence
+// arrays of pairs rather than records. Unknown elements are preserved as raw
+// XML so that a qubes.xml written by a newer Qubes survives a load/save.
+
+export interface LabelDoc {
+  /** XML id, e.g. "label-1"; the number is the label's index. */
+  id: string;
+  color: string; // "0xcc0000"
+  name: string;
+}
+
+export interface PoolDoc {
+  /** All attributes of <pool>, in document order (name and driver included). */
+  attrs: Array<[string, string]>;
+}
+
+export interface VolumeConfigDoc {
+  /** All attributes of <volume>, in document order (name, pool, vid, size, ...). */
+  attrs: Array<[string, string]>;
+}
+
+export interface DomainDoc {
+  /** XML id, e.g. "domain-7" (the qid) */
+  id: string;
+  /** class attribute: AdminVM, AppVM, TemplateVM, StandaloneVM, DispVM, RemoteVM */
+  klass: string;
+  /** <properties>: name -> text ('' for an explicit None, e.g. netvm set to none) */
+  properties: Array<[string, string]>;
+  features: Array<[string, string]>;
+  tags: string[];
+  /** <devices class="..."> elements, kept verbatim (serialized XML) */
+  devices: string[];
+  volumeConfig: VolumeConfigDoc[];
+  /** any other child element of <domain>, verbatim */
+  extra: string[];
+}
+
+export interface QubesDoc {
+  labels: LabelDoc[];
+  pools: PoolDoc[];
+  /** global (app) properties */
+  properties: Array<[string, string]>;
+  domains: DomainDoc[];
+  /** any other child element of <qubes>, verbatim */
+  extra: string[];
+}
+
+/**
+ * A unit of durable change, produced by the model after a mutating call and
+ * handed to the store, which makes it durable before the reply is sent.
+ * 'domain' replaces (or adds) the whole domain with that id; 'globals'
+ * replaces labels, pools and global properties at once.
+ */
+export type Change =
+  | { kind: 'domain'; doc: DomainDoc }
+  | { kind: 'domain-removed'; id: string }
+  | { kind: 'globals'; labels: LabelDoc[]; pools: PoolDoc[]; properties: Array<[string, string]>; extra: string[] };

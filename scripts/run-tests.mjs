@@ -1,0 +1,39 @@
+#!/usr/bin/env node
+// Runs the compiled tap suite (dist/test/**/*.test.js) and ends with one plain
+// line "N passed, M failed[, K skipped]" that CI and humans can read at a glance.
+// Usage: node scripts/run-tests.mjs [test files or dirs under dist/test ...]
+import { spawn } from 'node:child_process';
+import { readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+
+function collect(p, out) {
+  const st = statSync(p);
+  if (st.isDirectory()) for (const e of readdirSync(p).sort()) collect(join(p, e), out);
+  else if (p.endsWith('.test.js')) out.push(p);
+  return out;
+}
+const roots = process.argv.slice(2);
+const files = (roots.length ? roots : ['dist/test']).flatMap((r) => collect(r, []));
+if (files.length === 0) { console.error('no test files found (did the build run?)'); process.exit(1); }
+const child = spawn(process.execPath, ['node_modules/tap/dist/esm/run.mjs', '-R', 'tap', ...files], { stdio: ['ignore', 'pipe', 'inherit'] });
+let pass = 0, fail = 0, skip = 0, buf = '';
+const failures = [];
+child.stdout.on('data', (d) => {
+  process.stdout.write(d);
+  buf += d.toString();
+  let i;
+  while ((i = buf.indexOf('\n')) >= 0) {
+    const line = buf.slice(0, i); buf = buf.slice(i + 1);
+    // Count assertions and subtests at depth >= 1 (depth 0 is one line per file).
+    const m = /^( +)(not ok|ok) \d+(.*)$/.exec(line);
+    if (!m) continue;
+    if (/# (SKIP|TODO)/i.test(m[3])) skip++;
+    else if (m[2] === 'ok') pass++;
+    else { fail++; failures.push(line.trim()); }
+  }
+});
+child.on('exit', (code) => {
+  if (failures.length) { console.log('\nFailures:'); for (const f of failures.slice(0, 50)) console.log('  ' + f); }
+  console.log(`\n${pass} passed, ${fail} failed${skip ? `, ${skip} skipped` : ''}`);
+  process.exit(code === 0 && fail === 0 ? 0 : 1);
+});
