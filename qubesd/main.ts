@@ -11,6 +11,10 @@ import { Dispatcher } from './api/dispatch.js';
 import { HANDLERS } from './api/handlers/index.js';
 import { AuditLog } from './log/audit.js';
 import { closeServer, listen } from './server.js';
+import { StorageManager } from './storage/index.js';
+import { PolicyFilter } from './api/policy-filter.js';
+import { backendConfigFromOptions, createBackend } from './hypervisor/index.js';
+import { Lifecycle, attachLifecycle } from './lifecycle/controller.js';
 
 export interface DaemonOptions {
   store: string;
@@ -18,6 +22,9 @@ export interface DaemonOptions {
   socketDir: string;
   backend: 'sim' | 'libvirt';
   libvirtUri?: string;
+  libvirtSocket?: string;
+  /** sim backend: where simulated domains are kept across qubesd restarts */
+  simStateFile?: string;
   policyDir: string;
   runtimePolicyDir: string;
   backupProfileDir: string;
@@ -25,7 +32,8 @@ export interface DaemonOptions {
 }
 
 const USAGE = `usage: qubesd [--store FILE] [--base-dir DIR] [--socket-dir DIR]
-              [--backend sim|libvirt] [--libvirt-uri URI]
+              [--backend sim|libvirt] [--libvirt-uri URI] [--libvirt-socket PATH]
+              [--sim-state-file FILE]
               [--policy-dir DIR] [--runtime-policy-dir DIR]
               [--backup-profile-dir DIR] [--log stderr|none|FILE]`;
 
@@ -34,7 +42,7 @@ export function parseDaemonArgs(argv: string[]): DaemonOptions {
     args: argv,
     options: {
       store: { type: 'string' }, 'base-dir': { type: 'string' }, 'socket-dir': { type: 'string' },
-      backend: { type: 'string' }, 'libvirt-uri': { type: 'string' },
+      backend: { type: 'string' }, 'libvirt-uri': { type: 'string' }, 'libvirt-socket': { type: 'string' }, 'sim-state-file': { type: 'string' },
       'policy-dir': { type: 'string' }, 'runtime-policy-dir': { type: 'string' },
       'backup-profile-dir': { type: 'string' }, log: { type: 'string' }, help: { type: 'boolean' },
     },
@@ -50,6 +58,8 @@ export function parseDaemonArgs(argv: string[]): DaemonOptions {
     socketDir: resolve(values['socket-dir'] ?? '/var/run'),
     backend,
     libvirtUri: values['libvirt-uri'],
+    libvirtSocket: values['libvirt-socket'],
+    simStateFile: resolve(values['sim-state-file'] ?? join(baseDir, 'sim-domains.json')),
     policyDir: resolve(values['policy-dir'] ?? '/etc/qubes/policy.d'),
     runtimePolicyDir: resolve(values['runtime-policy-dir'] ?? '/run/qubes/policy.d'),
     backupProfileDir: resolve(values['backup-profile-dir'] ?? '/etc/qubes/backup'),
@@ -77,16 +87,29 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
     throw e;
   }
   store.setSnapshot(() => app.toDoc());
+  const storage = StorageManager.attach(app, { baseDir: o.baseDir });
+  const lifecycle = new Lifecycle(app, createBackend(backendConfigFromOptions(o)), {
+    storage, log: (msg, extra) => audit.info(msg, extra),
+  });
+  attachLifecycle(app, lifecycle);
+  try {
+    await lifecycle.attach();
+  } catch (e) {
+    await store.close();
+    throw new Error(`cannot connect to the ${o.backend} hypervisor backend: ${(e as Error).message}`);
+  }
 
   const common = { app, store, handlers: HANDLERS, audit };
+  const policy = new PolicyFilter(app, { policyDir: o.policyDir, runtimeDir: o.runtimePolicyDir, onError: (m) => audit.info(m) });
   const adminSocket = join(o.socketDir, 'qubesd.sock');
   const internalSocket = join(o.socketDir, 'qubesd.internal.sock');
   const servers: Array<[net.Server, string]> = [];
   try {
-    servers.push([await listen(adminSocket, new Dispatcher({ ...common, socket: 'admin' })), adminSocket]);
+    servers.push([await listen(adminSocket, new Dispatcher({ ...common, socket: 'admin', filterFor: policy.factory })), adminSocket]);
     servers.push([await listen(internalSocket, new Dispatcher({ ...common, socket: 'internal' })), internalSocket]);
   } catch (e) {
     for (const [s, p] of servers) await closeServer(s, p);
+    await lifecycle.close();
     await store.close();
     throw e;
   }
@@ -97,6 +120,8 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
     app, adminSocket, internalSocket,
     stop: () => (stopping ??= (async () => {
       await Promise.all(servers.map(([s, p]) => closeServer(s, p)));
+      policy.close();
+      await lifecycle.close();
       await store.close();
       await audit.close();
     })()),

@@ -12,8 +12,9 @@ import { handlers as events } from './events.js';
 import { handlers as internal } from './internal.js';
 import { handlers as pool } from './pool.js';
 import { handlers as volume } from './volume.js';
+import { handlers as lifecycle } from './lifecycle.js';
 
-export const families: Readonly<Record<string, Handlers>> = { vm, property, feature, tag, label, notes, events, internal, pool, volume };
+export const families: Readonly<Record<string, Handlers>> = { vm, property, feature, tag, label, notes, events, internal, pool, volume, lifecycle };
 
 function merge(all: Readonly<Record<string, Handlers>>): Handlers {
   const out: Record<string, Handlers[string]> = {};

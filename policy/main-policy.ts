@@ -1,0 +1,4 @@
+// Entry point of bin/qubes-policy.
+import { main, run } from './cli.js';
+
+await run(main, process.argv.slice(2));

@@ -1,0 +1,114 @@
+// admin.vm.Start/Shutdown/Kill/Pause/Unpause/Suspend/Resume,
+// admin.vm.CreateDisposable and the admin.vm.Stats stream, over the
+// Lifecycle controller (qubesd/lifecycle/), which owns every conversation
+// with the hypervisor.
+import { mkdir } from 'node:fs/promises';
+import type { Call, Handlers } from '../call.js';
+import { PermissionDenied, ProtocolError, QubesException, pyRepr } from '../errors.js';
+import { lifecycleOf } from '../../lifecycle/controller.js';
+import type { Vm } from '../../model/app.js';
+import { truthy } from '../../model/values.js';
+import { tryGet } from '../../model/properties.js';
+
+const SHUTDOWN_ARGS = ['force', 'wait'];
+
+function shutdown(call: Call): Promise<void> {
+  const args = call.arg ? call.arg.split('+') : [];
+  if (!args.every((a) => SHUTDOWN_ARGS.includes(a))) throw ProtocolError(`Argument must match: ${SHUTDOWN_ARGS.join(', ')}`);
+  return lifecycleOf(call.app).shutdown(call.dest, args.includes('force'), args.includes('wait'));
+}
+
+/** A dispid no qube uses (it also names the qube and picks its IP), random as in Qubes. */
+function freeDispid(call: Call): number {
+  const used = new Set(call.app.allVms().filter((v) => v.klass === 'DispVM').map((v) => Number(tryGet(v, 'dispid', 0))));
+  for (;;) {
+    const n = 1 + Math.floor(Math.random() * 9999);
+    if (!used.has(n) && !call.app.getVm(`disp${n}`)) return n;
+  }
+}
+
+/** Qubes' DispVM.from_appvm: a new disposable on a disposable template, removed when it stops. */
+async function createDisposable(call: Call): Promise<string> {
+  if (!['', 'preload'].includes(call.arg)) throw PermissionDenied(`Argument not in ${pyRepr("'', 'preload'")}`);
+  const payload = call.payload.toString('latin1');
+  if (payload !== '' && payload !== 'uuid') throw ProtocolError("Invalid payload, expected empty string or 'uuid'");
+  const { app } = call;
+  const appvm: Vm | null = call.dest.name === 'dom0'
+    ? (call.source.has('default_dispvm') ? call.source.vmProp('default_dispvm') : app.globalVm('default_dispvm'))
+    : call.dest;
+  if (!appvm) throw QubesException('No disposable template set');
+  if (call.arg === 'preload') {
+    app.events.fire(appvm.name, 'domain-preload-dispvm-start', [['reason', 'autostart was requested']]);
+    return '';
+  }
+  if (!appvm.has('template_for_dispvms') || !truthy(appvm.prop('template_for_dispvms'))) {
+    throw QubesException('Refusing to create DispVM out of this AppVM, because template_for_dispvms=False');
+  }
+  const dispid = freeDispid(call);
+  const label = appvm.label;
+  if (!label) throw QubesException(`disposable template ${appvm.name} has no label`);
+  const vm = app.addNewVm('DispVM', { name: `disp${dispid}`, label, template: appvm, creator: call.source, dispid });
+  vm.values.set('auto_cleanup', true);
+  try {
+    await mkdir(vm.dirPath!, { recursive: true });
+    await app.volumeHooks?.created(vm, {});
+  } catch (e) {
+    app.removeVm(vm);
+    throw e;
+  }
+  vm.addTag(`created-by-${call.source.name}`);
+  vm.addTag(`disp-created-by-${call.source.name}`);
+  app.markDirty(vm);
+  return payload === 'uuid' ? `uuid:${vm.uuid}` : vm.name;
+}
+
+/** vm-stats events every stats_interval seconds until the client goes away. */
+async function stats(call: Call): Promise<void> {
+  const { app } = call;
+  const lc = lifecycleOf(app);
+  const only = call.dest.name === 'dom0' ? null : call.dest;
+  call.sendEvent('', 'connection-established');
+  const prev = new Map<string, { at: number; cpu: number }>();
+  while (!call.signal.aborted) {
+    const now = Date.now();
+    for (const s of await lc.stats()) {
+      const vm = app.getVm(s.name);
+      if (!vm || (only && vm !== only) || !call.filter.event(vm.name, 'vm-stats', [])) continue;
+      vm.memKiB = s.memoryKb;
+      vm.cputime = s.cpuTimeNs;
+      const p = prev.get(s.name);
+      // cpu_usage in percent of one host CPU over the last interval, as Qubes reports it
+      const usage = p && now > p.at ? Math.round(((s.cpuTimeNs - p.cpu) / 1e6 / (now - p.at)) * 100 / Math.max(1, s.vcpus)) : 0;
+      prev.set(s.name, { at: now, cpu: s.cpuTimeNs });
+      // Keys and order as Qubes' _send_stats_single; memory figures beyond
+      // memory_kb come from the guest's balloon driver in Qubes: without one,
+      // the domain's current allocation is all there is to report.
+      call.sendEvent(vm.name, 'vm-stats', [
+        ['memory_kb', String(s.memoryKb)],
+        ['memory_assigned_total', String(s.memoryKb)],
+        ['memory_assigned_usable', String(s.memoryKb)],
+        ['memory_with_swap_used', String(s.memoryKb)],
+        ['cpu_time', String(Math.floor(s.cpuTimeNs / 1e6))],
+        ['cpu_usage', String(Math.max(0, usage))],
+        ['online_vcpus', String(s.vcpus)],
+      ]);
+    }
+    const interval = Math.max(1, Number(tryGet(app, 'stats_interval', 3)) || 3) * 1000;
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, interval);
+      call.signal.addEventListener('abort', () => { clearTimeout(t); resolve(); }, { once: true });
+    });
+  }
+}
+
+export const handlers: Handlers = {
+  'admin.vm.Start': (call) => lifecycleOf(call.app).start(call.dest),
+  'admin.vm.Shutdown': shutdown,
+  'admin.vm.Kill': (call) => lifecycleOf(call.app).kill(call.dest),
+  'admin.vm.Pause': (call) => lifecycleOf(call.app).pause(call.dest),
+  'admin.vm.Unpause': (call) => lifecycleOf(call.app).unpause(call.dest),
+  'admin.vm.Suspend': (call) => lifecycleOf(call.app).suspend(call.dest),
+  'admin.vm.Resume': (call) => lifecycleOf(call.app).resume(call.dest),
+  'admin.vm.CreateDisposable': createDisposable,
+  'admin.vm.Stats': stats,
+};

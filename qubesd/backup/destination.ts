@@ -1,0 +1,106 @@
+// Where a backup stream goes. A destination is committed only once the
+// whole archive has been written; until then no file with the archive's
+// final name exists, so a cancelled or failed backup never leaves
+// something that looks like a complete archive.
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { close, createWriteStream, fsync, open, promises as fsp } from 'node:fs';
+import { promisify } from 'node:util';
+import { basename, dirname, join } from 'node:path';
+import type { Writable } from 'node:stream';
+import { archiveFileName } from './format.js';
+import { BackupAbortedError, writeBackup, type BackupSource, type BackupSummary, type WriteOptions } from './writer.js';
+
+export interface Destination {
+  stream: Writable;
+  /** Makes the written archive durable and visible; returns its location. */
+  commit(): Promise<string>;
+  /** Discards whatever was written. */
+  abort(): Promise<void>;
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const fd = await fsp.open(dir, 'r');
+  try { await fd.sync(); } finally { await fd.close(); }
+}
+
+/** A file at `finalPath`, written under a temporary name in the same
+ * directory, fsynced, then renamed (refusing to replace an existing file). */
+export async function fileDestination(finalPath: string): Promise<Destination> {
+  const dir = dirname(finalPath);
+  const tmp = join(dir, `.${basename(finalPath)}.${randomBytes(6).toString('hex')}.partial`);
+  const fd = await promisify(open)(tmp, 'wx', 0o600);
+  const stream = createWriteStream('', { fd, autoClose: false, highWaterMark: 1 << 20 });
+  let closed = false;
+  const closeFd = async (): Promise<void> => { if (!closed) { closed = true; await promisify(close)(fd); } };
+  return {
+    stream,
+    async commit() {
+      if (!stream.writableFinished) throw new Error('backup stream not finished');
+      await promisify(fsync)(fd);
+      await closeFd();
+      // link() fails with EEXIST instead of silently replacing a file.
+      await fsp.link(tmp, finalPath);
+      await fsp.unlink(tmp);
+      await fsyncDir(dir);
+      return finalPath;
+    },
+    async abort() {
+      // Pending writes fail with ERR_STREAM_DESTROYED: expected here.
+      stream.on('error', () => undefined);
+      const closedNow = stream.closed ? Promise.resolve() : new Promise<void>((resolve) => stream.once('close', () => resolve()));
+      stream.destroy();
+      await closedNow;
+      await closeFd().catch(() => undefined);
+      await fsp.unlink(tmp).catch(() => undefined);
+    },
+  };
+}
+
+/** dom0 destination_path: an existing directory gets a new file named by
+ * the time stamp; anything else is taken as the archive's file name. */
+export async function dom0PathDestination(path: string, now = new Date()): Promise<Destination> {
+  const st = await fsp.stat(path).catch(() => undefined);
+  if (st?.isDirectory()) return fileDestination(join(path, archiveFileName(now)));
+  const parent = await fsp.stat(dirname(path)).catch(() => undefined);
+  if (!parent?.isDirectory()) throw new Error(`the backup directory for ${path} does not exist`);
+  return fileDestination(path);
+}
+
+/** A command run by /bin/sh that receives the archive on its stdin; the
+ * backup counts as done only if the command exits with status 0. */
+export function commandDestination(command: string): Destination {
+  const child = spawn('/bin/sh', ['-c', command], { stdio: ['pipe', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => { if (stderr.length < 1024) stderr += d.toString(); });
+  const exited = new Promise<number | string>((resolve) => {
+    child.on('error', (err) => resolve(err.message));
+    child.on('close', (code, signal) => resolve(code ?? String(signal)));
+  });
+  return {
+    stream: child.stdin,
+    async commit() {
+      const status = await exited;
+      if (status !== 0) throw new Error(`backup command failed (${status})${stderr ? `: ${stderr.trim()}` : ''}`);
+      return command;
+    },
+    async abort() {
+      child.stdin.destroy();
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+/** Writes a backup to a destination and commits it; on any failure or
+ * cancellation the destination is aborted and the error re-thrown. */
+export async function runBackup(source: BackupSource, dest: Destination, opts: WriteOptions): Promise<BackupSummary & { location: string }> {
+  try {
+    const summary = await writeBackup(source, dest.stream, opts);
+    if (opts.signal?.aborted) throw new BackupAbortedError();
+    return { ...summary, location: await dest.commit() };
+  } catch (err) {
+    await dest.abort();
+    throw err;
+  }
+}

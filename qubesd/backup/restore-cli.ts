@@ -1,0 +1,70 @@
+// qubes-backup-restore ARCHIVE [--passphrase-file F] [--list] [--verify-only] [--dest-dir DIR] [qube ...]
+// Lists, verifies or extracts a Qubes backup (format 4). Without
+// --passphrase-file the passphrase is read from stdin (first line).
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { BackupError } from './reader.js';
+import { listBackup, restoreToDirectory, verifyBackup } from './restore.js';
+
+const USAGE = 'usage: qubes-backup-restore ARCHIVE [--passphrase-file F] [--list] [--verify-only] [--dest-dir DIR] [qube ...]';
+
+function readPassphrase(file: string | undefined): string {
+  const text = readFileSync(file ?? 0, 'utf8');
+  const line = text.split('\n')[0] ?? '';
+  if (!line) throw new Error('empty passphrase');
+  return line;
+}
+
+function human(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return `${i ? n.toFixed(1) : n} ${units[i]}`;
+}
+
+async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, allowPositionals: true, options: {
+      'passphrase-file': { type: 'string' }, list: { type: 'boolean' }, 'verify-only': { type: 'boolean' },
+      'dest-dir': { type: 'string' }, help: { type: 'boolean', short: 'h' },
+    } });
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n${USAGE}\n`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  if (values.help) { process.stdout.write(USAGE + '\n'); return 0; }
+  const [archive, ...qubes] = positionals;
+  if (!archive || (!values.list && !values['verify-only'] && !values['dest-dir'])) {
+    process.stderr.write(`${USAGE}\n(one of --list, --verify-only or --dest-dir is needed)\n`);
+    return 2;
+  }
+  const passphrase = readPassphrase(values['passphrase-file']);
+  let lastShown = -1;
+  const onProgress = process.stderr.isTTY
+    ? (f: number) => { const pct = Math.floor(f * 100); if (pct !== lastShown) { lastShown = pct; process.stderr.write(`\r${pct}%`); } }
+    : undefined;
+  if (values.list) {
+    const l = await listBackup(archive, { passphrase });
+    process.stdout.write(`backup-id ${l.header.backupId}, compressed: ${l.header.compressed ? l.header.compressionFilter : 'no'}\n`);
+    for (const q of l.qubes) process.stdout.write(`${q.name}\t${q.klass}\t${q.path}\t${human(q.size)}\n`);
+    return 0;
+  }
+  if (values['verify-only']) {
+    const r = await verifyBackup(archive, { passphrase, qubes, onProgress });
+    if (onProgress) process.stderr.write('\n');
+    process.stdout.write(`verified ${r.files.length} files\n`);
+    return 0;
+  }
+  const r = await restoreToDirectory(archive, values['dest-dir']!, { passphrase, qubes, onProgress });
+  if (onProgress) process.stderr.write('\n');
+  for (const q of r.qubes) process.stdout.write(`${q.name}: ${q.files.join(' ')}\n`);
+  return 0;
+}
+
+main(process.argv.slice(2)).then((code) => { process.exitCode = code; }, (err: unknown) => {
+  const tag = err instanceof BackupError ? `${err.code}: ` : '';
+  process.stderr.write(`qubes-backup-restore: ${tag}${(err as Error).message}\n`);
+  process.exitCode = 1;
+});

@@ -1,0 +1,72 @@
+// Qubes' extensions and class handlers that react to feature and tag
+// changes and to new qubes (qubes.ext.services, qubes.ext.admin,
+// qubes.ext.gui/audio, the disposable-template mixin, boot modes).
+import { QubesValueError } from '../api/errors.js';
+import { fire, isDefault, setProperty } from './properties.js';
+import { syncVmTag } from './properties-vm.js';
+import { truthy } from './values.js';
+import type { QubesApp } from './app.js';
+import type { Vm } from './vm.js';
+
+export class Extensions {
+  constructor(private readonly app: QubesApp) {}
+
+  /** domain-feature-pre-set: handlers that may refuse the value */
+  featurePreSet(vm: Vm, key: string, value: string, old: string | undefined): void {
+    if (key.startsWith('service.')) {
+      const service = key.slice('service.'.length);
+      if (!service) throw QubesValueError('Service name cannot be empty');
+      if (service.includes('/')) throw QubesValueError('Service name cannot contain a slash');
+      if (service === '.' || service === '..') throw QubesValueError('Service name cannot be "." or ".."');
+      if (service.length > 48 && !service.startsWith('app-dispvm.')) throw QubesValueError('Service name must not exceed 48 bytes');
+    }
+    if (vm.has('template_for_dispvms')) {
+      if (key === 'preload-dispvm-delay' && value !== old) {
+        const v = value || '0';
+        if (!/^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$|^\s*[+-]?(inf|infinity|nan)\s*$/i.test(v)) {
+          throw QubesValueError('Invalid preload-dispvm-delay value: not an integer or float');
+        }
+      }
+      if (key === 'preload-dispvm-max') {
+        if (!truthy(vm.checkFeature('qrexec', 'template', false))) throw QubesValueError('Qube does not support qrexec');
+        if (!/^\d+$/.test(value || '0')) throw QubesValueError('Invalid preload-dispvm-max value: not a digit');
+      }
+    }
+  }
+
+  /** domain-feature-set: properties computed from features announce their new default */
+  featurePostSet(vm: Vm, key: string, value: string, old: string | undefined): void {
+    if (value === old) return;
+    if (key === 'boot-mode.active' && vm.has('bootmode') && isDefault(vm, vm.table.byName.get('bootmode')!)) {
+      fire(vm, 'property-reset:bootmode', [['name', 'bootmode']]);
+    }
+    if (key === 'boot-mode.appvm-default' && vm.klass === 'TemplateVM'
+      && isDefault(vm, vm.table.byName.get('appvm_default_bootmode')!)) {
+      fire(vm, 'property-reset:appvm_default_bootmode', [['name', 'appvm_default_bootmode']]);
+      for (const child of this.app.allVms()) {
+        if (child.template === vm && isDefault(child, child.table.byName.get('bootmode')!)) {
+          fire(child, 'property-reset:bootmode', [['name', 'bootmode']]);
+        }
+      }
+    }
+  }
+
+  /** domain-tag-add: the creator's 'tag-created-vm-with' and 'set-created-guivm' features */
+  tagAdded(vm: Vm, tag: string): void {
+    if (!tag.startsWith('created-by-')) return;
+    const creator = this.app.getVm(tag.slice('created-by-'.length));
+    if (!creator) return;
+    for (const t of (creator.features.get('tag-created-vm-with') ?? '').split(/\s+/)) if (t) vm.addTag(t);
+    const guivm = creator.features.get('set-created-guivm');
+    if (guivm && vm.has('guivm')) setProperty(vm, vm.table.byName.get('guivm')!, guivm);
+  }
+
+  /** domain-init of a new qube: the gui and audio extensions tag it with its GuiVM/AudioVM */
+  domainInit(vm: Vm): void {
+    for (const kind of ['guivm', 'audiovm'] as const) {
+      if (!vm.has(kind)) continue;
+      const target = vm.vmProp(kind);
+      if (target && !vm.tags.has(`${kind}-${target.name}`)) syncVmTag(vm, kind, target);
+    }
+  }
+}

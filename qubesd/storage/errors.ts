@@ -1,0 +1,14 @@
+// Storage exceptions Qubes sends that the shared errors module does not
+// carry. Several of these are KeyError subclasses in Qubes, whose message is
+// empty (str(KeyError()) == '').
+import { QubesError, pyRepr } from '../api/errors.js';
+
+export const QubesVolumeRevisionNotFoundError = () => new QubesError('QubesVolumeRevisionNotFoundError', '');
+export const QubesPoolNotFoundError = () => new QubesError('QubesPoolNotFoundError', '');
+export const QubesVolumeNotFoundError = () => new QubesError('QubesVolumeNotFoundError', '');
+export const QubesVolumeCopyTokenNotFoundError = () =>
+  new QubesError('QubesVolumeCopyTokenNotFoundError', 'Token to clone volume of qube was not found');
+export const QubesVolumeCopyInUseError = (vm: string, volume: string) =>
+  new QubesError('QubesVolumeCopyInUseError', `Domain volume is being cloned already: ${pyRepr(vm)}:${pyRepr(volume)}`);
+/** Qubes raises Python's NotImplementedError for unsupported volume operations. */
+export const NotImplementedErr = (msg: string) => new QubesError('NotImplementedError', msg);

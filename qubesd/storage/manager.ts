@@ -1,0 +1,618 @@
+// The storage manager: the pools of one app, the volumes of its qubes (built
+// from each qube's <volume-config> on demand, so the store stays the single
+// source of truth), and every storage operation the Admin API, the lifecycle
+// code and the model's create/remove hooks call.
+import { randomInt } from 'node:crypto';
+import * as path from 'node:path';
+import {
+  ProtocolError, QubesException, QubesPoolInUseError, QubesValueError, QubesVMNotHaltedError, StoragePoolException,
+} from '../api/errors.js';
+import { defaultVolumes, parseVolumeConf, volumeConfDoc, type VolumeConf } from './config.js';
+import { QubesPoolNotFoundError, QubesVolumeNotFoundError, QubesVolumeCopyTokenNotFoundError } from './errors.js';
+import { fileSize, removeEmptyDir, type CopyMethod } from './fileops.js';
+import { defaultModelAccess, isHalted, type ModelAccess, type Placement, type StorageApp, type StorageVm } from './model-view.js';
+import { pathInPool } from './paths.js';
+import { DirPool, KernelPool, makePool, poolFromDoc, type Pool, type VolumeSlot } from './pools.js';
+import type { Volume } from './volumes.js';
+
+export interface StorageOptions {
+  /** what /var/lib/qubes is on a real system (Qubes' default pool lives there) */
+  baseDir: string;
+  /** replacements for how model facts are read (see ModelAccess) */
+  access?: Partial<ModelAccess>;
+  /** one line per notable storage action (copies say whether they reflinked) */
+  log?: (line: string) => void;
+}
+
+export interface CopyRecord { src: string; dst: string; method: CopyMethod }
+
+/** A disk of a starting qube, for its domain XML. */
+export interface BlockDevice { name: string; path: string; rw: boolean }
+
+interface CloneSource { vm: string; volume: string; pool: string; vid: string }
+interface ImportState { size: number; path: string }
+
+const VOLUME_PROPS_ORDER = ['pool', 'vid', 'size', 'usage', 'rw', 'source', 'path', 'save_on_stop', 'snap_on_start', 'revisions_to_keep', 'ephemeral'] as const;
+const TOKEN_CHARS = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
+const MANAGERS = new WeakMap<object, StorageManager>();
+
+const py = (b: boolean): string => (b ? 'True' : 'False');
+
+export class StorageManager {
+  private readonly pools = new Map<string, Pool>();
+  private readonly access: ModelAccess;
+  private readonly clones = new Map<string, CloneSource>();
+  private readonly imports = new Map<string, ImportState>();
+  private readonly locks = new Map<string, Promise<unknown>>();
+  /** the last copies made (newest last), to say whether they were reflinks */
+  readonly recentCopies: CopyRecord[] = [];
+  readonly baseDir: string;
+
+  private constructor(readonly app: StorageApp, private readonly opts: StorageOptions) {
+    this.baseDir = path.resolve(opts.baseDir);
+    this.access = { ...defaultModelAccess(app), ...opts.access };
+    const ctx = { noteCopy: (src: string, dst: string, method: CopyMethod) => this.noteCopy(src, dst, method) };
+    for (const doc of app.pools) {
+      const pool = poolFromDoc(doc, ctx);
+      this.pools.set(pool.name, pool);
+    }
+  }
+
+  /** Load the app's pools and install the model's volume hooks; call once at daemon start. */
+  static attach(app: StorageApp, opts: StorageOptions): StorageManager {
+    const m = new StorageManager(app, opts);
+    MANAGERS.set(app, m);
+    app.volumeHooks = {
+      created: (vm: StorageVm, placement: Placement) => m.createVolumes(vm, placement),
+      removing: (vm: StorageVm) => m.removeVolumes(vm),
+    };
+    return m;
+  }
+
+  /** The manager attached to this app (handlers reach it this way). */
+  static of(app: object): StorageManager {
+    const m = MANAGERS.get(app);
+    if (!m) throw new Error('storage layer not attached to this app (StorageManager.attach)');
+    return m;
+  }
+
+  private noteCopy(src: string, dst: string, method: CopyMethod): void {
+    this.recentCopies.push({ src, dst, method });
+    if (this.recentCopies.length > 32) this.recentCopies.shift();
+    this.opts.log?.(`${method === 'reflink' ? 'reflinked' : 'copied (no reflink here)'} ${src} -> ${dst}`);
+  }
+
+  private ctx() { return { noteCopy: (s: string, d: string, m: CopyMethod) => this.noteCopy(s, d, m) }; }
+
+  /** Serialise operations per qube, as Qubes' per-volume locks do. */
+  private async locked<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(key) ?? Promise.resolve();
+    const run = prev.then(fn, fn);
+    const tail = run.catch(() => undefined);
+    this.locks.set(key, tail);
+    try { return await run; } finally { if (this.locks.get(key) === tail) this.locks.delete(key); }
+  }
+
+  private fire(vm: StorageVm, event: string, kwargs: Array<[string, string]>): void {
+    this.app.events?.fire(vm.name, event, kwargs);
+  }
+
+  // ---- pools -------------------------------------------------------------
+
+  poolNames(): string[] { return [...this.pools.keys()]; }
+  pool(name: string): Pool | undefined { return this.pools.get(name); }
+  allPools(): Pool[] { return [...this.pools.values()]; }
+
+  private savePools(): void {
+    this.app.pools = this.allPools().map((p) => p.toDoc());
+    this.app.markGlobalsDirty();
+  }
+
+  /** Add a pool (parameters already checked against the driver's list by the caller). */
+  async addPool(driver: string, name: string, params: ReadonlyMap<string, string>): Promise<Pool> {
+    if (this.pools.has(name)) throw QubesException(`pool named ${name} already exists \n`);
+    const pool = makePool(driver, name, params, this.ctx());
+    await pool.setup();
+    this.pools.set(name, pool);
+    this.savePools();
+    this.app.events?.fire('', 'pool-add', [['pool', name]]);
+    return pool;
+  }
+
+  async removePool(name: string): Promise<void> {
+    const pool = this.pools.get(name);
+    if (!pool) return;
+    for (const vm of this.app.allVms()) {
+      for (const doc of vm.volumeConfig) {
+        if (this.effectivePoolName(parseVolumeConf(doc)) === name) throw QubesPoolInUseError(name, `Storage pool is in use: ${pool.pyRepr()}`);
+      }
+    }
+    for (const suffix of ['', '_kernel', '_private', '_root', '_volatile']) {
+      if (this.access.globalProperty('default_pool' + suffix) === name) {
+        throw QubesPoolInUseError(name, `Storage pool is in use: set as default_pool${suffix}`);
+      }
+    }
+    this.pools.delete(name);
+    this.savePools();
+    this.app.events?.fire('', 'pool-delete', [['pool', name]]);
+  }
+
+  setPoolRevisionsToKeep(name: string, value: number): void {
+    this.mustPool(name).setRevisionsToKeep(value);
+    this.savePools();
+  }
+
+  setPoolEphemeralVolatile(name: string, value: boolean): void {
+    this.mustPool(name).setEphemeralVolatile(value);
+    this.savePools();
+  }
+
+  private mustPool(name: string): Pool {
+    const p = this.pools.get(name);
+    if (!p) throw QubesException(`Unknown storage pool ${name}`);
+    return p;
+  }
+
+  /** admin.pool.Info body: sorted config, then size, usage, included_in. */
+  async poolInfo(name: string): Promise<string> {
+    const pool = this.mustPool(name);
+    let out = [...pool.config()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, v]) => `${k}=${v}\n`).join('');
+    const size = await pool.size();
+    if (size !== null) out += `size=${size}\n`;
+    const usage = await pool.usage();
+    if (usage !== null) out += `usage=${usage}\n`;
+    const inc = pool.includedIn(this.allPools());
+    if (inc) out += `included_in=${inc.name}\n`;
+    return out;
+  }
+
+  async poolUsageDetails(name: string): Promise<string> {
+    const d = await this.mustPool(name).usageDetails();
+    return d.sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, v]) => `${k}=${v}\n`).join('');
+  }
+
+  /** Volume ids in a pool, as admin.pool.volume.List lists them. */
+  async poolVolumeIds(name: string): Promise<string[]> {
+    const pool = this.mustPool(name);
+    if (pool instanceof KernelPool) {
+      const ids = new Set(await pool.installed());
+      for (const vm of this.app.allVms()) {
+        for (const doc of vm.volumeConfig) {
+          if (this.effectivePoolName(parseVolumeConf(doc)) !== name) continue;
+          const k = this.access.kernel(vm);
+          if (k) ids.add(k);
+        }
+      }
+      return [...ids].sort();
+    }
+    const ids: string[] = [];
+    for (const vm of this.app.allVms()) {
+      for (const doc of vm.volumeConfig) {
+        const conf = parseVolumeConf(doc);
+        if (this.effectivePoolName(conf) !== name) continue;
+        ids.push(conf.vid ?? `${this.vidPrefix(vm)}/${conf.name}`);
+      }
+    }
+    return ids;
+  }
+
+  // ---- default pools -----------------------------------------------------
+
+  /** The pool a new volume of this name goes to: default_pool_<name>, default_pool, Qubes' fallback. */
+  defaultPoolName(volumeName: string): string {
+    if (['root', 'private', 'volatile', 'kernel'].includes(volumeName)) {
+      const v = this.access.globalProperty(`default_pool_${volumeName}`);
+      if (v && this.pools.has(v)) return v;
+    }
+    const dp = this.access.globalProperty('default_pool');
+    if (dp && this.pools.has(dp)) return dp;
+    if (this.pools.has('default')) return 'default';
+    for (const p of this.pools.values()) {
+      if (p instanceof DirPool && path.resolve(p.dirPath) === this.baseDir) return p.name;
+    }
+    throw QubesException('Cannot determine default storage pool');
+  }
+
+  private effectivePoolName(conf: VolumeConf): string | undefined {
+    if (conf.pool) return conf.pool;
+    try { return this.defaultPoolName(conf.name); } catch { return undefined; }
+  }
+
+  // ---- volumes -----------------------------------------------------------
+
+  vidPrefix(vm: StorageVm): string {
+    return `${vm.klass === 'TemplateVM' ? 'vm-templates' : 'appvms'}/${vm.name}`;
+  }
+
+  private slot(vm: StorageVm): VolumeSlot { return { vm, vidPrefix: this.vidPrefix(vm) }; }
+
+  /** Volume names of a qube, in its configuration's order. */
+  volumeNames(vm: StorageVm): string[] {
+    return vm.volumeConfig.map((d) => parseVolumeConf(d).name).filter((n) => n !== '');
+  }
+
+  hasVolume(vm: StorageVm, name: string): boolean { return this.volumeNames(vm).includes(name); }
+
+  /** Build the volume `name` of `vm` from its configuration. */
+  volume(vm: StorageVm, name: string, depth = 0): Volume {
+    const doc = vm.volumeConfig.find((d) => parseVolumeConf(d).name === name);
+    if (!doc) throw StoragePoolException(`Qube ${vm.name} has no volume ${name}`);
+    return this.build(vm, parseVolumeConf(doc), depth);
+  }
+
+  private build(vm: StorageVm, raw: VolumeConf, depth: number): Volume {
+    const poolName = raw.pool ?? this.defaultPoolName(raw.name);
+    const pool = this.pools.get(poolName);
+    if (!pool) throw QubesException(`Unknown storage pool ${poolName}`);
+    const conf = pool.initConf(raw, this.slot(vm));
+    let source: Volume | null = null;
+    if (conf.snapOnStart && !(pool instanceof KernelPool)) source = this.findSource(vm, conf, depth);
+    const kernel = pool instanceof KernelPool ? this.access.kernel(vm) : null;
+    return pool.volume(vm, conf, source, kernel);
+  }
+
+  /** The volume a snap_on_start volume snapshots: by its source vid, else up the template chain. */
+  private findSource(vm: StorageVm, conf: VolumeConf, depth: number): Volume | null {
+    if (depth > 8) throw StoragePoolException(`Volume ${conf.vid}: source chain too long`);
+    const candidates: StorageVm[] = [];
+    for (let t = this.access.template(vm); t && candidates.length < 8; t = this.access.template(t)) candidates.push(t);
+    if (conf.source) {
+      const match = (v: StorageVm) => v.volumeConfig.some((d) => {
+        const c = parseVolumeConf(d);
+        return c.name !== '' && (c.vid ?? `${this.vidPrefix(v)}/${c.name}`) === conf.source && this.effectivePoolName(c) === conf.pool;
+      });
+      const owner = candidates.find(match) ?? this.app.allVms().find((v) => v !== vm && match(v));
+      if (!owner) return null;
+      const name = owner.volumeConfig.map(parseVolumeConf).find((c) => (c.vid ?? `${this.vidPrefix(owner)}/${c.name}`) === conf.source)!.name;
+      return this.volume(owner, name, depth + 1);
+    }
+    for (const t of candidates) {
+      if (!this.hasVolume(t, conf.name)) return null;
+      const src = this.volume(t, conf.name, depth + 1);
+      if (!src.snapOnStart) return src;
+    }
+    return null;
+  }
+
+  private save(vm: StorageVm, vol: Volume): void {
+    const i = vm.volumeConfig.findIndex((d) => parseVolumeConf(d).name === vol.name);
+    const doc = volumeConfDoc(vol.conf);
+    if (i >= 0) vm.volumeConfig[i] = doc; else vm.volumeConfig.push(doc);
+    this.app.markDirty(vm);
+  }
+
+  private mustBeHalted(vm: StorageVm): void {
+    if (!isHalted(vm)) throw QubesVMNotHaltedError(vm.name);
+  }
+
+  private importKey(vm: StorageVm, name: string): string { return `${vm.name}\0${name}`; }
+
+  private noImportRunning(vm: StorageVm, vol: Volume): void {
+    if (this.imports.has(this.importKey(vm, vol.name))) throw StoragePoolException(`An import into volume ${vol.vid} is in progress`);
+  }
+
+  /** admin.vm.volume.Info body. */
+  async info(vm: StorageVm, name: string): Promise<string> {
+    const v = this.volume(vm, name);
+    const values: Record<(typeof VOLUME_PROPS_ORDER)[number], string> = {
+      pool: v.pool.name,
+      vid: v.vid,
+      size: String(await v.size()),
+      usage: String(await v.usage()),
+      rw: py(v.rw),
+      source: v.source ? v.source.vid : (v.snapOnStart && v.conf.source) || '',
+      path: v.path() ?? '',
+      save_on_stop: py(v.saveOnStop),
+      snap_on_start: py(v.snapOnStart),
+      revisions_to_keep: String(v.revisionsToKeep),
+      ephemeral: py(v.ephemeral),
+    };
+    return VOLUME_PROPS_ORDER.map((k) => `${k}=${values[k]}\n`).join('') + `is_outdated=${py(await v.isOutdated())}\n`;
+  }
+
+  /** Revision ids, oldest first (by timestamp, as Qubes sorts them). */
+  async listSnapshots(vm: StorageVm, name: string): Promise<string[]> {
+    const revs = await this.volume(vm, name).revisions();
+    return [...revs].sort((a, b) => (a.timestamp < b.timestamp ? -1 : a.timestamp > b.timestamp ? 1 : 0)).map((r) => r.id);
+  }
+
+  async revisionExists(vm: StorageVm, name: string, revision: string): Promise<boolean> {
+    return (await this.volume(vm, name).revisions()).some((r) => r.id === revision);
+  }
+
+  async revert(vm: StorageVm, name: string, revision: string): Promise<void> {
+    await this.locked(vm.name, async () => {
+      this.mustBeHalted(vm);
+      const v = this.volume(vm, name);
+      this.noImportRunning(vm, v);
+      await v.revert(revision);
+      this.save(vm, v);
+    });
+  }
+
+  async resize(vm: StorageVm, name: string, size: number): Promise<void> {
+    await this.locked(vm.name, async () => {
+      const v = this.volume(vm, name);
+      this.noImportRunning(vm, v);
+      try { await v.resize(size); } finally { this.save(vm, v); }
+    });
+  }
+
+  /** admin.vm.volume.Clear: import empty data of the same size. */
+  async clear(vm: StorageVm, name: string): Promise<void> {
+    await this.locked(vm.name, async () => {
+      this.mustBeHalted(vm);
+      const v = this.volume(vm, name);
+      this.noImportRunning(vm, v);
+      const size = await v.size();
+      await v.importBegin(size);
+      this.fire(vm, 'domain-volume-import-begin', [['volume', name], ['size', String(size)]]);
+      try { await v.importEnd(true); } catch (e) {
+        await v.importEnd(false).catch(() => undefined);
+        this.fire(vm, 'domain-volume-import-end', [['volume', name], ['success', 'False']]);
+        throw e;
+      }
+      this.fire(vm, 'domain-volume-import-end', [['volume', name], ['success', 'True']]);
+      this.save(vm, v);
+    });
+  }
+
+  async setRevisionsToKeep(vm: StorageVm, name: string, value: number): Promise<void> {
+    if (value < -1) throw QubesValueError('Invalid value for revisions_to_keep');
+    const v = this.volume(vm, name);
+    const current = v.revisionsToKeep;
+    const toggling = value !== current && (current === -1 || value === -1);
+    if (toggling && !isHalted(vm)) throw QubesVMNotHaltedError(vm.name);
+    if (toggling && vm.klass === 'AppVM') {
+      for (const d of this.app.allVms()) {
+        if (d.klass === 'DispVM' && this.access.template(d) === vm && !isHalted(d)) throw QubesVMNotHaltedError(d.name);
+      }
+    }
+    v.setRevisionsToKeep(value);
+    this.save(vm, v);
+  }
+
+  setRw(vm: StorageVm, name: string, value: boolean): void {
+    this.mustBeHalted(vm);
+    const v = this.volume(vm, name);
+    v.setRw(value);
+    this.save(vm, v);
+  }
+
+  setEphemeral(vm: StorageVm, name: string, value: boolean): void {
+    const v = this.volume(vm, name);
+    v.setEphemeral(value);
+    this.save(vm, v);
+  }
+
+  // ---- clone -------------------------------------------------------------
+
+  /** admin.vm.volume.CloneFrom: a one-time token naming this volume. */
+  cloneFrom(vm: StorageVm, name: string): string {
+    const v = this.volume(vm, name);
+    let token = '';
+    for (let i = 0; i < 32; i++) token += TOKEN_CHARS[randomInt(TOKEN_CHARS.length)];
+    this.clones.set(token, { vm: vm.name, volume: name, pool: v.pool.name, vid: v.vid });
+    return token;
+  }
+
+  /** admin.vm.volume.CloneTo: the token is spent whatever happens next. */
+  async cloneTo(vm: StorageVm, name: string, token: string): Promise<CopyMethod | null> {
+    const src = this.clones.get(token);
+    if (!src) throw QubesVolumeCopyTokenNotFoundError();
+    this.clones.delete(token);
+    if (!this.pools.has(src.pool)) throw QubesPoolNotFoundError();
+    const srcVm = this.app.getVm(src.vm);
+    if (!srcVm || !this.hasVolume(srcVm, src.volume)) throw QubesVolumeNotFoundError();
+    const srcVol = this.volume(srcVm, src.volume);
+    if (srcVol.pool.name !== src.pool || srcVol.vid !== src.vid) throw QubesVolumeNotFoundError();
+    return this.locked(vm.name, async () => {
+      const dst = this.volume(vm, name);
+      const srcRunning = !isHalted(srcVm);
+      if (srcRunning && srcVol.snapshotsDisabled) throw StoragePoolException(`Volume ${srcVol.vid} must be stopped before importing its data`);
+      this.mustBeHalted(vm);
+      this.noImportRunning(vm, dst);
+      const method = await dst.importVolume(srcVol, srcRunning);
+      this.fire(vm, 'domain-import-volume', [['name', name], ['source', srcVol.vid]]);
+      this.save(vm, dst);
+      return method;
+    });
+  }
+
+  // ---- import (internal.vm.volume.ImportBegin / ImportEnd) ---------------
+
+  /** Prepare a file for new data; `size` null keeps the volume's size (a function is evaluated once the qube is known halted). */
+  async importBegin(vm: StorageVm, name: string, size: number | null | (() => number | null)): Promise<{ size: number; path: string }> {
+    return this.locked(vm.name, async () => {
+      this.mustBeHalted(vm);
+      const requested = typeof size === 'function' ? size() : size;
+      const v = this.volume(vm, name);
+      this.noImportRunning(vm, v);
+      const target = requested ?? (await v.size());
+      const file = await v.importBegin(target);
+      if (/\s/.test(file)) {
+        await v.importEnd(false);
+        throw ProtocolError('Path contains whitespace');
+      }
+      this.imports.set(this.importKey(vm, name), { size: target, path: file });
+      this.fire(vm, 'domain-volume-import-begin', [['volume', name], ['size', String(target)]]);
+      return { size: target, path: file };
+    });
+  }
+
+  /** Commit (success) or discard the prepared data. On failure, `error` is the writer's reason. */
+  async importEnd(vm: StorageVm, name: string, success: boolean, error = ''): Promise<void> {
+    await this.locked(vm.name, async () => {
+      const key = this.importKey(vm, name);
+      const state = this.imports.get(key);
+      if (!state) throw StoragePoolException(`No import in progress for volume ${name} of ${vm.name}`);
+      this.imports.delete(key);
+      const v = this.volume(vm, name);
+      let ok = success;
+      let reason = error;
+      if (ok) {
+        const actual = await fileSize(state.path);
+        if (actual !== state.size) { ok = false; reason = `size of imported data is ${actual ?? 'unknown'}, expected ${state.size} bytes`; }
+      }
+      try {
+        await v.importEnd(ok);
+      } catch (e) {
+        await v.importEnd(false).catch(() => undefined);
+        this.fire(vm, 'domain-volume-import-end', [['volume', name], ['success', 'False']]);
+        throw e;
+      }
+      this.fire(vm, 'domain-volume-import-end', [['volume', name], ['success', py(ok)]]);
+      if (ok) this.save(vm, v);
+      else throw QubesException(`Data import failed: ${reason}`);
+    });
+  }
+
+  /** Is an import into this volume between ImportBegin and ImportEnd? */
+  importInProgress(vm: StorageVm, name: string): boolean { return this.imports.has(this.importKey(vm, name)); }
+
+  // ---- qube life cycle ---------------------------------------------------
+
+  /** Create the volumes of a new qube (the model's volumeHooks.created). */
+  async createVolumes(vm: StorageVm, placement: Placement = {}): Promise<void> {
+    if (placement.pool && placement.pools && Object.keys(placement.pools).length) {
+      throw ProtocolError("Conflicting options specified: 'pool=', 'pool:volume='");
+    }
+    for (const p of [placement.pool, ...Object.values(placement.pools ?? {})]) {
+      if (p !== undefined && !this.pools.has(p)) throw QubesException(`Unknown storage pool ${p}`);
+    }
+    const confs = vm.volumeConfig.length ? vm.volumeConfig.map(parseVolumeConf) : this.defaultConfs(vm);
+    const created: Volume[] = [];
+    try {
+      const built: Volume[] = [];
+      for (const raw of confs) {
+        const c = { ...raw };
+        if (c.snapOnStart && !c.source) this.takeFromSource(vm, c);
+        if (placement.pool && !c.snapOnStart && c.rw) c.pool = placement.pool;
+        else if (!placement.pool && placement.pools && placement.pools[c.name] !== undefined) {
+          if (c.snapOnStart) {
+            throw QubesException(`Snapshot volume ${c.name} must be in the same pool as its origin (${c.name} volume of template),cannot move to pool ${placement.pools[c.name]} `);
+          }
+          c.pool = placement.pools[c.name];
+        }
+        if (!c.pool) c.pool = this.defaultPoolName(c.name);
+        const pool = this.pools.get(c.pool);
+        if (!pool) throw QubesException(`Unknown storage pool ${c.pool}`);
+        const full = pool.initConf(c, this.slot(vm));
+        if (full.vid && !(pool instanceof KernelPool)) pathInPool(pool.dirPath, full.vid); // refuse escaping names early
+        built.push(pool.volume(vm, full, null, pool instanceof KernelPool ? this.access.kernel(vm) : null));
+      }
+      for (const v of built) {
+        this.assertNotShared(vm, v);
+        await v.create();
+        created.push(v);
+      }
+      vm.volumeConfig = built.map((v) => volumeConfDoc(v.conf));
+      this.app.markDirty(vm);
+    } catch (e) {
+      for (const v of created.reverse()) await v.remove().catch(() => undefined);
+      throw e;
+    }
+  }
+
+  private defaultConfs(vm: StorageVm): VolumeConf[] {
+    return (defaultVolumes(vm.klass) ?? []).map((t) => ({
+      name: t.name, rw: t.rw, saveOnStop: t.saveOnStop, snapOnStart: t.snapOnStart, size: t.size ?? 0, extra: [],
+    }));
+  }
+
+  /** Qubes' _update_volume_config_source: source, pool and size from the template chain. */
+  private takeFromSource(vm: StorageVm, c: VolumeConf): void {
+    let t = this.access.template(vm);
+    for (let i = 0; t && i < 8; i++) {
+      if (!this.hasVolume(t, c.name)) break;
+      const src = this.volume(t, c.name);
+      c.source = src.vid;
+      c.pool = src.pool.name;
+      c.size = src.conf.size;
+      if (!src.snapOnStart) return;
+      t = this.access.template(t);
+    }
+    if (!c.source) throw StoragePoolException(`snap_on_start specified on '${c.name}' but no volume source set`);
+  }
+
+  /** A volume id another qube already uses must never be created over or removed. */
+  private sharedWith(vm: StorageVm, v: Volume): StorageVm | null {
+    if (v.pool instanceof KernelPool) return null;
+    for (const other of this.app.allVms()) {
+      if (other === vm || other.name === vm.name) continue;
+      for (const doc of other.volumeConfig) {
+        const c = parseVolumeConf(doc);
+        const poolName = this.effectivePoolName(c);
+        if (poolName !== v.pool.name) continue;
+        const vid = c.vid ?? `${this.vidPrefix(other)}/${c.name}`;
+        if (vid === v.vid || (c.snapOnStart && c.source === v.vid)) return other;
+      }
+    }
+    return null;
+  }
+
+  private assertNotShared(vm: StorageVm, v: Volume): void {
+    const other = this.sharedWith(vm, v);
+    if (other) throw StoragePoolException(`Volume ${v.pool.name}:${v.vid} is already used by qube ${other.name}`);
+  }
+
+  /** Remove a qube's volumes from disk (the model's volumeHooks.removing). */
+  async removeVolumes(vm: StorageVm): Promise<void> {
+    await this.locked(vm.name, async () => {
+      const dirs = new Set<string>();
+      const errors: string[] = [];
+      for (const name of this.volumeNames(vm)) {
+        let v: Volume;
+        try { v = this.volume(vm, name); } catch (e) { errors.push(`${name}: ${(e as Error).message}`); continue; }
+        this.imports.delete(this.importKey(vm, name));
+        if (this.sharedWith(vm, v)) { this.opts.log?.(`not removing ${v.pool.name}:${v.vid}: used by another qube`); continue; }
+        try { await v.remove(); } catch (e) { errors.push(`${name}: ${(e as Error).message}`); }
+        if (v.pool instanceof DirPool) dirs.add(path.join(v.pool.dirPath, this.vidPrefix(vm)));
+      }
+      for (const d of dirs) await removeEmptyDir(d);
+      for (const [token, src] of this.clones) if (src.vm === vm.name) this.clones.delete(token);
+      if (errors.length) this.opts.log?.(`errors removing volumes of ${vm.name}: ${errors.join('; ')}`);
+    });
+  }
+
+  /** Prepare every volume for a starting qube; returns its disks. Undoes what it did on failure. */
+  async startVolumes(vm: StorageVm): Promise<BlockDevice[]> {
+    return this.locked(vm.name, async () => {
+      const vols = this.volumeNames(vm).map((n) => this.volume(vm, n));
+      for (const v of vols) {
+        this.noImportRunning(vm, v);
+        if (v.source && v.source.snapshotsDisabled && !isHalted(v.source.vm)) {
+          throw StoragePoolException(`Volume ${v.source.vid} is running`);
+        }
+      }
+      const started: Volume[] = [];
+      try {
+        for (const v of vols) { await v.start(); started.push(v); }
+      } catch (e) {
+        for (const v of started.reverse()) await v.stop().catch(() => undefined);
+        throw e;
+      }
+      const out: BlockDevice[] = [];
+      for (const v of vols) {
+        const p = v.blockDevice();
+        if (p) out.push({ name: v.name, path: p, rw: v.rw });
+      }
+      return out;
+    });
+  }
+
+  /** Commit or discard each volume of a stopped qube. */
+  async stopVolumes(vm: StorageVm): Promise<void> {
+    await this.locked(vm.name, async () => {
+      const errors: Error[] = [];
+      for (const n of this.volumeNames(vm)) {
+        try {
+          const v = this.volume(vm, n);
+          await v.stop();
+          this.save(vm, v);
+        } catch (e) { errors.push(e as Error); }
+      }
+      if (errors.length) throw errors[0];
+    });
+  }
+}

@@ -1,0 +1,486 @@
+// The persistent store: qubes.xml plus a write-ahead journal beside it.
+//
+// Qubes rewrites the whole qubes.xml on every change, so a write costs time
+// proportional to the number of qubes. Here a commit appends one framed record
+// (the changed domains, as JSON) to `qubes.xml.journal.<n>` and fdatasyncs
+// it: the cost depends on what changed, not on the store. Concurrent commits
+// queued while a write is in flight go out together as the next record (group
+// commit), so many callers share one fsync.
+//
+// qubes.xml stays a complete file Qubes can load: it is only ever replaced
+// atomically (temporary file, fsync, rename, fsync of the directory) with a
+// full snapshot, on open (after replaying journals), whenever the journal
+// grows past a threshold, and on close. Before a snapshot is taken, new
+// commits are switched to a fresh journal file, so a commit that lands while
+// the snapshot is being written is never in a journal that gets deleted.
+// Replaying journals older than the snapshot is harmless (each record
+// replaces whole domains), so deleting them needs no particular ordering.
+//
+// A corrupt or unreadable qubes.xml or journal stops open() with the path and
+// the reason, and nothing is written. See lock.ts for the one-daemon lock.
+
+import { constants } from 'node:fs';
+import { open, readdir, readFile, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import type { Change, DomainDoc, QubesDoc } from './document.js';
+import { JournalCorruption, encodeRecord, readRecords } from './journal.js';
+import { LockError, StoreLock } from './lock.js';
+import { parseQubesXml, serializeDomain, serializeGlobals, serializeQubesXml } from './qubes-xml.js';
+import { parseXml, XmlError } from './xml.js';
+
+export class StoreError extends Error {
+  constructor(readonly path: string, message: string) {
+    super(message);
+    this.name = 'StoreError';
+  }
+}
+
+export interface StoreOptions {
+  /** The document to create the store from when qubes.xml does not exist. */
+  fresh?: () => QubesDoc;
+  /** Compact after this many journal records (default 10000). */
+  compactRecords?: number;
+  /** Compact after this many journal bytes (default: the larger of 8 MiB and 4 x qubes.xml). */
+  compactBytes?: number;
+}
+
+const DEFAULT_COMPACT_RECORDS = 10_000;
+const MIN_COMPACT_BYTES = 8 << 20;
+
+/** `size` is the end of the last record; the file is zero-filled up to `allocated`. */
+interface Journal { seq: number; path: string; fh: FileHandle; size: number; allocated: number; records: number }
+interface Pending { json: string; resolve: () => void; reject: (e: Error) => void }
+
+export class Store {
+  /**
+   * What was loaded (after journal replay). Read-only: until setSnapshot()
+   * is called the store's own snapshots share these objects.
+   */
+  readonly doc: QubesDoc;
+
+  private provider: (() => QubesDoc) | null = null;
+  /** The acknowledged state, kept while no snapshot provider is set. */
+  private state: DocState | null;
+  private queue: Pending[] = [];
+  /** The running flush loop, if any; `flushing` is cleared synchronously when it ends. */
+  private loop: Promise<void> = Promise.resolve();
+  private flushing = false;
+  private compaction: Promise<void> | null = null;
+  /** Journals whose records are not yet known to be in qubes.xml. */
+  private retired: string[] = [];
+  private broken: StoreError | null = null;
+  private closing: Promise<void> | null = null;
+  private xmlSize: number;
+
+  private constructor(
+    readonly path: string,
+    private readonly lock: StoreLock,
+    private journal: Journal,
+    state: DocState,
+    xmlSize: number,
+    private readonly opts: StoreOptions,
+  ) {
+    this.state = state;
+    this.xmlSize = xmlSize;
+    this.doc = state.toDoc();
+  }
+
+  /**
+   * Takes the lock, loads qubes.xml (creating it from `fresh` if missing),
+   * replays and folds in any journal, and starts a new journal.
+   */
+  static async open(path: string, opts: StoreOptions = {}): Promise<Store> {
+    path = resolve(path);
+    let lock: StoreLock;
+    try {
+      lock = await StoreLock.acquire(path + '.lock', path);
+    } catch (e) {
+      throw new StoreError(path, e instanceof LockError ? e.message : `cannot lock ${path}: ${(e as Error).message}`);
+    }
+    try {
+      const dir = dirname(path);
+      await unlink(tempPath(path)).catch(() => {}); // left by a daemon killed while writing a snapshot
+      const journals = await listJournals(path);
+      const { doc, size, created } = await loadXml(path, journals.length > 0, opts.fresh);
+      const state = new DocState(doc, path);
+      for (const j of journals) await replay(j.path, state, path);
+      let xmlSize = size;
+      if (created || journals.length > 0) {
+        xmlSize = await writeAtomic(path, serializeQubesXml(state.toDoc()));
+        for (const j of journals) await unlink(j.path);
+        await fsyncDir(dir);
+      }
+      const seq = journals.length ? journals[journals.length - 1]!.seq + 1 : 1;
+      const journal = await createJournal(path, seq);
+      return new Store(path, lock, journal, state, xmlSize, opts);
+    } catch (e) {
+      await lock.release().catch(() => {});
+      if (e instanceof StoreError) throw e;
+      throw new StoreError(path, `cannot open store ${path}: ${(e as Error).message}`);
+    }
+  }
+
+  /**
+   * From now on snapshots (compaction) are taken from `provider`, the live
+   * model, instead of the store's own copy of the acknowledged state.
+   */
+  setSnapshot(provider: () => QubesDoc): void {
+    this.provider = provider;
+    this.state = null;
+  }
+
+  /** Resolves once the changes are durable; rejects (writing nothing) if they cannot be stored. */
+  commit(changes: Change[]): Promise<void> {
+    if (this.closing) return Promise.reject(new StoreError(this.path, `store ${this.path} is closed`));
+    if (this.broken) return Promise.reject(this.broken);
+    if (changes.length === 0) return Promise.resolve();
+    let json: string;
+    try {
+      for (const c of changes) checkChange(c);
+      json = changes.map((c) => JSON.stringify(c)).join(',');
+    } catch (e) {
+      return Promise.reject(new StoreError(this.path, `refusing to store a change: ${(e as Error).message}`));
+    }
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ json, resolve, reject });
+      if (!this.flushing) {
+        this.flushing = true;
+        this.loop = this.flush();
+      }
+    });
+  }
+
+  /** Waits for pending commits, writes a final snapshot, removes the journal and releases the lock. */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    try {
+      while (this.flushing) await this.loop;
+      await this.compaction;
+      const j = this.journal;
+      await j.fh.close();
+      if (this.broken) throw this.broken;
+      if (j.records > 0 || this.retired.length > 0) {
+        await writeAtomic(this.path, this.snapshotXml());
+      }
+      for (const p of [...this.retired, j.path]) await unlink(p).catch(ignoreMissing);
+      this.retired = [];
+      await fsyncDir(dirname(this.path));
+    } catch (e) {
+      throw e instanceof StoreError ? e : new StoreError(this.path, `closing store ${this.path}: ${(e as Error).message}`);
+    } finally {
+      await this.lock.release();
+    }
+  }
+
+  /**
+   * Writes queued commits, one record per batch, until the queue is empty.
+   * `flushing` is cleared in the same synchronous step that finds the queue
+   * empty, so a commit arriving afterwards always starts a new loop.
+   */
+  private async flush(): Promise<void> {
+    for (;;) {
+      if (this.queue.length === 0) { this.flushing = false; return; }
+      try {
+        await this.writeBatch();
+      } catch (e) {
+        this.flushing = false; // not expected: writeBatch settles every commit itself
+        throw e;
+      }
+    }
+  }
+
+  /** Appends everything queued as one record, fdatasyncs it and settles those commits. */
+  private async writeBatch(): Promise<void> {
+    const batch = this.queue;
+    this.queue = [];
+    if (this.broken) {
+      for (const p of batch) p.reject(this.broken);
+      return;
+    }
+    const j = this.journal;
+    const payload = batch.length === 1 ? '[' + batch[0]!.json + ']' : '[' + batch.map((p) => p.json).join(',') + ']';
+    let rec: Buffer;
+    try {
+      rec = encodeRecord(Buffer.from(payload, 'utf8'));
+      if (j.size + rec.length > j.allocated) await preallocate(j, j.size + rec.length);
+      await writeFully(j.fh, rec, j.size);
+      await j.fh.datasync();
+    } catch (e) {
+      const err = new StoreError(this.path, `writing journal ${j.path} failed: ${(e as Error).message}`);
+      await this.undoPartialRecord(j, err);
+      for (const p of batch) p.reject(err);
+      return;
+    }
+    j.size += rec.length;
+    j.records++;
+    if (this.state) for (const c of JSON.parse(payload) as Change[]) this.state.apply(c);
+    for (const p of batch) p.resolve();
+    if (!this.compaction && this.compactionDue()) await this.startCompaction();
+  }
+
+  /**
+   * A failed write may leave part of a record behind; a later record after it
+   * would make the journal look damaged. Cut it off, or stop accepting
+   * commits if even that fails.
+   */
+  private async undoPartialRecord(j: Journal, cause: StoreError): Promise<void> {
+    try {
+      await j.fh.truncate(j.size);
+      await j.fh.datasync();
+      j.allocated = j.size;
+    } catch (e) {
+      this.broken = new StoreError(this.path, `${cause.message}; the journal could not be repaired (${(e as Error).message}); restart qubesd`);
+    }
+  }
+
+  private compactionDue(): boolean {
+    const j = this.journal;
+    const maxBytes = this.opts.compactBytes ?? Math.max(MIN_COMPACT_BYTES, 4 * this.xmlSize);
+    return j.records >= (this.opts.compactRecords ?? DEFAULT_COMPACT_RECORDS) || j.size >= maxBytes;
+  }
+
+  /**
+   * Switches commits to a new journal, then writes a snapshot in the
+   * background; the old journals are deleted once the snapshot is durable.
+   * Runs between two journal writes, so the old journal is complete.
+   */
+  private async startCompaction(): Promise<void> {
+    const old = this.journal;
+    let next: Journal;
+    try {
+      next = await createJournal(this.path, old.seq + 1);
+    } catch {
+      return; // keep appending to the current journal; the next batch retries
+    }
+    this.journal = next;
+    await old.fh.close().catch(() => {});
+    this.retired.push(old.path);
+    const covered = [...this.retired];
+    let xml: string;
+    try {
+      xml = this.snapshotXml();
+    } catch {
+      return; // the journals stay and are folded in by a later snapshot
+    }
+    this.compaction = (async () => {
+      try {
+        this.xmlSize = await writeAtomic(this.path, xml);
+        for (const p of covered) await unlink(p).catch(ignoreMissing);
+        await fsyncDir(dirname(this.path));
+        this.retired = this.retired.filter((p) => !covered.includes(p));
+      } catch {
+        // qubes.xml is either the old or the new complete file, and every
+        // journal is still there: nothing is lost, a later snapshot retries.
+      }
+    })().finally(() => { this.compaction = null; });
+  }
+
+  private snapshotXml(): string {
+    const doc = this.provider ? this.provider() : this.state!.toDoc();
+    return serializeQubesXml(doc);
+  }
+}
+
+// ---------------------------------------------------------------------------
+
+/** The acknowledged document: the loaded file with committed changes applied. */
+class DocState {
+  private globals: Omit<QubesDoc, 'domains'>;
+  private domains = new Map<string, DomainDoc>();
+
+  constructor(doc: QubesDoc, path: string) {
+    this.globals = { labels: doc.labels, pools: doc.pools, properties: doc.properties, extra: doc.extra };
+    for (const d of doc.domains) {
+      if (this.domains.has(d.id)) throw new StoreError(path, `${path} is not a loadable Qubes store: duplicate domain id ${d.id}`);
+      this.domains.set(d.id, d);
+    }
+  }
+
+  apply(c: Change): void {
+    switch (c.kind) {
+      case 'domain': this.domains.set(c.doc.id, c.doc); break;
+      case 'domain-removed': this.domains.delete(c.id); break;
+      case 'globals': this.globals = { labels: c.labels, pools: c.pools, properties: c.properties, extra: c.extra }; break;
+    }
+  }
+
+  /** In Qubes' order: dom0 first, then by name. */
+  toDoc(): QubesDoc {
+    const domains = [...this.domains.values()].map((d) => ({ d, key: d.klass === 'AdminVM' ? '' : '\u0001' + (propertyOf(d, 'name') ?? d.id) }));
+    domains.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    return { ...this.globals, domains: domains.map((x) => x.d) };
+  }
+}
+
+function propertyOf(d: DomainDoc, name: string): string | undefined {
+  for (const [k, v] of d.properties) if (k === name) return v;
+  return undefined;
+}
+
+/** Refuses what qubes.xml could not hold (and malformed changes) before anything is written. */
+function checkChange(c: Change): void {
+  switch (c?.kind) {
+    case 'domain': serializeDomain(c.doc); return;
+    case 'domain-removed':
+      if (typeof c.id !== 'string') throw new Error('domain-removed without an id');
+      return;
+    case 'globals':
+      serializeGlobals(c);
+      for (const x of c.extra) parseXml(x);
+      return;
+    default: throw new Error(`unknown change kind ${JSON.stringify((c as { kind?: unknown })?.kind)}`);
+  }
+}
+
+function isChange(v: unknown): v is Change {
+  if (typeof v !== 'object' || v === null) return false;
+  const c = v as Record<string, unknown>;
+  if (c.kind === 'domain') {
+    const d = c.doc as Record<string, unknown> | null;
+    return typeof d === 'object' && d !== null && typeof d.id === 'string' && typeof d.klass === 'string' &&
+      ['properties', 'features', 'tags', 'devices', 'volumeConfig', 'extra'].every((k) => Array.isArray(d[k]));
+  }
+  if (c.kind === 'domain-removed') return typeof c.id === 'string';
+  if (c.kind === 'globals') return ['labels', 'pools', 'properties', 'extra'].every((k) => Array.isArray(c[k]));
+  return false;
+}
+
+// ---------------------------------------------------------------------------
+// Files
+
+function tempPath(path: string): string { return path + '~new'; }
+function journalPath(path: string, seq: number): string { return `${path}.journal.${seq}`; }
+
+async function listJournals(path: string): Promise<Array<{ seq: number; path: string }>> {
+  const prefix = basename(path) + '.journal.';
+  const names = await readdir(dirname(path));
+  return names
+    .filter((n) => n.startsWith(prefix) && /^[0-9]+$/.test(n.slice(prefix.length)))
+    .map((n) => ({ seq: Number(n.slice(prefix.length)), path: join(dirname(path), n) }))
+    .sort((a, b) => a.seq - b.seq);
+}
+
+async function loadXml(path: string, haveJournals: boolean, fresh?: () => QubesDoc): Promise<{ doc: QubesDoc; size: number; created: boolean }> {
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(path);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (err.code !== 'ENOENT') throw new StoreError(path, `cannot read store ${path}: ${err.message}`);
+    if (haveJournals) {
+      throw new StoreError(path, `store ${path} is missing but journal files exist beside it; refusing to start ` +
+        '(restore qubes.xml or move the journal files away)');
+    }
+    if (!fresh) throw new StoreError(path, `store ${path} does not exist`);
+    return { doc: fresh(), size: 0, created: true };
+  }
+  try {
+    return { doc: parseQubesXml(bytes), size: bytes.length, created: false };
+  } catch (e) {
+    const reason = e instanceof XmlError ? `malformed XML at ${e.message}` : (e as Error).message;
+    throw new StoreError(path, `${path} is not a loadable Qubes store: ${reason}`);
+  }
+}
+
+async function replay(file: string, state: DocState, store: string): Promise<void> {
+  const bad = (why: string) => new StoreError(store, `journal ${file} of store ${store} is damaged: ${why}; ` +
+    'refusing to start (nothing was modified)');
+  let buf: Buffer;
+  try {
+    buf = await readFile(file);
+  } catch (e) {
+    throw new StoreError(store, `cannot read journal ${file}: ${(e as Error).message}`);
+  }
+  let payloads: Buffer[];
+  try {
+    payloads = readRecords(buf).payloads;
+  } catch (e) {
+    if (e instanceof JournalCorruption) throw bad(e.message);
+    throw e;
+  }
+  payloads.forEach((p, i) => {
+    let changes: unknown;
+    try { changes = JSON.parse(p.toString('utf8')); } catch { throw bad(`record ${i + 1} is not valid JSON`); }
+    if (!Array.isArray(changes) || !changes.every(isChange)) throw bad(`record ${i + 1} does not hold a list of changes`);
+    for (const c of changes) state.apply(c);
+  });
+}
+
+async function createJournal(path: string, seq: number): Promise<Journal> {
+  const jp = journalPath(path, seq);
+  const fh = await open(jp, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o660);
+  try {
+    await fsyncDir(dirname(path));
+  } catch (e) {
+    await fh.close();
+    await unlink(jp).catch(() => {});
+    throw e;
+  }
+  return { seq, path: jp, fh, size: 0, allocated: 0, records: 0 };
+}
+
+/**
+ * Journal space is written with zeros ahead of use, so that a commit
+ * overwrites allocated blocks and its fdatasync flushes just data: appending
+ * would also force a filesystem journal commit (new size and blocks) on every
+ * record, and with it any other dirty data, such as a snapshot being written.
+ * On replay the zeros read as a torn tail and are ignored.
+ */
+const PREALLOCATE = 4 << 20;
+const ZEROS = Buffer.alloc(1 << 20);
+
+async function preallocate(j: Journal, needed: number): Promise<void> {
+  const target = Math.ceil(needed / PREALLOCATE) * PREALLOCATE;
+  for (let at = j.allocated; at < target; at += ZEROS.length) await writeFully(j.fh, ZEROS.subarray(0, Math.min(ZEROS.length, target - at)), at);
+  j.allocated = target;
+}
+
+async function writeFully(fh: FileHandle, buf: Buffer, position: number): Promise<void> {
+  let off = 0;
+  while (off < buf.length) {
+    const { bytesWritten } = await fh.write(buf, off, buf.length - off, position + off);
+    if (bytesWritten === 0) throw new Error('short write');
+    off += bytesWritten;
+  }
+}
+
+/**
+ * Replaces `path` with `text` so that it is at every instant either the old or
+ * the new complete file. Keeps the owner and group of the file it replaces;
+ * mode 0660 as Qubes sets it. Returns the size written.
+ */
+async function writeAtomic(path: string, text: string): Promise<number> {
+  const tmp = tempPath(path);
+  const data = Buffer.from(text, 'utf8');
+  const old = await stat(path).catch(() => null);
+  const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o660);
+  try {
+    try {
+      await writeFully(fh, data, 0);
+      await fh.chmod(0o660);
+      if (old) await fh.chown(old.uid, old.gid).catch(() => {}); // only root may give a file away
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, path);
+  } catch (e) {
+    await unlink(tmp).catch(() => {});
+    throw e;
+  }
+  await fsyncDir(dirname(path));
+  return data.length;
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+  try { await fh.sync(); } finally { await fh.close(); }
+}
+
+function ignoreMissing(e: NodeJS.ErrnoException): void {
+  if (e.code !== 'ENOENT') throw e;
+}

@@ -1,0 +1,3 @@
+// Entry point of bin/qubes-install.
+import { main } from './install.js';
+main();

@@ -1,0 +1,3 @@
+// Entry point of bin/qrexec-client-vm.
+import { main } from './client.js';
+await main();

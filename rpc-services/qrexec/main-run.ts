@@ -1,0 +1,3 @@
+// Process entry of the dispatcher daemon (main.ts stays importable by tests).
+import { main } from './main.js';
+await main();

@@ -1,0 +1,3 @@
+// Entry point of bin/qubes-stack.
+import { main } from './stack.js';
+await main();

@@ -1,0 +1,238 @@
+import t, { type Test } from 'tap';
+import { readdirSync, readFileSync, writeFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { commandDestination, dom0PathDestination, runBackup, type Destination } from '../../qubesd/backup/destination.js';
+import { BackupError, readBackup } from '../../qubesd/backup/reader.js';
+import { listBackup, restoreToDirectory, streamBackup, verifyBackup } from '../../qubesd/backup/restore.js';
+import { BackupAbortedError, writeBackup, type WriteOptions } from '../../qubesd/backup/writer.js';
+import { ByteSource, tarEntries } from '../../qubesd/backup/tar.js';
+import { FAST, enospc, have, memorySink, sampleData, sourceOf, tempDir, type SampleQube } from './util.js';
+
+const CHUNK = 64 * 1024;
+const base: WriteOptions = { passphrase: 'pass phrase', scrypt: FAST, chunkSize: CHUNK };
+
+const QUBES: SampleQube[] = [
+  { name: 'work', klass: 'AppVM', subdir: 'vm1/', files: { 'private.img': sampleData(300_000), 'firewall.xml': Buffer.from('<firewall version="2"/>\n') } },
+  { name: 'fedora', klass: 'TemplateVM', subdir: 'vm2/', files: { 'root.img': sampleData(CHUNK * 2 - 1536), 'private.img': Buffer.alloc(0) } },
+  { name: 'disp', klass: 'DispVM', subdir: 'vm3/', files: {} },
+];
+
+async function archiveEntries(data: Buffer): Promise<Array<{ name: string; size: number }>> {
+  const out = [];
+  for await (const e of tarEntries(ByteSource.from(Readable.from([data])))) out.push({ name: e.name, size: e.size });
+  return out;
+}
+
+async function backupToFile(t: Test, opts: Partial<WriteOptions> = {}, qubes = QUBES): Promise<string> {
+  const dir = tempDir(t);
+  const r = await runBackup(sourceOf(qubes), await dom0PathDestination(dir), { ...base, ...opts });
+  return r.location;
+}
+
+async function restoreAll(archive: string, passphrase = 'pass phrase') {
+  const got = new Map<string, Buffer>();
+  const res = await readBackup(Readable.from([readFileSync(archive)]), { passphrase }, {
+    select: (_xml) => QUBES.map((q) => q.subdir),
+    async onFile(f) {
+      const parts: Buffer[] = [];
+      for await (const p of f.stream) parts.push(p as Buffer);
+      got.set(f.dir + f.name, Buffer.concat(parts));
+    },
+  });
+  return { res, got };
+}
+
+function expectIdentical(t: Test, got: Map<string, Buffer>, qubes = QUBES): void {
+  for (const q of qubes) for (const [name, data] of Object.entries(q.files)) {
+    t.ok(got.get(q.subdir + name)?.equals(data), `${q.subdir}${name} identical`);
+  }
+}
+
+for (const [label, compression] of [['uncompressed', false], ['gzip', true], ['bzip2 command', 'bzip2'], ['xz command', 'xz']] as const) {
+  t.test(`round trip, ${label}`, { skip: typeof compression === 'string' && !have(compression) ? `${compression} not installed` : false }, async (t) => {
+    const sink = memorySink();
+    const progress: number[] = [];
+    const summary = await writeBackup(sourceOf(QUBES), sink, { ...base, compression, onProgress: (p) => progress.push(p.bytesDone / p.bytesTotal) });
+    const data = sink.data();
+    t.equal(summary.archiveBytes, data.length, 'summary counts every byte');
+    t.equal(progress.at(-1), 1, 'progress ends at 100%');
+    const names = (await archiveEntries(data)).map((e) => e.name);
+    t.same(names.slice(0, 3), ['backup-header', 'backup-header.hmac', 'qubes.xml.000.enc']);
+    t.ok(names.includes('vm3/empty.000.enc'), 'a qube without files still has its directory');
+    if (!compression) t.ok(names.includes('vm1/private.img.004.enc'), 'large file split into chunks');
+    const header = readBackupHeader(data);
+    t.match(header, new RegExp(`^version=4\nencrypted=True\ncompressed=${compression ? 'True' : 'False'}\ncompression-filter=${typeof compression === 'string' ? compression : 'gzip'}\nhmac-algorithm=scrypt\nbackup-id=${summary.backupId}\n$`));
+    const got = new Map<string, Buffer>();
+    const res = await readBackup(Readable.from([data]), { passphrase: 'pass phrase' }, {
+      select: () => ['vm1/', 'vm2/', 'vm3/'],
+      async onFile(f) { const parts: Buffer[] = []; for await (const p of f.stream) parts.push(p as Buffer); got.set(f.dir + f.name, Buffer.concat(parts)); },
+    });
+    t.equal(res.qubesXml, sourceOf(QUBES).qubesXml.toString(), 'qubes.xml identical');
+    expectIdentical(t, got);
+    t.equal(got.get('vm3/empty')?.length, 0);
+  });
+}
+
+function readBackupHeader(data: Buffer): string {
+  const size = parseInt(data.subarray(124, 136).toString('ascii'), 8);
+  return data.subarray(512, 512 + size).toString('ascii');
+}
+
+t.test('selective restore skips unselected qubes unread', async (t) => {
+  const sink = memorySink();
+  await writeBackup(sourceOf(QUBES), sink, base);
+  const data = Buffer.from(sink.data());
+  // Damage vm2's data: a restore of vm1 alone must not notice.
+  const entries = await archiveEntries(data);
+  let off = 0;
+  for (const e of entries) { off += 512; if (e.name === 'vm2/root.img.000.enc') break; off += e.size + ((512 - (e.size % 512)) % 512); }
+  data[off + 200]! ^= 0xff;
+  const files: string[] = [];
+  await readBackup(Readable.from([data]), { passphrase: 'pass phrase' }, {
+    select: () => ['vm1/'],
+    async onFile(f) { files.push(f.dir + f.name); f.stream.resume(); },
+  });
+  t.same(files, ['vm1/private.img', 'vm1/firewall.xml']);
+  await t.rejects(readBackup(Readable.from([data]), { passphrase: 'pass phrase' }, { select: () => ['vm2/'] }), { code: 'tampered' });
+});
+
+t.test('directory destination: one new archive, list, verify, restore', async (t) => {
+  const archive = await backupToFile(t, { compression: true });
+  const dir = join(archive, '..');
+  t.same(readdirSync(dir), [archive.split('/').pop()], 'exactly one file, no temporary left');
+  t.match(archive.split('/').pop(), /^qubes-\d{4}-\d\d-\d\dT\d{6}$/);
+  const listing = await listBackup(archive, { passphrase: 'pass phrase' });
+  t.same(listing.qubes.map((q) => [q.name, q.klass, q.path]), [['work', 'AppVM', 'vm1/'], ['fedora', 'TemplateVM', 'vm2/'], ['disp', 'DispVM', 'vm3/']]);
+  const v = await verifyBackup(archive, { passphrase: 'pass phrase' });
+  t.equal(v.files.length, 5);
+  const out = tempDir(t);
+  const fractions: number[] = [];
+  const r = await restoreToDirectory(archive, out, { passphrase: 'pass phrase', qubes: ['work', 'disp'], onProgress: (f) => fractions.push(f) });
+  t.same(r.qubes.map((q) => q.name), ['work', 'disp']);
+  t.ok(readFileSync(join(out, 'work', 'private.img')).equals(QUBES[0]!.files['private.img']!));
+  t.ok(readFileSync(join(out, 'work', 'firewall.xml')).equals(QUBES[0]!.files['firewall.xml']!));
+  t.same(readdirSync(out).sort(), ['disp', 'qubes.xml', 'work']);
+  t.ok(fractions.at(-1)! > 0.99, 'progress reaches the end');
+  await t.rejects(restoreToDirectory(archive, out, { passphrase: 'pass phrase', qubes: ['work'] }), /already exists/, 'never overwrites');
+  await t.rejects(restoreToDirectory(archive, out, { passphrase: 'pass phrase', qubes: ['nosuch'] }), /not in this backup/);
+  const seen: string[] = [];
+  await streamBackup(archive, { passphrase: 'pass phrase', qubes: ['fedora'] }, (qubes) => { seen.push(...qubes.map((q) => q.name)); },
+    async (q, name, size, stream) => { let n = 0; for await (const p of stream) n += (p as Buffer).length; t.equal(n, size); seen.push(`${q.name}/${name}`); });
+  t.same(seen, ['fedora', 'fedora/root.img', 'fedora/private.img']);
+});
+
+t.test('damaged archives restore nothing', async (t) => {
+  // Uncompressed, so the chunk layout is known: vm1/private.img has 5
+  // chunks, vm2/root.img exactly 2.
+  const archive = await backupToFile(t, { compression: false });
+  const data = readFileSync(archive);
+  const entries = await archiveEntries(data);
+  const offsets = new Map<string, number>();
+  let off = 0;
+  for (const e of entries) { offsets.set(e.name, off); off += 512 + e.size + ((512 - (e.size % 512)) % 512); }
+  const dir = tempDir(t);
+  const variants: Array<[string, Buffer, string]> = [];
+  const flip = (name: string, delta: number): Buffer => { const b = Buffer.from(data); b[offsets.get(name)! + 512 + delta]! ^= 1; return b; };
+  variants.push(['byte flipped in a data chunk', flip('vm1/private.img.002.enc', 5000), 'tampered']);
+  variants.push(['byte flipped in the last chunk', flip('vm2/root.img.001.enc', 3000), 'tampered']);
+  variants.push(['byte flipped in qubes.xml', flip('qubes.xml.000.enc', 100), 'tampered']);
+  variants.push(['header changed', (() => { const b = Buffer.from(data); b[512 + readBackupHeader(data).length - 2]! ^= 1; return b; })(), 'tampered']);
+  variants.push(['cut in the middle of a chunk', data.subarray(0, offsets.get('vm2/root.img.000.enc')! + 3000), 'truncated']);
+  variants.push(['cut between entries', data.subarray(0, offsets.get('vm3/empty.000.enc')!), 'truncated']);
+  variants.push(['cut before the end marker', data.subarray(0, data.length - 1024), 'truncated']);
+  variants.push(['a chunk removed', Buffer.concat([data.subarray(0, offsets.get('vm1/private.img.001.enc')!), data.subarray(offsets.get('vm1/private.img.002.enc')!)]), 'format']);
+  variants.push(['last chunk of a file removed', Buffer.concat([data.subarray(0, offsets.get('vm2/root.img.001.enc')!), data.subarray(offsets.get('vm2/private.img.000.enc')!)]), 'truncated']);
+  // Chunks reordered: each name is bound into its key, so order is enforced.
+  const hdr = offsets.get('vm1/private.img.001.enc')!;
+  const swapped = Buffer.concat([data.subarray(0, hdr), data.subarray(offsets.get('vm1/private.img.002.enc')!, offsets.get('vm1/private.img.003.enc')!), data.subarray(hdr, offsets.get('vm1/private.img.002.enc')!), data.subarray(offsets.get('vm1/private.img.003.enc')!)]);
+  variants.push(['two chunks swapped', swapped, 'format']);
+  for (const [label, bytes, code] of variants) {
+    const f = join(dir, 'archive');
+    writeFileSync(f, bytes);
+    const out = join(dir, 'out');
+    const err = await restoreToDirectory(f, out, { passphrase: 'pass phrase' }).then(() => undefined, (e: unknown) => e);
+    t.type(err, BackupError, `${label}: typed error`);
+    t.equal((err as BackupError).code, code, `${label}: ${(err as Error).message}`);
+    t.same(readdirSync(out), [], `${label}: nothing restored`);
+  }
+  const out = join(dir, 'wrongpass');
+  await t.rejects(restoreToDirectory(archive, out, { passphrase: 'not it' }), { code: 'bad-passphrase' });
+  t.same(readdirSync(out), [], 'wrong passphrase: nothing restored');
+  await t.rejects(listBackup(archive, { passphrase: 'not it' }), { code: 'bad-passphrase' });
+});
+
+t.test('a chunk from another backup is rejected', async (t) => {
+  const a = memorySink(); await writeBackup(sourceOf(QUBES), a, { ...base, backupId: '20240101T000000-1' });
+  const b = memorySink(); await writeBackup(sourceOf(QUBES), b, { ...base, backupId: '20240101T000000-2' });
+  // Same layout in both: replace backup b's header with a's.
+  const da = a.data(); const db = b.data();
+  const ea = await archiveEntries(da);
+  let cut = 0;
+  for (const e of ea.slice(0, 2)) cut += 512 + e.size + ((512 - (e.size % 512)) % 512);
+  const mixed = Buffer.concat([da.subarray(0, cut), db.subarray(cut)]);
+  await t.rejects(readBackup(Readable.from([mixed]), { passphrase: 'pass phrase' }, { select: () => ['vm1/'] }), { code: 'tampered' });
+});
+
+t.test('cancel mid-way leaves no archive', async (t) => {
+  const dir = tempDir(t);
+  const ac = new AbortController();
+  const big: SampleQube[] = [{ name: 'big', klass: 'AppVM', subdir: 'vm1/', files: { 'private.img': sampleData(2_000_000) } }];
+  let seen = 0;
+  const err = await runBackup(sourceOf(big), await dom0PathDestination(dir), {
+    ...base, onProgress: (p) => { seen = p.bytesDone; if (p.bytesDone > 0 && p.bytesDone < p.bytesTotal) ac.abort(); }, signal: ac.signal,
+  }).then(() => undefined, (e: unknown) => e);
+  t.type(err, BackupAbortedError);
+  t.ok(seen < 2_000_000, 'stopped before the end');
+  t.same(readdirSync(dir), [], 'no archive and no temporary file left');
+  // Aborting before the start is also clean.
+  const ac2 = new AbortController(); ac2.abort();
+  await t.rejects(runBackup(sourceOf(big), await dom0PathDestination(dir), { ...base, signal: ac2.signal }), BackupAbortedError);
+  t.same(readdirSync(dir), []);
+});
+
+t.test('a destination failing mid-stream fails the backup', async (t) => {
+  for (const [label, error] of [['generic failure', undefined], ['disk full', enospc()]] as const) {
+    const sink = memorySink(100_000, error);
+    let aborted = false;
+    const dest: Destination = { stream: sink, commit: async () => 'nowhere', abort: async () => { aborted = true; } };
+    const err = await runBackup(sourceOf(QUBES), dest, base).then(() => undefined, (e: unknown) => e);
+    t.ok(err instanceof Error, `${label}: rejected`);
+    if (error) t.equal((err as NodeJS.ErrnoException).code, 'ENOSPC', 'ENOSPC is reported as such');
+    t.ok(aborted, `${label}: destination aborted`);
+  }
+});
+
+t.test('a dying command destination fails the backup', async (t) => {
+  const dir = tempDir(t);
+  await t.rejects(runBackup(sourceOf(QUBES), commandDestination('head -c 1000 >/dev/null; exit 0'), base), Error, 'reader stops early');
+  await t.rejects(runBackup(sourceOf(QUBES), commandDestination('cat >/dev/null; exit 3'), base), /backup command failed \(3\)/, 'non-zero exit');
+  const r = await runBackup(sourceOf(QUBES), commandDestination(`cat > ${join(dir, 'piped')}`), base);
+  t.equal(statSync(join(dir, 'piped')).size, r.archiveBytes, 'piped archive complete');
+  const { got } = await restoreAll(join(dir, 'piped'));
+  expectIdentical(t, got);
+});
+
+t.test('a source that lies about its size fails the backup', async (t) => {
+  const dir = tempDir(t);
+  const src = sourceOf(QUBES);
+  src.vms[0]!.files[0]!.size += 1;
+  await t.rejects(runBackup(src, await dom0PathDestination(dir), base), /source ended after/);
+  const src2 = sourceOf(QUBES);
+  src2.vms[0]!.files[0]!.size -= 1;
+  await t.rejects(runBackup(src2, await dom0PathDestination(dir), base), /larger than its announced size/);
+  const src3 = sourceOf(QUBES);
+  src3.vms[0]!.files[0]!.open = () => Readable.from((async function* () { yield Buffer.alloc(10); throw new Error('read error on volume'); })());
+  await t.rejects(runBackup(src3, await dom0PathDestination(dir), base), /read error on volume/);
+  const src4 = sourceOf(QUBES);
+  src4.vms[0]!.subdir = '../x/';
+  await t.rejects(runBackup(src4, await dom0PathDestination(dir), base), /invalid backup subdir/);
+  t.same(readdirSync(dir), [], 'nothing left behind');
+});
+
+t.test('a failing compression filter fails the backup', async (t) => {
+  const dir = tempDir(t);
+  await t.rejects(runBackup(sourceOf(QUBES), await dom0PathDestination(dir), { ...base, compression: 'false' }), /compression filter false failed/);
+  await t.rejects(runBackup(sourceOf(QUBES), await dom0PathDestination(dir), { ...base, compression: 'no-such-program-xyz' }), /compression filter/);
+  t.same(readdirSync(dir), []);
+});

@@ -1,0 +1,104 @@
+// Helpers for the rpc-services tests: a stand-in policy daemon speaking the
+// qrexec-policy-daemon protocol, and a runner for bin/qrexec-client-vm.
+import net from 'node:net';
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FIXTURE, ROOT } from '../helpers/qubesd.js';
+import { canConnect } from '../../rpc-services/stack.js';
+
+export const BIN = join(ROOT, 'bin');
+
+/**
+ * Start a program as it would start outside the test runner. tap's process
+ * tracker puts its loader hooks into NODE_OPTIONS of every child it sees
+ * spawned, and with them Node refuses to load the extensionless ES modules
+ * in bin/; `env -u` takes them out again one level down.
+ */
+export function spawnPlain(cmd: string, args: string[], opts: SpawnOptions = {}): ChildProcess {
+  return spawn('/usr/bin/env', ['-u', 'NODE_OPTIONS', cmd, ...args], opts);
+}
+
+export interface Qubesd { dir: string; socket: string; internalSocket: string; log(): string; stop(): Promise<void> }
+
+/** bin/qubesd on a copy of the conformance fixture (or a fresh store) in a temporary directory. */
+export async function startQubesd(from: 'fixture' | 'fresh' = 'fixture'): Promise<Qubesd> {
+  const dir = mkdtempSync(join(tmpdir(), 'rpc-qubesd-'));
+  const base = join(dir, 'base'), run = join(dir, 'run'), store = join(dir, 'qubes.xml'), logFile = join(dir, 'qubesd.log');
+  mkdirSync(base, { recursive: true }); mkdirSync(run, { recursive: true });
+  if (from === 'fixture') {
+    writeFileSync(store, readFileSync(join(FIXTURE, 'qubes.xml'), 'utf8').replaceAll('@BASE@', base));
+    cpSync(join(FIXTURE, 'base'), base, { recursive: true });
+  }
+  const proc = spawnPlain(process.execPath, [join(BIN, 'qubesd'), '--store', store, '--base-dir', base, '--socket-dir', run,
+    '--policy-dir', join(dir, 'policy.d'), '--log', logFile], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  proc.stderr!.on('data', (d) => { stderr += d; });
+  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+  const socket = join(run, 'qubesd.sock');
+  const deadline = Date.now() + 20000;
+  while (!(await canConnect(socket))) {
+    if (proc.exitCode !== null || Date.now() > deadline) { proc.kill('SIGKILL'); throw new Error(`qubesd did not start: ${stderr}`); }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  return {
+    dir, socket, internalSocket: join(run, 'qubesd.internal.sock'),
+    log: () => (existsSync(logFile) ? readFileSync(logFile, 'utf8') : '') + stderr,
+    stop: async () => { if (proc.exitCode === null) proc.kill('SIGTERM'); await exited; rmSync(dir, { recursive: true, force: true }); },
+  };
+}
+
+export interface PolicyQuery { source: string; intended_target: string; service_and_arg: string; assume_yes_for_ask?: string }
+/** 'allow' | 'deny' | 'ask' | a full raw answer */
+export type Decide = (q: PolicyQuery) => 'allow' | 'deny' | 'ask' | { raw: string };
+
+export interface FakePolicy { queries: PolicyQuery[]; close(): Promise<void> }
+
+/** A policy daemon whose decisions come from a function; 'ask' behaves as the real daemon without a user agent. */
+export async function startFakePolicyDaemon(path: string, decide: Decide): Promise<FakePolicy> {
+  if (existsSync(path)) unlinkSync(path);
+  const queries: PolicyQuery[] = [];
+  const server = net.createServer((sock) => {
+    let buf = '';
+    sock.on('data', (d) => {
+      buf += d;
+      if (!buf.endsWith('\n\n')) return;
+      const q = Object.fromEntries(buf.trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)])) as unknown as PolicyQuery;
+      queries.push(q);
+      const d0 = decide(q);
+      const allow = (target: string) => `user=DEFAULT\nresult=allow\ntarget=dom0\nautostart=True\nrequested_target=${target}`;
+      let answer: string;
+      if (typeof d0 === 'object') answer = d0.raw;
+      else if (d0 === 'allow' || (d0 === 'ask' && q.assume_yes_for_ask === 'yes')) answer = allow(q.intended_target);
+      else answer = 'result=deny';
+      sock.end(answer);
+    });
+    sock.on('error', () => {});
+  });
+  await new Promise<void>((r) => server.listen(path, r));
+  return { queries, close: () => new Promise((r) => server.close(() => r())) };
+}
+
+export interface ClientResult { code: number | null; stdout: Buffer; stderr: string }
+
+/** Run bin/qrexec-client-vm as the qube whose dispatcher socket is `socket`. */
+export function qrexecClient(socket: string, args: string[], input: Buffer | string = '', env: NodeJS.ProcessEnv = {}): Promise<ClientResult> {
+  return new Promise((resolve) => {
+    const p = spawnPlain(process.execPath, [join(BIN, 'qrexec-client-vm'), ...args], { env: { ...process.env, QREXEC_SOCKET: socket, ...env } });
+    const out: Buffer[] = [];
+    let err = '';
+    p.stdout!.on('data', (d) => out.push(d));
+    p.stderr!.on('data', (d) => { err += d; });
+    p.stdin!.on('error', () => {});
+    p.stdin!.end(input);
+    p.once('close', (code) => resolve({ code, stdout: Buffer.concat(out), stderr: err }));
+  });
+}
+
+/** Split a reply into its frame kind and NUL-separated fields (for EXCEPTION frames). */
+export function exceptionOf(reply: Buffer): { type: string; message: string } | null {
+  if (reply.length < 2 || reply[0] !== 0x32) return null;
+  const [type, , message] = reply.subarray(2).toString('utf8').split('\0');
+  return { type: type!, message: message! };
+}
