@@ -158,8 +158,16 @@ function matchesButTarget(rule: Rule, req: CheckedRequest): boolean {
   return rule.sourceMatch({ kind: 'name', text: req.source }, null, req.view);
 }
 
-export function ruleMatches(rule: Rule, req: CheckedRequest): boolean {
+/** Source and target only: the index has already matched service and argument. */
+function matchesCandidate(rule: Rule, req: CheckedRequest): boolean {
   return matchesButTarget(rule, req) && rule.targetMatch(req.target, req.source, req.view);
+}
+
+/** Whether a rule matches a request (service, argument, source and target). */
+export function ruleMatches(rule: Rule, req: CheckedRequest): boolean {
+  return (rule.service === null || rule.service === req.service)
+    && (rule.argument === null || rule.argument === req.argument)
+    && matchesCandidate(rule, req);
 }
 
 /** Whether a target may be used without starting it (autostart=no). */
@@ -200,7 +208,7 @@ export class Policy {
     let rule: Rule | null = null;
     try {
       for (const r of this.index.candidates(checked.service, checked.argument)) {
-        if (ruleMatches(r, checked)) {
+        if (matchesCandidate(r, checked)) {
           rule = r;
           break;
         }

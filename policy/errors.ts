@@ -5,7 +5,11 @@
 export class AccessDenied extends Error {
   readonly notify: boolean;
   constructor(message: string, notify = true) {
+    // a refusal is an expected outcome, not a bug: skip the costly stack trace
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(message);
+    Error.stackTraceLimit = limit;
     this.notify = notify;
   }
   get errorType(): string {

@@ -20,9 +20,17 @@ export async function claimSocketPath(path: string): Promise<void> {
   unlinkSync(path);
 }
 
+const CONNECTIONS = new WeakMap<net.Server, Set<net.Socket>>();
+
 export async function listen(path: string, dispatcher: Dispatcher): Promise<net.Server> {
   await claimSocketPath(path);
-  const server = net.createServer({ allowHalfOpen: true }, (sock) => serveConnection(sock, dispatcher));
+  const open = new Set<net.Socket>();
+  const server = net.createServer({ allowHalfOpen: true }, (sock) => {
+    open.add(sock);
+    sock.once('close', () => open.delete(sock));
+    serveConnection(sock, dispatcher);
+  });
+  CONNECTIONS.set(server, open);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(path, () => { server.off('error', reject); resolve(); });
@@ -56,9 +64,19 @@ function serveConnection(sock: net.Socket, dispatcher: Dispatcher): void {
   sock.on('error', () => { /* peer vanished; 'close' follows */ });
 }
 
-export function closeServer(server: net.Server, path: string): Promise<void> {
-  return new Promise((resolve) => server.close(() => {
-    try { unlinkSync(path); } catch { /* already gone */ }
-    resolve();
-  }));
+/**
+ * Stop accepting calls, give calls in progress a moment to finish, then end
+ * what is left: event streams never end by themselves, and a client that
+ * went away while its stream was idle is only noticed on the next write.
+ */
+export function closeServer(server: net.Server, path: string, graceMs = 2000): Promise<void> {
+  const open = CONNECTIONS.get(server) ?? new Set<net.Socket>();
+  const timer = setTimeout(() => { for (const s of open) s.destroy(); }, graceMs);
+  return new Promise((resolve) => {
+    server.close(() => {
+      clearTimeout(timer);
+      try { unlinkSync(path); } catch { /* already gone */ }
+      resolve();
+    });
+  });
 }

@@ -24,6 +24,8 @@ export interface StackConfig {
     dir: string;
     runtimeDir: string;
     socket: string;
+    /** where the policy admin services log changes */
+    adminLog: string;
   };
   qrexec: {
     /** where service entries live (QREXEC_SERVICE_PATH) */
@@ -59,6 +61,7 @@ export function layoutFor(prefix: string, checkout: string): StackConfig {
       dir: p('etc/qubes/policy.d'),
       runtimeDir: p('run/qubes/policy.d'),
       socket: p('var/run/qubes/policy.sock'),
+      adminLog: p('var/log/qubes/policy-admin.log'),
     },
     qrexec: {
       serviceDir: p('etc/qubes-rpc'),

@@ -4,14 +4,14 @@
 // copies the reply to standard output byte for byte. It is on the path of
 // every call, so it loads only the method table and the two frame helpers.
 import net from 'node:net';
-import { isatty } from 'node:tty';
+import { fstatSync, readSync, writeSync } from 'node:fs';
 import { basename } from 'node:path';
 import { encodeRequest, MAX_REQUEST } from '../qubesd/protocol/request.js';
 import { exceptionFrame } from '../qubesd/protocol/reply.js';
 import { servedService, isValidArgument, isValidQubeName, isValidTargetName, type Served } from './names.js';
 import { findConfig, loadConfig } from './config.js';
 
-export interface Sockets { admin: string; internal: string; policyDir: string | null; checkout: string | null }
+export interface Sockets { admin: string; internal: string; policyDir: string | null; policyAdminLog: string | null; checkout: string | null }
 
 export interface CallContext {
   service: string;
@@ -24,7 +24,13 @@ export interface CallContext {
 }
 
 export class BadCall extends Error {
+  override name = 'BadCall';
   constructor(readonly type: string, message: string) { super(message); }
+}
+
+/** By name: the installed handler is one file, the import path separate modules with their own class. */
+function isBadCall(e: unknown): e is BadCall {
+  return e instanceof Error && e.name === 'BadCall';
 }
 
 /** Which service this process was started as: its entry's name, else qrexec's variable. */
@@ -61,29 +67,69 @@ function requestedDest(env: NodeJS.ProcessEnv): string {
   return target;
 }
 
-/** Read standard input to EOF, refusing more than `limit` bytes. */
+const tooLarge = (limit: number) => new BadCall('ProtocolError', `payload too large (more than ${limit} bytes)`);
+
+/**
+ * Read standard input to EOF, refusing more than `limit` bytes. Plain blocking
+ * reads: setting up process.stdin costs more start-up time than the call.
+ */
 export async function readPayload(limit: number): Promise<Buffer> {
-  if (isatty(0)) return Buffer.alloc(0);   // run by hand from a terminal: no payload
-  const chunks: Buffer[] = [];
+  if (fstatSync(0).isCharacterDevice()) return Buffer.alloc(0);   // a terminal (run by hand) or /dev/null
+  const buf = Buffer.allocUnsafe(limit + 1);
   let size = 0;
+  for (;;) {
+    let n: number;
+    try {
+      n = readSync(0, buf, size, buf.length - size, null);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EAGAIN') return readPayloadAsync(buf.subarray(0, size), limit);
+      throw e;
+    }
+    if (n === 0) return buf.subarray(0, size);
+    size += n;
+    if (size > limit) throw tooLarge(limit);
+  }
+}
+
+/** The same for a non-blocking standard input. */
+async function readPayloadAsync(first: Buffer, limit: number): Promise<Buffer> {
+  const chunks: Buffer[] = [first];
+  let size = first.length;
   for await (const chunk of process.stdin as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > limit) throw new BadCall('ProtocolError', `payload too large (more than ${limit} bytes)`);
+    if (size > limit) throw tooLarge(limit);
     chunks.push(chunk);
   }
   return Buffer.concat(chunks, size);
 }
 
+/** Standard output by blocking writes, falling back to process.stdout if it is non-blocking. */
+function writeOut(d: Buffer): void {
+  let off = 0;
+  try {
+    while (off < d.length) off += writeSync(1, d, off, d.length - off);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e;
+    process.stdout.write(d.subarray(off));
+  }
+}
+
 /** Send one request to a qubesd socket and copy the reply to stdout, unchanged. */
-export function forward(socketPath: string, request: Buffer, out: NodeJS.WritableStream = process.stdout): Promise<void> {
+export function forward(socketPath: string, request: Buffer): Promise<void> {
   return new Promise((resolve, reject) => {
     const sock = net.connect(socketPath);
     sock.once('connect', () => sock.end(request));
     sock.once('error', (e) => reject(new BadCall('QubesDaemonCommunicationError', `cannot talk to qubesd at ${socketPath}: ${e.message}`)));
-    sock.pipe(out, { end: false });
+    sock.on('data', (d: Buffer) => {
+      try {
+        writeOut(d);
+      } catch {
+        // the caller went away (admin.Events): stop streaming
+        sock.destroy();
+        resolve();
+      }
+    });
     sock.once('end', () => resolve());
-    // the caller went away (admin.Events): stop streaming
-    out.once('error', () => { sock.destroy(); resolve(); });
   });
 }
 
@@ -97,9 +143,9 @@ async function serveAdmin(c: CallContext): Promise<void> {
 
 export function socketsFor(entry: string | undefined): Sockets {
   const path = findConfig(entry);
-  if (!path) return { admin: '/var/run/qubesd.sock', internal: '/var/run/qubesd.internal.sock', policyDir: null, checkout: null };
+  if (!path) return { admin: '/var/run/qubesd.sock', internal: '/var/run/qubesd.internal.sock', policyDir: null, policyAdminLog: null, checkout: null };
   const c = loadConfig(path);
-  return { admin: c.qubesd.socket, internal: c.qubesd.internalSocket, policyDir: c.policy.dir, checkout: c.checkout };
+  return { admin: c.qubesd.socket, internal: c.qubesd.internalSocket, policyDir: c.policy.dir, policyAdminLog: c.policy.adminLog ?? null, checkout: c.checkout };
 }
 
 /** The whole program; resolves with the exit code. */
@@ -109,11 +155,11 @@ export async function main(entry = process.argv[1], argv = process.argv.slice(2)
     switch (c.served.kind) {
       case 'admin': await serveAdmin(c); return 0;
       case 'import': return await (await import('./import.js')).serveImport(c);
-      case 'policy': return await (await import('./policy-admin.js')).servePolicy(c, env);
+      case 'policy': return await (await import('./policy-admin.js')).servePolicy(c);
     }
   } catch (e) {
-    const [type, message] = e instanceof BadCall ? [e.type, e.message] : ['QubesException', (e as Error).message];
-    process.stdout.write(exceptionFrame(type, message));
+    const [type, message] = isBadCall(e) ? [e.type, e.message] : ['QubesException', (e as Error).message];
+    try { writeOut(exceptionFrame(type, message)); } catch { /* nobody is listening */ }
     return 1;
   }
 }

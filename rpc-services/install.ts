@@ -10,6 +10,7 @@ import { METHODS } from '../qubesd/api/methods.js';
 import { configPath, layoutFor, type StackConfig } from './config.js';
 import { defaultPolicyFiles } from './policy-files.js';
 import { POLICY_SERVICES, servedService } from './names.js';
+import { bundleHandler } from './bundle.js';
 
 /** dist/rpc-services/install.js → the checkout */
 export const CHECKOUT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -33,6 +34,11 @@ export function serviceEntries(mode: 'handler' | 'socket'): Array<{ name: string
     out.push({ name, kind: mode === 'socket' && s.kind === 'admin' ? 'socket' : 'handler' });
   }
   return out;
+}
+
+/** Where an installation keeps its handler program (.cjs: even under a "type": "module" tree). */
+export function handlerPath(prefix: string): string {
+  return join(prefix, 'usr', 'lib', 'qubes', 'qubes-rpc-handler.cjs');
 }
 
 function replaceLink(target: string, path: string): void {
@@ -62,17 +68,22 @@ export function install(o: InstallOptions): InstallReport {
   c.qrexec.entries = o.entries ?? 'handler';
 
   for (const d of [c.qrexec.serviceDir, join(c.policy.dir, 'include'), c.policy.runtimeDir, c.qrexec.socketDir,
-    c.qubesd.baseDir, dirname(c.qubesd.log), c.qubesd.backupProfileDir, dirname(c.policy.socket)]) {
+    c.qubesd.baseDir, dirname(c.qubesd.log), dirname(c.policy.adminLog), c.qubesd.backupProfileDir, dirname(c.policy.socket)]) {
     mkdirSync(d, { recursive: true });
   }
 
+  // The handler program, as one fast-starting file (see bundle.ts).
+  const handler = handlerPath(prefix);
+  mkdirSync(dirname(handler), { recursive: true });
+  writeFileSync(handler, bundleHandler(checkout));
+  chmodSync(handler, 0o755);
+
   // Service entries: links to the handler program, or (socket mode, as Qubes
-  // R4.1+) to qubesd.sock itself, relative so that the prefix can move.
-  const handler = join(checkout, 'bin', 'qubes-rpc-handler');
+  // R4.1+) to qubesd.sock itself; relative, so that the prefix can move.
   const entries = serviceEntries(c.qrexec.entries);
   for (const e of entries) {
     const path = join(c.qrexec.serviceDir, e.name);
-    replaceLink(e.kind === 'socket' ? relative(c.qrexec.serviceDir, c.qubesd.socket) : handler, path);
+    replaceLink(relative(c.qrexec.serviceDir, e.kind === 'socket' ? c.qubesd.socket : handler), path);
   }
 
   // Generated policy is rewritten on every install; include files are the

@@ -1,26 +1,22 @@
 // policy.* services: after the handler program's checks, the call goes to the
-// policy admin program (bin/qubes-policy-admin), which owns policy files.
-import { spawn } from 'node:child_process';
-import { constants as osConstants } from 'node:os';
+// policy admin program of the policy engine (bin/qubes-policy-admin), which
+// owns the policy files. It is loaded into this process, with the environment
+// qrexec would give it, rather than started as a second program.
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { CallContext } from './handler.js';
 
 /** this module is dist/rpc-services/policy-admin.js: the checkout is two levels up */
 const CHECKOUT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-export function servePolicy(c: CallContext, env: NodeJS.ProcessEnv): Promise<number> {
-  const program = join(c.sockets.checkout ?? CHECKOUT, 'bin', 'qubes-policy-admin');
-  const childEnv: NodeJS.ProcessEnv = {
-    ...env,
-    QREXEC_SERVICE_FULL_NAME: `${c.service}+${c.arg}`,
-    QREXEC_SERVICE_ARGUMENT: c.arg,
-    QREXEC_REMOTE_DOMAIN: c.source,
-    ...(c.sockets.policyDir ? { QREXEC_POLICY_DIR: c.sockets.policyDir } : {}),
-  };
-  return new Promise((res) => {
-    const child = spawn(process.execPath, [program, ...(c.arg ? [c.arg] : [])], { stdio: 'inherit', env: childEnv });
-    child.once('error', (e) => { process.stderr.write(`qubes-rpc-handler: cannot run ${program}: ${e.message}\n`); res(125); });
-    child.once('exit', (code, signal) => res(code ?? 128 + (signal ? osConstants.signals[signal] : 0)));
-  });
+export async function servePolicy(c: CallContext): Promise<number> {
+  const env = process.env;
+  env.QREXEC_SERVICE_FULL_NAME = `${c.service}+${c.arg}`;
+  env.QREXEC_SERVICE_ARGUMENT = c.arg;
+  env.QREXEC_REMOTE_DOMAIN = c.source;
+  if (c.sockets.policyDir) env.QREXEC_POLICY_DIR = c.sockets.policyDir;
+  if (c.sockets.policyAdminLog) env.QREXEC_POLICY_ADMIN_LOG = c.sockets.policyAdminLog;
+  // the policy admin entry module runs on import and leaves its exit code
+  await import(pathToFileURL(join(c.sockets.checkout ?? CHECKOUT, 'dist', 'policy', 'main-admin.js')).href);
+  return Number(process.exitCode ?? 0);
 }

@@ -56,6 +56,15 @@ export function commands(c: StackConfig, cfgPath: string): Array<{ name: string;
 
 export interface RunningStack { parts: Part[]; config: StackConfig; stop(): Promise<void>; exited: Promise<string> }
 
+/**
+ * The environment the parts run in: what a systemd unit gets, not whatever
+ * the invoking shell carries (NODE_OPTIONS or NODE_EXTRA_CA_CERTS there would
+ * be inherited by every handler program qrexec starts, and slow each start).
+ */
+export function unitEnv(): NodeJS.ProcessEnv {
+  return { PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin', LANG: process.env.LANG ?? 'C.UTF-8', ...(process.env.TZ ? { TZ: process.env.TZ } : {}) };
+}
+
 /** Start every part, waiting for each to be ready before the next. */
 export async function startStack(cfgPath: string, opts: { quiet?: boolean } = {}): Promise<RunningStack> {
   const c = loadConfig(cfgPath);
@@ -78,7 +87,7 @@ export async function startStack(cfgPath: string, opts: { quiet?: boolean } = {}
     for (const cmd of commands(c, cfgPath)) {
       if (!existsSync(cmd.argv[1]!)) throw new Error(`${cmd.name} is not built: ${cmd.argv[1]} is missing (npm run build)`);
       let sawReadyLine = false;
-      const proc = spawn(cmd.argv[0]!, cmd.argv.slice(1), { stdio: ['ignore', 'pipe', opts.quiet ? 'ignore' : 'inherit'] });
+      const proc = spawn(cmd.argv[0]!, cmd.argv.slice(1), { env: unitEnv(), stdio: ['ignore', 'pipe', opts.quiet ? 'ignore' : 'inherit'] });
       const part = { name: cmd.name, proc };
       parts.push(part);
       proc.stdout!.on('data', (d: Buffer) => {

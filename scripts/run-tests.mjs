@@ -19,11 +19,15 @@ if (files.length === 0) { console.error('no test files found (did the build run?
 // packages are installed and none answers yet (.ci/run installs them); if it
 // cannot start, those tests say so loudly and skip.
 const libvirtDir = '/tmp/qubes-libvirt';
-if (!process.env.QUBES_TEST_LIBVIRT_SOCK && process.getuid?.() === 0 && existsSync('.ci/libvirt.sh')) {
-  const r = spawnSync('sh', ['.ci/libvirt.sh', libvirtDir], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, QUBES_LIBVIRT_NO_INSTALL: '1' } });
-  if (r.status === 0) {
-    process.env.QUBES_TEST_LIBVIRT_SOCK = join(libvirtDir, 'libvirt-sock');
-    process.env.QUBES_TEST_LIBVIRT_URI = `qemu+unix:///system?socket=${join(libvirtDir, 'libvirt-sock')}`;
+const libvirtSock = join(libvirtDir, 'libvirt-sock');
+const libvirtUp = () => existsSync(libvirtSock)
+  && spawnSync('virsh', ['-q', '-c', `qemu+unix:///system?socket=${libvirtSock}`, 'version'], { stdio: 'ignore' }).status === 0;
+if (!process.env.QUBES_TEST_LIBVIRT_SOCK) {
+  // never restart a libvirtd that answers: guests of other runs live there
+  if (libvirtUp() || (process.getuid?.() === 0 && existsSync('.ci/libvirt.sh')
+      && spawnSync('sh', ['.ci/libvirt.sh', libvirtDir], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, QUBES_LIBVIRT_NO_INSTALL: '1' } }).status === 0)) {
+    process.env.QUBES_TEST_LIBVIRT_SOCK = libvirtSock;
+    process.env.QUBES_TEST_LIBVIRT_URI = `qemu+unix:///system?socket=${libvirtSock}`;
   } else {
     console.error('run-tests: NOTE: no libvirtd could be started here; the libvirt/QEMU tests will skip (install: sh .ci/libvirt.sh)');
   }

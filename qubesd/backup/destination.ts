@@ -92,6 +92,29 @@ export function commandDestination(command: string): Destination {
   };
 }
 
+/** A qrexec call of qubes.Backup in the destination qube, already started
+ * by the caller: `stdin` is the service's input, `exit` settles with its
+ * exit status. The service first reads destination_path on one line. */
+export interface ServiceCall { stdin: Writable; exit: Promise<number>; kill(): void }
+
+export function serviceDestination(call: ServiceCall, destinationPath: string): Destination {
+  call.stdin.write(destinationPath.replace(/[\r\n]/g, '') + '\n');
+  return {
+    stream: call.stdin,
+    async commit() {
+      const status = await call.exit;
+      if (status !== 0) throw new Error(`writing the backup to the destination qube failed (exit status ${status})`);
+      return destinationPath;
+    },
+    async abort() {
+      call.stdin.on('error', () => undefined);
+      call.stdin.destroy();
+      call.kill();
+      await call.exit.catch(() => undefined);
+    },
+  };
+}
+
 /** Writes a backup to a destination and commits it; on any failure or
  * cancellation the destination is aborted and the error re-thrown. */
 export async function runBackup(source: BackupSource, dest: Destination, opts: WriteOptions): Promise<BackupSummary & { location: string }> {

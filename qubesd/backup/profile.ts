@@ -5,7 +5,7 @@ import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import AjvModule, { type ErrorObject } from 'ajv';
 import { parseDocument } from 'yaml';
-import { filterArgv } from './compress.js';
+import { KNOWN_COMPRESSION_FILTERS, OPTIONAL_COMPRESSION_FILTERS } from './format.js';
 
 export const DEFAULT_PROFILE_DIR = '/etc/qubes/backup';
 
@@ -15,7 +15,8 @@ export interface BackupProfile {
   exclude: string[];
   destinationVm: string;
   destinationPath: string;
-  /** false: none; true: gzip; a string: that filter program. */
+  /** false: none; true: gzip; a string: that filter program (one Qubes'
+   * restore accepts). */
   compression: boolean | string;
   passphraseText?: string;
   passphraseVm?: string;
@@ -91,8 +92,11 @@ export function parseProfile(data: unknown, file: string): BackupProfile {
   if ((d.passphrase_text === undefined) === (d.passphrase_vm === undefined)) {
     throw new ProfileError(file, 'passphrase_text', 'exactly one of passphrase_text and passphrase_vm must be given');
   }
-  if (typeof d.compression === 'string') {
-    try { filterArgv(d.compression); } catch (err) { throw new ProfileError(file, 'compression', (err as Error).message); }
+  // Only filters that Qubes' restore accepts too: a backup compressed with
+  // anything else could not be restored by qvm-backup-restore.
+  const filters: readonly string[] = [...KNOWN_COMPRESSION_FILTERS, ...OPTIONAL_COMPRESSION_FILTERS];
+  if (typeof d.compression === 'string' && !filters.includes(d.compression)) {
+    throw new ProfileError(file, 'compression', `unsupported compression filter ${JSON.stringify(d.compression)} (use True, False or one of ${filters.join(', ')})`);
   }
   return {
     include: (d.include as string[] | null | undefined) ?? null,

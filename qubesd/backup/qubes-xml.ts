@@ -39,7 +39,8 @@ export function backedUpQubes(xml: string): BackedUpQube[] {
     if (content !== '1' && content !== 'True') continue;
     const klass = /\bclass=(["'])([^"']*)\1/.exec(attrs)?.[2] ?? '';
     out.push({
-      name: named(body, 'property', 'name') ?? '',
+      // dom0 carries no name property in qubes.xml.
+      name: klass === 'AdminVM' ? 'dom0' : named(body, 'property', 'name') ?? '',
       klass,
       path: named(body, 'feature', 'backup-path') ?? '',
       size: Number(named(body, 'feature', 'backup-size') ?? 0),

@@ -10,7 +10,9 @@ import {
   CHUNK_SIZE, HEADER_HMAC_NAME, HEADER_MAX_SIZE, HEADER_NAME, KNOWN_COMPRESSION_FILTERS, OPTIONAL_COMPRESSION_FILTERS, QUBES_XML_NAME,
   BackupFormatError, chunkPassphrase, headerPassphrase, parseHeader, type BackupHeader,
 } from './format.js';
-import { DEFAULT_SCRYPT_LIMITS, SCRYPT_OVERHEAD, ScryptFileError, decryptBuffer, type ScryptLimits } from './scrypt-file.js';
+import {
+  DEFAULT_SCRYPT_LIMITS, SCRYPT_HEADER_SIZE, SCRYPT_OVERHEAD, ScryptFileError, decryptBuffer, decryptSlices, startDecryption, type ScryptLimits,
+} from './scrypt-file.js';
 import { ByteSource, TarError, tarEntries, type TarEntry } from './tar.js';
 
 export type BackupErrorCode = 'bad-passphrase' | 'tampered' | 'truncated' | 'format' | 'unsupported' | 'aborted';
@@ -76,11 +78,18 @@ function asBackupError(err: unknown, context: string): BackupError {
   return new BackupError('format', `${context}: ${(err as Error)?.message ?? String(err)}`);
 }
 
-async function readAll(entry: TarEntry, max: number, what: string): Promise<Buffer> {
+/** Reads a whole entry, into `scratch` when it is large enough. */
+async function readAll(entry: TarEntry, max: number, what: string, onHeader?: (head: Buffer) => void, scratch?: Buffer): Promise<Buffer> {
   if (entry.size > max) throw new BackupError('format', `${what} too large (${entry.size} bytes)`);
-  const parts: Buffer[] = [];
-  for await (const p of entry.body()) parts.push(p);
-  return Buffer.concat(parts);
+  const out = scratch && scratch.length >= entry.size ? scratch.subarray(0, entry.size) : Buffer.allocUnsafe(entry.size);
+  let off = 0;
+  for await (const p of entry.body()) {
+    p.copy(out, off);
+    const before = off;
+    off += p.length;
+    if (onHeader && before < SCRYPT_HEADER_SIZE && off >= SCRYPT_HEADER_SIZE) onHeader(out.subarray(0, SCRYPT_HEADER_SIZE));
+  }
+  return out;
 }
 
 /** Path of a stored file must be `qubes.xml` or `<dir>/<name>` with plain
@@ -110,22 +119,29 @@ class StoredFileSink {
     this.task = (async () => {
       const src = ByteSource.from(data);
       let count = 0;
+      let directory = false;
       for await (const entry of tarEntries(src)) {
+        // A stored directory tree is read through but not delivered: like
+        // Qubes' restore, only files someone asked for are handed out.
+        if (directory || (count === 0 && entry.type === '5')) { directory = true; continue; }
         if (++count > 1 || entry.name !== path) throw new BackupError('format', `unexpected member ${JSON.stringify(entry.name)} in the archive of ${path}`);
         if (entry.type !== '0') throw new BackupError('unsupported', `${path} is not a regular file in the backup`);
         await deliver(entry);
       }
-      if (count === 0) throw new BackupError('format', `no file in the archive of ${path}`);
+      if (count === 0 && !directory) throw new BackupError('format', `no file in the archive of ${path}`);
       // Tar pads its output to whole records; anything after the end marker is ignored.
-      while (!(await src.atEnd())) await src.skip(1);
+      await src.drain();
     })();
     this.task.catch(() => undefined);
     this.filterDone.catch(() => undefined);
   }
 
-  async write(plain: Buffer): Promise<void> {
-    if (this.input.write(plain)) return;
-    await Promise.race([once(this.input, 'drain'), this.task.then(() => { throw new BackupError('format', `${this.path}: data after the end of its archive`); })]);
+  /** Feeds an authenticated chunk slice by slice, with backpressure. */
+  async write(slices: Iterable<Buffer>): Promise<void> {
+    for (const slice of slices) {
+      if (this.input.write(slice)) continue;
+      await Promise.race([once(this.input, 'drain'), this.task.then(() => { throw new BackupError('format', `${this.path}: data after the end of its archive`); })]);
+    }
   }
 
   async end(): Promise<void> {
@@ -189,6 +205,7 @@ export async function readBackup(input: AsyncIterable<Buffer>, opts: ReadOptions
     const seenDirs = new Set<string>();
     const xmlParts: Buffer[] = [];
     let skipping: string | undefined;
+    let scratch: Buffer | undefined;
 
     const startFile = (path: string): StoredFileSink => {
       if (path === QUBES_XML_NAME) {
@@ -246,16 +263,27 @@ export async function readBackup(input: AsyncIterable<Buffer>, opts: ReadOptions
         throw new BackupError('format', `${entry.name}: expected chunk ${current.nextIndex} of ${path}`);
       }
       if (entry.size > maxChunk) throw new BackupError('unsupported', `${entry.name}: chunk larger than ${maxChunk} bytes`);
-      const encrypted = await readAll(entry, maxChunk, entry.name);
+      // The key derivation starts as soon as the chunk's scrypt header is
+      // in, and runs while the rest of the chunk is read.
       const name = entry.name.slice(0, -'.enc'.length);
-      let plain: Buffer;
+      const keyPassphrase = chunkPassphrase(header.backupId, name, passphrase);
+      let key: Promise<Buffer> | undefined;
+      const begin = (head: Buffer): void => { key = startDecryption(keyPassphrase, head, limits); key.catch(() => undefined); };
+      let slices: Iterable<Buffer>;
       try {
-        plain = await decryptBuffer(chunkPassphrase(header.backupId, name, passphrase), encrypted, limits);
+        // One buffer serves every chunk: decryption copies out of it, and
+        // the next chunk is read only after this one has been consumed.
+        const encrypted = await readAll(entry, maxChunk, entry.name, begin, scratch ??= Buffer.allocUnsafe(maxChunk));
+        if (!key) begin(encrypted);
+        const decrypted = decryptSlices(await key!, encrypted);
+        // Authentication happens on the first step, before any output.
+        const first = decrypted.next();
+        slices = first.done ? [] : (function* () { yield first.value; yield* decrypted; })();
       } catch (err) {
         throw asBackupError(err, entry.name);
       }
       current.nextIndex = index + 1;
-      await current.write(plain);
+      await current.write(slices);
     }
     await finishCurrent();
     if (!state.endMarkerSeen) throw new BackupError('truncated', 'archive ends in the middle (no end-of-archive marker)');

@@ -53,12 +53,16 @@ export async function listBackup(archive: string, opts: ArchiveOptions): Promise
   return listing!;
 }
 
+/** The chosen qubes (all by default). dom0's home directory, which Qubes
+ * stores as a directory tree under dom0-home/, is not restored here: it is
+ * left out by default and refused when asked for. */
 function chooseQubes(xml: string, names: readonly string[] | undefined): BackedUpQube[] {
   const all = backedUpQubes(xml);
-  if (!names || names.length === 0) return all;
-  const chosen = all.filter((q) => names.includes(q.name));
+  if (!names || names.length === 0) return all.filter((q) => q.klass !== 'AdminVM');
   const missing = names.filter((n) => !all.some((q) => q.name === n));
   if (missing.length) throw new BackupError('format', `not in this backup: ${missing.join(', ')}`);
+  const chosen = all.filter((q) => names.includes(q.name));
+  if (chosen.some((q) => q.klass === 'AdminVM')) throw new BackupError('unsupported', 'restoring the dom0 home directory is not supported');
   return chosen;
 }
 

@@ -25,9 +25,11 @@ const MAGIC = Buffer.from('scrypt', 'ascii');
 
 export interface ScryptParams { logN: number; r: number; p: number }
 
-/** Cost used when the caller does not choose one: 128 MiB and a fraction of
- * a second per key, in the range the `scrypt` tool itself picks. */
-export const DEFAULT_SCRYPT_PARAMS: ScryptParams = { logN: 17, r: 8, p: 1 };
+/** Cost used when the caller does not choose one: 64 MiB and about half a
+ * second of one core per key. Every chunk has its own key, so this cost is
+ * paid per 100 MiB; the `scrypt` tool (which Qubes runs) picks far more
+ * (N=2^21, 2 GiB, seconds per chunk), and decrypting accepts that. */
+export const DEFAULT_SCRYPT_PARAMS: ScryptParams = { logN: 16, r: 8, p: 1 };
 
 /** Upper bound on the cost a file may ask for when decrypting, so a forged
  * header cannot make us allocate gigabytes or spin for hours. */
@@ -153,24 +155,54 @@ export function parseHeader(file: Buffer, limits: ScryptLimits = DEFAULT_SCRYPT_
   return { ...params, salt: Buffer.from(file.subarray(16, 48)) };
 }
 
-/** Decrypts a whole scrypt file held in memory. The plaintext is returned
- * only after both HMACs have been checked, so nothing unauthenticated ever
- * leaves this function. A wrong passphrase shows up as a bad header HMAC. */
-export async function decryptBuffer(passphrase: Buffer, file: Buffer, limits?: ScryptLimits): Promise<Buffer> {
-  const params = parseHeader(file, limits);
-  const dk = await deriveKey(passphrase, params.salt, params);
+/** Starts the key derivation for a file from its first SCRYPT_HEADER_SIZE
+ * bytes, so the (slow) KDF can run while the rest is still being read. */
+export function startDecryption(passphrase: Buffer, header: Buffer, limits?: ScryptLimits): Promise<Buffer> {
+  const params = parseHeader(Buffer.concat([header.subarray(0, SCRYPT_HEADER_SIZE), Buffer.alloc(SCRYPT_TRAILER_SIZE)]), limits);
+  return deriveKey(passphrase, params.salt, params);
+}
+
+/** Checks both HMACs of a whole scrypt file with a key from
+ * startDecryption; throws unless the file is authentic. A wrong passphrase
+ * shows up as a bad header HMAC. */
+export function verifyWithKey(dk: Buffer, file: Buffer): void {
+  if (file.length < SCRYPT_OVERHEAD) throw new ScryptFileError('truncated', `scrypt file too short (${file.length} bytes)`);
   const hmacKey = dk.subarray(32, 64);
   const headerMac = createHmac('sha256', hmacKey).update(file.subarray(0, 64)).digest();
   if (!timingSafeEqual(headerMac, file.subarray(64, 96))) {
     throw new ScryptFileError('bad-passphrase', 'wrong passphrase (or corrupted scrypt header)');
   }
-  const body = file.subarray(SCRYPT_HEADER_SIZE, file.length - SCRYPT_TRAILER_SIZE);
-  const mac = createHmac('sha256', hmacKey).update(file.subarray(0, file.length - SCRYPT_TRAILER_SIZE)).digest();
-  if (!timingSafeEqual(mac, file.subarray(file.length - SCRYPT_TRAILER_SIZE))) {
+  const end = file.length - SCRYPT_TRAILER_SIZE;
+  const mac = createHmac('sha256', hmacKey).update(file.subarray(0, end)).digest();
+  if (!timingSafeEqual(mac, file.subarray(end))) {
     throw new ScryptFileError('corrupt', 'scrypt file authentication failed (tampered or truncated)');
   }
+}
+
+/** Verifies, then decrypts in slices of `slice` bytes (fresh buffers, so
+ * the caller may reuse `file` once the slices are consumed). */
+export function* decryptSlices(dk: Buffer, file: Buffer, slice = 1 << 20): Generator<Buffer> {
+  verifyWithKey(dk, file);
   const decipher = createCipheriv('aes-256-ctr', dk.subarray(0, 32), Buffer.alloc(16));
-  return Buffer.concat([decipher.update(body), decipher.final()]);
+  const end = file.length - SCRYPT_TRAILER_SIZE;
+  for (let off = SCRYPT_HEADER_SIZE; off < end; off += slice) yield decipher.update(file.subarray(off, Math.min(end, off + slice)));
+  decipher.final(); // CTR mode: never any output here
+}
+
+export function decryptWithKey(dk: Buffer, file: Buffer): Buffer {
+  verifyWithKey(dk, file);
+  const decipher = createCipheriv('aes-256-ctr', dk.subarray(0, 32), Buffer.alloc(16));
+  const plain = decipher.update(file.subarray(SCRYPT_HEADER_SIZE, file.length - SCRYPT_TRAILER_SIZE));
+  decipher.final();
+  return plain;
+}
+
+/** Decrypts a whole scrypt file held in memory; the plaintext is returned
+ * only after both HMACs have been checked, so nothing unauthenticated ever
+ * leaves this function. */
+export async function decryptBuffer(passphrase: Buffer, file: Buffer, limits?: ScryptLimits): Promise<Buffer> {
+  parseHeader(file, limits);
+  return decryptWithKey(await startDecryption(passphrase, file, limits), file);
 }
 
 /** Stream form of decryptBuffer. Authentication covers the whole file and

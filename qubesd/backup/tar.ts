@@ -136,6 +136,16 @@ export class ByteSource {
 
   async skip(n: number): Promise<void> { for await (const _ of this.pieces(n)) { /* discard */ } }
 
+  /** Reads and discards everything left. */
+  async drain(): Promise<void> {
+    this.parts = [];
+    this.length = 0;
+    while (!this.ended) {
+      const r = await this.input.next();
+      if (r.done) this.ended = true;
+    }
+  }
+
   async close(): Promise<void> { await this.input.return?.(); }
 }
 

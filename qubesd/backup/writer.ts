@@ -19,7 +19,7 @@ import {
   chunkName, chunkPassphrase, headerPassphrase, newBackupId, serializeHeader,
 } from './format.js';
 import { DEFAULT_SCRYPT_PARAMS, SCRYPT_OVERHEAD, encryptBuffer, encryptPieces, prepareEncryption, type PreparedKey, type ScryptParams } from './scrypt-file.js';
-import { TAR_END, paddingFor, tarFileHeader } from './tar.js';
+import { TAR_END, paddingFor, tarEntrySize, tarFileHeader } from './tar.js';
 
 export interface BackupFile { name: string; size: number; open(): NodeJS.ReadableStream }
 export interface BackupVm { name: string; /** e.g. 'vm3/' */ subdir: string; files: BackupFile[] }
@@ -120,6 +120,14 @@ async function* innerTar(path: string, file: { size: number; open(): NodeJS.Read
   yield TAR_END;
 }
 
+/** How many chunk keys to derive in advance. */
+const KEYS_AHEAD = 2;
+
+/** Bytes of the inner tar written by innerTar() for a file. */
+function innerTarSize(path: string, size: number): number {
+  return tarEntrySize(path, size) + TAR_END.length;
+}
+
 const EMPTY_FILE: BackupFile = { name: 'empty', size: 0, open: () => Readable.from([]) };
 
 function validateSource(source: BackupSource): void {
@@ -180,21 +188,33 @@ export async function writeBackup(source: BackupSource, out: Writable, opts: Wri
       filterDone = f.done;
       kill = f.kill;
     }
-    const keyFor = (i: number): Promise<PreparedKey> => prepareEncryption(chunkPassphrase(backupId, chunkName(path, i), passphrase), params);
+    // Keys are derived a few chunks ahead on the thread pool, so the KDF
+    // overlaps with reading and encrypting; never beyond the chunks the
+    // file can need (compression only makes the stream shorter).
+    const maxChunks = Math.max(1, Math.ceil(innerTarSize(path, file.size) / chunkSize));
+    const keys = new Map<number, Promise<PreparedKey>>();
+    const keyFor = (i: number): Promise<PreparedKey> => {
+      let k = keys.get(i);
+      if (!k) {
+        k = prepareEncryption(chunkPassphrase(backupId, chunkName(path, i), passphrase), params);
+        k.catch(() => undefined);
+        keys.set(i, k);
+      }
+      return k;
+    };
     let index = 0;
-    let key = keyFor(0);
     let parts: Buffer[] = [];
     let length = 0;
     const flush = async (): Promise<void> => {
-      const next = keyFor(index + 1);
-      next.catch(() => undefined);
-      const k = await key;
+      for (let ahead = 1; ahead <= KEYS_AHEAD && index + ahead < maxChunks; ahead++) keyFor(index + ahead);
+      const k = await keyFor(index);
+      keys.delete(index);
       await writeEntry(`${chunkName(path, index)}.enc`, encryptPieces(k, parts), length + SCRYPT_OVERHEAD);
       index++;
-      key = next;
       parts = [];
       length = 0;
     };
+    for (let i = 0; i <= KEYS_AHEAD && i < maxChunks; i++) keyFor(i);
     try {
       for await (const piece of data) {
         let rest = piece;
@@ -211,6 +231,13 @@ export async function writeBackup(source: BackupSource, out: Writable, opts: Wri
     } catch (err) {
       kill();
       plain.destroy();
+      // A filter that dies shows up first as EPIPE on its input; its own
+      // exit status says more.
+      const code = (err as NodeJS.ErrnoException).code;
+      if (compressed && (code === 'EPIPE' || code === 'ERR_STREAM_PREMATURE_CLOSE')) {
+        const filterError = await filterDone.then(() => undefined, (e: unknown) => e);
+        if (filterError) throw filterError;
+      }
       throw err;
     }
   };

@@ -33,6 +33,9 @@ export class Lifecycle {
   constructor(private readonly app: QubesApp, readonly backend: HypervisorBackend, private readonly o: LifecycleOptions = {}) {
     backend.on('lifecycle', (e: LifecycleEvent) => this.onLifecycle(e));
     backend.on('resync', (list: DomainStatus[]) => this.reconcile(list));
+    backend.on('connection', (c: { connected: boolean; error?: string }) => {
+      this.o.log?.(c.connected ? 'hypervisor connected' : 'hypervisor connection lost', c.error ? { error: c.error } : {});
+    });
     // A removed qube leaves no domain definition behind (Qubes' libvirt_undefine).
     app.events.subscribe((_subject, event, kwargs) => {
       if (event !== 'domain-delete') return;

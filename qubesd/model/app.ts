@@ -40,6 +40,8 @@ export interface AppOptions {
 export interface VolumeHooks {
   created(vm: Vm, placement: { pool?: string; pools?: Record<string, string> }): Promise<void>;
   removing(vm: Vm): Promise<void>;
+  /** optional: the qube's template changed (update volumes that follow it; mark the qube dirty) */
+  templateChanged?(vm: Vm): void;
 }
 
 export interface SystemInfoDomain {
@@ -123,8 +125,8 @@ export class QubesApp implements Holder {
       if (!m) throw new Error(`qubes.xml: label ${pyRepr(l.name)} has an invalid id ${pyRepr(l.id)}`);
       app.labels.add(new Label(Number(m[1]), l.color === '0x555753' ? '0x555555' : l.color, l.name));
     }
-    app.pools = doc.pools.map((p) => ({ attrs: p.attrs.map(([k, v]) => [k, v] as [string, string]) }));
-    app.extra = [...doc.extra];
+    app.pools = doc.pools;
+    app.extra = doc.extra;
     const pending: Array<[Vm, DomainDoc]> = [];
     for (const d of doc.domains) {
       const vm = app.vmFromDoc(d);
@@ -186,9 +188,10 @@ export class QubesApp implements Holder {
       vm.values.set('template_for_dispvms', parseBool(legacy));
       this.dirty.add(vm);
     }
-    vm.volumeConfig = d.volumeConfig.map((v) => ({ attrs: v.attrs.map(([a, b]) => [a, b] as [string, string]) }));
-    vm.devices = [...d.devices];
-    vm.extra = [...d.extra];
+    // owned by the model from now on (the loaded document is not used again)
+    vm.volumeConfig = d.volumeConfig;
+    vm.devices = d.devices;
+    vm.extra = d.extra;
     return vm;
   }
 
@@ -277,8 +280,6 @@ export class QubesApp implements Holder {
 
   getVm(name: string): Vm | undefined { return this.byName.get(name); }
   getVmByUuid(uuid: string): Vm | undefined { return this.byUuid.get(uuid.toLowerCase()); }
-  getVmByQid(qid: number): Vm | undefined { return this.byQid.get(qid); }
-  get vmCount(): number { return this.byName.size; }
 
   /** dom0 first, then by name (Qubes' sort order of qubes) */
   allVms(): Vm[] {

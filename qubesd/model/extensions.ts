@@ -3,10 +3,27 @@
 // qubes.ext.gui/audio, the disposable-template mixin, boot modes).
 import { QubesValueError } from '../api/errors.js';
 import { fire, isDefault, setProperty } from './properties.js';
-import { syncVmTag } from './properties-vm.js';
+import { resetChildBootmode, syncVmTag } from './properties-vm.js';
 import { truthy } from './values.js';
 import type { QubesApp } from './app.js';
 import type { Vm } from './vm.js';
+
+function validateDelay(value: string, old: string | undefined): void {
+  if (value === old) return;
+  const v = value || '0';
+  if (!/^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$|^\s*[+-]?(inf|infinity|nan)\s*$/i.test(v)) {
+    throw QubesValueError('Invalid preload-dispvm-delay value: not an integer or float');
+  }
+}
+
+/** a disposable template can preload only with qrexec and the RPCs preloading waits on */
+function validatePreloadMax(vm: Vm, value: string): void {
+  if (!truthy(vm.checkFeature('qrexec', 'template', false))) throw QubesValueError('Qube does not support qrexec');
+  const missing = ['qubes.WaitForRunningSystem', 'qubes.WaitForSession']
+    .filter((svc) => !truthy(vm.checkFeature('supported-rpc.' + svc, 'template', false)));
+  if (missing.length) throw QubesValueError(`Qube does not support the RPC(s) '${missing.join(', ')}'`);
+  if (!/^\d+$/.test(value || '0')) throw QubesValueError('Invalid preload-dispvm-max value: not a digit');
+}
 
 export class Extensions {
   constructor(private readonly app: QubesApp) {}
@@ -21,15 +38,22 @@ export class Extensions {
       if (service.length > 48 && !service.startsWith('app-dispvm.')) throw QubesValueError('Service name must not exceed 48 bytes');
     }
     if (vm.has('template_for_dispvms')) {
-      if (key === 'preload-dispvm-delay' && value !== old) {
-        const v = value || '0';
-        if (!/^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$|^\s*[+-]?(inf|infinity|nan)\s*$/i.test(v)) {
-          throw QubesValueError('Invalid preload-dispvm-delay value: not an integer or float');
-        }
+      if (key === 'preload-dispvm-delay') validateDelay(value, old);
+      if (key === 'preload-dispvm-max') validatePreloadMax(vm, value);
+    }
+    if (vm.isAdmin) {
+      if (key === 'preload-dispvm-threshold' && !/^\d+$/.test(value || '0')) {
+        throw QubesValueError('Invalid preload-dispvm-threshold value: not a digit');
       }
-      if (key === 'preload-dispvm-max') {
-        if (!truthy(vm.checkFeature('qrexec', 'template', false))) throw QubesValueError('Qube does not support qrexec');
-        if (!/^\d+$/.test(value || '0')) throw QubesValueError('Invalid preload-dispvm-max value: not a digit');
+      if (key === 'preload-dispvm-delay') validateDelay(value, old);
+      if (key === 'preload-dispvm-max' && value !== old) {
+        // the system-wide maximum applies to the default disposable template
+        const appvm = this.app.globalVm('default_dispvm');
+        if (appvm) {
+          fire(appvm, 'domain-feature-pre-set:preload-dispvm-max',
+            [['feature', 'preload-dispvm-max'], ['value', value], ['oldvalue', old ?? null]]);
+          if (appvm.has('template_for_dispvms')) validatePreloadMax(appvm, value);
+        }
       }
     }
   }
@@ -42,12 +66,10 @@ export class Extensions {
     }
     if (key === 'boot-mode.appvm-default' && vm.klass === 'TemplateVM'
       && isDefault(vm, vm.table.byName.get('appvm_default_bootmode')!)) {
+      // Qubes' own handler of that reset notifies the children, then the feature handler does again
+      resetChildBootmode(vm);
       fire(vm, 'property-reset:appvm_default_bootmode', [['name', 'appvm_default_bootmode']]);
-      for (const child of this.app.allVms()) {
-        if (child.template === vm && isDefault(child, child.table.byName.get('bootmode')!)) {
-          fire(child, 'property-reset:bootmode', [['name', 'bootmode']]);
-        }
-      }
+      resetChildBootmode(vm);
     }
   }
 

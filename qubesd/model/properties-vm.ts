@@ -42,7 +42,7 @@ function withTemplate(name: string, dflt: (vm: Vm) => Value) {
   };
 }
 
-export function vmIdToIPv4(prefix: string, id: number): string {
+function vmIdToIPv4(prefix: string, id: number): string {
   if (id < 255) return `${prefix}.${(id >> 8) & 0xff}.${id & 0xff}`;
   const v = id - 1;
   return `${prefix}.${Math.floor(v / 254)}.${(v % 254) + 1}`;
@@ -62,7 +62,7 @@ function isNetworked(vm: Vm): boolean {
 }
 
 /** Qubes' connected_vms: qubes whose netvm (set or default) is `vm`. */
-export function connectedVms(vm: Vm): Vm[] {
+function connectedVms(vm: Vm): Vm[] {
   return vm.app.allVms().filter((d) => d.has('netvm') && d.netvm === vm);
 }
 
@@ -184,6 +184,9 @@ function setterDefaultUser(_vm: Vm, v: Value): Value {
 function setterDeniedList(_vm: Vm, v: Value): Value {
   if (!truthy(v)) return '';
   const s = String(v);
+  if (s.length % 7 !== 0) {
+    throw QubesValueError(`Invalid length of interfaces=${pyRepr(s)} (is ${s.length}, expected multiple of 7)`);
+  }
   const chunks = new Set<string>();
   for (let i = 0; i < s.length; i += 7) chunks.add(s.slice(i, i + 7));
   const out = [...chunks].sort().join('');
@@ -269,6 +272,14 @@ function servicevmFeature(vm: Vm): void {
   }
 }
 
+/** NetVMMixin: an address change changes what the qube and its clients see */
+function ipChanged(vm: Vm, v6: '' | '6', n: Value, o: Value | undefined): void {
+  if (n === (o ?? null)) return;
+  if (truthy(vm.prop('provides_network'))) fire(vm, `property-reset:gateway${v6}`, [['name', `gateway${v6}`]]);
+  fire(vm, `property-reset:visible_ip${v6}`, [['name', `visible_ip${v6}`]]);
+  for (const d of connectedVms(vm)) fire(d, `property-reset:visible_gateway${v6}`, [['name', `visible_gateway${v6}`]]);
+}
+
 /** the gui and audio extensions: a 'guivm-<name>' / 'audiovm-<name>' tag follows the property */
 export function syncVmTag(vm: Vm, kind: 'guivm' | 'audiovm', value: Vm | null): void {
   const want = value ? `${kind}-${value.name}` : null;
@@ -284,6 +295,11 @@ export function syncVmTag(vm: Vm, kind: 'guivm' | 'audiovm', value: Vm | null): 
     for (const t of [...vm.tags]) if (t.startsWith('audiovm-')) vm.removeTag(t);
     if (want) vm.addTag(want);
   }
+}
+
+/** the storage layer re-points snapshot volumes (root) at the new template */
+function templateChanged(vm: Vm): void {
+  vm.app.volumeHooks?.templateChanged?.(vm);
 }
 
 function haltedForTemplateChange(vm: Vm, newv: Value, oldv: Value | undefined): void {
@@ -321,6 +337,15 @@ function notifyChildren(name: string) {
   };
 }
 
+/** TemplateVM: qubes whose boot mode follows the template's appvm_default_bootmode */
+export function resetChildBootmode(vm: Vm): void {
+  for (const child of vm.app.allVms()) {
+    if (child.template === vm && isDefault(child, child.table.byName.get('bootmode')!)) {
+      fire(child, 'property-reset:bootmode', [['name', 'bootmode']]);
+    }
+  }
+}
+
 function netvmPreReset(vm: Vm, oldv: Value | undefined): void {
   const def = vm.table.byName.get('netvm')!;
   const newv = getDefault(vm, def);
@@ -356,6 +381,14 @@ function keyboardLayoutPostSet(vm: Vm, newv: Value, oldv: Value | undefined): vo
 
 // ---------------------------------------------------------------- tables
 
+/**
+ * Help of BaseVM.icon: Qubes renders its docstring with docutils, which
+ * does not know the Sphinx role in it and appends its own messages.
+ */
+const ICON_HELP = 'freedesktop icon name, suitable for use in :py:meth:`PyQt4.QtGui.QIcon.fromTheme`\n\n'
+  + '<string>:1: (INFO/1) No role entry for "py:meth" in module "docutils.parsers.rst.languages.en".\n'
+  + 'Trying "py:meth" as canonical role name.\n\n<string>:1: (ERROR/3) Unknown interpreted text role "py:meth".';
+
 const BASE: PropDef[] = [
   prop('uuid', 'str', { py: 'uuid', writeOnce: true, help: 'UUID from libvirt.' }),
   prop('name', 'str', { writeOnce: true, help: 'User-specified name of the domain.' }),
@@ -374,7 +407,7 @@ const BASE: PropDef[] = [
     if (vm.klass === 'StandaloneVM') return 'standalonevm-' + l;
     if (vm.klass === 'RemoteVM') return 'remotevm-' + l;
     return 'appvm-' + l;
-  }, '', 'str'),
+  }, ICON_HELP, 'str'),
 ];
 
 const boolProp = (name: string, dflt: (vm: Vm) => Value, help: string, extra: Opts = {}) =>
@@ -385,14 +418,25 @@ const QUBESVM: PropDef[] = [
   // NetVMMixin
   prop('mac', 'str', { dflt: k('00:16:3e:5e:6c:00'), setter: setterMac, help: 'MAC address of the NIC emulated inside VM' }),
   prop('ip', 'str', { py: 'ipv4', help: 'IP address of this domain.',
-    dflt: (vm) => (!isNetworked(vm) ? null : ipForVm(vm)) }),
+    dflt: (vm) => (!isNetworked(vm) ? null : ipForVm(vm)),
+    postSet: (vm: Vm, n: Value, o: Value | undefined) => ipChanged(vm, '', n, o),
+    postReset: (vm: Vm, o: Value | undefined) => ipChanged(vm, '', null, o) }),
   prop('ip6', 'str', { py: 'ipv6', help: 'IPv6 address of this domain.',
-    dflt: (vm) => (!isNetworked(vm) || !truthy(vm.checkFeature('ipv6', 'netvm', false)) ? null : ip6ForVm(vm)) }),
+    dflt: (vm) => (!isNetworked(vm) || !truthy(vm.checkFeature('ipv6', 'netvm', false)) ? null : ip6ForVm(vm)),
+    // Qubes listens for 'property-reset:ipv6' (sic), so resetting ip6 announces nothing more
+    postSet: (vm: Vm, n: Value, o: Value | undefined) => ipChanged(vm, '6', n, o) }),
   prop('netvm', 'vm', { stage: 4, allowNone: true, dflt: (vm) => vm.app.globalVm('default_netvm'), setter: setterNetvm,
     preSet: netvmPreSet, preReset: netvmPreReset, postReset: netvmPostReset,
     help: 'VM that provides network connection to this domain. When None, machine is disconnected. When absent, domain uses default NetVM.' }),
-  boolProp('provides_network', k(false), 'If this domain can act as network provider (formerly known as NetVM or ProxyVM)',
-    { setter: setterProvidesNetwork, postSet: servicevmFeature, postReset: servicevmFeature }),
+  boolProp('provides_network', k(false), 'If this domain can act as network provider (formerly known as NetVM or ProxyVM)', {
+    setter: setterProvidesNetwork,
+    postSet: (vm: Vm, n: Value, o: Value | undefined) => {
+      servicevmFeature(vm);
+      if (n === o) return;
+      fire(vm, 'property-reset:gateway', [['name', 'gateway']]);
+      fire(vm, 'property-reset:gateway6', [['name', 'gateway6']]);
+    },
+    postReset: servicevmFeature }),
   stateless('visible_ip', 'str', (vm) => vm.checkFeature('net.fake-ip', 'template', false) || vm.prop('ip'),
     'IP address of this domain as seen by the domain.'),
   stateless('visible_ip6', 'str', (vm) => vm.prop('ip6'), 'IPv6 address of this domain as seen by the domain.'),
@@ -497,8 +541,9 @@ export const TABLES: Readonly<Record<string, PropTable>> = (() => {
   const qubesvm = new PropTable(QUBESVM);
   const appvm = qubesvm.extend([
     ...DVM_TEMPLATE,
+    { ...qubesvm.byName.get('icon')!, help: '' },
     prop('template', 'vm', { stage: 4, vmclass: 'TemplateVM', help: 'Template, on which this AppVM is based.',
-      preSet: haltedForTemplateChange,
+      preSet: haltedForTemplateChange, postSet: templateChanged,
       preReset: (vm: Vm) => {
         const dt = vm.app.globalVm('default_template');
         if (dt) throw QubesValueError(`Cannot unset template. You can set it to the current default (${dt.name}) instead`);
@@ -507,7 +552,9 @@ export const TABLES: Readonly<Record<string, PropTable>> = (() => {
   ]);
   const templatevm = qubesvm.extend([
     prop('appvm_default_bootmode', 'str', { stage: 4, help: 'Default active bootmode for AppVMs based on this template',
-      dflt: (vm) => vm.features.get('boot-mode.appvm-default') ?? 'default' }),
+      dflt: (vm) => vm.features.get('boot-mode.appvm-default') ?? 'default',
+      postSet: (vm: Vm, n: Value, o: Value | undefined) => { if (n !== o) resetChildBootmode(vm); },
+      postReset: (vm: Vm) => resetChildBootmode(vm) }),
     prop('netvm', 'vm', { stage: 4, allowNone: true, dflt: k(null), setter: setterNetvm,
       preSet: netvmPreSet, preReset: netvmPreReset, postReset: netvmPostReset,
       help: 'VM that provides network connection to this domain. When None, machine is disconnected.' }),
@@ -515,6 +562,7 @@ export const TABLES: Readonly<Record<string, PropTable>> = (() => {
   const standalone = qubesvm.extend(DVM_TEMPLATE);
   const dispvm = qubesvm.extend([
     prop('template', 'vm', { stage: 4, setter: setterDispvmTemplate, help: 'AppVM, on which this disposable is based.',
+      postSet: templateChanged,
       preSet: (vm: Vm) => { if (!vm.isHalted()) throw QubesVMNotHaltedError(vm.name, 'Cannot change template while qube is running'); },
       preReset: () => { throw QubesValueError('Cannot unset template'); } }),
     prop('dispid', 'int', { writeOnce: true, help: 'Internal, persistent identifier of particular disposable.' }),
@@ -530,7 +578,7 @@ export const TABLES: Readonly<Record<string, PropTable>> = (() => {
     prop('name', 'str', { py: null, dflt: k('dom0'), setter: forbidden }),
     prop('qid', 'int', { dflt: k(0), setter: forbidden }),
     prop('uuid', 'str', { py: null, dflt: k('00000000-0000-0000-0000-000000000000'), setter: forbidden }),
-    stateless('icon', 'str', () => 'adminvm-black', '', null),
+    stateless('icon', 'str', () => 'adminvm-black', ICON_HELP, null),
     prop('default_dispvm', 'vm', { stage: 4, allowNone: true, dflt: (vm) => vm.app.globalVm('default_dispvm'),
       setter: disposableTemplateSetter,
       help: 'Default disposable template to be used for spawning disposable qubes for service calls.' }),
@@ -552,5 +600,3 @@ export const TABLES: Readonly<Record<string, PropTable>> = (() => {
     DispVM: dispvm, RemoteVM: remotevm,
   };
 })();
-
-export const VM_CLASS_NAMES = Object.keys(TABLES).sort();

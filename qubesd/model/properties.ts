@@ -4,7 +4,7 @@
 // setting/resetting with Qubes' events in Qubes' order. Both qubes (Vm) and
 // the system (QubesApp) hold properties through the Holder interface.
 import {
-  QubesError, QubesException, QubesNoSuchPropertyError, QubesPropertyValueError, QubesValueError, pyRepr,
+  QubesException, QubesNoSuchPropertyError, QubesPropertyValueError, QubesValueError, pyRepr,
 } from '../api/errors.js';
 import { normInt, parsePyInt, pyStr, truthy, wireStr, type Value } from './values.js';
 import { validateVmName } from './names.js';
@@ -160,9 +160,11 @@ export function sanitize(def: PropDef, payload: Buffer): Value {
     case 'ipv4':
       if (!isIPv4(s)) throw QubesValueError('Failed to parse property value as IPv4Address');
       return s;
-    case 'ipv6':
-      if (!isIPv6(s)) throw QubesValueError('Failed to parse property value as IPv6Address');
-      return s;
+    case 'ipv6': {
+      const v6 = normalizeIPv6(s);
+      if (v6 === null) throw QubesValueError('Failed to parse property value as IPv6Address');
+      return v6;
+    }
     default:
       if (!PRINTABLE.test(s)) throw QubesValueError('Invalid characters in property value');
       return s;
@@ -189,8 +191,52 @@ function isIPv4(s: string): boolean {
   return parts.length === 4 && parts.every((p) => /^\d{1,3}$/.test(p) && Number(p) <= 255 && !(p.length > 1 && p[0] === '0'));
 }
 
-function isIPv6(s: string): boolean {
-  return /^[0-9a-fA-F:.]+$/.test(s) && s.includes(':') && s.split('::').length <= 2;
+/** Python's str(IPv6Address(s)): the compressed form; null when not an address. */
+export function normalizeIPv6(s: string): string | null {
+  let text = s;
+  const groups: number[] = [];
+  const v4 = /^(.*:)(\d+\.\d+\.\d+\.\d+)$/.exec(text);
+  let tail: number[] = [];
+  if (v4) {
+    if (!isIPv4(v4[2]!)) return null;
+    const b = v4[2]!.split('.').map(Number);
+    tail = [(b[0]! << 8) | b[1]!, (b[2]! << 8) | b[3]!];
+    text = v4[1]!.endsWith('::') ? v4[1]! : v4[1]!.slice(0, -1);
+  }
+  const halves = text.split('::');
+  if (halves.length > 2) return null;
+  const parse = (part: string): number[] | null => {
+    if (part === '') return [];
+    const out: number[] = [];
+    for (const g of part.split(':')) {
+      if (!/^[0-9a-fA-F]{1,4}$/.test(g)) return null;
+      out.push(parseInt(g, 16));
+    }
+    return out;
+  };
+  const head = parse(halves[0]!);
+  const rest = halves.length === 2 ? parse(halves[1]!) : [];
+  if (!head || !rest) return null;
+  const total = head.length + rest.length + tail.length;
+  if (halves.length === 2) {
+    if (total > 7) return null;
+    groups.push(...head, ...new Array<number>(8 - total).fill(0), ...rest, ...tail);
+  } else {
+    if (total !== 8) return null;
+    groups.push(...head, ...tail);
+  }
+  // the longest run of two or more zero groups becomes '::' (the first one on a tie)
+  let best = -1, bestLen = 1;
+  for (let i = 0; i < 8;) {
+    if (groups[i] !== 0) { i++; continue; }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen) { best = i; bestLen = j - i; }
+    i = j;
+  }
+  const hex = groups.map((g) => g.toString(16));
+  if (best < 0) return hex.join(':');
+  return hex.slice(0, best).join(':') + '::' + hex.slice(best + bestLen).join(':');
 }
 
 /** Converting a value to the property's Python type after its setter. */
@@ -317,5 +363,3 @@ export function toInt(v: Value): number | bigint {
   if (n === null) throw QubesException(`invalid literal for int() with base 10: ${pyRepr(pyStr(v))}`);
   return normInt(BigInt(n));
 }
-
-export function isQubesError(e: unknown): e is QubesError { return e instanceof QubesError; }

@@ -10,7 +10,7 @@ import type { QubesApp, PowerState } from './app.js';
 import type { Label } from './labels.js';
 
 /** Feature values as Qubes stores them: str(value), booleans as '1'/''. */
-export function featureText(v: Value | undefined): string {
+function featureText(v: Value | undefined): string {
   if (v === null || v === undefined || typeof v === 'boolean') return v ? '1' : '';
   return typeof v === 'string' ? v : pyStr(v);
 }

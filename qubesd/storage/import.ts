@@ -17,9 +17,10 @@ export type CopyResult = { ok: true; bytes: number } | { ok: false; bytes: numbe
  * nor created, and the data is on disk when this resolves. Memory use is one
  * chunk at a time, whatever the size.
  */
-export async function copyStreamInto(input: AsyncIterable<Buffer | string>, file: string, size: number): Promise<CopyResult> {
+export async function copyStreamInto(input: AsyncIterable<Buffer | string>, file: string, size: number,
+  opts: { open?: (file: string, flags: string) => Promise<fsp.FileHandle> } = {}): Promise<CopyResult> {
   let fh: fsp.FileHandle;
-  try { fh = await fsp.open(file, 'r+'); } catch { return { ok: false, bytes: 0, error: 'error copying data' }; }
+  try { fh = await (opts.open ?? fsp.open)(file, 'r+'); } catch { return { ok: false, bytes: 0, error: 'error copying data' }; }
   let pos = 0;
   try {
     for await (const raw of input) {
@@ -61,11 +62,12 @@ async function writeSparse(fh: fsp.FileHandle, chunk: Buffer, pos: number): Prom
  * failure the old data is untouched and the error says why.
  */
 export async function importFromStream(manager: StorageManager, vm: StorageVm, volume: string,
-  input: AsyncIterable<Buffer | string>, size?: number): Promise<{ bytes: number }> {
+  input: AsyncIterable<Buffer | string>, size?: number,
+  opts: { open?: (file: string, flags: string) => Promise<fsp.FileHandle> } = {}): Promise<{ bytes: number }> {
   const target = await manager.importBegin(vm, volume, size ?? null);
   let result: CopyResult;
   try {
-    result = await copyStreamInto(input, target.path, target.size);
+    result = await copyStreamInto(input, target.path, target.size, opts);
   } catch (e) {
     result = { ok: false, bytes: 0, error: (e as Error).message };
   }

@@ -12,7 +12,7 @@ import { QubesPoolNotFoundError, QubesVolumeNotFoundError, QubesVolumeCopyTokenN
 import { fileSize, removeEmptyDir, type CopyMethod } from './fileops.js';
 import { defaultModelAccess, isHalted, type ModelAccess, type Placement, type StorageApp, type StorageVm } from './model-view.js';
 import { pathInPool } from './paths.js';
-import { DirPool, KernelPool, makePool, poolFromDoc, type Pool, type VolumeSlot } from './pools.js';
+import { DirPool, KernelPool, makePool, poolFromDoc, type Pool, type PoolContext, type VolumeSlot } from './pools.js';
 import type { Volume } from './volumes.js';
 
 export interface StorageOptions {
@@ -51,9 +51,8 @@ export class StorageManager {
   private constructor(readonly app: StorageApp, private readonly opts: StorageOptions) {
     this.baseDir = path.resolve(opts.baseDir);
     this.access = { ...defaultModelAccess(app), ...opts.access };
-    const ctx = { noteCopy: (src: string, dst: string, method: CopyMethod) => this.noteCopy(src, dst, method) };
     for (const doc of app.pools) {
-      const pool = poolFromDoc(doc, ctx);
+      const pool = poolFromDoc(doc, this.ctx());
       this.pools.set(pool.name, pool);
     }
   }
@@ -82,7 +81,7 @@ export class StorageManager {
     this.opts.log?.(`${method === 'reflink' ? 'reflinked' : 'copied (no reflink here)'} ${src} -> ${dst}`);
   }
 
-  private ctx() { return { noteCopy: (s: string, d: string, m: CopyMethod) => this.noteCopy(s, d, m) }; }
+  private ctx(): PoolContext { return { noteCopy: (s, d, m) => this.noteCopy(s, d, m) }; }
 
   /** Serialise operations per qube, as Qubes' per-volume locks do. */
   private async locked<T>(key: string, fn: () => Promise<T>): Promise<T> {
@@ -486,6 +485,7 @@ export class StorageManager {
       const built: Volume[] = [];
       for (const raw of confs) {
         const c = { ...raw };
+        if (vm.klass === 'DispVM' && !vm.volumeConfig.length) this.inheritFromAppVm(vm, c);
         if (c.snapOnStart && !c.source) this.takeFromSource(vm, c);
         if (placement.pool && !c.snapOnStart && c.rw) c.pool = placement.pool;
         else if (!placement.pool && placement.pools && placement.pools[c.name] !== undefined) {
@@ -518,6 +518,16 @@ export class StorageManager {
     return (defaultVolumes(vm.klass) ?? []).map((t) => ({
       name: t.name, rw: t.rw, saveOnStop: t.saveOnStop, snapOnStart: t.snapOnStart, size: t.size ?? 0, extra: [],
     }));
+  }
+
+  /** A disposable takes pool, rw and an explicit ephemeral setting of its AppVM's same-named volume (qubes/vm/dispvm.py). */
+  private inheritFromAppVm(vm: StorageVm, c: VolumeConf): void {
+    const t = this.access.template(vm);
+    if (!t || !this.hasVolume(t, c.name)) return;
+    const src = this.volume(t, c.name);
+    if (!c.pool) c.pool = src.pool.name;
+    c.rw = src.rw;
+    if (src.conf.ephemeral !== undefined) c.ephemeral = src.conf.ephemeral;
   }
 
   /** Qubes' _update_volume_config_source: source, pool and size from the template chain. */

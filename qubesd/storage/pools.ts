@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { QubesError, QubesException, QubesValueError, StoragePoolException } from '../api/errors.js';
+import { QubesError, QubesException, QubesValueError, StoragePoolException, pyRepr } from '../api/errors.js';
 import type { PoolDoc } from '../store/document.js';
 import { pyBool, type VolumeConf } from './config.js';
 import { NotImplementedErr } from './errors.js';
@@ -192,7 +192,7 @@ export class ReflinkPool extends DirPool {
     const created = await this.makeDirs();
     if (this.setupCheck && !(await supportsReflink(this.dirPath))) {
       if (created) await fsp.rmdir(this.dirPath).catch(() => undefined);
-      throw StoragePoolException(`The filesystem for '${this.dirPath}' does not support reflinks. If you can live with delays on VM startup/shutdown/etc. and wasted disk space, pass the 'setup_check=False' option.`);
+      throw StoragePoolException(`The filesystem for ${pyRepr(this.dirPath)} does not support reflinks. If you can live with delays on VM startup/shutdown/etc. and wasted disk space, pass the 'setup_check=False' option.`);
     }
     await this.makeSubdirs();
   }
@@ -200,6 +200,10 @@ export class ReflinkPool extends DirPool {
   override volume(vm: StorageVm, conf: VolumeConf, source: Volume | null): Volume {
     return new ReflinkVolume(this, vm, conf, source);
   }
+
+  // unlike the file driver (0), a missing directory reports nothing at all
+  override async size(): Promise<number | null> { return (await fsUsage(this.dirPath))?.size ?? null; }
+  override async usage(): Promise<number | null> { return (await fsUsage(this.dirPath))?.used ?? null; }
 }
 
 export class KernelPool extends Pool {

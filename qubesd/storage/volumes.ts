@@ -150,8 +150,11 @@ export abstract class ImageVolume extends Volume {
 
   protected abstract sizeFiles(): string[];
 
+  /** which volumes get an image at creation (the `file` driver also makes the volatile one) */
+  protected get createsImage(): boolean { return this.saveOnStop && !this.snapOnStart; }
+
   override async create(): Promise<void> {
-    if (this.saveOnStop && !this.snapOnStart) {
+    if (this.createsImage) {
       if (!(this.conf.size > 0)) throw StoragePoolException(`Volume size must be > 0 (volume ${this.vid})`);
       // data nobody references any more is still somebody's data: never create over it
       if (await exists(this.cleanPath)) throw StoragePoolException(`Volume ${this.cleanPath} already exists`);
@@ -166,7 +169,9 @@ export abstract class ImageVolume extends Volume {
     let names: string[] = [];
     try { names = await fsp.readdir(dir); } catch { /* no directory: nothing more */ }
     // leftovers of interrupted writes: "<vid>*.img*~<random>"
-    for (const n of names) if (n.startsWith(base) && n.includes('.img') && n.includes('~')) files.push(path.join(dir, n));
+    for (const n of names) {
+      if ((n.startsWith(base + '.') || n.startsWith(base + '-')) && n.includes('.img') && n.includes('~')) files.push(path.join(dir, n));
+    }
     return [...new Set(files)];
   }
 
@@ -211,6 +216,7 @@ export abstract class ImageVolume extends Volume {
 
   override async start(): Promise<void> {
     await this.removeIncomplete();
+    await removeFile(this.importPath); // the manager refuses a start during a live import: this one is stale
     const running = this.runningPath;
     if (this.snapshotsDisabled) {
       await this.prune(0);
@@ -327,6 +333,8 @@ export class FileVolume extends ImageVolume {
     return pathInPool(this.pool.dirPath, this.vid, '-cow.img');
   }
   private get oldPath(): string { return pathInPool(this.pool.dirPath, this.vid, '-cow.img.old'); }
+  /** an empty volatile volume (a kernel volume placed here) has nothing to hold */
+  protected override get createsImage(): boolean { return !this.snapOnStart && (this.saveOnStop || this.conf.size > 0); }
 
   override path(): string {
     return this.snapOnStart ? this.sourceCleanOrOwn() : this.cleanPath;

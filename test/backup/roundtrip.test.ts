@@ -2,7 +2,8 @@ import t, { type Test } from 'tap';
 import { readdirSync, readFileSync, writeFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { commandDestination, dom0PathDestination, runBackup, type Destination } from '../../qubesd/backup/destination.js';
+import { spawn } from 'node:child_process';
+import { commandDestination, dom0PathDestination, runBackup, serviceDestination, type Destination } from '../../qubesd/backup/destination.js';
 import { BackupError, readBackup } from '../../qubesd/backup/reader.js';
 import { listBackup, restoreToDirectory, streamBackup, verifyBackup } from '../../qubesd/backup/restore.js';
 import { BackupAbortedError, writeBackup, type WriteOptions } from '../../qubesd/backup/writer.js';
@@ -122,6 +123,18 @@ t.test('directory destination: one new archive, list, verify, restore', async (t
   t.same(seen, ['fedora', 'fedora/root.img', 'fedora/private.img']);
 });
 
+t.test('dom0 home in a backup is left out, and refused when asked for', async (t) => {
+  const src = sourceOf(QUBES);
+  src.qubesXml = Buffer.from(src.qubesXml.toString().replace('<feature name="backup-content"></feature>',
+    '<feature name="backup-content">1</feature><feature name="backup-path">dom0-home/user</feature><feature name="backup-size">0</feature>'));
+  const dir = tempDir(t);
+  const { location } = await runBackup(src, await dom0PathDestination(dir), base);
+  t.same((await listBackup(location, { passphrase: 'pass phrase' })).qubes.map((q) => q.name), ['dom0', 'work', 'fedora', 'disp']);
+  const r = await restoreToDirectory(location, join(dir, 'out'), { passphrase: 'pass phrase' });
+  t.same(r.qubes.map((q) => q.name), ['work', 'fedora', 'disp']);
+  await t.rejects(restoreToDirectory(location, join(dir, 'out2'), { passphrase: 'pass phrase', qubes: ['dom0'] }), { code: 'unsupported' });
+});
+
 t.test('damaged archives restore nothing', async (t) => {
   // Uncompressed, so the chunk layout is known: vm1/private.img has 5
   // chunks, vm2/root.img exactly 2.
@@ -211,6 +224,21 @@ t.test('a dying command destination fails the backup', async (t) => {
   t.equal(statSync(join(dir, 'piped')).size, r.archiveBytes, 'piped archive complete');
   const { got } = await restoreAll(join(dir, 'piped'));
   expectIdentical(t, got);
+});
+
+t.test('qubes.Backup service destination: path line first, then the archive', async (t) => {
+  const dir = tempDir(t);
+  // Stands in for the service in the destination qube: reads the path,
+  // then stores its input there.
+  const start = (script: string) => {
+    const child = spawn('/bin/sh', ['-c', script], { stdio: ['pipe', 'ignore', 'ignore'] });
+    return { stdin: child.stdin, exit: new Promise<number>((resolve) => child.on('close', (code) => resolve(code ?? -1))), kill: () => child.kill() };
+  };
+  const r = await runBackup(sourceOf(QUBES), serviceDestination(start('read -r path; cat > "$path"'), join(dir, 'remote')), base);
+  t.equal(r.location, join(dir, 'remote'));
+  const { got } = await restoreAll(join(dir, 'remote'));
+  expectIdentical(t, got);
+  await t.rejects(runBackup(sourceOf(QUBES), serviceDestination(start('read -r path; cat >/dev/null; exit 1'), '/x'), base), /destination qube failed \(exit status 1\)/);
 });
 
 t.test('a source that lies about its size fails the backup', async (t) => {

@@ -42,8 +42,11 @@ export async function startDaemon(o: StartOptions = {}): Promise<Daemon> {
     cpSync(join(FIXTURE, 'base'), base, { recursive: true });
   }
   const logFile = join(dir, 'qubesd.log');
+  // tap's NODE_OPTIONS (its loaders) must not leak into the daemon.
+  const env: NodeJS.ProcessEnv = { ...process.env, ...o.env };
+  delete env.NODE_OPTIONS;
   const proc = spawn(process.execPath, [join(ROOT, 'bin', 'qubesd'), '--store', store, '--base-dir', base, '--socket-dir', run,
-    '--policy-dir', join(dir, 'policy.d'), '--log', logFile, ...(o.args ?? [])], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...o.env } });
+    '--policy-dir', join(dir, 'policy.d'), '--log', logFile, ...(o.args ?? [])], { stdio: ['ignore', 'ignore', 'pipe'], env });
   let stderr = '';
   proc.stderr!.on('data', (d) => { stderr += d; });
   const socket = join(run, 'qubesd.sock');
@@ -98,4 +101,58 @@ export async function call(socket: string, method: string, dest = 'dom0', arg = 
 
 export function cleanup(d: Daemon): void {
   rmSync(d.dir, { recursive: true, force: true });
+}
+
+export interface QEvent { subject: string; event: string; kwargs: Record<string, string> }
+
+/** Subscribe to admin.Events (or admin.vm.Stats); collects parsed events until close(). */
+export function subscribeEvents(socket: string, dest = 'dom0', source = 'dom0', method = 'admin.Events'): Promise<{ events: QEvent[]; waitFor(pred: (e: QEvent) => boolean, ms?: number): Promise<QEvent>; close(): void }> {
+  return new Promise((resolveSub, rejectSub) => {
+    const c = net.connect(socket);
+    const events: QEvent[] = [];
+    const waiters: Array<{ pred: (e: QEvent) => boolean; res: (e: QEvent) => void }> = [];
+    let buf = Buffer.alloc(0);
+    let started = false;
+    c.on('connect', () => c.end(encodeRequest(method, '', source, dest)));
+    c.on('error', (e) => { if (!started) rejectSub(e); });
+    c.on('data', (d) => {
+      buf = Buffer.concat([buf, d]);
+      for (;;) {
+        if (buf.length < 2 || buf[0] !== 0x31) break;
+        // an event frame ends with an empty field: subject, event, then k/v pairs, then ''
+        const fields: string[] = [];
+        let pos = 2, complete = false;
+        for (;;) {
+          const z = buf.indexOf(0, pos);
+          if (z < 0) break;
+          const f = buf.subarray(pos, z).toString('utf8');
+          pos = z + 1;
+          if (fields.length >= 2 && f === '' && (fields.length - 2) % 2 === 0) { complete = true; break; }
+          fields.push(f);
+        }
+        if (!complete) break;
+        buf = buf.subarray(pos);
+        const kwargs: Record<string, string> = {};
+        for (let i = 2; i + 1 < fields.length; i += 2) kwargs[fields[i]!] = fields[i + 1]!;
+        const ev = { subject: fields[0]!, event: fields[1]!, kwargs };
+        events.push(ev);
+        if (!started && ev.event === 'connection-established') {
+          started = true;
+          resolveSub({
+            events,
+            waitFor: (pred, ms = 30000) => {
+              const found = events.find(pred);
+              if (found) return Promise.resolve(found);
+              return new Promise((res, rej) => {
+                const t = setTimeout(() => rej(new Error('timed out waiting for an event; got: ' + events.map((e) => `${e.subject}:${e.event}`).join(', '))), ms);
+                waiters.push({ pred, res: (e) => { clearTimeout(t); res(e); } });
+              });
+            },
+            close: () => c.destroy(),
+          });
+        }
+        for (let i = waiters.length - 1; i >= 0; i--) if (waiters[i]!.pred(ev)) { waiters[i]!.res(ev); waiters.splice(i, 1); }
+      }
+    });
+  });
 }

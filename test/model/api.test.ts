@@ -165,6 +165,28 @@ t.test('create, use and remove qubes', async (t) => {
   t.equal(await ok('admin.vm.CurrentState', 'work'), 'mem=0 mem_static_max=0 cputime=0 power_state=Halted');
 });
 
+t.test('a qube created by another qube is tagged with its creator', async (t) => {
+  t.equal(await ok('admin.vm.Create.AppVM', 'dom0', '', 'name=byvault label=red', 'vault'), '');
+  t.match(await ok('admin.vm.tag.List', 'byvault'), /^created-by-vault$/m);
+  t.equal(await err('admin.vm.tag.Remove', 'byvault', 'created-by-vault', '', 'vault'),
+    'PermissionDenied: changing this tag is prohibited by qubes.ext.admin.AdminExtension');
+  t.equal(await ok('admin.vm.tag.Remove', 'byvault', 'created-by-vault'), '', 'dom0 may');
+  t.equal(await ok('admin.vm.Remove', 'byvault'), '');
+});
+
+t.test('system info for the policy engine', async (t) => {
+  const r = await call(d.internalSocket, 'internal.GetSystemInfo');
+  t.ok(r.ok);
+  t.match(r.content, /^\{"domains": \{"dom0": \{/, "Python's json.dumps layout");
+  const info = JSON.parse(r.content) as { domains: Record<string, Record<string, unknown>> };
+  t.same(info.domains['fedora-41-dvm'], {
+    internal: null, tags: ['guivm-dom0', 'audiovm-dom0', 'created-by-dom0'], type: 'AppVM', template_for_dispvms: true,
+    default_dispvm: 'fedora-41-dvm', icon: 'appvm-red', label: 'red', guivm: 'dom0', relayvm: null, transport_rpc: null,
+    power_state: 'Halted', uuid: '13ca5d81-4ea9-44f6-ab64-cf618730c8a9',
+  });
+  t.equal(info.domains['dom0']!['icon'], 'adminvm-black');
+});
+
 /** Collect EVENT frames of one admin.Events stream while `during` runs. */
 async function events(dest: string, during: () => Promise<void>): Promise<string[]> {
   const sock = net.connect(d.socket);

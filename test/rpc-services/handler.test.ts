@@ -7,22 +7,23 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT, rawCall, call } from '../helpers/qubesd.js';
 import { encodeRequest, MAX_REQUEST } from '../../qubesd/protocol/request.js';
-import { layoutFor, configPath } from '../../rpc-services/config.js';
+import { configPath, loadConfig } from '../../rpc-services/config.js';
+import { install, handlerPath } from '../../rpc-services/install.js';
 import { exceptionOf, spawnPlain, startQubesd } from './helpers.js';
 
 const d = await startQubesd();
 const prefix = mkdtempSync(join(tmpdir(), 'rpc-handler-'));
-const cfg = layoutFor(prefix, ROOT);
+install({ prefix });
+const cfg = loadConfig(configPath(prefix));
 cfg.qubesd.socket = d.socket;
-cfg.qubesd.internalSocket = join(prefix, 'fake-internal.sock');   // replaced per test where needed
-mkdirSync(join(prefix, 'etc', 'qubes'), { recursive: true });
-mkdirSync(cfg.qrexec.serviceDir, { recursive: true });
+cfg.qubesd.internalSocket = join(prefix, 'fake-internal.sock');   // a stand-in qubesd for the import test
 writeFileSync(configPath(prefix), JSON.stringify(cfg));
 t.teardown(async () => { await d.stop(); rmSync(prefix, { recursive: true, force: true }); });
 
+/** The installed entry; for names the installer does not place, a link made the same way. */
 function entry(name: string): string {
   const p = join(cfg.qrexec.serviceDir, name);
-  if (!existsSync(p)) symlinkSync(join(ROOT, 'bin', 'qubes-rpc-handler'), p);
+  if (!existsSync(p)) symlinkSync(handlerPath(prefix), p);
   return p;
 }
 
@@ -49,6 +50,17 @@ t.test('forwards a call and copies qubesd\'s reply byte for byte', async (t) => 
   t.equal(r.code, 0);
   t.same(r.out, direct);
   t.equal(r.out[0], 0x30);
+});
+
+t.test('the checkout\'s bin/qubes-rpc-handler is the same program', async (t) => {
+  const p = spawnPlain(process.execPath, [join(ROOT, 'bin', 'qubes-rpc-handler')], {
+    env: { PATH: process.env.PATH, QUBES_STACK_CONFIG: configPath(prefix), QREXEC_SERVICE_FULL_NAME: 'admin.vm.List+', QREXEC_REMOTE_DOMAIN: 'dom0', QREXEC_REQUESTED_TARGET: 'dom0' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const out: Buffer[] = [];
+  p.stdout!.on('data', (b) => out.push(b));
+  t.equal(await new Promise((r) => p.once('close', r)), 0);
+  t.same(Buffer.concat(out), await rawCall(d.socket, encodeRequest('admin.vm.List', '', 'dom0', 'dom0')));
 });
 
 t.test('argument from the command line, from QREXEC_SERVICE_ARGUMENT, and keyword targets', async (t) => {
@@ -104,6 +116,20 @@ t.test('invalid calls are refused without reaching qubesd', async (t) => {
     t.ok(ex?.message, `${what}: says why (${ex?.message})`);
   }
   t.equal(auditLines(), before, 'qubesd saw none of them');
+});
+
+t.test('policy.* calls reach the policy admin program with the installation\'s policy', async (t) => {
+  mkdirSync(cfg.policy.dir, { recursive: true });
+  writeFileSync(join(cfg.policy.dir, '30-handler-test.policy'), 'admin.vm.List * mgmt @adminvm allow target=dom0\n');
+  const env = { QREXEC_REMOTE_DOMAIN: 'dom0', QREXEC_REQUESTED_TARGET: 'dom0' };
+  const list = await run('policy.List', env);
+  t.equal(list.code, 0);
+  t.match(list.out.toString(), /^30-handler-test$/m);
+  const get = await run('policy.Get', env, '', ['30-handler-test']);
+  t.match(get.out.toString(), /admin\.vm\.List \* mgmt @adminvm allow target=dom0/);
+  const bad = await run('policy.Get', env, '', ['../../etc/passwd']);
+  t.not(bad.code, 0);
+  t.equal(exceptionOf(bad.out)?.type, 'ProtocolError', 'refused by the handler\'s own checks');
 });
 
 t.test('admin.Events streams until the caller goes away', async (t) => {

@@ -4,10 +4,9 @@ import { existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync, readlink
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { METHODS, policyInclude } from '../../qubesd/api/methods.js';
-import { install } from '../../rpc-services/install.js';
+import { install, handlerPath } from '../../rpc-services/install.js';
 import { loadConfig } from '../../rpc-services/config.js';
 import { POLICY_SERVICES } from '../../rpc-services/names.js';
-import { ROOT } from '../helpers/qubesd.js';
 
 const prefix = mkdtempSync(join(tmpdir(), 'rpc-install-'));
 t.teardown(() => rmSync(prefix, { recursive: true, force: true }));
@@ -18,7 +17,10 @@ t.test('handler entries for every service a qube may call, none for internal one
   const names = readdirSync(rpc).sort();
   const expected = [...METHODS.filter((m) => m.name.startsWith('admin.')).map((m) => m.name), ...POLICY_SERVICES.map((p) => p.name)].sort();
   t.same(names, expected);
-  for (const n of names) t.equal(readlinkSync(join(rpc, n)), join(ROOT, 'bin', 'qubes-rpc-handler'), `${n} is the handler`);
+  for (const n of names) t.equal(resolve(rpc, readlinkSync(join(rpc, n))), handlerPath(prefix), `${n} is the handler`);
+  const program = readFileSync(handlerPath(prefix), 'utf8');
+  t.match(program, new RegExp(`^#!${process.execPath.replace(/[/.]/g, '\\$&')}\n`), 'started by this node directly');
+  t.notMatch(program, /^\s*(import|export)\s/m, 'no ES module syntax left');
 });
 
 t.test('socket mode links admin.* to qubesd.sock but keeps the handler where a program is needed', async (t) => {
@@ -28,8 +30,8 @@ t.test('socket mode links admin.* to qubesd.sock but keeps the handler where a p
   const link = (n: string) => readlinkSync(join(rpc, n));
   t.equal(resolve(rpc, link('admin.vm.List')), join(p2, 'var', 'run', 'qubesd.sock'));
   t.notOk(link('admin.vm.List').startsWith('/'), 'relative, as Qubes installs it');
-  t.equal(link('admin.vm.volume.Import'), join(ROOT, 'bin', 'qubes-rpc-handler'));
-  t.equal(link('policy.Replace'), join(ROOT, 'bin', 'qubes-rpc-handler'));
+  t.equal(resolve(rpc, link('admin.vm.volume.Import')), handlerPath(p2));
+  t.equal(resolve(rpc, link('policy.Replace')), handlerPath(p2));
   t.equal(loadConfig(join(p2, 'etc', 'qubes', 'stack.json')).qrexec.entries, 'socket');
 });
 

@@ -6,7 +6,9 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, openSync, readSync, closeSync, statSync, writeSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { join } from 'node:path';
+import { open } from 'node:fs/promises';
 import { importFromStream } from '../../qubesd/storage/index.js';
+import { supportsReflink } from '../../qubesd/storage/fileops.js';
 import { makeEnv, attrsOf } from './fake.js';
 import { mountTmpfs, mountReflinkFs } from './mounts.js';
 
@@ -53,11 +55,39 @@ t.test('disk full (8 MiB tmpfs): import, clone and start fail cleanly, data inta
   t.notOk(existsSync(join(mnt.dir, 'pool/appvms/tiny')), 'removed qube leaves nothing behind');
 });
 
+t.test('disk full (simulated ENOSPC writer): import fails cleanly, data intact', async (t) => {
+  const env = makeEnv(); t.teardown(env.cleanup);
+  const { app, m, base } = env;
+  const vm = await app.addVm('sim', 'StandaloneVM');
+  const priv = join(base, 'appvms/sim/private.img');
+  await m.resize(vm, 'private', 4 * MiB);
+  mark(priv, 'KEEP-ME');
+  // a writer whose disk fills up after 1 MiB, as write(2) reports it
+  const fullAfter1MiB = async (file: string, flags: string) => {
+    const fh = await open(file, flags);
+    const write = fh.write.bind(fh) as (...a: unknown[]) => Promise<{ bytesWritten: number; buffer: Buffer }>;
+    let written = 0;
+    (fh as unknown as { write: unknown }).write = async (...a: unknown[]) => {
+      if (written >= MiB) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+      const r = await write(...a);
+      written += r.bytesWritten;
+      return r;
+    };
+    return fh;
+  };
+  t.comment('disk full simulated by a writer failing with ENOSPC after 1 MiB');
+  await t.rejects(importFromStream(m, vm, 'private', Readable.from(randomChunks(3 * MiB)), 3 * MiB, { open: fullAfter1MiB }),
+    { type: 'QubesException', message: 'Data import failed: error copying data' });
+  t.equal(head(priv, 7), 'KEEP-ME');
+  t.equal(statSync(priv).size, 4 * MiB);
+  t.notOk(existsSync(join(base, 'appvms/sim/private-import.img')));
+});
+
 t.test('file-reflink: reflinks where the filesystem can, copies where not, and says which', async (t) => {
   const env = makeEnv(); t.teardown(env.cleanup);
   const { app, m, dir } = env;
   // on this test's own filesystem: the setup check speaks the truth
-  const here = await (await import('../../qubesd/storage/fileops.js')).supportsReflink(dir);
+  const here = await supportsReflink(dir);
   if (!here) {
     await t.rejects(m.addPool('file-reflink', 'rl0', new Map([['dir_path', join(dir, 'rl0')]])),
       { type: 'StoragePoolException', message: `The filesystem for '${join(dir, 'rl0')}' does not support reflinks. If you can live with delays on VM startup/shutdown/etc. and wasted disk space, pass the 'setup_check=False' option.` });

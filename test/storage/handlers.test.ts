@@ -120,6 +120,9 @@ t.test('admin.vm.volume.* replies', async (t) => {
   t.equal(await call(app, 'internal.vm.volume.ImportBegin', work, 'private', '4096'), `4096 ${join(base, 'appvms/work/private-import.img')}`);
   t.equal(await err(call(app, 'internal.vm.volume.ImportEnd', work, 'private', 'fail\nnot enough data (copied 1 bytes, expected 4096 bytes)')),
     'QubesException: Data import failed: not enough data (copied 1 bytes, expected 4096 bytes)');
+  await call(app, 'internal.vm.volume.ImportBegin', work, 'private', '10');
+  t.equal(await err(call(app, 'internal.vm.volume.ImportEnd', work, 'private', Buffer.from('fail\nbad \xff byte', 'latin1'))), 'QubesException: Data import failed: bad ? byte',
+    'a non-ASCII failure message still ends the import');
   t.equal(await call(app, 'internal.vm.volume.ImportBegin', work, 'private'), `${2 * 1024 ** 3} ${join(base, 'appvms/work/private-import.img')}`);
   t.equal(await call(app, 'internal.vm.volume.ImportEnd', work, 'private', 'ok'), undefined);
   t.equal(await call(app, 'admin.vm.volume.Clear', work, 'private'), undefined);

@@ -41,8 +41,9 @@ t.test('new qubes get Qubes\' volume layout in the default pools', async (t) => 
   t.equal(attrsOf(work, 'private').get('revisions_to_keep'), '1');
   t.equal(attrsOf(work, 'kernel').get('pool'), 'linux-kernel');
   t.ok(app.dirty.has('work'));
-  // files: template root+private, the AppVM's private; sparse
-  t.same(listFiles(base).filter((f) => f.endsWith('.img')), ['appvms/work/private.img', 'vm-templates/fedora/private.img', 'vm-templates/fedora/root.img']);
+  // files: sparse images of every volume that is not a snapshot
+  t.same(listFiles(base).filter((f) => f.endsWith('.img')), ['appvms/work/private.img', 'appvms/work/volatile.img',
+    'vm-templates/fedora/private.img', 'vm-templates/fedora/root.img', 'vm-templates/fedora/volatile.img'], 'the file driver makes every non-snapshot image, as Qubes');
   t.equal(statSync(join(base, 'vm-templates/fedora/root.img')).size, 10 * 1024 ** 3);
   t.equal(statSync(join(base, 'vm-templates/fedora/root.img')).blocks, 0, 'sparse');
 
@@ -58,7 +59,10 @@ t.test('new qubes get Qubes\' volume layout in the default pools', async (t) => 
     'appvms/work/root', 'appvms/work/private', 'appvms/work/volatile']);
   t.same(await m.poolVolumeIds('linux-kernel'), ['6.1.0']);
 
+  m.setEphemeral(work, 'volatile', true);
   const disp = await app.addVm('disp1', 'DispVM', work);
+  t.equal(attrsOf(disp, 'volatile').get('ephemeral'), 'True', 'a disposable inherits its AppVM\'s ephemeral volatile');
+  t.equal(attrsOf(disp, 'volatile').get('size'), String(12 * 1024 ** 3), 'disposable volatile: root + private size');
   t.equal(attrsOf(disp, 'private').get('source'), 'appvms/work/private', 'DispVM private snapshots its AppVM');
   t.equal(attrsOf(disp, 'root').get('source'), 'vm-templates/fedora/root', 'DispVM root snapshots the template, through the AppVM');
 

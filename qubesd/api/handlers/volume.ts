@@ -94,7 +94,8 @@ export const handlers: Handlers = {
     const ok = call.payload.equals(Buffer.from('ok'));
     let error = '';
     if (!ok) {
-      const text = ascii(call.payload, 'Payload contains non-ASCII characters');
+      // the import must end whatever the message holds: never refuse it over a byte
+      const text = call.payload.toString('latin1').replace(/[^\x00-\x7f]/g, '?');
       const nl = text.indexOf('\n');
       if (nl >= 0) error = text.slice(nl + 1);
     }

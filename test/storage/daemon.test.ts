@@ -1,0 +1,137 @@
+// The storage calls through a real qubesd on its real sockets: a qube
+// created in a new pool, data imported the way Qubes' Import script does it
+// (ImportBegin on the internal socket, dd into the given path, ImportEnd),
+// cloned, persisted across a restart, and removed without leftovers.
+import t from 'tap';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { ROOT, FIXTURE, SHARED, call } from '../helpers/qubesd.js';
+
+/**
+ * qubesd from the fixture store. Started from dist/qubesd/cli.js without
+ * tap's loaders: under them the extensionless bin/qubesd is loaded as
+ * CommonJS and fails (test/helpers' startDaemon has that problem).
+ */
+async function startDaemon(o: { dir?: string } = {}) {
+  const dir = o.dir ?? mkdtempSync(join(tmpdir(), 'storage-daemon-'));
+  const base = join(dir, 'base'), run = join(dir, 'run'), store = join(dir, 'qubes.xml');
+  if (!o.dir) {
+    mkdirSync(run, { recursive: true });
+    cpSync(join(FIXTURE, 'base'), base, { recursive: true });
+    writeFileSync(store, readFileSync(join(FIXTURE, 'qubes.xml'), 'utf8').replaceAll('@BASE@', base));
+  }
+  const env = { ...process.env, NODE_OPTIONS: '' };
+  const proc = spawn(process.execPath, [join(ROOT, 'dist/qubesd/cli.js'), '--store', store, '--base-dir', base, '--socket-dir', run,
+    '--policy-dir', join(dir, 'policy.d')], { stdio: ['ignore', 'ignore', 'pipe'], env });
+  let stderr = '';
+  proc.stderr!.on('data', (b) => { stderr += b; });
+  const exited = new Promise((res) => proc.once('exit', res));
+  const socket = join(run, 'qubesd.sock');
+  for (let i = 0; !(await canConnect(socket)); i++) {
+    if (proc.exitCode !== null || i > 600) { proc.kill('SIGKILL'); throw new Error(`qubesd did not start: ${stderr}`); }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  return {
+    dir, base, socket, internalSocket: join(run, 'qubesd.internal.sock'),
+    stop: async () => { if (proc.exitCode === null) proc.kill('SIGTERM'); await exited; },
+  };
+}
+
+function canConnect(path: string): Promise<boolean> {
+  return new Promise((res) => {
+    const c = net.connect(path);
+    c.once('connect', () => { c.destroy(); res(true); });
+    c.once('error', () => res(false));
+  });
+}
+
+t.test('storage over the sockets', async (t) => {
+  const d = await startDaemon();
+  const running = [d];
+  t.teardown(async () => { for (const x of running) await x.stop(); rmSync(d.dir, { recursive: true, force: true }); });
+  const ok = async (method: string, dest: string, arg = '', payload = '', source = 'dom0') => {
+    const r = await call(method.startsWith('internal.') ? d.internalSocket : d.socket, method, dest, arg, payload, source);
+    if (!r.ok) t.fail(`${method} ${arg}: ${r.type}: ${r.message}`);
+    return r.content;
+  };
+  const poolDir = join(d.dir, 'pool2');
+  await ok('admin.pool.Add', 'dom0', 'file', `name=pool2\ndir_path=${poolDir}\nrevisions_to_keep=1`);
+  t.match(await ok('admin.pool.List', 'dom0'), /^varlibqubes\nlinux-kernel\npool2\n$/);
+  await ok('admin.vm.CreateInPool.StandaloneVM', 'dom0', '', 'name=stor label=red pool=pool2');
+  t.equal(await ok('admin.vm.volume.List', 'stor'), 'root\nprivate\nvolatile\nkernel\n');
+  t.match(await ok('admin.vm.volume.Info', 'stor', 'private'), new RegExp(`^pool=pool2\nvid=appvms/stor/private\nsize=2147483648\n[^]*path=${poolDir}/appvms/stor/private.img\n`));
+
+  // the import script's protocol, with dd as the writer
+  const data = join(d.dir, 'data.bin');
+  writeFileSync(data, Buffer.concat([Buffer.from('IMPORTED'), Buffer.alloc(65536 - 8, 1)]));
+  const begin = await ok('internal.vm.volume.ImportBegin', 'stor', 'private', '65536', 'dom0');
+  const [size, path] = begin.split(' ');
+  t.equal(size, '65536');
+  t.equal(path, `${poolDir}/appvms/stor/private-import.img`);
+  execFileSync('dd', [`if=${data}`, `of=${path}`, 'bs=128K', 'count=65536', 'iflag=count_bytes,fullblock', 'conv=sparse,notrunc,nocreat,fdatasync', 'status=none']);
+  await ok('internal.vm.volume.ImportEnd', 'stor', 'private', 'ok');
+  t.match(await ok('admin.vm.volume.Info', 'stor', 'private'), /size=65536\n/);
+
+  // a failed import leaves it alone
+  await ok('internal.vm.volume.ImportBegin', 'stor', 'private', '100');
+  const fail = await call(d.internalSocket, 'internal.vm.volume.ImportEnd', 'stor', 'private', 'fail\nnot enough data (copied 1 bytes, expected 100 bytes)');
+  t.same([fail.type, fail.message], ['QubesException', 'Data import failed: not enough data (copied 1 bytes, expected 100 bytes)']);
+  t.match(await ok('admin.vm.volume.Info', 'stor', 'private'), /size=65536\n/);
+
+  // clone into a new qube in the default pool
+  await ok('admin.vm.Create.StandaloneVM', 'dom0', '', 'name=stor2 label=red');
+  const token = await ok('admin.vm.volume.CloneFrom', 'stor', 'private');
+  await ok('admin.vm.volume.CloneTo', 'stor2', 'private', token);
+  t.match(await ok('admin.vm.volume.Info', 'stor2', 'private'), new RegExp(`size=65536\n[^]*path=${d.base}/appvms/stor2/private.img\n`));
+  const again = await call(d.socket, 'admin.vm.volume.CloneTo', 'stor2', 'private', token);
+  t.equal(again.type, 'QubesVolumeCopyTokenNotFoundError');
+
+  const inUse = await call(d.socket, 'admin.pool.Remove', 'dom0', 'pool2');
+  t.equal(inUse.type, 'QubesPoolInUseError');
+
+  // restart on the same store: pools and volume config survive
+  await d.stop();
+  const d2 = await startDaemon({ dir: d.dir });
+  running.push(d2);
+  const r = await call(d2.socket, 'admin.pool.Info', 'dom0', 'pool2');
+  t.match(r.content, new RegExp(`^dir_path=${poolDir}\ndriver=file\nephemeral_volatile=False\nname=pool2\nrevisions_to_keep=1\n`));
+  t.match((await call(d2.socket, 'admin.vm.volume.Info', 'stor2', 'private')).content, /size=65536\n/);
+  t.equal((await call(d2.socket, 'admin.vm.Remove', 'stor')).ok, true);
+  t.same(readdirSync(join(poolDir, 'appvms')), [], 'removed qube left nothing in the pool');
+  t.equal((await call(d2.socket, 'admin.pool.Remove', 'dom0', 'pool2')).ok, true);
+  t.notOk(existsSync(join(d.base, 'appvms/stor')));
+});
+
+// The real Qubes client tools, when a qubesadmin checkout is at hand.
+const CLIENT = process.env.QUBES_CORE_ADMIN_CLIENT ?? join(ROOT, '..', 'ref', 'qubes-core-admin-client');
+
+t.test('qvm-pool and qvm-volume (the real Qubes tools) against our socket', { skip: existsSync(join(CLIENT, 'qubesadmin')) ? false : `no qubesadmin checkout at ${CLIENT}` }, async (t) => {
+  const d = await startDaemon();
+  t.teardown(async () => { await d.stop(); rmSync(d.dir, { recursive: true, force: true }); });
+  const qvm = (...args: string[]): string => execFileSync('python3', [join(SHARED, 'conformance/tools/qvm.py'), ...args], {
+    env: { ...process.env, QUBES_CORE_ADMIN_CLIENT: CLIENT, QUBESD_SOCKET: d.socket }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  t.match(qvm('qvm-pool'), /^NAME +DRIVER\nvarlibqubes +file\nlinux-kernel +linux-kernel\n$/);
+  t.match(qvm('qvm-pool', 'info', 'varlibqubes'), new RegExp(`dir_path +${d.base}\n`));
+  t.match(qvm('qvm-pool', 'drivers'), /file-reflink +revisions_to_keep, dir_path, setup_check, ephemeral_volatile/);
+  qvm('qvm-pool', 'add', 'extra', 'file', '-o', `dir_path=${join(d.dir, 'extra')}`);
+  qvm('qvm-pool', 'set', 'extra', '-o', 'revisions_to_keep=0');
+  t.match(qvm('qvm-pool', 'info', 'extra'), /revisions_to_keep +0\n/);
+  qvm('qvm-create', '-t', 'fedora-41', '-l', 'red', '-P', 'extra', 'newvm');
+  t.ok(existsSync(join(d.dir, 'extra/appvms/newvm/private.img')));
+  qvm('qvm-volume', 'resize', 'newvm:private', '3G');
+  t.match(qvm('qvm-volume', 'info', 'newvm:private'), /pool +extra\n[^]*size +3000000000\n/);
+  t.throws(() => qvm('qvm-volume', 'resize', 'newvm:private', '1G'), /Refusing to shrink/, 'the client guards shrinking');
+  qvm('qvm-volume', 'config', 'newvm:private', 'rw', 'false');
+  t.match(qvm('qvm-volume', 'info', 'newvm:private', 'rw'), /^False\n$/);
+  t.throws(() => qvm('qvm-pool', 'remove', 'extra'), /Storage pool is in use/);
+  qvm('qvm-remove', '-f', 'newvm');
+  qvm('qvm-pool', 'remove', 'extra');
+  t.notOk(existsSync(join(d.dir, 'extra/appvms/newvm')), 'nothing left of the removed qube');
+  t.match(qvm('qvm-volume', 'list', 'work'), /varlibqubes:appvms\/work\/private +work +private +No/);
+});
