@@ -96,6 +96,8 @@ delete process.env.NODE_EXTRA_CA_CERTS;
 
 const prefix = mkdtempSync(join(tmpdir(), 'qrexec-bench-'));
 const procs: ChildProcess[] = [];
+// if this script dies early (e.g. its output closed), take the daemons along
+process.on('exit', () => { for (const p of procs) if (p.exitCode === null) p.kill('SIGKILL'); });
 try {
   install({ prefix });
   const c = loadConfig(join(prefix, 'etc', 'qubes', 'stack.json'));
@@ -135,13 +137,16 @@ try {
   const handlerEnv = { PATH: process.env.PATH, QREXEC_REMOTE_DOMAIN: 'mgmt', QREXEC_REQUESTED_TARGET: 'dom0', QREXEC_SERVICE_ARGUMENT: '' };
   const entry = join(c.qrexec.serviceDir, 'admin.vm.List');
   const bare: number[] = [], handler: number[] = [];
-  for (let i = 0; i < 40; i++) {
+  for (let i = 0; i < 60; i++) {
     let t0 = performance.now(); spawnSync(node, ['-e', '0'], { env: handlerEnv, stdio: 'ignore' }); bare.push(performance.now() - t0);
     t0 = performance.now(); spawnSync(entry, [], { env: handlerEnv, stdio: ['ignore', 'ignore', 'ignore'] }); handler.push(performance.now() - t0);
   }
   const b = stats('bare-node-start', bare);
   const h = stats('handler-process', handler, { note: 'whole run of /etc/qubes-rpc/admin.vm.List incl. the qubesd call' });
-  report({ bench: BENCH, name: 'handler-vs-bare-node', value: +(h.p50 / b.p50).toFixed(3), unit: 'ratio', target: '<= 1.3' });
+  report({ bench: BENCH, name: 'handler-vs-bare-node', value: +(h.p50 / b.p50).toFixed(3), unit: 'ratio', of: 'p50', target: '<= 1.3' });
+  // the fastest runs are the least disturbed by other load on the machine
+  const fastest = (xs: number[]) => [...xs].sort((x, y) => x - y).slice(0, 5).reduce((a, x) => a + x, 0) / 5;
+  report({ bench: BENCH, name: 'handler-vs-bare-node-fastest', value: +(fastest(handler) / fastest(bare)).toFixed(3), unit: 'ratio', of: 'mean of the 5 fastest runs', target: '<= 1.3' });
 
   // 2. direct qubesd.sock call, as a dom0 tool makes it
   const req = encodeRequest('admin.vm.List', '', 'mgmt', 'dom0');
@@ -166,7 +171,11 @@ try {
     report({ bench: BENCH, name: `full-${mode}-rate`, value: +(await rate(2, 5000, call)).toFixed(1), unit: 'calls/s', concurrency: 2, policy: policyKind });
   }
 } finally {
-  for (const p of procs.reverse()) if (p.exitCode === null) p.kill('SIGTERM');
-  await new Promise((r) => setTimeout(r, 300));
+  for (const p of procs.reverse()) {
+    if (p.exitCode !== null || p.signalCode !== null) continue;
+    const gone = new Promise((r) => p.once('exit', r));
+    p.kill('SIGTERM');
+    await gone;
+  }
   rmSync(prefix, { recursive: true, force: true });
 }

@@ -6,7 +6,8 @@
 // and feature.Set, 1 and 16 clients, stores of 10/100/1000 qubes; the
 // daemon's resident memory with 1000 qubes; qvm-ls on 1000 qubes when a
 // qubesadmin checkout is available (QUBES_CORE_ADMIN_CLIENT).
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -27,11 +28,13 @@ function buildQload(): boolean {
 }
 
 interface Load { calls_per_s: number; p50_ms: number; p99_ms: number; errors: number }
-function qload(socket: string, threads: number, calls: number, method: string, dest: string, arg = '', payload = ''): Load {
+// Asynchronous on purpose: the floor server lives in this process.
+async function qload(socket: string, threads: number, calls: number, method: string, dest: string, arg = '', payload = ''): Promise<Load> {
   const args = [socket, String(threads), String(calls), method, dest];
   if (arg || payload) args.push(arg);
   if (payload) args.push(payload);
-  return JSON.parse(execFileSync(QLOAD, args, { encoding: 'utf8' })) as Load;
+  const { stdout } = await promisify(execFile)(QLOAD, args, { encoding: 'utf8' });
+  return JSON.parse(stdout) as Load;
 }
 
 /** A store with `n` qubes: the conformance fixture plus AppVMs on its template. */
@@ -90,7 +93,7 @@ async function main(): Promise<void> {
   const floor = await floorServer(floorPath);
   const floors: Record<number, number> = {};
   for (const threads of [1, 16]) {
-    const r = qload(floorPath, threads, reads, 'admin.vm.List', 'dom0');
+    const r = await qload(floorPath, threads, reads, 'admin.vm.List', 'dom0');
     floors[threads] = r.calls_per_s;
     report({ bench: 'qubesd', name: 'floor-trivial-node-server', threads, value: r.calls_per_s, unit: 'calls/s', p50_ms: r.p50_ms, p99_ms: r.p99_ms });
   }
@@ -111,7 +114,7 @@ async function main(): Promise<void> {
       ];
       for (const [method, dest, arg, payload, calls] of cases) {
         for (const threads of [1, 16]) {
-          const r = qload(d.socket, threads, calls, method, dest, arg, payload);
+          const r = await qload(d.socket, threads, calls, method, dest, arg, payload);
           report({
             bench: 'qubesd', name: method, qubes: n, threads, value: r.calls_per_s, unit: 'calls/s',
             p50_ms: r.p50_ms, p99_ms: r.p99_ms, errors: r.errors, vs_floor: +(r.calls_per_s / floors[threads]!).toFixed(3),

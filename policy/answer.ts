@@ -46,15 +46,15 @@ function errorText(err: AccessDenied): string {
   return err instanceof EvaluationError && err.referenceText !== null ? err.referenceText : err.message;
 }
 
-export type Record = { [key: string]: unknown };
+export type AnswerRecord = { [key: string]: unknown };
 
 /** The JSON record for one evaluated request (see conformance/policy/compare.py). */
-export function resolutionRecord(id: unknown, res: Resolution): Record {
+export function resolutionRecord(id: unknown, res: Resolution): AnswerRecord {
   const warnings = res.warnings;
   const rule = res.rule ? ruleLocation(res.rule) : null;
   switch (res.result) {
     case 'error': {
-      const out: Record = {
+      const out: AnswerRecord = {
         id, result: 'error', stage: res.stage, error_type: res.errorType, error: res.error, rule,
         response: 'result=deny', eval_simple: 'result=deny',
       };
@@ -76,8 +76,8 @@ export function resolutionRecord(id: unknown, res: Resolution): Record {
   }
 }
 
-function askRecord(id: unknown, res: AskResolution, rule: string | null): Record {
-  const out: Record = {
+function askRecord(id: unknown, res: AskResolution, rule: string | null): AnswerRecord {
+  const out: AnswerRecord = {
     id, result: 'ask', rule, targets_for_ask: res.targetsForAsk, default_target: res.defaultTarget,
     user: res.user, autostart: res.autostart, notify: res.notify,
   };
@@ -93,7 +93,7 @@ function askRecord(id: unknown, res: AskResolution, rule: string | null): Record
 }
 
 /** The record every request gets when the policy could not be loaded. */
-export function loadErrorRecord(id: unknown, err: AccessDenied, warnings: string[]): Record {
+export function loadErrorRecord(id: unknown, err: AccessDenied, warnings: string[]): AnswerRecord {
   return {
     id, result: 'error', stage: 'load', error_type: err.errorType, error: err.message, rule: null,
     response: 'result=deny', eval_simple: 'result=deny', warnings,

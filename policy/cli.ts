@@ -36,6 +36,11 @@ export async function main(argv: string[]): Promise<number> {
   switch (cmd) {
     case 'eval': {
       const a = parseArgs(rest, [...DIRS, 'system-info']);
+      // a reader that stops early (`| head`) is not an error
+      process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+        if (err.code === 'EPIPE') process.exit(0);
+        throw err;
+      });
       await runEvalStream({
         policyDir: required(a, 'policy-dir'), runtimeDir: a.options.get('runtime-dir') ?? null,
         legacyDir: a.options.get('legacy-dir') ?? null, systemInfoFile: required(a, 'system-info'),

@@ -117,7 +117,8 @@ export class PolicyDaemon {
     } catch {
       // no stale socket
     }
-    const server = createServer((s) => {
+    // a client may half-close after its request and still wait for the answer
+    const server = createServer({ allowHalfOpen: true }, (s) => {
       s.on('error', () => undefined);
       handler(s);
     });
@@ -201,7 +202,7 @@ export class PolicyDaemon {
 
   private logOutcome(prefix: string, res: Resolution, response: string): void {
     if (res.result === 'deny' || res.result === 'error') this.log(`${prefix} denied: ${res.result === 'deny' ? res.reason : res.error}`);
-    else if (response.startsWith('result=allow')) this.log(`${prefix} allowed`);
+    else if (/^result=allow$/m.test(response)) this.log(`${prefix} allowed`);
     else this.log(`${prefix} denied`);
   }
 

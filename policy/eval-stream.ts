@@ -5,7 +5,7 @@
 
 import { readFileSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
-import { loadErrorRecord, resolutionRecord, type Record } from './answer.js';
+import { loadErrorRecord, resolutionRecord, type AnswerRecord } from './answer.js';
 import { AccessDenied } from './errors.js';
 import { PolicyEngine, type EngineOptions } from './policy-engine.js';
 import { systemView, type SystemInfo, type SystemView } from './system-info.js';
@@ -15,7 +15,7 @@ export interface EvalStreamOptions extends EngineOptions {
 }
 
 /** One answer for one request line (an unparsable line gets an error record). */
-export function answerLine(line: string, engine: PolicyEngine | AccessDenied, view: SystemView, loadWarnings: string[]): Record {
+export function answerLine(line: string, engine: PolicyEngine | AccessDenied, view: SystemView, loadWarnings: string[]): AnswerRecord {
   let q: { [k: string]: unknown };
   try {
     q = JSON.parse(line);

@@ -87,8 +87,8 @@ export async function explainMain(argv: string[]): Promise<number> {
   const ex = explain(engine, req, system);
   const out: string[] = [`request: ${req.service}${ex.request?.argument ?? req.argument} from ${req.source} to ${req.target || '@default'}`];
   for (const v of ex.rules) {
-    if (v.whyNot !== null) out.push(`  ${v.location}: skipped: ${v.whyNot}`);
-    else out.push(`  ${v.location}: MATCHES (${v.rule.action})`);
+    if (v.whyNot !== null) out.push(`  ${v.location}: ${v.rule.text}\n      skipped: ${v.whyNot}`);
+    else out.push(`  ${v.location}: ${v.rule.text}\n      MATCHES`);
   }
   if (ex.request !== null && ex.resolution.rule === null && ex.resolution.result === 'deny') out.push('  no rule matches');
   out.push(`result: ${verdictLine(ex.resolution)}`);

@@ -30,6 +30,8 @@ export interface Rule {
   file: string;
   /** null for the implicit deny rules that `!compat-4.0` adds */
   line: number | null;
+  /** the rule in the policy.d syntax (fields separated by one space) */
+  text: string;
 }
 
 /** "file:line" as the reference prints a rule's place. */
@@ -122,5 +124,6 @@ export function buildRule(
     notify: flags['notify'] ?? action === 'deny',
     autostart: flags['autostart'] ?? true,
     file, line,
+    text: [service ?? '*', argument ?? '*', source, target, action, ...params].join(' '),
   };
 }

@@ -43,12 +43,19 @@ function serveConnection(sock: net.Socket, dispatcher: Dispatcher): void {
   const chunks: Buffer[] = [];
   let size = 0;
   let dropped = false;
-  const ac = new AbortController();
+  // Only event streams and long calls look at the signal: creating (and
+  // aborting) an AbortController for every short call costs more than the
+  // call itself, so it is made on first use.
+  let ac: AbortController | null = null;
+  let closed = false;
   const res: Responder = {
     write: (frame) => (sock.destroyed ? false : (sock.write(frame), true)),
     end: () => { if (!sock.destroyed) sock.end(); },
     abort: () => { sock.destroy(); },
-    signal: ac.signal,
+    get signal() {
+      if (!ac) { ac = new AbortController(); if (closed) ac.abort(); }
+      return ac.signal;
+    },
   };
   sock.on('data', (d: Buffer) => {
     if (dropped) return;
@@ -60,7 +67,7 @@ function serveConnection(sock: net.Socket, dispatcher: Dispatcher): void {
     if (dropped) return;
     void dispatcher.handle(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size), res);
   });
-  sock.on('close', () => ac.abort());
+  sock.on('close', () => { closed = true; ac?.abort(); });
   sock.on('error', () => { /* peer vanished; 'close' follows */ });
 }
 

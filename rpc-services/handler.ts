@@ -117,8 +117,8 @@ function writeOut(d: Buffer): void {
 /** Send one request to a qubesd socket and copy the reply to stdout, unchanged. */
 export function forward(socketPath: string, request: Buffer): Promise<void> {
   return new Promise((resolve, reject) => {
-    const sock = net.connect(socketPath);
-    sock.once('connect', () => sock.end(request));
+    // written at once: the socket sends it as soon as it is connected
+    const sock = net.connect(socketPath).end(request);
     sock.once('error', (e) => reject(new BadCall('QubesDaemonCommunicationError', `cannot talk to qubesd at ${socketPath}: ${e.message}`)));
     sock.on('data', (d: Buffer) => {
       try {

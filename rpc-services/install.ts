@@ -11,6 +11,7 @@ import { configPath, layoutFor, type StackConfig } from './config.js';
 import { defaultPolicyFiles } from './policy-files.js';
 import { POLICY_SERVICES, servedService } from './names.js';
 import { bundleHandler } from './bundle.js';
+import { QUBESD_NODE_FLAGS } from '../qubesd/node-flags.js';
 
 /** dist/rpc-services/install.js → the checkout */
 export const CHECKOUT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -48,7 +49,7 @@ function replaceLink(target: string, path: string): void {
 
 function fillTemplate(text: string, c: StackConfig, cfgPath: string): string {
   const vars: Record<string, string> = {
-    PREFIX: c.prefix, CHECKOUT: c.checkout, NODE: process.execPath, CONFIG: cfgPath,
+    PREFIX: c.prefix, CHECKOUT: c.checkout, NODE: process.execPath, QUBESDNODEFLAGS: QUBESD_NODE_FLAGS.join(' '), CONFIG: cfgPath,
     STORE: c.qubesd.store, BASEDIR: c.qubesd.baseDir, SOCKETDIR: c.qubesd.socketDir,
     POLICYDIR: c.policy.dir, RUNTIMEPOLICYDIR: c.policy.runtimeDir, BACKUPDIR: c.qubesd.backupProfileDir,
     BACKEND: c.qubesd.backend, LOG: c.qubesd.log, POLICYSOCKET: c.policy.socket,

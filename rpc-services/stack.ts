@@ -9,6 +9,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { configPath, loadConfig, type StackConfig } from './config.js';
 import { CHECKOUT, install } from './install.js';
+import { QUBESD_NODE_FLAGS } from '../qubesd/node-flags.js';
 
 export interface Part { name: string; proc: ChildProcess }
 
@@ -35,7 +36,7 @@ export function commands(c: StackConfig, cfgPath: string): Array<{ name: string;
   return [
     {
       name: 'qubesd',
-      argv: [node, join(c.checkout, 'bin', 'qubesd'), '--store', c.qubesd.store, '--base-dir', c.qubesd.baseDir,
+      argv: [node, ...QUBESD_NODE_FLAGS, join(c.checkout, 'bin', 'qubesd'), '--store', c.qubesd.store, '--base-dir', c.qubesd.baseDir,
         '--socket-dir', c.qubesd.socketDir, '--policy-dir', c.policy.dir, '--runtime-policy-dir', c.policy.runtimeDir,
         '--backup-profile-dir', c.qubesd.backupProfileDir, '--backend', c.qubesd.backend, '--log', c.qubesd.log],
       ready: c.qubesd.socket,

@@ -105,7 +105,8 @@ export class Dispatcher {
       }
       checkRules(spec, arg, req.payload, dest);
       const call: Call = {
-        app, spec, method, source, dest, arg, payload: req.payload, signal: res.signal,
+        app, spec, method, source, dest, arg, payload: req.payload,
+        get signal() { return res.signal; },
         filter: source.klass === 'AdminVM' || !this.o.filterFor ? ALLOW_ALL : this.o.filterFor(source, method, arg),
         sendEvent: (subject, event, kwargs = []) => {
           eventsSent = true;

@@ -23,7 +23,8 @@ const WIDTHS = [16, 12, 12] as const;
 function rule(): string { return WIDTHS.map((w) => '-'.repeat(w + 2) + '+').join('') + '\n'; }
 function cells(values: string[]): string { return values.map((v, i) => `${v.padStart(WIDTHS[i]! + 1)} |`).join(''); }
 
-export function backupSummary(rows: SummaryRow[], notSelected: string[]): string {
+/** `destination`, when given, adds a last line naming where the backup goes. */
+export function backupSummary(rows: SummaryRow[], notSelected: string[], destination?: { vm: string; path: string }): string {
   let out = rule() + cells(['VM', 'type', 'size']) + '\n' + rule();
   for (const r of rows) {
     const type = r.klass === 'TemplateVM' ? 'Template VM' : r.updateable ? 'VM + Sys' : 'VM';
@@ -36,5 +37,6 @@ export function backupSummary(rows: SummaryRow[], notSelected: string[]): string
   out += `${'Total size:'.padStart(WIDTHS[0] + 1)} |${sizeToHuman(total).padStart(WIDTHS[1] + 1 + 2 + WIDTHS[2] + 1)} |\n`;
   out += rule();
   out += 'VMs not selected for backup:\n - ' + [...notSelected].sort().join('\n - ') + '\n';
+  if (destination) out += `Destination: ${destination.vm}:${destination.path}\n`;
   return out;
 }

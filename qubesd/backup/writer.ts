@@ -189,8 +189,9 @@ export async function writeBackup(source: BackupSource, out: Writable, opts: Wri
       kill = f.kill;
     }
     // Keys are derived a few chunks ahead on the thread pool, so the KDF
-    // overlaps with reading and encrypting; never beyond the chunks the
-    // file can need (compression only makes the stream shorter).
+    // overlaps with reading and encrypting, but not beyond the chunks the
+    // uncompressed stream would need (so small files waste no KDF runs);
+    // a key past that is derived when needed.
     const maxChunks = Math.max(1, Math.ceil(innerTarSize(path, file.size) / chunkSize));
     const keys = new Map<number, Promise<PreparedKey>>();
     const keyFor = (i: number): Promise<PreparedKey> => {

@@ -9,6 +9,7 @@ import type { QubesApp, Vm, PowerState } from '../model/app.js';
 import type { DomainSpec, DiskSpec, DomainStatus, HypervisorBackend, LifecycleEvent } from '../hypervisor/index.js';
 import type { StorageManager } from '../storage/index.js';
 import type { EventKwargs } from '../events/bus.js';
+import { unavailableRequiredDevice } from '../model/devices.js';
 
 /** Qubes' disk names for the standard volumes, as its domain XML uses them. */
 const DISK_TARGETS: Record<string, string> = { root: 'xvda', private: 'xvdb', volatile: 'xvdc', kernel: 'xvdd' };
@@ -211,6 +212,11 @@ export class Lifecycle {
     this.starting.add(vm.name);
     try {
       this.fire(vm, 'domain-pre-start', [['start_guid', 'True'], ['mem_required', 'None']]);
+      const missing = unavailableRequiredDevice(vm);
+      if (missing) {
+        this.fire(vm, 'domain-start-failed', [['reason', missing]]);
+        throw QubesException(missing);
+      }
       // Qubes starts the network chain first.
       const netvm = vm.netvm;
       if (netvm && netvm.isQubesVM && netvm.power === 'Halted') await this.start(netvm);

@@ -374,11 +374,28 @@ export class QubesApp implements Holder {
       vm.values.set('template', template);
     }
     this.hooks.domainInit(vm);
+    if (klass === 'DispVM' && template) this.inheritFromDispvmTemplate(vm, template);
     this.index(vm);
     this.dirty.add(vm);
     this.events.fire('', 'domain-add', [['vm', vm.name]]);
     vm.addTag('created-by-' + init.creator.name);
     return vm;
+  }
+
+  /**
+   * A new disposable starts as a copy of its disposable template: the
+   * template's explicitly set properties (where the disposable has none),
+   * its features (but the preloading bookkeeping) and its tags.
+   */
+  private inheritFromDispvmTemplate(vm: Vm, template: Vm): void {
+    const noClone = new Set(['uuid', 'name', 'qid', 'dispid', 'template']);
+    for (const def of vm.table.list) {
+      if (noClone.has(def.name) || def.stateless || vm.values.has(def.name)) continue;
+      const v = template.values.get(def.name);
+      if (v !== undefined && template.table.byName.has(def.name)) vm.values.set(def.name, v);
+    }
+    for (const [k, v] of template.features) if (!k.startsWith('preload-dispvm')) vm.features.set(k, v);
+    for (const t of template.tags) vm.tags.add(t);
   }
 
   private newDispid(): number {

@@ -157,3 +157,22 @@ export function setAssignments(vm: Vm, devclass: string, list: readonly StoredAs
   loaded.set(vm, { source: next, byClass: byClass.set(devclass, [...list]) });
   vm.app.markDirty(vm);
 }
+
+/**
+ * Why Qubes would refuse to start this qube for its devices: a `required`
+ * assignment whose device is not available, which here (no device backends)
+ * is every one. The message is Qubes' (a QubesException raised during start,
+ * after domain-pre-start, reported with domain-start-failed); null if none.
+ */
+export function unavailableRequiredDevice(vm: Vm): string | null {
+  const classes = new Set<string>();
+  for (const raw of vm.devices) {
+    const cls = parseDevices(raw)?.attrs.find(([k]) => k === 'class')?.[1];
+    if (cls !== undefined) classes.add(cls);
+  }
+  for (const cls of classes) {
+    const a = assignmentsOf(vm, cls).find((x) => x.mode === 'required');
+    if (a) return `${cls.charAt(0).toUpperCase()}${cls.slice(1).toLowerCase()} device ${a.backend}:${a.port}:${a.deviceId} not available`;
+  }
+  return null;
+}

@@ -1,7 +1,7 @@
 // Qubes' extensions and class handlers that react to feature and tag
 // changes and to new qubes (qubes.ext.services, qubes.ext.admin,
 // qubes.ext.gui/audio, the disposable-template mixin, boot modes).
-import { QubesValueError } from '../api/errors.js';
+import { QubesException, QubesValueError, pyRepr } from '../api/errors.js';
 import { fire, isDefault, setProperty } from './properties.js';
 import { resetChildBootmode, syncVmTag } from './properties-vm.js';
 import { truthy } from './values.js';
@@ -71,6 +71,13 @@ export class Extensions {
       fire(vm, 'property-reset:appvm_default_bootmode', [['name', 'appvm_default_bootmode']]);
       resetChildBootmode(vm);
     }
+  }
+
+  /** Qubes looks the creator of a created-by-<qube> tag up and fails on an unknown one (before we store it). */
+  tagPreAdd(_vm: Vm, tag: string): void {
+    if (!tag.startsWith('created-by-')) return;
+    const creator = tag.slice('created-by-'.length);
+    if (!this.app.getVm(creator)) throw QubesException(`no such qube as the creator in tag ${pyRepr(tag)}: ${pyRepr(creator)}`);
   }
 
   /** domain-tag-add: the creator's 'tag-created-vm-with' and 'set-created-guivm' features */

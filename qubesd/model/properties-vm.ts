@@ -280,8 +280,11 @@ function ipChanged(vm: Vm, v6: '' | '6', n: Value, o: Value | undefined): void {
   for (const d of connectedVms(vm)) fire(d, `property-reset:visible_gateway${v6}`, [['name', `visible_gateway${v6}`]]);
 }
 
-/** the gui and audio extensions: a 'guivm-<name>' / 'audiovm-<name>' tag follows the property */
-export function syncVmTag(vm: Vm, kind: 'guivm' | 'audiovm', value: Vm | null): void {
+/**
+ * the gui, audio and relay extensions: a 'guivm-<name>' / 'audiovm-<name>' /
+ * 'relayvm-<name>' tag follows the property
+ */
+export function syncVmTag(vm: Vm, kind: 'guivm' | 'audiovm' | 'relayvm', value: Vm | null): void {
   const want = value ? `${kind}-${value.name}` : null;
   if (kind === 'guivm') {
     let found = false;
@@ -292,7 +295,7 @@ export function syncVmTag(vm: Vm, kind: 'guivm' | 'audiovm', value: Vm | null): 
     }
     if (!found && want) vm.addTag(want);
   } else {
-    for (const t of [...vm.tags]) if (t.startsWith('audiovm-')) vm.removeTag(t);
+    for (const t of [...vm.tags]) if (t.startsWith(`${kind}-`)) vm.removeTag(t);
     if (want) vm.addTag(want);
   }
 }
@@ -591,7 +594,9 @@ export const TABLES: Readonly<Record<string, PropTable>> = (() => {
   const remotevm = new PropTable([
     ...BASE,
     boolProp('include_in_backups', k(false), 'If this domain is to be included in default backup.'),
-    prop('relayvm', 'vm', { stage: 4, allowNone: true, dflt: k(null), help: 'Local qube used as relay.' }),
+    prop('relayvm', 'vm', { stage: 4, allowNone: true, dflt: k(null), help: 'Local qube used as relay.',
+      postSet: (vm: Vm, v: Value) => syncVmTag(vm, 'relayvm', v as Vm | null),
+      postReset: (vm: Vm) => syncVmTag(vm, 'relayvm', vm.vmProp('relayvm')) }),
     prop('transport_rpc', 'str', { dflt: k(null), help: 'Transport RPC used by the relay.' }),
     prop('remote_name', 'str', { dflt: k(null), help: 'Name on the remote host.' }),
   ]);

@@ -103,8 +103,9 @@ export class Vm implements Holder {
   }
 
   deleteFeature(key: string): void {
-    if (!this.features.has(key)) throw QubesFeatureNotFoundError(this.name, key);
+    // as in Qubes, the pre-delete event goes out before the feature is found missing
     fire(this, 'domain-feature-pre-delete:' + key, [['feature', key]]);
+    if (!this.features.has(key)) throw QubesFeatureNotFoundError(this.name, key);
     this.features.delete(key);
     this.touched();
     fire(this, 'domain-feature-delete:' + key, [['feature', key]]);
@@ -139,6 +140,7 @@ export class Vm implements Holder {
   addTag(tag: string): void {
     if (!/^[a-zA-Z0-9_-]*$/.test(tag)) throw QubesValueError('Invalid character in tag');
     if (this.tags.has(tag)) return;
+    this.app.hooks.tagPreAdd(this, tag);
     this.tags.add(tag);
     this.touched();
     this.app.hooks.tagAdded(this, tag);

@@ -59,10 +59,11 @@ export function parseQubesXml(input: string | Uint8Array): QubesDoc {
   return doc;
 }
 
-/** Child elements (comments dropped); text between them is an error. */
+/** Child elements (comments and blank text dropped); other text between them is an error. */
 function elements(el: XmlElement, where: string): XmlElement[] {
   const out: XmlElement[] = [];
   for (const n of el.children) {
+    if (typeof n === 'string' && n.trim() === '') continue; // e.g. an empty <volume-config> written on two lines
     if (typeof n === 'string') throw new QubesXmlError(`unexpected text ${JSON.stringify(n.trim().slice(0, 40))} in <${where}>`);
     if (isElement(n)) out.push(n);
   }

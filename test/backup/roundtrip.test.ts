@@ -204,6 +204,26 @@ t.test('cancel mid-way leaves no archive', async (t) => {
   t.same(readdirSync(dir), []);
 });
 
+t.test('cancelling a restore restores nothing', async (t) => {
+  const archive = await backupToFile(t);
+  const out = join(tempDir(t), 'out');
+  const ac = new AbortController();
+  await t.rejects(restoreToDirectory(archive, out, { passphrase: 'pass phrase', signal: ac.signal, onProgress: (f) => { if (f > 0.3) ac.abort(); } }), { code: 'aborted' });
+  t.same(readdirSync(out), []);
+});
+
+t.test('a dom0 file destination never replaces an existing file', async (t) => {
+  const dir = tempDir(t);
+  writeFileSync(join(dir, 'existing'), 'precious');
+  await t.rejects(runBackup(sourceOf(QUBES), await dom0PathDestination(join(dir, 'existing')), base), { code: 'EEXIST' });
+  t.equal(readFileSync(join(dir, 'existing'), 'utf8'), 'precious');
+  t.same(readdirSync(dir), ['existing'], 'temporary file removed');
+  await t.rejects(dom0PathDestination(join(dir, 'no', 'such', 'dir', 'file')), /does not exist/);
+  const r = await runBackup(sourceOf(QUBES), await dom0PathDestination(join(dir, 'named')), base);
+  t.equal(r.location, join(dir, 'named'));
+  expectIdentical(t, (await restoreAll(r.location)).got);
+});
+
 t.test('a destination failing mid-stream fails the backup', async (t) => {
   for (const [label, error] of [['generic failure', undefined], ['disk full', enospc()]] as const) {
     const sink = memorySink(100_000, error);

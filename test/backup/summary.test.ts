@@ -25,4 +25,5 @@ t.test('summary table', async (t) => {
   t.match(lines[5], /^\s+standalone \|\s+VM \+ Sys \|\s+10 \| <-- The VM is running/);
   t.match(lines[7], /^\s+Total size: \|\s+2\.0 GiB \|$/);
   t.match(text, /VMs not selected for backup:\n - dom0\n - sys-net\n$/);
+  t.match(backupSummary([], [], { vm: 'sys-usb', path: '/media/disk' }), /\nDestination: sys-usb:\/media\/disk\n$/);
 });

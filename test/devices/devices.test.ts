@@ -3,6 +3,8 @@
 // fixture. No qube exposes devices here; persistent assignments are stored
 // in qubes.xml in Qubes' format and read back after a restart.
 import t from 'tap';
+
+type Tap = Pick<typeof t, 'same'>;
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -30,10 +32,10 @@ async function storedDevices(qube: string): Promise<string> {
 }
 
 /** Expect a refusal and that no file changed because of it. */
-async function refused(method: string, dest: string, arg: string, payload: string | Buffer): Promise<string> {
+async function refused(tt: Tap, method: string, dest: string, arg: string, payload: string | Buffer): Promise<string> {
   const before = snapshotFiles(d.dir);
   const e = await err(method, dest, arg, payload);
-  t.same(snapshotFiles(d.dir), before, `${method}+${arg} ${dest}: nothing changed`);
+  tt.same(snapshotFiles(d.dir), before, `${method}+${arg} ${dest}: nothing changed`);
   return e;
 }
 
@@ -91,28 +93,28 @@ t.test('Assign, Assigned, and the stored form', async (t) => {
 
 t.test('refused assignments change nothing', async (t) => {
   const A = 'admin.vm.device.pci.Assign';
-  t.equal(await refused(A, 'work', 'dom0+00_1f.2', "mode='required' frontend_domain='work'"),
+  t.equal(await refused(t, A, 'work', 'dom0+00_1f.2', "mode='required' frontend_domain='work'"),
     "DeviceAlreadyAssigned: 'pci device dom0:00_1f.2:* already assigned to work'");
-  t.equal(await refused(A, 'work', 'dom0+00_02.0', "mode='manual'"), 'QubesValueError: Only auto-attachable devices can be assigned.');
-  t.equal(await refused(A, 'work', 'dom0+00_02.0', "mode='bogus'"), "ProtocolError: 'bogus' is not a valid AssignmentMode");
-  t.equal(await refused(A, 'work', 'dom0+00_02.0', "mode='required' devclass='block'"), 'ProtocolError: Got block device when expected pci.');
-  t.equal(await refused(A, 'work', 'dom0+00_02.0', "mode='required' port_id='00_03.0'"),
+  t.equal(await refused(t, A, 'work', 'dom0+00_02.0', "mode='manual'"), 'QubesValueError: Only auto-attachable devices can be assigned.');
+  t.equal(await refused(t, A, 'work', 'dom0+00_02.0', "mode='bogus'"), "ProtocolError: 'bogus' is not a valid AssignmentMode");
+  t.equal(await refused(t, A, 'work', 'dom0+00_02.0', "mode='required' devclass='block'"), 'ProtocolError: Got block device when expected pci.');
+  t.equal(await refused(t, A, 'work', 'dom0+00_02.0', "mode='required' port_id='00_03.0'"),
     'ProtocolError: Got device from port: 00_03.0 when expected port: 00_02.0.');
-  t.equal(await refused(A, 'work', 'dom0+00_02.0', "mode='required' backend_domain='sys-net'"),
+  t.equal(await refused(t, A, 'work', 'dom0+00_02.0', "mode='required' backend_domain='sys-net'"),
     'ProtocolError: Got device exposed by sys-netwhen expected devices from dom0.');
-  t.equal(await refused(A, 'work', 'dom0+00_02.0+dead', "mode='required' device_id='beef'"),
+  t.equal(await refused(t, A, 'work', 'dom0+00_02.0+dead', "mode='required' device_id='beef'"),
     "ProtocolError: Unrecognized device identity 'beef' expected 'dead'");
-  t.equal(await refused(A, 'work', 'dom0+00_02.0', "mode='required' frontend_domain='nosuch'"), "ProtocolError: 'nosuch'");
-  t.equal(await refused(A, 'work', '_+00_02.0', "mode='required' frontend_domain='work'"), 'ProtocolError: Cannot determine backend domain');
-  t.equal(await refused(A, 'work', 'dom0+00_02.0', "mode='required' foo='bar'"),
+  t.equal(await refused(t, A, 'work', 'dom0+00_02.0', "mode='required' frontend_domain='nosuch'"), "ProtocolError: 'nosuch'");
+  t.equal(await refused(t, A, 'work', '_+00_02.0', "mode='required' frontend_domain='work'"), 'ProtocolError: Cannot determine backend domain');
+  t.equal(await refused(t, A, 'work', 'dom0+00_02.0', "mode='required' foo='bar'"),
     "ProtocolError: DeviceAssignment.__init__() got an unexpected keyword argument 'foo'");
-  t.equal(await refused(A, 'work', 'dom0+00_02.0', 'mode="required"'), 'ProtocolError: Invalid chars in property name: {\'"\', \'=\'}');
-  t.equal(await refused(A, 'work', 'dom0+00_02.0', Buffer.from("mode='r\u00e9quired'")),
+  t.equal(await refused(t, A, 'work', 'dom0+00_02.0', 'mode="required"'), 'ProtocolError: Invalid chars in property name: {\'"\', \'=\'}');
+  t.equal(await refused(t, A, 'work', 'dom0+00_02.0', Buffer.from("mode='r\u00e9quired'")),
     "ProtocolError: 'ascii' codec can't decode byte 0xc3 in position 7: ordinal not in range(128)");
-  t.equal(await refused(A, 'work', 'nosuch+00_02.0', "mode='required'"), "QubesVMNotFoundError: No such domain: 'nosuch'");
-  t.equal(await refused(A, 'work', 'dom0', "mode='required'"), "ProtocolError: Invalid device argument 'dom0': expected <backend>+<port>");
-  t.equal(await refused(A, 'work', 'dom0+00_02.0', ''), 'ProtocolError: expected payload');
-  t.equal(await refused(A, 'work', '', "mode='required'"), 'ProtocolError: expected an argument');
+  t.equal(await refused(t, A, 'work', 'nosuch+00_02.0', "mode='required'"), "QubesVMNotFoundError: No such domain: 'nosuch'");
+  t.equal(await refused(t, A, 'work', 'dom0', "mode='required'"), "ProtocolError: Invalid device argument 'dom0': expected <backend>+<port>");
+  t.equal(await refused(t, A, 'work', 'dom0+00_02.0', ''), 'ProtocolError: expected payload');
+  t.equal(await refused(t, A, 'work', '', "mode='required'"), 'ProtocolError: expected an argument');
 });
 
 t.test('Set.assignment and Unassign', async (t) => {
@@ -120,15 +122,15 @@ t.test('Set.assignment and Unassign', async (t) => {
   t.teardown(() => watch.close());
   await ok('admin.vm.device.pci.Assign', 'vault', 'dom0+00_1b.0', "mode='required' _no-strict-reset='True'");
   await ok('admin.vm.device.pci.Assign', 'vault', 'dom0+00_1c.0+8086+a110', "mode='required'");
-  t.equal(await refused('admin.vm.device.pci.Set.assignment', 'vault', 'dom0+00_1b.0', 'manual'),
+  t.equal(await refused(t, 'admin.vm.device.pci.Set.assignment', 'vault', 'dom0+00_1b.0', 'manual'),
     'QubesUnrecognizedDeviceAssignmentMode: Invalid assignment mode');
-  t.equal(await refused('admin.vm.device.pci.Set.assignment', 'vault', 'dom0+00_1d.0', 'auto-attach'),
+  t.equal(await refused(t, 'admin.vm.device.pci.Set.assignment', 'vault', 'dom0+00_1d.0', 'auto-attach'),
     'QubesValueError: Device dom0:00_1d.0:* not assigned to vault');
   t.equal(await ok('admin.vm.device.pci.Set.assignment', 'vault', 'dom0+00_1b.0', 'auto-attach'), '');
   t.equal(await ok('admin.vm.device.pci.Assigned', 'vault'),
     "dom0+00_1b.0:* device_id='*' port_id='00_1b.0' devclass='pci' backend_domain='dom0' mode='auto-attach' _no-strict-reset='True'\n"
     + "dom0+00_1c.0:8086:a110 device_id='8086:a110' port_id='00_1c.0' devclass='pci' backend_domain='dom0' mode='required'\n");
-  t.equal(await refused('admin.vm.device.pci.Unassign', 'vault', 'dom0+00_1c.0', ''),
+  t.equal(await refused(t, 'admin.vm.device.pci.Unassign', 'vault', 'dom0+00_1c.0', ''),
     "DeviceNotAssigned: 'pci device dom0:00_1c.0:* not assigned to vault'", 'the device id is part of the assignment');
   t.equal(await ok('admin.vm.device.pci.Unassign', 'vault', 'dom0+00_1c.0+8086+a110'), '');
   t.equal(await ok('admin.vm.device.pci.Unassign', 'vault', 'dom0+00_1b.0'), '');
@@ -144,12 +146,12 @@ t.test('Set.assignment and Unassign', async (t) => {
 });
 
 t.test('Attach and Detach fail as for a device nobody exposes', async (t) => {
-  t.equal(await refused('admin.vm.device.block.Attach', 'work', 'sys-net+sdb', ''),
+  t.equal(await refused(t, 'admin.vm.device.block.Attach', 'work', 'sys-net+sdb', ''),
     'QubesVMNotRunningError: VM not running, cannot attach device, do you mean `assign`?');
-  t.equal(await refused('admin.vm.device.block.Attach', 'dom0', 'sys-net+sdb', "_read-only='yes'"), 'ProtocolError: Cannot attach ambiguous block device.');
-  t.equal(await refused('admin.vm.device.block.Attach', 'work', 'sys-net+sdb', "mode='x'"), "ProtocolError: 'x' is not a valid AssignmentMode");
-  t.equal(await refused('admin.vm.device.block.Detach', 'work', 'sys-net+sdb', ''), "DeviceNotAssigned: 'block device sdb not attached to work'");
-  t.equal(await refused('admin.vm.device.block.Detach', 'work', 'nosuch+sdb', ''), "QubesVMNotFoundError: No such domain: 'nosuch'");
+  t.equal(await refused(t, 'admin.vm.device.block.Attach', 'dom0', 'sys-net+sdb', "_read-only='yes'"), 'ProtocolError: Cannot attach ambiguous block device.');
+  t.equal(await refused(t, 'admin.vm.device.block.Attach', 'work', 'sys-net+sdb', "mode='x'"), "ProtocolError: 'x' is not a valid AssignmentMode");
+  t.equal(await refused(t, 'admin.vm.device.block.Detach', 'work', 'sys-net+sdb', ''), "DeviceNotAssigned: 'block device sdb not attached to work'");
+  t.equal(await refused(t, 'admin.vm.device.block.Detach', 'work', 'nosuch+sdb', ''), "QubesVMNotFoundError: No such domain: 'nosuch'");
 });
 
 t.test('denied device interfaces', async (t) => {
@@ -158,12 +160,12 @@ t.test('denied device interfaces', async (t) => {
   t.equal(await ok('admin.vm.device.denied.Add', 'personal', '', 'b******'), '');
   t.equal(await ok('admin.vm.device.denied.List', 'personal'), 'b******\np0902**\nu03****');
   t.equal(await ok('admin.vm.property.Get', 'personal', 'devices_denied'), 'default=False type=str b******p0902**u03****');
-  t.equal(await refused('admin.vm.device.denied.Add', 'personal', '', 'u112233u112233'), 'ProtocolError: Duplicated device interfaces in payload.');
-  t.equal(await refused('admin.vm.device.denied.Add', 'personal', '', Buffer.from('u112233\u00f6')), 'ProtocolError: Device interface contains non-ASCII characters');
-  t.equal(await refused('admin.vm.device.denied.Add', 'personal', '', 'u0301'),
+  t.equal(await refused(t, 'admin.vm.device.denied.Add', 'personal', '', 'u112233u112233'), 'ProtocolError: Duplicated device interfaces in payload.');
+  t.equal(await refused(t, 'admin.vm.device.denied.Add', 'personal', '', Buffer.from('u112233\u00f6')), 'ProtocolError: Device interface contains non-ASCII characters');
+  t.equal(await refused(t, 'admin.vm.device.denied.Add', 'personal', '', 'u0301'),
     "QubesValueError: Invalid length of interfaces='u0301' (is 5, expected multiple of 7)");
-  t.match(await refused('admin.vm.device.denied.Add', 'personal', '', 'x123456'), /^QubesPropertyValueError: Interface code list should be in the form/);
-  t.equal(await refused('admin.vm.device.denied.Remove', 'personal', '', 'b******b******'), 'ProtocolError: Duplicated device interfaces in payload.');
+  t.match(await refused(t, 'admin.vm.device.denied.Add', 'personal', '', 'x123456'), /^QubesPropertyValueError: Interface code list should be in the form/);
+  t.equal(await refused(t, 'admin.vm.device.denied.Remove', 'personal', '', 'b******b******'), 'ProtocolError: Duplicated device interfaces in payload.');
   const before = snapshotFiles(d.dir);
   t.equal(await ok('admin.vm.device.denied.Remove', 'personal', '', 'm******'), '', 'removing what is not there');
   t.same(snapshotFiles(d.dir), before, 'changes nothing');

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { FIXTURE } from '../helpers/qubesd.js';
 import { QubesApp } from '../../qubesd/model/app.js';
 import { parseQubesXml } from '../../qubesd/store/qubes-xml.js';
-import { assignmentsOf, setAssignments } from '../../qubesd/model/devices.js';
+import { assignmentsOf, setAssignments, unavailableRequiredDevice } from '../../qubesd/model/devices.js';
 
 function fixtureApp(): QubesApp {
   const xml = readFileSync(join(FIXTURE, 'qubes.xml'), 'utf8').replaceAll('@BASE@', '/nonexistent');
@@ -63,4 +63,14 @@ t.test('writing one class: Qubes\' layout, other classes untouched, the qube mar
   t.equal(changes[0]!.kind === 'domain' && changes[0]!.doc.devices, vm.devices);
   vm.devices = [...vm.devices];
   t.same(assignmentsOf(vm, 'pci'), [], '... but is not read back from qubes.xml, as in Qubes');
+});
+
+t.test('a required device keeps the qube from starting, as no device is available here', async (t) => {
+  const app = fixtureApp();
+  const vm = app.getVm('personal')!;
+  t.equal(unavailableRequiredDevice(vm), null);
+  setAssignments(vm, 'block', [{ backend: 'sys-net', port: 'sda', deviceId: '*', mode: 'auto-attach', options: [] }]);
+  t.equal(unavailableRequiredDevice(vm), null, 'auto-attach does not block the start');
+  setAssignments(vm, 'block', [...assignmentsOf(vm, 'block'), { backend: 'sys-net', port: 'sdb', deviceId: 'x:y', mode: 'required', options: [] }]);
+  t.equal(unavailableRequiredDevice(vm), 'Block device sys-net:sdb:x:y not available');
 });

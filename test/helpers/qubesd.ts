@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { encodeRequest } from '../../qubesd/protocol/request.js';
+import { QUBESD_NODE_FLAGS } from '../../qubesd/node-flags.js';
 
 /** repository root (this file is compiled to dist/test/helpers/) */
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -45,7 +46,7 @@ export async function startDaemon(o: StartOptions = {}): Promise<Daemon> {
   // tap's NODE_OPTIONS (its loaders) must not leak into the daemon.
   const env: NodeJS.ProcessEnv = { ...process.env, ...o.env };
   delete env.NODE_OPTIONS;
-  const proc = spawn(process.execPath, [join(ROOT, 'bin', 'qubesd'), '--store', store, '--base-dir', base, '--socket-dir', run,
+  const proc = spawn(process.execPath, [...QUBESD_NODE_FLAGS, join(ROOT, 'bin', 'qubesd'), '--store', store, '--base-dir', base, '--socket-dir', run,
     '--policy-dir', join(dir, 'policy.d'), '--log', logFile, ...(o.args ?? [])], { stdio: ['ignore', 'ignore', 'pipe'], env });
   let stderr = '';
   proc.stderr!.on('data', (d) => { stderr += d; });
@@ -103,7 +104,7 @@ export function cleanup(d: Daemon): void {
   rmSync(d.dir, { recursive: true, force: true });
 }
 
-export interface QEvent { subject: string; event: string; kwargs: Record<string, string> }
+export interface QEvent { subject: string; event: string; kwargs: Record<string, string>; pairs: Array<[string, string]> }
 
 /** Subscribe to admin.Events (or admin.vm.Stats); collects parsed events until close(). */
 export function subscribeEvents(socket: string, dest = 'dom0', source = 'dom0', method = 'admin.Events'): Promise<{ events: QEvent[]; waitFor(pred: (e: QEvent) => boolean, ms?: number): Promise<QEvent>; close(): void }> {
@@ -132,9 +133,9 @@ export function subscribeEvents(socket: string, dest = 'dom0', source = 'dom0', 
         }
         if (!complete) break;
         buf = buf.subarray(pos);
-        const kwargs: Record<string, string> = {};
-        for (let i = 2; i + 1 < fields.length; i += 2) kwargs[fields[i]!] = fields[i + 1]!;
-        const ev = { subject: fields[0]!, event: fields[1]!, kwargs };
+        const pairs: Array<[string, string]> = [];
+        for (let i = 2; i + 1 < fields.length; i += 2) pairs.push([fields[i]!, fields[i + 1]!]);
+        const ev = { subject: fields[0]!, event: fields[1]!, kwargs: Object.fromEntries(pairs), pairs };
         events.push(ev);
         if (!started && ev.event === 'connection-established') {
           started = true;

@@ -156,6 +156,24 @@ t.test('create and remove', async (t) => {
   t.same(app.drainChanges(), [{ kind: 'domain-removed', id: 'domain-12' }]);
 });
 
+t.test('a disposable starts as a copy of its disposable template', async (t) => {
+  const { app } = load();
+  const dvm = app.getVm('fedora-41-dvm')!;
+  setFromApi(dvm, 'vcpus', Buffer.from('3'));
+  dvm.setFeature('preload-dispvm-delay', '1');
+  dvm.setFeature('kept', 'yes');
+  dvm.addTag('from-template');
+  const seen = recordEvents(app);
+  const disp = app.addNewVm('DispVM', { name: 'disp1', label: app.labels.get('red'), creator: app.getVm('dom0')! });
+  t.equal(disp.template, dvm, 'template defaults to default_dispvm');
+  t.equal(serializeProperty(disp, lookup(disp, 'vcpus')), 'default=False type=int 3', 'explicit template values are copied');
+  t.equal(disp.features.get('kept'), 'yes');
+  t.notOk(disp.features.has('preload-dispvm-delay'), 'preloading settings are not copied');
+  t.ok(disp.tags.has('from-template'));
+  t.ok(seen.includes('|domain-add|vm=disp1'));
+  t.notOk(seen.some((e) => e.includes('created-by')), 'the created-by tag came with the template tags: no tag event');
+});
+
 t.test('store round trip keeps what was set', async (t) => {
   const { app, base } = load();
   setFromApi(app.getVm('work')!, 'memory', Buffer.from('1234'));

@@ -20,14 +20,15 @@ function exchange(path: string, data: string | Buffer): Promise<string> {
   return new Promise((resolve, reject) => {
     const s = connect(path);
     let out = '';
-    s.on('connect', () => s.write(data));
+    s.on('connect', () => s.end(data));
+    s.setTimeout(5000, () => s.destroy(new Error('no answer within 5 s')));
     s.on('data', (d) => (out += d));
     s.on('end', () => resolve(out));
     s.on('error', reject);
   });
 }
 
-async function startDaemon(t: Tap.Test, askAgent?: AskAgent) {
+async function startDaemon(t: { teardown: (fn: () => Promise<void>) => void }, askAgent?: AskAgent) {
   const tree = tempTree({ 'policy.d/50.policy': POLICY });
   const watcher = new PolicyWatcher({ policyDir: join(tree.dir, 'policy.d'), legacyDir: join(tree.dir, 'legacy'), pollMs: 0, settleMs: 20 });
   const daemon = new PolicyDaemon({
@@ -115,8 +116,13 @@ t.test('a changed policy is used without restart; a broken one is not', async (t
 t.test('the watcher notices changes on its own', async (t) => {
   const tree = tempTree({ 'policy.d/50.policy': 'a * @anyvm @anyvm deny\n' });
   t.teardown(tree.cleanup);
-  const reloaded = new Promise<number>((resolve) => {
-    const w = new PolicyWatcher({ policyDir: join(tree.dir, 'policy.d'), settleMs: 10, pollMs: 50, onReload: (e) => { w.close(); resolve(e.policy.rules.length); } });
+  const reloaded = new Promise<number>((resolve, reject) => {
+    // the watcher's own timers do not keep a process alive: this one does
+    const limit = setTimeout(() => reject(new Error('no reload within 10 s')), 10000);
+    const w = new PolicyWatcher({
+      policyDir: join(tree.dir, 'policy.d'), settleMs: 10, pollMs: 50,
+      onReload: (e) => { clearTimeout(limit); w.close(); resolve(e.policy.rules.length); },
+    });
     setTimeout(() => writeFileSync(join(tree.dir, 'policy.d', '60.policy'), 'b * @anyvm @anyvm deny\n'), 20);
   });
   t.equal(await reloaded, 2);

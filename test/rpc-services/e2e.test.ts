@@ -32,7 +32,7 @@ async function run(): Promise<void> {
     grant('admin.vm.List', '@adminvm'),
     grant('admin.vm.Create.AppVM', '@adminvm'),
     grant('admin.Events', '@adminvm'),
-    ...['admin.vm.List', 'admin.vm.property.Get', 'admin.vm.property.Set', 'admin.vm.tag.List', 'admin.vm.tag.Get',
+    ...['admin.Events', 'admin.vm.List', 'admin.vm.property.Get', 'admin.vm.property.Set', 'admin.vm.tag.List', 'admin.vm.tag.Get',
       'admin.vm.tag.Set', 'admin.vm.tag.Remove'].flatMap((s) => managed.map((m) => grant(s, m))),
     '',
   ].join('\n'));
@@ -42,6 +42,8 @@ async function run(): Promise<void> {
   stack.stdout!.on('data', (d) => { output += d; });
   stack.stderr!.on('data', (d) => { output += d; });
   const stackExit = new Promise<void>((r) => stack.once('exit', () => r()));
+  // a test runner timeout must not leave the stack running
+  process.once('exit', () => { if (stack.exitCode === null) stack.kill('SIGTERM'); });
   t.teardown(async () => {
     if (stack.exitCode === null) stack.kill('SIGTERM');
     await stackExit;
@@ -109,12 +111,14 @@ async function run(): Promise<void> {
     const p = spawnPlain(process.execPath, [join(BIN, 'qrexec-client-vm'), 'dom0', 'admin.Events'], { env: { ...process.env, QREXEC_SOCKET: mgmtSocket }, stdio: ['pipe', 'pipe', 'pipe'] });
     p.stdin!.end();
     let seen = Buffer.alloc(0);
-    const got = (needle: string) => new Promise<void>((resolve) => {
-      const check = () => { if (seen.includes(needle)) { p.stdout!.off('data', onData); resolve(); } };
-      const onData = (d: Buffer) => { seen = Buffer.concat([seen, d]); check(); };
-      p.stdout!.on('data', onData);
-      check();
-    });
+    p.stdout!.on('data', (d: Buffer) => { seen = Buffer.concat([seen, d]); });
+    const got = async (needle: string) => {
+      const deadline = Date.now() + 10_000;
+      while (!seen.includes(needle)) {
+        if (Date.now() > deadline) throw new Error(`no ${JSON.stringify(needle)} in ${JSON.stringify(seen.toString('latin1'))}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
     await got('connection-established');
     t.equal(seen[0], 0x31, 'event frames, as qubesd sends them');
     await dom0('admin.vm.feature.Set', 'vault', 'unseen', '1');

@@ -6,49 +6,8 @@ import t from 'tap';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { spawn } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { ROOT, FIXTURE, SHARED, call } from '../helpers/qubesd.js';
-
-/**
- * qubesd from the fixture store. Started from dist/qubesd/cli.js without
- * tap's loaders: under them the extensionless bin/qubesd is loaded as
- * CommonJS and fails (test/helpers' startDaemon has that problem).
- */
-async function startDaemon(o: { dir?: string } = {}) {
-  const dir = o.dir ?? mkdtempSync(join(tmpdir(), 'storage-daemon-'));
-  const base = join(dir, 'base'), run = join(dir, 'run'), store = join(dir, 'qubes.xml');
-  if (!o.dir) {
-    mkdirSync(run, { recursive: true });
-    cpSync(join(FIXTURE, 'base'), base, { recursive: true });
-    writeFileSync(store, readFileSync(join(FIXTURE, 'qubes.xml'), 'utf8').replaceAll('@BASE@', base));
-  }
-  const env = { ...process.env, NODE_OPTIONS: '' };
-  const proc = spawn(process.execPath, [join(ROOT, 'dist/qubesd/cli.js'), '--store', store, '--base-dir', base, '--socket-dir', run,
-    '--policy-dir', join(dir, 'policy.d')], { stdio: ['ignore', 'ignore', 'pipe'], env });
-  let stderr = '';
-  proc.stderr!.on('data', (b) => { stderr += b; });
-  const exited = new Promise((res) => proc.once('exit', res));
-  const socket = join(run, 'qubesd.sock');
-  for (let i = 0; !(await canConnect(socket)); i++) {
-    if (proc.exitCode !== null || i > 600) { proc.kill('SIGKILL'); throw new Error(`qubesd did not start: ${stderr}`); }
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  return {
-    dir, base, socket, internalSocket: join(run, 'qubesd.internal.sock'),
-    stop: async () => { if (proc.exitCode === null) proc.kill('SIGTERM'); await exited; },
-  };
-}
-
-function canConnect(path: string): Promise<boolean> {
-  return new Promise((res) => {
-    const c = net.connect(path);
-    c.once('connect', () => { c.destroy(); res(true); });
-    c.once('error', () => res(false));
-  });
-}
+import { rmSync } from 'node:fs';
+import { ROOT, SHARED, call, startDaemon } from '../helpers/qubesd.js';
 
 t.test('storage over the sockets', async (t) => {
   const d = await startDaemon();

@@ -13,8 +13,10 @@ import { handlers as internal } from './internal.js';
 import { handlers as pool } from './pool.js';
 import { handlers as volume } from './volume.js';
 import { handlers as lifecycle } from './lifecycle.js';
+import { handlers as firewall } from './firewall.js';
+import { handlers as devices } from './devices.js';
 
-export const families: Readonly<Record<string, Handlers>> = { vm, property, feature, tag, label, notes, events, internal, pool, volume, lifecycle };
+export const families: Readonly<Record<string, Handlers>> = { vm, property, feature, tag, label, notes, events, internal, pool, volume, lifecycle, firewall, devices };
 
 function merge(all: Readonly<Record<string, Handlers>>): Handlers {
   const out: Record<string, Handlers[string]> = {};

@@ -31,7 +31,9 @@ export const handlers: Handlers = {
     const label = call.app.labels.get(call.arg);
     if (label.index <= MAX_DEFAULT_LABEL) throw ProtocolError('Can only remove custom labels');
     for (const vm of call.app.allVms()) {
-      if (vm.label?.name === label.name) throw QubesLabelInUseError(label.repr());
+      // Qubes fails on a qube without a label (possible after a label reset)
+      if (!vm.label) throw QubesException(`qube ${pyRepr(vm.name)} has no label`);
+      if (vm.label.name === label.name) throw QubesLabelInUseError(label.repr());
     }
     call.app.labels.remove(label);
     call.app.markGlobalsDirty();

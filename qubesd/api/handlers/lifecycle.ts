@@ -9,6 +9,7 @@ import { lifecycleOf } from '../../lifecycle/controller.js';
 import type { Vm } from '../../model/app.js';
 import { truthy } from '../../model/values.js';
 import { tryGet } from '../../model/properties.js';
+import { cloneFirewall } from '../../firewall/firewall.js';
 
 const SHUTDOWN_ARGS = ['force', 'wait'];
 
@@ -52,6 +53,8 @@ async function createDisposable(call: Call): Promise<string> {
   try {
     await mkdir(vm.dirPath!, { recursive: true });
     await app.volumeHooks?.created(vm, {});
+    // a disposable inherits its template's firewall (Qubes clones it too)
+    cloneFirewall(appvm, vm);
   } catch (e) {
     app.removeVm(vm);
     throw e;
