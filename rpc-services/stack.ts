@@ -31,11 +31,12 @@ async function waitFor(part: Part, ready: () => Promise<boolean>, timeoutMs: num
 }
 
 /** The three command lines, from one installation's configuration. */
-export function commands(c: StackConfig, cfgPath: string): Array<{ name: string; argv: string[]; ready: string | 'line' }> {
+export function commands(c: StackConfig, cfgPath: string): Array<{ name: string; script: string; argv: string[]; ready: string | 'line' }> {
   const node = process.execPath;
   return [
     {
       name: 'qubesd',
+      script: join(c.checkout, 'dist', 'qubesd', 'cli.js'),
       argv: [node, ...QUBESD_NODE_FLAGS, join(c.checkout, 'bin', 'qubesd'), '--store', c.qubesd.store, '--base-dir', c.qubesd.baseDir,
         '--socket-dir', c.qubesd.socketDir, '--policy-dir', c.policy.dir, '--runtime-policy-dir', c.policy.runtimeDir,
         '--backup-profile-dir', c.qubesd.backupProfileDir, '--backend', c.qubesd.backend, '--log', c.qubesd.log],
@@ -43,12 +44,14 @@ export function commands(c: StackConfig, cfgPath: string): Array<{ name: string;
     },
     {
       name: 'policy-daemon',
+      script: join(c.checkout, 'dist', 'policy', 'cli.js'),
       argv: [node, join(c.checkout, 'dist', 'policy', 'cli.js'), 'daemon', '--socket', c.policy.socket,
         '--policy-dir', c.policy.dir, '--runtime-dir', c.policy.runtimeDir, '--system-info-socket', c.qubesd.internalSocket],
       ready: c.policy.socket,
     },
     {
       name: 'qrexec-dispatcher',
+      script: join(c.checkout, 'dist', 'rpc-services', 'qrexec', 'main-run.js'),
       argv: [node, join(c.checkout, 'dist', 'rpc-services', 'qrexec', 'main-run.js'), '--config', cfgPath],
       ready: 'line',
     },
@@ -86,7 +89,7 @@ export async function startStack(cfgPath: string, opts: { quiet?: boolean } = {}
   };
   try {
     for (const cmd of commands(c, cfgPath)) {
-      if (!existsSync(cmd.argv[1]!)) throw new Error(`${cmd.name} is not built: ${cmd.argv[1]} is missing (npm run build)`);
+      if (!existsSync(cmd.script)) throw new Error(`${cmd.name} is not built: ${cmd.script} is missing (npm run build)`);
       let sawReadyLine = false;
       const proc = spawn(cmd.argv[0]!, cmd.argv.slice(1), { env: unitEnv(), stdio: ['ignore', 'pipe', opts.quiet ? 'ignore' : 'inherit'] });
       const part = { name: cmd.name, proc };

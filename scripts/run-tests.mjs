@@ -33,7 +33,7 @@ if (!process.env.QUBES_TEST_LIBVIRT_SOCK) {
   }
 }
 const child = spawn(process.execPath, ['node_modules/tap/dist/esm/run.mjs', '-R', 'tap', ...files], { stdio: ['ignore', 'pipe', 'inherit'] });
-let pass = 0, fail = 0, skip = 0, buf = '';
+let pass = 0, fail = 0, skip = 0, buf = '', failsInFile = 0;
 const failures = [];
 child.stdout.on('data', (d) => {
   process.stdout.write(d);
@@ -42,11 +42,19 @@ child.stdout.on('data', (d) => {
   while ((i = buf.indexOf('\n')) >= 0) {
     const line = buf.slice(0, i); buf = buf.slice(i + 1);
     // Count assertions and subtests at depth >= 1 (depth 0 is one line per file).
+    // A file that fails as a whole (crash, no tests, timeout) fails at depth 0
+    // without a failing assertion inside: count it too.
+    const top = /^(not ok|ok) \d+ - (.*)$/.exec(line);
+    if (top) {
+      if (top[1] === 'not ok' && failsInFile === 0) { fail++; failures.push(line.trim()); }
+      failsInFile = 0;
+      continue;
+    }
     const m = /^( +)(not ok|ok) \d+(.*)$/.exec(line);
     if (!m) continue;
     if (/# (SKIP|TODO)/i.test(m[3])) skip++;
     else if (m[2] === 'ok') pass++;
-    else { fail++; failures.push(line.trim()); }
+    else { fail++; failsInFile++; failures.push(line.trim()); }
   }
 });
 child.on('exit', (code) => {
