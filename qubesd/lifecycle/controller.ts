@@ -152,7 +152,7 @@ export class Lifecycle {
     try { cleanup = vm.prop('auto_cleanup') === true; } catch { cleanup = false; }
     if (!cleanup || !this.app.getVm(vm.name)) return;
     try {
-      await this.app.removeVm?.(vm);
+      await this.app.removeVmWithFiles(vm);
     } catch (e) {
       this.o.log?.('failed to remove stopped disposable', { vm: vm.name, error: (e as Error).message });
     }

@@ -2,6 +2,7 @@
 // qubes, labels, pools and global properties; built from and saved to the
 // store's QubesDoc; every Qubes event fired on one bus.
 import * as path from 'node:path';
+import { rm } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import { EventBus } from '../events/bus.js';
 import type { Change, DomainDoc, LabelDoc, PoolDoc, QubesDoc, VolumeConfigDoc } from '../store/document.js';
@@ -436,6 +437,20 @@ export class QubesApp implements Holder {
   removeVm(vm: Vm): void {
     this.checkRemovable(vm);
     this.forgetVm(vm);
+  }
+
+  /**
+   * Remove a qube and everything it has on disk, as admin.vm.Remove does and
+   * as a stopped disposable is cleaned up: its volumes (through the storage
+   * layer), then the qube, then its directory. Refusals come before anything
+   * is touched; files that cannot be removed do not keep the qube (as Qubes).
+   */
+  async removeVmWithFiles(vm: Vm): Promise<void> {
+    this.checkRemovable(vm);
+    try { await this.volumeHooks?.removing(vm); } catch { /* Qubes removes the qube even when its files cannot be */ }
+    this.forgetVm(vm);
+    this.events.fire(vm.name, 'domain-remove-from-disk');
+    if (vm.dirPath) await rm(vm.dirPath, { recursive: true, force: true });
   }
 
   // ------------------------------------------------------------ policy input

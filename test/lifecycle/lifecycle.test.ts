@@ -5,7 +5,7 @@
 // qubesd must kill it), restarting qubesd while the guest runs, the refusals
 // that depend on the power state, and the event stream.
 import t from 'tap';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { call, startDaemon, subscribeEvents, type Daemon } from '../helpers/qubesd.js';
@@ -98,3 +98,36 @@ for (const b of backends) {
     await ok(d, 'admin.vm.Remove', vm);
   });
 }
+
+t.test('disposables: created from a disposable template, streamed stats, removed with their files when they stop', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'qubes-disp-'));
+  const d = await startDaemon({ dir, args: ['--backend', 'sim'] });
+  t.teardown(async () => { await d.stop('SIGKILL'); rmSync(dir, { recursive: true, force: true }); });
+  await ok(d, 'admin.vm.Create.TemplateVM', 'dom0', '', 'name=tpl label=black');
+  await ok(d, 'admin.vm.Create.AppVM', 'dom0', 'tpl', 'name=dvm label=red');
+  const refused = await call(d.socket, 'admin.vm.CreateDisposable', 'dvm');
+  t.equal(refused.type, 'QubesException', 'refused while template_for_dispvms is False');
+  await ok(d, 'admin.vm.property.Set', 'dvm', 'template_for_dispvms', 'True');
+  t.equal((await call(d.socket, 'admin.vm.CreateDisposable', 'dvm', '', 'bogus')).type, 'ProtocolError', 'bad payload');
+  const uuidReply = await ok(d, 'admin.vm.CreateDisposable', 'dvm', '', 'uuid');
+  t.match(uuidReply, /^uuid:[0-9a-f-]{36}$/, 'payload "uuid" answers with the new qube\'s uuid');
+  const name = await ok(d, 'admin.vm.CreateDisposable', 'dvm');
+  t.match(name, /^disp\d+$/, 'named disp<N>');
+  t.match(await ok(d, 'admin.vm.List', name), /class=DispVM state=Halted/);
+  t.match(await ok(d, 'admin.vm.property.Get', name, 'template'), /type=vm dvm$/, 'based on the disposable template');
+  t.match(await ok(d, 'admin.vm.tag.List', name), /created-by-dom0/);
+
+  await ok(d, 'admin.vm.Start', name);
+  const stats = await subscribeEvents(d.socket, 'dom0', 'dom0', 'admin.vm.Stats');
+  const st = await stats.waitFor((e) => e.event === 'vm-stats' && e.subject === name);
+  stats.close();
+  t.ok(Number(st.kwargs.memory_kb) > 0, 'vm-stats carries memory_kb');
+  t.match(Object.keys(st.kwargs), ['memory_kb', 'memory_assigned_total', 'memory_assigned_usable', 'memory_with_swap_used', 'cpu_time', 'cpu_usage', 'online_vcpus'], 'with Qubes\' keys');
+
+  const ev = await subscribeEvents(d.socket);
+  t.teardown(() => ev.close());
+  await ok(d, 'admin.vm.Shutdown', name, 'wait');
+  await ev.waitFor((e) => e.event === 'domain-delete' && e.kwargs.vm === name);
+  t.equal((await call(d.socket, 'admin.vm.List', name)).type, 'QubesVMNotFoundError', 'gone after it stopped');
+  t.notOk(existsSync(join(dir, 'base', 'appvms', name)), 'and its directory with it');
+});

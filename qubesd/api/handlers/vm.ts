@@ -1,6 +1,6 @@
 // admin.vmclass.List, admin.vm.List, admin.vm.Create.<class>,
 // admin.vm.CreateInPool.<class>, admin.vm.Remove, admin.vm.CurrentState.
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import type { Call, Handler, Handlers } from '../call.js';
 import { VM_CLASSES } from '../methods.js';
 import {
@@ -100,11 +100,7 @@ async function removeVm(call: Call): Promise<void> {
   if (vm.isQubesVM && truthy(tryGet(vm, 'installed_by_rpm'))) {
     throw QubesVMInUseError(vm.name, 'VM installed by package manager: ' + vm.name);
   }
-  app.checkRemovable(vm);
-  try { await app.volumeHooks?.removing(vm); } catch { /* Qubes removes the qube even when its files cannot be */ }
-  app.forgetVm(vm);
-  fire(vm, 'domain-remove-from-disk');
-  if (vm.dirPath) await rm(vm.dirPath, { recursive: true, force: true });
+  await app.removeVmWithFiles(vm);
 }
 
 function currentState(vm: Vm): string {
