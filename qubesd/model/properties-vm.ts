@@ -12,6 +12,7 @@ import {
 import { Label } from './labels.js';
 import { truthy, type Value } from './values.js';
 import { Vm } from './vm.js';
+import { kernelFileText } from './kernel-files.js';
 
 type Opts = Partial<Omit<PropDef, 'name' | 'wire' | 'py'>> & { py?: PyType };
 
@@ -103,11 +104,8 @@ function defaultKernelopts(vm: Vm): Value {
     if (t && t.has('kernelopts')) return t.prop('kernelopts');
     file = path.join(kernelsDir, 'default-kernelopts-nopci.txt');
   }
-  try {
-    return fs.readFileSync(file, 'ascii').trim() + extra;
-  } catch {
-    return (pci ? '' : 'swiotlb=2048') + extra;
-  }
+  const text = kernelFileText(file);
+  return (text ?? (pci ? '' : 'swiotlb=2048')) + extra;
 }
 
 function defaultBootmode(vm: Vm): Value {

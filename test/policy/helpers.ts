@@ -1,13 +1,15 @@
 // Shared fixtures for the policy tests: temporary policy directories and a
 // small system (the domains of the conformance corpus).
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { SystemInfo } from '../../policy/system-info.js';
 
 export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-export const corpusDir = join(repoRoot, '..', 'shared', 'conformance', 'policy', 'corpus');
+const corpusPath = join(repoRoot, '..', 'shared', 'conformance', 'policy', 'corpus');
+/** canonical (the engine reports real paths; shared/ may be reached through a link) */
+export const corpusDir = existsSync(corpusPath) ? realpathSync(corpusPath) : corpusPath;
 
 export function systemInfo(): SystemInfo {
   return JSON.parse(readFileSync(join(corpusDir, 'system_info.json'), 'utf8')) as SystemInfo;
