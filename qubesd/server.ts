@@ -21,6 +21,8 @@ export async function claimSocketPath(path: string): Promise<void> {
 }
 
 const CONNECTIONS = new WeakMap<net.Server, Set<net.Socket>>();
+/** How long a client may take to send its whole request. */
+export const REQUEST_TIMEOUT_MS = 30_000;
 
 export async function listen(path: string, dispatcher: Dispatcher): Promise<net.Server> {
   await claimSocketPath(path);
@@ -43,6 +45,7 @@ function serveConnection(sock: net.Socket, dispatcher: Dispatcher): void {
   const chunks: Buffer[] = [];
   let size = 0;
   let dropped = false;
+  let requestDone = false;
   // Only event streams and long calls look at the signal: creating (and
   // aborting) an AbortController for every short call costs more than the
   // call itself, so it is made on first use.
@@ -63,7 +66,12 @@ function serveConnection(sock: net.Socket, dispatcher: Dispatcher): void {
     if (size > MAX_REQUEST) { dropped = true; sock.destroy(); return; }
     chunks.push(d);
   });
+  // A client that never finishes its request would hold a connection (and a
+  // file descriptor) forever; one that is done reading is in no hurry.
+  sock.setTimeout(REQUEST_TIMEOUT_MS, () => { if (!requestDone) sock.destroy(); });
   sock.on('end', () => {
+    requestDone = true;
+    sock.setTimeout(0);
     if (dropped) return;
     void dispatcher.handle(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size), res);
   });
