@@ -15,6 +15,8 @@ import { StorageManager } from './storage/index.js';
 import { PolicyFilter } from './api/policy-filter.js';
 import { backendConfigFromOptions, createBackend } from './hypervisor/index.js';
 import { Lifecycle, attachLifecycle } from './lifecycle/controller.js';
+import { BackupService, attachBackups } from './backup/service.js';
+import { QubeServices } from './qrexec/run-service.js';
 
 export interface DaemonOptions {
   store: string;
@@ -28,6 +30,10 @@ export interface DaemonOptions {
   policyDir: string;
   runtimePolicyDir: string;
   backupProfileDir: string;
+  /** dom0's qrexec service directories (services qubesd calls in dom0) */
+  servicesDirs: string[];
+  /** per-qube service directories standing in for guests' qrexec agents */
+  guestServicesDir: string | null;
   log: string;
 }
 
@@ -35,7 +41,8 @@ const USAGE = `usage: qubesd [--store FILE] [--base-dir DIR] [--socket-dir DIR]
               [--backend sim|libvirt] [--libvirt-uri URI] [--libvirt-socket PATH]
               [--sim-state-file FILE]
               [--policy-dir DIR] [--runtime-policy-dir DIR]
-              [--backup-profile-dir DIR] [--log stderr|none|FILE]`;
+              [--backup-profile-dir DIR] [--services-dir DIR]... [--guest-services-dir DIR]
+              [--log stderr|none|FILE]`;
 
 export function parseDaemonArgs(argv: string[]): DaemonOptions {
   const { values } = parseArgs({
@@ -44,7 +51,8 @@ export function parseDaemonArgs(argv: string[]): DaemonOptions {
       store: { type: 'string' }, 'base-dir': { type: 'string' }, 'socket-dir': { type: 'string' },
       backend: { type: 'string' }, 'libvirt-uri': { type: 'string' }, 'libvirt-socket': { type: 'string' }, 'sim-state-file': { type: 'string' },
       'policy-dir': { type: 'string' }, 'runtime-policy-dir': { type: 'string' },
-      'backup-profile-dir': { type: 'string' }, log: { type: 'string' }, help: { type: 'boolean' },
+      'backup-profile-dir': { type: 'string' }, 'services-dir': { type: 'string', multiple: true },
+      'guest-services-dir': { type: 'string' }, log: { type: 'string' }, help: { type: 'boolean' },
     },
     strict: true,
   });
@@ -63,6 +71,8 @@ export function parseDaemonArgs(argv: string[]): DaemonOptions {
     policyDir: resolve(values['policy-dir'] ?? '/etc/qubes/policy.d'),
     runtimePolicyDir: resolve(values['runtime-policy-dir'] ?? '/run/qubes/policy.d'),
     backupProfileDir: resolve(values['backup-profile-dir'] ?? '/etc/qubes/backup'),
+    servicesDirs: (values['services-dir'] ?? ['/etc/qubes-rpc']).map((d) => resolve(d)),
+    guestServicesDir: values['guest-services-dir'] ? resolve(values['guest-services-dir']) : null,
     log: values.log ?? 'stderr',
   };
 }
@@ -92,6 +102,12 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
     storage, log: (msg, extra) => audit.info(msg, extra),
   });
   attachLifecycle(app, lifecycle);
+  const backups = new BackupService(app, {
+    profileDir: o.backupProfileDir, storage,
+    services: new QubeServices({ dom0Dirs: o.servicesDirs ?? ['/etc/qubes-rpc'], guestServicesDir: o.guestServicesDir ?? null, log: (l) => audit.info(l) }),
+    log: (msg, extra) => audit.info(msg, extra),
+  });
+  attachBackups(app, backups);
   try {
     await lifecycle.attach();
   } catch (e) {
@@ -119,6 +135,7 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
   return {
     app, adminSocket, internalSocket,
     stop: () => (stopping ??= (async () => {
+      backups.cancelAll();
       await Promise.all(servers.map(([s, p]) => closeServer(s, p)));
       policy.close();
       await lifecycle.close();

@@ -19,6 +19,9 @@ export interface StackConfig {
     backend: 'sim' | 'libvirt';
     log: string;
     backupProfileDir: string;
+    /** per-qube service directories standing in for guests' qrexec agents
+     * (the simulator's guests); absent: qubesd calls services only in dom0 */
+    guestServicesDir?: string;
   };
   policy: {
     dir: string;
@@ -56,6 +59,7 @@ export function layoutFor(prefix: string, checkout: string): StackConfig {
       backend: 'sim',
       log: p('var/log/qubes/qubesd.log'),
       backupProfileDir: p('etc/qubes/backup'),
+      guestServicesDir: p('var/lib/qubes/guest-services'),
     },
     policy: {
       dir: p('etc/qubes/policy.d'),

@@ -52,11 +52,24 @@ class Input {
   }
 }
 
+const ZEROS = Buffer.alloc(1 << 16);
+
+function isZero(b: Buffer): boolean {
+  for (let at = 0; at < b.length; at += ZEROS.length) {
+    const n = Math.min(ZEROS.length, b.length - at);
+    if (b.compare(ZEROS, 0, n, at, at + n) !== 0) return false;
+  }
+  return true;
+}
+
 /** Copy exactly `size` bytes into `path`; returns an error text or '' on success. */
 async function copyInto(input: Input, path: string, size: number): Promise<string> {
   const fh = await open(path, 'r+');   // the storage layer created it: never create, never truncate
   let copied = 0;
   try {
+    // A new image is one hole: runs of zeros in the data (most of a restored
+    // volume, usually) need not be written, and keep the image sparse.
+    const fresh = (await fh.stat()).blocks === 0;
     for (;;) {
       const chunk = await input.next();
       if (!chunk) break;
@@ -65,7 +78,7 @@ async function copyInto(input: Input, path: string, size: number): Promise<strin
         if (room > 0) await fh.write(chunk, 0, room, copied);
         return `too much data (expected ${size} bytes)`;
       }
-      await fh.write(chunk, 0, chunk.length, copied);
+      if (!(fresh && isZero(chunk))) await fh.write(chunk, 0, chunk.length, copied);
       copied += chunk.length;
     }
     if (copied !== size) return `not enough data (copied ${copied} bytes, expected ${size} bytes)`;

@@ -53,7 +53,7 @@ function fillTemplate(text: string, c: StackConfig, cfgPath: string): string {
     STORE: c.qubesd.store, BASEDIR: c.qubesd.baseDir, SOCKETDIR: c.qubesd.socketDir,
     POLICYDIR: c.policy.dir, RUNTIMEPOLICYDIR: c.policy.runtimeDir, BACKUPDIR: c.qubesd.backupProfileDir,
     BACKEND: c.qubesd.backend, LOG: c.qubesd.log, POLICYSOCKET: c.policy.socket,
-    INTERNALSOCKET: c.qubesd.internalSocket, QREXECSOCKETDIR: c.qrexec.socketDir, SERVICEDIR: c.qrexec.serviceDir,
+    INTERNALSOCKET: c.qubesd.internalSocket, GUESTSERVICESDIR: c.qubesd.guestServicesDir ?? '', QREXECSOCKETDIR: c.qrexec.socketDir, SERVICEDIR: c.qrexec.serviceDir,
   };
   return text.replace(/@([A-Z]+)@/g, (m, k: string) => vars[k] ?? m);
 }
@@ -69,7 +69,7 @@ export function install(o: InstallOptions): InstallReport {
   c.qrexec.entries = o.entries ?? 'handler';
 
   for (const d of [c.qrexec.serviceDir, join(c.policy.dir, 'include'), c.policy.runtimeDir, c.qrexec.socketDir,
-    c.qubesd.baseDir, dirname(c.qubesd.log), dirname(c.policy.adminLog), c.qubesd.backupProfileDir, dirname(c.policy.socket)]) {
+    c.qubesd.baseDir, c.qubesd.guestServicesDir ?? c.qubesd.baseDir, dirname(c.qubesd.log), dirname(c.policy.adminLog), c.qubesd.backupProfileDir, dirname(c.policy.socket)]) {
     mkdirSync(d, { recursive: true });
   }
 
@@ -96,6 +96,10 @@ export function install(o: InstallOptions): InstallReport {
     writeFileSync(path, text);
     policyFiles.push(rel);
   }
+
+  // An example profile, under a name qubesd does not read as a profile.
+  const sample = join(checkout, 'contrib', 'backup', 'example.conf.sample');
+  if (existsSync(sample)) writeFileSync(join(c.qubesd.backupProfileDir, 'example.conf.sample'), readFileSync(sample));
 
   const cfgPath = configPath(prefix);
   mkdirSync(dirname(cfgPath), { recursive: true });

@@ -39,7 +39,9 @@ export function commands(c: StackConfig, cfgPath: string): Array<{ name: string;
       script: join(c.checkout, 'dist', 'qubesd', 'cli.js'),
       argv: [node, ...QUBESD_NODE_FLAGS, join(c.checkout, 'bin', 'qubesd'), '--store', c.qubesd.store, '--base-dir', c.qubesd.baseDir,
         '--socket-dir', c.qubesd.socketDir, '--policy-dir', c.policy.dir, '--runtime-policy-dir', c.policy.runtimeDir,
-        '--backup-profile-dir', c.qubesd.backupProfileDir, '--backend', c.qubesd.backend, '--log', c.qubesd.log],
+        '--backup-profile-dir', c.qubesd.backupProfileDir, '--services-dir', c.qrexec.serviceDir,
+        ...(c.qubesd.guestServicesDir ? ['--guest-services-dir', c.qubesd.guestServicesDir] : []),
+        '--backend', c.qubesd.backend, '--log', c.qubesd.log],
       ready: c.qubesd.socket,
     },
     {

@@ -17,6 +17,9 @@ export interface Destination {
   commit(): Promise<string>;
   /** Discards whatever was written. */
   abort(): Promise<void>;
+  /** After abort(): why the receiving program failed on its own, if it did
+   * (its exit status says more than the broken pipe the writer saw). */
+  failure?(): string | null;
 }
 
 async function fsyncDir(dir: string): Promise<void> {
@@ -73,22 +76,30 @@ export function commandDestination(command: string): Destination {
   const child = spawn('/bin/sh', ['-c', command], { stdio: ['pipe', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => { if (stderr.length < 1024) stderr += d.toString(); });
+  let ownExit: number | string | undefined;
   const exited = new Promise<number | string>((resolve) => {
-    child.on('error', (err) => resolve(err.message));
-    child.on('close', (code, signal) => resolve(code ?? String(signal)));
+    child.on('error', (err) => { ownExit ??= err.message; resolve(err.message); });
+    child.on('close', (code, signal) => { ownExit ??= code ?? String(signal); resolve(code ?? String(signal)); });
   });
+  const describe = (status: number | string): string => `backup command failed (${status})${stderr ? `: ${stderr.trim()}` : ''}`;
+  let ended = false;
   return {
     stream: child.stdin,
     async commit() {
       const status = await exited;
-      if (status !== 0) throw new Error(`backup command failed (${status})${stderr ? `: ${stderr.trim()}` : ''}`);
+      if (status !== 0) throw new Error(describe(status));
       return command;
     },
     async abort() {
+      // Give a program that is already failing a moment to say so.
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 200))]);
+      ended = ownExit !== undefined;
+      child.stdin.on('error', () => undefined);
       child.stdin.destroy();
       child.kill('SIGTERM');
       await exited;
     },
+    failure: () => (ended && ownExit !== 0 && ownExit !== undefined ? describe(ownExit) : null),
   };
 }
 
@@ -97,21 +108,28 @@ export function commandDestination(command: string): Destination {
  * exit status. The service first reads destination_path on one line. */
 export interface ServiceCall { stdin: Writable; exit: Promise<number>; kill(): void }
 
-export function serviceDestination(call: ServiceCall, destinationPath: string): Destination {
+export function serviceDestination(call: ServiceCall, destinationPath: string, what = 'the destination qube'): Destination {
   call.stdin.write(destinationPath.replace(/[\r\n]/g, '') + '\n');
+  let ownExit: number | undefined;
+  call.exit.then((s) => { ownExit ??= s; }, () => undefined);
+  let ended: number | undefined;
+  const describe = (status: number): string => `Writing backup to ${what} failed (exit status ${status})`;
   return {
     stream: call.stdin,
     async commit() {
       const status = await call.exit;
-      if (status !== 0) throw new Error(`writing the backup to the destination qube failed (exit status ${status})`);
+      if (status !== 0) throw new Error(describe(status));
       return destinationPath;
     },
     async abort() {
+      await Promise.race([call.exit.catch(() => undefined), new Promise((r) => setTimeout(r, 200))]);
+      ended = ownExit;
       call.stdin.on('error', () => undefined);
       call.stdin.destroy();
       call.kill();
       await call.exit.catch(() => undefined);
     },
+    failure: () => (ended !== undefined && ended !== 0 ? describe(ended) : null),
   };
 }
 
@@ -124,6 +142,7 @@ export async function runBackup(source: BackupSource, dest: Destination, opts: W
     return { ...summary, location: await dest.commit() };
   } catch (err) {
     await dest.abort();
-    throw err;
+    const why = err instanceof BackupAbortedError ? null : dest.failure?.();
+    throw why ? new Error(why) : err;
   }
 }

@@ -3,11 +3,10 @@
 // hidden staging directory that is renamed into place only after the whole
 // archive has been read and authenticated, so a wrong passphrase, a
 // tampered or a truncated archive restores nothing at all.
+import { writeSparseFile } from './sparse.js';
 import { createReadStream, promises as fsp } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import { createWriteStream } from 'node:fs';
 import type { BackupHeader } from './format.js';
 import { backedUpQubes, type BackedUpQube } from './qubes-xml.js';
 import { BackupError, readBackup, type ReadHandlers, type ReadOptions, type ReadResult } from './reader.js';
@@ -118,7 +117,7 @@ export async function restoreToDirectory(archive: string, destDir: string, opts:
       },
       async onFile(file) {
         const qube = chosen.find((q) => q.path === file.dir)!;
-        await pipeline(file.stream, createWriteStream(join(staging, qube.name, file.name), { flags: 'wx', mode: 0o600 }));
+        await writeSparseFile(file.stream as AsyncIterable<Buffer>, join(staging, qube.name, file.name));
         restored.get(qube.name)!.push(file.name);
       },
     });

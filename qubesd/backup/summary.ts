@@ -9,6 +9,8 @@ export interface SummaryRow {
   /** Templates and standalone qubes carry system data ("VM + Sys"). */
   updateable?: boolean;
   running?: boolean;
+  /** running with a volume that keeps no snapshot: the backup will refuse it */
+  snapshotsDisabled?: boolean;
 }
 
 /** Sizes the way Qubes shows them: bytes, then KiB/MiB/GiB with one decimal. */
@@ -29,7 +31,8 @@ export function backupSummary(rows: SummaryRow[], notSelected: string[], destina
   for (const r of rows) {
     const type = r.klass === 'TemplateVM' ? 'Template VM' : r.updateable ? 'VM + Sys' : 'VM';
     out += cells([r.name, type, sizeToHuman(r.size)]);
-    if (r.running) out += ' <-- The VM is running, backup will contain its state from before its start!';
+    if (r.running && r.snapshotsDisabled) out += ' <-- The VM is running and private volume snapshots are disabled. Backup will fail!';
+    else if (r.running) out += ' <-- The VM is running, backup will contain its state from before its start!';
     out += '\n';
   }
   const total = rows.reduce((a, r) => a + r.size, 0);

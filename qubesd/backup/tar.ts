@@ -71,6 +71,28 @@ export function tarFileHeader(fields: HeaderFields): Buffer {
   ]);
 }
 
+/** Header blocks of a GNU sparse 1.0 entry (what `tar --posix -S` and
+ * Qubes' volume writer produce): a pax header naming the real file and its
+ * size, then a ustar header whose size counts the sparse map and the data
+ * regions that follow it. */
+export function tarSparseHeader(f: { name: string; storedSize: number; realSize: number; mtime?: number }): Buffer {
+  const mtime = f.mtime ?? Math.floor(Date.now() / 1000);
+  const slash = f.name.lastIndexOf('/');
+  const dir = slash >= 0 ? f.name.slice(0, slash + 1) : '';
+  const base = f.name.slice(slash + 1);
+  const pax = Buffer.from(
+    paxRecord('GNU.sparse.major', '1') + paxRecord('GNU.sparse.minor', '0')
+    + paxRecord('GNU.sparse.name', f.name) + paxRecord('GNU.sparse.realsize', String(f.realSize))
+    + (f.storedSize > MAX_OCTAL_SIZE ? paxRecord('size', String(f.storedSize)) : ''), 'utf8');
+  const shortName = `${dir}GNUSparseFile.0/${base}`;
+  const fit = (n: string): string => Buffer.from(n, 'utf8').subarray(0, 100).toString('utf8').replace(/\uFFFD+$/, '');
+  return Buffer.concat([
+    rawHeader({ name: fit(`${dir}PaxHeaders.0/${base}`), size: pax.length, mode: 0o644, mtime, type: 'x' }),
+    pax, Buffer.alloc(paddingFor(pax.length)),
+    rawHeader({ name: fit(shortName), size: Math.min(f.storedSize, MAX_OCTAL_SIZE), mode: 0o644, mtime, type: '0' }),
+  ]);
+}
+
 /** Pulls exact byte counts out of an async sequence of buffers. */
 export class ByteSource {
   private parts: Buffer[] = [];

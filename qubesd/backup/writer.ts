@@ -19,9 +19,20 @@ import {
   chunkName, chunkPassphrase, headerPassphrase, newBackupId, serializeHeader,
 } from './format.js';
 import { DEFAULT_SCRYPT_PARAMS, SCRYPT_OVERHEAD, encryptBuffer, encryptPieces, prepareEncryption, type PreparedKey, type ScryptParams } from './scrypt-file.js';
-import { TAR_END, paddingFor, tarEntrySize, tarFileHeader } from './tar.js';
+import { TAR_END, paddingFor, tarEntrySize, tarFileHeader, tarSparseHeader } from './tar.js';
+import { encodeSparseMap, type SparseMap } from './sparse.js';
 
-export interface BackupFile { name: string; size: number; open(): NodeJS.ReadableStream }
+export interface BackupFile {
+  name: string;
+  size: number;
+  open(): NodeJS.ReadableStream;
+  /** Given for volumes: the file is stored as a GNU sparse entry holding
+   * only its data regions (as Qubes stores volumes). */
+  sparse?: {
+    map(signal?: AbortSignal): Promise<SparseMap>;
+    read(offset: number, length: number): NodeJS.ReadableStream;
+  };
+}
 export interface BackupVm { name: string; /** e.g. 'vm3/' */ subdir: string; files: BackupFile[] }
 export interface BackupSource {
   /** qubes.xml as it should be restored: the caller marks the backed-up
@@ -98,8 +109,9 @@ function passphraseBuffer(p: Buffer | string): Buffer { return typeof p === 'str
 
 /** The inner tar of one stored file, checking that the source delivers
  * exactly the announced number of bytes. */
-async function* innerTar(path: string, file: { size: number; open(): NodeJS.ReadableStream }, mtime: number,
+async function* innerTar(path: string, file: Pick<BackupFile, 'size' | 'open' | 'sparse'>, mtime: number,
   onData: (n: number) => void, signal?: AbortSignal): AsyncGenerator<Buffer> {
+  if (file.sparse) { yield* sparseInnerTar(path, file as Required<Pick<BackupFile, 'size' | 'sparse'>>, mtime, onData, signal); return; }
   yield tarFileHeader({ name: path, size: file.size, mtime });
   let seen = 0;
   const stream = file.open();
@@ -117,6 +129,46 @@ async function* innerTar(path: string, file: { size: number; open(): NodeJS.Read
   }
   if (seen !== file.size) throw new Error(`${path}: source ended after ${seen} of ${file.size} bytes`);
   yield Buffer.alloc(paddingFor(file.size));
+  yield TAR_END;
+}
+
+/** Reads exactly `length` bytes from a stream, as buffers. */
+async function* exactly(stream: NodeJS.ReadableStream, length: number, what: string, signal?: AbortSignal): AsyncGenerator<Buffer> {
+  let seen = 0;
+  try {
+    for await (const piece of stream as AsyncIterable<Buffer | string>) {
+      if (signal?.aborted) throw new BackupAbortedError();
+      const buf = typeof piece === 'string' ? Buffer.from(piece) : piece;
+      seen += buf.length;
+      if (seen > length) throw new Error(`${what}: source is larger than its announced size ${length}`);
+      yield buf;
+    }
+  } finally {
+    (stream as Partial<Readable>).destroy?.();
+  }
+  if (seen !== length) throw new Error(`${what}: source ended after ${seen} of ${length} bytes`);
+}
+
+async function* sparseInnerTar(path: string, file: Required<Pick<BackupFile, 'size' | 'sparse'>>, mtime: number,
+  onData: (n: number) => void, signal?: AbortSignal): AsyncGenerator<Buffer> {
+  const map = await file.sparse.map(signal);
+  let pos = 0;
+  for (const [offset, length] of map) {
+    if (offset < pos || length <= 0 || offset + length > file.size) throw new Error(`${path}: invalid sparse map`);
+    pos = offset + length;
+  }
+  const mapBlock = encodeSparseMap(map, file.size);
+  const stored = mapBlock.length + map.reduce((a, [, l]) => a + l, 0);
+  yield tarSparseHeader({ name: path, storedSize: stored, realSize: file.size, mtime });
+  yield mapBlock;
+  let done = 0;
+  for (const [offset, length] of map) {
+    onData(offset - done); // the hole before this region counts as handled
+    for await (const buf of exactly(file.sparse.read(offset, length), length, path, signal)) { onData(buf.length); yield buf; }
+    done = offset + length;
+  }
+  onData(file.size - done);
+  yield Buffer.alloc(paddingFor(stored));
   yield TAR_END;
 }
 
@@ -175,7 +227,7 @@ export async function writeBackup(source: BackupSource, out: Writable, opts: Wri
     await sink.write(Buffer.alloc(paddingFor(size)));
   };
 
-  const storeFile = async (path: string, file: { size: number; open(): NodeJS.ReadableStream }, count: boolean): Promise<void> => {
+  const storeFile = async (path: string, file: Pick<BackupFile, 'size' | 'open' | 'sparse'>, count: boolean): Promise<void> => {
     const plain = Readable.from(innerTar(path, file, mtime, count ? progress : () => undefined, opts.signal), { objectMode: false });
     let data: AsyncIterable<Buffer> = plain;
     let filterDone: Promise<void> = Promise.resolve();

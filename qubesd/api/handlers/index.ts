@@ -15,8 +15,9 @@ import { handlers as volume } from './volume.js';
 import { handlers as lifecycle } from './lifecycle.js';
 import { handlers as firewall } from './firewall.js';
 import { handlers as devices } from './devices.js';
+import { handlers as backup } from './backup.js';
 
-export const families: Readonly<Record<string, Handlers>> = { vm, property, feature, tag, label, notes, events, internal, pool, volume, lifecycle, firewall, devices };
+export const families: Readonly<Record<string, Handlers>> = { vm, property, feature, tag, label, notes, events, internal, pool, volume, lifecycle, firewall, devices, backup };
 
 function merge(all: Readonly<Record<string, Handlers>>): Handlers {
   const out: Record<string, Handlers[string]> = {};

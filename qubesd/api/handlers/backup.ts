@@ -1,0 +1,17 @@
+// admin.backup.Info/Execute/Cancel: backups driven by the profiles in dom0's
+// backup profile directory. The work is in qubesd/backup/service.ts.
+import type { Call, Handlers } from '../call.js';
+import { ProtocolError } from '../errors.js';
+import { backupsOf } from '../../backup/service.js';
+
+/** The profile name becomes a file name: never a path (Qubes' own check). */
+function profileName(call: Call): string {
+  if (call.arg.includes('/')) throw ProtocolError('Backup profile ID must not contain forward slash character');
+  return call.arg;
+}
+
+export const handlers: Handlers = {
+  'admin.backup.Info': (call) => backupsOf(call.app).info(profileName(call), (vm) => call.filter.vm(vm)),
+  'admin.backup.Execute': async (call) => { await backupsOf(call.app).execute(profileName(call)); },
+  'admin.backup.Cancel': (call) => { backupsOf(call.app).cancel(profileName(call)); },
+};
