@@ -89,8 +89,11 @@ export function parseProfile(data: unknown, file: string): BackupProfile {
     throw new ProfileError(file, messages.length === 1 ? keyOf(first) : undefined, messages.length === 1 ? describe(first) : messages.join('; '));
   }
   const d = data as unknown as Record<string, unknown>;
-  if ((d.passphrase_text === undefined) === (d.passphrase_vm === undefined)) {
-    throw new ProfileError(file, 'passphrase_text', 'exactly one of passphrase_text and passphrase_vm must be given');
+  // A profile without a passphrase is valid: qvm-backup writes one to show
+  // the summary (admin.backup.Info) before it asks for the passphrase; only
+  // running it needs one (resolvePassphrase). Two sources are a mistake.
+  if (d.passphrase_text !== undefined && d.passphrase_vm !== undefined) {
+    throw new ProfileError(file, 'passphrase_text', 'give only one of passphrase_text and passphrase_vm');
   }
   // Only filters that Qubes' restore accepts too: a backup compressed with
   // anything else could not be restored by qvm-backup-restore.
@@ -160,6 +163,10 @@ export function selectQubes<Q extends QubeInfo>(profile: Pick<BackupProfile, 'in
   return { selected, unmatched };
 }
 
+export class MissingPassphraseError extends Error {
+  constructor() { super('Invalid backup profile - you need to specify passphrase_text or passphrase_vm'); this.name = 'MissingPassphraseError'; }
+}
+
 export class PassphraseCancelledError extends Error {
   constructor(msg: string) { super(msg); this.name = 'PassphraseCancelledError'; }
 }
@@ -170,7 +177,8 @@ export class PassphraseCancelledError extends Error {
 export async function resolvePassphrase(profile: BackupProfile, profileName: string,
   callService: (vm: string, service: string) => Promise<Buffer>): Promise<Buffer> {
   if (profile.passphraseText !== undefined) return Buffer.from(profile.passphraseText, 'utf8');
-  const vm = profile.passphraseVm!;
+  if (profile.passphraseVm === undefined) throw new MissingPassphraseError();
+  const vm = profile.passphraseVm;
   let answer: Buffer;
   try {
     answer = await callService(vm, `qubes.BackupPassphrase+${profileName}`);

@@ -39,8 +39,7 @@ t.test('every kind of mistake names the file and the key', async (t) => {
     ['compression unknown to Qubes', valid + 'compression: "xz -9"\n', /test\.conf: compression: unsupported compression filter "xz -9" \(use True, False or one of gzip, bzip2, xz/],
     ['destination_vm type', 'destination_vm: [a]\ndestination_path: /x\npassphrase_text: x\n', /destination_vm: must be string/],
     ['empty destination_path', 'destination_vm: dom0\ndestination_path: ""\npassphrase_text: x\n', /destination_path: must NOT have fewer than 1 characters/],
-    ['no passphrase', 'destination_vm: dom0\ndestination_path: /x\n', /passphrase_text: exactly one of passphrase_text and passphrase_vm/],
-    ['two passphrases', valid + 'passphrase_vm: vault\n', /exactly one of/],
+    ['two passphrases', valid + 'passphrase_vm: vault\n', /passphrase_text: give only one of passphrase_text and passphrase_vm/],
     ['passphrase number', 'destination_vm: dom0\ndestination_path: /x\npassphrase_text: 1234\n', /passphrase_text: must be string/],
     ['several mistakes at once', 'destination_vm: dom0\nfoo: 1\nbar: 2\npassphrase_text: x\n', /test\.conf: .*foo: unknown key.*bar: unknown key.*destination_path: missing required key|destination_path: missing.*foo.*bar/],
     ['not a mapping', '- a\n- b\n', /test\.conf: must be object/],
@@ -88,6 +87,9 @@ t.test('selection: include, exclude, tags, types, defaults', async (t) => {
 });
 
 t.test('passphrase sources', async (t) => {
+  const none = parseProfileText('destination_vm: dom0\ndestination_path: /x\n', F);
+  t.equal(none.passphraseText, undefined, 'a profile without passphrase is valid (for Info)');
+  await t.rejects(resolvePassphrase(none, 'daily', async () => Buffer.from('x')), /Invalid backup profile - you need to specify passphrase_text or passphrase_vm/);
   const text = parseProfileText(valid, F);
   t.equal((await resolvePassphrase(text, 'test', async () => { throw new Error('not called'); })).toString(), 'secret');
   const vm = parseProfileText('destination_vm: dom0\ndestination_path: /x\npassphrase_vm: vault\n', F);
