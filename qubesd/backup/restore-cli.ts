@@ -1,12 +1,17 @@
-// qubes-backup-restore ARCHIVE [--passphrase-file F] [--list] [--verify-only] [--dest-dir DIR] [qube ...]
-// Lists, verifies or extracts a Qubes backup (format 4). Without
+// qubes-backup-restore ARCHIVE [--passphrase-file F] [--list] [--verify-only] [--dest-dir DIR]
+//                      [--qubesd-socket SOCK [--internal-socket SOCK]] [qube ...]
+// Lists, verifies, extracts a Qubes backup (format 4), or restores its
+// qubes into a running qubesd through the Admin API. Without
 // --passphrase-file the passphrase is read from stdin (first line).
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { BackupError } from './reader.js';
 import { listBackup, restoreToDirectory, verifyBackup } from './restore.js';
+import { restoreThroughAdminApi } from './admin-restore.js';
+import { dirname, join } from 'node:path';
 
-const USAGE = 'usage: qubes-backup-restore ARCHIVE [--passphrase-file F] [--list] [--verify-only] [--dest-dir DIR] [qube ...]';
+const USAGE = `usage: qubes-backup-restore ARCHIVE [--passphrase-file F] [--list] [--verify-only] [--dest-dir DIR]
+                            [--qubesd-socket SOCK [--internal-socket SOCK]] [qube ...]`;
 
 function readPassphrase(file: string | undefined): string {
   const text = readFileSync(file ?? 0, 'utf8');
@@ -27,7 +32,8 @@ async function main(argv: string[]): Promise<number> {
   try {
     parsed = parseArgs({ args: argv, allowPositionals: true, options: {
       'passphrase-file': { type: 'string' }, list: { type: 'boolean' }, 'verify-only': { type: 'boolean' },
-      'dest-dir': { type: 'string' }, help: { type: 'boolean', short: 'h' },
+      'dest-dir': { type: 'string' }, 'qubesd-socket': { type: 'string' }, 'internal-socket': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
     } });
   } catch (err) {
     process.stderr.write(`${(err as Error).message}\n${USAGE}\n`);
@@ -36,8 +42,8 @@ async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parsed;
   if (values.help) { process.stdout.write(USAGE + '\n'); return 0; }
   const [archive, ...qubes] = positionals;
-  if (!archive || (!values.list && !values['verify-only'] && !values['dest-dir'])) {
-    process.stderr.write(`${USAGE}\n(one of --list, --verify-only or --dest-dir is needed)\n`);
+  if (!archive || (!values.list && !values['verify-only'] && !values['dest-dir'] && !values['qubesd-socket'])) {
+    process.stderr.write(`${USAGE}\n(one of --list, --verify-only, --dest-dir or --qubesd-socket is needed)\n`);
     return 2;
   }
   const passphrase = readPassphrase(values['passphrase-file']);
@@ -55,6 +61,27 @@ async function main(argv: string[]): Promise<number> {
     const r = await verifyBackup(archive, { passphrase, qubes, onProgress });
     if (onProgress) process.stderr.write('\n');
     process.stdout.write(`verified ${r.files.length} files\n`);
+    return 0;
+  }
+  if (values['qubesd-socket']) {
+    const socket = values['qubesd-socket'];
+    // Progress: a percentage on a terminal, a line per tenth otherwise.
+    let shown = '';
+    const progress = (phase: 'verify' | 'restore', f: number): void => {
+      const pct = Math.floor(f * 100);
+      const key = process.stderr.isTTY ? `${phase}${pct}` : `${phase}${Math.floor(pct / 10)}`;
+      if (key === shown) return;
+      shown = key;
+      process.stderr.write(process.stderr.isTTY ? `\r${phase === 'verify' ? 'verifying' : 'restoring'} ${pct}%` : `${phase === 'verify' ? 'verifying' : 'restoring'} ${pct}%\n`);
+    };
+    const restored = await restoreThroughAdminApi(archive, {
+      passphrase, socket, internalSocket: values['internal-socket'] ?? join(dirname(socket), 'qubesd.internal.sock'),
+      qubes, onProgress: progress, onWarning: (m) => process.stderr.write(`\nwarning: ${m}\n`),
+    });
+    if (process.stderr.isTTY) process.stderr.write('\n');
+    for (const q of restored) {
+      process.stdout.write(`${q.backupName}${q.name !== q.backupName ? ` -> ${q.name}` : ''}: ${q.files.join(' ')}\n`);
+    }
     return 0;
   }
   const r = await restoreToDirectory(archive, values['dest-dir']!, { passphrase, qubes, onProgress });

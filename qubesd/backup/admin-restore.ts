@@ -1,0 +1,221 @@
+// Restoring qubes from a backup into a running qubesd, through the Admin
+// API as Qubes' qvm-backup-restore does: create each qube (templates
+// first, under a new name when the name is taken), set its properties,
+// features and tags, then stream its volumes, firewall and notes in.
+//
+// Safety: the whole archive is authenticated before the first qube is
+// created (a wrong passphrase, a tampered or truncated archive restores
+// nothing), and if anything fails once creation has begun, the qubes this
+// run created are removed again.
+import net from 'node:net';
+import { open } from 'node:fs/promises';
+import { encodeRequest } from '../protocol/request.js';
+import { parseQubesXml } from '../store/qubes-xml.js';
+import type { DomainDoc } from '../store/document.js';
+import { parseFirewallXml } from '../firewall/file.js';
+import { apiRule } from '../firewall/rule.js';
+import { listBackup, streamBackup, verifyBackup, type BackedUpQube } from './restore.js';
+
+export class AdminCallError extends Error {
+  constructor(readonly type: string, message: string, readonly call: string) {
+    super(`${call}: ${type}${message ? `: ${message}` : ''}`);
+    this.name = 'AdminCallError';
+  }
+}
+
+/** One Admin API call as dom0, over a qubesd socket. */
+export function adminCall(socket: string, method: string, dest: string, arg = '', payload: Buffer | string = ''): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const c = net.connect(socket);
+    const parts: Buffer[] = [];
+    c.on('connect', () => c.end(encodeRequest(method, arg, 'dom0', dest, payload)));
+    c.on('data', (d: Buffer) => parts.push(d));
+    c.on('error', (e) => reject(new Error(`cannot talk to qubesd at ${socket}: ${e.message}`)));
+    c.on('close', () => {
+      const raw = Buffer.concat(parts);
+      const what = `${method}${arg ? `+${arg}` : ''} ${dest}`;
+      if (raw.length >= 2 && raw[0] === 0x30 && raw[1] === 0) return resolve(raw.subarray(2).toString('utf8'));
+      if (raw.length >= 2 && raw[0] === 0x32 && raw[1] === 0) {
+        const [type = '', , message = ''] = raw.subarray(2).toString('utf8').split('\0');
+        return reject(new AdminCallError(type, message, what));
+      }
+      reject(new AdminCallError('ProtocolError', raw.length ? 'malformed reply' : 'connection closed without a reply', what));
+    });
+  });
+}
+
+export interface AdminRestoreOptions {
+  passphrase: string | Buffer;
+  /** qubesd.sock (Admin API) */
+  socket: string;
+  /** qubesd.internal.sock (volume import, as the handler program uses it) */
+  internalSocket: string;
+  /** qubes to restore (all but dom0 by default) */
+  qubes?: readonly string[];
+  /** 'verify' then 'restore', each from 0 to 1 */
+  onProgress?: (phase: 'verify' | 'restore', fraction: number) => void;
+  /** problems that do not stop the restore (a property the system refuses...) */
+  onWarning?: (message: string) => void;
+}
+
+export interface RestoredQube { backupName: string; name: string; klass: string; files: string[] }
+
+/** Properties not copied as they are: identity, set at creation, or
+ * pointing at other qubes (mapped to their restored names afterwards). */
+const NOT_COPIED = new Set(['name', 'qid', 'uuid', 'label', 'template', 'netvm', 'default_dispvm', 'dispid', 'installed_by_rpm']);
+const QUBE_REFS = ['netvm', 'default_dispvm'] as const;
+
+function freeName(name: string, taken: Set<string>): string {
+  if (!taken.has(name)) return name;
+  for (let i = 1; ; i++) {
+    const suffix = `-${i}`;
+    const candidate = name.slice(0, 31 - suffix.length) + suffix;
+    if (!taken.has(candidate)) return candidate;
+  }
+}
+
+function prop(d: DomainDoc, name: string): string | undefined { return d.properties.find(([k]) => k === name)?.[1]; }
+
+/** Restores the chosen qubes of `archive` into the qubesd behind `socket`. */
+export async function restoreThroughAdminApi(archive: string, o: AdminRestoreOptions): Promise<RestoredQube[]> {
+  const call = (method: string, dest: string, arg = '', payload: Buffer | string = '') => adminCall(o.socket, method, dest, arg, payload);
+  const warn = (m: string) => o.onWarning?.(m);
+
+  const listing = await listBackup(archive, { passphrase: o.passphrase });
+  const doc = parseQubesXml(listing.qubesXml);
+  await verifyBackup(archive, { passphrase: o.passphrase, ...(o.qubes ? { qubes: o.qubes } : {}), onProgress: (f) => o.onProgress?.('verify', f) });
+
+  const wanted = listing.qubes.filter((q) => q.klass !== 'AdminVM' && (!o.qubes?.length || o.qubes.includes(q.name)));
+  if (o.qubes?.includes('dom0')) throw new Error('restoring the dom0 home directory is not supported');
+  const docs = new Map<string, DomainDoc>();
+  for (const q of wanted) {
+    const d = doc.domains.find((x) => x.klass === q.klass && prop(x, 'name') === q.name);
+    if (!d) throw new Error(`${q.name} is listed in the backup but has no entry in its qubes.xml`);
+    docs.set(q.name, d);
+  }
+  const existing = new Set((await call('admin.vm.List', 'dom0')).split('\n').filter(Boolean).map((l) => l.split(' ')[0]!));
+  const labels = new Set((await call('admin.label.List', 'dom0')).split('\n').filter(Boolean));
+  const taken = new Set(existing);
+  const newName = new Map<string, string>();
+  // Templates first, so that qubes based on them can be created.
+  const order = [...wanted].sort((a, b) => Number(b.klass === 'TemplateVM') - Number(a.klass === 'TemplateVM'));
+  for (const q of order) { const n = freeName(q.name, taken); taken.add(n); newName.set(q.name, n); }
+
+  // Check what every qube needs before creating any.
+  const problems: string[] = [];
+  for (const q of order) {
+    const template = prop(docs.get(q.name)!, 'template');
+    if (template && !newName.has(template) && !existing.has(template)) problems.push(`${q.name}: its template ${template} is neither on this system nor in the restore`);
+  }
+  if (problems.length) throw new Error(`nothing restored: ${problems.join('; ')}`);
+
+  const created: string[] = [];
+  const restored = new Map<string, RestoredQube>();
+  try {
+    for (const q of order) {
+      const d = docs.get(q.name)!;
+      const name = newName.get(q.name)!;
+      const template = prop(d, 'template');
+      let label = prop(d, 'label') ?? 'red';
+      if (!labels.has(label)) { warn(`${q.name}: label ${label} does not exist here, using red`); label = 'red'; }
+      await call(`admin.vm.Create.${q.klass}`, 'dom0', template ? (newName.get(template) ?? template) : '', `name=${name} label=${label}`);
+      created.push(name);
+      restored.set(q.name, { backupName: q.name, name, klass: q.klass, files: [] });
+    }
+    for (const q of order) {
+      const d = docs.get(q.name)!;
+      const name = newName.get(q.name)!;
+      for (const [key, value] of d.properties) {
+        if (NOT_COPIED.has(key)) continue;
+        await call('admin.vm.property.Set', name, key, value).catch((e: Error) => warn(`${q.name}: property ${key}: ${e.message}`));
+      }
+      for (const key of QUBE_REFS) {
+        const value = prop(d, key);
+        if (value === undefined) continue;
+        const target = value === '' ? '' : newName.get(value) ?? value;
+        if (target && !taken.has(target)) { warn(`${q.name}: ${key} ${value} does not exist here, left at its default`); continue; }
+        await call('admin.vm.property.Set', name, key, target).catch((e: Error) => warn(`${q.name}: property ${key}: ${e.message}`));
+      }
+      for (const [key, value] of d.features) {
+        if (key.startsWith('backup-')) continue;
+        await call('admin.vm.feature.Set', name, key, value).catch((e: Error) => warn(`${q.name}: feature ${key}: ${e.message}`));
+      }
+      for (const tag of d.tags) await call('admin.vm.tag.Set', name, tag).catch((e: Error) => warn(`${q.name}: tag ${tag}: ${e.message}`));
+      if (d.devices.some((x) => /<device\b/.test(x))) warn(`${q.name}: device assignments are not restored`);
+    }
+
+    await streamBackup(archive, { passphrase: o.passphrase, qubes: wanted.map((q) => q.name), onProgress: (f) => o.onProgress?.('restore', f) },
+      () => undefined,
+      async (q: BackedUpQube, file: string, size: number, stream: NodeJS.ReadableStream) => {
+        const name = newName.get(q.name)!;
+        restored.get(q.name)!.files.push(file);
+        if (file.endsWith('.img')) return importVolume(o, name, file.slice(0, -4), size, stream);
+        const data = await collect(stream, 1 << 20, `${q.name}/${file}`);
+        if (file === 'notes.txt') await call('admin.vm.notes.Set', name, '', data);
+        else if (file === 'firewall.xml') {
+          const rules = parseFirewallXml(data).map((r) => apiRule(r)).filter((l): l is string => l !== null);
+          await call('admin.vm.firewall.Set', name, '', rules.map((l) => l + '\n').join(''));
+        } else if (file !== 'empty') warn(`${q.name}: ${file} is not restored`);
+      });
+  } catch (e) {
+    // Leave the system as it was: remove what this run created, in reverse.
+    for (const name of created.reverse()) {
+      await call('admin.vm.Remove', name).catch((err: Error) => warn(`could not remove ${name} after the failure: ${err.message}`));
+    }
+    throw e;
+  }
+  return [...restored.values()];
+}
+
+async function collect(stream: NodeJS.ReadableStream, limit: number, what: string): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let n = 0;
+  for await (const p of stream as AsyncIterable<Buffer>) {
+    n += p.length;
+    if (n > limit) throw new Error(`${what} is larger than ${limit} bytes`);
+    parts.push(p);
+  }
+  return Buffer.concat(parts);
+}
+
+const ZEROS = Buffer.alloc(1 << 16);
+function isZero(b: Buffer): boolean {
+  for (let at = 0; at < b.length; at += ZEROS.length) {
+    const n = Math.min(ZEROS.length, b.length - at);
+    if (b.compare(ZEROS, 0, n, at, at + n) !== 0) return false;
+  }
+  return true;
+}
+
+/** The volume import protocol the handler program speaks with qubesd
+ * (internal.vm.volume.ImportBegin, write the file, ImportEnd), with the
+ * data written sparse: the new image starts as one hole. */
+async function importVolume(o: AdminRestoreOptions, qube: string, volume: string, size: number, stream: NodeJS.ReadableStream): Promise<void> {
+  const begin = await adminCall(o.internalSocket, 'internal.vm.volume.ImportBegin', qube, volume, String(size));
+  const sp = begin.indexOf(' ');
+  const path = begin.slice(sp + 1);
+  let error = '';
+  const fh = await open(path, 'r+').catch((e: Error) => { error = `cannot open the import target: ${e.message}`; return null; });
+  if (!fh) (stream as Partial<NodeJS.ReadStream>).destroy?.();
+  if (fh) {
+    try {
+      // Zeros need not be written into a new image, which is one hole.
+      const fresh = (await fh.stat()).blocks === 0;
+      let pos = 0;
+      for await (const piece of stream as AsyncIterable<Buffer>) {
+        if (pos + piece.length > size) throw new Error(`more data than announced (${size} bytes)`);
+        if (!(fresh && isZero(piece))) await fh.write(piece, 0, piece.length, pos);
+        pos += piece.length;
+      }
+      if (pos !== size) throw new Error(`not enough data (${pos} of ${size} bytes)`);
+      await fh.datasync();
+    } catch (e) {
+      error = (e as Error).message;
+      (stream as Partial<NodeJS.ReadStream>).destroy?.();
+    } finally {
+      await fh.close();
+    }
+  }
+  await adminCall(o.internalSocket, 'internal.vm.volume.ImportEnd', qube, volume, error ? `fail\n${error}` : 'ok');
+  if (error) throw new Error(`importing ${qube}:${volume}: ${error}`);
+}
