@@ -39,6 +39,8 @@ export interface BackupPlan {
   /** dom0 was selected, but its home directory is not something this
    * qubesd backs up (it manages qubes, not dom0's users) */
   dom0Skipped: boolean;
+  /** include/exclude entries that match no qube (typos, removed qubes) */
+  unmatched: string[];
 }
 
 function truthy(v: unknown): boolean { return v === true || v === 'True' || v === '1'; }
@@ -46,7 +48,7 @@ function truthy(v: unknown): boolean { return v === true || v === 'True' || v ==
 export function planBackup(app: QubesApp, storage: StorageManager, profile: Pick<BackupProfile, 'include' | 'exclude'>): BackupPlan {
   const all = app.allVms();
   const infos = all.map((vm) => ({ vm, name: vm.name, klass: vm.klass, tags: [...vm.tags], includeInBackupsDefault: truthy(vm.prop('include_in_backups')) }));
-  const { selected } = selectQubes(profile, infos);
+  const { selected, unmatched } = selectQubes(profile, infos);
   const chosen = new Set(selected.map((s) => s.vm));
   const dom0Skipped = selected.some((s) => s.vm.isAdmin);
   const qubes: PlannedQube[] = [];
@@ -64,7 +66,7 @@ export function planBackup(app: QubesApp, storage: StorageManager, profile: Pick
     }
     qubes.push({ vm, subdir: `vm${vm.qid}/`, files });
   }
-  return { qubes, notSelected: all.filter((vm) => !chosen.has(vm) || vm.isAdmin), dom0Skipped };
+  return { qubes, notSelected: all.filter((vm) => !chosen.has(vm) || vm.isAdmin), dom0Skipped, unmatched };
 }
 
 /** Reads a range of an open file; the handle stays open (it is shared by

@@ -51,8 +51,10 @@ export class BackupService {
     return vm;
   }
 
-  /** admin.backup.Info: the summary table, limited to qubes `visible` allows. */
-  async info(name: string, visible: (vm: Vm) => boolean): Promise<string> {
+  /** admin.backup.Info: the summary table, limited to qubes `visible` allows.
+   * `seesAll` (dom0 callers) adds the profile entries that match no qube:
+   * for anyone else that would tell hidden qubes from missing ones. */
+  async info(name: string, visible: (vm: Vm) => boolean, seesAll = false): Promise<string> {
     const profile = await this.profile(name);
     const dest = this.destinationVm(profile);
     const plan = planBackup(this.app, this.o.storage, profile);
@@ -60,15 +62,21 @@ export class BackupService {
     let text = backupSummary(rows, plan.notSelected.filter(visible).map((vm) => vm.name),
       visible(dest) ? { vm: dest.name, path: profile.destinationPath } : undefined);
     if (plan.dom0Skipped) text += "dom0's home directory is not included: this qubesd backs up qubes only\n";
+    if (seesAll && plan.unmatched.length) text += `Profile entries matching no qube: ${plan.unmatched.join(', ')}\n`;
     return text;
   }
 
-  /** admin.backup.Execute: resolves once the archive is complete and durable. */
-  async execute(name: string): Promise<void> {
+  /** admin.backup.Execute: resolves once the archive is complete and durable.
+   * `caller` aborts when the caller goes away: as in Qubes, a backup nobody
+   * waits for is cancelled. */
+  async execute(name: string, caller?: AbortSignal): Promise<void> {
     if (this.running.has(name)) throw BackupAlreadyRunningError();
     const abort = new AbortController();
     this.running.set(name, abort);
     const { signal } = abort;
+    const onGone = (): void => abort.abort();
+    caller?.addEventListener('abort', onGone, { once: true });
+    if (caller?.aborted) abort.abort();
     let lastEvent = 0;
     const progress = (percent: number, force = false): void => {
       const now = Date.now();
@@ -111,6 +119,7 @@ export class BackupService {
       this.o.log?.('backup failed', { profile: name, error: (e as Error).message });
       throw QubesException(`Backup failed: ${(e as Error).message}`);
     } finally {
+      caller?.removeEventListener('abort', onGone);
       this.running.delete(name);
     }
   }

@@ -172,8 +172,16 @@ async function* sparseInnerTar(path: string, file: Required<Pick<BackupFile, 'si
   yield TAR_END;
 }
 
+function* takeEach(pieces: Array<Buffer | undefined>): Generator<Buffer> {
+  for (let i = 0; i < pieces.length; i++) {
+    const p = pieces[i]!;
+    pieces[i] = undefined;
+    yield p;
+  }
+}
+
 /** How many chunk keys to derive in advance. */
-const KEYS_AHEAD = 2;
+const KEYS_AHEAD = 1;
 
 /** Bytes of the inner tar written by innerTar() for a file. */
 function innerTarSize(path: string, size: number): number {
@@ -262,7 +270,11 @@ export async function writeBackup(source: BackupSource, out: Writable, opts: Wri
       for (let ahead = 1; ahead <= KEYS_AHEAD && index + ahead < maxChunks; ahead++) keyFor(index + ahead);
       const k = await keyFor(index);
       keys.delete(index);
-      await writeEntry(`${chunkName(path, index)}.enc`, encryptPieces(k, parts), length + SCRYPT_OVERHEAD);
+      // Hand the pieces over one at a time and forget each once encrypted,
+      // so the chunk's plaintext is freed as its ciphertext goes out.
+      const pieces = parts;
+      parts = [];
+      await writeEntry(`${chunkName(path, index)}.enc`, encryptPieces(k, takeEach(pieces)), length + SCRYPT_OVERHEAD);
       index++;
       parts = [];
       length = 0;

@@ -5,8 +5,10 @@ import t from 'tap';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import net from 'node:net';
 import { call, subscribeEvents } from '../helpers/qubesd.js';
-import { FIREWALL, archives, dom0Dest, profile, readAt, script, setup } from './helpers.js';
+import { encodeRequest } from '../../qubesd/protocol/request.js';
+import { FIREWALL, archives, dom0Dest, makeSlow, profile, readAt, script, setup } from './helpers.js';
 import { listBackup, restoreToDirectory } from '../../qubesd/backup/restore.js';
 
 t.test('Info, Execute, restore: what was backed up comes back byte for byte', async (t) => {
@@ -21,6 +23,8 @@ t.test('Info, Execute, restore: what was backed up comes back byte for byte', as
   t.notMatch(info.content, / tpl \|/, 'excluded after include');
   t.match(info.content, /VMs not selected for backup:\n - backupvm\n - dom0\n - other\n - tpl\n - vault\n/);
   t.match(info.content, `Destination: dom0:${env.out}\n`);
+  profile(env, 'typos', dom0Dest(env, '', '[work, wrok, $tag:nosuch, $type:AppVM]') + 'exclude: [$type:TemplateVM]\n');
+  t.match((await call(s, 'admin.backup.Info', 'dom0', 'typos')).content, /\nProfile entries matching no qube: wrok, \$tag:nosuch\n$/, 'typos pointed out');
 
   const events = await subscribeEvents(s);
   const r = await call(s, 'admin.backup.Execute', 'dom0', 'daily');
@@ -166,11 +170,7 @@ t.test('destination in a qube through qubes.Backup, and destinations that fail',
 t.test('cancel mid-way leaves no archive; a second run of a running profile is refused', async (t) => {
   const env = await setup(t);
   const s = env.d.socket;
-  // Enough incompressible data for xz to take a while.
-  const img = join(env.d.base, 'appvms', 'work', 'private.img');
-  const fd = openSync(img, 'r+');
-  for (let i = 0; i < 8; i++) writeSync(fd, randomBytes(8 << 20), 0, 8 << 20, (200 << 20) + i * (8 << 20));
-  closeSync(fd);
+  makeSlow(env);
   profile(env, 'slow', dom0Dest(env, 'passphrase_text: pw\ncompression: xz\n', '[work]'));
   const events = await subscribeEvents(s);
   const running = call(s, 'admin.backup.Execute', 'dom0', 'slow');
@@ -203,6 +203,35 @@ t.test('Info shows a management qube only the qubes it may see', async (t) => {
   t.ok(seen.ok, seen.message ?? '');
   t.match(seen.content, / work \|/);
   t.notMatch(seen.content, /tpl|vault|backupvm|dom0/, 'hidden qubes appear nowhere');
-  t.match(seen.content, /VMs not selected for backup:\n - other\n$/);
+  t.match(seen.content, /VMs not selected for backup:\n - other\n$/, 'no destination line, no profile remarks');
   t.match(seen.content, /Total size: \| +2\.0 GiB \|/, 'total of the visible rows only');
+});
+
+t.test('a backup whose caller goes away is cancelled; stopping qubesd mid-backup leaves no archive', async (t) => {
+  const env = await setup(t);
+  const s = env.d.socket;
+  makeSlow(env);
+  profile(env, 'slow', dom0Dest(env, 'passphrase_text: pw\ncompression: xz\n', '[work]'));
+  const events = await subscribeEvents(s);
+  const sock = net.connect(s);
+  sock.on('connect', () => sock.end(encodeRequest('admin.backup.Execute', 'slow', 'dom0', 'dom0')));
+  sock.on('error', () => undefined);
+  await events.waitFor((e) => e.event === 'backup-progress', 30000);
+  sock.destroy();
+  let state = '';
+  for (let i = 0; i < 100 && state !== 'Backup operation not running'; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    state = (await call(s, 'admin.backup.Cancel', 'dom0', 'slow')).message ?? 'still running';
+  }
+  t.equal(state, 'Backup operation not running', 'the run ended when its caller left');
+  t.same(readdirSync(env.out), [], 'and left nothing behind');
+
+  events.events.length = 0;
+  const running = call(s, 'admin.backup.Execute', 'dom0', 'slow');
+  await events.waitFor((e) => e.event === 'backup-progress', 30000);
+  events.close();
+  t.equal(await env.d.stop(), 0, 'qubesd stops cleanly during a backup');
+  const r = await running;
+  t.not(r.ok, true, 'the backup is not reported as done');
+  t.same(readdirSync(env.out), [], 'no archive and no temporary file');
 });

@@ -71,3 +71,12 @@ export function readAt(path: string, offset: number, length: number): Buffer {
 
 export function archives(dir: string): string[] { return readdirSync(dir).map((f) => join(dir, f)); }
 
+
+/** Enough incompressible data in work's image for an xz backup to take a
+ * few seconds, so that it can be interrupted. */
+export function makeSlow(env: Env): void {
+  const img = join(env.d.base, 'appvms', 'work', 'private.img');
+  const fd = openSync(img, 'r+');
+  for (let i = 0; i < 8; i++) writeSync(fd, randomBytes(8 << 20), 0, 8 << 20, (200 << 20) + i * (8 << 20));
+  closeSync(fd);
+}

@@ -11,7 +11,7 @@ function profileName(call: Call): string {
 }
 
 export const handlers: Handlers = {
-  'admin.backup.Info': (call) => backupsOf(call.app).info(profileName(call), (vm) => call.filter.vm(vm)),
-  'admin.backup.Execute': async (call) => { await backupsOf(call.app).execute(profileName(call)); },
+  'admin.backup.Info': (call) => backupsOf(call.app).info(profileName(call), (vm) => call.filter.vm(vm), call.source.isAdmin),
+  'admin.backup.Execute': async (call) => { await backupsOf(call.app).execute(profileName(call), call.signal); },
   'admin.backup.Cancel': (call) => { backupsOf(call.app).cancel(profileName(call)); },
 };
