@@ -29,7 +29,7 @@ async function fsyncDir(dir: string): Promise<void> {
 
 /** A file at `finalPath`, written under a temporary name in the same
  * directory, fsynced, then renamed (refusing to replace an existing file). */
-export async function fileDestination(finalPath: string): Promise<Destination> {
+export async function fileDestination(finalPath: string, opts: { uniquify?: boolean } = {}): Promise<Destination> {
   const dir = dirname(finalPath);
   const tmp = join(dir, `.${basename(finalPath)}.${randomBytes(6).toString('hex')}.partial`);
   const fd = await promisify(open)(tmp, 'wx', 0o600);
@@ -42,11 +42,22 @@ export async function fileDestination(finalPath: string): Promise<Destination> {
       if (!stream.writableFinished) throw new Error('backup stream not finished');
       await promisify(fsync)(fd);
       await closeFd();
-      // link() fails with EEXIST instead of silently replacing a file.
-      await fsp.link(tmp, finalPath);
+      // link() fails with EEXIST instead of silently replacing a file. A
+      // name of our own choosing (a time stamp) may be taken by another
+      // backup finished in the same second: then take the next free one.
+      let name = finalPath;
+      for (let n = 1; ; n++) {
+        try {
+          await fsp.link(tmp, name);
+          break;
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || !opts.uniquify || n > 999) throw e;
+          name = `${finalPath}.${n}`;
+        }
+      }
       await fsp.unlink(tmp);
       await fsyncDir(dir);
-      return finalPath;
+      return name;
     },
     async abort() {
       // Pending writes fail with ERR_STREAM_DESTROYED: expected here.
@@ -64,7 +75,7 @@ export async function fileDestination(finalPath: string): Promise<Destination> {
  * the time stamp; anything else is taken as the archive's file name. */
 export async function dom0PathDestination(path: string, now = new Date()): Promise<Destination> {
   const st = await fsp.stat(path).catch(() => undefined);
-  if (st?.isDirectory()) return fileDestination(join(path, archiveFileName(now)));
+  if (st?.isDirectory()) return fileDestination(join(path, archiveFileName(now)), { uniquify: true });
   const parent = await fsp.stat(dirname(path)).catch(() => undefined);
   if (!parent?.isDirectory()) throw new Error(`the backup directory for ${path} does not exist`);
   return fileDestination(path);

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import net from 'node:net';
 import { call, subscribeEvents } from '../helpers/qubesd.js';
 import { encodeRequest } from '../../qubesd/protocol/request.js';
+import { mountTmpfs } from '../storage/mounts.js';
 import { FIREWALL, archives, dom0Dest, makeSlow, profile, readAt, script, setup } from './helpers.js';
 import { listBackup, restoreToDirectory } from '../../qubesd/backup/restore.js';
 
@@ -160,6 +161,19 @@ t.test('destination in a qube through qubes.Backup, and destinations that fail',
   const full = await call(s, 'admin.backup.Execute', 'dom0', 'full');
   t.equal(full.type, 'QubesException', 'a disk that is full fails the backup');
   t.match(full.message, /backup command failed/);
+
+  const mnt = mountTmpfs(env.d.dir, 'small', '1M');
+  if (typeof mnt === 'string') t.comment(`real disk-full case skipped: ${mnt}`);
+  else {
+    t.teardown(mnt.unmount);
+    writeFileSync(join(mnt.dir, 'older-backup'), 'keep');
+    profile(env, 'tmpfs', `include: [work]\ndestination_vm: dom0\ndestination_path: ${mnt.dir}\npassphrase_text: pw\ncompression: False\n`);
+    const r = await call(s, 'admin.backup.Execute', 'dom0', 'tmpfs');
+    t.equal(r.type, 'QubesException', `a full disk (${mnt.kind}) fails the backup`);
+    t.match(r.message, /ENOSPC|no space left/i);
+    t.same(readdirSync(mnt.dir), ['older-backup'], 'no partial archive, no temporary file; other files intact');
+    t.equal(readFileSync(join(mnt.dir, 'older-backup'), 'utf8'), 'keep');
+  }
 
   const gone = join(env.d.dir, 'no', 'such', 'dir', 'file');
   profile(env, 'nodir', `include: [work]\ndestination_vm: dom0\ndestination_path: ${gone}\npassphrase_text: pw\n`);

@@ -222,6 +222,11 @@ t.test('a dom0 file destination never replaces an existing file', async (t) => {
   const r = await runBackup(sourceOf(QUBES), await dom0PathDestination(join(dir, 'named')), base);
   t.equal(r.location, join(dir, 'named'));
   expectIdentical(t, (await restoreAll(r.location)).got);
+  // Two backups into one directory in the same second: both kept.
+  const when = new Date(2026, 0, 2, 3, 4, 5);
+  const [a, b] = await Promise.all([1, 2].map(async () => runBackup(sourceOf(QUBES), await dom0PathDestination(dir, when), base)));
+  t.same([a!.location, b!.location].sort(), [join(dir, 'qubes-2026-01-02T030405'), join(dir, 'qubes-2026-01-02T030405.1')]);
+  expectIdentical(t, (await restoreAll(b!.location)).got);
 });
 
 t.test('a destination failing mid-stream fails the backup', async (t) => {
