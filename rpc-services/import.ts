@@ -6,6 +6,7 @@
 import net from 'node:net';
 import { open } from 'node:fs/promises';
 import { encodeRequest } from '../qubesd/protocol/request.js';
+import { isAllZero } from '../qubesd/backup/sparse.js';
 import { BadCall, forward, type CallContext } from './handler.js';
 
 /** ImportWithSize's first line: the size in decimal, newline included at most 21 bytes. */
@@ -52,16 +53,6 @@ class Input {
   }
 }
 
-const ZEROS = Buffer.alloc(1 << 16);
-
-function isZero(b: Buffer): boolean {
-  for (let at = 0; at < b.length; at += ZEROS.length) {
-    const n = Math.min(ZEROS.length, b.length - at);
-    if (b.compare(ZEROS, 0, n, at, at + n) !== 0) return false;
-  }
-  return true;
-}
-
 /** Copy exactly `size` bytes into `path`; returns an error text or '' on success. */
 async function copyInto(input: Input, path: string, size: number): Promise<string> {
   const fh = await open(path, 'r+');   // the storage layer created it: never create, never truncate
@@ -78,7 +69,7 @@ async function copyInto(input: Input, path: string, size: number): Promise<strin
         if (room > 0) await fh.write(chunk, 0, room, copied);
         return `too much data (expected ${size} bytes)`;
       }
-      if (!(fresh && isZero(chunk))) await fh.write(chunk, 0, chunk.length, copied);
+      if (!(fresh && isAllZero(chunk))) await fh.write(chunk, 0, chunk.length, copied);
       copied += chunk.length;
     }
     if (copied !== size) return `not enough data (copied ${copied} bytes, expected ${size} bytes)`;

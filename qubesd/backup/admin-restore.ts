@@ -15,6 +15,7 @@ import type { DomainDoc } from '../store/document.js';
 import { parseFirewallXml } from '../firewall/file.js';
 import { apiRule } from '../firewall/rule.js';
 import { listBackup, streamBackup, verifyBackup, type BackedUpQube } from './restore.js';
+import { isAllZero } from './sparse.js';
 
 export class AdminCallError extends Error {
   constructor(readonly type: string, message: string, readonly call: string) {
@@ -178,15 +179,6 @@ async function collect(stream: NodeJS.ReadableStream, limit: number, what: strin
   return Buffer.concat(parts);
 }
 
-const ZEROS = Buffer.alloc(1 << 16);
-function isZero(b: Buffer): boolean {
-  for (let at = 0; at < b.length; at += ZEROS.length) {
-    const n = Math.min(ZEROS.length, b.length - at);
-    if (b.compare(ZEROS, 0, n, at, at + n) !== 0) return false;
-  }
-  return true;
-}
-
 /** The volume import protocol the handler program speaks with qubesd
  * (internal.vm.volume.ImportBegin, write the file, ImportEnd), with the
  * data written sparse: the new image starts as one hole. */
@@ -204,7 +196,7 @@ async function importVolume(o: AdminRestoreOptions, qube: string, volume: string
       let pos = 0;
       for await (const piece of stream as AsyncIterable<Buffer>) {
         if (pos + piece.length > size) throw new Error(`more data than announced (${size} bytes)`);
-        if (!(fresh && isZero(piece))) await fh.write(piece, 0, piece.length, pos);
+        if (!(fresh && isAllZero(piece))) await fh.write(piece, 0, piece.length, pos);
         pos += piece.length;
       }
       if (pos !== size) throw new Error(`not enough data (${pos} of ${size} bytes)`);

@@ -17,6 +17,14 @@ function isZero(buf: Buffer, start: number, end: number): boolean {
   return buf.compare(ZEROS, 0, end - start, start, end) === 0;
 }
 
+/** Whether a buffer of any length holds only zero bytes (memcmp speed). */
+export function isAllZero(buf: Buffer): boolean {
+  for (let at = 0; at < buf.length; at += READ_SIZE) {
+    if (!isZero(buf, at, Math.min(buf.length, at + READ_SIZE))) return false;
+  }
+  return true;
+}
+
 /** The data regions of the first `size` bytes of a file, in order. */
 export async function scanDataRegions(fh: FileHandle, size: number, signal?: AbortSignal): Promise<SparseMap> {
   const map: SparseMap = [];
