@@ -78,11 +78,15 @@ export class BackupService {
     caller?.addEventListener('abort', onGone, { once: true });
     if (caller?.aborted) abort.abort();
     let lastEvent = 0;
+    let lastValue = '';
     const progress = (percent: number, force = false): void => {
       const now = Date.now();
       if (!force && now - lastEvent < 1000) return; // as Qubes: at most one a second
+      const value = pyFloat(percent);
+      if (value === lastValue) return;
       lastEvent = now;
-      this.app.events.fire('', 'backup-progress', [['backup_profile', name], ['progress', pyFloat(percent)]]);
+      lastValue = value;
+      this.app.events.fire('', 'backup-progress', [['backup_profile', name], ['progress', value]]);
     };
     try {
       const profile = await this.profile(name);

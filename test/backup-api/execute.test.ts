@@ -42,6 +42,7 @@ t.test('Info, Execute, restore: what was backed up comes back byte for byte', as
   const values = progress.map((e) => Number(e.kwargs.progress));
   t.same(values, [...values].sort((a, b) => a - b), 'progress only grows');
   t.equal(progress.at(-1)!.kwargs.progress, '100.0', 'ends at 100.0 as a Python float');
+  t.equal(progress.filter((e) => e.kwargs.progress === '100.0').length, 1, 'once');
 
   const ts = await call(s, 'admin.vm.property.Get', 'work', 'backup_timestamp');
   t.match(ts.content, /^default=False type=int \d+$/, 'backup_timestamp set on the backed-up qube');
