@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { report } from './common.js';
-import { FIXTURE, SHARED, startDaemon, type Daemon } from '../test/helpers/qubesd.js';
+import { FIXTURE, SHARED, call, startDaemon, type Daemon } from '../test/helpers/qubesd.js';
 
 const work = mkdtempSync(join(tmpdir(), 'qubesd-bench-'));
 const QLOAD = join(work, 'qload');
@@ -74,8 +74,8 @@ function rssKb(pid: number): number {
   return m ? Number(m[1]) : NaN;
 }
 
-async function floorServer(path: string): Promise<net.Server> {
-  const frame = Buffer.from('0\0dom0 class=AdminVM state=Running uuid=00000000-0000-0000-0000-000000000000\n');
+async function floorServer(path: string, reply?: Buffer): Promise<net.Server> {
+  const frame = reply ?? Buffer.from('0\0dom0 class=AdminVM state=Running uuid=00000000-0000-0000-0000-000000000000\n');
   const s = net.createServer({ allowHalfOpen: true }, (c) => { c.on('data', () => {}); c.on('end', () => c.end(frame)); c.on('error', () => {}); });
   await new Promise<void>((r) => s.listen(path, r));
   return s;
@@ -112,12 +112,25 @@ async function main(): Promise<void> {
         ['admin.vm.property.GetAll', 'personal', '', '', reads / 4],
         ['admin.vm.feature.Set', 'personal', 'bench', 'v1', writes],
       ];
+      // A floor that is fair to vm.List: the same trivial server answering
+      // with the very bytes our list is (100 KB at 1000 qubes), precomputed.
+      const listReply = (await call(d.socket, 'admin.vm.List', 'dom0')).raw;
+      const sameSize: Record<number, number> = {};
+      const floor2Path = join(work, `floor-${n}.sock`);
+      const floor2 = await floorServer(floor2Path, listReply);
+      for (const threads of [1, 16]) {
+        const r = await qload(floor2Path, threads, n >= 1000 ? reads / 10 : reads, 'admin.vm.List', 'dom0');
+        sameSize[threads] = r.calls_per_s;
+        report({ bench: 'qubesd', name: 'floor-same-reply-as-vm.List', qubes: n, threads, value: r.calls_per_s, unit: 'calls/s', replyBytes: listReply.length });
+      }
+      await new Promise((r) => floor2.close(r));
       for (const [method, dest, arg, payload, calls] of cases) {
         for (const threads of [1, 16]) {
           const r = await qload(d.socket, threads, calls, method, dest, arg, payload);
           report({
             bench: 'qubesd', name: method, qubes: n, threads, value: r.calls_per_s, unit: 'calls/s',
             p50_ms: r.p50_ms, p99_ms: r.p99_ms, errors: r.errors, vs_floor: +(r.calls_per_s / floors[threads]!).toFixed(3),
+            ...(method === 'admin.vm.List' ? { vs_same_reply_floor: +(r.calls_per_s / sameSize[threads]!).toFixed(3) } : {}),
           });
         }
       }
