@@ -14,6 +14,7 @@ import { defaultModelAccess, isHalted, type ModelAccess, type Placement, type St
 import { pathInPool } from './paths.js';
 import { DirPool, KernelPool, makePool, poolFromDoc, type Pool, type PoolContext, type VolumeSlot } from './pools.js';
 import type { Volume } from './volumes.js';
+import type { VolumeConfigDoc } from '../store/document.js';
 
 export interface StorageOptions {
   /** what /var/lib/qubes is on a real system (Qubes' default pool lives there) */
@@ -37,6 +38,18 @@ const TOKEN_CHARS = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456
 const MANAGERS = new WeakMap<object, StorageManager>();
 
 const py = (b: boolean): string => (b ? 'True' : 'False');
+
+/** Parsed volume configs, for the scans over every qube (is a volume used
+ * elsewhere?) that creating and removing a qube makes: parsing each qube's
+ * config every time made creation cost grow with the number of qubes.
+ * Docs are never changed in place (a change stores a new doc), so the
+ * parse of a doc stays true; frozen, so no caller can make it false. */
+const PARSED = new WeakMap<VolumeConfigDoc, Readonly<VolumeConf>>();
+function frozenConf(doc: VolumeConfigDoc): Readonly<VolumeConf> {
+  let c = PARSED.get(doc);
+  if (!c) { c = Object.freeze(parseVolumeConf(doc)); PARSED.set(doc, c); }
+  return c;
+}
 
 export class StorageManager {
   private readonly pools = new Map<string, Pool>();
@@ -551,7 +564,7 @@ export class StorageManager {
     for (const other of this.app.allVms()) {
       if (other === vm || other.name === vm.name) continue;
       for (const doc of other.volumeConfig) {
-        const c = parseVolumeConf(doc);
+        const c = frozenConf(doc);
         const poolName = this.effectivePoolName(c);
         if (poolName !== v.pool.name) continue;
         const vid = c.vid ?? `${this.vidPrefix(other)}/${c.name}`;
