@@ -17,7 +17,16 @@ export type WireType = 'str' | 'int' | 'bool' | 'vm' | 'label';
 export type PyType = 'str' | 'int' | 'bool' | 'uuid' | 'ipv4' | 'ipv6' | 'vm' | 'label' | null;
 
 /** Raised where Qubes raises AttributeError: no value and no default. */
-export class NoValue extends Error {}
+/** "No value and no default": control flow, thrown for every unset property
+ * that GetAll or a default walks past, so it skips the stack trace. */
+export class NoValue extends Error {
+  constructor(message?: string) {
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
+    super(message);
+    Error.stackTraceLimit = limit;
+  }
+}
 
 export interface Holder {
   readonly app: QubesApp;
