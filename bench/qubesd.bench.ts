@@ -124,6 +124,8 @@ async function main(): Promise<void> {
         report({ bench: 'qubesd', name: 'floor-same-reply-as-vm.List', qubes: n, threads, value: r.calls_per_s, unit: 'calls/s', replyBytes: listReply.length });
       }
       await new Promise((r) => floor2.close(r));
+      // Warm-up (JIT, caches): otherwise whichever case runs first pays it.
+      for (const [method, dest, arg, payload] of cases) await qload(d.socket, 1, 500, method, dest, arg, payload);
       for (const [method, dest, arg, payload, calls] of cases) {
         for (const threads of [1, 16]) {
           const r = await qload(d.socket, threads, calls, method, dest, arg, payload);
