@@ -117,7 +117,9 @@ export async function restoreThroughAdminApi(archive: string, o: AdminRestoreOpt
       const d = docs.get(q.name)!;
       const name = newName.get(q.name)!;
       const template = prop(d, 'template');
-      let label = prop(d, 'label') ?? 'red';
+      // Qubes' qubes.xml names a label by its id (label-3) or by its name.
+      const stored = prop(d, 'label') ?? 'red';
+      let label = doc.labels.find((l) => l.id === stored)?.name ?? stored;
       if (!labels.has(label)) { warn(`${q.name}: label ${label} does not exist here, using red`); label = 'red'; }
       await call(`admin.vm.Create.${q.klass}`, 'dom0', template ? (newName.get(template) ?? template) : '', `name=${name} label=${label}`);
       created.push(name);

@@ -8,6 +8,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ROOT, call, cleanup, startDaemon } from '../helpers/qubesd.js';
 import { archives, profile, readAt, setup } from './helpers.js';
+import { FAST, sampleData, sourceOf, tempDir } from '../backup/util.js';
+import { dom0PathDestination, runBackup } from '../../qubesd/backup/destination.js';
 
 const run = promisify(execFile);
 const RULES = 'action=accept dsthost=qubes-os.org\naction=accept proto=tcp dstports=443-443\naction=drop\n';
@@ -110,4 +112,24 @@ t.test('a restore that fails half-way removes the qubes it created', async (t) =
   t.equal(failed.code, 1);
   t.match(failed.stderr, /cannot talk to qubesd/);
   t.equal((await call(dst.socket, 'admin.vm.List', 'dom0')).content, before, 'the half-restored qube was removed');
+});
+
+t.test('an archive written by another implementation (labels by id, a standalone qube) restores through the Admin API', async (t) => {
+  const dir = tempDir(t);
+  const image = Buffer.alloc(3 << 20);
+  image.fill(5, 1 << 20, 2 << 20);
+  const root = sampleData(100_000);
+  const r = await runBackup(sourceOf([{ name: 'solo', klass: 'StandaloneVM', subdir: 'vm1/', files: { 'private.img': image, 'root.img': root } }]),
+    await dom0PathDestination(dir), { passphrase: 'pw', scrypt: FAST });
+  const pw = join(dir, 'pw');
+  writeFileSync(pw, 'pw\n');
+  const dst = await startDaemon({ from: 'fresh', args: ['--log', 'none'] });
+  t.teardown(async () => { await dst.stop(); cleanup(dst); });
+  const out = await restoreCli([r.location, '--passphrase-file', pw, '--qubesd-socket', dst.socket]);
+  t.equal(out.code, 0, out.stderr);
+  t.match(out.stdout, /^solo: private\.img root\.img$/m);
+  t.match((await call(dst.socket, 'admin.vm.property.Get', 'solo', 'label')).content, /type=label red$/, 'label-1 read as red');
+  const base = join(dst.base, 'appvms', 'solo');
+  t.ok(readFileSync(join(base, 'private.img')).equals(image), 'private.img identical');
+  t.ok(readFileSync(join(base, 'root.img')).equals(root), 'root.img identical');
 });
