@@ -58,6 +58,11 @@ t.test('a backup restores into another qubesd through the Admin API', async (t) 
   const tampered = await restoreCli([bad, '--passphrase-file', pw, '--qubesd-socket', dst.socket]);
   t.equal(tampered.code, 1);
   t.match(tampered.stderr, /qubes-backup-restore: (tampered|truncated|format): /);
+  const cut = join(src.d.dir, 'truncated');
+  writeFileSync(cut, readFileSync(archive).subarray(0, Math.floor(bytes.length * 0.9)));
+  const truncated = await restoreCli([cut, '--passphrase-file', pw, '--qubesd-socket', dst.socket]);
+  t.equal(truncated.code, 1);
+  t.match(truncated.stderr, /qubes-backup-restore: (truncated|tampered|format): /);
   const wrongPw = join(src.d.dir, 'wrong');
   writeFileSync(wrongPw, 'nope\n');
   const wrong = await restoreCli([archive, '--passphrase-file', wrongPw, '--qubesd-socket', dst.socket]);
