@@ -104,7 +104,7 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
   attachLifecycle(app, lifecycle);
   const backups = new BackupService(app, {
     profileDir: o.backupProfileDir, storage,
-    services: new QubeServices({ dom0Dirs: o.servicesDirs ?? ['/etc/qubes-rpc'], guestServicesDir: o.guestServicesDir ?? null, log: (l) => audit.info(l) }),
+    services: new QubeServices({ dom0Dirs: o.servicesDirs, guestServicesDir: o.guestServicesDir, log: (l) => audit.info(l) }),
     log: (msg, extra) => audit.info(msg, extra),
   });
   attachBackups(app, backups);

@@ -4,9 +4,8 @@
 // this program streams standard input into it with exact size checks, and
 // qubesd's answer to internal.vm.volume.ImportEnd is the caller's reply.
 import net from 'node:net';
-import { open } from 'node:fs/promises';
 import { encodeRequest } from '../qubesd/protocol/request.js';
-import { isAllZero } from '../qubesd/backup/sparse.js';
+import { copyStreamInto } from '../qubesd/storage/import.js';
 import { BadCall, forward, type CallContext } from './handler.js';
 
 /** ImportWithSize's first line: the size in decimal, newline included at most 21 bytes. */
@@ -34,6 +33,11 @@ class Input {
     return r.done ? null : r.value;
   }
 
+  /** What is left of standard input (after the size line, if read). */
+  async *[Symbol.asyncIterator](): AsyncGenerator<Buffer> {
+    for (let chunk = await this.next(); chunk; chunk = await this.next()) yield chunk;
+  }
+
   async sizeLine(): Promise<string> {
     let line = Buffer.alloc(0);
     for (;;) {
@@ -53,35 +57,6 @@ class Input {
   }
 }
 
-/** Copy exactly `size` bytes into `path`; returns an error text or '' on success. */
-async function copyInto(input: Input, path: string, size: number): Promise<string> {
-  const fh = await open(path, 'r+');   // the storage layer created it: never create, never truncate
-  let copied = 0;
-  try {
-    // A new image is one hole: runs of zeros in the data (most of a restored
-    // volume, usually) need not be written, and keep the image sparse.
-    const fresh = (await fh.stat()).blocks === 0;
-    for (;;) {
-      const chunk = await input.next();
-      if (!chunk) break;
-      const room = size - copied;
-      if (chunk.length > room) {
-        if (room > 0) await fh.write(chunk, 0, room, copied);
-        return `too much data (expected ${size} bytes)`;
-      }
-      if (!(fresh && isAllZero(chunk))) await fh.write(chunk, 0, chunk.length, copied);
-      copied += chunk.length;
-    }
-    if (copied !== size) return `not enough data (copied ${copied} bytes, expected ${size} bytes)`;
-    await fh.datasync();
-    return '';
-  } catch (e) {
-    return `error copying data: ${(e as Error).message}`;
-  } finally {
-    await fh.close();
-  }
-}
-
 export async function serveImport(c: CallContext): Promise<number> {
   const input = new Input();
   const payload = c.service === 'admin.vm.volume.ImportWithSize' ? await input.sizeLine() : '';
@@ -98,8 +73,9 @@ export async function serveImport(c: CallContext): Promise<number> {
   if (sp <= 0 || !Number.isSafeInteger(size) || size < 0 || !path) {
     throw new BadCall('QubesException', `qubesd gave an unusable import target: ${JSON.stringify(content)}`);
   }
-  const error = await copyInto(input, path, size);
+  // The storage layer's copy: exact size, zeros left as holes, fdatasync.
+  const r = await copyStreamInto(input, path, size);
   await forward(c.sockets.internal,
-    encodeRequest('internal.vm.volume.ImportEnd', c.arg, c.source, c.dest, error ? `fail\n${error}` : 'ok'));
+    encodeRequest('internal.vm.volume.ImportEnd', c.arg, c.source, c.dest, r.ok ? 'ok' : `fail\n${r.error}`));
   return 0;
 }

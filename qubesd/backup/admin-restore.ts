@@ -8,14 +8,14 @@
 // nothing), and if anything fails once creation has begun, the qubes this
 // run created are removed again.
 import net from 'node:net';
-import { open } from 'node:fs/promises';
 import { encodeRequest } from '../protocol/request.js';
+import { parseReply } from '../protocol/reply.js';
 import { parseQubesXml } from '../store/qubes-xml.js';
 import type { DomainDoc } from '../store/document.js';
 import { parseFirewallXml } from '../firewall/file.js';
 import { apiRule } from '../firewall/rule.js';
 import { listBackup, streamBackup, verifyBackup, type BackedUpQube } from './restore.js';
-import { isAllZero } from './sparse.js';
+import { copyStreamInto } from '../storage/import.js';
 
 export class AdminCallError extends Error {
   constructor(readonly type: string, message: string, readonly call: string) {
@@ -33,14 +33,15 @@ export function adminCall(socket: string, method: string, dest: string, arg = ''
     c.on('data', (d: Buffer) => parts.push(d));
     c.on('error', (e) => reject(new Error(`cannot talk to qubesd at ${socket}: ${e.message}`)));
     c.on('close', () => {
-      const raw = Buffer.concat(parts);
       const what = `${method}${arg ? `+${arg}` : ''} ${dest}`;
-      if (raw.length >= 2 && raw[0] === 0x30 && raw[1] === 0) return resolve(raw.subarray(2).toString('utf8'));
-      if (raw.length >= 2 && raw[0] === 0x32 && raw[1] === 0) {
-        const [type = '', , message = ''] = raw.subarray(2).toString('utf8').split('\0');
-        return reject(new AdminCallError(type, message, what));
+      let reply;
+      try {
+        reply = parseReply(Buffer.concat(parts));
+      } catch (e) {
+        return reject(new AdminCallError('ProtocolError', parts.length ? (e as Error).message : 'connection closed without a reply', what));
       }
-      reject(new AdminCallError('ProtocolError', raw.length ? 'malformed reply' : 'connection closed without a reply', what));
+      if (reply.kind === 'ok') resolve(reply.content!.toString('utf8'));
+      else reject(new AdminCallError(reply.type!, reply.message!, what));
     });
   });
 }
@@ -182,34 +183,12 @@ async function collect(stream: NodeJS.ReadableStream, limit: number, what: strin
 }
 
 /** The volume import protocol the handler program speaks with qubesd
- * (internal.vm.volume.ImportBegin, write the file, ImportEnd), with the
- * data written sparse: the new image starts as one hole. */
+ * (internal.vm.volume.ImportBegin, the storage layer's copy into the file it
+ * hands out, ImportEnd). */
 async function importVolume(o: AdminRestoreOptions, qube: string, volume: string, size: number, stream: NodeJS.ReadableStream): Promise<void> {
   const begin = await adminCall(o.internalSocket, 'internal.vm.volume.ImportBegin', qube, volume, String(size));
-  const sp = begin.indexOf(' ');
-  const path = begin.slice(sp + 1);
-  let error = '';
-  const fh = await open(path, 'r+').catch((e: Error) => { error = `cannot open the import target: ${e.message}`; return null; });
-  if (!fh) (stream as Partial<NodeJS.ReadStream>).destroy?.();
-  if (fh) {
-    try {
-      // Zeros need not be written into a new image, which is one hole.
-      const fresh = (await fh.stat()).blocks === 0;
-      let pos = 0;
-      for await (const piece of stream as AsyncIterable<Buffer>) {
-        if (pos + piece.length > size) throw new Error(`more data than announced (${size} bytes)`);
-        if (!(fresh && isAllZero(piece))) await fh.write(piece, 0, piece.length, pos);
-        pos += piece.length;
-      }
-      if (pos !== size) throw new Error(`not enough data (${pos} of ${size} bytes)`);
-      await fh.datasync();
-    } catch (e) {
-      error = (e as Error).message;
-      (stream as Partial<NodeJS.ReadStream>).destroy?.();
-    } finally {
-      await fh.close();
-    }
-  }
-  await adminCall(o.internalSocket, 'internal.vm.volume.ImportEnd', qube, volume, error ? `fail\n${error}` : 'ok');
-  if (error) throw new Error(`importing ${qube}:${volume}: ${error}`);
+  const r = await copyStreamInto(stream as AsyncIterable<Buffer>, begin.slice(begin.indexOf(' ') + 1), size);
+  if (!r.ok) (stream as Partial<NodeJS.ReadStream>).destroy?.();
+  await adminCall(o.internalSocket, 'internal.vm.volume.ImportEnd', qube, volume, r.ok ? 'ok' : `fail\n${r.error}`);
+  if (!r.ok) throw new Error(`importing ${qube}:${volume}: ${r.error}`);
 }

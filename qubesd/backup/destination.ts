@@ -81,67 +81,55 @@ export async function dom0PathDestination(path: string, now = new Date()): Promi
   return fileDestination(path);
 }
 
-/** A command run by /bin/sh that receives the archive on its stdin; the
- * backup counts as done only if the command exits with status 0. */
+/** A program the archive is piped into, already started: `exit` settles
+ * with its exit status (or a reason it could not run). */
+export interface ServiceCall { stdin: Writable; exit: Promise<number | string>; kill(): void }
+
+/** The backup counts as done only if the program exits with status 0. */
+function programDestination(p: ServiceCall, location: string, describe: (status: number | string) => string): Destination {
+  let failedAlone: string | null = null;
+  return {
+    stream: p.stdin,
+    async commit() {
+      const status = await p.exit;
+      if (status !== 0) throw new Error(describe(status));
+      return location;
+    },
+    async abort() {
+      // A program that is failing by itself gets a moment to say so: its
+      // exit status explains more than the broken pipe the writer saw.
+      let timer: NodeJS.Timeout | undefined;
+      const early = await Promise.race([p.exit.catch(() => 0),
+        new Promise<undefined>((r) => { timer = setTimeout(() => r(undefined), 200); })]);
+      clearTimeout(timer);
+      if (early !== undefined && early !== 0) failedAlone = describe(early);
+      p.stdin.on('error', () => undefined);
+      p.stdin.destroy();
+      p.kill();
+      await p.exit.catch(() => undefined);
+    },
+    failure: () => failedAlone,
+  };
+}
+
+/** A command run by /bin/sh that receives the archive on its stdin. */
 export function commandDestination(command: string): Destination {
   const child = spawn('/bin/sh', ['-c', command], { stdio: ['pipe', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => { if (stderr.length < 1024) stderr += d.toString(); });
-  let ownExit: number | string | undefined;
-  const exited = new Promise<number | string>((resolve) => {
-    child.on('error', (err) => { ownExit ??= err.message; resolve(err.message); });
-    child.on('close', (code, signal) => { ownExit ??= code ?? String(signal); resolve(code ?? String(signal)); });
+  const exit = new Promise<number | string>((resolve) => {
+    child.on('error', (err) => resolve(err.message));
+    child.on('close', (code, signal) => resolve(code ?? String(signal)));
   });
-  const describe = (status: number | string): string => `backup command failed (${status})${stderr ? `: ${stderr.trim()}` : ''}`;
-  let ended = false;
-  return {
-    stream: child.stdin,
-    async commit() {
-      const status = await exited;
-      if (status !== 0) throw new Error(describe(status));
-      return command;
-    },
-    async abort() {
-      // Give a program that is already failing a moment to say so.
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 200))]);
-      ended = ownExit !== undefined;
-      child.stdin.on('error', () => undefined);
-      child.stdin.destroy();
-      child.kill('SIGTERM');
-      await exited;
-    },
-    failure: () => (ended && ownExit !== 0 && ownExit !== undefined ? describe(ownExit) : null),
-  };
+  return programDestination({ stdin: child.stdin, exit, kill: () => child.kill('SIGTERM') }, command,
+    (status) => `backup command failed (${status})${stderr ? `: ${stderr.trim()}` : ''}`);
 }
 
 /** A qrexec call of qubes.Backup in the destination qube, already started
- * by the caller: `stdin` is the service's input, `exit` settles with its
- * exit status. The service first reads destination_path on one line. */
-export interface ServiceCall { stdin: Writable; exit: Promise<number>; kill(): void }
-
+ * by the caller. The service first reads destination_path on one line. */
 export function serviceDestination(call: ServiceCall, destinationPath: string, what = 'the destination qube'): Destination {
   call.stdin.write(destinationPath.replace(/[\r\n]/g, '') + '\n');
-  let ownExit: number | undefined;
-  call.exit.then((s) => { ownExit ??= s; }, () => undefined);
-  let ended: number | undefined;
-  const describe = (status: number): string => `Writing backup to ${what} failed (exit status ${status})`;
-  return {
-    stream: call.stdin,
-    async commit() {
-      const status = await call.exit;
-      if (status !== 0) throw new Error(describe(status));
-      return destinationPath;
-    },
-    async abort() {
-      await Promise.race([call.exit.catch(() => undefined), new Promise((r) => setTimeout(r, 200))]);
-      ended = ownExit;
-      call.stdin.on('error', () => undefined);
-      call.stdin.destroy();
-      call.kill();
-      await call.exit.catch(() => undefined);
-    },
-    failure: () => (ended !== undefined && ended !== 0 ? describe(ended) : null),
-  };
+  return programDestination(call, destinationPath, (status) => `Writing backup to ${what} failed (exit status ${status})`);
 }
 
 /** Writes a backup to a destination and commits it; on any failure or

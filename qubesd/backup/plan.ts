@@ -81,6 +81,11 @@ async function* readRange(fh: fsp.FileHandle, start: number, length: number): As
   }
 }
 
+/** A volume the running qube writes straight into (revisions_to_keep=-1). */
+function keepsNoSnapshots(storage: StorageManager, vm: Vm): boolean {
+  return storage.volumeNames(vm).some((n) => storage.volume(vm, n).snapshotsDisabled);
+}
+
 async function sizeOf(path: string): Promise<number | null> {
   try { return (await fsp.stat(path)).size; } catch { return null; }
 }
@@ -95,7 +100,7 @@ export async function summaryRows(plan: BackupPlan, storage: StorageManager): Pr
       if (path) size += (await sizeOf(path)) ?? 0;
     }
     const running = q.vm.isRunning() && q.vm.isQubesVM;
-    const snapshotsDisabled = running && storage.volumeNames(q.vm).some((n) => storage.volume(q.vm, n).snapshotsDisabled);
+    const snapshotsDisabled = running && keepsNoSnapshots(storage, q.vm);
     rows.push({ name: q.vm.name, klass: q.vm.klass, size, updateable: truthy(q.vm.prop('updateable')), running, snapshotsDisabled });
   }
   return rows;
@@ -115,7 +120,7 @@ export async function openSource(app: QubesApp, storage: StorageManager, plan: B
     for (const q of plan.qubes) {
       // A running qube whose volume keeps no snapshot writes straight into
       // the image the backup would read.
-      if (q.vm.isRunning() && storage.volumeNames(q.vm).some((n) => storage.volume(q.vm, n).snapshotsDisabled)) {
+      if (q.vm.isRunning() && keepsNoSnapshots(storage, q.vm)) {
         throw QubesVMNotHaltedError(q.vm.name);
       }
       const files: BackupSource['vms'][number]['files'] = [];

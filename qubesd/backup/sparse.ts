@@ -6,6 +6,7 @@
 // the qube is indistinguishable from a hole and restores the same.
 import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
+import { writeSparse } from '../storage/import.js';
 
 /** Granularity of holes: the usual filesystem block. */
 const BLOCK = 4096;
@@ -16,14 +17,6 @@ export type SparseMap = Array<[offset: number, length: number]>;
 
 function isZero(buf: Buffer, start: number, end: number): boolean {
   return buf.compare(ZEROS, 0, end - start, start, end) === 0;
-}
-
-/** Whether a buffer of any length holds only zero bytes (memcmp speed). */
-export function isAllZero(buf: Buffer): boolean {
-  for (let at = 0; at < buf.length; at += READ_SIZE) {
-    if (!isZero(buf, at, Math.min(buf.length, at + READ_SIZE))) return false;
-  }
-  return true;
 }
 
 /** The same open file again, bypassing the page cache (O_DIRECT), or null
@@ -102,39 +95,13 @@ export function encodeSparseMap(map: SparseMap, realSize: number): Buffer {
  * zero (a restored 10 GiB root image with 2 GiB of data takes 2 GiB), and
  * makes it durable. */
 export async function writeSparseFile(input: AsyncIterable<Buffer>, path: string, mode = 0o600): Promise<number> {
-
   const fh = await open(path, 'wx', mode);
   let pos = 0;
   try {
-    let pending: Buffer | null = null; // less than a block, carried over
-    const emit = async (buf: Buffer): Promise<void> => {
-      let at = 0;
-      while (at < buf.length) {
-        const end = Math.min(buf.length, at + BLOCK);
-        if (end - at < BLOCK || !isZero(buf, at, end)) {
-          // gather the run of non-zero blocks and write it at once
-          let runEnd = end;
-          while (runEnd < buf.length) {
-            const next = Math.min(buf.length, runEnd + BLOCK);
-            if (next - runEnd === BLOCK && isZero(buf, runEnd, next)) break;
-            runEnd = next;
-          }
-          await fh.write(buf, at, runEnd - at, pos + at);
-          at = runEnd;
-        } else {
-          at = end;
-        }
-      }
-      pos += buf.length;
-    };
     for await (const piece of input) {
-      let buf: Buffer = pending ? Buffer.concat([pending, piece]) : piece;
-      pending = null;
-      const whole = buf.length - (buf.length % BLOCK);
-      if (whole < buf.length) { pending = Buffer.from(buf.subarray(whole)); buf = buf.subarray(0, whole); }
-      if (buf.length) await emit(buf);
+      await writeSparse(fh, piece, pos);
+      pos += piece.length;
     }
-    if (pending) await emit(pending);
     await fh.truncate(pos);
     await fh.sync();
   } finally {

@@ -16,9 +16,9 @@ export type WireType = 'str' | 'int' | 'bool' | 'vm' | 'label';
 /** What Qubes coerces a new value to (the property's Python type). */
 export type PyType = 'str' | 'int' | 'bool' | 'uuid' | 'ipv4' | 'ipv6' | 'vm' | 'label' | null;
 
-/** Raised where Qubes raises AttributeError: no value and no default. */
-/** "No value and no default": control flow, thrown for every unset property
- * that GetAll or a default walks past, so it skips the stack trace. */
+/** Raised where Qubes raises AttributeError: no value and no default. It is
+ * control flow (GetAll and defaults walk past every unset property), so it
+ * skips the stack trace. */
 export class NoValue extends Error {
   constructor(message?: string) {
     const limit = Error.stackTraceLimit;

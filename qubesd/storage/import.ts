@@ -6,7 +6,7 @@ import * as fsp from 'node:fs/promises';
 import type { StorageManager } from './manager.js';
 import type { StorageVm } from './model-view.js';
 
-const ZERO = Buffer.alloc(1 << 20);
+const ZERO = Buffer.alloc(4096);
 
 export type CopyResult = { ok: true; bytes: number } | { ok: false; bytes: number; error: string };
 
@@ -43,15 +43,27 @@ export async function copyStreamInto(input: AsyncIterable<Buffer | string>, file
   }
 }
 
-async function writeSparse(fh: fsp.FileHandle, chunk: Buffer, pos: number): Promise<void> {
-  for (let off = 0; off < chunk.length; off += ZERO.length) {
-    const part = chunk.subarray(off, Math.min(chunk.length, off + ZERO.length));
-    if (part.equals(ZERO.subarray(0, part.length))) continue; // the fresh file already reads as zeros there
-    let done = 0;
-    while (done < part.length) {
-      const { bytesWritten } = await fh.write(part, done, part.length - done, pos + off + done);
+/** Holes are made at the filesystem's block size, aligned in the file. */
+const BLOCK = 4096;
+
+/** Writes `chunk` at `pos` of a file that reads as zeros there (a fresh
+ * image), leaving out every aligned block that is all zeros: runs of
+ * non-zero blocks go out in one write each. */
+export async function writeSparse(fh: fsp.FileHandle, chunk: Buffer, pos: number): Promise<void> {
+  const isZero = (from: number, to: number): boolean => chunk.compare(ZERO, 0, to - from, from, to) === 0;
+  let at = 0;
+  while (at < chunk.length) {
+    // one block: up to the next block boundary of the file
+    const end = (from: number): number => Math.min(chunk.length, from + BLOCK - ((pos + from) % BLOCK));
+    if (isZero(at, end(at))) { at = end(at); continue; }
+    let runEnd = end(at);
+    while (runEnd < chunk.length && !isZero(runEnd, end(runEnd))) runEnd = end(runEnd);
+    let done = at;
+    while (done < runEnd) {
+      const { bytesWritten } = await fh.write(chunk, done, runEnd - done, pos + done);
       done += bytesWritten;
     }
+    at = runEnd;
   }
 }
 

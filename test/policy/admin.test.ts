@@ -1,27 +1,16 @@
 // The policy admin API: tokens, validation of the whole resulting policy,
 // names, atomic writes, Qubes' replies and exit codes through the qrexec
 // service program, and concurrent Replace calls with the same token.
-import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync, mkdirSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { computeToken, PolicyAdmin, PolicyAdminException, writeAtomically } from '../../policy/admin.js';
-import { binCommand, childEnv, tempTree } from './helpers.js';
+import { runBin, tempTree, type RunResult } from './helpers.js';
 
-function call(dir: string, full: string, payload: string | Buffer = ''): Promise<{ code: number; out: string; err: string }> {
-  return new Promise((resolve, reject) => {
-    const [cmd, args] = binCommand('qubes-policy-admin');
-    const child = spawn(cmd, args, {
-      env: childEnv({ QREXEC_SERVICE_FULL_NAME: full, QREXEC_REMOTE_DOMAIN: 'mgmt', QREXEC_POLICY_DIR: dir, QREXEC_POLICY_ADMIN_LOG: join(dir, '..', 'admin.log') }),
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (err += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, out, err }));
-    child.stdin.end(payload);
+function call(dir: string, full: string, payload: string | Buffer = ''): Promise<RunResult> {
+  return runBin('qubes-policy-admin', [], {
+    env: { QREXEC_SERVICE_FULL_NAME: full, QREXEC_REMOTE_DOMAIN: 'mgmt', QREXEC_POLICY_DIR: dir, QREXEC_POLICY_ADMIN_LOG: join(dir, '..', 'admin.log') },
+    input: payload,
   });
 }
 

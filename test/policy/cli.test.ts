@@ -1,23 +1,12 @@
 // The command-line tools as users run them: qubes-policy-eval (JSON lines),
 // qubes-policy lint / explain / get / replace / remove / list.
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import t from 'tap';
-import { binCommand, childEnv, corpusDir, tempTree } from './helpers.js';
+import { corpusDir, runBin, tempTree, type RunResult } from './helpers.js';
 
-function run(name: string, args: string[], input = ''): Promise<{ code: number; out: string; err: string }> {
-  return new Promise((resolve, reject) => {
-    const [cmd, argv] = binCommand(name, args);
-    const child = spawn(cmd, argv, { env: childEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (err += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, out, err }));
-    child.stdin.end(input);
-  });
+function run(name: string, args: string[], input = ''): Promise<RunResult> {
+  return runBin(name, args, { input });
 }
 
 const SYSTEM = join(corpusDir, 'system_info.json');

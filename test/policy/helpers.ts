@@ -1,5 +1,6 @@
 // Shared fixtures for the policy tests: temporary policy directories and a
 // small system (the domains of the conformance corpus).
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -39,4 +40,22 @@ export function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv 
  */
 export function binCommand(name: string, args: string[] = []): [string, string[]] {
   return ['/bin/sh', ['-c', 'unset NODE_OPTIONS; exec "$@"', 'sh', process.execPath, join(repoRoot, 'bin', name), ...args]];
+}
+
+export interface RunResult { code: number; out: string; err: string }
+
+/** Runs one of the bin/ programs (see binCommand) with `input` on its
+ * standard input; resolves with its exit code and what it printed. */
+export function runBin(name: string, args: string[], opts: { env?: Record<string, string>; input?: string | Buffer } = {}): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const [cmd, argv] = binCommand(name, args);
+    const child = spawn(cmd, argv, { env: childEnv(opts.env), stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? -1, out, err }));
+    child.stdin.end(opts.input ?? '');
+  });
 }
