@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { report, percentile } from './common.js';
-import { encodeRequest } from '../qubesd/protocol/request.js';
+import { encodeRequest } from '../lib/protocol/request.js';
 import { install, serviceEntries } from '../rpc-services/install.js';
 import { loadConfig } from '../rpc-services/config.js';
 import { canConnect } from '../rpc-services/stack.js';

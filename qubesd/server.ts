@@ -3,7 +3,7 @@
 // bytes and the connection is dropped unanswered, as Qubes does.
 import net from 'node:net';
 import { chmodSync, existsSync, unlinkSync } from 'node:fs';
-import { MAX_REQUEST } from './protocol/request.js';
+import { MAX_REQUEST } from '../lib/protocol/request.js';
 import type { Dispatcher, Responder } from './api/dispatch.js';
 
 export class SocketInUseError extends Error {}

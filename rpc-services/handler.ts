@@ -6,8 +6,8 @@
 import net from 'node:net';
 import { fstatSync, readSync, writeSync } from 'node:fs';
 import { basename } from 'node:path';
-import { encodeRequest, MAX_REQUEST } from '../qubesd/protocol/request.js';
-import { exceptionFrame } from '../qubesd/protocol/reply.js';
+import { encodeRequest, MAX_REQUEST } from '../lib/protocol/request.js';
+import { exceptionFrame } from '../lib/protocol/reply.js';
 import { servedService, isValidArgument, isValidQubeName, isValidTargetName, type Served } from './names.js';
 import { findConfig, loadConfig } from './config.js';
 

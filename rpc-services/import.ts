@@ -4,7 +4,7 @@
 // this program streams standard input into it with exact size checks, and
 // qubesd's answer to internal.vm.volume.ImportEnd is the caller's reply.
 import net from 'node:net';
-import { encodeRequest } from '../qubesd/protocol/request.js';
+import { encodeRequest } from '../lib/protocol/request.js';
 import { copyStreamInto } from '../qubesd/storage/import.js';
 import { BadCall, forward, type CallContext } from './handler.js';
 

@@ -7,8 +7,8 @@
 import { lookupMethod, type MethodSpec } from './methods.js';
 import { QubesError, ProtocolError, pyRepr, QubesVMInvalidUUIDError, QubesVMNotFoundError } from './errors.js';
 import type { Call, CallFilter, Handlers } from './call.js';
-import { FramingError, parseRequest } from '../protocol/request.js';
-import { eventFrame, exceptionFrame, okFrame } from '../protocol/reply.js';
+import { FramingError, parseRequest } from '../../lib/protocol/request.js';
+import { eventFrame, exceptionFrame, okFrame } from '../../lib/protocol/reply.js';
 import { validateVmName, type QubesApp, type Vm } from '../model/app.js';
 import type { AuditLog } from '../log/audit.js';
 import type { Change } from '../store/document.js';

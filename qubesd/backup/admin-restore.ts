@@ -8,8 +8,8 @@
 // nothing), and if anything fails once creation has begun, the qubes this
 // run created are removed again.
 import net from 'node:net';
-import { encodeRequest } from '../protocol/request.js';
-import { parseReply } from '../protocol/reply.js';
+import { encodeRequest } from '../../lib/protocol/request.js';
+import { parseReply } from '../../lib/protocol/reply.js';
 import { parseQubesXml } from '../store/qubes-xml.js';
 import type { DomainDoc } from '../store/document.js';
 import { parseFirewallXml } from '../firewall/file.js';

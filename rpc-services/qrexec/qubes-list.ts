@@ -2,7 +2,7 @@
 // It lists them once and follows admin.Events for qubes added or removed,
 // reconnecting if qubesd restarts.
 import net from 'node:net';
-import { encodeRequest } from '../../qubesd/protocol/request.js';
+import { encodeRequest } from '../../lib/protocol/request.js';
 
 function call(socketPath: string, method: string): Promise<Buffer> {
   return new Promise((resolve, reject) => {

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import net from 'node:net';
 import { call, subscribeEvents } from '../helpers/qubesd.js';
-import { encodeRequest } from '../../qubesd/protocol/request.js';
+import { encodeRequest } from '../../lib/protocol/request.js';
 import { mountTmpfs } from '../storage/mounts.js';
 import { FIREWALL, archives, dom0Dest, makeSlow, profile, readAt, script, setup } from './helpers.js';
 import { listBackup, restoreToDirectory } from '../../qubesd/backup/restore.js';

@@ -6,7 +6,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { encodeRequest } from '../../qubesd/protocol/request.js';
+import { encodeRequest } from '../../lib/protocol/request.js';
 import { QUBESD_NODE_FLAGS } from '../../qubesd/node-flags.js';
 
 /** repository root (this file is compiled to dist/test/helpers/) */

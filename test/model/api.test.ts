@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { call, cleanup, type Daemon } from '../helpers/qubesd.js';
 import { startFixtureDaemon } from './daemon.js';
-import { encodeRequest } from '../../qubesd/protocol/request.js';
+import { encodeRequest } from '../../lib/protocol/request.js';
 
 let d: Daemon;
 t.before(async () => { d = await startFixtureDaemon(); });

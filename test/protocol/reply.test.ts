@@ -1,5 +1,5 @@
 import t from 'tap';
-import { eventFrame, exceptionFrame, okFrame, parseReply } from '../../qubesd/protocol/reply.js';
+import { eventFrame, exceptionFrame, okFrame, parseReply } from '../../lib/protocol/reply.js';
 import { pyRepr } from '../../qubesd/api/errors.js';
 
 t.test('OK frame', async (t) => {

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { encodeRequest, parseRequest } from '../../qubesd/protocol/request.js';
+import { encodeRequest, parseRequest } from '../../lib/protocol/request.js';
 
 const p = (s: string) => parseRequest(Buffer.from(s, 'latin1'));
 

@@ -6,7 +6,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT, rawCall, call } from '../helpers/qubesd.js';
-import { encodeRequest, MAX_REQUEST } from '../../qubesd/protocol/request.js';
+import { encodeRequest, MAX_REQUEST } from '../../lib/protocol/request.js';
 import { configPath, loadConfig } from '../../rpc-services/config.js';
 import { install, handlerPath } from '../../rpc-services/install.js';
 import { exceptionOf, spawnPlain, startQubesd } from './helpers.js';

@@ -1,0 +1,221 @@
+// The one client of qubesd's socket protocol. Every part that talks to qubesd
+// as a client (the REST gateway, the Admin-API restore, the handler program's
+// import, the dispatcher's qube list, the policy daemon, the tests) goes
+// through here, so framing, reply parsing, event streaming and time-outs are
+// written once.
+//
+// One connection is one call, as in Qubes: the request is
+//   <method>[+<arg>] SP <source> SP name SP <dest> NUL <payload>
+// then the client shuts its write side; the reply is one OK or EXCEPTION
+// frame (lib/protocol/reply.ts), or, for streaming methods (admin.Events,
+// admin.vm.Stats), any number of EVENT frames ended by the connection's close
+// or by one EXCEPTION frame.
+import net from 'node:net';
+import { encodeRequest } from './protocol/request.js';
+import { EVENT, EXCEPTION, OK } from './protocol/reply.js';
+
+/** What one call names: the method, its argument, who calls and on what. */
+export interface CallSpec {
+  method: string;
+  dest: string;
+  arg?: string;
+  /** The caller as qubesd should see it: `dom0`, or a qube's name. */
+  source?: string;
+  payload?: Buffer | string;
+}
+
+export interface CallOptions {
+  /** Give up (and close the connection) after this many ms; 0 = never. */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+/** qubesd answered with an EXCEPTION frame: Qubes' exception type and message. */
+export class QubesdException extends Error {
+  constructor(readonly type: string, message: string, readonly call: string) {
+    super(message);
+    this.name = 'QubesdException';
+  }
+}
+
+/** The conversation itself failed: no qubesd, a time-out, a malformed reply. */
+export class QubesdTransportError extends Error {
+  constructor(message: string, readonly call: string) {
+    super(message);
+    this.name = 'QubesdTransportError';
+  }
+}
+
+/** One qubesd event, as admin.Events streams it. */
+export interface QubesdEvent {
+  subject: string;
+  event: string;
+  kwargs: Array<[string, string]>;
+}
+
+function describe(spec: CallSpec): string {
+  return `${spec.method}${spec.arg ? `+${spec.arg}` : ''} ${spec.dest}`;
+}
+
+function requestBytes(spec: CallSpec): Buffer {
+  return encodeRequest(spec.method, spec.arg ?? '', spec.source ?? 'dom0', spec.dest, spec.payload ?? '');
+}
+
+/** Splits an exception body `type\0traceback\0message\0`. */
+function exceptionOf(body: Buffer, call: string): QubesdException {
+  const parts = body.toString('utf8').split('\0');
+  return new QubesdException(parts[0] ?? '', parts[2] ?? '', call);
+}
+
+/**
+ * Opens a connection and sends one request. The caller reads the reply from
+ * the returned socket; `done` is called exactly once with the end result.
+ */
+function open(socketPath: string, spec: CallSpec, opts: CallOptions, onData: (d: Buffer) => void,
+  done: (err: Error | null) => void): net.Socket {
+  const call = describe(spec);
+  const sock = net.connect({ path: socketPath, allowHalfOpen: true });
+  let finished = false;
+  let timer: NodeJS.Timeout | undefined;
+  const finish = (err: Error | null): void => {
+    if (finished) return;
+    finished = true;
+    if (timer) clearTimeout(timer);
+    opts.signal?.removeEventListener('abort', onAbort);
+    sock.destroy();
+    done(err);
+  };
+  const onAbort = (): void => finish(new QubesdTransportError('call aborted', call));
+  if (opts.signal?.aborted) { queueMicrotask(onAbort); return sock; }
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  if (opts.timeoutMs && opts.timeoutMs > 0) {
+    timer = setTimeout(() => finish(new QubesdTransportError(`no answer from qubesd within ${opts.timeoutMs} ms`, call)),
+      opts.timeoutMs);
+  }
+  sock.once('connect', () => sock.end(requestBytes(spec)));
+  sock.on('data', onData);
+  sock.once('end', () => finish(null));
+  sock.once('error', (e: NodeJS.ErrnoException) => {
+    // The code says what went wrong to an operator; the path is theirs too.
+    finish(new QubesdTransportError(`cannot talk to qubesd at ${socketPath} (${e.code ?? 'error'})`, call));
+  });
+  sock.once('close', () => finish(new QubesdTransportError('connection closed', call)));
+  return sock;
+}
+
+/**
+ * One Admin API call. Resolves with the OK frame's content; rejects with a
+ * QubesdException for an EXCEPTION frame, a QubesdTransportError otherwise.
+ */
+export function callRaw(socketPath: string, spec: CallSpec, opts: CallOptions = {}): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    open(socketPath, spec, opts, (d) => chunks.push(d), (err) => {
+      if (err) return reject(err);
+      const buf = Buffer.concat(chunks);
+      const call = describe(spec);
+      if (buf.length === 0) return reject(new QubesdTransportError('connection closed without a reply', call));
+      if (buf.length < 2 || buf[1] !== 0) return reject(new QubesdTransportError('malformed reply', call));
+      if (buf[0] === OK) return resolve(buf.subarray(2));
+      if (buf[0] === EXCEPTION) return reject(exceptionOf(buf.subarray(2), call));
+      reject(new QubesdTransportError(`unexpected reply kind 0x${buf[0]!.toString(16)}`, call));
+    });
+  });
+}
+
+/** callRaw, decoded as UTF-8 text (most Admin API replies are text). */
+export async function call(socketPath: string, spec: CallSpec, opts: CallOptions = {}): Promise<string> {
+  return (await callRaw(socketPath, spec, opts)).toString('utf8');
+}
+
+/**
+ * Incremental parser for a stream of reply frames. EVENT frames are
+ * self-delimiting (subject, name, key/value pairs, an empty key); a final
+ * OK or EXCEPTION frame runs to the end of the stream.
+ */
+export class FrameStreamParser {
+  private buf: Buffer = Buffer.alloc(0);
+  private tail: Buffer | null = null;
+
+  constructor(private readonly onEvent: (e: QubesdEvent) => void) {}
+
+  push(d: Buffer): void {
+    if (this.tail) { this.tail = Buffer.concat([this.tail, d]); return; }
+    this.buf = this.buf.length ? Buffer.concat([this.buf, d]) : d;
+    for (;;) {
+      if (this.buf.length < 2) return;
+      if (this.buf[0] !== EVENT) { this.tail = this.buf; this.buf = Buffer.alloc(0); return; }
+      const fields: string[] = [];
+      let pos = 2;
+      let complete = false;
+      for (;;) {
+        const nul = this.buf.indexOf(0, pos);
+        if (nul < 0) break;
+        const field = this.buf.subarray(pos, nul).toString('utf8');
+        pos = nul + 1;
+        // subject and event name first; after them an empty key ends the frame
+        if (fields.length >= 2 && fields.length % 2 === 0 && field === '') { complete = true; break; }
+        fields.push(field);
+      }
+      if (!complete) return;
+      this.buf = this.buf.subarray(pos);
+      const kwargs: Array<[string, string]> = [];
+      for (let i = 2; i + 1 < fields.length; i += 2) kwargs.push([fields[i]!, fields[i + 1]!]);
+      this.onEvent({ subject: fields[0]!, event: fields[1]!, kwargs });
+    }
+  }
+
+  /** What followed the events (a final OK/EXCEPTION frame), if anything. */
+  trailer(): Buffer | null {
+    if (this.tail) return this.tail;
+    return this.buf.length ? this.buf : null;
+  }
+}
+
+export interface EventStream {
+  /** Resolves when the stream ends cleanly; rejects on an EXCEPTION or a transport error. */
+  readonly finished: Promise<void>;
+  close(): void;
+}
+
+/**
+ * Streams a method that answers with events (admin.Events by default).
+ * `close()` ends it from our side; qubesd notices the closed connection.
+ */
+export function streamEvents(socketPath: string, spec: Partial<CallSpec> & { dest?: string },
+  onEvent: (e: QubesdEvent) => void, opts: CallOptions = {}): EventStream {
+  const full: CallSpec = { method: 'admin.Events', dest: 'dom0', ...spec };
+  const parser = new FrameStreamParser(onEvent);
+  let closedByUs = false;
+  let sock: net.Socket | undefined;
+  const finished = new Promise<void>((resolve, reject) => {
+    sock = open(socketPath, full, opts, (d) => parser.push(d), (err) => {
+      if (closedByUs) return resolve();
+      if (err) return reject(err);
+      const t = parser.trailer();
+      if (t && t.length >= 2 && t[0] === EXCEPTION) return reject(exceptionOf(t.subarray(2), describe(full)));
+      resolve();
+    });
+  });
+  return {
+    finished,
+    close(): void { closedByUs = true; sock?.destroy(); },
+  };
+}
+
+/** A client bound to one socket and caller, for code that makes many calls. */
+export class QubesdClient {
+  constructor(readonly socketPath: string, readonly source = 'dom0', readonly defaults: CallOptions = {}) {}
+
+  call(method: string, dest: string, arg = '', payload: Buffer | string = '', opts: CallOptions = {}): Promise<string> {
+    return call(this.socketPath, { method, dest, arg, payload, source: this.source }, { ...this.defaults, ...opts });
+  }
+
+  callRaw(method: string, dest: string, arg = '', payload: Buffer | string = '', opts: CallOptions = {}): Promise<Buffer> {
+    return callRaw(this.socketPath, { method, dest, arg, payload, source: this.source }, { ...this.defaults, ...opts });
+  }
+
+  events(onEvent: (e: QubesdEvent) => void, dest = 'dom0', opts: CallOptions = {}): EventStream {
+    return streamEvents(this.socketPath, { dest, source: this.source }, onEvent, opts);
+  }
+}
