@@ -12,6 +12,7 @@ import { defaultPolicyFiles } from './policy-files.js';
 import { POLICY_SERVICES, servedService } from './names.js';
 import { bundleHandler } from './bundle.js';
 import { QUBESD_NODE_FLAGS } from '../qubesd/node-flags.js';
+import { policyDaemonAskArgs } from './qrexec/ask.js';
 
 /** dist/rpc-services/install.js → the checkout */
 export const CHECKOUT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -53,7 +54,7 @@ function fillTemplate(text: string, c: StackConfig, cfgPath: string): string {
     STORE: c.qubesd.store, BASEDIR: c.qubesd.baseDir, SOCKETDIR: c.qubesd.socketDir,
     POLICYDIR: c.policy.dir, RUNTIMEPOLICYDIR: c.policy.runtimeDir, BACKUPDIR: c.qubesd.backupProfileDir,
     BACKEND: c.qubesd.backend, LOG: c.qubesd.log, POLICYSOCKET: c.policy.socket,
-    INTERNALSOCKET: c.qubesd.internalSocket, GUESTSERVICESDIR: c.qubesd.guestServicesDir ?? '', QREXECSOCKETDIR: c.qrexec.socketDir, SERVICEDIR: c.qrexec.serviceDir,
+    INTERNALSOCKET: c.qubesd.internalSocket, ASKOPTIONS: policyDaemonAskArgs(c.qrexec.ask).join(' '), GUESTSERVICESDIR: c.qubesd.guestServicesDir ?? '', QREXECSOCKETDIR: c.qrexec.socketDir, SERVICEDIR: c.qrexec.serviceDir,
   };
   return text.replace(/@([A-Z]+)@/g, (m, k: string) => vars[k] ?? m);
 }
@@ -66,6 +67,7 @@ export function install(o: InstallOptions): InstallReport {
   const c = layoutFor(prefix, checkout);
   if (o.backend) c.qubesd.backend = o.backend;
   if (o.ask) c.qrexec.ask = o.ask;
+  policyDaemonAskArgs(c.qrexec.ask);
   c.qrexec.entries = o.entries ?? 'handler';
 
   for (const d of [c.qrexec.serviceDir, join(c.policy.dir, 'include'), c.policy.runtimeDir, c.qrexec.socketDir,

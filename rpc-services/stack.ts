@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import { configPath, loadConfig, type StackConfig } from './config.js';
 import { CHECKOUT, install } from './install.js';
 import { QUBESD_NODE_FLAGS } from '../qubesd/node-flags.js';
+import { policyDaemonAskArgs } from './qrexec/ask.js';
 
 export interface Part { name: string; proc: ChildProcess }
 
@@ -42,13 +43,16 @@ export function commands(c: StackConfig, cfgPath: string): Array<{ name: string;
         '--backup-profile-dir', c.qubesd.backupProfileDir, '--services-dir', c.qrexec.serviceDir,
         ...(c.qubesd.guestServicesDir ? ['--guest-services-dir', c.qubesd.guestServicesDir] : []),
         '--backend', c.qubesd.backend, '--log', c.qubesd.log],
-      ready: c.qubesd.socket,
+      // qubesd prints one line on standard output once both sockets listen;
+      // a probe connection would leave a bogus "dropped" call in its audit log
+      ready: 'line',
     },
     {
       name: 'policy-daemon',
       script: join(c.checkout, 'dist', 'policy', 'cli.js'),
       argv: [node, join(c.checkout, 'dist', 'policy', 'cli.js'), 'daemon', '--socket', c.policy.socket,
-        '--policy-dir', c.policy.dir, '--runtime-dir', c.policy.runtimeDir, '--system-info-socket', c.qubesd.internalSocket],
+        '--policy-dir', c.policy.dir, '--runtime-dir', c.policy.runtimeDir, '--system-info-socket', c.qubesd.internalSocket,
+        ...policyDaemonAskArgs(c.qrexec.ask)],
       ready: c.policy.socket,
     },
     {
