@@ -106,8 +106,8 @@ export function exceptionOf(reply: Buffer): { type: string; message: string } | 
 export interface StackRun { output(): string; waitFor(re: RegExp, ms?: number): Promise<string>; stop(): Promise<void> }
 
 /** bin/qubes-stack on an installation under `prefix`, ready; output is its standard output and error together. */
-export async function runStack(prefix: string): Promise<StackRun> {
-  const stack = spawnPlain(process.execPath, [join(BIN, 'qubes-stack'), '--prefix', prefix], { stdio: ['ignore', 'pipe', 'pipe'] });
+export async function runStack(prefix: string, args: string[] = []): Promise<StackRun> {
+  const stack = spawnPlain(process.execPath, [join(BIN, 'qubes-stack'), '--prefix', prefix, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   stack.stdout!.on('data', (d) => { output += d; });
   stack.stderr!.on('data', (d) => { output += d; });
