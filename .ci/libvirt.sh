@@ -35,14 +35,21 @@ URI="qemu+unix:///system?socket=$SOCK"
 
 log() { echo "libvirt.sh: $*" >&2; }
 
+# A process that exited but was not reaped yet (its parent is gone and PID 1
+# of a container may reap late) counts as gone.
+running() {
+  kill -0 "$1" 2>/dev/null || return 1
+  ! grep -q '^[0-9]* (.*) Z ' "/proc/$1/stat" 2>/dev/null
+}
+
 stop_pidfile() {
   f=$1
   [ -f "$f" ] || return 0
   pid=$(cat "$f" 2>/dev/null || true)
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+  if [ -n "$pid" ] && running "$pid"; then
     kill "$pid" 2>/dev/null || true
     i=0
-    while kill -0 "$pid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+    while running "$pid" && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
     kill -9 "$pid" 2>/dev/null || true
   fi
   rm -f "$f"
@@ -117,7 +124,7 @@ stop_all
 
 # Does another libvirtd (monolithic or modular) hold the system's run
 # directory? Ours never puts its sockets or pid file there.
-alive_pidfile() { [ -f "$1" ] && kill -0 "$(cat "$1" 2>/dev/null)" 2>/dev/null; }
+alive_pidfile() { [ -f "$1" ] && running "$(cat "$1" 2>/dev/null)"; }
 PRIVATE=0
 if [ -S /run/libvirt/libvirt-sock ] || [ -S /run/libvirt/virtqemud-sock ] \
    || alive_pidfile /run/libvirt/libvirtd.pid || alive_pidfile /run/libvirt/virtqemud.pid; then
