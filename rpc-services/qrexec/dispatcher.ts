@@ -32,6 +32,8 @@ export interface DispatcherOptions {
 
 /** Standard input a caller may send before the policy has decided. */
 const MAX_EARLY_INPUT = 1 << 20;
+/** Refusals explained at once (each reads qubesd's system information). */
+const MAX_EXPLAINING = 8;
 
 export function socketPathFor(socketDir: string, qube: string): string {
   return join(socketDir, `qrexec.${qube}`);
@@ -181,12 +183,19 @@ export class QrexecDispatcher {
     return startService(entry, call, (line) => this.o.log(`${source}: ${service}: ${line}`));
   }
 
+  /** Explanations in progress: a flood of refused calls must not become a flood of policy evaluations. */
+  private explaining = 0;
+
   private async refusalReason(source: string, target: string, serviceAndArg: string): Promise<string> {
     if (!this.o.explainRefusal) return 'denied by policy';
+    if (this.explaining >= MAX_EXPLAINING) return 'denied by policy (too many refusals at once to say which rule)';
+    this.explaining++;
     try {
       return await this.o.explainRefusal(source, target, serviceAndArg);
     } catch (e) {
       return `denied by policy (no explanation: ${(e as Error).message})`;
+    } finally {
+      this.explaining--;
     }
   }
 }
