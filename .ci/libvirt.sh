@@ -2,7 +2,14 @@
 # Brings up a private libvirtd for the hypervisor tests and benchmarks, with no
 # systemd and no polkit:
 #   - installs Debian's libvirt and QEMU packages when they are missing;
+#   - creates the user and groups QEMU runs as when no package did (a host
+#     with libvirtd but without Debian's libvirt-daemon-system lacks the
+#     libvirt-qemu user, and libvirtd refuses to start QEMU without it);
 #   - stops a libvirtd/virtlogd left over from an earlier run of this script;
+#   - when another libvirtd already holds /run/libvirt (a system one), runs
+#     ours in a private mount namespace with its own /run/libvirt,
+#     /var/lib/libvirt, /var/cache/libvirt, /var/log/libvirt and
+#     /etc/libvirt/qemu (under DIR/state), so the two never share state;
 #   - gives /dev/kvm the group udev would give it (when present);
 #   - starts virtlogd, then libvirtd with its sockets in a private directory
 #     (auth "none" on the UNIX socket), under a child-subreaper helper so that
@@ -28,14 +35,21 @@ URI="qemu+unix:///system?socket=$SOCK"
 
 log() { echo "libvirt.sh: $*" >&2; }
 
+# A process that exited but was not reaped yet (its parent is gone and PID 1
+# of a container may reap late) counts as gone.
+running() {
+  kill -0 "$1" 2>/dev/null || return 1
+  ! grep -q '^[0-9]* (.*) Z ' "/proc/$1/stat" 2>/dev/null
+}
+
 stop_pidfile() {
   f=$1
   [ -f "$f" ] || return 0
   pid=$(cat "$f" 2>/dev/null || true)
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+  if [ -n "$pid" ] && running "$pid"; then
     kill "$pid" 2>/dev/null || true
     i=0
-    while kill -0 "$pid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+    while running "$pid" && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
     kill -9 "$pid" 2>/dev/null || true
   fi
   rm -f "$f"
@@ -71,6 +85,33 @@ fi
 mkdir -p "$DIR" /run/libvirt
 chmod 0755 "$DIR"
 
+# The user and group QEMU runs as: what qemu.conf names, else Debian's
+# compiled-in libvirt-qemu (user libvirt-qemu in groups kvm and
+# libvirt-qemu, as libvirt-daemon-system's postinst creates them). Only what
+# is missing is created, so running this again changes nothing.
+conf_value() {
+  [ -r /etc/libvirt/qemu.conf ] || return 0
+  sed -n "s/^[[:space:]]*$1[[:space:]]*=[[:space:]]*\"\([^\"]*\)\".*/\1/p" /etc/libvirt/qemu.conf | tail -n 1
+}
+ensure_group() {
+  case "$1" in ''|+*|[0-9]*) return 0 ;; esac
+  getent group "$1" >/dev/null 2>&1 && return 0
+  log "creating group $1 (QEMU runs with it)"
+  groupadd --system "$1" || log "cannot create group $1; libvirtd will not start QEMU"
+}
+ensure_user() {
+  case "$1" in ''|+*|[0-9]*) return 0 ;; esac
+  getent passwd "$1" >/dev/null 2>&1 && return 0
+  log "creating user $1 (QEMU runs as it)"
+  useradd --system --gid "$2" --groups "$3" --home-dir /var/lib/libvirt --no-create-home \
+    --shell /usr/sbin/nologin --comment "Libvirt Qemu" "$1" || log "cannot create user $1; libvirtd will not start QEMU"
+}
+qemu_user=$(conf_value user); qemu_user=${qemu_user:-libvirt-qemu}
+qemu_group=$(conf_value group); qemu_group=${qemu_group:-libvirt-qemu}
+ensure_group kvm
+ensure_group "$qemu_group"
+ensure_user "$qemu_user" kvm "$qemu_group"
+
 # Without udev nobody gives /dev/kvm its usual Debian owner (root:kvm 0660),
 # so QEMU (user libvirt-qemu, group kvm) cannot use it. libvirt then falls
 # back to TCG but also re-probes QEMU's capabilities on every define (~5 s).
@@ -81,9 +122,28 @@ fi
 # 2. Anything left from an earlier run goes first.
 stop_all
 
+# Does another libvirtd (monolithic or modular) hold the system's run
+# directory? Ours never puts its sockets or pid file there.
+alive_pidfile() { [ -f "$1" ] && running "$(cat "$1" 2>/dev/null)"; }
+PRIVATE=0
+if [ -S /run/libvirt/libvirt-sock ] || [ -S /run/libvirt/virtqemud-sock ] \
+   || alive_pidfile /run/libvirt/libvirtd.pid || alive_pidfile /run/libvirt/virtqemud.pid; then
+  if unshare --mount --propagation private true 2>/dev/null; then
+    PRIVATE=1
+    log "another libvirtd holds /run/libvirt; ours gets private state under $DIR/state"
+  else
+    log "another libvirtd holds /run/libvirt and no private mount namespace can be made here;"
+    log "use that one (QUBES_TEST_LIBVIRT_SOCK=/run/libvirt/libvirt-sock) or stop it"
+    exit 1
+  fi
+fi
+
 # 3. virtlogd: QEMU's console output goes through it. It keeps the system
 # default socket (/run/libvirt/virtlogd-sock), which the QEMU driver expects.
-if ! { [ -f "$DIR/virtlogd.pid" ] && kill -0 "$(cat "$DIR/virtlogd.pid")" 2>/dev/null; }; then
+# In private mode it runs inside the namespace, started with libvirtd below.
+if [ $PRIVATE = 1 ]; then
+  stop_pidfile "$DIR/virtlogd.pid"
+elif ! alive_pidfile "$DIR/virtlogd.pid"; then
   rm -f /run/libvirt/virtlogd-sock /run/libvirt/virtlogd-admin-sock
   virtlogd -d -p "$DIR/virtlogd.pid"
 fi
@@ -127,8 +187,28 @@ while True:
 EOF
 
 log "starting libvirtd (socket $SOCK)"
-setsid python3 "$DIR/reaper.py" libvirtd -f "$DIR/libvirtd.conf" -p "$DIR/libvirtd.pid" \
-  </dev/null >>"$DIR/libvirtd.out" 2>&1 &
+if [ $PRIVATE = 1 ]; then
+  # Every directory libvirt keeps system state in is bound to one of ours in
+  # a mount namespace only virtlogd, libvirtd and its QEMUs live in; the
+  # socket directory ($DIR) is not among them, so the tests reach it.
+  for d in /run/libvirt /var/lib/libvirt /var/cache/libvirt /var/log/libvirt /etc/libvirt/qemu; do
+    mkdir -p "$d" "$DIR/state$d"
+  done
+  chmod 0755 "$DIR/state"
+  # shellcheck disable=SC2016
+  setsid unshare --mount --propagation private sh -c '
+    set -e
+    for d in /run/libvirt /var/lib/libvirt /var/cache/libvirt /var/log/libvirt /etc/libvirt/qemu; do
+      mount --bind "$1/state$d" "$d"
+    done
+    mkdir -p /var/log/libvirt/qemu /var/lib/libvirt/qemu /var/cache/libvirt/qemu
+    virtlogd -d -p "$1/virtlogd.pid"
+    exec python3 "$1/reaper.py" libvirtd -f "$1/libvirtd.conf" -p "$1/libvirtd.pid"
+  ' libvirt-private "$DIR" </dev/null >>"$DIR/libvirtd.out" 2>&1 &
+else
+  setsid python3 "$DIR/reaper.py" libvirtd -f "$DIR/libvirtd.conf" -p "$DIR/libvirtd.pid" \
+    </dev/null >>"$DIR/libvirtd.out" 2>&1 &
+fi
 echo $! > "$DIR/reaper.pid"
 
 # 5. Wait until it answers.

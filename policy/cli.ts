@@ -25,7 +25,7 @@ const USAGE = `usage: qubes-policy SUBCOMMAND [options]
           TOKEN is the one "get" printed, "new" or "any" (default: any)
   daemon  --socket PATH --policy-dir DIR [--runtime-dir DIR] [--legacy-dir DIR]
           (--system-info-socket PATH | --system-info FILE)
-          [--ask-answer allow|deny | --ask-command CMD]
+          [--ask-answer allow|deny | --ask-command CMD | --ask-socket PATH]
           the qrexec policy daemon protocol on a UNIX socket
 `;
 

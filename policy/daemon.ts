@@ -11,8 +11,13 @@
 //
 // System information comes from qubesd's internal socket for every request
 // (or from a file, for tests and tools). When the policy says `ask`, an agent
-// decides: a fixed answer (--ask-answer) or a command (--ask-command) that
-// gets the question as JSON on stdin and prints "allow:TARGET" or "deny".
+// decides, as the GUI qube's policy agent does in Qubes: a fixed answer
+// (--ask-answer), a command (--ask-command) that gets the question as JSON on
+// stdin and prints "allow:TARGET" or "deny", or a policy.Ask socket service
+// (--ask-socket). The agent is offered the rule's choices and default target;
+// the target it picks is what the call is allowed to (Qubes'
+// handle_user_response), so `ask target=dom0` answers target=dom0 with the
+// caller's requested_target.
 
 import { spawn } from 'node:child_process';
 import { chmodSync, readFileSync, unlinkSync } from 'node:fs';
@@ -74,9 +79,40 @@ export function fetchSystemInfo(socketPath: string): Promise<SystemInfo> {
   });
 }
 
-/** An agent that always gives the same answer: allow picks the default target, else the intended one. */
+/**
+ * An agent that always gives the same answer. "allow" picks what a user
+ * accepting the dialog gets: the default target, else the intended target if
+ * it is offered, else the first choice (`ask target=dom0` offers only dom0).
+ */
 export function fixedAskAgent(answer: 'allow' | 'deny'): AskAgent {
-  return async (q) => (answer === 'allow' ? q.default_target || q.intended_target : null);
+  if (answer === 'deny') return async () => null;
+  return async (q) => q.default_target || (q.targets.includes(q.intended_target) ? q.intended_target : q.targets[0] ?? null);
+}
+
+/** The agent's "allow:TARGET" / "deny" answer; anything else is a deny. */
+function agentChoice(text: string): string | null {
+  const first = text.split('\n')[0]!.trim();
+  return first.startsWith('allow:') && first.length > 6 ? first.slice(6) : null;
+}
+
+/**
+ * An agent behind a policy.Ask socket service, called as qrexec calls a
+ * local socket service from dom0: "policy.Ask dom0 name dom0\0", then the
+ * JSON parameters Qubes' policy daemon sends, then EOF; the answer is
+ * "allow:TARGET" or "deny".
+ */
+export function socketAskAgent(path: string, timeoutMs = 300_000): AskAgent {
+  return (q) => new Promise((resolve) => {
+    const params = { source: q.source, service: q.service, argument: q.argument, targets: q.targets, default_target: q.default_target, icons: {} };
+    const sock = connect(path);
+    let out = '';
+    const timer = setTimeout(() => sock.destroy(), timeoutMs);
+    sock.setEncoding('latin1');
+    sock.once('connect', () => sock.end(`policy.Ask dom0 name dom0\0${JSON.stringify(params)}`));
+    sock.on('data', (d: string) => { if (out.length < 4096) out += d; });
+    sock.once('error', () => undefined);
+    sock.once('close', () => { clearTimeout(timer); resolve(agentChoice(out)); });
+  });
 }
 
 /** An agent that runs a shell command: question as JSON on stdin, "allow:TARGET" or "deny" on stdout. */
@@ -88,8 +124,7 @@ export function commandAskAgent(command: string): AskAgent {
     child.stdout.on('data', (d: string) => (out += d));
     child.on('error', () => resolve(null));
     child.on('close', (code) => {
-      const first = out.split('\n')[0]!.trim();
-      resolve(code === 0 && first.startsWith('allow:') ? first.slice(6) : null);
+      resolve(code === 0 ? agentChoice(out) : null);
     });
     child.stdin.on('error', () => undefined);
     child.stdin.end(JSON.stringify(q));
@@ -337,14 +372,15 @@ export function parseRequest(raw: Buffer, fail: (msg: string) => void): Map<stri
 export async function daemonMain(argv: string[]): Promise<number> {
   const a = parseArgs(argv, [
     'socket', 'eval-socket', 'gui-socket', 'policy-dir', 'runtime-dir', 'legacy-dir',
-    'system-info-socket', 'system-info', 'ask-answer', 'ask-command',
+    'system-info-socket', 'system-info', 'ask-answer', 'ask-command', 'ask-socket',
   ]);
   const infoSocket = a.options.get('system-info-socket');
   const infoFile = a.options.get('system-info');
   if (!infoSocket === !infoFile) throw new UsageError('give exactly one of --system-info-socket and --system-info');
   const askAnswer = a.options.get('ask-answer');
   const askCommand = a.options.get('ask-command');
-  if (askAnswer && askCommand) throw new UsageError('give at most one of --ask-answer and --ask-command');
+  const askSocket = a.options.get('ask-socket');
+  if ([askAnswer, askCommand, askSocket].filter(Boolean).length > 1) throw new UsageError('give at most one of --ask-answer, --ask-command and --ask-socket');
   if (askAnswer && askAnswer !== 'allow' && askAnswer !== 'deny') throw new UsageError('--ask-answer is allow or deny');
   const watcher = new PolicyWatcher({
     policyDir: required(a, 'policy-dir'), runtimeDir: a.options.get('runtime-dir') ?? null,
@@ -356,6 +392,7 @@ export async function daemonMain(argv: string[]): Promise<number> {
     : () => Promise.resolve(JSON.parse(readFileSync(infoFile!, 'utf8')) as SystemInfo);
   let askAgent: AskAgent | undefined;
   if (askCommand) askAgent = commandAskAgent(askCommand);
+  else if (askSocket) askAgent = socketAskAgent(askSocket);
   else if (askAnswer) askAgent = fixedAskAgent(askAnswer as 'allow' | 'deny');
   const daemon = new PolicyDaemon({
     socketPath: required(a, 'socket'),

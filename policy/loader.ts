@@ -4,6 +4,7 @@
 // and `!compat-4.0` (the R4.0 per-service files of the legacy directory).
 // Anything wrong stops the load with an error naming the file and line.
 
+import { existsSync } from 'node:fs';
 import { AccessDenied, PolicySyntaxError } from './errors.js';
 import { isDir, isFile, joinPath, listDir, normPath, readBytes, resolvePath } from './fsutil.js';
 import { splitFields, splitLines, strip } from './pytext.js';
@@ -109,7 +110,12 @@ class Loader {
     const dirs = [this.opts.runtimeDir, this.opts.policyDir].filter((d): d is string => !!d).map(normPath);
     const seen = new Set<string>();
     const files: string[] = [];
+    const runtime = this.opts.runtimeDir ? normPath(this.opts.runtimeDir) : null;
     for (const dir of dirs) {
+      // A runtime directory that does not exist (yet) is an empty one: it
+      // lives under /run, which a host without Qubes' tmpfiles entry starts
+      // without. It stays a source, so that its creation is noticed.
+      if (dir === runtime && !existsSync(dir)) { this.sources.add(dir); continue; }
       for (const p of policyFilesOf(dir, this.list(dir))) {
         const name = p.slice(p.lastIndexOf('/') + 1);
         if (seen.has(name) || (this.opts.onlyFiles && !this.opts.onlyFiles.has(name))) continue;
@@ -301,7 +307,7 @@ export function loadPolicy(opts: LoadOptions): LoadedPolicy {
 export function topLevelFiles(opts: LoadOptions): string[] {
   const names = new Set<string>();
   for (const dir of [opts.runtimeDir, opts.policyDir]) {
-    if (!dir) continue;
+    if (!dir || (dir === opts.runtimeDir && !existsSync(dir))) continue;
     for (const p of policyFilesOf(normPath(dir), listDir(normPath(dir)))) names.add(p.slice(p.lastIndexOf('/') + 1));
   }
   return [...names].sort();

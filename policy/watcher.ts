@@ -35,7 +35,8 @@ function changedWithin(paths: readonly string[], ms: number): boolean {
     try {
       if (statSync(p).mtimeMs > limit) return true;
     } catch {
-      return true;
+      // gone (or never there, like an absent runtime directory): nothing is
+      // being written there; the signature poll notices when it appears
     }
   }
   return false;

@@ -39,6 +39,8 @@ export interface StackConfig {
     ask: string;
     /** 'handler': entries are the handler program; 'socket': admin.* entries are qubesd.sock */
     entries: 'handler' | 'socket';
+    /** optional: qube (or '*') → "USER:GROUP[:MODE]" of its dispatcher socket (default root:root 0660) */
+    socketOwners?: Record<string, string>;
   };
 }
 

@@ -12,6 +12,7 @@ import { defaultPolicyFiles } from './policy-files.js';
 import { POLICY_SERVICES, servedService } from './names.js';
 import { bundleHandler } from './bundle.js';
 import { QUBESD_NODE_FLAGS } from '../qubesd/node-flags.js';
+import { policyDaemonAskArgs } from './qrexec/ask.js';
 
 /** dist/rpc-services/install.js → the checkout */
 export const CHECKOUT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -47,13 +48,19 @@ function replaceLink(target: string, path: string): void {
   symlinkSync(target, path);
 }
 
+/** One argument as systemd's ExecStart= reads it back (quotes, escapes, no $VAR or %-specifier expansion). */
+function systemdWord(a: string): string {
+  const plain = a.replace(/%/g, '%%').replace(/\$/g, '$$$$');
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(plain) ? plain : `"${plain.replace(/[\\"]/g, '\\$&')}"`;
+}
+
 function fillTemplate(text: string, c: StackConfig, cfgPath: string): string {
   const vars: Record<string, string> = {
     PREFIX: c.prefix, CHECKOUT: c.checkout, NODE: process.execPath, QUBESDNODEFLAGS: QUBESD_NODE_FLAGS.join(' '), CONFIG: cfgPath,
     STORE: c.qubesd.store, BASEDIR: c.qubesd.baseDir, SOCKETDIR: c.qubesd.socketDir,
     POLICYDIR: c.policy.dir, RUNTIMEPOLICYDIR: c.policy.runtimeDir, BACKUPDIR: c.qubesd.backupProfileDir,
     BACKEND: c.qubesd.backend, LOG: c.qubesd.log, POLICYSOCKET: c.policy.socket,
-    INTERNALSOCKET: c.qubesd.internalSocket, GUESTSERVICESDIR: c.qubesd.guestServicesDir ?? '', QREXECSOCKETDIR: c.qrexec.socketDir, SERVICEDIR: c.qrexec.serviceDir,
+    INTERNALSOCKET: c.qubesd.internalSocket, ASKOPTIONS: policyDaemonAskArgs(c.qrexec.ask).map(systemdWord).join(' '), GUESTSERVICESDIR: c.qubesd.guestServicesDir ?? '', QREXECSOCKETDIR: c.qrexec.socketDir, SERVICEDIR: c.qrexec.serviceDir,
   };
   return text.replace(/@([A-Z]+)@/g, (m, k: string) => vars[k] ?? m);
 }
@@ -66,6 +73,7 @@ export function install(o: InstallOptions): InstallReport {
   const c = layoutFor(prefix, checkout);
   if (o.backend) c.qubesd.backend = o.backend;
   if (o.ask) c.qrexec.ask = o.ask;
+  policyDaemonAskArgs(c.qrexec.ask);
   c.qrexec.entries = o.entries ?? 'handler';
 
   for (const d of [c.qrexec.serviceDir, join(c.policy.dir, 'include'), c.policy.runtimeDir, c.qrexec.socketDir,

@@ -10,6 +10,8 @@ import { parseArgs } from 'node:util';
 import { configPath, loadConfig, type StackConfig } from './config.js';
 import { CHECKOUT, install } from './install.js';
 import { QUBESD_NODE_FLAGS } from '../qubesd/node-flags.js';
+import { policyDaemonAskArgs } from './qrexec/ask.js';
+import { populateDemo } from './demo.js';
 
 export interface Part { name: string; proc: ChildProcess }
 
@@ -42,13 +44,16 @@ export function commands(c: StackConfig, cfgPath: string): Array<{ name: string;
         '--backup-profile-dir', c.qubesd.backupProfileDir, '--services-dir', c.qrexec.serviceDir,
         ...(c.qubesd.guestServicesDir ? ['--guest-services-dir', c.qubesd.guestServicesDir] : []),
         '--backend', c.qubesd.backend, '--log', c.qubesd.log],
-      ready: c.qubesd.socket,
+      // qubesd prints one line on standard output once both sockets listen;
+      // a probe connection would leave a bogus "dropped" call in its audit log
+      ready: 'line',
     },
     {
       name: 'policy-daemon',
       script: join(c.checkout, 'dist', 'policy', 'cli.js'),
       argv: [node, join(c.checkout, 'dist', 'policy', 'cli.js'), 'daemon', '--socket', c.policy.socket,
-        '--policy-dir', c.policy.dir, '--runtime-dir', c.policy.runtimeDir, '--system-info-socket', c.qubesd.internalSocket],
+        '--policy-dir', c.policy.dir, '--runtime-dir', c.policy.runtimeDir, '--system-info-socket', c.qubesd.internalSocket,
+        ...policyDaemonAskArgs(c.qrexec.ask)],
       ready: c.policy.socket,
     },
     {
@@ -110,12 +115,17 @@ export async function startStack(cfgPath: string, opts: { quiet?: boolean } = {}
   return { parts, config: c, stop, exited };
 }
 
-const USAGE = 'usage: qubes-stack [--prefix DIR]   (without --prefix: an installation in <checkout>/tmp/stack, created if missing)';
+const USAGE = `usage: qubes-stack [--prefix DIR] [--demo]
+  without --prefix: an installation in <checkout>/tmp/stack, created if missing
+  --demo: when the system has no qube but dom0, create two templates, sys-net,
+          sys-firewall and a few app qubes (through the Admin API, as qvm-create would)`;
 
 export async function main(argv = process.argv.slice(2)): Promise<void> {
   let prefix: string;
+  let demo = false;
   try {
-    const { values } = parseArgs({ args: argv, options: { prefix: { type: 'string' }, help: { type: 'boolean' } }, strict: true });
+    const { values } = parseArgs({ args: argv, options: { prefix: { type: 'string' }, demo: { type: 'boolean' }, help: { type: 'boolean' } }, strict: true });
+    demo = values.demo ?? false;
     if (values.help) { console.log(USAGE); return; }
     prefix = resolve(values.prefix ?? join(CHECKOUT, 'tmp', 'stack'));
     if (!values.prefix && !existsSync(configPath(prefix))) {
@@ -137,6 +147,14 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
   } catch (e) {
     console.error(`qubes-stack: cannot start: ${(e as Error).message}`);
     process.exit(1);
+  }
+  if (demo) {
+    try {
+      const created = await populateDemo(stack.config.qubesd.socket);
+      console.log(created.length ? `qubes-stack: demo qubes created: ${created.join(', ')}` : 'qubes-stack: --demo: the system has qubes already; nothing created');
+    } catch (e) {
+      console.error(`qubes-stack: --demo failed: ${(e as Error).message}`);
+    }
   }
   console.log(`qubes-stack: ready (qubesd ${stack.config.qubesd.socket}, policy ${stack.config.policy.socket}, qrexec ${stack.config.qrexec.socketDir}/qrexec.<qube>)`);
   for (const sig of ['SIGTERM', 'SIGINT'] as const) {

@@ -16,18 +16,27 @@ const roots = process.argv.slice(2);
 const files = (roots.length ? roots : ['dist/test']).flatMap((r) => collect(r, []));
 if (files.length === 0) { console.error('no test files found (did the build run?)'); process.exit(1); }
 // The hypervisor tests use a real libvirtd. Start our private one when the
-// packages are installed and none answers yet (.ci/run installs them); if it
-// cannot start, those tests say so loudly and skip.
+// packages are installed and none answers yet (.ci/run installs them; when a
+// system libvirtd holds /run/libvirt, .ci/libvirt.sh keeps ours in a private
+// mount namespace). If ours cannot start but the system's answers, use that
+// one. Otherwise those tests say so loudly and skip.
 const libvirtDir = '/tmp/qubes-libvirt';
 const libvirtSock = join(libvirtDir, 'libvirt-sock');
-const libvirtUp = () => existsSync(libvirtSock)
-  && spawnSync('virsh', ['-q', '-c', `qemu+unix:///system?socket=${libvirtSock}`, 'version'], { stdio: 'ignore' }).status === 0;
+const systemSock = '/run/libvirt/libvirt-sock';
+const answers = (sock) => existsSync(sock)
+  && spawnSync('virsh', ['-q', '-c', `qemu+unix:///system?socket=${sock}`, 'version'], { stdio: 'ignore' }).status === 0;
+const useLibvirt = (sock) => {
+  process.env.QUBES_TEST_LIBVIRT_SOCK = sock;
+  process.env.QUBES_TEST_LIBVIRT_URI = `qemu+unix:///system?socket=${sock}`;
+};
 if (!process.env.QUBES_TEST_LIBVIRT_SOCK) {
   // never restart a libvirtd that answers: guests of other runs live there
-  if (libvirtUp() || (process.getuid?.() === 0 && existsSync('.ci/libvirt.sh')
+  if (answers(libvirtSock) || (process.getuid?.() === 0 && existsSync('.ci/libvirt.sh')
       && spawnSync('sh', ['.ci/libvirt.sh', libvirtDir], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, QUBES_LIBVIRT_NO_INSTALL: '1' } }).status === 0)) {
-    process.env.QUBES_TEST_LIBVIRT_SOCK = libvirtSock;
-    process.env.QUBES_TEST_LIBVIRT_URI = `qemu+unix:///system?socket=${libvirtSock}`;
+    useLibvirt(libvirtSock);
+  } else if (answers(systemSock)) {
+    console.error(`run-tests: NOTE: using the system libvirtd at ${systemSock} for the libvirt/QEMU tests (ours could not start)`);
+    useLibvirt(systemSock);
   } else {
     console.error('run-tests: NOTE: no libvirtd could be started here; the libvirt/QEMU tests will skip (install: sh .ci/libvirt.sh)');
   }

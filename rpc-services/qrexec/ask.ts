@@ -1,49 +1,30 @@
 // Who answers an `ask` resolution. In Qubes the policy daemon asks the user
-// through the GUI qube's policy agent; here the dispatcher asks a pluggable
-// agent: a fixed answer for headless use, a command, or a socket service that
-// speaks the policy agent's policy.Ask protocol (a qrexec socket-service header,
-// then JSON parameters; the answer is "allow:<target>" or "deny").
-import { execFile } from 'node:child_process';
-import net from 'node:net';
+// through the GUI qube's policy agent (policy.Ask), offering the rule's
+// choices and default target, and the target the user picks is where the call
+// goes. Here too the policy daemon asks; an installation names its agent once
+// (`qrexec.ask` in stack.json, `qubes-install --ask SPEC`) and this module
+// turns that name into the policy daemon's options:
+//   deny             nobody is asked: `ask` is a refusal (headless default)
+//   allow            yes to every question (the default target, else the
+//                    intended one if offered, else the first choice)
+//   command:PROGRAM  PROGRAM gets the question as JSON on standard input
+//                    ({source, service, argument, targets, default_target,
+//                    intended_target, guivm}) and prints allow:TARGET or deny
+//   socket:PATH      a policy.Ask socket service at PATH (JSON parameters in,
+//                    allow:TARGET or deny out)
 
-export interface AskQuestion { source: string; service: string; argument: string; target: string }
-/** null: denied; otherwise the target the agent chose. */
-export type AskAnswer = string | null;
-export type AskAgent = (q: AskQuestion) => Promise<AskAnswer>;
+export class AskSpecError extends Error {}
 
-export function parseAnswer(text: string, q: AskQuestion): AskAnswer {
-  const t = text.trim();
-  if (t === 'allow') return q.target;
-  if (t.startsWith('allow:') && t.length > 6) return t.slice(6);
-  return null;
+/** Quoted for `sh -c`, which the policy daemon runs a command with. */
+function shellWord(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
-/** "deny" | "allow" | "command:PROGRAM" | "socket:PATH" */
-export function makeAskAgent(spec: string): AskAgent {
-  if (spec === 'deny') return DENY_AGENT;
-  if (spec === 'allow') return async (q) => q.target;
-  if (spec.startsWith('command:')) {
-    const program = spec.slice(8);
-    return (q) => new Promise((resolve) => {
-      execFile(program, [q.source, q.service, q.argument, q.target], { timeout: 60_000 }, (err, stdout) => {
-        resolve(err ? null : parseAnswer(stdout, q));
-      });
-    });
-  }
-  if (spec.startsWith('socket:')) {
-    const path = spec.slice(7);
-    return (q) => new Promise((resolve) => {
-      const sock = net.connect(path);
-      const params = { source: q.source, service: q.service, argument: q.argument ? `+${q.argument}` : '+', targets: [q.target], default_target: q.target, icons: {} };
-      let out = '';
-      sock.once('connect', () => sock.end(`policy.Ask+ dom0\0${JSON.stringify(params)}`));
-      sock.on('data', (d) => { out += d; });
-      sock.once('end', () => resolve(parseAnswer(out, q)));
-      sock.once('error', () => resolve(null));
-    });
-  }
-  throw new Error(`unknown ask agent ${JSON.stringify(spec)} (deny, allow, command:PROGRAM or socket:PATH)`);
+/** The policy daemon's ask options for an installation's `ask` setting. */
+export function policyDaemonAskArgs(spec: string): string[] {
+  if (spec === 'deny') return [];
+  if (spec === 'allow') return ['--ask-answer', 'allow'];
+  if (spec.startsWith('command:') && spec.length > 8) return ['--ask-command', shellWord(spec.slice(8))];
+  if (spec.startsWith('socket:') && spec.length > 7) return ['--ask-socket', spec.slice(7)];
+  throw new AskSpecError(`unknown ask agent ${JSON.stringify(spec)} (deny, allow, command:PROGRAM or socket:PATH)`);
 }
-
-/** The fixed "deny" answer; the dispatcher skips the ask detection for it. */
-export const DENY_AGENT: AskAgent = async () => null;

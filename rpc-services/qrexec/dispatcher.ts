@@ -4,26 +4,36 @@
 // "service[+argument]"; the policy daemon decides; an allowed call runs the
 // service's entry with qrexec's environment and the caller's standard input
 // and output, and the caller gets the service's exit code. A refused call
-// gets what qrexec-client-vm shows: "Request refused", exit code 126.
+// gets what qrexec-client-vm shows: "Request refused", exit code 126; the
+// dispatcher's log says who asked for what and why it was refused.
+// An `ask` is the policy daemon's business, as in Qubes: it asks its agent
+// and answers allow (with the target the agent chose) or deny.
 import net from 'node:net';
-import { chmodSync, existsSync, mkdirSync, unlinkSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { isValidRequestedTarget, isValidServiceDescriptor } from '../names.js';
 import { askPolicy, type PolicyAnswer } from './policy-client.js';
-import { DENY_AGENT, type AskAgent } from './ask.js';
 import { findEntry, startService, type RunningService } from './exec.js';
 import { FrameError, FrameReader, Kind, frame, EXIT_NOT_FOUND } from './protocol.js';
+
+/** Who may open one qube's socket: its owner, group and mode (unset: root, root's group, 0660). */
+export interface SocketAccess { uid?: number; gid?: number; mode?: number }
 
 export interface DispatcherOptions {
   socketDir: string;
   serviceDirs: readonly string[];
   policySocket: string;
-  ask: AskAgent;
   log: (msg: string) => void;
+  /** ownership and mode of a qube's socket; null/absent: the default */
+  socketAccess?: (qube: string) => SocketAccess | null;
+  /** why the policy refused a call (the deciding rule), for the log */
+  explainRefusal?: (source: string, target: string, serviceAndArg: string) => Promise<string>;
 }
 
 /** Standard input a caller may send before the policy has decided. */
 const MAX_EARLY_INPUT = 1 << 20;
+/** Refusals explained at once (each reads qubesd's system information). */
+const MAX_EXPLAINING = 8;
 
 export function socketPathFor(socketDir: string, qube: string): string {
   return join(socketDir, `qrexec.${qube}`);
@@ -58,7 +68,14 @@ export class QrexecDispatcher {
       server.once('error', reject);
       server.listen(path, () => { server.off('error', reject); resolve(); });
     });
-    chmodSync(path, 0o660);
+    const access = this.o.socketAccess?.(qube) ?? null;
+    try {
+      if (access && (access.uid !== undefined || access.gid !== undefined)) chownSync(path, access.uid ?? -1, access.gid ?? -1);
+      chmodSync(path, access?.mode ?? 0o660);
+    } catch (e) {
+      await closeServer(server, path);
+      throw new Error(`cannot set the owner or mode of ${path}: ${(e as Error).message}`);
+    }
     return server;
   }
 
@@ -133,11 +150,16 @@ export class QrexecDispatcher {
 
     let answer: PolicyAnswer;
     try {
-      answer = await this.resolve(source, target, serviceAndArg);
+      answer = await askPolicy(this.o.policySocket, { source, intendedTarget: target, serviceAndArg });
     } catch (e) {
       return refuse((e as Error).message);
     }
-    if (answer.result === 'deny') return refuse('denied by policy');
+    if (answer.result === 'deny') {
+      // the caller learns only what qrexec tells it; the log says why
+      sock.end(frame(Kind.REFUSED));
+      void this.refusalReason(source, target, serviceAndArg).then((why) => this.o.log(`${source}: ${desc} -> ${target}: refused: ${why}`));
+      return null;
+    }
     if (answer.target !== 'dom0' && answer.target !== '@adminvm') {
       throw new Error(`policy sent the call to ${answer.target}; this qrexec runs services in dom0 only`);
     }
@@ -161,22 +183,20 @@ export class QrexecDispatcher {
     return startService(entry, call, (line) => this.o.log(`${source}: ${service}: ${line}`));
   }
 
-  /**
-   * The policy daemon resolves allow and deny. An `ask` is invisible in its
-   * plain answer (without a user agent it is a deny), so when we have an agent,
-   * a denied call is asked again with assume_yes_for_ask: allowed then means
-   * the rule said ask, and the agent decides.
-   */
-  private async resolve(source: string, target: string, serviceAndArg: string): Promise<PolicyAnswer> {
-    const first = await askPolicy(this.o.policySocket, { source, intendedTarget: target, serviceAndArg });
-    if (first.result === 'allow' || this.o.ask === DENY_AGENT) return first;
-    const asked = await askPolicy(this.o.policySocket, { source, intendedTarget: target, serviceAndArg, assumeYesForAsk: true });
-    if (asked.result === 'deny') return asked;
-    const plus = serviceAndArg.indexOf('+');
-    const chosen = await this.o.ask({ source, service: serviceAndArg.slice(0, plus), argument: serviceAndArg.slice(plus + 1), target });
-    if (chosen === null) return { result: 'deny' };
-    if (chosen === target) return asked;
-    return askPolicy(this.o.policySocket, { source, intendedTarget: chosen, serviceAndArg, assumeYesForAsk: true });
+  /** Explanations in progress: a flood of refused calls must not become a flood of policy evaluations. */
+  private explaining = 0;
+
+  private async refusalReason(source: string, target: string, serviceAndArg: string): Promise<string> {
+    if (!this.o.explainRefusal) return 'denied by policy';
+    if (this.explaining >= MAX_EXPLAINING) return 'denied by policy (too many refusals at once to say which rule)';
+    this.explaining++;
+    try {
+      return await this.o.explainRefusal(source, target, serviceAndArg);
+    } catch (e) {
+      return `denied by policy (no explanation: ${(e as Error).message})`;
+    } finally {
+      this.explaining--;
+    }
   }
 }
 

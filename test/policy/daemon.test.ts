@@ -5,7 +5,7 @@ import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { writeFileSync, renameSync } from 'node:fs';
 import t from 'tap';
-import { commandAskAgent, fetchSystemInfo, fixedAskAgent, PolicyDaemon, type AskAgent } from '../../policy/daemon.js';
+import { commandAskAgent, fetchSystemInfo, fixedAskAgent, PolicyDaemon, socketAskAgent, type AskAgent } from '../../policy/daemon.js';
 import { PolicyWatcher } from '../../policy/watcher.js';
 import { systemInfo, tempTree } from './helpers.js';
 
@@ -14,6 +14,7 @@ const POLICY = [
   'test.Allow * @anyvm @anyvm allow',
   'test.Ask * @anyvm @anyvm ask default_target=vault',
   'test.Dvm * @anyvm @dispvm allow',
+  'admin.vm.List * work vault ask target=dom0',
 ].join('\n') + '\n';
 
 function exchange(path: string, data: string | Buffer): Promise<string> {
@@ -89,6 +90,34 @@ t.test('ask: assume_yes_for_ask, no agent, fixed and command agents', async (t) 
   t.match(seen[0], /"targets":\[.*"sys-net".*\],"default_target":"vault","intended_target":"personal","guivm":"dom0"/);
   const bad = await startDaemon(t, commandAskAgent('echo allow:not-a-choice'));
   t.equal(await exchange(bad.sock, ask()), 'result=deny', 'a target that was not offered is refused');
+});
+
+t.test('`ask target=dom0`: the agent is offered dom0 and its choice is the answer, as Qubes\' handle_user_response gives', async (t) => {
+  const list = req({ source: 'work', intended_target: 'vault', service_and_arg: 'admin.vm.List+' });
+  const asked: unknown[] = [];
+  const yes = await startDaemon(t, async (q) => { asked.push(q); return fixedAskAgent('allow')(q); });
+  t.equal(await exchange(yes.sock, list), 'user=DEFAULT\nresult=allow\ntarget=dom0\nautostart=True\nrequested_target=vault');
+  t.same(asked, [{ source: 'work', service: 'admin.vm.List', argument: '+', targets: ['dom0'], default_target: '', intended_target: 'vault', guivm: 'dom0' }]);
+  const no = await startDaemon(t, fixedAskAgent('deny'));
+  t.equal(await exchange(no.sock, list), 'result=deny');
+
+  // a policy.Ask socket service, called as qrexec calls one in dom0
+  const seen: string[] = [];
+  const agentPath = join(yes.dir, 'policy.Ask');
+  const answers = ['allow:dom0', 'deny', 'allow:vault', 'maybe'];
+  const server = createServer({ allowHalfOpen: true }, (s) => {
+    let got = '';
+    s.on('data', (d) => (got += d));
+    s.on('end', () => { seen.push(got); s.end(answers[seen.length - 1]); });
+  });
+  await new Promise<void>((r) => server.listen(agentPath, r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const viaSocket = await startDaemon(t, socketAskAgent(agentPath));
+  t.equal(await exchange(viaSocket.sock, list), 'user=DEFAULT\nresult=allow\ntarget=dom0\nautostart=True\nrequested_target=vault');
+  t.equal(seen[0], 'policy.Ask dom0 name dom0\0{"source":"work","service":"admin.vm.List","argument":"+","targets":["dom0"],"default_target":"","icons":{}}');
+  t.equal(await exchange(viaSocket.sock, list), 'result=deny', 'deny');
+  t.equal(await exchange(viaSocket.sock, list), 'result=deny', 'a target that was not offered');
+  t.equal(await exchange(viaSocket.sock, list), 'result=deny', 'an answer that is neither');
 });
 
 t.test('policy.EvalSimple socket service', async (t) => {

@@ -102,3 +102,41 @@ export function exceptionOf(reply: Buffer): { type: string; message: string } | 
   const [type, , message] = reply.subarray(2).toString('utf8').split('\0');
   return { type: type!, message: message! };
 }
+
+export interface StackRun { output(): string; waitFor(re: RegExp, ms?: number): Promise<string>; stop(): Promise<void> }
+
+/** bin/qubes-stack on an installation under `prefix`, ready; output is its standard output and error together. */
+export async function runStack(prefix: string, args: string[] = []): Promise<StackRun> {
+  const stack = spawnPlain(process.execPath, [join(BIN, 'qubes-stack'), '--prefix', prefix, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  stack.stdout!.on('data', (d) => { output += d; });
+  stack.stderr!.on('data', (d) => { output += d; });
+  const exited = new Promise<void>((r) => stack.once('exit', () => r()));
+  // a test runner timeout must not leave the stack running
+  process.once('exit', () => { if (stack.exitCode === null) stack.kill('SIGTERM'); });
+  const waitFor = async (re: RegExp, ms = 30_000): Promise<string> => {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const m = re.exec(output);
+      if (m) return m[0];
+      if (stack.exitCode !== null || Date.now() > deadline) throw new Error(`no ${re} from the stack:\n${output}`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  };
+  await waitFor(/qubes-stack: ready/);
+  return {
+    output: () => output,
+    waitFor,
+    stop: async () => { if (stack.exitCode === null) stack.kill('SIGTERM'); await exited; },
+  };
+}
+
+/** Poll until `read()` matches `re` (a log written asynchronously). */
+export async function eventually(read: () => string, re: RegExp, ms = 10_000): Promise<string> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const text = read();
+    if (re.test(text) || Date.now() > deadline) return text;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}

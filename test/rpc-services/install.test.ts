@@ -76,3 +76,13 @@ t.test('a reinstall keeps the administrator\'s include files', async (t) => {
   t.equal(readFileSync(inc, 'utf8'), 'admin.vm.List * mgmt @tag:x allow target=dom0\n');
   t.ok(lstatSync(join(prefix, 'etc', 'qubes-rpc', 'admin.vm.List')).isSymbolicLink());
 });
+
+t.test('the ask agent goes to the policy daemon\'s unit; an unknown one is refused', async (t) => {
+  const p4 = join(prefix, 'asking');
+  install({ prefix: p4, ask: "command:/opt/my agent's" });
+  const unit = readFileSync(join(p4, 'usr', 'lib', 'systemd', 'system', 'qubes-qrexec-policy-daemon.service'), 'utf8');
+  t.match(unit, / --ask-command "'\/opt\/my agent'\\\\''s'"\n/, 'quoted for systemd around the word sh -c gets');
+  install({ prefix: p4, ask: 'deny' });
+  t.notMatch(readFileSync(join(p4, 'usr', 'lib', 'systemd', 'system', 'qubes-qrexec-policy-daemon.service'), 'utf8'), /--ask/);
+  t.throws(() => install({ prefix: join(prefix, 'bad-ask'), ask: 'maybe' }), /unknown ask agent "maybe"/);
+});
