@@ -4,7 +4,7 @@
 // reading a qube's state never asks the hypervisor. After qubesd restarts, or
 // libvirtd does, the backend's resync tells what runs now and the model is
 // reconciled without touching any running qube.
-import { QubesError, QubesException, QubesVMInUseError, QubesVMNotPausedError, QubesVMNotRunningError, QubesVMNotStartedError, QubesVMShutdownTimeoutError } from '../api/errors.js';
+import { QubesError, QubesException, replyError, QubesVMInUseError, QubesVMNotPausedError, QubesVMNotRunningError, QubesVMNotStartedError, QubesVMShutdownTimeoutError } from '../api/errors.js';
 import type { QubesApp, Vm, PowerState } from '../model/app.js';
 import type { DomainSpec, DiskSpec, DomainStatus, HypervisorBackend, LifecycleEvent } from '../hypervisor/index.js';
 import type { StorageManager } from '../storage/index.js';
@@ -226,7 +226,7 @@ export class Lifecycle {
         this.fire(vm, 'domain-pre-spawn', [['start_guid', 'True']]);
         await this.backend.start(spec);
       } catch (e) {
-        const msg = e instanceof QubesError ? e.message : (e as Error).message;
+        const msg = replyError(e)[1];
         this.fire(vm, 'domain-start-failed', [['reason', msg]]);
         try { await this.o.storage?.stopVolumes(vm as never); } catch { /* keep the first error */ }
         if (e instanceof QubesError && e.type !== 'QubesVMError') throw e;
@@ -279,7 +279,7 @@ export class Lifecycle {
         throw QubesVMShutdownTimeoutError(vm.name);
       }
     } catch (e) {
-      this.fire(vm, 'domain-shutdown-failed', [['reason', (e as Error).message]]);
+      this.fire(vm, 'domain-shutdown-failed', [['reason', replyError(e)[1]]]);
       throw e;
     }
   }
