@@ -135,7 +135,7 @@ export async function loadProfile(name: string, dir = DEFAULT_PROFILE_DIR): Prom
     // Qubes checks os.path.exists() first: any name that leads to no file is a missing profile
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENAMETOOLONG' || code === 'ENOTDIR' || code === 'ELOOP') throw new ProfileNotFoundError(name);
-    throw new ProfileError(`${name}.conf`, undefined, `cannot be read: ${systemErrorWords(err)}`);
+    throw new ProfileError(`${name}.conf`, undefined, systemErrorWords(err));
   }
   return parseProfileText(text, file);
 }
