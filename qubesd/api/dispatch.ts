@@ -125,7 +125,8 @@ export class Dispatcher {
     } catch (e) {
       const [type, message] = replyError(e);
       if (!(e instanceof QubesError)) this.o.audit.info('unhandled error in handler', { method: rec.method, stack: (e as Error)?.stack });
-      if (!eventsSent) res.write(exceptionFrame(type, message));
+      // after events too: Qubes ends a stream that fails with the exception
+      res.write(exceptionFrame(type, message));
       res.end();
       this.o.audit.call({ ...rec, outcome: type, message, ms: performance.now() - t0 });
     }

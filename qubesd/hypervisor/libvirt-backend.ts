@@ -116,6 +116,16 @@ export class LibvirtBackend extends EventEmitter implements HypervisorBackend {
     }
   }
 
+  async consoleTty(name: string): Promise<string> {
+    let xml: string;
+    try {
+      xml = await this.client.getXmlDesc(await this.client.lookupByName(name));
+    } catch (e) { throw mapError(e, null, name); }
+    // libvirt's live XML names the allocated pty: <console type='pty' tty='/dev/pts/N'>
+    const m = /<console\b[^>]*?\btty=(['"])([^'"]*)\1/.exec(xml);
+    return m ? m[2]! : '';
+  }
+
   async define(spec: DomainSpec): Promise<void> {
     const xml = this.xmlFor(spec);
     try { await this.client.defineXml(xml); } catch (e) { throw mapError(e, null, spec.name); }
