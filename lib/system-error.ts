@@ -55,6 +55,8 @@ export function systemErrorWords(e: unknown): string {
 const NODE_CODE = /\b(E[A-Z0-9]{2,}): /g;
 const NODE_TAIL = /^, [a-z_]+(?: '[^']*'(?: -> '[^']*')?)?/;
 const SPAWN_TEXT = /\bspawn \S+ (E[A-Z0-9]{2,})\b/g;
+// a socket's: "connect ENOENT /run/x.sock", "read ECONNRESET"
+const SOCKET_TEXT = /\b(?:read|write|connect|accept|listen|bind|shutdown) (E[A-Z0-9]{2,})\b(?: \/\S*)?/g;
 const ERRNO_TEXT = /\[Errno -?\d+\] ([^:'\n]+)(?:: '[^']*'(?: -> '[^']*')?)?/g;
 
 /** Replace Node's (and Python's) rendering of system errors in a message by their words. */
@@ -75,5 +77,6 @@ export function scrubSystemErrorText(message: string): string {
   }
   out += message.slice(last);
   return out.replace(SPAWN_TEXT, (_m, code: string) => `cannot run the program: ${errnoWords(code)}`)
+    .replace(SOCKET_TEXT, (_m, code: string) => errnoWords(code))
     .replace(ERRNO_TEXT, (_m, words: string) => words.trim());
 }
