@@ -17,6 +17,7 @@ import { backendConfigFromOptions, createBackend } from './hypervisor/index.js';
 import { Lifecycle, attachLifecycle } from './lifecycle/controller.js';
 import { BackupService, attachBackups } from './backup/service.js';
 import { QubeServices } from './qrexec/run-service.js';
+import { ConnectionLimits } from './connection-limits.js';
 
 export interface DaemonOptions {
   store: string;
@@ -35,6 +36,12 @@ export interface DaemonOptions {
   /** per-qube service directories standing in for guests' qrexec agents */
   guestServicesDir: string | null;
   log: string;
+  /** open connections per socket (default: from the descriptor limit) */
+  maxConnections?: number;
+  /** bytes an event stream may have waiting for a client that does not read */
+  streamBuffer?: number;
+  /** bytes all event streams together may have waiting */
+  streamBufferTotal?: number;
 }
 
 const USAGE = `usage: qubesd [--store FILE] [--base-dir DIR] [--socket-dir DIR]
@@ -42,7 +49,17 @@ const USAGE = `usage: qubesd [--store FILE] [--base-dir DIR] [--socket-dir DIR]
               [--sim-state-file FILE]
               [--policy-dir DIR] [--runtime-policy-dir DIR]
               [--backup-profile-dir DIR] [--services-dir DIR]... [--guest-services-dir DIR]
-              [--log stderr|none|FILE]`;
+              [--log stderr|none|FILE] [--max-connections N]
+              [--stream-buffer BYTES] [--stream-buffer-total BYTES]`;
+
+/** A positive byte count, with an optional K/M/G suffix (powers of 1024). */
+function parseSize(opt: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const m = /^(\d+)([KMG]?)$/i.exec(v);
+  const n = m ? Number(m[1]) * 1024 ** ' KMG'.indexOf((m[2] || ' ').toUpperCase()) : NaN;
+  if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`--${opt}: expected a positive number (with K, M or G), got ${JSON.stringify(v)}`);
+  return n;
+}
 
 export function parseDaemonArgs(argv: string[]): DaemonOptions {
   const { values } = parseArgs({
@@ -53,6 +70,7 @@ export function parseDaemonArgs(argv: string[]): DaemonOptions {
       'policy-dir': { type: 'string' }, 'runtime-policy-dir': { type: 'string' },
       'backup-profile-dir': { type: 'string' }, 'services-dir': { type: 'string', multiple: true },
       'guest-services-dir': { type: 'string' }, log: { type: 'string' }, help: { type: 'boolean' },
+      'max-connections': { type: 'string' }, 'stream-buffer': { type: 'string' }, 'stream-buffer-total': { type: 'string' },
     },
     strict: true,
   });
@@ -74,6 +92,9 @@ export function parseDaemonArgs(argv: string[]): DaemonOptions {
     servicesDirs: (values['services-dir'] ?? ['/etc/qubes-rpc']).map((d) => resolve(d)),
     guestServicesDir: values['guest-services-dir'] ? resolve(values['guest-services-dir']) : null,
     log: values.log ?? 'stderr',
+    maxConnections: parseSize('max-connections', values['max-connections']),
+    streamBuffer: parseSize('stream-buffer', values['stream-buffer']),
+    streamBufferTotal: parseSize('stream-buffer-total', values['stream-buffer-total']),
   };
 }
 
@@ -120,9 +141,13 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
   const adminSocket = join(o.socketDir, 'qubesd.sock');
   const internalSocket = join(o.socketDir, 'qubesd.internal.sock');
   const servers: Array<[net.Server, string]> = [];
+  const limits = new ConnectionLimits({
+    maxConnections: o.maxConnections, streamBuffer: o.streamBuffer, streamBufferTotal: o.streamBufferTotal,
+    log: (msg, extra) => audit.info(msg, extra),
+  });
   try {
-    servers.push([await listen(adminSocket, new Dispatcher({ ...common, socket: 'admin', filterFor: policy.factory })), adminSocket]);
-    servers.push([await listen(internalSocket, new Dispatcher({ ...common, socket: 'internal' })), internalSocket]);
+    servers.push([await listen(adminSocket, new Dispatcher({ ...common, socket: 'admin', filterFor: policy.factory }), limits.forSocket('admin')), adminSocket]);
+    servers.push([await listen(internalSocket, new Dispatcher({ ...common, socket: 'internal' }), limits.forSocket('internal')), internalSocket]);
   } catch (e) {
     for (const [s, p] of servers) await closeServer(s, p);
     await lifecycle.close();

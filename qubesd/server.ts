@@ -5,6 +5,7 @@ import net from 'node:net';
 import { chmodSync, existsSync, unlinkSync } from 'node:fs';
 import { MAX_REQUEST } from '../lib/protocol/request.js';
 import type { Dispatcher, Responder } from './api/dispatch.js';
+import type { SocketLimits } from './connection-limits.js';
 
 export class SocketInUseError extends Error {}
 
@@ -24,13 +25,14 @@ const CONNECTIONS = new WeakMap<net.Server, Set<net.Socket>>();
 /** How long a client may take to send its whole request. */
 export const REQUEST_TIMEOUT_MS = 30_000;
 
-export async function listen(path: string, dispatcher: Dispatcher): Promise<net.Server> {
+export async function listen(path: string, dispatcher: Dispatcher, limits?: SocketLimits): Promise<net.Server> {
   await claimSocketPath(path);
   const open = new Set<net.Socket>();
   const server = net.createServer({ allowHalfOpen: true }, (sock) => {
     open.add(sock);
     sock.once('close', () => open.delete(sock));
-    serveConnection(sock, dispatcher);
+    if (limits && !limits.admit(sock)) return;
+    serveConnection(sock, dispatcher, limits);
   });
   CONNECTIONS.set(server, open);
   await new Promise<void>((resolve, reject) => {
@@ -41,7 +43,7 @@ export async function listen(path: string, dispatcher: Dispatcher): Promise<net.
   return server;
 }
 
-function serveConnection(sock: net.Socket, dispatcher: Dispatcher): void {
+function serveConnection(sock: net.Socket, dispatcher: Dispatcher, limits?: SocketLimits): void {
   const chunks: Buffer[] = [];
   let size = 0;
   let dropped = false;
@@ -52,7 +54,7 @@ function serveConnection(sock: net.Socket, dispatcher: Dispatcher): void {
   let ac: AbortController | null = null;
   let closed = false;
   const res: Responder = {
-    write: (frame) => (sock.destroyed ? false : (sock.write(frame), true)),
+    write: (frame) => (sock.destroyed ? false : (limits ? limits.write(sock, frame) : sock.write(frame), true)),
     end: () => { if (!sock.destroyed) sock.end(); },
     abort: () => { sock.destroy(); },
     get signal() {
@@ -68,12 +70,14 @@ function serveConnection(sock: net.Socket, dispatcher: Dispatcher): void {
   });
   // A client that never finishes its request would hold a connection (and a
   // file descriptor) forever; one that is done reading is in no hurry.
-  sock.setTimeout(REQUEST_TIMEOUT_MS, () => { if (!requestDone) sock.destroy(); });
+  sock.setTimeout(limits ? limits.requestTimeout(REQUEST_TIMEOUT_MS) : REQUEST_TIMEOUT_MS, () => { if (!requestDone) sock.destroy(); });
   sock.on('end', () => {
     requestDone = true;
     sock.setTimeout(0);
     if (dropped) return;
-    void dispatcher.handle(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size), res);
+    const data = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
+    if (limits && !limits.request(sock, data)) return;
+    void dispatcher.handle(data, res);
   });
   sock.on('close', () => { closed = true; ac?.abort(); });
   sock.on('error', () => { /* peer vanished; 'close' follows */ });

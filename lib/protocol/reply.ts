@@ -14,14 +14,26 @@ export function okFrame(content: string | Buffer | null | undefined): Buffer {
   return out;
 }
 
+/**
+ * A field of an EXCEPTION or EVENT frame can never carry NUL: the client
+ * splits frames at NUL, so one inside a field (a name echoed from an
+ * untrusted payload, say) would shift every later field. Qubes sends such
+ * text raw; here it goes out as Python's repr() spells the character.
+ * Values are refused where they are validated; this is the last line of
+ * defence.
+ */
+export function frameField(s: string): string {
+  return s.includes('\0') ? s.replaceAll('\0', '\\x00') : s;
+}
+
 export function exceptionFrame(type: string, message: string, traceback = ''): Buffer {
-  return Buffer.concat([Buffer.from([EXCEPTION, 0]), Buffer.from(`${type}\0${traceback}\0${message}\0`, 'utf8')]);
+  return Buffer.concat([Buffer.from([EXCEPTION, 0]), Buffer.from(`${frameField(type)}\0${frameField(traceback)}\0${frameField(message)}\0`, 'utf8')]);
 }
 
 /** kwargs are written in insertion order, as Python keeps them. */
 export function eventFrame(subject: string, event: string, kwargs: ReadonlyArray<readonly [string, string]> = []): Buffer {
-  let s = `${subject}\0${event}\0`;
-  for (const [k, v] of kwargs) s += `${k}\0${v}\0`;
+  let s = `${frameField(subject)}\0${frameField(event)}\0`;
+  for (const [k, v] of kwargs) s += `${frameField(k)}\0${frameField(v)}\0`;
   s += '\0';
   return Buffer.concat([Buffer.from([EVENT, 0]), Buffer.from(s, 'utf8')]);
 }

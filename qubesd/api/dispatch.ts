@@ -5,7 +5,7 @@
 // rules, then the handler. After the handler, whatever it changed is made
 // durable before the reply goes out.
 import { lookupMethod, type MethodSpec } from './methods.js';
-import { QubesError, ProtocolError, pyRepr, QubesVMInvalidUUIDError, QubesVMNotFoundError } from './errors.js';
+import { QubesError, ProtocolError, pyRepr, replyError, QubesVMInvalidUUIDError, QubesVMNotFoundError } from './errors.js';
 import type { Call, CallFilter, Handlers } from './call.js';
 import { FramingError, parseRequest } from '../../lib/protocol/request.js';
 import { eventFrame, exceptionFrame, okFrame } from '../../lib/protocol/reply.js';
@@ -123,10 +123,10 @@ export class Dispatcher {
       res.end();
       this.o.audit.call({ ...rec, outcome: eventsSent ? 'events' : 'ok', ms: performance.now() - t0 });
     } catch (e) {
-      const [type, message] = e instanceof QubesError ? [e.type, e.message]
-        : ['QubesException', `internal error: ${(e as Error)?.message ?? String(e)}`];
+      const [type, message] = replyError(e);
       if (!(e instanceof QubesError)) this.o.audit.info('unhandled error in handler', { method: rec.method, stack: (e as Error)?.stack });
-      if (!eventsSent) res.write(exceptionFrame(type, message));
+      // after events too: Qubes ends a stream that fails with the exception
+      res.write(exceptionFrame(type, message));
       res.end();
       this.o.audit.call({ ...rec, outcome: type, message, ms: performance.now() - t0 });
     }

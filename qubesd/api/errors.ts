@@ -2,6 +2,7 @@
 // protocol: the EXCEPTION frame carries it, and the Qubes client turns it back
 // into the exception class of the same name. So each type here is named
 // exactly as Qubes names it, and messages follow Qubes' wording.
+import { scrubSystemErrorText } from '../../lib/system-error.js';
 
 export class QubesError extends Error {
   /** The exception type name sent on the wire. */
@@ -10,6 +11,18 @@ export class QubesError extends Error {
     super(message);
     this.type = type;
   }
+}
+
+/**
+ * What a client is told about an error (in a reply or an event). An error
+ * that is not a Qubes exception is a bug or a system failure: its text
+ * (Node's error codes, paths, internals) belongs in the log only. A Qubes
+ * exception built from a system error keeps the words, never Node's
+ * rendering of it.
+ */
+export function replyError(e: unknown): [type: string, message: string] {
+  if (e instanceof QubesError) return [e.type, scrubSystemErrorText(e.message)];
+  return ['QubesException', 'An internal error occurred in qubesd; see its log'];
 }
 
 /** Python's repr() of a str, as Qubes puts names in messages ('name'). */

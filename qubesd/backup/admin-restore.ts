@@ -58,6 +58,8 @@ export interface AdminRestoreOptions {
   onProgress?: (phase: 'verify' | 'restore', fraction: number) => void;
   /** problems that do not stop the restore (a property the system refuses...) */
   onWarning?: (message: string) => void;
+  /** compression filters accepted on top of Qubes' list (bare program names) */
+  extraFilters?: readonly string[];
 }
 
 export interface RestoredQube { backupName: string; name: string; klass: string; files: string[] }
@@ -83,9 +85,9 @@ export async function restoreThroughAdminApi(archive: string, o: AdminRestoreOpt
   const call = (method: string, dest: string, arg = '', payload: Buffer | string = '') => adminCall(o.socket, method, dest, arg, payload);
   const warn = (m: string) => o.onWarning?.(m);
 
-  const listing = await listBackup(archive, { passphrase: o.passphrase });
+  const listing = await listBackup(archive, { passphrase: o.passphrase, extraFilters: o.extraFilters ?? [] });
   const doc = parseQubesXml(listing.qubesXml);
-  await verifyBackup(archive, { passphrase: o.passphrase, ...(o.qubes ? { qubes: o.qubes } : {}), onProgress: (f) => o.onProgress?.('verify', f) });
+  await verifyBackup(archive, { passphrase: o.passphrase, extraFilters: o.extraFilters ?? [], ...(o.qubes ? { qubes: o.qubes } : {}), onProgress: (f) => o.onProgress?.('verify', f) });
 
   const wanted = listing.qubes.filter((q) => q.klass !== 'AdminVM' && (!o.qubes?.length || o.qubes.includes(q.name)));
   if (o.qubes?.includes('dom0')) throw new Error('restoring the dom0 home directory is not supported');
@@ -148,7 +150,7 @@ export async function restoreThroughAdminApi(archive: string, o: AdminRestoreOpt
       if (d.devices.some((x) => /<device\b/.test(x))) warn(`${q.name}: device assignments are not restored`);
     }
 
-    await streamBackup(archive, { passphrase: o.passphrase, qubes: wanted.map((q) => q.name), onProgress: (f) => o.onProgress?.('restore', f) },
+    await streamBackup(archive, { passphrase: o.passphrase, extraFilters: o.extraFilters ?? [], qubes: wanted.map((q) => q.name), onProgress: (f) => o.onProgress?.('restore', f) },
       () => undefined,
       async (q: BackedUpQube, file: string, size: number, stream: NodeJS.ReadableStream) => {
         const name = newName.get(q.name)!;

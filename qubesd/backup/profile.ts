@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import AjvModule, { type ErrorObject } from 'ajv';
 import { parseDocument } from 'yaml';
 import { KNOWN_COMPRESSION_FILTERS, OPTIONAL_COMPRESSION_FILTERS } from './format.js';
+import { systemErrorWords } from '../../lib/system-error.js';
 
 export const DEFAULT_PROFILE_DIR = '/etc/qubes/backup';
 
@@ -23,7 +24,7 @@ export interface BackupProfile {
 }
 
 export class ProfileError extends Error {
-  constructor(readonly file: string, readonly key: string | undefined, detail: string) {
+  constructor(readonly file: string, readonly key: string | undefined, readonly detail: string) {
     super(`${file}: ${key ? `${key}: ` : ''}${detail}`);
     this.name = 'ProfileError';
   }
@@ -131,8 +132,10 @@ export async function loadProfile(name: string, dir = DEFAULT_PROFILE_DIR): Prom
   try {
     text = await fsp.readFile(file, 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new ProfileNotFoundError(name);
-    throw err;
+    // Qubes checks os.path.exists() first: any name that leads to no file is a missing profile
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENAMETOOLONG' || code === 'ENOTDIR' || code === 'ELOOP') throw new ProfileNotFoundError(name);
+    throw new ProfileError(`${name}.conf`, undefined, systemErrorWords(err));
   }
   return parseProfileText(text, file);
 }

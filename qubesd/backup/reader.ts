@@ -5,7 +5,7 @@
 // complete; any deviation is a typed BackupError.
 import { once } from 'node:events';
 import { PassThrough, Readable } from 'node:stream';
-import { decompressor } from './compress.js';
+import { decompressor, isFilterName } from './compress.js';
 import {
   CHUNK_SIZE, HEADER_HMAC_NAME, HEADER_MAX_SIZE, HEADER_NAME, KNOWN_COMPRESSION_FILTERS, OPTIONAL_COMPRESSION_FILTERS, QUBES_XML_NAME,
   BackupFormatError, chunkPassphrase, headerPassphrase, parseHeader, type BackupHeader,
@@ -31,8 +31,11 @@ export interface ReadOptions {
   /** Largest chunk (plaintext) accepted; the whole chunk is held in memory
    * while it is authenticated. */
   maxChunkSize?: number;
-  /** Compression filters a backup header may name (Qubes' list by default). */
+  /** Compression filters a backup header may name (Qubes' list by default);
+   * bare program names only (anything else is ignored), run from PATH. */
   allowedFilters?: readonly string[];
+  /** Names accepted on top of those (e.g. what `qvm-backup --compress-filter` users chose). */
+  extraFilters?: readonly string[];
   /** Archive bytes consumed so far. */
   onProgress?: (bytesRead: number) => void;
 }
@@ -165,7 +168,8 @@ export async function readBackup(input: AsyncIterable<Buffer>, opts: ReadOptions
   const passphrase = passphraseBuffer(opts.passphrase);
   const limits = opts.scryptLimits ?? DEFAULT_SCRYPT_LIMITS;
   const maxChunk = (opts.maxChunkSize ?? CHUNK_SIZE) + SCRYPT_OVERHEAD;
-  const allowed = opts.allowedFilters ?? [...KNOWN_COMPRESSION_FILTERS, ...OPTIONAL_COMPRESSION_FILTERS];
+  const allowed = [...(opts.allowedFilters ?? [...KNOWN_COMPRESSION_FILTERS, ...OPTIONAL_COMPRESSION_FILTERS]), ...(opts.extraFilters ?? [])]
+    .filter(isFilterName);
   const src = ByteSource.from(input);
   const state = { endMarkerSeen: false };
   const entries = tarEntries(src, { ignoreZeros: true, state });

@@ -1,17 +1,20 @@
 // qubes-backup-restore ARCHIVE [--passphrase-file F] [--list] [--verify-only] [--dest-dir DIR]
-//                      [--qubesd-socket SOCK [--internal-socket SOCK]] [qube ...]
+//                      [--qubesd-socket SOCK [--internal-socket SOCK]] [--compression-filter NAME]... [qube ...]
 // Lists, verifies, extracts a Qubes backup (format 4), or restores its
 // qubes into a running qubesd through the Admin API. Without
 // --passphrase-file the passphrase is read from stdin (first line).
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { BackupError } from './reader.js';
+import { isFilterName } from './compress.js';
 import { listBackup, restoreToDirectory, verifyBackup } from './restore.js';
 import { restoreThroughAdminApi } from './admin-restore.js';
 import { dirname, join } from 'node:path';
 
 const USAGE = `usage: qubes-backup-restore ARCHIVE [--passphrase-file F] [--list] [--verify-only] [--dest-dir DIR]
-                            [--qubesd-socket SOCK [--internal-socket SOCK]] [qube ...]`;
+                            [--qubesd-socket SOCK [--internal-socket SOCK]] [--compression-filter NAME]... [qube ...]
+--compression-filter NAME: also accept archives compressed with program NAME
+(a bare name found on PATH; gzip, bzip2, xz, lzma, pbzip2, pigz, zstd and zstdmt always are)`;
 
 function readPassphrase(file: string | undefined): string {
   const text = readFileSync(file ?? 0, 'utf8');
@@ -33,6 +36,7 @@ async function main(argv: string[]): Promise<number> {
     parsed = parseArgs({ args: argv, allowPositionals: true, options: {
       'passphrase-file': { type: 'string' }, list: { type: 'boolean' }, 'verify-only': { type: 'boolean' },
       'dest-dir': { type: 'string' }, 'qubesd-socket': { type: 'string' }, 'internal-socket': { type: 'string' },
+      'compression-filter': { type: 'string', multiple: true },
       help: { type: 'boolean', short: 'h' },
     } });
   } catch (err) {
@@ -46,19 +50,25 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`${USAGE}\n(one of --list, --verify-only, --dest-dir or --qubesd-socket is needed)\n`);
     return 2;
   }
+  const extraFilters = values['compression-filter'] ?? [];
+  const badFilter = extraFilters.find((f) => !isFilterName(f));
+  if (badFilter !== undefined) {
+    process.stderr.write(`qubes-backup-restore: --compression-filter takes a program name found on PATH, not ${JSON.stringify(badFilter)}\n`);
+    return 2;
+  }
   const passphrase = readPassphrase(values['passphrase-file']);
   let lastShown = -1;
   const onProgress = process.stderr.isTTY
     ? (f: number) => { const pct = Math.floor(f * 100); if (pct !== lastShown) { lastShown = pct; process.stderr.write(`\r${pct}%`); } }
     : undefined;
   if (values.list) {
-    const l = await listBackup(archive, { passphrase });
+    const l = await listBackup(archive, { passphrase, extraFilters });
     process.stdout.write(`backup-id ${l.header.backupId}, compressed: ${l.header.compressed ? l.header.compressionFilter : 'no'}\n`);
     for (const q of l.qubes) process.stdout.write(`${q.name}\t${q.klass}\t${q.path}\t${human(q.size)}\n`);
     return 0;
   }
   if (values['verify-only']) {
-    const r = await verifyBackup(archive, { passphrase, qubes, onProgress });
+    const r = await verifyBackup(archive, { passphrase, qubes, onProgress, extraFilters });
     if (onProgress) process.stderr.write('\n');
     process.stdout.write(`verified ${r.files.length} files\n`);
     return 0;
@@ -76,7 +86,7 @@ async function main(argv: string[]): Promise<number> {
     };
     const restored = await restoreThroughAdminApi(archive, {
       passphrase, socket, internalSocket: values['internal-socket'] ?? join(dirname(socket), 'qubesd.internal.sock'),
-      qubes, onProgress: progress, onWarning: (m) => process.stderr.write(`\nwarning: ${m}\n`),
+      qubes, extraFilters, onProgress: progress, onWarning: (m) => process.stderr.write(`\nwarning: ${m}\n`),
     });
     if (process.stderr.isTTY) process.stderr.write('\n');
     for (const q of restored) {
@@ -84,7 +94,7 @@ async function main(argv: string[]): Promise<number> {
     }
     return 0;
   }
-  const r = await restoreToDirectory(archive, values['dest-dir']!, { passphrase, qubes, onProgress });
+  const r = await restoreToDirectory(archive, values['dest-dir']!, { passphrase, qubes, onProgress, extraFilters });
   if (onProgress) process.stderr.write('\n');
   for (const q of r.qubes) process.stdout.write(`${q.name}: ${q.files.join(' ')}\n`);
   return 0;

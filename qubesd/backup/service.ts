@@ -12,6 +12,7 @@ import { openSource, planBackup, summaryRows } from './plan.js';
 import { backupSummary } from './summary.js';
 import { commandDestination, dom0PathDestination, runBackup, serviceDestination, type Destination } from './destination.js';
 import type { ScryptParams } from './scrypt-file.js';
+import { isSystemError, scrubSystemErrorText, systemErrorWords } from '../../lib/system-error.js';
 
 export interface BackupServiceOptions {
   profileDir: string;
@@ -40,8 +41,9 @@ export class BackupService {
       return await loadProfile(name, this.o.profileDir);
     } catch (e) {
       if (e instanceof ProfileNotFoundError) throw QubesBackupProfileNotFoundError(name);
-      if (e instanceof ProfileError) throw QubesException(`Invalid backup profile - ${e.message}`);
-      throw QubesException(`Cannot read backup profile ${name}: ${(e as Error).message}`);
+      // named by the profile, not by its path in dom0
+      if (e instanceof ProfileError) throw QubesException(`Invalid backup profile - ${name}.conf: ${e.key ? `${e.key}: ` : ''}${e.detail}`);
+      throw QubesException(`Invalid backup profile - ${name}.conf cannot be read: ${systemErrorWords(e)}`);
     }
   }
 
@@ -121,7 +123,7 @@ export class BackupService {
       }
       if (e instanceof QubesError) throw e;
       this.o.log?.('backup failed', { profile: name, error: (e as Error).message });
-      throw QubesException(`Backup failed: ${(e as Error).message}`);
+      throw QubesException(`Backup failed: ${isSystemError(e) ? systemErrorWords(e) : scrubSystemErrorText((e as Error).message)}`);
     } finally {
       caller?.removeEventListener('abort', onGone);
       this.running.delete(name);
@@ -147,7 +149,7 @@ export class BackupService {
       return await resolvePassphrase(profile, name, (vm, service) => this.o.services.output(vm, service));
     } catch (e) {
       if (e instanceof PassphraseCancelledError) throw e;
-      throw QubesException((e as Error).message);
+      throw QubesException(isSystemError(e) ? systemErrorWords(e) : scrubSystemErrorText((e as Error).message));
     }
   }
 
@@ -160,14 +162,14 @@ export class BackupService {
       try {
         return await dom0PathDestination(path);
       } catch (e) {
-        throw QubesException(`ERROR: ${(e as Error).message}`);
+        throw QubesException(`ERROR: ${isSystemError(e) ? systemErrorWords(e) : scrubSystemErrorText((e as Error).message)}`);
       }
     }
     let call;
     try {
       call = this.o.services.start(vm.name, 'qubes.Backup');
     } catch (e) {
-      throw QubesException(`Writing backup to VM ${vm.name} failed: ${(e as Error).message}`);
+      throw QubesException(`Writing backup to VM ${vm.name} failed: ${isSystemError(e) ? systemErrorWords(e) : scrubSystemErrorText((e as Error).message)}`);
     }
     call.stdout.resume(); // the service's output is not used (Qubes sends it to /dev/null)
     return serviceDestination(call, profile.destinationPath, `VM ${vm.name}`);

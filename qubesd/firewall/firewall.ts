@@ -10,6 +10,7 @@ import { dirname, join } from 'node:path';
 import type { Vm } from '../model/app.js';
 import { defaultRules, FirewallFileError, parseFirewallXml, replaceFile, serializeFirewallXml } from './file.js';
 import { apiRule, isExpired, type Rule } from './rule.js';
+import { systemErrorWords } from '../../lib/system-error.js';
 
 export const FIREWALL_FILE = 'firewall.xml';
 
@@ -110,7 +111,7 @@ function readRules(path: string): Rule[] {
     content = readFileSync(path);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return defaultRules();
-    throw new FirewallFileError(`cannot read ${path}: ${(e as Error).message}`);
+    throw new FirewallFileError(`cannot read firewall.xml: ${systemErrorWords(e)}`);
   }
   return parseFirewallXml(content);
 }

@@ -117,6 +117,8 @@ export interface HypervisorBackend extends EventEmitter {
   wakeup(name: string): Promise<void>;
   /** Stats of every active domain. */
   stats(): Promise<DomainStats[]>;
+  /** The pty of an active domain's console ('' when it has none). */
+  consoleTty?(name: string): Promise<string>;
 }
 
 /** Qubes' mapping of libvirt's state of an *active* domain. */

@@ -14,6 +14,7 @@ import {
 import { domainXml, type DomainSpec, type XmlFlavour } from './domain-xml.js';
 import { LibvirtClient, type LibvirtClientOptions } from './libvirt/client.js';
 import { DomainState, ErrorCode, LibvirtError, LIST_DOMAINS_ACTIVE, StatsType, type LifecycleMessage, type RemoteDomain } from './libvirt/protocol.js';
+import { scrubSystemErrorText } from '../../lib/system-error.js';
 
 export interface LibvirtBackendOptions {
   /** A libvirt URI: "qemu:///system", "qemu+unix:///system?socket=/path", "test:///default", "xen:///system". */
@@ -114,6 +115,16 @@ export class LibvirtBackend extends EventEmitter implements HypervisorBackend {
       if (e instanceof LibvirtError && e.code === ErrorCode.NoDomain) return 'Halted';
       throw mapError(e, null, name);
     }
+  }
+
+  async consoleTty(name: string): Promise<string> {
+    let xml: string;
+    try {
+      xml = await this.client.getXmlDesc(await this.client.lookupByName(name));
+    } catch (e) { throw mapError(e, null, name); }
+    // libvirt's live XML names the allocated pty: <console type='pty' tty='/dev/pts/N'>
+    const m = /<console\b[^>]*?\btty=(['"])([^'"]*)\1/.exec(xml);
+    return m ? m[2]! : '';
   }
 
   async define(spec: DomainSpec): Promise<void> {
@@ -252,7 +263,7 @@ function transitions(before: PowerState | null, after: PowerState | null): Lifec
 function mapError(e: unknown, op: Operation | null, name: string): Error {
   if (e instanceof QubesError || !(e instanceof LibvirtError)) return e as Error;
   let out: QubesError;
-  if (e.domain === 0 && (e.code === ErrorCode.SystemError || e.code === ErrorCode.OperationTimeout)) out = QubesException(e.message);
+  if (e.domain === 0 && (e.code === ErrorCode.SystemError || e.code === ErrorCode.OperationTimeout)) out = QubesException(scrubSystemErrorText(e.message));
   else if (e.code === ErrorCode.NoDomain) out = QubesVMNotFoundError(name);
   else if (e.code === ErrorCode.OperationInvalid && op) out = wrongStateError(op, name);
   else if (e.code === ErrorCode.NoSupport || e.code === ErrorCode.ArgumentUnsupported) out = QubesNotImplementedError(e.message);

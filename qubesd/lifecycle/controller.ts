@@ -4,12 +4,13 @@
 // reading a qube's state never asks the hypervisor. After qubesd restarts, or
 // libvirtd does, the backend's resync tells what runs now and the model is
 // reconciled without touching any running qube.
-import { QubesError, QubesException, QubesVMInUseError, QubesVMNotPausedError, QubesVMNotRunningError, QubesVMNotStartedError, QubesVMShutdownTimeoutError } from '../api/errors.js';
+import { QubesError, QubesException, replyError, QubesVMInUseError, QubesVMNotPausedError, QubesVMNotRunningError, QubesVMNotStartedError, QubesVMShutdownTimeoutError } from '../api/errors.js';
 import type { QubesApp, Vm, PowerState } from '../model/app.js';
 import type { DomainSpec, DiskSpec, DomainStatus, HypervisorBackend, LifecycleEvent } from '../hypervisor/index.js';
 import type { StorageManager } from '../storage/index.js';
 import type { EventKwargs } from '../events/bus.js';
 import { unavailableRequiredDevice } from '../model/devices.js';
+import { truthy } from '../model/values.js';
 
 /** Qubes' disk names for the standard volumes, as its domain XML uses them. */
 const DISK_TARGETS: Record<string, string> = { root: 'xvda', private: 'xvdb', volatile: 'xvdc', kernel: 'xvdd' };
@@ -202,6 +203,11 @@ export class Lifecycle {
 
   async start(vm: Vm): Promise<void> {
     if (!vm.isQubesVM) throw QubesException(`Cannot start ${vm.klass} ${vm.name}`);
+    // Qubes' DispVM.start: its template may have stopped being one meanwhile
+    const dispTemplate = vm.klass === 'DispVM' && vm.has('template') ? vm.vmProp('template') : null;
+    if (dispTemplate && !truthy(dispTemplate.has('template_for_dispvms') ? dispTemplate.prop('template_for_dispvms') : false)) {
+      throw QubesException(`template for disposable (${dispTemplate.name}) needs to have template_for_dispvms=True`);
+    }
     if (vm.power !== 'Halted') return; // Qubes: starting a started qube is a no-op
     const prohibit = vm.getFeature('prohibit-start');
     if (prohibit) {
@@ -226,7 +232,7 @@ export class Lifecycle {
         this.fire(vm, 'domain-pre-spawn', [['start_guid', 'True']]);
         await this.backend.start(spec);
       } catch (e) {
-        const msg = e instanceof QubesError ? e.message : (e as Error).message;
+        const msg = replyError(e)[1];
         this.fire(vm, 'domain-start-failed', [['reason', msg]]);
         try { await this.o.storage?.stopVolumes(vm as never); } catch { /* keep the first error */ }
         if (e instanceof QubesError && e.type !== 'QubesVMError') throw e;
@@ -279,7 +285,7 @@ export class Lifecycle {
         throw QubesVMShutdownTimeoutError(vm.name);
       }
     } catch (e) {
-      this.fire(vm, 'domain-shutdown-failed', [['reason', (e as Error).message]]);
+      this.fire(vm, 'domain-shutdown-failed', [['reason', replyError(e)[1]]]);
       throw e;
     }
   }
@@ -336,6 +342,15 @@ export class Lifecycle {
       return;
     }
     await this.unpause(vm);
+  }
+
+  /** Qubes' admin.vm.Console: the pty of a running qube's console, for the
+   * admin.vm.Console service to connect to ('' when there is none, as for
+   * dom0 and simulated guests). */
+  async consoleTty(vm: Vm): Promise<string> {
+    if (!vm.isRunning()) throw QubesVMNotRunningError(vm.name);
+    if (!vm.isQubesVM || !this.backend.consoleTty) return '';
+    return this.backend.consoleTty(vm.name);
   }
 
   /** Stats of running qubes; at most one hypervisor query per second, whoever asks. */

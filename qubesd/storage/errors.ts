@@ -6,8 +6,9 @@ import { QubesError, pyRepr } from '../api/errors.js';
 export const QubesVolumeRevisionNotFoundError = () => new QubesError('QubesVolumeRevisionNotFoundError', '');
 export const QubesPoolNotFoundError = () => new QubesError('QubesPoolNotFoundError', '');
 export const QubesVolumeNotFoundError = () => new QubesError('QubesVolumeNotFoundError', '');
+/** A KeyError too, without Qubes' __str__ fix: str() is the repr of its message, quotes included. */
 export const QubesVolumeCopyTokenNotFoundError = () =>
-  new QubesError('QubesVolumeCopyTokenNotFoundError', 'Token to clone volume of qube was not found');
+  new QubesError('QubesVolumeCopyTokenNotFoundError', pyRepr('Token to clone volume of qube was not found'));
 export const QubesVolumeCopyInUseError = (vm: string, volume: string) =>
   new QubesError('QubesVolumeCopyInUseError', `Domain volume is being cloned already: ${pyRepr(vm)}:${pyRepr(volume)}`);
 /** Qubes raises Python's NotImplementedError for unsupported volume operations. */

@@ -8,35 +8,21 @@ import { randomBytes } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { QubesError, StoragePoolException } from '../api/errors.js';
+import { systemErrorWords } from '../../lib/system-error.js';
 
 export type CopyMethod = 'reflink' | 'copy';
 /** auto: reflink where the filesystem can, else a sparse copy; always: reflink or fail; never: sparse copy */
 export type ReflinkMode = 'auto' | 'always' | 'never';
 
-const ERRNO_TEXT: Record<string, string> = {
-  ENOSPC: 'No space left on device',
-  EDQUOT: 'Disk quota exceeded',
-  EFBIG: 'File too large',
-  EACCES: 'Permission denied',
-  EPERM: 'Operation not permitted',
-  ENOENT: 'No such file or directory',
-  EEXIST: 'File exists',
-  EROFS: 'Read-only file system',
-  EIO: 'Input/output error',
-  EXDEV: 'Invalid cross-device link',
-  ENOTDIR: 'Not a directory',
-  EISDIR: 'Is a directory',
-};
-
+/** A failed system call in words (no errno code, no path). */
 export function errnoText(e: unknown): string {
-  const err = e as NodeJS.ErrnoException;
-  if (err && typeof err.code === 'string') return ERRNO_TEXT[err.code] ?? err.code;
-  return err instanceof Error ? err.message : String(e);
+  return systemErrorWords(e);
 }
 
 /** Turn an I/O failure into the clean error a client gets. */
 export function ioError(what: string, file: string, e: unknown): Error {
-  return StoragePoolException(`${what} ${file}: ${errnoText(e)}`);
+  // the qube's directory and the file name say which volume; dom0's layout above them is no caller's business
+  return StoragePoolException(`${what} ${path.basename(path.dirname(file))}/${path.basename(file)}: ${errnoText(e)}`);
 }
 
 export function tempNameFor(dst: string): string {

@@ -5,6 +5,7 @@
 import * as fsp from 'node:fs/promises';
 import type { StorageManager } from './manager.js';
 import type { StorageVm } from './model-view.js';
+import { replyError } from '../api/errors.js';
 
 const ZERO = Buffer.alloc(4096);
 
@@ -81,7 +82,7 @@ export async function importFromStream(manager: StorageManager, vm: StorageVm, v
   try {
     result = await copyStreamInto(input, target.path, target.size, opts);
   } catch (e) {
-    result = { ok: false, bytes: 0, error: (e as Error).message };
+    result = { ok: false, bytes: 0, error: replyError(e)[1] };
   }
   await manager.importEnd(vm, volume, result.ok, result.ok ? '' : result.error);
   return { bytes: result.bytes };

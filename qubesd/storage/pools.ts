@@ -13,6 +13,7 @@ import { ensureDir, fsUsage, supportsReflink, type CopyMethod } from './fileops.
 import type { StorageVm } from './model-view.js';
 import { isSafeComponent, isWithin, realpathLoose } from './paths.js';
 import { FileVolume, KernelVolume, ReflinkVolume, type Volume, type VolumePool } from './volumes.js';
+import { systemErrorWords } from '../../lib/system-error.js';
 
 /** A driver's constructor parameters, as admin.pool.ListDrivers shows them: name -> required? */
 export interface DriverInfo {
@@ -137,7 +138,7 @@ export abstract class DirPool extends Pool {
     try { await fsp.mkdir(this.dirPath, { mode: 0o775 }); created = true; } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code === 'ENOENT') throw StoragePoolException(`Cannot create pool directory ${this.dirPath}: its parent directory does not exist`);
-      if (code !== 'EEXIST') throw StoragePoolException(`Cannot create pool directory ${this.dirPath}: ${(e as Error).message}`);
+      if (code !== 'EEXIST') throw StoragePoolException(`Cannot create pool directory ${this.dirPath}: ${systemErrorWords(e)}`);
       if (!(await fsp.stat(this.dirPath)).isDirectory()) throw StoragePoolException(`Cannot use ${this.dirPath} as a pool directory: not a directory`);
     }
     return created;

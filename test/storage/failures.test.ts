@@ -45,7 +45,7 @@ t.test('disk full (8 MiB tmpfs): import, clone and start fail cleanly, data inta
   await t.rejects(m.cloneTo(vm, 'private', token), { type: 'StoragePoolException', message: /Error while copying .* No space left on device/ });
   t.equal(head(priv, 7), 'KEEP-ME', 'clone on a full disk: old data intact');
   t.equal(attrsOf(vm, 'private').get('size'), String(5 * MiB));
-  await t.rejects(m.cloneTo(vm, 'private', token), { type: 'QubesVolumeCopyTokenNotFoundError', message: 'Token to clone volume of qube was not found' }, 'the token was spent by the failed clone');
+  await t.rejects(m.cloneTo(vm, 'private', token), { type: 'QubesVolumeCopyTokenNotFoundError', message: "'Token to clone volume of qube was not found'" }, 'the token was spent by the failed clone');
 
   await t.rejects(m.startVolumes(vm), { type: 'StoragePoolException', message: /No space left on device/ });
   t.notOk(existsSync(join(mnt.dir, 'pool/appvms/tiny/private-cow.img')), 'a failed start leaves no running images');

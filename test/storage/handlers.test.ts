@@ -104,11 +104,11 @@ t.test('admin.vm.volume.* replies', async (t) => {
 
   const token = String(await call(app, 'admin.vm.volume.CloneFrom', tpl, 'private'));
   t.match(token, /^[A-Za-z0-9]{32}$/);
-  t.equal(await err(call(app, 'admin.vm.volume.CloneTo', work, 'private', 'wrong')), 'QubesVolumeCopyTokenNotFoundError: Token to clone volume of qube was not found');
+  t.equal(await err(call(app, 'admin.vm.volume.CloneTo', work, 'private', 'wrong')), "QubesVolumeCopyTokenNotFoundError: 'Token to clone volume of qube was not found'");
   t.equal(await err(call(app, 'admin.vm.volume.CloneTo', work, 'private', Buffer.from([0xff]))), 'ProtocolError: Token contains non-ASCII characters');
   t.equal(await call(app, 'admin.vm.volume.CloneTo', work, 'private', token + '\n'), undefined);
   t.equal(statSync(join(base, 'appvms/work/private.img')).size, 2 * 1024 ** 3, 'the clone has the source size');
-  t.equal(await err(call(app, 'admin.vm.volume.CloneTo', work, 'private', token)), 'QubesVolumeCopyTokenNotFoundError: Token to clone volume of qube was not found', 'one-time token');
+  t.equal(await err(call(app, 'admin.vm.volume.CloneTo', work, 'private', token)), "QubesVolumeCopyTokenNotFoundError: 'Token to clone volume of qube was not found'", 'one-time token');
   const t2 = String(await call(app, 'admin.vm.volume.CloneFrom', work, 'root'));
   t.equal(await err(call(app, 'admin.vm.volume.CloneTo', tpl, 'private', t2)), 'StoragePoolException: Can not import snapshot volume appvms/work/root in to pool vm-templates/tpl/private ');
 

@@ -8,6 +8,7 @@ import { firewallOf, type Firewall } from '../../firewall/firewall.js';
 import { FirewallFileError } from '../../firewall/file.js';
 import { parseApiRule, RuleError, type Rule } from '../../firewall/rule.js';
 import { pySplitLines } from '../../firewall/pytext.js';
+import { systemErrorWords } from '../../../lib/system-error.js';
 
 function firewall(call: Call): Firewall {
   let fw: Firewall | null;
@@ -31,13 +32,6 @@ function parseRules(payload: Buffer): Rule[] {
   }
 }
 
-/** Python's OSError text: "[Errno 2] No such file or directory: '/path'". */
-function osErrorText(e: NodeJS.ErrnoException): string {
-  const m = /^[A-Z0-9]+: ([^,]*)/.exec(e.message);
-  const what = m ? m[1]!.charAt(0).toUpperCase() + m[1]!.slice(1) : e.message;
-  return e.errno !== undefined ? `[Errno ${Math.abs(e.errno)}] ${what}${e.path ? `: '${e.path}'` : ''}` : e.message;
-}
-
 export const handlers: Handlers = {
   'admin.vm.firewall.Get': (call) => firewall(call).apiText(),
 
@@ -47,7 +41,8 @@ export const handlers: Handlers = {
     try {
       await fw.replace(rules);
     } catch (e) {
-      throw QubesException(`firewall save error: ${osErrorText(e as NodeJS.ErrnoException)}`);
+      // Qubes shows Python's OSError here (errno and path): the words are enough
+      throw QubesException(`firewall save error: ${systemErrorWords(e)}`);
     }
   },
 

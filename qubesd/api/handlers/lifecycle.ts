@@ -4,7 +4,7 @@
 // with the hypervisor.
 import { mkdir } from 'node:fs/promises';
 import type { Call, Handlers } from '../call.js';
-import { PermissionDenied, ProtocolError, QubesException, pyRepr } from '../errors.js';
+import { PermissionDenied, ProtocolError, QubesException, QubesVMError, QubesVMNotHaltedError, QubesVMNotRunningError, pyRepr } from '../errors.js';
 import { lifecycleOf } from '../../lifecycle/controller.js';
 import type { Vm } from '../../model/app.js';
 import { truthy } from '../../model/values.js';
@@ -13,9 +13,22 @@ import { cloneFirewall } from '../../firewall/firewall.js';
 
 const SHUTDOWN_ARGS = ['force', 'wait'];
 
+/**
+ * dom0 is Qubes' AdminVM, a "fake domain": start says it is not halted,
+ * shutdown, kill and suspend refuse with QubesVMError. (AdminVM has no
+ * pause, unpause or resume at all, so Qubes drops those connections; the
+ * same refusal in words is the useful answer.)
+ */
+function refuseOnDom0(call: Call, verb: string): void {
+  if (call.dest.klass !== 'AdminVM') return;
+  if (verb === 'start') throw QubesVMNotHaltedError(call.dest.name, 'Cannot start Dom0 fake domain!');
+  throw QubesVMError(`Cannot ${verb} Dom0 fake domain!`);
+}
+
 function shutdown(call: Call): Promise<void> {
   const args = call.arg ? call.arg.split('+') : [];
   if (!args.every((a) => SHUTDOWN_ARGS.includes(a))) throw ProtocolError(`Argument must match: ${SHUTDOWN_ARGS.join(', ')}`);
+  refuseOnDom0(call, 'shutdown');
   return lifecycleOf(call.app).shutdown(call.dest, args.includes('force'), args.includes('wait'));
 }
 
@@ -37,14 +50,14 @@ async function createDisposable(call: Call): Promise<string> {
   const appvm: Vm | null = call.dest.name === 'dom0'
     ? (call.source.has('default_dispvm') ? call.source.vmProp('default_dispvm') : app.globalVm('default_dispvm'))
     : call.dest;
-  if (!appvm) throw QubesException('No disposable template set');
+  // Qubes' DispVM.can_gen_disposable: no template at all gets the same words
+  const refuse = () => QubesException('Refusing to create disposable out of app qube which has template_for_dispvms=False');
+  if (!appvm) throw refuse();
   if (call.arg === 'preload') {
     app.events.fire(appvm.name, 'domain-preload-dispvm-start', [['reason', 'autostart was requested']]);
     return '';
   }
-  if (!appvm.has('template_for_dispvms') || !truthy(appvm.prop('template_for_dispvms'))) {
-    throw QubesException('Refusing to create DispVM out of this AppVM, because template_for_dispvms=False');
-  }
+  if (!appvm.has('template_for_dispvms') || !truthy(appvm.prop('template_for_dispvms'))) throw refuse();
   const dispid = freeDispid(call);
   const label = appvm.label;
   if (!label) throw QubesException(`disposable template ${appvm.name} has no label`);
@@ -73,6 +86,9 @@ async function stats(call: Call): Promise<void> {
   call.sendEvent('', 'connection-established');
   const prev = new Map<string, { at: number; cpu: number }>();
   while (!call.signal.aborted) {
+    // Qubes asks the hypervisor about that one qube, which has no domain id
+    // unless it runs (or is paused): the stream ends with the exception
+    if (only && (only.xid < 0 || !only.isRunning())) throw QubesVMNotRunningError(only.name);
     const now = Date.now();
     for (const s of await lc.stats()) {
       const vm = app.getVm(s.name);
@@ -105,13 +121,14 @@ async function stats(call: Call): Promise<void> {
 }
 
 export const handlers: Handlers = {
-  'admin.vm.Start': (call) => lifecycleOf(call.app).start(call.dest),
+  'admin.vm.Start': (call) => { refuseOnDom0(call, 'start'); return lifecycleOf(call.app).start(call.dest); },
   'admin.vm.Shutdown': shutdown,
-  'admin.vm.Kill': (call) => lifecycleOf(call.app).kill(call.dest),
-  'admin.vm.Pause': (call) => lifecycleOf(call.app).pause(call.dest),
-  'admin.vm.Unpause': (call) => lifecycleOf(call.app).unpause(call.dest),
-  'admin.vm.Suspend': (call) => lifecycleOf(call.app).suspend(call.dest),
-  'admin.vm.Resume': (call) => lifecycleOf(call.app).resume(call.dest),
+  'admin.vm.Kill': (call) => { refuseOnDom0(call, 'kill'); return lifecycleOf(call.app).kill(call.dest); },
+  'admin.vm.Pause': (call) => { refuseOnDom0(call, 'pause'); return lifecycleOf(call.app).pause(call.dest); },
+  'admin.vm.Unpause': (call) => { refuseOnDom0(call, 'unpause'); return lifecycleOf(call.app).unpause(call.dest); },
+  'admin.vm.Suspend': (call) => { refuseOnDom0(call, 'suspend'); return lifecycleOf(call.app).suspend(call.dest); },
+  'admin.vm.Resume': (call) => { refuseOnDom0(call, 'resume'); return lifecycleOf(call.app).resume(call.dest); },
+  'admin.vm.Console': (call) => lifecycleOf(call.app).consoleTty(call.dest),
   'admin.vm.CreateDisposable': createDisposable,
   'admin.vm.Stats': stats,
 };

@@ -1,8 +1,11 @@
 // admin.vm.notes.Get/Set: free-form notes kept in <qube dir>/notes.txt.
-import { open, readFile, rename, unlink } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Call, Handlers } from '../call.js';
-import { ProtocolError, QubesException, pyRepr } from '../errors.js';
+import { ProtocolError, QubesException } from '../errors.js';
+import { codePointSafeForDisplay } from '../../model/display-safe.js';
+import { atomicWriteFile } from '../../../lib/atomic-write.js';
+import { systemErrorWords } from '../../../lib/system-error.js';
 
 const MAX_NOTES = 256000;
 
@@ -11,9 +14,6 @@ function notesPath(call: Call): string {
   if (!dir) throw QubesException(`${call.dest.klass} has no notes`);
   return path.join(dir, 'notes.txt');
 }
-
-/** Characters Qubes replaces with '_' (libqubes-pure: not safe for display), tab and newline kept. */
-const UNSAFE = /[\p{Cc}\p{Cf}\p{Co}\p{Cn}\p{Cs}\p{Zl}\p{Zp}\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]/u;
 
 /** Where and why Python's strict UTF-8 decoder stops, in its words. */
 function utf8Error(b: Buffer): string | null {
@@ -41,36 +41,8 @@ function sanitizeNotes(payload: Buffer): string {
   if (bad) throw ProtocolError(`Unable to sanitise qube notes: 'utf-8' codec ${bad}`);
   const text = payload.toString('utf8');
   let out = '';
-  for (const ch of text) out += ch === '\t' || ch === '\n' || !UNSAFE.test(ch) ? ch : '_';
+  for (const ch of text) out += ch === '\t' || ch === '\n' || codePointSafeForDisplay(ch.codePointAt(0)!) ? ch : '_';
   return out;
-}
-
-function osError(e: unknown, file: string): string {
-  const err = e as NodeJS.ErrnoException;
-  const errno: Record<string, [number, string]> = {
-    ENOENT: [2, 'No such file or directory'], EACCES: [13, 'Permission denied'], EISDIR: [21, 'Is a directory'],
-    ENOTDIR: [20, 'Not a directory'], ENOSPC: [28, 'No space left on device'],
-  };
-  const [n, msg] = errno[err.code ?? ''] ?? [0, err.message];
-  return `[Errno ${n}] ${msg}: ${pyRepr(file)}`;
-}
-
-/** Atomic replace: temp file, fsync, rename, so a crash never leaves half-written notes. */
-async function writeAtomically(file: string, data: string): Promise<void> {
-  const tmp = `${file}.${process.pid}.tmp`;
-  try {
-    const fh = await open(tmp, 'w', 0o664);
-    try {
-      await fh.writeFile(data, 'utf8');
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, file);
-  } catch (e) {
-    await unlink(tmp).catch(() => undefined);
-    throw QubesException('Failed to write notes file: ' + osError(e, file));
-  }
 }
 
 export const handlers: Handlers = {
@@ -80,7 +52,8 @@ export const handlers: Handlers = {
       return await readFile(file, 'utf8');
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return '';
-      throw QubesException('Failed to read notes file: ' + osError(e, file));
+      // Qubes adds Python's rendering of the OSError (errno, path): words only here
+      throw QubesException('Failed to read notes file: ' + systemErrorWords(e));
     }
   },
   'admin.vm.notes.Set': async (call) => {
@@ -88,6 +61,11 @@ export const handlers: Handlers = {
       throw ProtocolError(`Maximum note size is ${MAX_NOTES} bytes (${call.payload.length} bytes received)`);
     }
     const file = notesPath(call);
-    await writeAtomically(file, sanitizeNotes(call.payload));
+    const notes = sanitizeNotes(call.payload);
+    try {
+      await atomicWriteFile(file, notes, { mode: 0o664 });
+    } catch (e) {
+      throw QubesException('Failed to write notes file: ' + systemErrorWords(e));
+    }
   },
 };

@@ -27,6 +27,7 @@ import {
   type DomainInfo, type DomainState, type DomainStatsRecord, type LifecycleMessage, type RemoteDomain,
 } from './protocol.js';
 import { XdrReader } from './xdr.js';
+import { systemErrorWords } from '../../../lib/system-error.js';
 
 export interface LibvirtClientOptions {
   /** libvirtd's read-write UNIX socket. */
@@ -152,7 +153,7 @@ export class LibvirtClient extends EventEmitter {
       s.once('error', reject);
     }).catch((e: NodeJS.ErrnoException) => {
       if (this.state === 'connecting') this.state = 'idle';
-      throw new LibvirtError(`cannot connect to libvirtd socket ${this.opts.socketPath}: ${e.code ?? e.message}`, ErrorCode.SystemError, 0);
+      throw new LibvirtError(`cannot connect to libvirtd socket ${this.opts.socketPath}: ${systemErrorWords(e)}`, ErrorCode.SystemError, 0);
     });
     if (this.isClosed()) { sock.destroy(); throw connectionLost('client closed'); }
     this.attach(sock);
