@@ -58,7 +58,8 @@ function payloadFor(rng: Rng, spec: MethodSpec, w: World, arg: string): string |
   if (spec.payload === false) return '';
   if (n.startsWith('admin.vm.Create')) {
     const name = rng.pick(w.scratch);
-    const extra = rng.pick(['', ' pool=varlibqubes', ' pool:private=varlibqubes', ' pool=nope', ' label=nope']);
+    // values with a NUL inside: anything echoed into an error message must not break the frame
+    const extra = rng.pick(['', ' pool=varlibqubes', ' pool:private=varlibqubes', ' pool=nope', ' label=nope', ' pool=x\0y', ' pool:root=a\0b', ' label=re\0d', ' x\0=1']);
     return `name=${name} label=${rng.pick(w.labels)}${extra}`;
   }
   if (n === 'admin.vm.CreateDisposable') return '';
@@ -67,7 +68,8 @@ function payloadFor(rng: Rng, spec: MethodSpec, w: World, arg: string): string |
     const dir = `${w.poolRoot}/${rng.pick(['a', 'b', 'c'])}`;
     return arg === 'linux-kernel' ? `name=${name}\ndir_path=${dir}\n` : `name=${name}\ndir_path=${dir}\nrevisions_to_keep=${rng.pick(['1', '-1', 'x'])}\n`;
   }
-  if (n === 'admin.label.Create') return rng.pick(['0x123456', '0xzzzzzz', '123456', '0x1234567']);
+  if (n === 'admin.label.Create') return rng.pick(['0x123456', '0xzzzzzz', '123456', '0x1234567', '0x12\x00456']);
+  if (n.includes('.property.Set')) return rng.chance(0.2) ? `${rng.pick(VALUES)}\0${rng.pick(VALUES)}` : rng.pick(VALUES);
   if (n === 'admin.vm.feature.Set') return rng.chance(0.2) ? 'v'.repeat(4096) : rng.pick(VALUES);
   if (n === 'admin.vm.notes.Set') return rng.chance(0.1) ? 'n'.repeat(rng.int(60000)) : 'some notes\n';
   if (n === 'admin.vm.firewall.Set') return rng.pick(['action=accept\n', 'action=drop proto=tcp dstports=80-80\n', 'action=accept dsthost=example.com\n', 'bogus\n']);
