@@ -6,7 +6,7 @@
 import { parseArgs } from 'node:util';
 import { runSoak } from './fuzz/soak.js';
 
-const USAGE = 'usage: npm run fuzz -- --seconds N [--seed S] [--workers W] [--cycle-seconds C] [--kill-every K] [--max-rss-mb M] [--fd-slack F] [--keep] [--quiet]';
+const USAGE = 'usage: npm run fuzz -- --seconds N [--seed S] [--workers W] [--cycle-seconds C] [--kill-every K] [--max-rss-mb M] [--fd-slack F] [--silent-subscribers N] [--flood-events N] [--flood-value-kb K] [--keep] [--quiet]';
 
 async function main(): Promise<number> {
   let v;
@@ -16,7 +16,7 @@ async function main(): Promise<number> {
         seconds: { type: 'string', default: '60' }, seed: { type: 'string' }, workers: { type: 'string', default: '6' },
         'cycle-seconds': { type: 'string', default: '10' }, 'kill-every': { type: 'string', default: '2' },
         'max-rss-mb': { type: 'string', default: '400' }, 'fd-slack': { type: 'string', default: '24' },
-        'silent-subscribers': { type: 'string', default: '200' }, 'flood-events': { type: 'string', default: '300' },
+        'silent-subscribers': { type: 'string', default: '50' }, 'flood-events': { type: 'string', default: '200' }, 'flood-value-kb': { type: 'string', default: '32' },
         keep: { type: 'boolean', default: false }, quiet: { type: 'boolean', default: false }, help: { type: 'boolean', default: false },
       },
       strict: true,
@@ -43,6 +43,7 @@ async function main(): Promise<number> {
       fdSlack: num('fd-slack', v['fd-slack'], 0),
       silentSubscribers: num('silent-subscribers', v['silent-subscribers'], 0),
       floodEvents: num('flood-events', v['flood-events'], 0),
+      floodValueKB: num('flood-value-kb', v['flood-value-kb'], 1),
       keep: v.keep!,
       log: v.quiet ? () => {} : (line: string) => console.error(`fuzz: ${line}`),
     };

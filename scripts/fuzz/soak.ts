@@ -33,6 +33,8 @@ export interface SoakOptions {
   /** event flood size per cycle */
   silentSubscribers: number;
   floodEvents: number;
+  /** size of each flood event's feature value */
+  floodValueKB: number;
   keep: boolean;
   log: (line: string) => void;
 }
@@ -185,6 +187,26 @@ export async function runSoak(o: SoakOptions): Promise<{ summary: Summary; examp
     };
 
     const deadline = Date.now() + o.seconds * 1000;
+    // the probe: a plain call must be answered within 2 s. A control server
+    // in its own process is asked at the same time: when even it is slow,
+    // the machine is overloaded and the probe says nothing about qubesd.
+    const probeLoop = async (until: number) => {
+        while (Date.now() < until && !stopping) {
+          const e0 = epoch;
+          const [out, ctl] = await Promise.all([
+            call(admin, encodeRequest('admin.vm.List', '', 'dom0', 'dom0'), { timeoutMs: 2000 }),
+            call(control.socket, Buffer.from('ping'), { timeoutMs: 2000 }),
+          ]);
+          s.probes++;
+          if (e0 === epoch && !out.timedOut && out.buf[0] !== 0x30) finding('hangs', `probe admin.vm.List answered ${JSON.stringify(out.buf.subarray(0, 200).toString('latin1'))}`);
+          else if (e0 === epoch && out.timedOut) {
+            if (ctl.timedOut || ctl.ms > 1000) s.probesOverloaded++;
+            else finding('hangs', `probe admin.vm.List: no answer within 2 s (the control answered in ${ctl.ms} ms)`);
+          }
+          sample();
+          await new Promise((r) => setTimeout(r, 1000));
+        }
+    };
     let survive = 0;
     while (Date.now() < deadline) {
       cycle++;
@@ -215,26 +237,7 @@ export async function runSoak(o: SoakOptions): Promise<{ summary: Summary; examp
           await new Promise((r) => setTimeout(r, 20));
         }
       })());
-      // the probe: a plain call must be answered within 2 s. A control server
-      // in its own process is asked at the same time: when even it is slow,
-      // the machine is overloaded and the probe says nothing about qubesd.
-      running.push((async () => {
-        while (Date.now() < stormEnd && !stopping) {
-          const e0 = epoch;
-          const [out, ctl] = await Promise.all([
-            call(admin, encodeRequest('admin.vm.List', '', 'dom0', 'dom0'), { timeoutMs: 2000 }),
-            call(control.socket, Buffer.from('ping'), { timeoutMs: 2000 }),
-          ]);
-          s.probes++;
-          if (e0 === epoch && !out.timedOut && out.buf[0] !== 0x30) finding('hangs', `probe admin.vm.List answered ${JSON.stringify(out.buf.subarray(0, 200).toString('latin1'))}`);
-          else if (e0 === epoch && out.timedOut) {
-            if (ctl.timedOut || ctl.ms > 1000) s.probesOverloaded++;
-            else finding('hangs', `probe admin.vm.List: no answer within 2 s (the control answered in ${ctl.ms} ms)`);
-          }
-          sample();
-          await new Promise((r) => setTimeout(r, 1000));
-        }
-      })());
+      running.push(probeLoop(stormEnd));
       // a burst of 200 parallel connections
       running.push((async () => {
         await new Promise((r) => setTimeout(r, rng.int(o.cycleSeconds * 500)));
@@ -243,39 +246,6 @@ export async function runSoak(o: SoakOptions): Promise<{ summary: Summary; examp
           const g: Generated = { socket: 'admin', method: 'admin.vm.property.Get', expectDrop: false, bytes: encodeRequest('admin.vm.property.Get', rng.pick(world.properties), 'dom0', world.stable[i % 3]!) };
           account(g, await call(admin, g.bytes), e0);
         }));
-      })());
-      // the event flood
-      running.push((async () => {
-        const subs: Subscriber[] = [];
-        const req = encodeRequest('admin.Events', '', 'dom0', 'dom0');
-        for (let i = 0; i < o.silentSubscribers; i++) subs.push(subscribe(admin, req, 'never'));
-        for (let i = 0; i < 20; i++) subs.push(subscribe(admin, req, 'slow'));
-        const e0 = epoch;
-        // the flood may outlast the storm a little, never the run
-        const floodEnd = Math.max(stormEnd, Math.min(deadline, stormEnd + o.cycleSeconds * 1000));
-        let fired = 0;
-        // 16 writers at once, so that group commit keeps the flood fast
-        await Promise.all(Array.from({ length: 16 }, async (_, k) => {
-          while (fired < o.floodEvents && Date.now() < floodEnd && !stopping) {
-            const n = fired++;
-            const g: Generated = { socket: 'admin', method: 'admin.vm.feature.Set', expectDrop: false, bytes: encodeRequest('admin.vm.feature.Set', `flood${k}`, 'dom0', 'fz-work', `${n}:` + 'v'.repeat(4096)) };
-            account(g, await call(admin, g.bytes), e0);
-            if (n % 25 === 0) sample();
-          }
-        }));
-        await new Promise((r) => setTimeout(r, 500));
-        const during = sample();
-        o.log(`event flood: ${fired} feature.Set of 4 KiB to ${subs.length} subscribers (${o.silentSubscribers} never reading); qubesd ${during?.rssMB.toFixed(0)} MB, ${during?.fds} fds`);
-        for (const sub of subs) {
-          if (sub.mode === 'slow') {
-            const v = checkReply(sub.received(), sub.closedByPeer());
-            if (v.malformed) finding('malformed', `admin.Events (slow reader): ${v.malformed}`);
-            const leak = leakIn(v.texts, internalPaths);
-            if (leak) finding('leaks', `admin.Events: ${leak}`);
-          }
-          sub.close();
-        }
-        await Promise.all(subs.map((x) => x.gone));
       })());
       // the qrexec path: the management qube's dispatcher socket
       if (existsSync(mgmtSocket)) {
@@ -286,6 +256,40 @@ export async function runSoak(o: SoakOptions): Promise<{ summary: Summary; examp
         })());
       }
       await Promise.all(running);
+
+      // the event flood, in a phase of its own (the probe goes on), so that
+      // a daemon it slows down does not starve the rest of the cycle
+      const floodEnd = Math.min(deadline + 10_000, Date.now() + o.cycleSeconds * 1000);
+      await Promise.all([probeLoop(floodEnd), (async () => {
+        const subs: Subscriber[] = [];
+        const req = encodeRequest('admin.Events', '', 'dom0', 'dom0');
+        for (let i = 0; i < o.silentSubscribers; i++) subs.push(subscribe(admin, req, 'never'));
+        for (let i = 0; i < 20; i++) subs.push(subscribe(admin, req, 'slow'));
+        const e0 = epoch;
+        let fired = 0;
+        // 16 writers at once, so that group commit keeps the flood fast
+        await Promise.all(Array.from({ length: 16 }, async (_, k) => {
+          while (fired < o.floodEvents && Date.now() < floodEnd && !stopping) {
+            const n = fired++;
+            const g: Generated = { socket: 'admin', method: 'admin.vm.feature.Set', expectDrop: false, bytes: encodeRequest('admin.vm.feature.Set', `flood${k}`, 'dom0', 'fz-work', `${n}:` + 'v'.repeat(o.floodValueKB * 1024)) };
+            account(g, await call(admin, g.bytes), e0);
+            if (n % 25 === 0) sample();
+          }
+        }));
+        await new Promise((r) => setTimeout(r, 500));
+        const during = sample();
+        o.log(`event flood: ${fired} feature.Set of ${o.floodValueKB} KiB to ${subs.length} subscribers (${o.silentSubscribers} never reading); qubesd ${during?.rssMB.toFixed(0)} MB, ${during?.fds} fds`);
+        for (const sub of subs) {
+          if (sub.mode === 'slow') {
+            const v = checkReply(sub.received(), sub.closedByPeer());
+            if (v.malformed) finding('malformed', `admin.Events (slow reader): ${v.malformed}`);
+            const leak = leakIn(v.texts, internalPaths);
+            if (leak) finding('leaks', `admin.Events: ${leak}`);
+          }
+          sub.close();
+        }
+        await Promise.all(subs.map((x) => x.gone));
+      })()]);
 
       // quiet: no event fires any more. Streams opened, read up to their first
       // frame and closed now must be noticed as closed without an event.
