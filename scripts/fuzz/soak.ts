@@ -190,7 +190,7 @@ export async function runSoak(o: SoakOptions): Promise<{ summary: Summary; examp
     // the probe: a plain call must be answered within 2 s. A control server
     // in its own process is asked at the same time: when even it is slow,
     // the machine is overloaded and the probe says nothing about qubesd.
-    const probeLoop = async (until: number) => {
+    const probeLoop = async (until: number, phase: string) => {
         while (Date.now() < until && !stopping) {
           const e0 = epoch;
           const [out, ctl] = await Promise.all([
@@ -198,10 +198,10 @@ export async function runSoak(o: SoakOptions): Promise<{ summary: Summary; examp
             call(control.socket, Buffer.from('ping'), { timeoutMs: 2000 }),
           ]);
           s.probes++;
-          if (e0 === epoch && !out.timedOut && out.buf[0] !== 0x30) finding('hangs', `probe admin.vm.List answered ${JSON.stringify(out.buf.subarray(0, 200).toString('latin1'))}`);
+          if (e0 === epoch && !out.timedOut && out.buf[0] !== 0x30) finding('hangs', `probe admin.vm.List (${phase}) answered ${JSON.stringify(out.buf.subarray(0, 200).toString('latin1'))}`);
           else if (e0 === epoch && out.timedOut) {
             if (ctl.timedOut || ctl.ms > 1000) s.probesOverloaded++;
-            else finding('hangs', `probe admin.vm.List: no answer within 2 s (the control answered in ${ctl.ms} ms)`);
+            else finding('hangs', `probe admin.vm.List (${phase}): no answer within 2 s (the control answered in ${ctl.ms} ms)`);
           }
           sample();
           await new Promise((r) => setTimeout(r, 1000));
@@ -237,7 +237,7 @@ export async function runSoak(o: SoakOptions): Promise<{ summary: Summary; examp
           await new Promise((r) => setTimeout(r, 20));
         }
       })());
-      running.push(probeLoop(stormEnd));
+      running.push(probeLoop(stormEnd, 'random calls'));
       // a burst of 200 parallel connections
       running.push((async () => {
         await new Promise((r) => setTimeout(r, rng.int(o.cycleSeconds * 500)));
@@ -260,7 +260,7 @@ export async function runSoak(o: SoakOptions): Promise<{ summary: Summary; examp
       // the event flood, in a phase of its own (the probe goes on), so that
       // a daemon it slows down does not starve the rest of the cycle
       const floodEnd = Math.min(deadline + 10_000, Date.now() + o.cycleSeconds * 1000);
-      await Promise.all([probeLoop(floodEnd), (async () => {
+      await Promise.all([probeLoop(floodEnd, 'event flood'), (async () => {
         const subs: Subscriber[] = [];
         const req = encodeRequest('admin.Events', '', 'dom0', 'dom0');
         for (let i = 0; i < o.silentSubscribers; i++) subs.push(subscribe(admin, req, 'never'));
