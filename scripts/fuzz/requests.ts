@@ -151,5 +151,20 @@ export function generate(rng: Rng, w: World): Generated {
   let bytes: Buffer = Buffer.concat([enc(method), enc('+'), enc(arg), enc(' '), enc(src), enc(' name '), enc(dest), Buffer.from([0]),
     typeof payload === 'string' ? Buffer.from(payload) : payload]);
   if (rng.chance(0.15)) bytes = mutate(rng, bytes);
+  // qubesd creates a pool's directory: after hostile parts and mutations, a
+  // dir_path must still be one of the soak's own, or the call is made safe
+  if (!poolPathsSafe(bytes, w.poolRoot)) {
+    bytes = Buffer.from(`admin.pool.Add+file dom0 name dom0\0name=fzp0\ndir_path=${w.poolRoot}/a\n`);
+  }
   return { socket, bytes, method, expectDrop: expectDropFor(bytes) };
+}
+
+/** Every `dir_path=` value in the bytes is <poolRoot>/a, /b or /c exactly. */
+export function poolPathsSafe(bytes: Buffer, poolRoot: string): boolean {
+  const text = bytes.toString('latin1');
+  const re = /dir_path=([^\n\r\v\f\x1c\x1d\x1e]*)/g;
+  for (let m = re.exec(text); m; m = re.exec(text)) {
+    if (!/^[abc]$/.test(m[1]!.startsWith(poolRoot + '/') ? m[1]!.slice(poolRoot.length + 1) : '')) return false;
+  }
+  return true;
 }
