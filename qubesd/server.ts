@@ -21,16 +21,26 @@ export async function claimSocketPath(path: string): Promise<void> {
 }
 
 const CONNECTIONS = new WeakMap<net.Server, Set<net.Socket>>();
+const SWEEPS = new WeakMap<net.Server, NodeJS.Timeout>();
 /** How long a client may take to send its whole request. */
 export const REQUEST_TIMEOUT_MS = 30_000;
+/**
+ * Requests still being read are checked this often: one timer per server
+ * instead of one per connection (arming and clearing a socket timeout on
+ * every call costs a noticeable part of a short call).
+ */
+const SWEEP_MS = 1000;
 
 export async function listen(path: string, dispatcher: Dispatcher): Promise<net.Server> {
   await claimSocketPath(path);
   const open = new Set<net.Socket>();
+  /** sockets whose request is not complete yet, with the sweep count they arrived at */
+  const reading = new Map<net.Socket, number>();
+  let sweeps = 0;
   const server = net.createServer({ allowHalfOpen: true }, (sock) => {
     open.add(sock);
-    sock.once('close', () => open.delete(sock));
-    serveConnection(sock, dispatcher);
+    reading.set(sock, sweeps);
+    serveConnection(sock, dispatcher, open, reading);
   });
   CONNECTIONS.set(server, open);
   await new Promise<void>((resolve, reject) => {
@@ -38,14 +48,22 @@ export async function listen(path: string, dispatcher: Dispatcher): Promise<net.
     server.listen(path, () => { server.off('error', reject); resolve(); });
   });
   chmodSync(path, 0o660);
+  // A client that never finishes its request would hold a connection (and a
+  // file descriptor) forever; one that is done sending is in no hurry.
+  const limit = Math.ceil(REQUEST_TIMEOUT_MS / SWEEP_MS);
+  const sweep = setInterval(() => {
+    sweeps++;
+    for (const [sock, since] of reading) if (sweeps - since > limit) { reading.delete(sock); sock.destroy(); }
+  }, SWEEP_MS);
+  sweep.unref();
+  SWEEPS.set(server, sweep);
   return server;
 }
 
-function serveConnection(sock: net.Socket, dispatcher: Dispatcher): void {
+function serveConnection(sock: net.Socket, dispatcher: Dispatcher, open: Set<net.Socket>, reading: Map<net.Socket, number>): void {
   const chunks: Buffer[] = [];
   let size = 0;
   let dropped = false;
-  let requestDone = false;
   // Only event streams and long calls look at the signal: creating (and
   // aborting) an AbortController for every short call costs more than the
   // call itself, so it is made on first use.
@@ -66,16 +84,12 @@ function serveConnection(sock: net.Socket, dispatcher: Dispatcher): void {
     if (size > MAX_REQUEST) { dropped = true; sock.destroy(); return; }
     chunks.push(d);
   });
-  // A client that never finishes its request would hold a connection (and a
-  // file descriptor) forever; one that is done reading is in no hurry.
-  sock.setTimeout(REQUEST_TIMEOUT_MS, () => { if (!requestDone) sock.destroy(); });
   sock.on('end', () => {
-    requestDone = true;
-    sock.setTimeout(0);
+    reading.delete(sock);
     if (dropped) return;
     void dispatcher.handle(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size), res);
   });
-  sock.on('close', () => { closed = true; ac?.abort(); });
+  sock.on('close', () => { open.delete(sock); reading.delete(sock); closed = true; ac?.abort(); });
   sock.on('error', () => { /* peer vanished; 'close' follows */ });
 }
 
@@ -86,6 +100,7 @@ function serveConnection(sock: net.Socket, dispatcher: Dispatcher): void {
  */
 export function closeServer(server: net.Server, path: string, graceMs = 2000): Promise<void> {
   const open = CONNECTIONS.get(server) ?? new Set<net.Socket>();
+  clearInterval(SWEEPS.get(server));
   const timer = setTimeout(() => { for (const s of open) s.destroy(); }, graceMs);
   return new Promise((resolve) => {
     server.close(() => {
