@@ -115,9 +115,12 @@ export class Dispatcher {
       };
       let result;
       try {
-        result = await this.o.handlers[method]!(call);
+        // most handlers answer synchronously: no await (and microtask) for those
+        result = this.o.handlers[method]!(call);
+        if (result instanceof Promise) result = await result;
       } finally {
-        await this.persist(spec);
+        const durable = this.persist(spec);
+        if (durable) await durable;
       }
       if (!eventsSent) res.write(okFrame(result ?? null));
       res.end();
@@ -135,13 +138,14 @@ export class Dispatcher {
   /**
    * Commit what the call changed, and wait until it is durable. A call whose
    * changes were drained by a concurrent call still waits for that commit, so
-   * no reply can overtake the write it depends on.
+   * no reply can overtake the write it depends on. Null when a read-only
+   * call has nothing to wait for.
    */
-  private async persist(spec: MethodSpec): Promise<void> {
+  private persist(spec: MethodSpec): Promise<void> | null {
     const changes = this.o.app.drainChanges();
     if (changes.length) this.lastCommit = this.o.store.commit(changes);
-    else if (spec.access === 'r') return;
-    await this.lastCommit;
+    else if (spec.access === 'r') return null; // nothing to wait for
+    return this.lastCommit;
   }
 }
 
