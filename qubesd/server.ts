@@ -20,7 +20,8 @@ export async function claimSocketPath(path: string): Promise<void> {
   unlinkSync(path);
 }
 
-const CONNECTIONS = new WeakMap<net.Server, Set<net.Socket>>();
+/** open connections: the sweep count they arrived at, or -1 once their request is complete */
+const CONNECTIONS = new WeakMap<net.Server, Map<net.Socket, number>>();
 const SWEEPS = new WeakMap<net.Server, NodeJS.Timeout>();
 /** How long a client may take to send its whole request. */
 export const REQUEST_TIMEOUT_MS = 30_000;
@@ -33,14 +34,13 @@ const SWEEP_MS = 1000;
 
 export async function listen(path: string, dispatcher: Dispatcher): Promise<net.Server> {
   await claimSocketPath(path);
-  const open = new Set<net.Socket>();
-  /** sockets whose request is not complete yet, with the sweep count they arrived at */
-  const reading = new Map<net.Socket, number>();
+  // One map for both (a second one, added to and removed from on every
+  // call, showed as a good part of a call's allocations).
+  const open = new Map<net.Socket, number>();
   let sweeps = 0;
   const server = net.createServer({ allowHalfOpen: true }, (sock) => {
-    open.add(sock);
-    reading.set(sock, sweeps);
-    serveConnection(sock, dispatcher, open, reading);
+    open.set(sock, sweeps);
+    serveConnection(sock, dispatcher, open);
   });
   CONNECTIONS.set(server, open);
   await new Promise<void>((resolve, reject) => {
@@ -53,14 +53,14 @@ export async function listen(path: string, dispatcher: Dispatcher): Promise<net.
   const limit = Math.ceil(REQUEST_TIMEOUT_MS / SWEEP_MS);
   const sweep = setInterval(() => {
     sweeps++;
-    for (const [sock, since] of reading) if (sweeps - since > limit) { reading.delete(sock); sock.destroy(); }
+    for (const [sock, since] of open) if (since >= 0 && sweeps - since > limit) sock.destroy();
   }, SWEEP_MS);
   sweep.unref();
   SWEEPS.set(server, sweep);
   return server;
 }
 
-function serveConnection(sock: net.Socket, dispatcher: Dispatcher, open: Set<net.Socket>, reading: Map<net.Socket, number>): void {
+function serveConnection(sock: net.Socket, dispatcher: Dispatcher, open: Map<net.Socket, number>): void {
   const chunks: Buffer[] = [];
   let size = 0;
   let dropped = false;
@@ -85,11 +85,11 @@ function serveConnection(sock: net.Socket, dispatcher: Dispatcher, open: Set<net
     chunks.push(d);
   });
   sock.on('end', () => {
-    reading.delete(sock);
+    open.set(sock, -1);
     if (dropped) return;
     void dispatcher.handle(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size), res);
   });
-  sock.on('close', () => { open.delete(sock); reading.delete(sock); closed = true; ac?.abort(); });
+  sock.on('close', () => { open.delete(sock); closed = true; ac?.abort(); });
   sock.on('error', () => { /* peer vanished; 'close' follows */ });
 }
 
@@ -99,9 +99,9 @@ function serveConnection(sock: net.Socket, dispatcher: Dispatcher, open: Set<net
  * went away while its stream was idle is only noticed on the next write.
  */
 export function closeServer(server: net.Server, path: string, graceMs = 2000): Promise<void> {
-  const open = CONNECTIONS.get(server) ?? new Set<net.Socket>();
+  const open = CONNECTIONS.get(server) ?? new Map<net.Socket, number>();
   clearInterval(SWEEPS.get(server));
-  const timer = setTimeout(() => { for (const s of open) s.destroy(); }, graceMs);
+  const timer = setTimeout(() => { for (const s of open.keys()) s.destroy(); }, graceMs);
   return new Promise((resolve) => {
     server.close(() => {
       clearTimeout(timer);
