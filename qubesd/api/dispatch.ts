@@ -47,17 +47,21 @@ export interface DispatcherOptions {
 
 const UUID_RE = /^uuid:[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]*$/;
 
-/** Bytes that are not 7-bit ASCII: Python's strict ascii decode refuses them. */
-function asciiOrThrow(b: Buffer, what: string): string {
-  for (let i = 0; i < b.length; i++) {
-    if (b[i]! > 0x7f) throw ProtocolError(`${what} contains non-ASCII characters`);
-  }
-  return b.toString('latin1');
+const NON_ASCII = /[^\x00-\x7f]/;
+
+/**
+ * Bytes that are not 7-bit ASCII: Python's strict ascii decode refuses them.
+ * Takes the bytes decoded as latin1 (one character per byte), which the
+ * audit record holds anyway: no second decoding.
+ */
+function asciiOrThrow(s: string, what: string): string {
+  if (NON_ASCII.test(s)) throw ProtocolError(`${what} contains non-ASCII characters`);
+  return s;
 }
 
 /** Qubes' decode_vm: 'uuid:<uuid>' or a validated name, then a lookup. */
-export function decodeVm(app: QubesApp, raw: Buffer, what: string): Vm {
-  const s = asciiOrThrow(raw, what);
+export function decodeVm(app: QubesApp, raw: Buffer | string, what: string): Vm {
+  const s = asciiOrThrow(typeof raw === 'string' ? raw : raw.toString('latin1'), what);
   if (s.startsWith('uuid:')) {
     if (s.length !== 41 || !UUID_RE.test(s)) throw QubesVMInvalidUUIDError(s.slice(5));
     const vm = app.getVmByUuid(s.slice(5));
@@ -95,10 +99,10 @@ export class Dispatcher {
     let spec: MethodSpec | undefined;
     try {
       const { app } = this.o;
-      const source = decodeVm(app, req.source, 'source');
-      const dest = decodeVm(app, req.dest, 'destination');
-      const arg = asciiOrThrow(req.arg, 'argument');
-      const method = asciiOrThrow(Buffer.from(req.method, 'latin1'), 'method name');
+      const source = decodeVm(app, rec.source, 'source');
+      const dest = decodeVm(app, rec.dest, 'destination');
+      const arg = asciiOrThrow(rec.arg, 'argument');
+      const method = asciiOrThrow(req.method, 'method name');
       spec = lookupMethod(method);
       if (!spec || spec.socket !== this.o.socket || !this.o.handlers[method]) {
         throw ProtocolError(`no such method: ${pyRepr(method)}`);
