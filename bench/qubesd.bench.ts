@@ -150,7 +150,8 @@ async function main(): Promise<void> {
       }
       let d: Daemon | null = null;
       try {
-        d = await startDaemon({ dir, args: ['--log', 'none'] });
+        // with its audit log in a file on the store's disk, as installed
+        d = await startDaemon({ dir });
         const sock = d.socket;
         const set: Case = { method: 'admin.vm.feature.Set', dest: 'personal', arg: 'bench', payload: 'v1', calls: WRITES };
         const list: Case = { method: 'admin.vm.List', dest: 'dom0', calls: LISTS };
