@@ -14,7 +14,9 @@
 //    admin.vm.List reply (REPLY_FILE), for vm.List.
 // The machine is shared and noisy: every measure is taken ROUNDS times,
 // alternating floor and qubesd, and the ratio is the median of the paired
-// ratios. Figures: property.Get on 12 and 1000 qubes, feature.Set with 1 and
+// ratios. Each qubesd figure also carries the CPU time per call of qubesd
+// and of its floor (cpu_vs_*: floor's over ours), which the machine's other
+// work disturbs much less than calls/s. Figures: property.Get on 12 and 1000 qubes, feature.Set with 1 and
 // 16 clients, vm.List on 1000 qubes, qubesd's resident memory with 1000
 // qubes; qvm-ls on 1000 qubes when a qubesadmin checkout is given
 // (QUBES_CORE_ADMIN_CLIENT). BENCH_QUICK=1: fewer calls, one round.
@@ -39,6 +41,25 @@ const QLOAD = join(work, 'qload');
 const FSYNC_FLOOR = join(work, 'fsync-floor');
 
 interface Load { calls_per_s: number; p50_ms: number; p99_ms: number; errors: number }
+/** A load's result, with the server's CPU time per call when its pid is known. */
+interface Measured { calls_per_s: number; cpu_us?: number; p50_ms?: number; p99_ms?: number; errors?: number }
+
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100;
+/** user + system CPU time of a process, in clock ticks */
+function cpuTicks(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(f[11]) + Number(f[12]);
+}
+/**
+ * Loads a server and measures its CPU time per call: less sensitive than
+ * calls/s to what else runs on a shared machine.
+ */
+function measure(pid: number, socket: string, threads: number, c: Case): Measured {
+  const t0 = cpuTicks(pid);
+  const r = qload(socket, threads, c);
+  return { ...r, cpu_us: ((cpuTicks(pid) - t0) * 1e6) / CLK_TCK / c.calls };
+}
 interface Case { method: string; dest: string; arg?: string; payload?: string; calls: number }
 
 function qload(socket: string, threads: number, c: Case): Load {
@@ -59,19 +80,26 @@ const durableFloor = (floorPerS: number, msEach: number) => 1 / (1 / floorPerS +
  * Measures `ours` beside `floor` ROUNDS times, alternating which goes first,
  * and reports the medians and the median of the paired ratios.
  */
-function paired(fig: Record<string, unknown> & { name: string }, floor: () => number, ours: () => Load, floorName: string): void {
+function paired(fig: Record<string, unknown> & { name: string }, floor: () => Measured, ours: () => Measured, floorName: string): void {
   const f: number[] = [], o: number[] = [], ratio: number[] = [], p50: number[] = [], p99: number[] = [];
+  const cpu: number[] = [], floorCpu: number[] = [], cpuRatio: number[] = [];
   let errors = 0;
   for (let r = 0; r < ROUNDS; r++) {
-    let fr: number, or: Load;
+    let fr: Measured, or: Measured;
     if (r % 2 === 0) { fr = floor(); or = ours(); } else { or = ours(); fr = floor(); }
-    f.push(fr); o.push(or.calls_per_s); ratio.push(or.calls_per_s / fr); p50.push(or.p50_ms); p99.push(or.p99_ms);
-    errors += or.errors;
+    f.push(fr.calls_per_s); o.push(or.calls_per_s); ratio.push(or.calls_per_s / fr.calls_per_s);
+    p50.push(or.p50_ms ?? NaN); p99.push(or.p99_ms ?? NaN);
+    errors += or.errors ?? 0;
+    if (or.cpu_us !== undefined) cpu.push(or.cpu_us);
+    if (or.cpu_us !== undefined && fr.cpu_us !== undefined) { floorCpu.push(fr.cpu_us); cpuRatio.push(fr.cpu_us / or.cpu_us); }
   }
   report({
     bench: 'qubesd', ...fig, value: Math.round(median(o)), unit: 'calls/s',
     [floorName]: Math.round(median(f)), ['vs_' + floorName]: +median(ratio).toFixed(3),
     p50_ms: median(p50), p99_ms: median(p99), errors,
+    ...(cpu.length ? { cpu_us_per_call: Math.round(median(cpu)) } : {}),
+    // the floor's CPU time per call over ours: 1 means as cheap as the floor
+    ...(cpuRatio.length ? { ['cpu_us_per_call_' + floorName]: Math.round(median(floorCpu)), ['cpu_vs_' + floorName]: +median(cpuRatio).toFixed(3) } : {}),
   });
 }
 
@@ -132,6 +160,7 @@ async function main(): Promise<void> {
   try {
     const get: Case = { method: 'admin.vm.property.Get', dest: 'personal', arg: 'netvm', calls: READS };
     const floorCalls = (threads: number, calls: number) => qload(floorSock, threads, { ...get, calls }).calls_per_s;
+    const floorMeasured = (threads: number) => measure(floor.pid!, floorSock, threads, get);
     qload(floorSock, 1, { ...get, calls: 2000 }); // warm-up (JIT)
     for (const threads of [1, 16]) {
       const r = qload(floorSock, threads, get);
@@ -152,19 +181,20 @@ async function main(): Promise<void> {
       try {
         // with its audit log in a file on the store's disk, as installed
         d = await startDaemon({ dir });
-        const sock = d.socket;
+        const sock = d.socket, pid = d.proc.pid!;
         const set: Case = { method: 'admin.vm.feature.Set', dest: 'personal', arg: 'bench', payload: 'v1', calls: WRITES };
         const list: Case = { method: 'admin.vm.List', dest: 'dom0', calls: LISTS };
         // Warm-up (JIT, caches): otherwise whichever case runs first pays it.
         for (const c of [get, set, list]) qload(sock, 1, { ...c, calls: 500 });
 
         for (const threads of [1, 16]) {
-          paired({ name: get.method, qubes: n, threads }, () => floorCalls(threads, READS), () => qload(sock, threads, get), 'floor');
+          paired({ name: get.method, qubes: n, threads }, () => floorMeasured(threads), () => measure(pid, sock, threads, get), 'floor');
         }
         for (const threads of [1, 16]) {
           // the durable floor is that of one client: with group commit, 16
           // clients may go past it
-          paired({ name: set.method, qubes: n, threads }, () => durableFloor(floorCalls(1, READS), fsyncMsHere()), () => qload(sock, threads, set), 'durable_floor');
+          paired({ name: set.method, qubes: n, threads }, () => ({ calls_per_s: durableFloor(floorCalls(1, READS), fsyncMsHere()) }),
+            () => measure(pid, sock, threads, set), 'durable_floor');
         }
         if (n === 1000) {
           const replyFile = join(work, 'vm-list.reply');
@@ -176,7 +206,7 @@ async function main(): Promise<void> {
             qload(sameSock, 1, { ...list, calls: 500 }); // warm-up, as qubesd had
             for (const threads of [1, 16]) {
               paired({ name: list.method, qubes: n, threads, reply_bytes: reply.length },
-                () => qload(sameSock, threads, list).calls_per_s, () => qload(sock, threads, list), 'same_bytes_floor');
+                () => measure(same.pid!, sameSock, threads, list), () => measure(pid, sock, threads, list), 'same_bytes_floor');
             }
           } finally {
             await stopProcess(same);
