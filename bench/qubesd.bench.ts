@@ -1,43 +1,109 @@
-// qubesd throughput and latency through its real socket, measured with a C
-// load generator (shared/conformance/tools/qload.c: one connection per call,
-// like the Qubes client) so that the client is not the bottleneck. Beside it,
-// the floor of this machine: a trivial Node server answering a fixed frame.
-// Figures: calls/s, p50/p99 for admin.vm.List, property.Get, property.GetAll
-// and feature.Set, 1 and 16 clients, stores of 10/100/1000 qubes; the
-// daemon's resident memory with 1000 qubes; qvm-ls on 1000 qubes when a
-// qubesadmin checkout is available (QUBES_CORE_ADMIN_CLIENT).
-import { execFile, execFileSync, spawnSync } from 'node:child_process';
-import { promisify } from 'node:util';
+// qubesd throughput through its real socket, each figure beside the floor of
+// this machine measured in the same run, and its ratio to that floor.
+//
+// The load comes from the conformance C load generator (qload.c: one
+// connection per call, like the Qubes client), so the client is not the
+// bottleneck. The floors:
+//  - floor: ../shared/conformance/tools/floor-server.mjs, a trivial Node
+//    server answering a fixed frame, run as its own process (a floor inside
+//    this process would be slowed by the benchmark and flatter the ratio);
+//  - durable floor: that floor's round trip plus one append and fdatasync of
+//    a journal-sized record on the store's disk (fsync-floor.c), i.e.
+//    1 / (1/F + ms_each/1000) calls/s;
+//  - same-bytes floor: the floor server answering the very bytes of qubesd's
+//    admin.vm.List reply (REPLY_FILE), for vm.List.
+// The machine is shared and noisy: every measure is taken ROUNDS times,
+// alternating floor and qubesd, and the ratio is the median of the paired
+// ratios. Each qubesd figure also carries the CPU time per call of qubesd
+// and of its floor (cpu_vs_*: floor's over ours), which the machine's other
+// work disturbs much less than calls/s. Figures: property.Get on 12 and 1000 qubes, feature.Set with 1 and
+// 16 clients, vm.List on 1000 qubes, qubesd's resident memory with 1000
+// qubes; qvm-ls on 1000 qubes when a qubesadmin checkout is given
+// (QUBES_CORE_ADMIN_CLIENT). BENCH_QUICK=1: fewer calls, one round.
+import { execFileSync, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { report } from './common.js';
+import { buildC, median, report, runJson, startProcess, stopProcess } from './common.js';
 import { FIXTURE, SHARED, call, startDaemon, type Daemon } from '../test/helpers/qubesd.js';
+import { QUBESD_NODE_FLAGS } from '../qubesd/node-flags.js';
+
+const TOOLS = join(SHARED, 'conformance', 'tools');
+const quick = process.env.BENCH_QUICK === '1';
+const ROUNDS = quick ? 1 : 3;
+const READS = quick ? 3000 : 15000;
+const WRITES = quick ? 1000 : 4000;
+const LISTS = quick ? 500 : 2000;
 
 const work = mkdtempSync(join(tmpdir(), 'qubesd-bench-'));
 const QLOAD = join(work, 'qload');
-const quick = process.env.BENCH_QUICK === '1';
-
-function buildQload(): boolean {
-  const src = join(SHARED, 'conformance', 'tools', 'qload.c');
-  if (!existsSync(src)) return false;
-  const r = spawnSync('cc', ['-O2', '-pthread', '-o', QLOAD, src]);
-  return r.status === 0;
-}
+const FSYNC_FLOOR = join(work, 'fsync-floor');
 
 interface Load { calls_per_s: number; p50_ms: number; p99_ms: number; errors: number }
-// Asynchronous on purpose: the floor server lives in this process.
-async function qload(socket: string, threads: number, calls: number, method: string, dest: string, arg = '', payload = ''): Promise<Load> {
-  const args = [socket, String(threads), String(calls), method, dest];
-  if (arg || payload) args.push(arg);
-  if (payload) args.push(payload);
-  const { stdout } = await promisify(execFile)(QLOAD, args, { encoding: 'utf8' });
-  return JSON.parse(stdout) as Load;
+/** A load's result, with the server's CPU time per call when its pid is known. */
+interface Measured { calls_per_s: number; cpu_us?: number; p50_ms?: number; p99_ms?: number; errors?: number }
+
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100;
+/** user + system CPU time of a process, in clock ticks */
+function cpuTicks(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(f[11]) + Number(f[12]);
+}
+/**
+ * Loads a server and measures its CPU time per call: less sensitive than
+ * calls/s to what else runs on a shared machine.
+ */
+function measure(pid: number, socket: string, threads: number, c: Case): Measured {
+  const t0 = cpuTicks(pid);
+  const r = qload(socket, threads, c);
+  return { ...r, cpu_us: ((cpuTicks(pid) - t0) * 1e6) / CLK_TCK / c.calls };
+}
+interface Case { method: string; dest: string; arg?: string; payload?: string; calls: number }
+
+function qload(socket: string, threads: number, c: Case): Load {
+  const args = [socket, String(threads), String(c.calls), c.method, c.dest];
+  if (c.arg || c.payload) args.push(c.arg ?? '');
+  if (c.payload) args.push(c.payload);
+  return runJson<Load>(QLOAD, args);
 }
 
-/** A store with `n` qubes: the conformance fixture plus AppVMs on its template. */
+/** ms for one append + fdatasync of a journal-sized record in `dir`. */
+function fsyncMs(dir: string): number {
+  return runJson<{ ms_each: number }>(FSYNC_FLOOR, [dir, quick ? '1000' : '3000', '150']).ms_each;
+}
+
+const durableFloor = (floorPerS: number, msEach: number) => 1 / (1 / floorPerS + msEach / 1000);
+
+/**
+ * Measures `ours` beside `floor` ROUNDS times, alternating which goes first,
+ * and reports the medians and the median of the paired ratios.
+ */
+function paired(fig: Record<string, unknown> & { name: string }, floor: () => Measured, ours: () => Measured, floorName: string): void {
+  const f: number[] = [], o: number[] = [], ratio: number[] = [], p50: number[] = [], p99: number[] = [];
+  const cpu: number[] = [], floorCpu: number[] = [], cpuRatio: number[] = [];
+  let errors = 0;
+  for (let r = 0; r < ROUNDS; r++) {
+    let fr: Measured, or: Measured;
+    if (r % 2 === 0) { fr = floor(); or = ours(); } else { or = ours(); fr = floor(); }
+    f.push(fr.calls_per_s); o.push(or.calls_per_s); ratio.push(or.calls_per_s / fr.calls_per_s);
+    p50.push(or.p50_ms ?? NaN); p99.push(or.p99_ms ?? NaN);
+    errors += or.errors ?? 0;
+    if (or.cpu_us !== undefined) cpu.push(or.cpu_us);
+    if (or.cpu_us !== undefined && fr.cpu_us !== undefined) { floorCpu.push(fr.cpu_us); cpuRatio.push(fr.cpu_us / or.cpu_us); }
+  }
+  report({
+    bench: 'qubesd', ...fig, value: Math.round(median(o)), unit: 'calls/s',
+    [floorName]: Math.round(median(f)), ['vs_' + floorName]: +median(ratio).toFixed(3),
+    p50_ms: median(p50), p99_ms: median(p99), errors,
+    ...(cpu.length ? { cpu_us_per_call: Math.round(median(cpu)) } : {}),
+    // the floor's CPU time per call over ours: 1 means as cheap as the floor
+    ...(cpuRatio.length ? { ['cpu_us_per_call_' + floorName]: Math.round(median(floorCpu)), ['cpu_vs_' + floorName]: +median(cpuRatio).toFixed(3) } : {}),
+  });
+}
+
+/** A store with `n` qubes: the conformance fixture (12 qubes) plus AppVMs on its template. */
 function syntheticStore(dir: string, n: number): void {
   const base = join(dir, 'base');
   let xml = readFileSync(join(FIXTURE, 'qubes.xml'), 'utf8').replaceAll('@BASE@', base);
@@ -74,85 +140,99 @@ function rssKb(pid: number): number {
   return m ? Number(m[1]) : NaN;
 }
 
-async function floorServer(path: string, reply?: Buffer): Promise<net.Server> {
-  const frame = reply ?? Buffer.from('0\0dom0 class=AdminVM state=Running uuid=00000000-0000-0000-0000-000000000000\n');
-  const s = net.createServer({ allowHalfOpen: true }, (c) => { c.on('data', () => {}); c.on('end', () => c.end(frame)); c.on('error', () => {}); });
-  await new Promise<void>((r) => s.listen(path, r));
-  return s;
+function floorServer(socket: string, replyFile?: string): Promise<ChildProcess> {
+  return startProcess([join(TOOLS, 'floor-server.mjs'), socket, ...(replyFile ? [replyFile] : [])], 'ready');
 }
 
 async function main(): Promise<void> {
-  if (!buildQload()) {
-    report({ bench: 'qubesd', name: 'skipped', value: 0, unit: 'none', reason: 'cannot build qload (no cc or no shared/conformance)' });
+  if (!existsSync(join(TOOLS, 'floor-server.mjs'))) {
+    report({ bench: 'qubesd', name: 'skipped', value: 0, unit: 'none', reason: `no floor server at ${join(TOOLS, 'floor-server.mjs')} (../shared/conformance/tools beside the repository)` });
     return;
   }
-  const reads = quick ? 2000 : 20000;
-  const writes = quick ? 500 : 4000;
-
-  const floorPath = join(work, 'floor.sock');
-  const floor = await floorServer(floorPath);
-  const floors: Record<number, number> = {};
-  for (const threads of [1, 16]) {
-    const r = await qload(floorPath, threads, reads, 'admin.vm.List', 'dom0');
-    floors[threads] = r.calls_per_s;
-    report({ bench: 'qubesd', name: 'floor-trivial-node-server', threads, value: r.calls_per_s, unit: 'calls/s', p50_ms: r.p50_ms, p99_ms: r.p99_ms });
+  if (!buildC(join(TOOLS, 'qload.c'), QLOAD, ['-pthread']) || !buildC(join(TOOLS, 'fsync-floor.c'), FSYNC_FLOOR)) {
+    report({ bench: 'qubesd', name: 'skipped', value: 0, unit: 'none', reason: 'cannot compile qload.c / fsync-floor.c with cc' });
+    return;
   }
-  await new Promise((r) => floor.close(r));
+  report({ bench: 'qubesd', name: 'node-flags', value: 0, unit: 'none', flags: QUBESD_NODE_FLAGS.join(' ') });
 
-  for (const n of quick ? [10, 1000] : [10, 100, 1000]) {
-    const dir = join(work, `store-${n}`);
-    execFileSync('mkdir', ['-p', join(dir, 'base'), join(dir, 'run')]);
-    syntheticStore(dir, n);
-    let d: Daemon | null = null;
-    try {
-      d = await startDaemon({ dir, args: ['--log', 'none'] });
-      const cases: Array<[string, string, string, string, number]> = [
-        ['admin.vm.List', 'dom0', '', '', n >= 1000 ? reads / 10 : reads],
-        ['admin.vm.property.Get', 'personal', 'netvm', '', reads],
-        ['admin.vm.property.GetAll', 'personal', '', '', reads / 4],
-        ['admin.vm.feature.Set', 'personal', 'bench', 'v1', writes],
-      ];
-      // A floor that is fair to vm.List: the same trivial server answering
-      // with the very bytes our list is (100 KB at 1000 qubes), precomputed.
-      const listReply = (await call(d.socket, 'admin.vm.List', 'dom0')).raw;
-      const sameSize: Record<number, number> = {};
-      const floor2Path = join(work, `floor-${n}.sock`);
-      const floor2 = await floorServer(floor2Path, listReply);
-      for (const threads of [1, 16]) {
-        const r = await qload(floor2Path, threads, n >= 1000 ? reads / 10 : reads, 'admin.vm.List', 'dom0');
-        sameSize[threads] = r.calls_per_s;
-        report({ bench: 'qubesd', name: 'floor-same-reply-as-vm.List', qubes: n, threads, value: r.calls_per_s, unit: 'calls/s', replyBytes: listReply.length });
-      }
-      await new Promise((r) => floor2.close(r));
-      // Warm-up (JIT, caches): otherwise whichever case runs first pays it.
-      for (const [method, dest, arg, payload] of cases) await qload(d.socket, 1, 500, method, dest, arg, payload);
-      for (const [method, dest, arg, payload, calls] of cases) {
-        for (const threads of [1, 16]) {
-          const r = await qload(d.socket, threads, calls, method, dest, arg, payload);
-          report({
-            bench: 'qubesd', name: method, qubes: n, threads, value: r.calls_per_s, unit: 'calls/s',
-            p50_ms: r.p50_ms, p99_ms: r.p99_ms, errors: r.errors, vs_floor: +(r.calls_per_s / floors[threads]!).toFixed(3),
-            ...(method === 'admin.vm.List' ? { vs_same_reply_floor: +(r.calls_per_s / sameSize[threads]!).toFixed(3) } : {}),
-          });
-        }
-      }
-      if (n === 1000) {
-        report({ bench: 'qubesd', name: 'rss', qubes: n, value: Math.round(rssKb(d.proc.pid!) / 1024), unit: 'MB' });
-        const client = process.env.QUBES_CORE_ADMIN_CLIENT;
-        if (client && existsSync(join(client, 'qubesadmin'))) {
-          const t0 = performance.now();
-          const r = spawnSync('python3', [join(SHARED, 'conformance', 'tools', 'qvm.py'), 'qvm-ls', '--raw-data'],
-            { env: { ...process.env, QUBESD_SOCKET: d.socket }, encoding: 'utf8' });
-          const s = (performance.now() - t0) / 1000;
-          report({ bench: 'qubesd', name: 'qvm-ls', qubes: n, value: +s.toFixed(3), unit: 's', ok: r.status === 0, lines: r.stdout.split('\n').length - 1 });
-        } else {
-          report({ bench: 'qubesd', name: 'qvm-ls', qubes: n, value: 0, unit: 's', skipped: 'set QUBES_CORE_ADMIN_CLIENT to a qubesadmin checkout' });
-        }
-      }
-    } finally {
-      if (d) await d.stop();
+  const floorSock = join(work, 'floor.sock');
+  const floor = await floorServer(floorSock);
+  try {
+    const get: Case = { method: 'admin.vm.property.Get', dest: 'personal', arg: 'netvm', calls: READS };
+    const floorCalls = (threads: number, calls: number) => qload(floorSock, threads, { ...get, calls }).calls_per_s;
+    const floorMeasured = (threads: number) => measure(floor.pid!, floorSock, threads, get);
+    qload(floorSock, 1, { ...get, calls: 2000 }); // warm-up (JIT)
+    for (const threads of [1, 16]) {
+      const r = qload(floorSock, threads, get);
+      report({ bench: 'qubesd', name: 'floor', threads, value: Math.round(r.calls_per_s), unit: 'calls/s', p50_ms: r.p50_ms, p99_ms: r.p99_ms });
     }
+
+    for (const n of [12, 1000]) {
+      const dir = join(work, `store-${n}`);
+      execFileSync('mkdir', ['-p', join(dir, 'base'), join(dir, 'run')]);
+      syntheticStore(dir, n);
+      const fsyncMsHere = () => fsyncMs(dir);
+      if (n === 12) {
+        const ms = [0, 1, 2].slice(0, ROUNDS).map(fsyncMsHere);
+        report({ bench: 'qubesd', name: 'fsync-floor', value: median(ms), unit: 'ms', bytes: 150 });
+        report({ bench: 'qubesd', name: 'durable-floor', threads: 1, value: Math.round(durableFloor(floorCalls(1, READS), median(ms))), unit: 'calls/s' });
+      }
+      let d: Daemon | null = null;
+      try {
+        // with its audit log in a file on the store's disk, as installed
+        d = await startDaemon({ dir });
+        const sock = d.socket, pid = d.proc.pid!;
+        const set: Case = { method: 'admin.vm.feature.Set', dest: 'personal', arg: 'bench', payload: 'v1', calls: WRITES };
+        const list: Case = { method: 'admin.vm.List', dest: 'dom0', calls: LISTS };
+        // Warm-up (JIT, caches): otherwise whichever case runs first pays it.
+        for (const c of [get, set, list]) qload(sock, 1, { ...c, calls: 500 });
+
+        for (const threads of [1, 16]) {
+          paired({ name: get.method, qubes: n, threads }, () => floorMeasured(threads), () => measure(pid, sock, threads, get), 'floor');
+        }
+        for (const threads of [1, 16]) {
+          // the durable floor is that of one client: with group commit, 16
+          // clients may go past it
+          paired({ name: set.method, qubes: n, threads }, () => ({ calls_per_s: durableFloor(floorCalls(1, READS), fsyncMsHere()) }),
+            () => measure(pid, sock, threads, set), 'durable_floor');
+        }
+        if (n === 1000) {
+          const replyFile = join(work, 'vm-list.reply');
+          const reply = (await call(sock, 'admin.vm.List', 'dom0')).raw;
+          writeFileSync(replyFile, reply);
+          const sameSock = join(work, 'floor-same.sock');
+          const same = await floorServer(sameSock, replyFile);
+          try {
+            qload(sameSock, 1, { ...list, calls: 500 }); // warm-up, as qubesd had
+            for (const threads of [1, 16]) {
+              paired({ name: list.method, qubes: n, threads, reply_bytes: reply.length },
+                () => measure(same.pid!, sameSock, threads, list), () => measure(pid, sock, threads, list), 'same_bytes_floor');
+            }
+          } finally {
+            await stopProcess(same);
+          }
+          report({ bench: 'qubesd', name: 'rss', qubes: n, value: Math.round(rssKb(d.proc.pid!) / 1024), unit: 'MB' });
+          qvmLs(sock, n);
+        }
+      } finally {
+        if (d) await d.stop();
+      }
+    }
+  } finally {
+    await stopProcess(floor);
   }
+}
+
+function qvmLs(socket: string, n: number): void {
+  const client = process.env.QUBES_CORE_ADMIN_CLIENT;
+  if (!client || !existsSync(join(client, 'qubesadmin'))) {
+    report({ bench: 'qubesd', name: 'qvm-ls', qubes: n, value: 0, unit: 's', skipped: 'set QUBES_CORE_ADMIN_CLIENT to a qubesadmin checkout' });
+    return;
+  }
+  const t0 = performance.now();
+  const r = spawnSync('python3', [join(TOOLS, 'qvm.py'), 'qvm-ls', '--raw-data'], { env: { ...process.env, QUBESD_SOCKET: socket }, encoding: 'utf8' });
+  const s = (performance.now() - t0) / 1000;
+  report({ bench: 'qubesd', name: 'qvm-ls', qubes: n, value: +s.toFixed(3), unit: 's', ok: r.status === 0, lines: r.stdout.split('\n').length - 1 });
 }
 
 try {

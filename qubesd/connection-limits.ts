@@ -15,7 +15,7 @@
 //   closed, and costs nothing otherwise: idle streams are probed so.
 import type net from 'node:net';
 import { readFileSync } from 'node:fs';
-import { exceptionFrame, EVENT } from './protocol/reply.js';
+import { exceptionFrame, EVENT } from '../lib/protocol/reply.js';
 
 export interface ConnectionLimitOptions {
   /** open connections per socket (default: from the descriptor limit) */

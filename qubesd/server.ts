@@ -21,18 +21,28 @@ export async function claimSocketPath(path: string): Promise<void> {
   unlinkSync(path);
 }
 
-const CONNECTIONS = new WeakMap<net.Server, Set<net.Socket>>();
+/** open connections: the sweep count they arrived at, or -1 once their request is complete */
+const CONNECTIONS = new WeakMap<net.Server, Map<net.Socket, number>>();
+const SWEEPS = new WeakMap<net.Server, NodeJS.Timeout>();
 /** How long a client may take to send its whole request. */
 export const REQUEST_TIMEOUT_MS = 30_000;
+/**
+ * Requests still being read are checked this often: one timer per server
+ * instead of one per connection (arming and clearing a socket timeout on
+ * every call costs a noticeable part of a short call).
+ */
+const SWEEP_MS = 1000;
 
 export async function listen(path: string, dispatcher: Dispatcher, limits?: SocketLimits): Promise<net.Server> {
   await claimSocketPath(path);
-  const open = new Set<net.Socket>();
+  // One map for both (a second one, added to and removed from on every
+  // call, showed as a good part of a call's allocations).
+  const open = new Map<net.Socket, number>();
+  let sweeps = 0;
   const server = net.createServer({ allowHalfOpen: true }, (sock) => {
-    open.add(sock);
-    sock.once('close', () => open.delete(sock));
     if (limits && !limits.admit(sock)) return;
-    serveConnection(sock, dispatcher, limits);
+    open.set(sock, sweeps);
+    serveConnection(sock, dispatcher, open, limits);
   });
   CONNECTIONS.set(server, open);
   await new Promise<void>((resolve, reject) => {
@@ -40,14 +50,23 @@ export async function listen(path: string, dispatcher: Dispatcher, limits?: Sock
     server.listen(path, () => { server.off('error', reject); resolve(); });
   });
   chmodSync(path, 0o660);
+  // A client that never finishes its request would hold a connection (and a
+  // file descriptor) forever; one that is done sending is in no hurry.
+  // When the socket is crowded, slow senders get less time (connection-limits.ts).
+  const sweep = setInterval(() => {
+    sweeps++;
+    const limit = Math.ceil((limits ? limits.requestTimeout(REQUEST_TIMEOUT_MS) : REQUEST_TIMEOUT_MS) / SWEEP_MS);
+    for (const [sock, since] of open) if (since >= 0 && sweeps - since > limit) sock.destroy();
+  }, SWEEP_MS);
+  sweep.unref();
+  SWEEPS.set(server, sweep);
   return server;
 }
 
-function serveConnection(sock: net.Socket, dispatcher: Dispatcher, limits?: SocketLimits): void {
+function serveConnection(sock: net.Socket, dispatcher: Dispatcher, open: Map<net.Socket, number>, limits?: SocketLimits): void {
   const chunks: Buffer[] = [];
   let size = 0;
   let dropped = false;
-  let requestDone = false;
   // Only event streams and long calls look at the signal: creating (and
   // aborting) an AbortController for every short call costs more than the
   // call itself, so it is made on first use.
@@ -68,18 +87,14 @@ function serveConnection(sock: net.Socket, dispatcher: Dispatcher, limits?: Sock
     if (size > MAX_REQUEST) { dropped = true; sock.destroy(); return; }
     chunks.push(d);
   });
-  // A client that never finishes its request would hold a connection (and a
-  // file descriptor) forever; one that is done reading is in no hurry.
-  sock.setTimeout(limits ? limits.requestTimeout(REQUEST_TIMEOUT_MS) : REQUEST_TIMEOUT_MS, () => { if (!requestDone) sock.destroy(); });
   sock.on('end', () => {
-    requestDone = true;
-    sock.setTimeout(0);
+    open.set(sock, -1);
     if (dropped) return;
     const data = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
     if (limits && !limits.request(sock, data)) return;
     void dispatcher.handle(data, res);
   });
-  sock.on('close', () => { closed = true; ac?.abort(); });
+  sock.on('close', () => { open.delete(sock); closed = true; ac?.abort(); });
   sock.on('error', () => { /* peer vanished; 'close' follows */ });
 }
 
@@ -89,8 +104,9 @@ function serveConnection(sock: net.Socket, dispatcher: Dispatcher, limits?: Sock
  * went away while its stream was idle is only noticed on the next write.
  */
 export function closeServer(server: net.Server, path: string, graceMs = 2000): Promise<void> {
-  const open = CONNECTIONS.get(server) ?? new Set<net.Socket>();
-  const timer = setTimeout(() => { for (const s of open) s.destroy(); }, graceMs);
+  const open = CONNECTIONS.get(server) ?? new Map<net.Socket, number>();
+  clearInterval(SWEEPS.get(server));
+  const timer = setTimeout(() => { for (const s of open.keys()) s.destroy(); }, graceMs);
   return new Promise((resolve) => {
     server.close(() => {
       clearTimeout(timer);

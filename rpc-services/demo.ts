@@ -6,8 +6,8 @@
 // app qubes, with the global defaults pointing at them. A system that has
 // any qube besides dom0 is left alone, so --demo can stay on the command line.
 import net from 'node:net';
-import { encodeRequest } from '../qubesd/protocol/request.js';
-import { parseReply } from '../qubesd/protocol/reply.js';
+import { encodeRequest } from '../lib/protocol/request.js';
+import { parseReply } from '../lib/protocol/reply.js';
 
 /** One Admin API call from dom0; resolves with the reply content, rejects with Qubes' exception text. */
 function adminCall(socket: string, method: string, dest: string, arg = '', payload = ''): Promise<string> {

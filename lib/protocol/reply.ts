@@ -6,11 +6,26 @@
 
 export const OK = 0x30, EVENT = 0x31, EXCEPTION = 0x32;
 
-export function okFrame(content: string | Buffer | null | undefined): Buffer {
+/**
+ * An OK frame built once and sent many times (a reply that is cached, such
+ * as dom0's admin.vm.List): sending it copies nothing.
+ */
+export class OkReply {
+  readonly frame: Buffer;
+  constructor(content: string | Buffer) { this.frame = okFrame(content); }
+}
+
+export function okFrame(content: string | Buffer | OkReply | null | undefined): Buffer {
+  if (content instanceof OkReply) return content.frame;
   if (content === null || content === undefined || content.length === 0) return Buffer.from([OK, 0]);
-  const body = typeof content === 'string' ? Buffer.from(content, 'utf8') : content;
-  const out = Buffer.allocUnsafe(body.length + 2);
-  out[0] = OK; out[1] = 0; body.copy(out, 2);
+  if (typeof content === 'string') {
+    // encoded straight into the frame, not into a buffer that is then copied
+    const out = Buffer.allocUnsafe(Buffer.byteLength(content, 'utf8') + 2);
+    out[0] = OK; out[1] = 0; out.write(content, 2, 'utf8');
+    return out;
+  }
+  const out = Buffer.allocUnsafe(content.length + 2);
+  out[0] = OK; out[1] = 0; content.copy(out, 2);
   return out;
 }
 

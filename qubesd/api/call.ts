@@ -3,6 +3,7 @@
 // and resolved the source and destination qubes before a handler runs.
 import type { MethodSpec } from './methods.js';
 import type { QubesApp, Vm } from '../model/app.js';
+import type { OkReply } from '../../lib/protocol/reply.js';
 
 export interface Call {
   readonly app: QubesApp;
@@ -26,8 +27,8 @@ export interface Call {
   readonly filter: CallFilter;
 }
 
-/** string/Buffer: OK content; void/null: empty OK (or nothing after events). */
-export type HandlerResult = string | Buffer | void | null;
+/** string/Buffer: OK content; OkReply: a prebuilt OK frame; void/null: empty OK (or nothing after events). */
+export type HandlerResult = string | Buffer | OkReply | void | null;
 export type Handler = (call: Call) => Promise<HandlerResult> | HandlerResult;
 export type Handlers = Readonly<Record<string, Handler>>;
 

@@ -47,17 +47,21 @@ export interface DispatcherOptions {
 
 const UUID_RE = /^uuid:[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]*$/;
 
-/** Bytes that are not 7-bit ASCII: Python's strict ascii decode refuses them. */
-function asciiOrThrow(b: Buffer, what: string): string {
-  for (let i = 0; i < b.length; i++) {
-    if (b[i]! > 0x7f) throw ProtocolError(`${what} contains non-ASCII characters`);
-  }
-  return b.toString('latin1');
+const NON_ASCII = /[^\x00-\x7f]/;
+
+/**
+ * Bytes that are not 7-bit ASCII: Python's strict ascii decode refuses them.
+ * Takes the bytes decoded as latin1 (one character per byte), which the
+ * audit record holds anyway: no second decoding.
+ */
+function asciiOrThrow(s: string, what: string): string {
+  if (NON_ASCII.test(s)) throw ProtocolError(`${what} contains non-ASCII characters`);
+  return s;
 }
 
 /** Qubes' decode_vm: 'uuid:<uuid>' or a validated name, then a lookup. */
-export function decodeVm(app: QubesApp, raw: Buffer, what: string): Vm {
-  const s = asciiOrThrow(raw, what);
+export function decodeVm(app: QubesApp, raw: Buffer | string, what: string): Vm {
+  const s = asciiOrThrow(typeof raw === 'string' ? raw : raw.toString('latin1'), what);
   if (s.startsWith('uuid:')) {
     if (s.length !== 41 || !UUID_RE.test(s)) throw QubesVMInvalidUUIDError(s.slice(5));
     const vm = app.getVmByUuid(s.slice(5));
@@ -95,10 +99,10 @@ export class Dispatcher {
     let spec: MethodSpec | undefined;
     try {
       const { app } = this.o;
-      const source = decodeVm(app, req.source, 'source');
-      const dest = decodeVm(app, req.dest, 'destination');
-      const arg = asciiOrThrow(req.arg, 'argument');
-      const method = asciiOrThrow(Buffer.from(req.method, 'latin1'), 'method name');
+      const source = decodeVm(app, rec.source, 'source');
+      const dest = decodeVm(app, rec.dest, 'destination');
+      const arg = asciiOrThrow(rec.arg, 'argument');
+      const method = asciiOrThrow(req.method, 'method name');
       spec = lookupMethod(method);
       if (!spec || spec.socket !== this.o.socket || !this.o.handlers[method]) {
         throw ProtocolError(`no such method: ${pyRepr(method)}`);
@@ -115,9 +119,12 @@ export class Dispatcher {
       };
       let result;
       try {
-        result = await this.o.handlers[method]!(call);
+        // most handlers answer synchronously: no await (and microtask) for those
+        result = this.o.handlers[method]!(call);
+        if (result instanceof Promise) result = await result;
       } finally {
-        await this.persist(spec);
+        const durable = this.persist(spec);
+        if (durable) await durable;
       }
       if (!eventsSent) res.write(okFrame(result ?? null));
       res.end();
@@ -135,13 +142,14 @@ export class Dispatcher {
   /**
    * Commit what the call changed, and wait until it is durable. A call whose
    * changes were drained by a concurrent call still waits for that commit, so
-   * no reply can overtake the write it depends on.
+   * no reply can overtake the write it depends on. Null when a read-only
+   * call has nothing to wait for.
    */
-  private async persist(spec: MethodSpec): Promise<void> {
+  private persist(spec: MethodSpec): Promise<void> | null {
     const changes = this.o.app.drainChanges();
     if (changes.length) this.lastCommit = this.o.store.commit(changes);
-    else if (spec.access === 'r') return;
-    await this.lastCommit;
+    else if (spec.access === 'r') return null; // nothing to wait for
+    return this.lastCommit;
   }
 }
 

@@ -70,6 +70,8 @@ const DEFAULT_HOST: HostInfo = {
 };
 
 export const MAX_QID = 10000;
+/** What drainChanges() returns when nothing changed (shared, never modified). */
+const NO_CHANGES: Change[] = Object.freeze([]) as unknown as Change[];
 
 export class QubesApp implements Holder {
   readonly events = new EventBus();
@@ -260,6 +262,8 @@ export class QubesApp implements Holder {
   }
 
   drainChanges(): Change[] {
+    // most calls change nothing: no new array for those
+    if (this.removed.size === 0 && this.dirty.size === 0 && !this.globalsDirty) return NO_CHANGES;
     const out: Change[] = [];
     for (const id of this.removed) out.push({ kind: 'domain-removed', id });
     for (const vm of this.dirty) out.push({ kind: 'domain', doc: vm.toDoc() });

@@ -206,7 +206,7 @@ export class Store {
     const payload = batch.length === 1 ? '[' + batch[0]!.json + ']' : '[' + batch.map((p) => p.json).join(',') + ']';
     let rec: Buffer;
     try {
-      rec = encodeRecord(Buffer.from(payload, 'utf8'));
+      rec = encodeRecord(payload);
       if (j.size + rec.length > j.allocated) await preallocate(j, j.size + rec.length);
       await writeFully(j.fh, rec, j.size); // O_DSYNC: durable when the write returns
     } catch (e) {

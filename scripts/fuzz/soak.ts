@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { encodeRequest } from '../../qubesd/protocol/request.js';
+import { encodeRequest } from '../../lib/protocol/request.js';
 import { CHECKOUT } from '../../rpc-services/install.js';
 import { canConnect } from '../../rpc-services/stack.js';
 import { frame, Kind } from '../../rpc-services/qrexec/protocol.js';

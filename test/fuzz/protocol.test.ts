@@ -4,8 +4,8 @@
 // frame has exactly the fields its kind has.
 import t from 'tap';
 import fc from 'fast-check';
-import { encodeRequest, FramingError, parseRequest } from '../../qubesd/protocol/request.js';
-import { eventFrame, exceptionFrame, okFrame, parseReply } from '../../qubesd/protocol/reply.js';
+import { encodeRequest, FramingError, parseRequest } from '../../lib/protocol/request.js';
+import { eventFrame, exceptionFrame, okFrame, parseReply } from '../../lib/protocol/reply.js';
 import { holds } from './fc.js';
 
 const bytes = (max = 300) => fc.uint8Array({ maxLength: max }).map((a) => Buffer.from(a));

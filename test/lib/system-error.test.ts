@@ -2,7 +2,7 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { errnoWords, scrubSystemErrorText, systemErrorWords } from '../../lib/system-error.js';
-import { eventFrame, exceptionFrame } from '../../qubesd/protocol/reply.js';
+import { eventFrame, exceptionFrame } from '../../lib/protocol/reply.js';
 
 t.test('Node\'s and Python\'s renderings become words, without code, call or path', async (t) => {
   t.equal(scrubSystemErrorText("Cannot read backup profile x: ENAMETOOLONG: name too long, open '/etc/qubes/backup/x.conf'"),

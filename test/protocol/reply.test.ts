@@ -1,5 +1,5 @@
 import t from 'tap';
-import { eventFrame, exceptionFrame, okFrame, parseReply } from '../../lib/protocol/reply.js';
+import { OkReply, eventFrame, exceptionFrame, okFrame, parseReply } from '../../lib/protocol/reply.js';
 import { pyRepr } from '../../qubesd/api/errors.js';
 
 t.test('OK frame', async (t) => {
@@ -26,4 +26,11 @@ t.test('pyRepr quotes like Python repr()', async (t) => {
   t.equal(pyRepr("it's"), '"it\'s"');
   t.equal(pyRepr('a\\b\n'), "'a\\\\b\\n'");
   t.equal(pyRepr('both\'"'), "'both\\'\"'");
+});
+
+t.test('OK frame built once (OkReply) is sent as is', async (t) => {
+  const r = new OkReply('dom0 class=AdminVM\né\n');
+  t.equal(r.frame.toString('utf8'), '0\0dom0 class=AdminVM\né\n');
+  t.equal(okFrame(r), r.frame, 'the very same buffer, not a copy');
+  t.same([...okFrame(Buffer.from('ab'))], [0x30, 0, 0x61, 0x62]);
 });

@@ -4,7 +4,7 @@
 import t, { type Test } from 'tap';
 import net from 'node:net';
 import { call, cleanup, startDaemon, type Daemon } from '../helpers/qubesd.js';
-import { encodeRequest } from '../../qubesd/protocol/request.js';
+import { encodeRequest } from '../../lib/protocol/request.js';
 
 async function daemon(t: Test): Promise<Daemon> {
   const d = await startDaemon();

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import net from 'node:net';
 import { join } from 'node:path';
 import { call, cleanup, rawCall, startDaemon, subscribeEvents, type Daemon } from '../helpers/qubesd.js';
-import { encodeRequest } from '../../qubesd/protocol/request.js';
+import { encodeRequest } from '../../lib/protocol/request.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -11,6 +11,7 @@ import { TABLES } from '../../model/properties-vm.js';
 import { validateLabelName, type Label } from '../../model/labels.js';
 import { fire, tryGet } from '../../model/properties.js';
 import { truthy } from '../../model/values.js';
+import { OkReply } from '../../../lib/protocol/reply.js';
 
 function listLine(vm: Vm): string {
   return `${vm.name} class=${vm.klass} state=${vm.power} uuid=${vm.uuid}\n`;
@@ -20,16 +21,17 @@ function listLine(vm: Vm): string {
  * removed and no power state changed (a qube's name, class and uuid never
  * change): tools poll admin.vm.List, and on 1000 qubes building its 77 KB
  * is most of the call. */
-interface ListCache { vms: readonly Vm[]; powers: string[]; reply: Buffer }
+interface ListCache { vms: readonly Vm[]; powers: string[]; reply: OkReply }
 const LIST_CACHE = new WeakMap<object, ListCache>();
 
-function fullList(app: { allVms(): Vm[] }): Buffer {
+function fullList(app: { allVms(): Vm[] }): OkReply {
   const vms = app.allVms();
   const c = LIST_CACHE.get(app);
   if (c && c.vms === vms && c.powers.every((p, i) => vms[i]!.power === p)) return c.reply;
   let out = '';
   for (const vm of vms) out += listLine(vm);
-  const reply = Buffer.from(out, 'utf8');
+  // the whole frame is kept: sending it again copies nothing
+  const reply = new OkReply(out);
   LIST_CACHE.set(app, { vms, powers: vms.map((vm) => vm.power), reply });
   return reply;
 }
