@@ -152,7 +152,7 @@ t.test('backup profile names (profileNameValid, loadProfile)', async (t) => {
         if (!(e instanceof ProfileNotFoundError || e instanceof ProfileError)) return false;
         return !/\bE[A-Z]{3,}\b/.test(e.message) && !e.message.includes(dir);
       }
-    }), 500, 'finding 2 (issue 11): ENAMETOOLONG/EISDIR escape loadProfile and error texts carry the profile directory; enable after the fix');
+    }), 500);
 });
 
 t.test('policy file names (policy admin API)', async (t) => {
