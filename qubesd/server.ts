@@ -24,13 +24,17 @@ const CONNECTIONS = new WeakMap<net.Server, Set<net.Socket>>();
 /** How long a client may take to send its whole request. */
 export const REQUEST_TIMEOUT_MS = 30_000;
 
-export async function listen(path: string, dispatcher: Dispatcher): Promise<net.Server> {
+/** Limits from the daemon's configuration; main.ts changes them in place on SIGHUP. */
+export interface ServerLimits { requestTimeoutMs: number; maxConnections: number; eventBufferBytes: number }
+export const DEFAULT_LIMITS: Readonly<ServerLimits> = { requestTimeoutMs: REQUEST_TIMEOUT_MS, maxConnections: 0, eventBufferBytes: 0 };
+
+export async function listen(path: string, dispatcher: Dispatcher, limits: Readonly<ServerLimits> = DEFAULT_LIMITS): Promise<net.Server> {
   await claimSocketPath(path);
   const open = new Set<net.Socket>();
   const server = net.createServer({ allowHalfOpen: true }, (sock) => {
     open.add(sock);
     sock.once('close', () => open.delete(sock));
-    serveConnection(sock, dispatcher);
+    serveConnection(sock, dispatcher, limits);
   });
   CONNECTIONS.set(server, open);
   await new Promise<void>((resolve, reject) => {
@@ -41,7 +45,7 @@ export async function listen(path: string, dispatcher: Dispatcher): Promise<net.
   return server;
 }
 
-function serveConnection(sock: net.Socket, dispatcher: Dispatcher): void {
+function serveConnection(sock: net.Socket, dispatcher: Dispatcher, limits: Readonly<ServerLimits>): void {
   const chunks: Buffer[] = [];
   let size = 0;
   let dropped = false;
@@ -68,7 +72,7 @@ function serveConnection(sock: net.Socket, dispatcher: Dispatcher): void {
   });
   // A client that never finishes its request would hold a connection (and a
   // file descriptor) forever; one that is done reading is in no hurry.
-  sock.setTimeout(REQUEST_TIMEOUT_MS, () => { if (!requestDone) sock.destroy(); });
+  sock.setTimeout(limits.requestTimeoutMs, () => { if (!requestDone) sock.destroy(); });
   sock.on('end', () => {
     requestDone = true;
     sock.setTimeout(0);

@@ -19,14 +19,29 @@ export interface CallRecord {
 export class AuditLog {
   private out: NodeJS.WritableStream | null;
   private file: WriteStream | null = null;
+  /** false: only the daemon's own messages (log_level = info) */
+  calls = true;
   constructor(target: 'stderr' | 'none' | string) {
-    if (target === 'none') this.out = null;
-    else if (target === 'stderr') this.out = process.stderr;
-    else { this.file = createWriteStream(target, { flags: 'a' }); this.out = this.file; }
+    this.out = this.open(target);
+  }
+
+  private open(target: string): NodeJS.WritableStream | null {
+    if (target === 'none') return null;
+    if (target === 'stderr') return process.stderr;
+    this.file = createWriteStream(target, { flags: 'a' });
+    return this.file;
+  }
+
+  /** Switch to another destination (SIGHUP; also reopens a rotated file). */
+  async retarget(target: string): Promise<void> {
+    const old = this.file;
+    this.file = null;
+    this.out = this.open(target);
+    if (old) await new Promise<void>((res) => old.end(res));
   }
 
   call(r: CallRecord): void {
-    if (!this.out) return;
+    if (!this.out || !this.calls) return;
     this.out.write(JSON.stringify({ t: new Date().toISOString(), ev: 'call', ...r }) + '\n');
   }
 

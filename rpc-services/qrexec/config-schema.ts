@@ -1,0 +1,19 @@
+// The qrexec dispatcher's configuration keys (qrexec-dispatcher.conf),
+// declared once (see lib/config/schema.ts): files, flags, --print-config and
+// docs/CONFIGURATION.md come from this table.
+import type { DaemonSchema } from '../../lib/config/schema.js';
+
+export const DISPATCHER_SCHEMA: DaemonSchema = {
+  daemon: 'qrexec-dispatcher',
+  summary: 'The local qrexec dispatcher (`dist/rpc-services/qrexec/main-run.js`).',
+  keys: {
+    socket_dir: { type: 'path', default: '', help: 'Where the per-qube sockets qrexec.<qube> are created (required).', layout: true },
+    service_dir: { type: 'list', paths: true, default: [], help: 'Service directories (QREXEC_SERVICE_PATH), searched in order (required).', layout: true },
+    policy_socket: { type: 'path', default: '', help: 'The policy daemon\'s socket (required).', layout: true },
+    qubesd_socket: { type: 'path', default: '', help: 'qubesd.sock: which qubes get a socket follows its qubes.', layout: true },
+    qube: { type: 'list', default: [], help: 'A fixed set of qubes instead of following qubesd.' },
+    ask: { type: 'string', pattern: '^(deny|allow|command:.+|socket:.+)$', default: 'deny', reload: true, help: 'What an `ask` resolution becomes: deny, allow, command:PROGRAM or socket:PATH (a policy.Ask agent).', layout: true },
+    log: { type: 'string', pattern: '^(stderr|/.*)$', default: 'stderr', reload: true, help: 'Where calls are logged: stderr or an absolute file path.', layout: true },
+    ready_file: { type: 'path', default: '', help: 'Written once every qube\'s socket listens (removed at exit); empty: none.', layout: true },
+  },
+};
