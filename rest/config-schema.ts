@@ -20,8 +20,8 @@ export const REST_SCHEMA: DaemonSchema = {
     idle_timeout: { type: 'integer', minimum: 1, unit: 'seconds', default: 60, reload: true, help: 'How long an idle keep-alive connection is kept open.' },
     max_connections: { type: 'integer', minimum: 0, default: 0, reload: true, help: 'Most client connections open at once; 0: no limit.' },
     event_buffer_bytes: { type: 'integer', minimum: 0, unit: 'bytes', default: 0, reload: true, help: 'Most bytes an event stream may have waiting for a slow reader before it is dropped; 0: no limit.' },
-    qubesd_socket: { type: 'path', default: '/var/run/qubesd.sock', help: 'qubesd\'s Admin API socket.', layout: true },
-    log: { type: 'string', pattern: '^(stderr|none|/.*)$', default: 'stderr', reload: true, help: 'Where the gateway logs: stderr, none or an absolute file path.', layout: true },
-    ready_file: { type: 'path', default: '', help: 'Written once the gateway listens (removed at exit); empty: none.', layout: true },
+    qubesd_socket: { type: 'path', default: '/var/run/qubesd.sock', help: 'qubesd\'s Admin API socket.' },
+    log: { type: 'string', pattern: '^(stderr|none|/.*)$', default: 'stderr', reload: true, help: 'Where the gateway logs: stderr, none or an absolute file path.' },
+    ready_file: { type: 'path', default: '', help: 'Written once the gateway listens (removed at exit); empty: none.' },
   },
 };

@@ -32,8 +32,6 @@ export interface KeySpec {
   defaultDoc?: string;
   /** false: the key has no command-line flag */
   flag?: boolean;
-  /** written uncommented into the packaged main file of an installation (layout keys) */
-  layout?: boolean;
 }
 
 export interface DaemonSchema {
