@@ -4,7 +4,7 @@
 import { flagName, formatValue, type ConfigValues, type DaemonSchema, type KeySpec } from './schema.js';
 
 function typeText(s: KeySpec): string {
-  if (s.enum) return s.enum.map((e) => (e === '' ? '(empty)' : `\`${e}\``)).join(' \\| ');
+  if (s.enum) return s.enum.map((e) => (e === '' ? '(empty)' : `\`${e}\``)).join(' | ');
   const range = s.minimum !== undefined || s.maximum !== undefined
     ? ` ${s.minimum ?? '…'}–${s.maximum ?? '…'}` : '';
   const unit = s.unit ? ` (${s.unit})` : '';
@@ -18,7 +18,7 @@ function defaultText(s: KeySpec): string {
   return d === '' ? '(empty)' : `\`${d}\``;
 }
 
-const cell = (t: string) => t.replace(/\|/g, '\\|').replace(/\n/g, ' ');
+const cell = (t: string) => t.replace(/\|/g, '\\|').replace(/\n/g, ' ').replace(/</g, '\\<');
 
 export function configMarkdown(schemas: DaemonSchema[]): string {
   const out = [

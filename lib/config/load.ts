@@ -83,7 +83,7 @@ export function convert(spec: KeySpec, text: string | string[], base: string | n
   const validate = validatorOf(spec);
   if (!validate(value)) {
     const e = validate.errors![0]!;
-    const detail = e.keyword === 'enum' ? `must be one of ${(e.params as { allowedValues: string[] }).allowedValues.join(', ')}` : e.message ?? 'invalid';
+    const detail = e.keyword === 'enum' ? `must be one of ${(e.params as { allowedValues: string[] }).allowedValues.map((a) => a || '(empty)').join(', ')}` : e.message ?? 'invalid';
     return { problem: `${detail}, got ${JSON.stringify(formatValue(value))}` };
   }
   return { value };
