@@ -144,6 +144,9 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
     app, adminSocket, internalSocket, audit, limits,
     stop: () => (stopping ??= (async () => {
       backups.cancelAll();
+      // Let cancelled backups remove their partial archive and answer their
+      // caller (BackupCancelledError) before the connections are closed.
+      for (const until = Date.now() + 8000; backups.runningProfiles.length && Date.now() < until;) await new Promise((r) => setTimeout(r, 20));
       await Promise.all(servers.map(([s, p]) => closeServer(s, p)));
       policy.close();
       await lifecycle.close();
