@@ -144,7 +144,8 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
     const { values } = parseArgs({ args: argv, options: { prefix: { type: 'string' }, help: { type: 'boolean' } }, strict: true });
     if (values.help) { console.log(USAGE); return; }
     prefix = resolve(values.prefix ?? join(CHECKOUT, 'tmp', 'stack'));
-    if (!values.prefix && !existsSync(configPath(prefix))) {
+    // (an older default layout lacks the daemons' .conf files: lay it out again)
+    if (!values.prefix && (!existsSync(configPath(prefix)) || !existsSync(daemonConfigPath(prefix, 'qubesd')))) {
       install({ prefix });
       console.log(`qubes-stack: installed the default layout under ${prefix}`);
     }
@@ -155,6 +156,10 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
   const cfg = configPath(prefix);
   if (!existsSync(cfg)) {
     console.error(`qubes-stack: no installation under ${prefix} (run: qubes-install --prefix ${prefix})`);
+    process.exit(2);
+  }
+  if (!existsSync(daemonConfigPath(prefix, 'qubesd'))) {
+    console.error(`qubes-stack: the installation under ${prefix} predates the daemons' configuration files (run: qubes-install --prefix ${prefix})`);
     process.exit(2);
   }
   let stack: RunningStack;
