@@ -173,7 +173,11 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
     Object.assign(d.limits, limitsOf(next.values));
     if (keys.includes('log_level')) d.audit.calls = next.values.log_level !== 'info';
     if (keys.includes('log')) void d.audit.retarget(String(next.values.log));
-  }, (line) => { console.error(line); d.audit.info(line); });
+  }, (line) => {
+    // once on stderr: as a plain line, unless the audit log already goes there
+    if (String(cfg.current.values.log) !== 'stderr') console.error(line);
+    d.audit.info(line);
+  });
   for (const sig of ['SIGTERM', 'SIGINT'] as const) {
     process.once(sig, () => {
       withdrawReady(readyFile);
