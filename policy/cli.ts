@@ -23,10 +23,11 @@ const USAGE = `usage: qubes-policy SUBCOMMAND [options]
   remove  [--include] [--policy-dir DIR] NAME [--token TOKEN]
           the policy admin API (policy.List/Get/Replace/Remove) run locally;
           TOKEN is the one "get" printed, "new" or "any" (default: any)
-  daemon  --socket PATH --policy-dir DIR [--runtime-dir DIR] [--legacy-dir DIR]
-          (--system-info-socket PATH | --system-info FILE)
-          [--ask-answer allow|deny | --ask-command CMD | --ask-socket PATH]
-          the qrexec policy daemon protocol on a UNIX socket
+  daemon  [--config FILE] [--print-config] --socket PATH --policy-dir DIR [--runtime-dir DIR]
+          [--legacy-dir DIR] (--system-info-socket PATH | --system-info FILE)
+          [--ask-answer allow|deny | --ask-command CMD | --ask-socket PATH] [--log stderr|FILE] [--ready-file F]
+          the qrexec policy daemon protocol on a UNIX socket; every option is
+          also a key of qubes-policy-daemon.conf (docs/CONFIGURATION.md)
 `;
 
 const DIRS = ['policy-dir', 'runtime-dir', 'legacy-dir'];
@@ -57,7 +58,7 @@ export async function main(argv: string[]): Promise<number> {
     case 'remove':
       return (await import('./admin-cli.js')).localAdminMain(cmd, rest);
     case 'daemon':
-      return (await import('./daemon.js')).daemonMain(rest);
+      return (await import('./daemon-main.js')).daemonMain(rest);
     case undefined:
     case 'help':
     case '--help':

@@ -23,7 +23,6 @@ import { spawn } from 'node:child_process';
 import { chmodSync, readFileSync, unlinkSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { responseFor, executeAllow } from './answer.js';
-import { parseArgs, required, UsageError } from './args.js';
 import { AccessDenied } from './errors.js';
 import { approveAsk, type AskResolution, type Resolution } from './engine.js';
 import { PolicyWatcher } from './watcher.js';
@@ -367,47 +366,4 @@ export function parseRequest(raw: Buffer, fail: (msg: string) => void): Map<stri
     return null;
   }
   return args;
-}
-
-export async function daemonMain(argv: string[]): Promise<number> {
-  const a = parseArgs(argv, [
-    'socket', 'eval-socket', 'gui-socket', 'policy-dir', 'runtime-dir', 'legacy-dir',
-    'system-info-socket', 'system-info', 'ask-answer', 'ask-command', 'ask-socket',
-  ]);
-  const infoSocket = a.options.get('system-info-socket');
-  const infoFile = a.options.get('system-info');
-  if (!infoSocket === !infoFile) throw new UsageError('give exactly one of --system-info-socket and --system-info');
-  const askAnswer = a.options.get('ask-answer');
-  const askCommand = a.options.get('ask-command');
-  const askSocket = a.options.get('ask-socket');
-  if ([askAnswer, askCommand, askSocket].filter(Boolean).length > 1) throw new UsageError('give at most one of --ask-answer, --ask-command and --ask-socket');
-  if (askAnswer && askAnswer !== 'allow' && askAnswer !== 'deny') throw new UsageError('--ask-answer is allow or deny');
-  const watcher = new PolicyWatcher({
-    policyDir: required(a, 'policy-dir'), runtimeDir: a.options.get('runtime-dir') ?? null,
-    legacyDir: a.options.get('legacy-dir') ?? null,
-    onError: (err) => process.stderr.write(`policy reload failed, keeping the previous policy: ${err.message}\n`),
-  });
-  const systemInfo = infoSocket
-    ? () => fetchSystemInfo(infoSocket)
-    : () => Promise.resolve(JSON.parse(readFileSync(infoFile!, 'utf8')) as SystemInfo);
-  let askAgent: AskAgent | undefined;
-  if (askCommand) askAgent = commandAskAgent(askCommand);
-  else if (askSocket) askAgent = socketAskAgent(askSocket);
-  else if (askAnswer) askAgent = fixedAskAgent(askAnswer as 'allow' | 'deny');
-  const daemon = new PolicyDaemon({
-    socketPath: required(a, 'socket'),
-    evalSocketPath: a.options.get('eval-socket'), guiSocketPath: a.options.get('gui-socket'),
-    watcher, systemInfo,
-    askAgent,
-  });
-  await daemon.start();
-  process.stderr.write(`qubes-policy daemon listening on ${a.options.get('socket')}\n`);
-  await new Promise<void>((resolve) => {
-    const stop = () => resolve();
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
-  });
-  await daemon.close();
-  watcher.close();
-  return 0;
 }

@@ -18,7 +18,9 @@ import { readFileSync } from 'node:fs';
 import { exceptionFrame, EVENT } from '../lib/protocol/reply.js';
 
 export interface ConnectionLimitOptions {
-  /** open connections per socket (default: from the descriptor limit) */
+  /** how long a client may take to send its whole request (ms, default 30 s) */
+  requestTimeoutMs?: number;
+  /** open connections per socket (default, or 0: from the descriptor limit) */
   maxConnections?: number;
   /** connections of each socket that only dom0's event streams may use (default a quarter) */
   dom0Reserve?: number;
@@ -59,20 +61,27 @@ interface Stream { sock: net.Socket; source: string; dom0: boolean; queued: numb
 
 /** The limits of the whole daemon; one SocketLimits per listening socket. */
 export class ConnectionLimits {
-  readonly maxConnections: number;
-  readonly dom0Reserve: number;
-  readonly streamBuffer: number;
-  readonly streamBufferTotal: number;
+  requestTimeoutMs = 30_000;
+  maxConnections = 0;
+  dom0Reserve = 0;
+  streamBuffer = 0;
+  streamBufferTotal = 0;
   private readonly streams = new Map<net.Socket, Stream>();
   /** bytes queued by all streams, as last seen (kept exact when it matters) */
   private queuedTotal = 0;
   private probeTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly o: ConnectionLimitOptions = {}) {
-    this.maxConnections = o.maxConnections ?? defaultMaxConnections();
-    this.dom0Reserve = Math.min(this.maxConnections - 1, o.dom0Reserve ?? Math.max(2, Math.floor(this.maxConnections / 4)));
-    this.streamBuffer = o.streamBuffer ?? 4 * MiB;
-    this.streamBufferTotal = o.streamBufferTotal ?? 64 * MiB;
+    this.configure(o);
+  }
+
+  /** Set the limits (at start and on SIGHUP); connections already open keep theirs. */
+  configure(c: Omit<ConnectionLimitOptions, 'log' | 'probeIntervalMs'>): void {
+    this.requestTimeoutMs = c.requestTimeoutMs ?? 30_000;
+    this.maxConnections = c.maxConnections || defaultMaxConnections();
+    this.dom0Reserve = Math.min(this.maxConnections - 1, c.dom0Reserve ?? Math.max(2, Math.floor(this.maxConnections / 4)));
+    this.streamBuffer = c.streamBuffer ?? 4 * MiB;
+    this.streamBufferTotal = c.streamBufferTotal ?? 64 * MiB;
   }
 
   forSocket(name: string): SocketLimits {
@@ -165,9 +174,10 @@ export class SocketLimits {
     return true;
   }
 
-  /** How long the connection may take to send its request. */
-  requestTimeout(normalMs: number): number {
-    return this.open.size >= this.all.maxConnections - this.all.dom0Reserve ? Math.min(normalMs, CROWDED_REQUEST_TIMEOUT_MS) : normalMs;
+  /** How long a connection may take to send its request (less when the socket is crowded). */
+  requestTimeout(): number {
+    const normal = this.all.requestTimeoutMs;
+    return this.open.size >= this.all.maxConnections - this.all.dom0Reserve ? Math.min(normal, CROWDED_REQUEST_TIMEOUT_MS) : normal;
   }
 
   /**

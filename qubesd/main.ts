@@ -1,9 +1,8 @@
 // bin/qubesd: the daemon's entry point. Runs in the foreground, owns the
 // store, serves qubesd.sock (Admin API) and qubesd.internal.sock, and exits
 // cleanly on SIGTERM/SIGINT after a final save.
-import { parseArgs } from 'node:util';
 import { mkdirSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import type net from 'node:net';
 import { QubesApp } from './model/app.js';
 import { Store } from './store/store.js';
@@ -17,7 +16,12 @@ import { backendConfigFromOptions, createBackend } from './hypervisor/index.js';
 import { Lifecycle, attachLifecycle } from './lifecycle/controller.js';
 import { BackupService, attachBackups } from './backup/service.js';
 import { QubeServices } from './qrexec/run-service.js';
-import { ConnectionLimits } from './connection-limits.js';
+import { ConnectionLimits, type ConnectionLimitOptions } from './connection-limits.js';
+import { QUBESD_SCHEMA } from './config-schema.js';
+import { loadConfig } from '../lib/config/load.js';
+import { parseCommandLine, reloadOnSighup, startConfig } from '../lib/config/command-line.js';
+import { announceReady, withdrawReady } from '../lib/config/ready.js';
+import type { ConfigValues } from '../lib/config/schema.js';
 
 export interface DaemonOptions {
   store: string;
@@ -36,77 +40,63 @@ export interface DaemonOptions {
   /** per-qube service directories standing in for guests' qrexec agents */
   guestServicesDir: string | null;
   log: string;
-  /** open connections per socket (default: from the descriptor limit) */
-  maxConnections?: number;
-  /** bytes an event stream may have waiting for a client that does not read */
-  streamBuffer?: number;
-  /** bytes all event streams together may have waiting */
-  streamBufferTotal?: number;
+  /** 'info': no per-call lines in the audit log */
+  logLevel?: 'calls' | 'info';
+  /** connection and stream limits */
+  limits?: Omit<ConnectionLimitOptions, 'log' | 'probeIntervalMs'>;
 }
 
-const USAGE = `usage: qubesd [--store FILE] [--base-dir DIR] [--socket-dir DIR]
-              [--backend sim|libvirt] [--libvirt-uri URI] [--libvirt-socket PATH]
-              [--sim-state-file FILE]
-              [--policy-dir DIR] [--runtime-policy-dir DIR]
-              [--backup-profile-dir DIR] [--services-dir DIR]... [--guest-services-dir DIR]
-              [--log stderr|none|FILE] [--max-connections N]
-              [--stream-buffer BYTES] [--stream-buffer-total BYTES]`;
+const USAGE = `usage: qubesd [--config FILE] [--print-config] [--KEY-NAME VALUE]...
+  Every key of qubesd.conf is also a flag (docs/CONFIGURATION.md); flags win over the files.`;
 
-/** A positive byte count, with an optional K/M/G suffix (powers of 1024). */
-function parseSize(opt: string, v: string | undefined): number | undefined {
-  if (v === undefined) return undefined;
-  const m = /^(\d+)([KMG]?)$/i.exec(v);
-  const n = m ? Number(m[1]) * 1024 ** ' KMG'.indexOf((m[2] || ' ').toUpperCase()) : NaN;
-  if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`--${opt}: expected a positive number (with K, M or G), got ${JSON.stringify(v)}`);
-  return n;
-}
-
-export function parseDaemonArgs(argv: string[]): DaemonOptions {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      store: { type: 'string' }, 'base-dir': { type: 'string' }, 'socket-dir': { type: 'string' },
-      backend: { type: 'string' }, 'libvirt-uri': { type: 'string' }, 'libvirt-socket': { type: 'string' }, 'sim-state-file': { type: 'string' },
-      'policy-dir': { type: 'string' }, 'runtime-policy-dir': { type: 'string' },
-      'backup-profile-dir': { type: 'string' }, 'services-dir': { type: 'string', multiple: true },
-      'guest-services-dir': { type: 'string' }, log: { type: 'string' }, help: { type: 'boolean' },
-      'max-connections': { type: 'string' }, 'stream-buffer': { type: 'string' }, 'stream-buffer-total': { type: 'string' },
-    },
-    strict: true,
-  });
-  if (values.help) { console.log(USAGE); process.exit(0); }
-  const backend = values.backend ?? 'sim';
-  if (backend !== 'sim' && backend !== 'libvirt') throw new Error(`unknown backend ${JSON.stringify(backend)} (sim or libvirt)`);
-  const baseDir = resolve(values['base-dir'] ?? '/var/lib/qubes');
+/** The options startDaemon takes, from a loaded configuration. */
+export function daemonOptions(v: ConfigValues): DaemonOptions {
+  const str = (k: string) => String(v[k]);
   return {
-    store: resolve(values.store ?? join(baseDir, 'qubes.xml')),
-    baseDir,
-    socketDir: resolve(values['socket-dir'] ?? '/var/run'),
-    backend,
-    libvirtUri: values['libvirt-uri'],
-    libvirtSocket: values['libvirt-socket'],
-    simStateFile: resolve(values['sim-state-file'] ?? join(baseDir, 'sim-domains.json')),
-    policyDir: resolve(values['policy-dir'] ?? '/etc/qubes/policy.d'),
-    runtimePolicyDir: resolve(values['runtime-policy-dir'] ?? '/run/qubes/policy.d'),
-    backupProfileDir: resolve(values['backup-profile-dir'] ?? '/etc/qubes/backup'),
-    servicesDirs: (values['services-dir'] ?? ['/etc/qubes-rpc']).map((d) => resolve(d)),
-    guestServicesDir: values['guest-services-dir'] ? resolve(values['guest-services-dir']) : null,
-    log: values.log ?? 'stderr',
-    maxConnections: parseSize('max-connections', values['max-connections']),
-    streamBuffer: parseSize('stream-buffer', values['stream-buffer']),
-    streamBufferTotal: parseSize('stream-buffer-total', values['stream-buffer-total']),
+    store: str('store'),
+    baseDir: str('base_dir'),
+    socketDir: str('socket_dir'),
+    backend: str('backend') as DaemonOptions['backend'],
+    libvirtUri: str('libvirt_uri') || undefined,
+    libvirtSocket: str('libvirt_socket') || undefined,
+    simStateFile: str('sim_state_file'),
+    policyDir: str('policy_dir'),
+    runtimePolicyDir: str('runtime_policy_dir'),
+    backupProfileDir: str('backup_profile_dir'),
+    servicesDirs: v.services_dir as string[],
+    guestServicesDir: str('guest_services_dir') || null,
+    log: str('log'),
+    logLevel: str('log_level') as DaemonOptions['logLevel'],
+    limits: limitsOf(v),
   };
+}
+
+function limitsOf(v: ConfigValues): Omit<ConnectionLimitOptions, 'log' | 'probeIntervalMs'> {
+  return {
+    requestTimeoutMs: Number(v.request_timeout) * 1000, maxConnections: Number(v.max_connections),
+    streamBuffer: Number(v.stream_buffer), streamBufferTotal: Number(v.stream_buffer_total),
+  };
+}
+
+/** The options of a command line, with no configuration file unless --config names one. */
+export function parseDaemonArgs(argv: string[]): DaemonOptions {
+  const c = parseCommandLine(QUBESD_SCHEMA, argv);
+  return daemonOptions(loadConfig(QUBESD_SCHEMA, { file: c.file, flags: c.flags }).values);
 }
 
 export interface RunningDaemon {
   app: QubesApp;
   adminSocket: string;
   internalSocket: string;
+  audit: AuditLog;
+  /** the connection and stream limits (configure() applies new ones) */
+  limits: ConnectionLimits;
   stop(): Promise<void>;
 }
 
 export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
   const audit = new AuditLog(o.log);
+  audit.calls = o.logLevel !== 'info';
   mkdirSync(o.baseDir, { recursive: true });
   mkdirSync(o.socketDir, { recursive: true });
   const store = await Store.open(o.store, { fresh: () => QubesApp.freshDoc({ baseDir: o.baseDir }) });
@@ -141,10 +131,7 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
   const adminSocket = join(o.socketDir, 'qubesd.sock');
   const internalSocket = join(o.socketDir, 'qubesd.internal.sock');
   const servers: Array<[net.Server, string]> = [];
-  const limits = new ConnectionLimits({
-    maxConnections: o.maxConnections, streamBuffer: o.streamBuffer, streamBufferTotal: o.streamBufferTotal,
-    log: (msg, extra) => audit.info(msg, extra),
-  });
+  const limits = new ConnectionLimits({ ...o.limits, log: (msg, extra) => audit.info(msg, extra) });
   try {
     servers.push([await listen(adminSocket, new Dispatcher({ ...common, socket: 'admin', filterFor: policy.factory }), limits.forSocket('admin')), adminSocket]);
     servers.push([await listen(internalSocket, new Dispatcher({ ...common, socket: 'internal' }), limits.forSocket('internal')), internalSocket]);
@@ -158,9 +145,12 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
 
   let stopping: Promise<void> | null = null;
   return {
-    app, adminSocket, internalSocket,
+    app, adminSocket, internalSocket, audit, limits,
     stop: () => (stopping ??= (async () => {
       backups.cancelAll();
+      // Let cancelled backups remove their partial archive and answer their
+      // caller (BackupCancelledError) before the connections are closed.
+      for (const until = Date.now() + 8000; backups.runningProfiles.length && Date.now() < until;) await new Promise((r) => setTimeout(r, 20));
       await Promise.all(servers.map(([s, p]) => closeServer(s, p)));
       policy.close();
       await lifecycle.close();
@@ -171,13 +161,9 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
 }
 
 export async function main(argv = process.argv.slice(2)): Promise<void> {
-  let opts: DaemonOptions;
-  try {
-    opts = parseDaemonArgs(argv);
-  } catch (e) {
-    console.error(`qubesd: ${(e as Error).message}\n${USAGE}`);
-    process.exit(2);
-  }
+  const cfg = startConfig('qubesd', QUBESD_SCHEMA, argv, USAGE);
+  const opts = daemonOptions(cfg.current.values);
+  const readyFile = String(cfg.current.values.ready_file);
   let d: RunningDaemon;
   try {
     d = await startDaemon(opts);
@@ -185,9 +171,20 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
     console.error(`qubesd: cannot start: ${(e as Error).message}`);
     process.exit(1);
   }
+  announceReady(readyFile, 'qubesd');
   console.log(`qubesd: listening on ${d.adminSocket} (internal: ${d.internalSocket})`);
+  reloadOnSighup('qubesd', cfg, (next, keys) => {
+    d.limits.configure(limitsOf(next.values));
+    if (keys.includes('log_level')) d.audit.calls = next.values.log_level !== 'info';
+    if (keys.includes('log')) void d.audit.retarget(String(next.values.log));
+  }, (line) => {
+    // once on stderr: as a plain line, unless the audit log already goes there
+    if (String(cfg.current.values.log) !== 'stderr') console.error(line);
+    d.audit.info(line);
+  });
   for (const sig of ['SIGTERM', 'SIGINT'] as const) {
     process.once(sig, () => {
+      withdrawReady(readyFile);
       d.stop().then(() => process.exit(0), (e) => { console.error(`qubesd: error while stopping: ${(e as Error).message}`); process.exit(1); });
     });
   }

@@ -55,7 +55,7 @@ export async function listen(path: string, dispatcher: Dispatcher, limits?: Sock
   // When the socket is crowded, slow senders get less time (connection-limits.ts).
   const sweep = setInterval(() => {
     sweeps++;
-    const limit = Math.ceil((limits ? limits.requestTimeout(REQUEST_TIMEOUT_MS) : REQUEST_TIMEOUT_MS) / SWEEP_MS);
+    const limit = Math.ceil((limits ? limits.requestTimeout() : REQUEST_TIMEOUT_MS) / SWEEP_MS);
     for (const [sock, since] of open) if (since >= 0 && sweeps - since > limit) sock.destroy();
   }, SWEEP_MS);
   sweep.unref();

@@ -12,7 +12,9 @@ import { defaultPolicyFiles } from './policy-files.js';
 import { POLICY_SERVICES, servedService } from './names.js';
 import { bundleHandler } from './bundle.js';
 import { QUBESD_NODE_FLAGS } from '../qubesd/node-flags.js';
-import { policyDaemonAskArgs } from './qrexec/ask.js';
+import { policyDaemonAskKeys } from './qrexec/ask.js';
+import { DAEMON_SCHEMAS, daemonConfigPath, installedValues } from './daemon-configs.js';
+import { packagedFile } from '../lib/config/docs.js';
 
 /** dist/rpc-services/install.js → the checkout */
 export const CHECKOUT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -48,24 +50,18 @@ function replaceLink(target: string, path: string): void {
   symlinkSync(target, path);
 }
 
-/** One argument as systemd's ExecStart= reads it back (quotes, escapes, no $VAR or %-specifier expansion). */
-function systemdWord(a: string): string {
-  const plain = a.replace(/%/g, '%%').replace(/\$/g, '$$$$');
-  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(plain) ? plain : `"${plain.replace(/[\\"]/g, '\\$&')}"`;
-}
-
 function fillTemplate(text: string, c: StackConfig, cfgPath: string): string {
   const vars: Record<string, string> = {
-    PREFIX: c.prefix, CHECKOUT: c.checkout, NODE: process.execPath, QUBESDNODEFLAGS: QUBESD_NODE_FLAGS.join(' '), CONFIG: cfgPath,
+    PREFIX: c.prefix, CHECKOUT: c.checkout, NODE: process.execPath, QUBESDNODEFLAGS: QUBESD_NODE_FLAGS.join(' '), CONFIG: cfgPath, ETCQUBES: join(c.prefix, 'etc', 'qubes'),
     STORE: c.qubesd.store, BASEDIR: c.qubesd.baseDir, SOCKETDIR: c.qubesd.socketDir,
     POLICYDIR: c.policy.dir, RUNTIMEPOLICYDIR: c.policy.runtimeDir, BACKUPDIR: c.qubesd.backupProfileDir,
     BACKEND: c.qubesd.backend, LOG: c.qubesd.log, POLICYSOCKET: c.policy.socket,
-    INTERNALSOCKET: c.qubesd.internalSocket, ASKOPTIONS: policyDaemonAskArgs(c.qrexec.ask).map(systemdWord).join(' '), GUESTSERVICESDIR: c.qubesd.guestServicesDir ?? '', QREXECSOCKETDIR: c.qrexec.socketDir, SERVICEDIR: c.qrexec.serviceDir,
+    INTERNALSOCKET: c.qubesd.internalSocket, GUESTSERVICESDIR: c.qubesd.guestServicesDir ?? '', QREXECSOCKETDIR: c.qrexec.socketDir, SERVICEDIR: c.qrexec.serviceDir,
   };
   return text.replace(/@([A-Z]+)@/g, (m, k: string) => vars[k] ?? m);
 }
 
-export interface InstallReport { config: string; entries: number; policyFiles: string[]; units: string[] }
+export interface InstallReport { config: string; entries: number; policyFiles: string[]; units: string[]; daemonConfigs: string[] }
 
 export function install(o: InstallOptions): InstallReport {
   const prefix = resolve(o.prefix);
@@ -73,7 +69,7 @@ export function install(o: InstallOptions): InstallReport {
   const c = layoutFor(prefix, checkout);
   if (o.backend) c.qubesd.backend = o.backend;
   if (o.ask) c.qrexec.ask = o.ask;
-  policyDaemonAskArgs(c.qrexec.ask);
+  policyDaemonAskKeys(c.qrexec.ask);
   c.qrexec.entries = o.entries ?? 'handler';
 
   for (const d of [c.qrexec.serviceDir, join(c.policy.dir, 'include'), c.policy.runtimeDir, c.qrexec.socketDir,
@@ -113,6 +109,16 @@ export function install(o: InstallOptions): InstallReport {
   mkdirSync(dirname(cfgPath), { recursive: true });
   writeFileSync(cfgPath, JSON.stringify(c, null, 2) + '\n');
 
+  // Each daemon's packaged <daemon>.conf (rewritten on every install, as a
+  // package update would) and its empty drop-in directory (the operator's).
+  const daemonConfigs: string[] = [];
+  for (const s of DAEMON_SCHEMAS) {
+    const path = daemonConfigPath(prefix, s.daemon);
+    writeFileSync(path, packagedFile(s, installedValues(c, s.daemon)));
+    mkdirSync(`${path}.d`, { recursive: true });
+    daemonConfigs.push(path);
+  }
+
   const unitDir = join(prefix, 'usr', 'lib', 'systemd', 'system');
   mkdirSync(unitDir, { recursive: true });
   const templates = join(checkout, 'contrib', 'systemd');
@@ -121,7 +127,7 @@ export function install(o: InstallOptions): InstallReport {
     writeFileSync(join(unitDir, u), fillTemplate(readFileSync(join(templates, u), 'utf8'), c, cfgPath));
     chmodSync(join(unitDir, u), 0o644);
   }
-  return { config: cfgPath, entries: entries.length, policyFiles, units };
+  return { config: cfgPath, entries: entries.length, policyFiles, units, daemonConfigs };
 }
 
 const USAGE = `usage: qubes-install --prefix DIR [--entries handler|socket] [--backend sim|libvirt]
@@ -149,7 +155,8 @@ export function main(argv = process.argv.slice(2)): void {
     console.log(`qubes-install: ${r.entries} service entries in ${join(resolve(o.prefix), 'etc/qubes-rpc')}`);
     console.log(`qubes-install: policy ${r.policyFiles.join(', ') || '(include files kept)'}`);
     console.log(`qubes-install: units ${r.units.join(', ')}`);
-    console.log(`qubes-install: configuration ${r.config}; run: qubes-stack --prefix ${o.prefix}`);
+    console.log(`qubes-install: configuration ${r.config}; daemons: ${r.daemonConfigs.join(', ')} (drop-ins in <file>.d/)`);
+    console.log(`qubes-install: run: qubes-stack --prefix ${o.prefix}`);
   } catch (e) {
     console.error(`qubes-install: ${(e as Error).message}`);
     process.exit(1);

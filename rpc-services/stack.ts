@@ -1,7 +1,11 @@
 // qubes-stack: runs an installation's processes in the foreground, in
 // dependency order: qubesd, then the policy daemon (which reads qubesd's
 // system info), then the qrexec dispatcher. Stops them in reverse order on
-// SIGTERM/SIGINT, and stops everything if one of them dies.
+// SIGTERM/SIGINT, and stops everything if one of them dies. Each daemon gets
+// its configuration file (PREFIX/etc/qubes/<daemon>.conf) and counts as
+// started when it has written its ready file. While it runs, the stack
+// forwards SIGHUP (reload) to every daemon and restarts them in order on
+// SIGUSR2 (`qubes-stack restart|reload --prefix DIR`: stack-control.ts).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import net from 'node:net';
@@ -10,8 +14,10 @@ import { parseArgs } from 'node:util';
 import { configPath, loadConfig, type StackConfig } from './config.js';
 import { CHECKOUT, install } from './install.js';
 import { QUBESD_NODE_FLAGS } from '../qubesd/node-flags.js';
-import { policyDaemonAskArgs } from './qrexec/ask.js';
 import { populateDemo } from './demo.js';
+import { daemonConfigPath, readyPath } from './daemon-configs.js';
+import { readReady } from '../lib/config/ready.js';
+import { controlMain, holdPidFile } from './stack-control.js';
 
 export interface Part { name: string; proc: ChildProcess }
 
@@ -32,40 +38,37 @@ async function waitFor(part: Part, ready: () => Promise<boolean>, timeoutMs: num
   }
 }
 
-/** The three command lines, from one installation's configuration. */
-export function commands(c: StackConfig, cfgPath: string): Array<{ name: string; script: string; argv: string[]; ready: string | 'line' }> {
+/** The three command lines, from one installation's configuration; `ready`: the daemon's ready file. */
+export function commands(c: StackConfig, _cfgPath?: string): Array<{ name: string; script: string; argv: string[]; ready: string }> {
   const node = process.execPath;
+  const conf = (daemon: string) => ['--config', daemonConfigPath(c.prefix, daemon)];
   return [
     {
       name: 'qubesd',
       script: join(c.checkout, 'dist', 'qubesd', 'cli.js'),
-      argv: [node, ...QUBESD_NODE_FLAGS, join(c.checkout, 'bin', 'qubesd'), '--store', c.qubesd.store, '--base-dir', c.qubesd.baseDir,
-        '--socket-dir', c.qubesd.socketDir, '--policy-dir', c.policy.dir, '--runtime-policy-dir', c.policy.runtimeDir,
-        '--backup-profile-dir', c.qubesd.backupProfileDir, '--services-dir', c.qrexec.serviceDir,
-        ...(c.qubesd.guestServicesDir ? ['--guest-services-dir', c.qubesd.guestServicesDir] : []),
-        '--backend', c.qubesd.backend, '--log', c.qubesd.log],
-      // qubesd prints one line on standard output once both sockets listen;
-      // a probe connection would leave a bogus "dropped" call in its audit log
-      ready: 'line',
+      argv: [node, ...QUBESD_NODE_FLAGS, join(c.checkout, 'bin', 'qubesd'), ...conf('qubesd')],
+      ready: readyPath(c.prefix, 'qubesd'),
     },
     {
       name: 'policy-daemon',
       script: join(c.checkout, 'dist', 'policy', 'cli.js'),
-      argv: [node, join(c.checkout, 'dist', 'policy', 'cli.js'), 'daemon', '--socket', c.policy.socket,
-        '--policy-dir', c.policy.dir, '--runtime-dir', c.policy.runtimeDir, '--system-info-socket', c.qubesd.internalSocket,
-        ...policyDaemonAskArgs(c.qrexec.ask)],
-      ready: c.policy.socket,
+      argv: [node, join(c.checkout, 'dist', 'policy', 'cli.js'), 'daemon', ...conf('qubes-policy-daemon')],
+      ready: readyPath(c.prefix, 'qubes-policy-daemon'),
     },
     {
       name: 'qrexec-dispatcher',
       script: join(c.checkout, 'dist', 'rpc-services', 'qrexec', 'main-run.js'),
-      argv: [node, join(c.checkout, 'dist', 'rpc-services', 'qrexec', 'main-run.js'), '--config', cfgPath],
-      ready: 'line',
+      argv: [node, join(c.checkout, 'dist', 'rpc-services', 'qrexec', 'main-run.js'), ...conf('qrexec-dispatcher')],
+      ready: readyPath(c.prefix, 'qrexec-dispatcher'),
     },
   ];
 }
 
-export interface RunningStack { parts: Part[]; config: StackConfig; stop(): Promise<void>; exited: Promise<string> }
+export interface RunningStack {
+  parts: Part[]; config: StackConfig; stop(): Promise<void>; exited: Promise<string>;
+  /** stop every daemon (in reverse order), then start them again in order */
+  restart(): Promise<boolean>;
+}
 
 /**
  * The environment the parts run in: what a systemd unit gets, not whatever
@@ -81,6 +84,7 @@ export async function startStack(cfgPath: string, opts: { quiet?: boolean } = {}
   const c = loadConfig(cfgPath);
   const parts: Part[] = [];
   let stopping = false;
+  let failed = false;
   let announceExit: (msg: string) => void = () => {};
   const exited = new Promise<string>((r) => { announceExit = r; });
   const stop = async () => {
@@ -94,33 +98,52 @@ export async function startStack(cfgPath: string, opts: { quiet?: boolean } = {}
       clearTimeout(t);
     }
   };
-  try {
+  const startParts = async () => {
     for (const cmd of commands(c, cfgPath)) {
       if (!existsSync(cmd.script)) throw new Error(`${cmd.name} is not built: ${cmd.script} is missing (npm run build)`);
-      let sawReadyLine = false;
       const proc = spawn(cmd.argv[0]!, cmd.argv.slice(1), { env: unitEnv(), stdio: ['ignore', 'pipe', opts.quiet ? 'ignore' : 'inherit'] });
       const part = { name: cmd.name, proc };
       parts.push(part);
       proc.stdout!.on('data', (d: Buffer) => {
-        sawReadyLine = true;
         if (!opts.quiet) for (const line of d.toString().split('\n')) if (line) process.stdout.write(`[${cmd.name}] ${line}\n`);
       });
       proc.once('exit', (code, signal) => { if (!stopping) announceExit(`${cmd.name} exited unexpectedly (${code ?? signal})`); });
-      await waitFor(part, async () => (cmd.ready === 'line' ? sawReadyLine : canConnect(cmd.ready)), 20_000);
+      await waitFor(part, async () => readReady(cmd.ready)?.pid === proc.pid, 20_000);
     }
+  };
+  try {
+    await startParts();
   } catch (e) {
     await stop();
     throw e;
   }
-  return { parts, config: c, stop, exited };
+  const restart = async () => {
+    if (failed) return false;
+    await stop();
+    parts.length = 0;
+    stopping = false;
+    try {
+      await startParts();
+    } catch (e) {
+      failed = true;
+      await stop();
+      announceExit(`restart failed: ${(e as Error).message}`);
+      return false;
+    }
+    return true;
+  };
+  return { parts, config: c, stop, exited, restart };
 }
 
 const USAGE = `usage: qubes-stack [--prefix DIR] [--demo]
+        qubes-stack restart|reload [--prefix DIR]
   without --prefix: an installation in <checkout>/tmp/stack, created if missing
   --demo: when the system has no qube but dom0, create two templates, sys-net,
-          sys-firewall and a few app qubes (through the Admin API, as qvm-create would)`;
+          sys-firewall and a few app qubes (through the Admin API, as qvm-create would)
+  restart: restart the running stack's daemons in order; reload: SIGHUP every daemon`;
 
 export async function main(argv = process.argv.slice(2)): Promise<void> {
+  if (argv[0] === 'restart' || argv[0] === 'reload') { process.exitCode = await controlMain(argv[0], argv.slice(1)); return; }
   let prefix: string;
   let demo = false;
   try {
@@ -128,7 +151,8 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
     demo = values.demo ?? false;
     if (values.help) { console.log(USAGE); return; }
     prefix = resolve(values.prefix ?? join(CHECKOUT, 'tmp', 'stack'));
-    if (!values.prefix && !existsSync(configPath(prefix))) {
+    // (an older default layout lacks the daemons' .conf files: lay it out again)
+    if (!values.prefix && (!existsSync(configPath(prefix)) || !existsSync(daemonConfigPath(prefix, 'qubesd')))) {
       install({ prefix });
       console.log(`qubes-stack: installed the default layout under ${prefix}`);
     }
@@ -139,6 +163,10 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
   const cfg = configPath(prefix);
   if (!existsSync(cfg)) {
     console.error(`qubes-stack: no installation under ${prefix} (run: qubes-install --prefix ${prefix})`);
+    process.exit(2);
+  }
+  if (!existsSync(daemonConfigPath(prefix, 'qubesd'))) {
+    console.error(`qubes-stack: the installation under ${prefix} predates the daemons' configuration files (run: qubes-install --prefix ${prefix})`);
     process.exit(2);
   }
   let stack: RunningStack;
@@ -157,9 +185,20 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
     }
   }
   console.log(`qubes-stack: ready (qubesd ${stack.config.qubesd.socket}, policy ${stack.config.policy.socket}, qrexec ${stack.config.qrexec.socketDir}/qrexec.<qube>)`);
+  holdPidFile(prefix);
   for (const sig of ['SIGTERM', 'SIGINT'] as const) {
     process.once(sig, () => { void stack.stop().then(() => process.exit(0)); });
   }
+  process.on('SIGHUP', () => {
+    console.log('qubes-stack: reload: SIGHUP to every daemon');
+    for (const p of stack.parts) if (p.proc.exitCode === null && p.proc.signalCode === null) p.proc.kill('SIGHUP');
+  });
+  let restarting: Promise<void> | null = null;
+  process.on('SIGUSR2', () => {
+    if (restarting) { console.log('qubes-stack: restart already under way'); return; }
+    console.log('qubes-stack: restarting the daemons in order');
+    restarting = stack.restart().then((ok) => { if (ok) console.log('qubes-stack: ready again'); }).finally(() => { restarting = null; });
+  });
   const why = await stack.exited;
   console.error(`qubes-stack: ${why}; stopping the rest`);
   await stack.stop();

@@ -31,22 +31,35 @@ const FLUSH_BYTES = 64 * 1024;
 
 export class AuditLog {
   /** file descriptor written to, -1 when logging is off */
-  private fd: number;
-  private readonly ownFd: boolean;
+  private fd = -1;
+  private ownFd = false;
   private pending = '';
   private timer: NodeJS.Timeout | null = null;
   private failed = false;
   private readonly onExit = () => this.flush();
+  /** false: only the daemon's own messages (log_level = info) */
+  calls = true;
 
   constructor(target: 'stderr' | 'none' | string) {
+    this.open(target);
+  }
+
+  private open(target: string): void {
     if (target === 'none') { this.fd = -1; this.ownFd = false; }
     else if (target === 'stderr') { this.fd = 2; this.ownFd = false; }
     else { this.fd = openSync(target, 'a', 0o640); this.ownFd = true; }
     if (this.fd >= 0) process.on('exit', this.onExit);
   }
 
+  /** Switch to another destination (SIGHUP; also reopens a rotated file). */
+  async retarget(target: string): Promise<void> {
+    await this.close();
+    this.failed = false;
+    this.open(target);
+  }
+
   call(r: CallRecord): void {
-    if (this.fd < 0) return;
+    if (this.fd < 0 || !this.calls) return;
     this.add(JSON.stringify({ t: new Date().toISOString(), ev: 'call', ...r }) + '\n');
   }
 

@@ -20,11 +20,11 @@ function shellWord(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
-/** The policy daemon's ask options for an installation's `ask` setting. */
-export function policyDaemonAskArgs(spec: string): string[] {
-  if (spec === 'deny') return [];
-  if (spec === 'allow') return ['--ask-answer', 'allow'];
-  if (spec.startsWith('command:') && spec.length > 8) return ['--ask-command', shellWord(spec.slice(8))];
-  if (spec.startsWith('socket:') && spec.length > 7) return ['--ask-socket', spec.slice(7)];
+/** The policy daemon's ask keys (qubes-policy-daemon.conf) for an installation's `ask` setting. */
+export function policyDaemonAskKeys(spec: string): Record<string, string> {
+  if (spec === 'deny') return {};
+  if (spec === 'allow') return { ask_answer: 'allow' };
+  if (spec.startsWith('command:') && spec.length > 8) return { ask_command: shellWord(spec.slice(8)) };
+  if (spec.startsWith('socket:') && spec.length > 7) return { ask_socket: spec.slice(7) };
   throw new AskSpecError(`unknown ask agent ${JSON.stringify(spec)} (deny, allow, command:PROGRAM or socket:PATH)`);
 }
