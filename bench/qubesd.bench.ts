@@ -31,7 +31,7 @@ import { QUBESD_NODE_FLAGS } from '../qubesd/node-flags.js';
 
 const TOOLS = join(SHARED, 'conformance', 'tools');
 const quick = process.env.BENCH_QUICK === '1';
-const ROUNDS = quick ? 1 : 3;
+const ROUNDS = Number(process.env.BENCH_ROUNDS) || (quick ? 1 : 3);
 const READS = quick ? 3000 : 15000;
 const WRITES = quick ? 1000 : 4000;
 const LISTS = quick ? 500 : 2000;
