@@ -19,7 +19,8 @@
 // work disturbs much less than calls/s. Figures: property.Get on 12 and 1000 qubes, feature.Set with 1 and
 // 16 clients, vm.List on 1000 qubes, qubesd's resident memory with 1000
 // qubes; qvm-ls on 1000 qubes when a qubesadmin checkout is given
-// (QUBES_CORE_ADMIN_CLIENT). BENCH_QUICK=1: fewer calls, one round.
+// (QUBES_CORE_ADMIN_CLIENT). BENCH_QUICK=1: fewer calls, one round;
+// BENCH_ROUNDS=n: n rounds.
 import { execFileSync, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -31,7 +32,7 @@ import { QUBESD_NODE_FLAGS } from '../qubesd/node-flags.js';
 
 const TOOLS = join(SHARED, 'conformance', 'tools');
 const quick = process.env.BENCH_QUICK === '1';
-const ROUNDS = quick ? 1 : 3;
+const ROUNDS = Number(process.env.BENCH_ROUNDS) || (quick ? 1 : 3);
 const READS = quick ? 3000 : 15000;
 const WRITES = quick ? 1000 : 4000;
 const LISTS = quick ? 500 : 2000;

@@ -35,8 +35,9 @@ const SWEEP_MS = 1000;
 
 export async function listen(path: string, dispatcher: Dispatcher, limits?: SocketLimits): Promise<net.Server> {
   await claimSocketPath(path);
-  // One map for both (a second one, added to and removed from on every
-  // call, showed as a good part of a call's allocations).
+  // Whether a connection is still sending its request is the map's value:
+  // a second collection, added to and removed from on every call, would
+  // cost allocations on every call.
   const open = new Map<net.Socket, number>();
   let sweeps = 0;
   const server = net.createServer({ allowHalfOpen: true }, (sock) => {
