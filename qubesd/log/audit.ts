@@ -53,7 +53,8 @@ export class AuditLog {
 
   /** Switch to another destination (SIGHUP; also reopens a rotated file). */
   async retarget(target: string): Promise<void> {
-    await this.close();
+    // at once, so that the next line (e.g. the reload's own) goes to the new place
+    void this.close();
     this.failed = false;
     this.open(target);
   }

@@ -109,6 +109,7 @@ t.test('the policy daemon and the dispatcher take --config and --print-config to
     `system_info = ${d}/info.json  # ${d}/qubes-policy-daemon.conf:2`,
     `ask_answer = allow  # ${d}/qubes-policy-daemon.conf.d/ask.conf:1`,
     'ask_command =  # default',
+    'ask_socket =  # default',
     'log = stderr  # default',
     'ready_file =  # default',
     '',
@@ -117,7 +118,7 @@ t.test('the policy daemon and the dispatcher take --config and --print-config to
   t.equal(bad.status, 2);
   t.equal(bad.stderr, 'qubes-policy daemon: command line: ask_answer: must be one of (empty), allow, deny, got "maybe"\n');
 
-  writeFileSync(join(d, 'qrexec-dispatcher.conf'), `socket_dir = ${d}/run\nservice_dir = ${d}/rpc /etc/qubes-rpc\npolicy_socket = ${d}/policy.sock\nask = deny\n`);
+  writeFileSync(join(d, 'qrexec-dispatcher.conf'), `socket_dir = ${d}/run\nservice_dir = ${d}/rpc /etc/qubes-rpc\npolicy_socket = ${d}/policy.sock\nsocket_owner = work=root:root:0600\n`);
   const q = run([DISPATCHER, '--config', join(d, 'qrexec-dispatcher.conf'), '--print-config', '--qube', 'work', '--qube', 'vault']);
   t.equal(q.status, 0, q.stderr);
   t.equal(q.stdout, [
@@ -126,15 +127,18 @@ t.test('the policy daemon and the dispatcher take --config and --print-config to
     `policy_socket = ${d}/policy.sock  # ${d}/qrexec-dispatcher.conf:3`,
     'qubesd_socket =  # default',
     'qube = work vault  # command line',
-    `ask = deny  # ${d}/qrexec-dispatcher.conf:4`,
+    `socket_owner = work=root:root:0600  # ${d}/qrexec-dispatcher.conf:4`,
+    'policy_dir =  # default',
+    'runtime_policy_dir =  # default',
+    'system_info_socket =  # default',
     'log = stderr  # default',
     'ready_file =  # default',
     '',
   ].join('\n'));
-  writeFileSync(join(d, 'qrexec-dispatcher.conf'), 'ask = maybe\n');
+  writeFileSync(join(d, 'qrexec-dispatcher.conf'), 'policy_dir = relative/dir\n');
   const qb = run([DISPATCHER, '--config', join(d, 'qrexec-dispatcher.conf')]);
   t.equal(qb.status, 2);
-  t.equal(qb.stderr, `qrexec-dispatcher: ${d}/qrexec-dispatcher.conf:1: ask: must match pattern "^(deny|allow|command:.+|socket:.+)$", got "maybe"\n`);
+  t.equal(qb.stderr, `qrexec-dispatcher: ${d}/qrexec-dispatcher.conf:1: policy_dir: expected an absolute path, got "relative/dir"\n`);
 });
 
 t.test('qubes-install lays out every packaged file with commented defaults and an empty drop-in directory', async (t) => {

@@ -122,7 +122,7 @@ t.test('policy daemon: the ask agent changes on SIGHUP; the socket needs a resta
   t.notOk(existsSync(join(d, 'policy.ready')), 'ready file removed at exit');
 });
 
-t.test('dispatcher: ask and log apply on SIGHUP', async (t) => {
+t.test('dispatcher: the log applies on SIGHUP, the qubes need a restart', async (t) => {
   const d = tmp();
   const conf = join(d, 'qrexec-dispatcher.conf');
   mkdirSync(`${conf}.d`);
@@ -130,12 +130,12 @@ t.test('dispatcher: ask and log apply on SIGHUP', async (t) => {
   const q = start([join(ROOT, 'dist', 'rpc-services', 'qrexec', 'main-run.js'), '--config', conf]);
   await q.waitFor('serving 1 qube sockets');
   t.ok(existsSync(join(d, 'dispatcher.ready')));
-  writeFileSync(join(`${conf}.d`, 'x.conf'), `ask = allow\nlog = ${d}/qrexec.log\nqube = work vault\n`);
+  writeFileSync(join(`${conf}.d`, 'x.conf'), `log = ${d}/qrexec.log\nqube = work vault\n`);
   q.proc.kill('SIGHUP');
-  await q.waitFor(`qrexec-dispatcher: reloaded configuration; applied: ask=allow, log=${d}/qrexec.log; needs a restart: qube=work vault`);
-  writeFileSync(join(`${conf}.d`, 'y.conf'), 'ask = sometimes\n');
+  await q.waitFor(`qrexec-dispatcher: reloaded configuration; applied: log=${d}/qrexec.log; needs a restart: qube=work vault`);
+  writeFileSync(join(`${conf}.d`, 'y.conf'), 'log = sometimes\n');
   q.proc.kill('SIGHUP');
-  await q.waitFor(`qrexec-dispatcher: reload failed, keeping the running configuration: ${d}/qrexec-dispatcher.conf.d/y.conf:1: ask: must match pattern`);
+  await q.waitFor(`qrexec-dispatcher: reload failed, keeping the running configuration: ${d}/qrexec-dispatcher.conf.d/y.conf:1: log: must match pattern`);
   await q.stop();
   t.equal(q.proc.exitCode, 0);
   t.notOk(existsSync(join(d, 'dispatcher.ready')));

@@ -77,12 +77,16 @@ t.test('a reinstall keeps the administrator\'s include files', async (t) => {
   t.ok(lstatSync(join(prefix, 'etc', 'qubes-rpc', 'admin.vm.List')).isSymbolicLink());
 });
 
-t.test('the ask agent goes to the policy daemon\'s unit; an unknown one is refused', async (t) => {
+t.test('the ask agent goes to the policy daemon\'s configuration; an unknown one is refused', async (t) => {
   const p4 = join(prefix, 'asking');
   install({ prefix: p4, ask: "command:/opt/my agent's" });
-  const unit = readFileSync(join(p4, 'usr', 'lib', 'systemd', 'system', 'qubes-qrexec-policy-daemon.service'), 'utf8');
-  t.match(unit, / --ask-command "'\/opt\/my agent'\\\\''s'"\n/, 'quoted for systemd around the word sh -c gets');
+  const conf = () => readFileSync(join(p4, 'etc', 'qubes', 'qubes-policy-daemon.conf'), 'utf8');
+  t.match(conf(), /^ask_command = '\/opt\/my agent'\\''s'$/m, 'quoted for the sh -c the agent runs under');
+  t.match(readFileSync(join(p4, 'usr', 'lib', 'systemd', 'system', 'qubes-qrexec-policy-daemon.service'), 'utf8'),
+    / daemon --config \S+\/etc\/qubes\/qubes-policy-daemon\.conf\n/, 'the unit passes the configuration file');
+  install({ prefix: p4, ask: 'socket:/run/ask.sock' });
+  t.match(conf(), /^ask_socket = \/run\/ask\.sock$/m);
   install({ prefix: p4, ask: 'deny' });
-  t.notMatch(readFileSync(join(p4, 'usr', 'lib', 'systemd', 'system', 'qubes-qrexec-policy-daemon.service'), 'utf8'), /--ask/);
+  t.notMatch(conf(), /^ask_/m, 'deny: no agent key set');
   t.throws(() => install({ prefix: join(prefix, 'bad-ask'), ask: 'maybe' }), /unknown ask agent "maybe"/);
 });
