@@ -65,6 +65,10 @@ export const METHODS: readonly MethodSpec[] = Object.freeze([
   m('admin.vm.volume.Set.revisions_to_keep', 'any', true, true, 'local', 'rw'),
   m('admin.vm.volume.Set.rw', 'any', true, true, 'local', 'rw'),
   m('admin.vm.volume.Set.ephemeral', 'any', true, true, 'local', 'rw'),
+  // Our extension: the volume's data, streamed by qubesd (lib/volume-export.ts).
+  // It reads what the qube stores, not just its settings, so it is granted
+  // with the rwx family (as Import is), not with the read-only one.
+  m('admin.vm.volume.Export', 'any', true, false, 'local', 'rx'),
   m('admin.vm.tag.List', 'any', false, false, 'local', 'r'),
   m('admin.vm.tag.Get', 'any', true, false, 'local', 'r'),
   m('admin.vm.tag.Set', 'any', true, false, 'local', 'rw'),
