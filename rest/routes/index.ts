@@ -1,0 +1,12 @@
+// Every routes plugin of the gateway, in registration order. A new family of
+// routes is a RestPlugin (see rest/README.md) added to this list.
+import type { RestPlugin } from '../context.js';
+import { rootRoutes } from './root.js';
+import { taskRoutes } from './tasks.js';
+import { vmRoutes } from './vms.js';
+
+export const ROUTES: RestPlugin[] = [
+  rootRoutes,
+  vmRoutes,
+  taskRoutes,
+];
