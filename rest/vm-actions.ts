@@ -5,8 +5,9 @@
 // create_disposable asks a disposable template for a new disposable.
 import { QubesdException } from '../lib/qubesd-client.js';
 import type { AdminCaller } from './admin-caller.js';
+import { notFound } from './errors.js';
 import { vmHref } from './ids.js';
-import { parseGetAll, parseKeyValues, parseLines, parseVmList } from './wire.js';
+import { parseGetAll, parseKeyValues, parseLines, parseVmList, pickVm } from './wire.js';
 import { readFeatures } from './vm-objects.js';
 import type { TaskContext } from './tasks.js';
 
@@ -26,17 +27,19 @@ const single = (method: string, description: string, arg = ''): VmAction => ({
 const NOT_CLONED = new Set(['name', 'uuid', 'qid', 'xid', 'stubdom_xid', 'start_time', 'label', 'template', 'dispid', 'backup_timestamp']);
 
 async function newVmRef(caller: AdminCaller, name: string): Promise<{ href: string; uuid: string; name_label: string }> {
-  const [v] = parseVmList(await caller.call('admin.vm.List', name));
-  return { href: vmHref(v!.uuid), uuid: v!.uuid, name_label: v!.name };
+  const v = pickVm(parseVmList(await caller.call('admin.vm.List', name)), name);
+  if (!v) throw notFound(`no qube ${name}`);
+  return { href: vmHref(v.uuid), uuid: v.uuid, name_label: v.name };
 }
 
 async function clone(caller: AdminCaller, dest: string, params: Record<string, unknown>, ctx: TaskContext): Promise<unknown> {
   const name = String(params.name);
-  const [src] = parseVmList(await caller.call('admin.vm.List', dest));
+  const src = pickVm(parseVmList(await caller.call('admin.vm.List', dest)), dest);
+  if (!src) throw notFound(`no qube ${dest}`);
   const props = parseGetAll(await caller.call('admin.vm.property.GetAll', dest));
   const label = typeof params.label === 'string' ? params.label : String(props.get('label')?.value ?? '');
   const template = props.get('template')?.value;
-  const create = params.pool ? `admin.vm.CreateInPool.${src!.klass}` : `admin.vm.Create.${src!.klass}`;
+  const create = params.pool ? `admin.vm.CreateInPool.${src.klass}` : `admin.vm.Create.${src.klass}`;
   await caller.call(create, 'dom0', typeof template === 'string' ? template : '',
     `name=${name} label=${label}${params.pool ? ` pool=${String(params.pool)}` : ''}`);
   ctx.progress(10);
@@ -79,7 +82,7 @@ async function clone(caller: AdminCaller, dest: string, params: Record<string, u
 async function createDisposable(caller: AdminCaller, dest: string): Promise<unknown> {
   const created = await caller.call('admin.vm.CreateDisposable', dest, '', 'uuid');
   const uuid = created.replace(/^uuid:/, '').trim();
-  const [v] = parseVmList(await caller.call('admin.vm.List', `uuid:${uuid}`));
+  const v = pickVm(parseVmList(await caller.call('admin.vm.List', `uuid:${uuid}`)), `uuid:${uuid}`);
   return { href: vmHref(uuid), uuid, name_label: v?.name ?? null };
 }
 

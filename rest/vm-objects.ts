@@ -13,7 +13,7 @@ import type { AdminCaller } from './admin-caller.js';
 import { RestError } from './errors.js';
 import { vmHref } from './ids.js';
 import { wants, type Needs } from './collection.js';
-import { parseGetAll, parseLines, parseVmList, type ListedVm } from './wire.js';
+import { parseGetAll, parseLines, parseVmList, pickVm, type ListedVm } from './wire.js';
 
 /** Fields that admin.vm.List alone gives. */
 const LISTED = new Set(['href', 'uuid', 'name_label', 'power_state', 'state', 'type']);
@@ -82,9 +82,9 @@ export async function loadVms(caller: AdminCaller, needs: Needs): Promise<VmObje
 
 /** One qube (dest as vmDest() gives it), with every field. */
 export async function loadVm(caller: AdminCaller, dest: string): Promise<VmObject> {
-  const listed = parseVmList(await caller.call('admin.vm.List', dest));
-  if (listed.length !== 1) throw new RestError(404, 'not found', `no qube ${dest}`);
-  const o = await complete(caller, listed[0]!, '*', pLimit(CALLS_IN_FLIGHT));
+  const listed = pickVm(parseVmList(await caller.call('admin.vm.List', dest)), dest);
+  if (!listed) throw new RestError(404, 'not found', `no qube ${dest}`);
+  const o = await complete(caller, listed, '*', pLimit(CALLS_IN_FLIGHT));
   if (!o) throw new RestError(404, 'not found', `no qube ${dest}`);
   return o;
 }

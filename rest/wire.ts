@@ -69,3 +69,11 @@ export function toWire(value: unknown): string {
   if (value === null) return '';
   return String(value);
 }
+
+/**
+ * The entry of admin.vm.List called on `dest` that is `dest` (called on dom0,
+ * the list holds every qube the caller may see).
+ */
+export function pickVm(listed: ListedVm[], dest: string): ListedVm | undefined {
+  return listed.find((v) => v.name === dest || `uuid:${v.uuid}` === dest);
+}

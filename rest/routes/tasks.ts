@@ -39,12 +39,12 @@ export async function taskRoutes(app: FastifyInstance, ctx: RestContext): Promis
         res.write(JSON.stringify(taskView(u)) + '\n');
         if (u.status !== 'pending') { stop(); res.end(); }
       });
-      req.raw.once('close', stop);
+      reply.raw.once('close', stop);
       return reply;
     }
     if (req.query.wait === 'result' && t.status === 'pending') {
       const ac = new AbortController();
-      req.raw.once('close', () => ac.abort());
+      reply.raw.once('close', () => ac.abort());
       t = (await tasks.wait(t.id, ac.signal)) ?? t;
     }
     return taskView(t);

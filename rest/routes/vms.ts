@@ -10,7 +10,7 @@ import { argName, idParam, vmDest, vmHref } from '../ids.js';
 import { TASKS_BASE, type TaskContext } from '../tasks.js';
 import { VM_ACTIONS } from '../vm-actions.js';
 import { loadVm, loadVms, readFeatures } from '../vm-objects.js';
-import { parseGetAll, parseLines, parseVmList, toWire, type PropertyValue } from '../wire.js';
+import { parseGetAll, parseLines, parseVmList, pickVm, toWire, type PropertyValue } from '../wire.js';
 
 type IdReq = FastifyRequest<{ Params: { id: string } }>;
 const idParams = { type: 'object', properties: { id: idParam }, required: ['id'] } as const;
@@ -111,8 +111,9 @@ async function createVm(caller: AdminCaller, b: CreateBody): Promise<{ href: str
     await caller.call('admin.vm.Remove', name).catch(() => undefined);
     throw e;
   }
-  const [v] = parseVmList(await caller.call('admin.vm.List', name));
-  return { href: vmHref(v!.uuid), uuid: v!.uuid };
+  const v = pickVm(parseVmList(await caller.call('admin.vm.List', name)), name);
+  if (!v) throw new RestError(404, 'not found', `no qube ${name}`);
+  return { href: vmHref(v.uuid), uuid: v.uuid };
 }
 
 /** Runs an action now (?sync) or as a task (202 + Location). */
@@ -121,7 +122,7 @@ export async function runAction(ctx: RestContext, req: FastifyRequest, reply: Fa
   const q = req.query as { sync?: unknown };
   if (q.sync !== undefined) {
     const ac = new AbortController();
-    req.raw.once('close', () => { if (!reply.raw.writableEnded) ac.abort(new Error('the client went away')); });
+    reply.raw.once('close', () => { if (!reply.raw.writableFinished) ac.abort(new Error('the client went away')); });
     const result = await work({ id: '', signal: ac.signal, progress: () => {} });
     return reply.code(200).type('application/json').send(JSON.stringify(result ?? null));
   }
