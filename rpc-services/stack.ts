@@ -10,6 +10,8 @@ import { parseArgs } from 'node:util';
 import { configPath, loadConfig, type StackConfig } from './config.js';
 import { CHECKOUT, install } from './install.js';
 import { QUBESD_NODE_FLAGS } from '../qubesd/node-flags.js';
+import { tokenFileFor } from '../rest/options.js';
+import { TokenStore } from '../rest/tokens.js';
 
 export interface Part { name: string; proc: ChildProcess }
 
@@ -30,9 +32,18 @@ async function waitFor(part: Part, ready: () => Promise<boolean>, timeoutMs: num
   }
 }
 
-/** The three command lines, from one installation's configuration. */
-export function commands(c: StackConfig, cfgPath: string): Array<{ name: string; script: string; argv: string[]; ready: string | 'line' }> {
+/** The REST gateway's line once it listens: "qubes-rest: listening on URL". */
+const REST_LISTENING = /^qubes-rest: listening on (\S+)$/m;
+
+/** The command lines (qubesd, policy daemon, dispatcher, REST gateway), from one installation's configuration. */
+export function commands(c: StackConfig, cfgPath: string, opts: { rest?: boolean } = {}): Array<{ name: string; script: string; argv: string[]; ready: string | 'line' }> {
   const node = process.execPath;
+  const rest = opts.rest === false ? [] : [{
+    name: 'qubes-rest',
+    script: join(c.checkout, 'dist', 'rest', 'cli.js'),
+    argv: [node, join(c.checkout, 'dist', 'rest', 'cli.js'), '--prefix', c.prefix, '--listen', '127.0.0.1:0'],
+    ready: 'line' as const,
+  }];
   return [
     {
       name: 'qubesd',
@@ -57,10 +68,15 @@ export function commands(c: StackConfig, cfgPath: string): Array<{ name: string;
       argv: [node, join(c.checkout, 'dist', 'rpc-services', 'qrexec', 'main-run.js'), '--config', cfgPath],
       ready: 'line',
     },
+    ...rest,
   ];
 }
 
-export interface RunningStack { parts: Part[]; config: StackConfig; stop(): Promise<void>; exited: Promise<string> }
+export interface RunningStack {
+  parts: Part[]; config: StackConfig; stop(): Promise<void>; exited: Promise<string>;
+  /** where the REST gateway listens (http://127.0.0.1:PORT/rest/v0), if it runs */
+  restUrl?: string;
+}
 
 /**
  * The environment the parts run in: what a systemd unit gets, not whatever
@@ -72,9 +88,10 @@ export function unitEnv(): NodeJS.ProcessEnv {
 }
 
 /** Start every part, waiting for each to be ready before the next. */
-export async function startStack(cfgPath: string, opts: { quiet?: boolean } = {}): Promise<RunningStack> {
+export async function startStack(cfgPath: string, opts: { quiet?: boolean; rest?: boolean } = {}): Promise<RunningStack> {
   const c = loadConfig(cfgPath);
   const parts: Part[] = [];
+  let restUrl: string | undefined;
   let stopping = false;
   let announceExit: (msg: string) => void = () => {};
   const exited = new Promise<string>((r) => { announceExit = r; });
@@ -90,15 +107,21 @@ export async function startStack(cfgPath: string, opts: { quiet?: boolean } = {}
     }
   };
   try {
-    for (const cmd of commands(c, cfgPath)) {
+    for (const cmd of commands(c, cfgPath, opts)) {
       if (!existsSync(cmd.script)) throw new Error(`${cmd.name} is not built: ${cmd.script} is missing (npm run build)`);
       let sawReadyLine = false;
       const proc = spawn(cmd.argv[0]!, cmd.argv.slice(1), { env: unitEnv(), stdio: ['ignore', 'pipe', opts.quiet ? 'ignore' : 'inherit'] });
       const part = { name: cmd.name, proc };
       parts.push(part);
       proc.stdout!.on('data', (d: Buffer) => {
+        if (cmd.name === 'qubes-rest') {
+          const m = REST_LISTENING.exec(d.toString());
+          if (!m) return;
+          restUrl = m[1];
+        }
         sawReadyLine = true;
-        if (!opts.quiet) for (const line of d.toString().split('\n')) if (line) process.stdout.write(`[${cmd.name}] ${line}\n`);
+        // the gateway's line is printed by main() as it is, unprefixed
+        if (!opts.quiet && cmd.name !== 'qubes-rest') for (const line of d.toString().split('\n')) if (line) process.stdout.write(`[${cmd.name}] ${line}\n`);
       });
       proc.once('exit', (code, signal) => { if (!stopping) announceExit(`${cmd.name} exited unexpectedly (${code ?? signal})`); });
       await waitFor(part, async () => (cmd.ready === 'line' ? sawReadyLine : canConnect(cmd.ready)), 20_000);
@@ -107,7 +130,7 @@ export async function startStack(cfgPath: string, opts: { quiet?: boolean } = {}
     await stop();
     throw e;
   }
-  return { parts, config: c, stop, exited };
+  return { parts, config: c, stop, exited, ...(restUrl ? { restUrl } : {}) };
 }
 
 const USAGE = 'usage: qubes-stack [--prefix DIR]   (without --prefix: an installation in <checkout>/tmp/stack, created if missing)';
@@ -131,12 +154,29 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
     console.error(`qubes-stack: no installation under ${prefix} (run: qubes-install --prefix ${prefix})`);
     process.exit(2);
   }
+  // on first start, a dom0 token for the REST gateway (shown this once)
+  let firstToken: string | null = null;
+  const tokenFile = tokenFileFor(prefix);
+  if (!existsSync(tokenFile)) {
+    try {
+      firstToken = new TokenStore(tokenFile).create('dom0', { description: 'created by qubes-stack on first start' }).token;
+    } catch (e) {
+      console.error(`qubes-stack: cannot create the first REST token: ${(e as Error).message}`);
+    }
+  }
   let stack: RunningStack;
   try {
     stack = await startStack(cfg);
   } catch (e) {
     console.error(`qubes-stack: cannot start: ${(e as Error).message}`);
     process.exit(1);
+  }
+  if (stack.restUrl) {
+    console.log(`qubes-rest: listening on ${stack.restUrl}`);
+    if (firstToken) {
+      console.log(`qubes-rest: dom0 token (shown once; more with: qubes-rest token create --prefix ${prefix} --as IDENTITY): ${firstToken}`);
+      console.log(`qubes-rest: console ${stack.restUrl.replace(/\/rest\/v0$/, '')}/#token=${firstToken}`);
+    }
   }
   console.log(`qubes-stack: ready (qubesd ${stack.config.qubesd.socket}, policy ${stack.config.policy.socket}, qrexec ${stack.config.qrexec.socketDir}/qrexec.<qube>)`);
   for (const sig of ['SIGTERM', 'SIGINT'] as const) {
