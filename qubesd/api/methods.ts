@@ -144,6 +144,9 @@ export const METHODS: readonly MethodSpec[] = Object.freeze([
   m('admin.backup.Execute', 'adminvm', true, false, 'global', 'rx'),
   m('admin.backup.Cancel', 'adminvm', true, false, 'global', 'rx'),
   m('admin.backup.Info', 'adminvm', true, false, 'local', 'r'),
+  // Our extension: the destination qube's backup archive as the reply
+  // (payload: passphrase=, compression=); like Export, it reads the qube's data.
+  m('admin.vm.backup.Stream', 'not-adminvm', false, true, 'local', 'rx'),
   m('admin.vm.Stats', 'any', false, false, 'global', 'r'),
   m('admin.vm.CurrentState', 'any', false, false, 'local', 'r'),
   m('admin.vm.notes.Get', 'not-adminvm', false, false, 'local', 'r'),

@@ -12,6 +12,7 @@ import { openSource, planBackup, summaryRows } from './plan.js';
 import { backupSummary } from './summary.js';
 import { commandDestination, dom0PathDestination, runBackup, serviceDestination, type Destination } from './destination.js';
 import type { ScryptParams } from './scrypt-file.js';
+import { streamQubeBackup, type StreamRequest } from './stream.js';
 
 export interface BackupServiceOptions {
   profileDir: string;
@@ -126,6 +127,11 @@ export class BackupService {
       caller?.removeEventListener('abort', onGone);
       this.running.delete(name);
     }
+  }
+
+  /** admin.vm.backup.Stream: one qube's archive as a stream (backup/stream.ts). */
+  stream(vm: Vm, req: StreamRequest, signal: AbortSignal): Promise<AsyncIterable<Buffer>> {
+    return streamQubeBackup(this.app, this.o.storage, vm, req, signal, this.o.scrypt);
   }
 
   /** admin.backup.Cancel: stops a running backup; Execute then fails with
