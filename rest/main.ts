@@ -7,7 +7,6 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { BASE } from './context.js';
 import { DEFAULTS, optionsForPrefix, parseListen, tokenFileFor, type RestOptions } from './options.js';
-import { buildGateway } from './server.js';
 import { parseDuration, TokenStore } from './tokens.js';
 
 const USAGE = `usage: qubes-rest --prefix DIR [--listen HOST:PORT] [--tls-cert FILE --tls-key FILE] [--hsts-max-age SECONDS]
@@ -52,6 +51,8 @@ async function serve(argv: string[]): Promise<number> {
   if (values['access-log']) overrides.access_log = values['access-log'] === 'stderr' || values['access-log'] === 'none' ? values['access-log'] : resolve(values['access-log']);
   const options = optionsForPrefix(resolve(values.prefix ?? '/'), overrides);
   const { host, port } = parseListen(options.listen ?? DEFAULTS.listen);
+  // loaded here: the token commands must not pay for fastify's start-up
+  const { buildGateway } = await import('./server.js');
   const gw = await buildGateway(options);
   await gw.app.listen({ host, port });
   const addr = gw.app.server.address();
