@@ -26,9 +26,9 @@ export interface RestStack {
 }
 
 /** Install under a temporary prefix, add policy files, run bin/qubes-stack until it is ready. */
-export async function startRestStack(policy: Record<string, string> = {}): Promise<RestStack> {
+export async function startRestStack(policy: Record<string, string> = {}, entries: 'handler' | 'socket' = 'handler'): Promise<RestStack> {
   const prefix = mkdtempSync(join(tmpdir(), 'rest-test-'));
-  install({ prefix });
+  install({ prefix, entries });
   const config = loadConfig(join(prefix, 'etc', 'qubes', 'stack.json'));
   for (const [file, text] of Object.entries(policy)) writeFileSync(join(config.policy.dir, file), text);
   const stack: ChildProcess = spawnPlain(process.execPath, [join(BIN, 'qubes-stack'), '--prefix', prefix], { stdio: ['ignore', 'pipe', 'pipe'] });
