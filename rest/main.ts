@@ -41,7 +41,10 @@ async function serve(argv: string[]): Promise<number> {
   if (values.help) { console.log(USAGE); return 0; }
   if (Boolean(values['tls-cert']) !== Boolean(values['tls-key'])) throw new Usage('--tls-cert and --tls-key go together');
   const overrides: Partial<RestOptions> = {};
-  if (values.listen) { parseListen(values.listen); overrides.listen = values.listen; }
+  if (values.listen) {
+    try { parseListen(values.listen); } catch (e) { throw new Usage((e as Error).message); }
+    overrides.listen = values.listen;
+  }
   if (values['tls-cert']) { overrides.tls_cert = resolve(values['tls-cert']); overrides.tls_key = resolve(values['tls-key']!); }
   const n = (k: 'hsts-max-age' | 'pending-task-timeout' | 'completed-task-timeout' | 'max-tasks') => int(k, values[k]);
   if (n('hsts-max-age') !== undefined) overrides.hsts_max_age = n('hsts-max-age')!;
