@@ -7,7 +7,6 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { BASE } from './context.js';
 import { DEFAULTS, optionsForPrefix, parseListen, tokenFileFor, type RestOptions } from './options.js';
-import { buildGateway } from './server.js';
 import { parseDuration, TokenStore } from './tokens.js';
 
 const USAGE = `usage: qubes-rest --prefix DIR [--listen HOST:PORT] [--tls-cert FILE --tls-key FILE] [--hsts-max-age SECONDS]
@@ -42,7 +41,10 @@ async function serve(argv: string[]): Promise<number> {
   if (values.help) { console.log(USAGE); return 0; }
   if (Boolean(values['tls-cert']) !== Boolean(values['tls-key'])) throw new Usage('--tls-cert and --tls-key go together');
   const overrides: Partial<RestOptions> = {};
-  if (values.listen) { parseListen(values.listen); overrides.listen = values.listen; }
+  if (values.listen) {
+    try { parseListen(values.listen); } catch (e) { throw new Usage((e as Error).message); }
+    overrides.listen = values.listen;
+  }
   if (values['tls-cert']) { overrides.tls_cert = resolve(values['tls-cert']); overrides.tls_key = resolve(values['tls-key']!); }
   const n = (k: 'hsts-max-age' | 'pending-task-timeout' | 'completed-task-timeout' | 'max-tasks') => int(k, values[k]);
   if (n('hsts-max-age') !== undefined) overrides.hsts_max_age = n('hsts-max-age')!;
@@ -52,6 +54,8 @@ async function serve(argv: string[]): Promise<number> {
   if (values['access-log']) overrides.access_log = values['access-log'] === 'stderr' || values['access-log'] === 'none' ? values['access-log'] : resolve(values['access-log']);
   const options = optionsForPrefix(resolve(values.prefix ?? '/'), overrides);
   const { host, port } = parseListen(options.listen ?? DEFAULTS.listen);
+  // loaded here: the token commands must not pay for fastify's start-up
+  const { buildGateway } = await import('./server.js');
   const gw = await buildGateway(options);
   await gw.app.listen({ host, port });
   const addr = gw.app.server.address();
