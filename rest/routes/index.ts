@@ -2,6 +2,7 @@
 // routes is a RestPlugin (see rest/README.md) added to this list.
 import type { RestPlugin } from '../context.js';
 import { backupProfileRoutes } from './backup-profiles.js';
+import { diskRoutes } from './disks.js';
 import { eventRoutes } from './events.js';
 import { installationRoutes } from './installation.js';
 import { rootRoutes } from './root.js';
@@ -17,4 +18,5 @@ export const ROUTES: RestPlugin[] = [
   taskRoutes,
   backupProfileRoutes,
   eventRoutes,
+  diskRoutes,
 ];
