@@ -1,6 +1,7 @@
 // Every routes plugin of the gateway, in registration order. A new family of
 // routes is a RestPlugin (see rest/README.md) added to this list.
 import type { RestPlugin } from '../context.js';
+import { backupIoRoutes } from './backup-io.js';
 import { backupProfileRoutes } from './backup-profiles.js';
 import { diskRoutes } from './disks.js';
 import { eventRoutes } from './events.js';
@@ -19,4 +20,5 @@ export const ROUTES: RestPlugin[] = [
   backupProfileRoutes,
   eventRoutes,
   diskRoutes,
+  backupIoRoutes,
 ];
