@@ -12,6 +12,7 @@
 // CallSpec from authorize().
 import { callRaw, streamEvents, type CallOptions, type CallSpec, type EventStream, type QubesdEvent } from '../lib/qubesd-client.js';
 import { askPolicy, PolicyDaemonError, type PolicyAnswer } from '../rpc-services/qrexec/policy-client.js';
+import type { LimitFunction } from 'p-limit';
 import { forbidden, unavailable } from './errors.js';
 
 export interface CallerDeps {
@@ -19,6 +20,12 @@ export interface CallerDeps {
   policySocket: string;
   /** time-out for one qubesd call (ms); 0 = none */
   callTimeoutMs: number;
+  /**
+   * Gateway-wide bound on connections open to qubesd and the policy daemon
+   * at once: a UNIX socket's backlog is finite (a full one refuses with
+   * EAGAIN), and 16 clients each listing 1000 qubes must queue, not fail.
+   */
+  connections: LimitFunction;
 }
 
 /** A call the policy allowed: pass it to lib/qubesd-client.ts as is. */
@@ -54,7 +61,7 @@ export class AdminCaller {
     const refused = forbidden({ method, arg, target: dest }, this.identity);
     let answer: PolicyAnswer;
     try {
-      answer = await askPolicy(this.deps.policySocket, { source: this.identity, intendedTarget: dest, serviceAndArg: `${method}+${arg}` });
+      answer = await this.deps.connections(() => askPolicy(this.deps.policySocket, { source: this.identity, intendedTarget: dest, serviceAndArg: `${method}+${arg}` }));
     } catch (e) {
       if (e instanceof PolicyDaemonError) throw unavailable('the policy daemon did not answer');
       throw e;
@@ -83,7 +90,7 @@ export class AdminCaller {
   async callRaw(method: string, dest: string, arg = '', payload: Buffer | string = '', opts: CallOptions = {}): Promise<Buffer> {
     const { socketPath, spec } = await this.authorize(method, dest, arg, payload);
     this.calls++;
-    return callRaw(socketPath, spec, { timeoutMs: this.deps.callTimeoutMs, ...opts });
+    return this.deps.connections(() => callRaw(socketPath, spec, { timeoutMs: this.deps.callTimeoutMs, ...opts }));
   }
 
   async call(method: string, dest: string, arg = '', payload: Buffer | string = '', opts: CallOptions = {}): Promise<string> {

@@ -21,6 +21,8 @@ export interface RestOptions extends TaskLimits {
   idle_timeout: number;
   /** seconds one Admin API call may take (0: no limit) */
   call_timeout: number;
+  /** Admin API calls and policy questions in flight at once, for the whole gateway */
+  max_connections: number;
   /** bytes of events a slow /events client may have queued before it is dropped */
   events_buffer: number;
   qubesd_socket: string;
@@ -38,6 +40,7 @@ export const DEFAULTS = {
   header_timeout: 30,
   idle_timeout: 60,
   call_timeout: 600,
+  max_connections: 64,
   events_buffer: 1 << 20,
   ...DEFAULT_TASK_LIMITS,
 } as const;

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
+import pLimit from 'p-limit';
 import { openAccessLog, type AccessLog } from './access-log.js';
 import { authenticate } from './auth.js';
 import { BASE, type RestContext, type RestPlugin } from './context.js';
@@ -55,7 +56,10 @@ export async function buildGateway(options: RestOptions, build: BuildOptions = {
   });
   const ctx: RestContext = { options, tasks };
   const log: AccessLog = openAccessLog(options.access_log);
-  const callerDeps = { qubesdSocket: options.qubesd_socket, policySocket: options.policy_socket, callTimeoutMs: options.call_timeout * 1000 };
+  const callerDeps = {
+    qubesdSocket: options.qubesd_socket, policySocket: options.policy_socket, callTimeoutMs: options.call_timeout * 1000,
+    connections: pLimit(options.max_connections),
+  };
 
   app.decorateRequest('caller', null as never);
   app.decorateRequest('token', null as never);

@@ -5,14 +5,11 @@
 export interface ListedVm { name: string; klass: string; state: string; uuid: string }
 
 /** admin.vm.List: "name class=X state=Y uuid=Z" per line. */
+const LIST_LINE = /^(\S+) class=(\S*) state=(\S*)(?: uuid=(\S*))?/gm;
+
 export function parseVmList(text: string): ListedVm[] {
   const out: ListedVm[] = [];
-  for (const line of text.split('\n')) {
-    if (!line) continue;
-    const [name, ...kv] = line.split(' ');
-    const f = Object.fromEntries(kv.map((p) => [p.slice(0, p.indexOf('=')), p.slice(p.indexOf('=') + 1)]));
-    out.push({ name: name!, klass: f.class ?? '', state: f.state ?? '', uuid: f.uuid ?? '' });
-  }
+  for (const m of text.matchAll(LIST_LINE)) out.push({ name: m[1]!, klass: m[2]!, state: m[3]!, uuid: m[4] ?? '' });
   return out;
 }
 
