@@ -37,8 +37,21 @@ export async function exportVolume(caller: AdminCaller, qube: string, volume: st
 /** How the data reaches the file qubesd hands out. */
 export type ImportWriter = (path: string, size: number) => Promise<CopyResult>;
 
+/** HTTP bodies arrive in 16-64 KiB pieces; the copy is cheaper per MiB
+ * (one zero check and one write per run of data blocks). */
+export async function* rechunk(input: AsyncIterable<Buffer>, size = 1 << 20): AsyncGenerator<Buffer> {
+  let parts: Buffer[] = [];
+  let n = 0;
+  for await (const b of input) {
+    parts.push(b);
+    n += b.length;
+    if (n >= size) { yield parts.length === 1 ? parts[0]! : Buffer.concat(parts, n); parts = []; n = 0; }
+  }
+  if (n) yield Buffer.concat(parts, n);
+}
+
 /** A raw stream of exactly `size` bytes (the storage layer's copy). */
-export const rawWriter = (input: AsyncIterable<Buffer>): ImportWriter => (path, size) => copyStreamInto(input, path, size);
+export const rawWriter = (input: AsyncIterable<Buffer>): ImportWriter => (path, size) => copyStreamInto(rechunk(input), path, size);
 
 /** Pieces at offsets (a VHD's blocks): written sparsely, then made durable. */
 export function pieceWriter(pieces: AsyncIterable<[number, Buffer]>): ImportWriter {
