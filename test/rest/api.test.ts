@@ -182,6 +182,9 @@ t.test('actions and tasks', async (t) => {
 
   const del = await req('DELETE', '/vms/work');
   t.equal(del.status, 409, 'no removal while it runs');
+  const inUse = await req('DELETE', '/vms/tpl');
+  t.equal(inUse.status, 409, 'nor while it is in use (a template of qubes)');
+  t.equal((inUse.json as { error: string }).error, 'QubesVMInUseError');
 
   for (const a of ['pause', 'unpause', 'clean_reboot', 'hard_shutdown']) {
     const r = await req('POST', `/vms/work/actions/${a}?sync`);
