@@ -10,7 +10,8 @@ import { DEFAULTS, optionsForPrefix, parseListen, tokenFileFor, type RestOptions
 import { parseDuration, TokenStore } from './tokens.js';
 
 const USAGE = `usage: qubes-rest --prefix DIR [--listen HOST:PORT] [--tls-cert FILE --tls-key FILE] [--hsts-max-age SECONDS]
-                  [--pending-task-timeout S] [--completed-task-timeout S] [--max-tasks N] [--access-log FILE|stderr|none]
+                  [--pending-task-timeout S] [--completed-task-timeout S] [--max-tasks N] [--events-buffer BYTES]
+                  [--access-log FILE|stderr|none]
        qubes-rest token create --prefix DIR --as IDENTITY [--expires DURATION] [--description TEXT]
        qubes-rest token list --prefix DIR [--json]
        qubes-rest token revoke ID --prefix DIR`;
@@ -35,7 +36,7 @@ async function serve(argv: string[]): Promise<number> {
     options: {
       prefix: { type: 'string' }, listen: { type: 'string' }, 'tls-cert': { type: 'string' }, 'tls-key': { type: 'string' },
       'hsts-max-age': { type: 'string' }, 'pending-task-timeout': { type: 'string' }, 'completed-task-timeout': { type: 'string' },
-      'max-tasks': { type: 'string' }, 'access-log': { type: 'string' }, help: { type: 'boolean' },
+      'max-tasks': { type: 'string' }, 'events-buffer': { type: 'string' }, 'access-log': { type: 'string' }, help: { type: 'boolean' },
     },
   });
   if (values.help) { console.log(USAGE); return 0; }
@@ -46,11 +47,12 @@ async function serve(argv: string[]): Promise<number> {
     overrides.listen = values.listen;
   }
   if (values['tls-cert']) { overrides.tls_cert = resolve(values['tls-cert']); overrides.tls_key = resolve(values['tls-key']!); }
-  const n = (k: 'hsts-max-age' | 'pending-task-timeout' | 'completed-task-timeout' | 'max-tasks') => int(k, values[k]);
+  const n = (k: 'hsts-max-age' | 'pending-task-timeout' | 'completed-task-timeout' | 'max-tasks' | 'events-buffer') => int(k, values[k]);
   if (n('hsts-max-age') !== undefined) overrides.hsts_max_age = n('hsts-max-age')!;
   if (n('pending-task-timeout') !== undefined) overrides.pending_task_timeout = n('pending-task-timeout')!;
   if (n('completed-task-timeout') !== undefined) overrides.completed_task_timeout = n('completed-task-timeout')!;
   if (n('max-tasks') !== undefined) overrides.max_tasks = n('max-tasks')!;
+  if (n('events-buffer') !== undefined) overrides.events_buffer = n('events-buffer')!;
   if (values['access-log']) overrides.access_log = values['access-log'] === 'stderr' || values['access-log'] === 'none' ? values['access-log'] : resolve(values['access-log']);
   const options = optionsForPrefix(resolve(values.prefix ?? '/'), overrides);
   const { host, port } = parseListen(options.listen ?? DEFAULTS.listen);

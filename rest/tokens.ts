@@ -54,8 +54,14 @@ export class TokenStore {
       return [];
     }
     if (this.cache?.key === key) return this.cache.tokens;
-    const parsed = JSON.parse(readFileSync(this.path, 'utf8')) as TokenFile;
-    const tokens = Array.isArray(parsed.tokens) ? parsed.tokens : [];
+    let tokens: TokenRecord[];
+    try {
+      const parsed = JSON.parse(readFileSync(this.path, 'utf8')) as TokenFile;
+      tokens = Array.isArray(parsed.tokens) ? parsed.tokens.filter((t) => t && typeof t.hash === 'string' && typeof t.identity === 'string') : [];
+    } catch {
+      // an unreadable file (edited by hand?) admits nobody, rather than failing every request
+      tokens = [];
+    }
     this.cache = { key, tokens };
     return tokens;
   }

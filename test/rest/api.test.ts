@@ -5,10 +5,12 @@
 import t from 'tap';
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import net from 'node:net';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import SwaggerParser from '@apidevtools/swagger-parser';
+import { BIN, spawnPlain } from '../rpc-services/helpers.js';
 import { createToken, http, qubesRest, startRestStack, type RestStack } from './helpers.js';
 
 const execFileP = promisify(execFile);
@@ -180,6 +182,9 @@ t.test('actions and tasks', async (t) => {
 
   const del = await req('DELETE', '/vms/work');
   t.equal(del.status, 409, 'no removal while it runs');
+  const inUse = await req('DELETE', '/vms/tpl');
+  t.equal(inUse.status, 409, 'nor while it is in use (a template of qubes)');
+  t.equal((inUse.json as { error: string }).error, 'QubesVMInUseError');
 
   for (const a of ['pause', 'unpause', 'clean_reboot', 'hard_shutdown']) {
     const r = await req('POST', `/vms/work/actions/${a}?sync`);
@@ -299,6 +304,40 @@ t.test('events: admin.Events as Server-Sent Events', async (t) => {
   const line = seen.split('\n').find((l) => l.startsWith('data: ') && l.includes('domain-feature-set:seen'))!;
   t.same(JSON.parse(line.slice(6)), { subject: 'vault', event: 'domain-feature-set:seen', kwargs: { feature: 'seen', value: 'yes' } });
   ac.abort();
+});
+
+t.test('events: a client that does not read is dropped when its buffer overflows', async (t) => {
+  // a second gateway on the same installation, with a small buffer
+  const proc = spawnPlain(process.execPath, [join(BIN, 'qubes-rest'), '--prefix', s.prefix, '--listen', '127.0.0.1:0', '--events-buffer', '4096', '--access-log', 'none'],
+    { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.teardown(() => { proc.kill('SIGTERM'); });
+  let out = '';
+  proc.stdout!.on('data', (d) => { out += d; });
+  while (!/listening on (\S+)/.test(out)) {
+    if (proc.exitCode !== null) throw new Error('qubes-rest exited');
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  const small = new URL(/listening on (\S+)/.exec(out)![1]!);
+  const sock = net.connect(Number(small.port), small.hostname);
+  await new Promise((r) => sock.once('connect', r));
+  sock.write(`GET /rest/v0/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\n\r\n`);
+  let head = '';
+  await new Promise<void>((r) => { const on = (d: Buffer) => { head += d.toString('latin1'); if (head.includes('connection-established')) { sock.off('data', on); r(); } }; sock.on('data', on); });
+  t.match(head, /^HTTP\/1\.1 200/);
+  sock.pause();
+  let closed = false;
+  sock.once('close', () => { closed = true; });
+  sock.on('error', () => {});
+  const big = 'x'.repeat(60_000);
+  // far more than the kernel's socket buffers hold, so the gateway's own queue grows
+  for (let i = 0; i < 250 && !sock.destroyed; i++) await s.dom0('admin.vm.feature.Set', 'tpl', `flood${i % 4}`, big);
+  sock.resume();
+  sock.on('data', () => {});
+  const deadline = Date.now() + 15_000;
+  while (!closed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  t.ok(closed, 'the gateway closed the stream');
+  t.equal((await http(`${small.origin}/rest/v0/labels`, 'GET', token)).status, 200, 'and still serves');
+  for (let i = 0; i < 4; i++) await s.dom0('admin.vm.feature.Remove', 'tpl', `flood${i}`).catch(() => undefined);
 });
 
 t.test('transport: every error is a 4xx JSON and changes nothing', async (t) => {

@@ -92,6 +92,9 @@ t.test('reads: vm.List on a target, tags, properties', async (t) => {
   t.equal((await viaHttp('auditor', 'GET', '/vms/vault/tags')).status, 403, 'the explicit deny');
   t.equal((await viaHttp('auditor', 'GET', '/vms/work/tags')).status, 200);
   t.equal((await viaHttp('mgmt', 'GET', '/vms/vault')).status, 403);
+  const uuidOf = async (vm: string) => /uuid=(\S+)/.exec((await s.dom0('admin.vm.List', vm)).content)![1]!;
+  t.equal((await viaHttp('mgmt', 'GET', `/vms/${await uuidOf('work')}`)).status, 200, 'by uuid, the policy sees the same qube');
+  t.equal((await viaHttp('mgmt', 'GET', `/vms/${await uuidOf('vault')}`)).status, 403);
   t.equal((await viaHttp('auditor', 'GET', '/vms/dom0')).status, 200, 'auditor may list dom0 (@adminvm) ...');
   t.equal((await viaHttp('auditor', 'GET', '/vms/dom0/tags')).status, 403, '... but not read its tags (@anyvm is not dom0)');
 });
