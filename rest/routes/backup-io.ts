@@ -114,24 +114,27 @@ async function importBackup(ctx: RestContext, req: FastifyRequest<{ Params: { id
   });
 }
 
-export async function backupIoRoutes(app: FastifyInstance, ctx: RestContext): Promise<void> {
-  // archives are streams of any type and size, read by the route
-  app.addContentTypeParser('*', { bodyLimit: Number.MAX_SAFE_INTEGER }, (_req, _payload, done) => done(null));
-  app.removeContentTypeParser('application/json');
-  app.addContentTypeParser('application/json', { bodyLimit: Number.MAX_SAFE_INTEGER }, (_req, _payload, done) => done(null));
-  app.get('/vms/:id.qbkp', {
-    schema: {
-      tags: ['vms'], summary: `the qube as a Qubes backup archive (format 4); passphrase in the ${PASSPHRASE_HEADER} header`,
-      params: idParams,
-      querystring: { type: 'object', additionalProperties: false, properties: { compress: { type: 'string', enum: COMPRESS } } },
-    },
-  }, (req: FastifyRequest<{ Params: { id: string }; Querystring: { compress?: string } }>, reply) => exportBackup(ctx, req, reply));
-  app.post('/pools/:id/vms', {
-    bodyLimit: Number.MAX_SAFE_INTEGER,
-    schema: {
-      tags: ['pools'], summary: `restore the qubes of an uploaded Qubes backup archive; passphrase in the ${PASSPHRASE_HEADER} header`,
-      params: idParams,
-      querystring: { type: 'object', additionalProperties: false, properties: { sr: { type: 'string' }, sync: {} } },
-    },
-  }, (req: FastifyRequest<{ Params: { id: string }; Querystring: { sr?: string; sync?: unknown } }>, reply) => importBackup(ctx, req, reply));
+export async function backupIoRoutes(parent: FastifyInstance, ctx: RestContext): Promise<void> {
+  // a child context: its content-type parsers stay with these routes
+  await parent.register(async (app) => {
+    // archives are streams of any type and size, read by the route
+    app.addContentTypeParser('*', { bodyLimit: Number.MAX_SAFE_INTEGER }, (_req, _payload, done) => done(null));
+    app.removeContentTypeParser('application/json');
+    app.addContentTypeParser('application/json', { bodyLimit: Number.MAX_SAFE_INTEGER }, (_req, _payload, done) => done(null));
+    app.get('/vms/:id.qbkp', {
+      schema: {
+        tags: ['vms'], summary: `the qube as a Qubes backup archive (format 4); passphrase in the ${PASSPHRASE_HEADER} header`,
+        params: idParams,
+        querystring: { type: 'object', additionalProperties: false, properties: { compress: { type: 'string', enum: COMPRESS } } },
+      },
+    }, (req: FastifyRequest<{ Params: { id: string }; Querystring: { compress?: string } }>, reply) => exportBackup(ctx, req, reply));
+    app.post('/pools/:id/vms', {
+      bodyLimit: Number.MAX_SAFE_INTEGER,
+      schema: {
+        tags: ['pools'], summary: `restore the qubes of an uploaded Qubes backup archive; passphrase in the ${PASSPHRASE_HEADER} header`,
+        params: idParams,
+        querystring: { type: 'object', additionalProperties: false, properties: { sr: { type: 'string' }, sync: {} } },
+      },
+    }, (req: FastifyRequest<{ Params: { id: string }; Querystring: { sr?: string; sync?: unknown } }>, reply) => importBackup(ctx, req, reply));
+  });
 }

@@ -102,19 +102,22 @@ async function importDiskUnchecked(ctx: RestContext, req: IdReq, reply: FastifyR
   }
 }
 
-export async function diskRoutes(app: FastifyInstance, ctx: RestContext): Promise<void> {
-  // Uploads are streams of any type and any size: read by the route, never
-  // buffered by a parser (this parser is local to this plugin's routes).
-  app.addContentTypeParser('*', { bodyLimit: Number.MAX_SAFE_INTEGER }, (_req, _payload, done) => done(null));
-  app.removeContentTypeParser('application/json');
-  app.addContentTypeParser('application/json', { bodyLimit: Number.MAX_SAFE_INTEGER }, (_req, _payload, done) => done(null));
-  for (const format of ['raw', 'vhd'] as const) {
-    app.get(`/vdis/:id.${format}`, {
-      schema: { tags, summary: `export a volume as ${format === 'raw' ? 'raw bytes' : 'a dynamic VHD'} (admin.vm.volume.Export)`, params },
-    }, (req: IdReq, reply) => exportDisk(ctx, req, reply, format));
-    app.put(`/vdis/:id.${format}`, {
-      bodyLimit: Number.MAX_SAFE_INTEGER,
-      schema: { tags, summary: `import ${format === 'raw' ? 'raw bytes' : 'a dynamic VHD'} into a volume of the same size (admin.vm.volume.Import)`, params },
-    }, (req: IdReq, reply) => importDisk(ctx, req, reply, format));
-  }
+export async function diskRoutes(parent: FastifyInstance, ctx: RestContext): Promise<void> {
+  // a child context: its content-type parsers stay with these routes
+  await parent.register(async (app) => {
+    // Uploads are streams of any type and any size: read by the route, never
+    // buffered by a parser (this parser is local to this plugin's routes).
+    app.addContentTypeParser('*', { bodyLimit: Number.MAX_SAFE_INTEGER }, (_req, _payload, done) => done(null));
+    app.removeContentTypeParser('application/json');
+    app.addContentTypeParser('application/json', { bodyLimit: Number.MAX_SAFE_INTEGER }, (_req, _payload, done) => done(null));
+    for (const format of ['raw', 'vhd'] as const) {
+      app.get(`/vdis/:id.${format}`, {
+        schema: { tags, summary: `export a volume as ${format === 'raw' ? 'raw bytes' : 'a dynamic VHD'} (admin.vm.volume.Export)`, params },
+      }, (req: IdReq, reply) => exportDisk(ctx, req, reply, format));
+      app.put(`/vdis/:id.${format}`, {
+        bodyLimit: Number.MAX_SAFE_INTEGER,
+        schema: { tags, summary: `import ${format === 'raw' ? 'raw bytes' : 'a dynamic VHD'} into a volume of the same size (admin.vm.volume.Import)`, params },
+      }, (req: IdReq, reply) => importDisk(ctx, req, reply, format));
+    }
+  });
 }
