@@ -74,8 +74,20 @@ function restoreError(e: unknown, file: string): unknown {
   return badRequest(message);
 }
 
-async function importBackup(ctx: RestContext, req: FastifyRequest<{ Params: { id: string }; Querystring: { sr?: string; sync?: unknown } }>,
-  reply: FastifyReply): Promise<FastifyReply> {
+type ImportReq = FastifyRequest<{ Params: { id: string }; Querystring: { sr?: string; sync?: unknown } }>;
+
+/** A refused upload: the rest of the body is read and dropped, and the
+ * connection is not reused (its request was not read to its end). */
+async function importBackup(ctx: RestContext, req: ImportReq, reply: FastifyReply): Promise<FastifyReply> {
+  try {
+    return await importBackupUnchecked(ctx, req, reply);
+  } catch (e) {
+    if (!req.raw.complete) { reply.header('connection', 'close'); req.raw.resume(); }
+    throw e;
+  }
+}
+
+async function importBackupUnchecked(ctx: RestContext, req: ImportReq, reply: FastifyReply): Promise<FastifyReply> {
   if (req.params.id !== POOL_ID) throw notFound(`no pool ${req.params.id}`);
   const passphrase = passphraseOf(req);
   const pool = req.query.sr === undefined ? undefined : argName('storage pool', req.query.sr);
