@@ -74,18 +74,26 @@ export function wants(needs: Needs, ...names: string[]): boolean {
   return needs === '*' || names.some((n) => needs.has(n));
 }
 
+export interface Rendered { contentType: string; body: string }
+
 /** Filter, limit, project and send. Each object carries its `href`. */
 export function sendCollection(reply: FastifyReply, q: ParsedQuery, objects: Array<Record<string, unknown>>): FastifyReply {
+  return sendRendered(reply, renderCollection(q, objects));
+}
+
+export function sendRendered(reply: FastifyReply, r: Rendered): FastifyReply {
+  return reply.type(r.contentType).send(r.body);
+}
+
+/** The answer to a query as bytes to send. */
+export function renderCollection(q: ParsedQuery, objects: Array<Record<string, unknown>>): Rendered {
   let selected = q.predicate ? objects.filter(q.predicate) : objects;
   if (selected.length > q.limit) selected = selected.slice(0, q.limit);
   const out: unknown[] = q.fields === null
     ? selected.map((o) => o.href)
     : q.fields === '*' ? selected : selected.map((o) => project(o, q.fields as string[]));
-  if (q.ndjson) {
-    reply.type('application/x-ndjson');
-    return reply.send(out.map((o) => JSON.stringify(o) + '\n').join(''));
-  }
-  return reply.type('application/json').send(JSON.stringify(out));
+  if (q.ndjson) return { contentType: 'application/x-ndjson', body: out.map((o) => JSON.stringify(o) + '\n').join('') };
+  return { contentType: 'application/json', body: JSON.stringify(out) };
 }
 
 function project(o: Record<string, unknown>, fields: string[]): Record<string, unknown> {

@@ -12,7 +12,7 @@ import { QubesdException } from '../lib/qubesd-client.js';
 import type { AdminCaller } from './admin-caller.js';
 import { RestError } from './errors.js';
 import { vmHref } from './ids.js';
-import { wants, type Needs } from './collection.js';
+import { wants, type Needs, type Rendered } from './collection.js';
 import { parseGetAll, parseLines, parseVmList, pickVm, type ListedVm } from './wire.js';
 
 /** Fields that admin.vm.List alone gives. */
@@ -72,11 +72,37 @@ async function complete(caller: AdminCaller, v: ListedVm, needs: Needs, limit: R
   return o;
 }
 
+/** Whether admin.vm.List alone gives every field asked for. */
+export function listOnly(needs: Needs): boolean {
+  return needs !== '*' && [...needs].every((n) => LISTED.has(n));
+}
+
+/**
+ * Renders of list-only queries, by query string, each valid for the very
+ * admin.vm.List reply it was made from: the answer is a function of those
+ * bytes (already filtered for the identity by qubesd) and the query alone,
+ * and qubesd answers the same bytes while nothing it lists changed, so a
+ * poller of a 1000-qube collection costs one call and one comparison.
+ */
+const RENDERS = new Map<string, { list: string; rendered: Rendered }>();
+const MAX_RENDERS = 32;
+
+export async function renderListOnly(caller: AdminCaller, query: string, render: (objects: VmObject[]) => Rendered): Promise<Rendered> {
+  const list = await caller.call('admin.vm.List', 'dom0');
+  const hit = RENDERS.get(query);
+  if (hit && hit.list === list) return hit.rendered;
+  const rendered = render(parseVmList(list).map(listedFields));
+  RENDERS.delete(query);
+  if (RENDERS.size >= MAX_RENDERS) RENDERS.delete(RENDERS.keys().next().value!);
+  RENDERS.set(query, { list, rendered });
+  return rendered;
+}
+
 /** Every qube the identity may list, with the fields `needs` asks for. */
 export async function loadVms(caller: AdminCaller, needs: Needs): Promise<VmObject[]> {
   const listed = parseVmList(await caller.call('admin.vm.List', 'dom0'));
   // what the list alone gives needs no further call, nor a promise per qube
-  if (needs !== '*' && [...needs].every((n) => LISTED.has(n))) return listed.map(listedFields);
+  if (listOnly(needs)) return listed.map(listedFields);
   const limit = pLimit(CALLS_IN_FLIGHT);
   const all = await Promise.all(listed.map((v) => complete(caller, v, needs, limit)));
   return all.filter((o): o is VmObject => o !== null);

@@ -3,13 +3,13 @@
 // actions (202 + a task by default, ?sync to wait).
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { AdminCaller } from '../admin-caller.js';
-import { collectionQuerySchema, parseQuery, sendCollection, type CollectionQuery } from '../collection.js';
+import { collectionQuerySchema, parseQuery, renderCollection, sendCollection, sendRendered, type CollectionQuery } from '../collection.js';
 import { BASE, type RestContext } from '../context.js';
 import { badRequest, httpReplyFor, RestError } from '../errors.js';
 import { argName, idParam, vmDest, vmHref } from '../ids.js';
 import { TASKS_BASE, type TaskContext } from '../tasks.js';
 import { VM_ACTIONS } from '../vm-actions.js';
-import { loadVm, loadVms, readFeatures } from '../vm-objects.js';
+import { listOnly, loadVm, loadVms, readFeatures, renderListOnly } from '../vm-objects.js';
 import { parseGetAll, parseLines, parseVmList, pickVm, toWire, type PropertyValue } from '../wire.js';
 
 type IdReq = FastifyRequest<{ Params: { id: string } }>;
@@ -135,6 +135,10 @@ export async function vmRoutes(app: FastifyInstance, ctx: RestContext): Promise<
   app.get('/vms', { schema: { tags, summary: 'the qubes the identity may list', querystring: collectionQuerySchema } },
     async (req, reply) => {
       const q = parseQuery(req.query as CollectionQuery);
+      if (listOnly(q.needs)) {
+        const query = req.url.slice(req.url.indexOf('?') + 1 || req.url.length);
+        return sendRendered(reply, await renderListOnly(req.caller, query, (objects) => renderCollection(q, objects)));
+      }
       return sendCollection(reply, q, await loadVms(req.caller, q.needs));
     });
 
