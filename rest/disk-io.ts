@@ -76,6 +76,21 @@ export function pieceWriter(pieces: AsyncIterable<[number, Buffer]>): ImportWrit
 
 export class ImportFailed extends Error {}
 
+/** Reading the rest of a refused upload before answering lets the client
+ * see the answer instead of a reset; past this size it is not worth it. */
+const DRAIN_LIMIT = 64 << 20;
+
+/** A refused upload: the connection is not reused (we did not read its
+ * body to the end); a small rest of the body is read and dropped first. */
+export async function refuseUpload(req: import('node:http').IncomingMessage, setClose: () => void): Promise<void> {
+  if (req.complete) return;
+  setClose();
+  const declared = Number(req.headers['content-length'] ?? Number.NaN);
+  const ended = new Promise<void>((resolve) => { req.once('end', resolve); req.once('close', resolve); req.once('error', () => resolve()); });
+  req.resume();
+  if (declared <= DRAIN_LIMIT) await Promise.race([ended, new Promise((r) => setTimeout(r, 10_000).unref())]);
+}
+
 /**
  * One import through the policy and qubesd: `service` is the qrexec service
  * the policy is asked about (admin.vm.volume.Import keeps the volume's

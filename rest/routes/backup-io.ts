@@ -24,7 +24,7 @@ import { STREAM_COMPRESSION } from '../../qubesd/backup/stream.js';
 import type { RestContext } from '../context.js';
 import { badRequest, notFound, RestError } from '../errors.js';
 import { argName, idParam, vmDest, vmHref } from '../ids.js';
-import { importVolume, internalSocketOf, rawWriter } from '../disk-io.js';
+import { importVolume, internalSocketOf, rawWriter, refuseUpload } from '../disk-io.js';
 import { Transfer } from '../transfer-task.js';
 import { runAction } from './vms.js';
 import { POOL_ID } from './installation.js';
@@ -82,7 +82,7 @@ async function importBackup(ctx: RestContext, req: ImportReq, reply: FastifyRepl
   try {
     return await importBackupUnchecked(ctx, req, reply);
   } catch (e) {
-    if (!req.raw.complete) { reply.header('connection', 'close'); req.raw.resume(); }
+    await refuseUpload(req.raw, () => void reply.header('connection', 'close'));
     throw e;
   }
 }

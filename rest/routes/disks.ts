@@ -12,7 +12,7 @@ import { extentPieces, rawBytes } from '../../lib/volume-export.js';
 import type { RestContext } from '../context.js';
 import { badRequest, RestError } from '../errors.js';
 import { parseVdiId, vdiHref } from '../ids.js';
-import { ImportFailed, exportVolume, importVolume, internalSocketOf, pieceWriter, rawWriter } from '../disk-io.js';
+import { ImportFailed, exportVolume, refuseUpload, importVolume, internalSocketOf, pieceWriter, rawWriter } from '../disk-io.js';
 import { Transfer } from '../transfer-task.js';
 import { planVhd, writeVhd } from '../vhd/writer.js';
 import { readVhd, VhdFormatError } from '../vhd/reader.js';
@@ -58,7 +58,7 @@ async function importDisk(ctx: RestContext, req: IdReq, reply: FastifyReply, for
   try {
     return await importDiskUnchecked(ctx, req, reply, format);
   } catch (e) {
-    if (!req.raw.complete) { reply.header('connection', 'close'); req.raw.resume(); }
+    await refuseUpload(req.raw, () => void reply.header('connection', 'close'));
     throw e;
   }
 }
