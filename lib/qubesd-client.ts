@@ -219,3 +219,58 @@ export class QubesdClient {
     return streamEvents(this.socketPath, { dest, source: this.source }, onEvent, opts);
   }
 }
+
+/**
+ * A call whose OK content is streamed (admin.vm.volume.Export): resolves once
+ * qubesd has answered, with the content as it arrives (read at the consumer's
+ * pace); rejects with a QubesdException for an EXCEPTION frame. The content
+ * iterator throws a QubesdTransportError if the connection fails mid-way;
+ * `close()` drops the connection early.
+ */
+export async function callStream(socketPath: string, spec: CallSpec, opts: CallOptions = {}):
+  Promise<{ content: AsyncGenerator<Buffer>; close(): void }> {
+  const call = describe(spec);
+  const sock = net.connect({ path: socketPath, allowHalfOpen: true });
+  const onAbort = (): void => { sock.destroy(new QubesdTransportError('call aborted', call)); };
+  if (opts.signal?.aborted) onAbort();
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  const cleanup = (): void => { opts.signal?.removeEventListener('abort', onAbort); sock.destroy(); };
+  sock.once('connect', () => sock.end(requestBytes(spec)));
+  const it = (sock as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+  const next = async (): Promise<IteratorResult<Buffer>> => {
+    try {
+      return await it.next();
+    } catch (e) {
+      if (e instanceof QubesdTransportError) throw e;
+      throw new QubesdTransportError(`cannot talk to qubesd at ${socketPath} (${(e as NodeJS.ErrnoException).code ?? 'error'})`, call);
+    }
+  };
+  try {
+    let head: Buffer = Buffer.alloc(0);
+    while (head.length < 2) {
+      const r = await next();
+      if (r.done) throw new QubesdTransportError('connection closed without a reply', call);
+      head = Buffer.concat([head, r.value]);
+    }
+    if (head[1] !== 0) throw new QubesdTransportError('malformed reply', call);
+    if (head[0] === EXCEPTION) {
+      const parts: Buffer[] = [head];
+      for (let r = await next(); !r.done; r = await next()) parts.push(r.value);
+      throw exceptionOf(Buffer.concat(parts).subarray(2), call);
+    }
+    if (head[0] !== OK) throw new QubesdTransportError(`unexpected reply kind 0x${head[0]!.toString(16)}`, call);
+    const first = head.subarray(2);
+    async function* content(): AsyncGenerator<Buffer> {
+      try {
+        if (first.length) yield first;
+        for (let r = await next(); !r.done; r = await next()) yield r.value;
+      } finally {
+        cleanup();
+      }
+    }
+    return { content: content(), close: cleanup };
+  } catch (e) {
+    cleanup();
+    throw e;
+  }
+}

@@ -77,6 +77,11 @@ function serveConnection(sock: net.Socket, dispatcher: Dispatcher, open: Map<net
     write: (frame) => (sock.destroyed ? false : (limits ? limits.write(sock, frame) : sock.write(frame), true)),
     end: () => { if (!sock.destroyed) sock.end(); },
     abort: () => { sock.destroy(); },
+    drain: () => (!sock.writableNeedDrain || sock.destroyed ? Promise.resolve() : new Promise<void>((resolve) => {
+      const done = (): void => { sock.off('drain', done); sock.off('close', done); resolve(); };
+      sock.on('drain', done);
+      sock.on('close', done);
+    })),
     get signal() {
       if (!ac) { ac = new AbortController(); if (closed) ac.abort(); }
       return ac.signal;

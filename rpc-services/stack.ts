@@ -18,6 +18,8 @@ import { populateDemo } from './demo.js';
 import { daemonConfigPath, readyPath } from './daemon-configs.js';
 import { readReady } from '../lib/config/ready.js';
 import { controlMain, holdPidFile } from './stack-control.js';
+import { tokenFileFor } from '../rest/options.js';
+import { TokenStore } from '../rest/tokens.js';
 
 export interface Part { name: string; proc: ChildProcess }
 
@@ -38,10 +40,23 @@ async function waitFor(part: Part, ready: () => Promise<boolean>, timeoutMs: num
   }
 }
 
-/** The three command lines, from one installation's configuration; `ready`: the daemon's ready file. */
-export function commands(c: StackConfig, _cfgPath?: string): Array<{ name: string; script: string; argv: string[]; ready: string }> {
+/** The REST gateway's line once it listens: "qubes-rest: listening on URL". */
+const REST_LISTENING = /^qubes-rest: listening on (\S+)$/m;
+
+/**
+ * The command lines (qubesd, policy daemon, dispatcher, REST gateway), from
+ * one installation's configuration; `ready`: the daemon's ready file, or
+ * 'line' for the gateway (ready once it prints where it listens).
+ */
+export function commands(c: StackConfig, _cfgPath?: string, opts: { rest?: boolean; restListen?: string } = {}): Array<{ name: string; script: string; argv: string[]; ready: string | 'line' }> {
   const node = process.execPath;
   const conf = (daemon: string) => ['--config', daemonConfigPath(c.prefix, daemon)];
+  const rest = opts.rest === false ? [] : [{
+    name: 'qubes-rest',
+    script: join(c.checkout, 'dist', 'rest', 'cli.js'),
+    argv: [node, join(c.checkout, 'dist', 'rest', 'cli.js'), '--prefix', c.prefix, '--listen', opts.restListen ?? '127.0.0.1:0'],
+    ready: 'line' as const,
+  }];
   return [
     {
       name: 'qubesd',
@@ -61,6 +76,7 @@ export function commands(c: StackConfig, _cfgPath?: string): Array<{ name: strin
       argv: [node, join(c.checkout, 'dist', 'rpc-services', 'qrexec', 'main-run.js'), ...conf('qrexec-dispatcher')],
       ready: readyPath(c.prefix, 'qrexec-dispatcher'),
     },
+    ...rest,
   ];
 }
 
@@ -68,6 +84,8 @@ export interface RunningStack {
   parts: Part[]; config: StackConfig; stop(): Promise<void>; exited: Promise<string>;
   /** stop every daemon (in reverse order), then start them again in order */
   restart(): Promise<boolean>;
+  /** where the REST gateway listens (http://127.0.0.1:PORT/rest/v0), if it runs */
+  restUrl?: string;
 }
 
 /**
@@ -80,9 +98,10 @@ export function unitEnv(): NodeJS.ProcessEnv {
 }
 
 /** Start every part, waiting for each to be ready before the next. */
-export async function startStack(cfgPath: string, opts: { quiet?: boolean } = {}): Promise<RunningStack> {
+export async function startStack(cfgPath: string, opts: { quiet?: boolean; rest?: boolean } = {}): Promise<RunningStack> {
   const c = loadConfig(cfgPath);
   const parts: Part[] = [];
+  let restUrl: string | undefined;
   let stopping = false;
   let failed = false;
   let announceExit: (msg: string) => void = () => {};
@@ -99,16 +118,26 @@ export async function startStack(cfgPath: string, opts: { quiet?: boolean } = {}
     }
   };
   const startParts = async () => {
-    for (const cmd of commands(c, cfgPath)) {
+    // a restarted gateway keeps the address it had
+    const restListen = restUrl ? new URL(restUrl).host : undefined;
+    for (const cmd of commands(c, cfgPath, { ...opts, ...(restListen ? { restListen } : {}) })) {
       if (!existsSync(cmd.script)) throw new Error(`${cmd.name} is not built: ${cmd.script} is missing (npm run build)`);
+      let sawReadyLine = false;
       const proc = spawn(cmd.argv[0]!, cmd.argv.slice(1), { env: unitEnv(), stdio: ['ignore', 'pipe', opts.quiet ? 'ignore' : 'inherit'] });
       const part = { name: cmd.name, proc };
       parts.push(part);
       proc.stdout!.on('data', (d: Buffer) => {
+        if (cmd.name === 'qubes-rest') {
+          const m = REST_LISTENING.exec(d.toString());
+          if (!m) return;
+          restUrl = m[1];
+          sawReadyLine = true;
+          return; // main() prints the gateway's line as it is
+        }
         if (!opts.quiet) for (const line of d.toString().split('\n')) if (line) process.stdout.write(`[${cmd.name}] ${line}\n`);
       });
       proc.once('exit', (code, signal) => { if (!stopping) announceExit(`${cmd.name} exited unexpectedly (${code ?? signal})`); });
-      await waitFor(part, async () => readReady(cmd.ready)?.pid === proc.pid, 20_000);
+      await waitFor(part, async () => (cmd.ready === 'line' ? sawReadyLine : readReady(cmd.ready)?.pid === proc.pid), 20_000);
     }
   };
   try {
@@ -132,7 +161,7 @@ export async function startStack(cfgPath: string, opts: { quiet?: boolean } = {}
     }
     return true;
   };
-  return { parts, config: c, stop, exited, restart };
+  return { parts, config: c, stop, exited, restart, get restUrl() { return restUrl; } };
 }
 
 const USAGE = `usage: qubes-stack [--prefix DIR] [--demo]
@@ -169,12 +198,29 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
     console.error(`qubes-stack: the installation under ${prefix} predates the daemons' configuration files (run: qubes-install --prefix ${prefix})`);
     process.exit(2);
   }
+  // on first start, a dom0 token for the REST gateway (shown this once)
+  let firstToken: string | null = null;
+  const tokenFile = tokenFileFor(prefix);
+  if (!existsSync(tokenFile)) {
+    try {
+      firstToken = new TokenStore(tokenFile).create('dom0', { description: 'created by qubes-stack on first start' }).token;
+    } catch (e) {
+      console.error(`qubes-stack: cannot create the first REST token: ${(e as Error).message}`);
+    }
+  }
   let stack: RunningStack;
   try {
     stack = await startStack(cfg);
   } catch (e) {
     console.error(`qubes-stack: cannot start: ${(e as Error).message}`);
     process.exit(1);
+  }
+  if (stack.restUrl) {
+    console.log(`qubes-rest: listening on ${stack.restUrl}`);
+    if (firstToken) {
+      console.log(`qubes-rest: dom0 token (shown once; more with: qubes-rest token create --prefix ${prefix} --as IDENTITY): ${firstToken}`);
+      console.log(`qubes-rest: console ${stack.restUrl.replace(/\/rest\/v0$/, '')}/#token=${firstToken}`);
+    }
   }
   if (demo) {
     try {

@@ -27,8 +27,19 @@ export interface Call {
   readonly filter: CallFilter;
 }
 
-/** string/Buffer: OK content; OkReply: a prebuilt OK frame; void/null: empty OK (or nothing after events). */
-export type HandlerResult = string | Buffer | OkReply | void | null;
+/**
+ * OK content too large to hold in memory (admin.vm.volume.Export): the
+ * dispatcher sends the OK frame's header once the first chunk is ready and
+ * then the chunks as the client takes them. An error before the first chunk
+ * is an EXCEPTION frame; after it, the connection is dropped (the content
+ * must let the client see it is incomplete).
+ */
+export class StreamedContent {
+  constructor(readonly body: AsyncIterable<Buffer>) {}
+}
+
+/** string/Buffer: OK content; OkReply: a prebuilt OK frame; StreamedContent: streamed OK content; void/null: empty OK (or nothing after events). */
+export type HandlerResult = string | Buffer | OkReply | StreamedContent | void | null;
 export type Handler = (call: Call) => Promise<HandlerResult> | HandlerResult;
 export type Handlers = Readonly<Record<string, Handler>>;
 

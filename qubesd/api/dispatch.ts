@@ -6,7 +6,7 @@
 // durable before the reply goes out.
 import { lookupMethod, type MethodSpec } from './methods.js';
 import { QubesError, ProtocolError, pyRepr, replyError, QubesVMInvalidUUIDError, QubesVMNotFoundError } from './errors.js';
-import type { Call, CallFilter, Handlers } from './call.js';
+import { StreamedContent, type Call, type CallFilter, type Handlers } from './call.js';
 import { FramingError, parseRequest } from '../../lib/protocol/request.js';
 import { eventFrame, exceptionFrame, okFrame } from '../../lib/protocol/reply.js';
 import { validateVmName, type QubesApp, type Vm } from '../model/app.js';
@@ -23,6 +23,8 @@ export interface Responder {
   abort(): void;
   /** aborted when the peer disconnects */
   readonly signal: AbortSignal;
+  /** resolves when the peer has taken what was written (streamed content) */
+  drain?(): Promise<void>;
 }
 
 /** Makes changes durable; resolves only once they are on disk. */
@@ -126,6 +128,11 @@ export class Dispatcher {
         const durable = this.persist(spec);
         if (durable) await durable;
       }
+      if (result instanceof StreamedContent) {
+        const bytes = await sendStreamed(result, res);
+        this.o.audit.call({ ...rec, outcome: bytes < 0 ? 'dropped' : 'ok', ms: performance.now() - t0 });
+        return;
+      }
       if (!eventsSent) res.write(okFrame(result ?? null));
       res.end();
       this.o.audit.call({ ...rec, outcome: eventsSent ? 'events' : 'ok', ms: performance.now() - t0 });
@@ -151,6 +158,32 @@ export class Dispatcher {
     else if (spec.access === 'r') return null; // nothing to wait for
     return this.lastCommit;
   }
+}
+
+/**
+ * OK content as a stream. The first chunk is awaited before anything is
+ * written, so a failure to start is still an EXCEPTION frame (thrown to the
+ * caller); a failure later drops the connection. Returns the bytes sent, or
+ * -1 when the stream broke off.
+ */
+async function sendStreamed(content: StreamedContent, res: Responder): Promise<number> {
+  const it = content.body[Symbol.asyncIterator]();
+  let r = await it.next();
+  res.write(okFrame(null));
+  let sent = 0;
+  try {
+    for (; !r.done; r = await it.next()) {
+      if (!res.write(r.value)) { await it.return?.(); return -1; }
+      sent += r.value.length;
+      await res.drain?.();
+      if (res.signal.aborted) { await it.return?.(); return -1; }
+    }
+  } catch {
+    res.abort();
+    return -1;
+  }
+  res.end();
+  return sent;
 }
 
 /** The method table's rules, in Qubes' order: payload, argument, destination. */

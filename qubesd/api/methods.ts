@@ -65,6 +65,10 @@ export const METHODS: readonly MethodSpec[] = Object.freeze([
   m('admin.vm.volume.Set.revisions_to_keep', 'any', true, true, 'local', 'rw'),
   m('admin.vm.volume.Set.rw', 'any', true, true, 'local', 'rw'),
   m('admin.vm.volume.Set.ephemeral', 'any', true, true, 'local', 'rw'),
+  // Our extension: the volume's data, streamed by qubesd (lib/volume-export.ts).
+  // It reads what the qube stores, not just its settings, so it is granted
+  // with the rwx family (as Import is), not with the read-only one.
+  m('admin.vm.volume.Export', 'any', true, false, 'local', 'rx'),
   m('admin.vm.tag.List', 'any', false, false, 'local', 'r'),
   m('admin.vm.tag.Get', 'any', true, false, 'local', 'r'),
   m('admin.vm.tag.Set', 'any', true, false, 'local', 'rw'),
@@ -140,6 +144,9 @@ export const METHODS: readonly MethodSpec[] = Object.freeze([
   m('admin.backup.Execute', 'adminvm', true, false, 'global', 'rx'),
   m('admin.backup.Cancel', 'adminvm', true, false, 'global', 'rx'),
   m('admin.backup.Info', 'adminvm', true, false, 'local', 'r'),
+  // Our extension: the destination qube's backup archive as the reply
+  // (payload: passphrase=, compression=); like Export, it reads the qube's data.
+  m('admin.vm.backup.Stream', 'not-adminvm', false, true, 'local', 'rx'),
   m('admin.vm.Stats', 'any', false, false, 'global', 'r'),
   m('admin.vm.CurrentState', 'any', false, false, 'local', 'r'),
   m('admin.vm.notes.Get', 'not-adminvm', false, false, 'local', 'r'),

@@ -46,12 +46,24 @@ export function adminCall(socket: string, method: string, dest: string, arg = ''
   });
 }
 
+/** How the restore makes an Admin API call (dom0's socket by default). */
+export type AdminCall = (method: string, dest: string, arg?: string, payload?: Buffer | string) => Promise<string>;
+/** How it streams a volume in (internal.vm.volume.ImportBegin/End by default). */
+export type VolumeImporter = (qube: string, volume: string, size: number, stream: NodeJS.ReadableStream) => Promise<void>;
+
 export interface AdminRestoreOptions {
   passphrase: string | Buffer;
-  /** qubesd.sock (Admin API) */
-  socket: string;
-  /** qubesd.internal.sock (volume import, as the handler program uses it) */
-  internalSocket: string;
+  /** qubesd.sock (Admin API); not needed when `call` is given */
+  socket?: string;
+  /** qubesd.internal.sock (volume import, as the handler program uses it); not needed when `importVolume` is given */
+  internalSocket?: string;
+  /** every Admin API call goes through this when given (the REST gateway's
+   * policy-checked caller, acting as its client's identity) */
+  call?: AdminCall;
+  /** every volume import goes through this when given */
+  importVolume?: VolumeImporter;
+  /** create the qubes in this storage pool (admin.vm.CreateInPool) */
+  pool?: string;
   /** qubes to restore (all but dom0 by default) */
   qubes?: readonly string[];
   /** 'verify' then 'restore', each from 0 to 1 */
@@ -82,7 +94,8 @@ function prop(d: DomainDoc, name: string): string | undefined { return d.propert
 
 /** Restores the chosen qubes of `archive` into the qubesd behind `socket`. */
 export async function restoreThroughAdminApi(archive: string, o: AdminRestoreOptions): Promise<RestoredQube[]> {
-  const call = (method: string, dest: string, arg = '', payload: Buffer | string = '') => adminCall(o.socket, method, dest, arg, payload);
+  const call: AdminCall = o.call ?? ((method, dest, arg = '', payload = '') => adminCall(socketOf(o.socket), method, dest, arg, payload));
+  const importInto: VolumeImporter = o.importVolume ?? ((qube, volume, size, stream) => importVolume(socketOf(o.internalSocket), qube, volume, size, stream));
   const warn = (m: string) => o.onWarning?.(m);
 
   const listing = await listBackup(archive, { passphrase: o.passphrase, extraFilters: o.extraFilters ?? [] });
@@ -124,7 +137,8 @@ export async function restoreThroughAdminApi(archive: string, o: AdminRestoreOpt
       const stored = prop(d, 'label') ?? 'red';
       let label = doc.labels.find((l) => l.id === stored)?.name ?? stored;
       if (!labels.has(label)) { warn(`${q.name}: label ${label} does not exist here, using red`); label = 'red'; }
-      await call(`admin.vm.Create.${q.klass}`, 'dom0', template ? (newName.get(template) ?? template) : '', `name=${name} label=${label}`);
+      await call(`admin.vm.${o.pool ? 'CreateInPool' : 'Create'}.${q.klass}`, 'dom0', template ? (newName.get(template) ?? template) : '',
+        `name=${name} label=${label}${o.pool ? ` pool=${o.pool}` : ''}`);
       created.push(name);
       restored.set(q.name, { backupName: q.name, name, klass: q.klass, files: [] });
     }
@@ -155,12 +169,13 @@ export async function restoreThroughAdminApi(archive: string, o: AdminRestoreOpt
       async (q: BackedUpQube, file: string, size: number, stream: NodeJS.ReadableStream) => {
         const name = newName.get(q.name)!;
         restored.get(q.name)!.files.push(file);
-        if (file.endsWith('.img')) return importVolume(o, name, file.slice(0, -4), size, stream);
+        if (file.endsWith('.img')) return importInto(name, file.slice(0, -4), size, stream);
         const data = await collect(stream, 1 << 20, `${q.name}/${file}`);
         if (file === 'notes.txt') await call('admin.vm.notes.Set', name, '', data);
         else if (file === 'firewall.xml') {
           const rules = parseFirewallXml(data).map((r) => apiRule(r)).filter((l): l is string => l !== null);
-          await call('admin.vm.firewall.Set', name, '', rules.map((l) => l + '\n').join(''));
+          // no rules at all drops everything; the API takes that as one drop rule
+          await call('admin.vm.firewall.Set', name, '', rules.length ? rules.map((l) => l + '\n').join('') : 'action=drop\n');
         } else if (file !== 'empty') warn(`${q.name}: ${file} is not restored`);
       });
   } catch (e) {
@@ -187,10 +202,15 @@ async function collect(stream: NodeJS.ReadableStream, limit: number, what: strin
 /** The volume import protocol the handler program speaks with qubesd
  * (internal.vm.volume.ImportBegin, the storage layer's copy into the file it
  * hands out, ImportEnd). */
-async function importVolume(o: AdminRestoreOptions, qube: string, volume: string, size: number, stream: NodeJS.ReadableStream): Promise<void> {
-  const begin = await adminCall(o.internalSocket, 'internal.vm.volume.ImportBegin', qube, volume, String(size));
+function socketOf(path: string | undefined): string {
+  if (!path) throw new Error('restore: no qubesd socket given');
+  return path;
+}
+
+async function importVolume(internalSocket: string, qube: string, volume: string, size: number, stream: NodeJS.ReadableStream): Promise<void> {
+  const begin = await adminCall(internalSocket, 'internal.vm.volume.ImportBegin', qube, volume, String(size));
   const r = await copyStreamInto(stream as AsyncIterable<Buffer>, begin.slice(begin.indexOf(' ') + 1), size);
   if (!r.ok) (stream as Partial<NodeJS.ReadStream>).destroy?.();
-  await adminCall(o.internalSocket, 'internal.vm.volume.ImportEnd', qube, volume, r.ok ? 'ok' : `fail\n${r.error}`);
+  await adminCall(internalSocket, 'internal.vm.volume.ImportEnd', qube, volume, r.ok ? 'ok' : `fail\n${r.error}`);
   if (!r.ok) throw new Error(`importing ${qube}:${volume}: ${r.error}`);
 }

@@ -13,6 +13,7 @@ import { backupSummary } from './summary.js';
 import { commandDestination, dom0PathDestination, runBackup, serviceDestination, type Destination } from './destination.js';
 import type { ScryptParams } from './scrypt-file.js';
 import { isSystemError, scrubSystemErrorText, systemErrorWords } from '../../lib/system-error.js';
+import { streamQubeBackup, type StreamRequest } from './stream.js';
 
 export interface BackupServiceOptions {
   profileDir: string;
@@ -128,6 +129,11 @@ export class BackupService {
       caller?.removeEventListener('abort', onGone);
       this.running.delete(name);
     }
+  }
+
+  /** admin.vm.backup.Stream: one qube's archive as a stream (backup/stream.ts). */
+  stream(vm: Vm, req: StreamRequest, signal: AbortSignal): Promise<AsyncIterable<Buffer>> {
+    return streamQubeBackup(this.app, this.o.storage, vm, req, signal, this.o.scrypt);
   }
 
   /** admin.backup.Cancel: stops a running backup; Execute then fails with

@@ -33,12 +33,31 @@ async function openDirect(fh: FileHandle): Promise<FileHandle | null> {
   }
 }
 
+const ALIGN = 4096;
+
+/** O_DIRECT wants the memory aligned too, and Node cannot say where a
+ * buffer lies (a large allocation usually starts 16 bytes past a page):
+ * the first offset in an over-sized buffer that a direct read accepts is
+ * aligned. Returns the whole buffer when no offset works. */
+async function alignedBuffer(direct: FileHandle): Promise<Buffer> {
+  const big = Buffer.allocUnsafeSlow(READ_SIZE + ALIGN);
+  for (let k = 0; k < ALIGN; k += 16) {
+    try {
+      await direct.read(big, k, BLOCK, 0);
+      return big.subarray(k, k + READ_SIZE);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EINVAL') break;
+    }
+  }
+  return big;
+}
+
 /** The data regions of the first `size` bytes of a file, in order. */
 export async function scanDataRegions(fh: FileHandle, size: number, signal?: AbortSignal): Promise<SparseMap> {
   const map: SparseMap = [];
-  // Page-aligned for O_DIRECT (a separate allocation, not the pool).
-  const buf = Buffer.allocUnsafeSlow(READ_SIZE);
   let direct = await openDirect(fh);
+  const buf = direct ? await alignedBuffer(direct) : Buffer.allocUnsafeSlow(READ_SIZE);
+  if (direct && buf.byteOffset === 0 && buf.length === READ_SIZE + ALIGN) { await direct.close().catch(() => undefined); direct = null; }
   let regionStart = -1;
   const close = (end: number): void => { if (regionStart >= 0) { map.push([regionStart, end - regionStart]); regionStart = -1; } };
   const read = async (pos: number, want: number): Promise<number> => {

@@ -3,6 +3,7 @@
 // source of truth), and every storage operation the Admin API, the lifecycle
 // code and the model's create/remove hooks call.
 import { randomInt } from 'node:crypto';
+import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import {
   ProtocolError, QubesException, QubesPoolInUseError, QubesValueError, QubesVMNotHaltedError, StoragePoolException,
@@ -481,6 +482,28 @@ export class StorageManager {
 
   /** Is an import into this volume between ImportBegin and ImportEnd? */
   importInProgress(vm: StorageVm, name: string): boolean { return this.imports.has(this.importKey(vm, name)); }
+
+  // ---- export (admin.vm.volume.Export) ----------------------------------
+
+  /** The committed image, open for reading, and its size. Under the qube's
+   * lock, so that no revert or commit is half done; once open, later
+   * renames cannot change what is read. */
+  async openExport(vm: StorageVm, name: string): Promise<{ fh: fsp.FileHandle; size: number }> {
+    return this.locked(vm.name, async () => {
+      const v = this.volume(vm, name);
+      const running = !isHalted(vm);
+      if (running && v.snapshotsDisabled) throw StoragePoolException(`Volume ${v.vid} must be stopped before exporting its data`);
+      const file = await v.exportPath(running);
+      let fh: fsp.FileHandle;
+      try { fh = await fsp.open(file, 'r'); } catch { throw StoragePoolException(`Volume ${v.vid} has no data to export`); }
+      try {
+        return { fh, size: (await fh.stat()).size };
+      } catch (e) {
+        await fh.close().catch(() => undefined);
+        throw e;
+      }
+    });
+  }
 
   // ---- qube life cycle ---------------------------------------------------
 

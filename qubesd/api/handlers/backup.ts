@@ -1,8 +1,9 @@
-// admin.backup.Info/Execute/Cancel: backups driven by the profiles in dom0's
+// admin.backup.Info/Execute/Cancel (and our admin.vm.backup.Stream): backups driven by the profiles in dom0's
 // backup profile directory. The work is in qubesd/backup/service.ts.
-import type { Call, Handlers } from '../call.js';
+import { StreamedContent, type Call, type Handlers } from '../call.js';
 import { ProtocolError } from '../errors.js';
 import { backupsOf } from '../../backup/service.js';
+import { parseStreamPayload } from '../../backup/stream.js';
 
 /** The profile name becomes a file name: never a path (Qubes' own check). */
 function profileName(call: Call): string {
@@ -14,4 +15,7 @@ export const handlers: Handlers = {
   'admin.backup.Info': (call) => backupsOf(call.app).info(profileName(call), (vm) => call.filter.vm(vm), call.source.isAdmin),
   'admin.backup.Execute': async (call) => { await backupsOf(call.app).execute(profileName(call), call.signal); },
   'admin.backup.Cancel': (call) => { backupsOf(call.app).cancel(profileName(call)); },
+  // our extension: the destination qube's archive is the reply (backup/stream.ts)
+  'admin.vm.backup.Stream': async (call) =>
+    new StreamedContent(await backupsOf(call.app).stream(call.dest, parseStreamPayload(call.payload), call.signal)),
 };

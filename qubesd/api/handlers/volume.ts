@@ -1,6 +1,7 @@
-// admin.vm.volume.* and internal.vm.volume.ImportBegin/ImportEnd
+// admin.vm.volume.* (and our admin.vm.volume.Export) and internal.vm.volume.ImportBegin/ImportEnd
 // (qubes/api/admin.py vm_volume_*, qubes/api/internal.py).
-import type { Call, Handlers } from '../call.js';
+import { StreamedContent, type Call, type Handlers } from '../call.js';
+import { exportContent } from '../../storage/export.js';
 import { ProtocolError } from '../errors.js';
 import { StorageManager } from '../../storage/manager.js';
 import type { StorageVm } from '../../storage/model-view.js';
@@ -79,6 +80,12 @@ export const handlers: Handlers = {
   'admin.vm.volume.Set.ephemeral': (call) => {
     const name = volumeArg(call);
     storage(call).setEphemeral(dest(call), name, parseBoolPayload(call.payload));
+  },
+
+  'admin.vm.volume.Export': async (call) => {
+    const name = volumeArg(call);
+    const { fh, size } = await storage(call).openExport(dest(call), name);
+    return new StreamedContent(exportContent(fh, size, call.signal));
   },
 
   'internal.vm.volume.ImportBegin': async (call) => {

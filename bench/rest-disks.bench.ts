@@ -1,0 +1,106 @@
+// Disk transfer rates through the REST gateway against qubesd's own import
+// on the same disk (the handler program's path: ImportBegin, the storage
+// layer's copy from a file, ImportEnd): PUT /vdis/{id}.raw, GET .raw and
+// .vhd, and qubesd's admin.vm.volume.Export read directly. The volume is
+// full of data (no holes), so every byte is read, sent and written.
+// `vs_qubesd_import` is the rate over qubesd's import rate (target >= 0.8).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createReadStream, mkdtempSync, openSync, rmSync, writeSync, closeSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { report } from './common.js';
+import { call, callStream } from '../lib/qubesd-client.js';
+import { install } from '../rpc-services/install.js';
+import { configPath } from '../rpc-services/config.js';
+import { startStack } from '../rpc-services/stack.js';
+import { ROOT } from '../test/helpers/qubesd.js';
+import { tokenFileFor } from '../rest/options.js';
+import { TokenStore } from '../rest/tokens.js';
+import { copyStreamInto } from '../qubesd/storage/import.js';
+
+const quick = process.env.BENCH_QUICK === '1';
+const SIZE = (quick ? 128 : 512) << 20;
+const ROUNDS = quick ? 1 : 3;
+
+async function startGateway(prefix: string): Promise<{ url: string; proc: ChildProcess }> {
+  const proc = spawn(process.execPath, [join(ROOT, 'bin', 'qubes-rest'), '--prefix', prefix, '--listen', '127.0.0.1:0', '--access-log', 'none'],
+    { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  proc.stdout!.on('data', (d) => { out += d; });
+  while (!/listening on (\S+)/.test(out)) {
+    if (proc.exitCode !== null) throw new Error('qubes-rest exited');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return { url: /listening on (\S+)/.exec(out)![1]!, proc };
+}
+
+function request(url: string, method: string, token: string, body?: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method, headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/octet-stream', 'content-length': String(SIZE) } : {}) } }, (res) => {
+      let n = 0;
+      res.on('data', (d: Buffer) => { n += d.length; });
+      res.on('end', () => (res.statusCode === 200 ? resolve(n) : reject(new Error(`${method} ${url}: ${res.statusCode}`))));
+    });
+    req.on('error', reject);
+    if (body) createReadStream(body, { highWaterMark: 1 << 20 }).pipe(req);
+    else req.end();
+  });
+}
+
+async function best(fn: () => Promise<unknown>): Promise<number> {
+  let top = 0;
+  for (let i = 0; i < ROUNDS; i++) {
+    const t0 = performance.now();
+    await fn();
+    top = Math.max(top, SIZE / ((performance.now() - t0) / 1000));
+  }
+  return top;
+}
+
+const mibs = (bytesPerS: number): number => Math.round((bytesPerS / (1 << 20)) * 10) / 10;
+
+async function main(): Promise<void> {
+  const prefix = mkdtempSync(join(tmpdir(), 'rest-disks-bench-'));
+  install({ prefix });
+  const stack = await startStack(configPath(prefix), { quiet: true, rest: false });
+  const gw = await startGateway(prefix);
+  try {
+    const { socket, internalSocket } = stack.config.qubesd;
+    await call(socket, { method: 'admin.vm.Create.StandaloneVM', dest: 'dom0', payload: 'name=disk label=red' });
+    const token = new TokenStore(tokenFileFor(prefix)).create('dom0', { description: 'bench' }).token;
+    // a source file full of data
+    const src = join(prefix, 'src.raw');
+    const fd = openSync(src, 'w');
+    const block = randomBytes(1 << 20);
+    for (let i = 0; i < SIZE >> 20; i++) writeSync(fd, block);
+    closeSync(fd);
+
+    const qubesdImport = async (): Promise<void> => {
+      const begin = await call(internalSocket, { method: 'internal.vm.volume.ImportBegin', dest: 'disk', arg: 'private', payload: String(SIZE) });
+      const r = await copyStreamInto(createReadStream(src, { highWaterMark: 1 << 20 }), begin.slice(begin.indexOf(' ') + 1), SIZE);
+      await call(internalSocket, { method: 'internal.vm.volume.ImportEnd', dest: 'disk', arg: 'private', payload: r.ok ? 'ok' : `fail\n${r.error}` });
+    };
+    await qubesdImport(); // also gives the volume its size
+    const base = await best(qubesdImport);
+    const row = (name: string, rate: number): void => report({
+      bench: 'rest-disks', name, bytes: SIZE, value: mibs(rate), unit: 'MiB/s', vs_qubesd_import: Math.round((rate / base) * 100) / 100,
+    });
+    row('qubesd import (ImportBegin, copy, ImportEnd)', base);
+    const vdi = `${gw.url}/vdis/disk:private`;
+    row('PUT /vdis/{id}.raw', await best(() => request(`${vdi}.raw`, 'PUT', token, src)));
+    row('GET /vdis/{id}.raw', await best(() => request(`${vdi}.raw`, 'GET', token)));
+    row('GET /vdis/{id}.vhd', await best(() => request(`${vdi}.vhd`, 'GET', token)));
+    row('admin.vm.volume.Export (qubesd socket, direct)', await best(async () => {
+      const s = await callStream(socket, { method: 'admin.vm.volume.Export', dest: 'disk', arg: 'private' });
+      for await (const chunk of s.content) void chunk;
+    }));
+  } finally {
+    gw.proc.kill('SIGTERM');
+    await stack.stop();
+    rmSync(prefix, { recursive: true, force: true });
+  }
+}
+
+await main();

@@ -1,0 +1,105 @@
+// The REST gateway against qubesd's own socket: autocannon (a real HTTP load
+// generator, in its own process) on GET /vms?fields=name_label,power_state
+// and on ?fields=name_label,power_state,memory (which needs every qube's
+// properties), on 10, 100 and 1000 qubes, with 1 and 16 clients; beside it,
+// the same data fetched straight from qubesd's socket in another process
+// (bench/rest-direct.ts: admin.vm.List, and admin.vm.List + GetAll of every
+// qube). `cost_ratio` is direct ops/s over REST requests/s: 1 means the
+// gateway costs nothing, the target is <= 2 at 1000 qubes. On a loaded
+// machine throughput depends on what else runs, so the CPU time each side
+// spends per request is reported too (the gateway and qubesd, against the
+// direct client and qubesd; the load generator is not counted):
+// `cpu_cost_ratio` is the first over the second.
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import pLimit from 'p-limit';
+import { report } from './common.js';
+import { call } from '../lib/qubesd-client.js';
+import { install } from '../rpc-services/install.js';
+import { configPath } from '../rpc-services/config.js';
+import { startStack } from '../rpc-services/stack.js';
+import { ROOT } from '../test/helpers/qubesd.js';
+import { tokenFileFor } from '../rest/options.js';
+import { TokenStore } from '../rest/tokens.js';
+
+const execFileP = promisify(execFile);
+const quick = process.env.BENCH_QUICK === '1';
+const SECONDS = quick ? 1 : 3;
+
+async function startGateway(prefix: string): Promise<{ url: string; proc: ChildProcess }> {
+  const proc = spawn(process.execPath, [join(ROOT, 'bin', 'qubes-rest'), '--prefix', prefix, '--listen', '127.0.0.1:0', '--access-log', 'none'],
+    { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  proc.stdout!.on('data', (d) => { out += d; });
+  while (!/listening on (\S+)/.test(out)) {
+    if (proc.exitCode !== null) throw new Error('qubes-rest exited');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return { url: /listening on (\S+)/.exec(out)![1]!, proc };
+}
+
+/** CPU time (ms) a process has used so far. */
+function cpuMs(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(f[11]) + Number(f[12])) * 10;
+}
+
+async function autocannon(url: string, token: string, connections: number): Promise<{ rps: number; p50: number; p99: number; errors: number }> {
+  const { stdout } = await execFileP(process.execPath, [join(ROOT, 'node_modules', 'autocannon', 'autocannon.js'), '-j', '-c', String(connections),
+    '-d', String(SECONDS), '-H', `authorization=Bearer ${token}`, url], { maxBuffer: 1 << 24 });
+  const r = JSON.parse(stdout) as { requests: { average: number; total: number }; latency: { p50: number; p99: number }; non2xx: number; errors: number; duration: number };
+  return { rps: r.requests.total / r.duration, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.non2xx };
+}
+
+async function direct(socket: string, mode: string, concurrency: number): Promise<{ ops_per_s: number; ops: number; cpu_ms: number }> {
+  const { stdout } = await execFileP(process.execPath, [join(ROOT, 'dist', 'bench', 'rest-direct.js'), socket, mode, String(concurrency), String(SECONDS)]);
+  return JSON.parse(stdout) as { ops_per_s: number; ops: number; cpu_ms: number };
+}
+
+async function main(): Promise<void> {
+  for (const n of quick ? [10, 1000] : [10, 100, 1000]) {
+    const prefix = mkdtempSync(join(tmpdir(), 'rest-bench-'));
+    install({ prefix });
+    const stack = await startStack(configPath(prefix), { quiet: true, rest: false });
+    const gw = await startGateway(prefix);
+    try {
+      const socket = stack.config.qubesd.socket;
+      await call(socket, { method: 'admin.vm.Create.TemplateVM', dest: 'dom0', payload: 'name=tpl label=black' });
+      const limit = pLimit(8);
+      // dom0 and the template count: n qubes in all
+      await Promise.all(Array.from({ length: n - 2 }, (_, i) => limit(() =>
+        call(socket, { method: 'admin.vm.Create.AppVM', dest: 'dom0', arg: 'tpl', payload: `name=q${i} label=blue` }))));
+      const token = new TokenStore(tokenFileFor(prefix)).create('dom0', { description: 'bench' }).token;
+      for (const [fields, mode] of [['name_label,power_state', 'list'], ['name_label,power_state,memory', 'list+getall']] as const) {
+        const url = `${gw.url}/vms?fields=${fields}`;
+        await autocannon(url, token, 1); // warm-up
+        const qubesdPid = stack.parts.find((p) => p.name === 'qubesd')!.proc.pid!;
+        const r2 = (x: number) => Math.round(x * 100) / 100;
+        for (const clients of [1, 16]) {
+          const g0 = cpuMs(gw.proc.pid!), q0 = cpuMs(qubesdPid);
+          const rest = await autocannon(url, token, clients);
+          const requests = rest.rps * SECONDS;
+          const restCpu = (cpuMs(gw.proc.pid!) - g0 + cpuMs(qubesdPid) - q0) / requests;
+          const q1 = cpuMs(qubesdPid);
+          const base = await direct(socket, mode, clients);
+          const directCpu = (base.cpu_ms + cpuMs(qubesdPid) - q1) / base.ops;
+          report({
+            bench: 'rest', name: `GET /vms?fields=${fields}`, qubes: n, clients, value: Math.round(rest.rps * 10) / 10, unit: 'req/s',
+            p50_ms: rest.p50, p99_ms: rest.p99, errors: rest.errors,
+            direct: mode, direct_ops_per_s: Math.round(base.ops_per_s * 10) / 10, cost_ratio: r2(base.ops_per_s / rest.rps),
+            cpu_ms_per_req: r2(restCpu), direct_cpu_ms_per_op: r2(directCpu), cpu_cost_ratio: r2(restCpu / directCpu),
+          });
+        }
+      }
+    } finally {
+      gw.proc.kill('SIGTERM');
+      await stack.stop();
+      rmSync(prefix, { recursive: true, force: true });
+    }
+  }
+}
+
+await main();

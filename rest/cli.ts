@@ -1,0 +1,3 @@
+// Entry point of bin/qubes-rest.
+import { main } from './main.js';
+process.exitCode = await main();
