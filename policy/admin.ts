@@ -14,7 +14,7 @@ import {
 import { AccessDenied } from './errors.js';
 import { isFile, resolvePath } from './fsutil.js';
 import { decodePolicyText, DEFAULT_LEGACY_DIR, loadPolicy } from './loader.js';
-import { pyRepr, pyTupleRepr } from './pytext.js';
+import { pyRepr, pyTupleRepr } from '../lib/py-repr.js';
 import { invalidChars } from './rule.js';
 
 export class PolicyAdminException extends Error {

@@ -5,7 +5,7 @@
 // rules, then the handler. After the handler, whatever it changed is made
 // durable before the reply goes out.
 import { lookupMethod, type MethodSpec } from './methods.js';
-import { QubesError, ProtocolError, pyRepr, QubesVMInvalidUUIDError, QubesVMNotFoundError } from './errors.js';
+import { QubesError, ProtocolError, pyRepr, QubesVMInvalidUUIDError, QubesVMNotFoundError } from '../errors.js';
 import type { Call, CallFilter, Handlers } from './call.js';
 import { FramingError, parseRequest } from '../../lib/protocol/request.js';
 import { eventFrame, exceptionFrame, okFrame } from '../../lib/protocol/reply.js';

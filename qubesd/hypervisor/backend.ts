@@ -57,7 +57,7 @@ import type { DomainSpec } from './domain-xml.js';
 import { DomainState, DomainEventType, EVENT_DETAILS } from './libvirt/protocol.js';
 import {
   QubesError, QubesVMNotHaltedError, QubesVMNotPausedError, QubesVMNotRunningError, QubesVMNotStartedError, QubesVMNotSuspendedError,
-} from '../api/errors.js';
+} from '../errors.js';
 
 export type PowerState = 'Halted' | 'Transient' | 'Running' | 'Paused' | 'Suspended' | 'Halting' | 'Dying' | 'Crashed' | 'NA';
 

@@ -6,7 +6,7 @@
 
 import { EventEmitter } from 'node:events';
 import { statSync } from 'node:fs';
-import { QubesError, QubesException, QubesNotImplementedError, QubesVMError, QubesVMNotFoundError } from '../api/errors.js';
+import { QubesError, QubesException, QubesNotImplementedError, QubesVMError, QubesVMNotFoundError } from '../errors.js';
 import {
   checkState, eventDetail, lifecycleKind, powerStateOf, wrongStateError,
   type DomainStats, type DomainStatus, type HypervisorBackend, type LifecycleEvent, type LifecycleKind, type Operation, type PowerState,

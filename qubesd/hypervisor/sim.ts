@@ -15,7 +15,7 @@
 
 import { EventEmitter } from 'node:events';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { QubesVMError, QubesVMNotFoundError } from '../api/errors.js';
+import { QubesVMError, QubesVMNotFoundError } from '../errors.js';
 import {
   checkState, powerStateOf,
   type DomainStats, type DomainStatus, type HypervisorBackend, type LifecycleEvent, type LifecycleKind, type Operation, type PowerState,

@@ -1,5 +1,5 @@
 // Qube name syntax (qubes.vm.validate_name with no holder).
-import { QubesValueError } from '../api/errors.js';
+import { QubesValueError } from '../errors.js';
 
 export function validateVmName(name: string): void {
   if (name.length > 31) throw QubesValueError('VM name must be shorter than 32 characters');

@@ -6,7 +6,7 @@ import { randomInt } from 'node:crypto';
 import * as path from 'node:path';
 import {
   ProtocolError, QubesException, QubesPoolInUseError, QubesValueError, QubesVMNotHaltedError, StoragePoolException,
-} from '../api/errors.js';
+} from '../errors.js';
 import { defaultVolumes, parseVolumeConf, volumeConfDoc, type VolumeConf } from './config.js';
 import { QubesPoolNotFoundError, QubesVolumeNotFoundError, QubesVolumeCopyTokenNotFoundError } from './errors.js';
 import { fileSize, removeEmptyDir, type CopyMethod } from './fileops.js';

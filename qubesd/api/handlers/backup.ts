@@ -1,7 +1,7 @@
 // admin.backup.Info/Execute/Cancel: backups driven by the profiles in dom0's
 // backup profile directory. The work is in qubesd/backup/service.ts.
 import type { Call, Handlers } from '../call.js';
-import { ProtocolError } from '../errors.js';
+import { ProtocolError } from '../../errors.js';
 import { backupsOf } from '../../backup/service.js';
 
 /** The profile name becomes a file name: never a path (Qubes' own check). */

@@ -10,7 +10,7 @@
 // reply) we answer with an exception of the nearest Qubes type instead.
 import type { Call, Handler, Handlers } from '../call.js';
 import { DEVICE_CLASSES } from '../methods.js';
-import { ProtocolError, pyRepr, QubesError, QubesValueError, QubesVMNotFoundError, QubesVMNotRunningError } from '../errors.js';
+import { ProtocolError, pyRepr, QubesError, QubesValueError, QubesVMNotFoundError, QubesVMNotRunningError } from '../../errors.js';
 import type { Vm } from '../../model/app.js';
 import { lookup, setProperty } from '../../model/properties.js';
 import { pyStrip } from '../../firewall/pytext.js';

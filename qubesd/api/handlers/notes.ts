@@ -2,7 +2,7 @@
 import { open, readFile, rename, unlink } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Call, Handlers } from '../call.js';
-import { ProtocolError, QubesException, pyRepr } from '../errors.js';
+import { ProtocolError, QubesException, pyRepr } from '../../errors.js';
 
 const MAX_NOTES = 256000;
 

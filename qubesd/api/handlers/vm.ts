@@ -5,7 +5,7 @@ import type { Call, Handler, Handlers } from '../call.js';
 import { VM_CLASSES } from '../methods.js';
 import {
   ProtocolError, QubesException, QubesVMAlreadyExistsError, QubesVMInUseError, QubesVMNotFoundError,
-} from '../errors.js';
+} from '../../errors.js';
 import { validateVmName, type Vm } from '../../model/app.js';
 import { TABLES } from '../../model/properties-vm.js';
 import { validateLabelName, type Label } from '../../model/labels.js';

@@ -1,7 +1,7 @@
 // admin.vm.volume.* and internal.vm.volume.ImportBegin/ImportEnd
 // (qubes/api/admin.py vm_volume_*, qubes/api/internal.py).
 import type { Call, Handlers } from '../call.js';
-import { ProtocolError } from '../errors.js';
+import { ProtocolError } from '../../errors.js';
 import { StorageManager } from '../../storage/manager.js';
 import type { StorageVm } from '../../storage/model-view.js';
 import { QubesVolumeRevisionNotFoundError } from '../../storage/errors.js';

@@ -2,6 +2,13 @@
 // protocol: the EXCEPTION frame carries it, and the Qubes client turns it back
 // into the exception class of the same name. So each type here is named
 // exactly as Qubes names it, and messages follow Qubes' wording.
+//
+// This is the bottom of qubesd: every layer (model, storage, hypervisor,
+// lifecycle, backup, api) throws these, so this file imports nothing of qubesd.
+import { pyRepr } from '../lib/py-repr.js';
+
+// Messages quote names with Python's repr(), as Qubes does.
+export { pyRepr };
 
 export class QubesError extends Error {
   /** The exception type name sent on the wire. */
@@ -10,23 +17,6 @@ export class QubesError extends Error {
     super(message);
     this.type = type;
   }
-}
-
-/** Python's repr() of a str, as Qubes puts names in messages ('name'). */
-export function pyRepr(s: string): string {
-  const q = s.includes("'") && !s.includes('"') ? '"' : "'";
-  let out = q;
-  for (const ch of s) {
-    const c = ch.codePointAt(0)!;
-    if (ch === '\\') out += '\\\\';
-    else if (ch === q) out += '\\' + q;
-    else if (ch === '\n') out += '\\n';
-    else if (ch === '\r') out += '\\r';
-    else if (ch === '\t') out += '\\t';
-    else if (c < 0x20 || c === 0x7f) out += '\\x' + c.toString(16).padStart(2, '0');
-    else out += ch;
-  }
-  return out + q;
 }
 
 const err = (type: string) => (message: string) => new QubesError(type, message);
