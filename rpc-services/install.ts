@@ -6,7 +6,7 @@ import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync,
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { METHODS } from '../qubesd/api/methods.js';
+import { METHODS } from '../lib/api-methods.js';
 import { configPath, layoutFor, type StackConfig } from './config.js';
 import { defaultPolicyFiles } from './policy-files.js';
 import { POLICY_SERVICES, servedService } from './names.js';

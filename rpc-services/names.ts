@@ -1,6 +1,6 @@
 // What the handler program serves and which strings it accepts. Import-free
 // except for the method table, because the per-call handler program loads it.
-import { lookupMethod, type MethodSpec } from '../qubesd/api/methods.js';
+import { lookupMethod, type MethodSpec } from '../lib/api-methods.js';
 
 /** Policy admin services (served by the policy helper's qubes-policy-admin). */
 export const POLICY_SERVICES: ReadonlyArray<{ name: string; write: boolean }> = Object.freeze([

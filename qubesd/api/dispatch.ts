@@ -4,7 +4,7 @@
 // method name, then the method table's payload, argument and destination
 // rules, then the handler. After the handler, whatever it changed is made
 // durable before the reply goes out.
-import { lookupMethod, type MethodSpec } from './methods.js';
+import { lookupMethod, type MethodSpec } from '../../lib/api-methods.js';
 import { QubesError, ProtocolError, pyRepr, QubesVMInvalidUUIDError, QubesVMNotFoundError } from '../errors.js';
 import type { Call, CallFilter, Handlers } from './call.js';
 import { FramingError, parseRequest } from '../../lib/protocol/request.js';

@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT } from '../helpers/qubesd.js';
-import { METHODS } from '../../qubesd/api/methods.js';
+import { METHODS } from '../../lib/api-methods.js';
 
 t.test('docs/API.md is current with the method table', async (t) => {
   const r = spawnSync(process.execPath, [join(ROOT, 'dist', 'rpc-services', 'gen-docs.js'), '--check'], { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '' } });

@@ -3,7 +3,7 @@ import t from 'tap';
 import { existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
-import { METHODS, policyInclude } from '../../qubesd/api/methods.js';
+import { METHODS, policyInclude } from '../../lib/api-methods.js';
 import { install, handlerPath } from '../../rpc-services/install.js';
 import { loadConfig } from '../../rpc-services/config.js';
 import { POLICY_SERVICES } from '../../rpc-services/names.js';

@@ -2,7 +2,7 @@
 // admin.vm.CreateInPool.<class>, admin.vm.Remove, admin.vm.CurrentState.
 import { mkdir } from 'node:fs/promises';
 import type { Call, Handler, Handlers } from '../call.js';
-import { VM_CLASSES } from '../methods.js';
+import { VM_CLASSES } from '../../../lib/api-methods.js';
 import {
   ProtocolError, QubesException, QubesVMAlreadyExistsError, QubesVMInUseError, QubesVMNotFoundError,
 } from '../../errors.js';
