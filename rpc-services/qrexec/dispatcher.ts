@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { isValidRequestedTarget, isValidServiceDescriptor } from '../names.js';
 import { askPolicy, type PolicyAnswer } from './policy-client.js';
 import { DENY_AGENT, type AskAgent } from './ask.js';
-import { findEntry, startService, type RunningService } from './exec.js';
+import { findEntry, startService, type RunningService } from '../../lib/service-exec.js';
 import { FrameError, FrameReader, Kind, frame, EXIT_NOT_FOUND } from './protocol.js';
 
 export interface DispatcherOptions {
