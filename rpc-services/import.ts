@@ -5,7 +5,7 @@
 // qubesd's answer to internal.vm.volume.ImportEnd is the caller's reply.
 import net from 'node:net';
 import { encodeRequest } from '../lib/protocol/request.js';
-import { copyStreamInto } from '../qubesd/storage/import.js';
+import { copyStreamInto } from '../lib/sparse-copy.js';
 import { BadCall, forward, type CallContext } from './handler.js';
 
 /** ImportWithSize's first line: the size in decimal, newline included at most 21 bytes. */

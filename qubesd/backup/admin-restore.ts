@@ -15,7 +15,7 @@ import type { DomainDoc } from '../store/document.js';
 import { parseFirewallXml } from '../firewall/file.js';
 import { apiRule } from '../firewall/rule.js';
 import { listBackup, streamBackup, verifyBackup, type BackedUpQube } from './restore.js';
-import { copyStreamInto } from '../storage/import.js';
+import { copyStreamInto } from '../../lib/sparse-copy.js';
 
 export class AdminCallError extends Error {
   constructor(readonly type: string, message: string, readonly call: string) {
