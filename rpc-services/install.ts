@@ -11,7 +11,7 @@ import { configPath, layoutFor, type StackConfig } from './config.js';
 import { defaultPolicyFiles } from './policy-files.js';
 import { POLICY_SERVICES, servedService } from './names.js';
 import { bundleHandler } from './bundle.js';
-import { QUBESD_NODE_FLAGS } from '../qubesd/node-flags.js';
+import { QUBESD_NODE_FLAGS } from '../lib/node-flags.js';
 
 /** dist/rpc-services/install.js → the checkout */
 export const CHECKOUT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
