@@ -8,7 +8,8 @@ import { fstatSync, readSync, writeSync } from 'node:fs';
 import { basename } from 'node:path';
 import { encodeRequest, MAX_REQUEST } from '../lib/protocol/request.js';
 import { exceptionFrame } from '../lib/protocol/reply.js';
-import { servedService, isValidArgument, isValidQubeName, isValidTargetName, type Served } from './names.js';
+import { isValidQubeName } from '../lib/qube-names.js';
+import { servedService, isValidArgument, isValidTargetName, type Served } from './names.js';
 import { findConfig, loadConfig } from './config.js';
 
 export interface Sockets { admin: string; internal: string; policyDir: string | null; policyAdminLog: string | null; checkout: string | null }

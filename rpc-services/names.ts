@@ -1,6 +1,8 @@
 // What the handler program serves and which strings it accepts. Import-free
-// except for the method table, because the per-call handler program loads it.
+// except for the method table and the qube-name rule, because the per-call
+// handler program loads it.
 import { lookupMethod, type MethodSpec } from '../lib/api-methods.js';
+import { isValidQubeName } from '../lib/qube-names.js';
 
 /** Policy admin services (served by the policy helper's qubes-policy-admin). */
 export const POLICY_SERVICES: ReadonlyArray<{ name: string; write: boolean }> = Object.freeze([
@@ -51,13 +53,7 @@ export function isValidServiceDescriptor(desc: string): boolean {
   return (plus < 0 ? desc.length : plus) <= MAX_SERVICE_NAME;
 }
 
-// Qubes' qube names: a letter, then letters, digits, '_', '.', '-'; at most 31.
-const QUBE_NAME = /^[A-Za-z][A-Za-z0-9_.-]{0,30}$/;
 const UUID_FORM = /^uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-
-export function isValidQubeName(name: string): boolean {
-  return QUBE_NAME.test(name) && name !== 'none' && name !== 'default';
-}
 
 /** A destination qrexec may hand over with type "name": a qube name or uuid:<uuid>. */
 export function isValidTargetName(name: string): boolean {
