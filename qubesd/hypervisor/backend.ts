@@ -54,12 +54,13 @@
 
 import type { EventEmitter } from 'node:events';
 import type { DomainSpec } from './domain-xml.js';
+import type { PowerState } from '../model/power-state.js';
 import { DomainState, DomainEventType, EVENT_DETAILS } from './libvirt/protocol.js';
 import {
   QubesError, QubesVMNotHaltedError, QubesVMNotPausedError, QubesVMNotRunningError, QubesVMNotStartedError, QubesVMNotSuspendedError,
 } from '../errors.js';
 
-export type PowerState = 'Halted' | 'Transient' | 'Running' | 'Paused' | 'Suspended' | 'Halting' | 'Dying' | 'Crashed' | 'NA';
+export type { PowerState };
 
 export type LifecycleKind =
   | 'defined' | 'undefined' | 'started' | 'paused' | 'resumed' | 'stopped' | 'shutdown' | 'suspended' | 'crashed';

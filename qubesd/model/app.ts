@@ -19,7 +19,7 @@ export { validateVmName } from './names.js';
 export { Vm } from './vm.js';
 export { Label } from './labels.js';
 
-export type PowerState = 'Halted' | 'Transient' | 'Running' | 'Paused' | 'Suspended' | 'Halting' | 'Dying' | 'Crashed' | 'NA';
+export type { PowerState } from './power-state.js';
 
 /** What the host offers (Qubes asks the hypervisor; values are KiB/MiB as Qubes uses them). */
 export interface HostInfo {
