@@ -8,7 +8,7 @@ import { ROOT } from '../helpers/qubesd.js';
 import { METHODS } from '../../lib/api-methods.js';
 
 t.test('docs/API.md is current with the method table', async (t) => {
-  const r = spawnSync(process.execPath, [join(ROOT, 'dist', 'rpc-services', 'gen-docs.js'), '--check'], { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '' } });
+  const r = spawnSync(process.execPath, [join(ROOT, 'dist', 'rpc-services', 'gen-docs-main.js'), '--check'], { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '' } });
   t.equal(r.status, 0, `gen-docs --check: ${r.stdout}${r.stderr}`);
   const doc = readFileSync(join(ROOT, 'docs', 'API.md'), 'utf8');
   const missing = METHODS.filter((m) => m.socket !== 'internal' && !doc.includes(m.name)).map((m) => m.name);
