@@ -55,8 +55,6 @@ const METHODS: Record<string, Method> = {
   'policy.GetFiles': { noArg: false, noPayload: true, run: (a, arg) => a.getFiles(arg) },
 };
 
-export const ADMIN_SERVICES = Object.keys(METHODS);
-
 const RPCNAME = /^[A-Za-z0-9+\-._]*$/;
 // Qubes accepts any word character (\w, Unicode) and '-'
 const QUBES_NAME = /^[\p{L}\p{N}_-]+$/u;

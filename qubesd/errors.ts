@@ -55,8 +55,6 @@ export const QubesVMNotPausedError = vmErr('QubesVMNotPausedError', (n) => `Doma
 export const QubesVMNotSuspendedError = vmErr('QubesVMNotSuspendedError', (n) => `Domain is not suspended: ${pyRepr(n)}`);
 export const QubesVMNotHaltedError = vmErr('QubesVMNotHaltedError', (n) => `Domain is not powered off: ${pyRepr(n)}`);
 export const QubesVMShutdownTimeoutError = vmErr('QubesVMShutdownTimeoutError', (n) => `Domain shutdown timed out: ${pyRepr(n)}`);
-export const QubesNoTemplateError = vmErr('QubesNoTemplateError', (n) => `Template for the domain ${pyRepr(n)} not found`);
-export const QubesMemoryError = vmErr('QubesMemoryError', (n) => `Not enough memory to start domain ${pyRepr(n)}`);
 export const QubesBackupProfileNotFoundError = (p: string) => new QubesError('QubesBackupProfileNotFoundError', `Backup profile does not exist: ${p}`);
 export const BackupCancelledError = (msg = 'Backup cancelled') => new QubesError('BackupCancelledError', msg);
 export const BackupAlreadyRunningError = (msg = 'Backup already running') => new QubesError('BackupAlreadyRunningError', msg);

@@ -50,7 +50,7 @@ export function apiMarkdown(): string {
   }
   for (const [f, specs] of families) {
     out.push(`## ${f}`, '', '| method | dest | arg | payload | policy include | access | reached through |', '| --- | --- | --- | --- | --- | --- | --- |');
-    for (const spec of specs) out.push(`| \`${spec.name}\` | ${dest[spec.dest]} | ${presence(spec.arg, 'required')} | ${presence(spec.payload, spec.streamed ? 'streamed' : 'required')} | ${policyInclude(spec) ?? '—'} | ${access(spec.access)} | ${reach(spec)} |`);
+    for (const spec of specs) out.push(`| \`${spec.name}\` | ${dest[spec.dest]} | ${presence(spec.arg, 'required')} | ${presence(spec.payload, 'required')} | ${policyInclude(spec) ?? '—'} | ${access(spec.access)} | ${reach(spec)} |`);
     out.push('');
   }
   out.push('## policy (policy admin services)', '',
