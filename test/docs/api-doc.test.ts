@@ -14,3 +14,11 @@ t.test('docs/API.md is current with the method table', async (t) => {
   const missing = METHODS.filter((m) => m.socket !== 'internal' && !doc.includes(m.name)).map((m) => m.name);
   t.same(missing, [], 'every public method is documented');
 });
+
+t.test('internal methods are granted by no policy include', async (t) => {
+  const doc = readFileSync(join(ROOT, 'docs', 'API.md'), 'utf8');
+  const rows = doc.split('\n').filter((l) => l.startsWith('| `internal.'));
+  t.ok(rows.length >= 3, 'internal methods are listed');
+  t.same(rows.filter((l) => !l.includes(' | — | ')), [], 'no include file in their rows');
+  t.ok(doc.includes('| `internal.vm.volume.ImportBegin` | any qube | required | optional | — | read, write | qubesd.internal.sock only |'));
+});
