@@ -1,21 +1,12 @@
 // What the handler program serves and which strings it accepts. Import-free
-// except for the method table and the qube-name rule, because the per-call
-// handler program loads it.
+// except for lib/ lists and rules (method table, policy services, qube names),
+// because the per-call handler program loads it.
 import { lookupMethod, type MethodSpec } from '../lib/api-methods.js';
+import { POLICY_SERVICES } from '../lib/policy-services.js';
 import { isValidQubeName } from '../lib/qube-names.js';
 
-/** Policy admin services (served by the policy helper's qubes-policy-admin). */
-export const POLICY_SERVICES: ReadonlyArray<{ name: string; write: boolean }> = Object.freeze([
-  { name: 'policy.List', write: false },
-  { name: 'policy.Get', write: false },
-  { name: 'policy.GetFiles', write: false },
-  { name: 'policy.include.List', write: false },
-  { name: 'policy.include.Get', write: false },
-  { name: 'policy.Replace', write: true },
-  { name: 'policy.Remove', write: true },
-  { name: 'policy.include.Replace', write: true },
-  { name: 'policy.include.Remove', write: true },
-]);
+// The policy admin services are served by the policy helper's qubes-policy-admin.
+export { POLICY_SERVICES };
 
 export type Served =
   | { kind: 'admin'; spec: MethodSpec }      // forwarded to qubesd.sock
