@@ -28,7 +28,7 @@ import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { buildC, median, report, runJson, startProcess, stopProcess } from './common.js';
 import { FIXTURE, SHARED, call, startDaemon, type Daemon } from '../test/helpers/qubesd.js';
-import { QUBESD_NODE_FLAGS } from '../qubesd/node-flags.js';
+import { QUBESD_NODE_FLAGS } from '../lib/node-flags.js';
 
 const TOOLS = join(SHARED, 'conformance', 'tools');
 const quick = process.env.BENCH_QUICK === '1';

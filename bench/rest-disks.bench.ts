@@ -18,7 +18,7 @@ import { startStack } from '../rpc-services/stack.js';
 import { ROOT } from '../test/helpers/qubesd.js';
 import { tokenFileFor } from '../rest/options.js';
 import { TokenStore } from '../rest/tokens.js';
-import { copyStreamInto } from '../qubesd/storage/import.js';
+import { copyStreamInto } from '../lib/sparse-copy.js';
 
 const quick = process.env.BENCH_QUICK === '1';
 const SIZE = (quick ? 128 : 512) << 20;

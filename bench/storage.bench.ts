@@ -11,7 +11,8 @@ import { createReadStream, mkdirSync, mkdtempSync, openSync, closeSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { PoolDoc, VolumeConfigDoc } from '../qubesd/store/document.js';
-import { StorageManager, copyStreamInto, importFromStream, type StorageApp, type StorageVm } from '../qubesd/storage/index.js';
+import { StorageManager, importFromStream, type StorageApp, type StorageVm } from '../qubesd/storage/index.js';
+import { copyStreamInto } from '../lib/sparse-copy.js';
 import { cloneFile } from '../qubesd/storage/fileops.js';
 import { report } from './common.js';
 

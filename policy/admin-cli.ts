@@ -10,7 +10,7 @@ import { appendFileSync, readFileSync } from 'node:fs';
 import { PolicyAdmin, PolicyAdminException } from './admin.js';
 import { parseArgs, UsageError } from './args.js';
 import { DEFAULT_POLICY_DIR } from './loader.js';
-import { pyRepr } from './pytext.js';
+import { pyRepr } from '../lib/py-repr.js';
 
 const DEFAULT_LOG = '/var/log/qubes/policy-admin.log';
 

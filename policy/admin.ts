@@ -14,7 +14,8 @@ import {
 import { AccessDenied } from './errors.js';
 import { isFile, resolvePath } from './fsutil.js';
 import { decodePolicyText, DEFAULT_LEGACY_DIR, loadPolicy } from './loader.js';
-import { pyRepr, pyTupleRepr } from './pytext.js';
+import type { PolicyServiceName } from '../lib/policy-services.js';
+import { pyRepr, pyTupleRepr } from '../lib/py-repr.js';
 import { invalidChars } from './rule.js';
 
 export class PolicyAdminException extends Error {
@@ -43,7 +44,8 @@ interface Method {
   run(admin: PolicyAdmin, arg: string, payload: Buffer): Buffer | null;
 }
 
-const METHODS: Record<string, Method> = {
+/** One implementation for each of the services in lib/policy-services.ts, no more. */
+const METHODS: Record<PolicyServiceName, Method> = {
   'policy.List': { noArg: true, noPayload: true, run: (a) => a.list(false) },
   'policy.include.List': { noArg: true, noPayload: true, run: (a) => a.list(true) },
   'policy.Get': { noArg: false, noPayload: true, run: (a, arg) => a.get(false, arg) },
@@ -54,8 +56,6 @@ const METHODS: Record<string, Method> = {
   'policy.include.Remove': { noArg: false, noPayload: false, run: (a, arg, p) => a.remove(true, arg, p) },
   'policy.GetFiles': { noArg: false, noPayload: true, run: (a, arg) => a.getFiles(arg) },
 };
-
-export const ADMIN_SERVICES = Object.keys(METHODS);
 
 const RPCNAME = /^[A-Za-z0-9+\-._]*$/;
 // Qubes accepts any word character (\w, Unicode) and '-'
@@ -100,7 +100,7 @@ export class PolicyAdmin {
     if (!RPCNAME.test(arg)) {
       throw new PolicyAdminProtocolException(`Invalid argument: "${arg}"\nValid characters are letters, numbers, dot, plus, hyphen and underline`);
     }
-    const method = Object.prototype.hasOwnProperty.call(METHODS, service) ? METHODS[service] : undefined;
+    const method = Object.prototype.hasOwnProperty.call(METHODS, service) ? METHODS[service as PolicyServiceName] : undefined;
     if (!method) throw new PolicyAdminProtocolException(`unrecognized method: ${service}`);
     if (method.noArg && arg !== '') throw new PolicyAdminProtocolException('Unexpected argument');
     if (method.noPayload && payload.length !== 0) throw new PolicyAdminProtocolException('Unexpected payload');

@@ -4,7 +4,7 @@
 // choices for `ask` is collected from the same candidates.
 
 import { AccessDenied, EvaluationError, RequestError } from './errors.js';
-import { pyRepr } from './pytext.js';
+import { pyRepr } from '../lib/py-repr.js';
 import { ruleLocation, type Rule } from './rule.js';
 import { SystemView, systemView, type SystemInfo } from './system-info.js';
 import { defaultDispvmTemplate, expandTarget, isDom0, parseToken, type Operand } from './tokens.js';

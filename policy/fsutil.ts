@@ -5,7 +5,7 @@
 import { readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, isAbsolute, resolve as resolveAbs } from 'node:path';
 import { AccessDenied } from './errors.js';
-import { pyRepr } from './pytext.js';
+import { pyRepr } from '../lib/py-repr.js';
 
 /** pathlib-style normalisation: no "//", no "/./", no trailing "/" (keeps ".."). */
 export function normPath(p: string): string {

@@ -1,7 +1,7 @@
 // Text rules of the reference engine, which is written in Python: what counts
-// as whitespace when a line is split into fields, how a file is cut into
-// lines, and how strings and tuples are quoted inside error messages. Users
-// and tools compare our messages with Qubes' ones, so these must agree.
+// as whitespace when a line is split into fields, and how a file is cut into
+// lines. Users and tools compare our messages with Qubes' ones, so these must
+// agree. (How strings are quoted in messages: lib/py-repr.ts.)
 
 // Characters for which Python's str.isspace() is true (used by split/strip).
 const WHITESPACE = new Set<string>([
@@ -47,49 +47,4 @@ export function splitLines(text: string, universal: boolean): string[] {
   const lines = universal ? text.split(/\r\n|\r|\n/) : text.split('\n');
   if (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
   return lines;
-}
-
-const NON_PRINTABLE = /[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Zs}]/u;
-
-/** Python `repr()` of a str. */
-export function pyRepr(s: string): string {
-  const quote = s.includes("'") && !s.includes('"') ? '"' : "'";
-  let out = quote;
-  for (const ch of s) {
-    if (ch === quote || ch === '\\') out += '\\' + ch;
-    else if (ch === '\n') out += '\\n';
-    else if (ch === '\r') out += '\\r';
-    else if (ch === '\t') out += '\\t';
-    else if (ch !== ' ' && NON_PRINTABLE.test(ch)) {
-      const cp = ch.codePointAt(0)!;
-      if (cp < 0x100) out += '\\x' + cp.toString(16).padStart(2, '0');
-      else if (cp < 0x10000) out += '\\u' + cp.toString(16).padStart(4, '0');
-      else out += '\\U' + cp.toString(16).padStart(8, '0');
-    } else out += ch;
-  }
-  return out + quote;
-}
-
-/** Python `repr()` of a tuple of str. */
-export function pyTupleRepr(items: readonly string[]): string {
-  if (items.length === 1) return '(' + pyRepr(items[0]!) + ',)';
-  return '(' + items.map(pyRepr).join(', ') + ')';
-}
-
-/** Python `repr()` of a list of str. */
-export function pyListRepr(items: readonly string[]): string {
-  return '[' + items.map(pyRepr).join(', ') + ']';
-}
-
-/** Python's ordering of str (by code point, not by UTF-16 unit). */
-export function comparePy(a: string, b: string): number {
-  if (a === b) return 0;
-  const n = Math.min(a.length, b.length);
-  for (let i = 0; i < n; i++) {
-    const x = a.codePointAt(i)!;
-    const y = b.codePointAt(i)!;
-    if (x !== y) return x - y;
-    if (x > 0xffff) i++;
-  }
-  return a.length - b.length;
 }

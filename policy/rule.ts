@@ -3,7 +3,7 @@
 // line with several mistakes is reported with the same first mistake.
 
 import { PolicySyntaxError } from './errors.js';
-import { pyListRepr, pyRepr, pyTupleRepr } from './pytext.js';
+import { pyListRepr, pyRepr, pyTupleRepr } from '../lib/py-repr.js';
 import { compileMatcher, parseToken, type Matcher, type Token } from './tokens.js';
 
 export type ActionName = 'allow' | 'deny' | 'ask';

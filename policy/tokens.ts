@@ -4,7 +4,7 @@
 // list of choices for `ask` is built.
 
 import { EvaluationError, PolicySyntaxError } from './errors.js';
-import { pyRepr } from './pytext.js';
+import { pyRepr } from '../lib/py-repr.js';
 import type { SystemView } from './system-info.js';
 
 export type TokenKind =

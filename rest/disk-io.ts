@@ -11,7 +11,7 @@ import { dirname, join } from 'node:path';
 import { open } from 'node:fs/promises';
 import { callRaw, callStream } from '../lib/qubesd-client.js';
 import { parseExport, type ParsedExport } from '../lib/volume-export.js';
-import { copyStreamInto, writeSparse, type CopyResult } from '../qubesd/storage/import.js';
+import { copyStreamInto, writeSparse, type CopyResult } from '../lib/sparse-copy.js';
 import type { AdminCaller } from './admin-caller.js';
 import type { RestOptions } from './options.js';
 

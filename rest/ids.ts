@@ -2,7 +2,7 @@
 // its uuid (the href form) or by its name; a volume (VDI) by
 // "<qube>:<volume>"; storage pools and labels by their names. Anything else,
 // notably a path character, is a 400 before any call is made.
-import { isValidQubeName } from '../rpc-services/names.js';
+import { isValidQubeName } from '../lib/qube-names.js';
 import { badRequest } from './errors.js';
 import { BASE } from './context.js';
 

@@ -6,7 +6,7 @@
 // `qubes-rest token create|revoke` takes effect without a restart.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
-import { isValidQubeName } from '../rpc-services/names.js';
+import { isValidQubeName } from '../lib/qube-names.js';
 import { writeFileAtomic } from './atomic-file.js';
 
 export interface TokenRecord {

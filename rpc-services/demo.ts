@@ -5,28 +5,16 @@
 // and `qubes-prefs` would: two templates, the usual service qubes and a few
 // app qubes, with the global defaults pointing at them. A system that has
 // any qube besides dom0 is left alone, so --demo can stay on the command line.
-import net from 'node:net';
-import { encodeRequest } from '../lib/protocol/request.js';
-import { parseReply } from '../lib/protocol/reply.js';
+import { call, QubesdException } from '../lib/qubesd-client.js';
 
 /** One Admin API call from dom0; resolves with the reply content, rejects with Qubes' exception text. */
-function adminCall(socket: string, method: string, dest: string, arg = '', payload = ''): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const sock = net.connect(socket);
-    const chunks: Buffer[] = [];
-    sock.once('connect', () => sock.end(encodeRequest(method, arg, 'dom0', dest, payload)));
-    sock.on('data', (d: Buffer) => chunks.push(d));
-    sock.once('error', reject);
-    sock.once('end', () => {
-      try {
-        const r = parseReply(Buffer.concat(chunks));
-        if (r.kind === 'ok') resolve(r.content!.toString('utf8'));
-        else reject(new Error(`${method} ${dest} ${arg}: ${r.type}: ${r.message}`));
-      } catch (e) {
-        reject(new Error(`${method} ${dest} ${arg}: ${(e as Error).message}`));
-      }
-    });
-  });
+async function adminCall(socket: string, method: string, dest: string, arg = '', payload = ''): Promise<string> {
+  try {
+    return await call(socket, { method, dest, arg, payload });
+  } catch (e) {
+    const what = e instanceof QubesdException ? `${e.type}: ${e.message}` : (e as Error).message;
+    throw new Error(`${method} ${dest} ${arg}: ${what}`);
+  }
 }
 
 /** The demo's qubes, in creation order (templates first); props are set once all exist, before DEMO_PREFS. */

@@ -8,29 +8,16 @@ import { fstatSync, readSync, writeSync } from 'node:fs';
 import { basename } from 'node:path';
 import { encodeRequest, MAX_REQUEST } from '../lib/protocol/request.js';
 import { exceptionFrame } from '../lib/protocol/reply.js';
-import { servedService, isValidArgument, isValidQubeName, isValidTargetName, type Served } from './names.js';
+import { isValidQubeName } from '../lib/qube-names.js';
+import { servedService, isValidArgument, isValidTargetName } from './names.js';
 import { findConfig, loadConfig } from './config.js';
+import type { CallContext, Sockets } from './call-context.js';
 
-export interface Sockets { admin: string; internal: string; policyDir: string | null; policyAdminLog: string | null; checkout: string | null }
-
-export interface CallContext {
-  service: string;
-  served: Served;
-  arg: string;
-  source: string;
-  /** destination as qubesd's request names it */
-  dest: string;
-  sockets: Sockets;
-}
+export type { CallContext, Sockets };
 
 export class BadCall extends Error {
   override name = 'BadCall';
   constructor(readonly type: string, message: string) { super(message); }
-}
-
-/** By name: the installed handler is one file, the import path separate modules with their own class. */
-function isBadCall(e: unknown): e is BadCall {
-  return e instanceof Error && e.name === 'BadCall';
 }
 
 /** Which service this process was started as: its entry's name, else qrexec's variable. */
@@ -158,7 +145,7 @@ export async function main(entry = process.argv[1], argv = process.argv.slice(2)
       case 'policy': return await (await import('./policy-admin.js')).servePolicy(c);
     }
   } catch (e) {
-    const [type, message] = isBadCall(e) ? [e.type, e.message] : ['QubesException', (e as Error).message];
+    const [type, message] = e instanceof BadCall ? [e.type, e.message] : ['QubesException', (e as Error).message];
     try { writeOut(exceptionFrame(type, message)); } catch { /* nobody is listening */ }
     return 1;
   }

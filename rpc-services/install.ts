@@ -6,12 +6,12 @@ import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync,
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { METHODS } from '../qubesd/api/methods.js';
+import { METHODS } from '../lib/api-methods.js';
 import { configPath, layoutFor, type StackConfig } from './config.js';
 import { defaultPolicyFiles } from './policy-files.js';
 import { POLICY_SERVICES, servedService } from './names.js';
 import { bundleHandler } from './bundle.js';
-import { QUBESD_NODE_FLAGS } from '../qubesd/node-flags.js';
+import { QUBESD_NODE_FLAGS } from '../lib/node-flags.js';
 import { policyDaemonAskKeys } from './qrexec/ask.js';
 import { DAEMON_SCHEMAS, daemonConfigPath, installedValues } from './daemon-configs.js';
 import { packagedFile } from '../lib/config/docs.js';

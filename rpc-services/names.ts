@@ -1,19 +1,12 @@
 // What the handler program serves and which strings it accepts. Import-free
-// except for the method table, because the per-call handler program loads it.
-import { lookupMethod, type MethodSpec } from '../qubesd/api/methods.js';
+// except for lib/ lists and rules (method table, policy services, qube names),
+// because the per-call handler program loads it.
+import { lookupMethod, type MethodSpec } from '../lib/api-methods.js';
+import { POLICY_SERVICES } from '../lib/policy-services.js';
+import { isValidQubeName } from '../lib/qube-names.js';
 
-/** Policy admin services (served by the policy helper's qubes-policy-admin). */
-export const POLICY_SERVICES: ReadonlyArray<{ name: string; write: boolean }> = Object.freeze([
-  { name: 'policy.List', write: false },
-  { name: 'policy.Get', write: false },
-  { name: 'policy.GetFiles', write: false },
-  { name: 'policy.include.List', write: false },
-  { name: 'policy.include.Get', write: false },
-  { name: 'policy.Replace', write: true },
-  { name: 'policy.Remove', write: true },
-  { name: 'policy.include.Replace', write: true },
-  { name: 'policy.include.Remove', write: true },
-]);
+// The policy admin services are served by the policy helper's qubes-policy-admin.
+export { POLICY_SERVICES };
 
 export type Served =
   | { kind: 'admin'; spec: MethodSpec }      // forwarded to qubesd.sock
@@ -51,13 +44,7 @@ export function isValidServiceDescriptor(desc: string): boolean {
   return (plus < 0 ? desc.length : plus) <= MAX_SERVICE_NAME;
 }
 
-// Qubes' qube names: a letter, then letters, digits, '_', '.', '-'; at most 31.
-const QUBE_NAME = /^[A-Za-z][A-Za-z0-9_.-]{0,30}$/;
 const UUID_FORM = /^uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-
-export function isValidQubeName(name: string): boolean {
-  return QUBE_NAME.test(name) && name !== 'none' && name !== 'default';
-}
 
 /** A destination qrexec may hand over with type "name": a qube name or uuid:<uuid>. */
 export function isValidTargetName(name: string): boolean {

@@ -4,7 +4,7 @@
 // qrexec would give it, rather than started as a second program.
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import type { CallContext } from './handler.js';
+import type { CallContext } from './call-context.js';
 
 /** this module is dist/rpc-services/policy-admin.js: the checkout is two levels up */
 const CHECKOUT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');

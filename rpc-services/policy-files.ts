@@ -3,7 +3,7 @@
 // with a scope gets one `!include-service` line pointing at the include file
 // for its scope and access (admin-{local,global}-{ro,rwx}), so granting a
 // management qube a family of calls means editing one include file.
-import { METHODS, policyInclude } from '../qubesd/api/methods.js';
+import { METHODS, policyInclude } from '../lib/api-methods.js';
 import { POLICY_SERVICES } from './names.js';
 
 /** Qubes leaves these out: creating another AdminVM is never delegated. */

@@ -13,7 +13,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { configPath, loadConfig, type StackConfig } from './config.js';
 import { CHECKOUT, install } from './install.js';
-import { QUBESD_NODE_FLAGS } from '../qubesd/node-flags.js';
+import { QUBESD_NODE_FLAGS } from '../lib/node-flags.js';
 import { populateDemo } from './demo.js';
 import { daemonConfigPath, readyPath } from './daemon-configs.js';
 import { readReady } from '../lib/config/ready.js';

@@ -1,7 +1,7 @@
 // What a method handler receives, and what it may return. The dispatcher has
 // already checked the method table's rules (payload, argument, destination)
 // and resolved the source and destination qubes before a handler runs.
-import type { MethodSpec } from './methods.js';
+import type { MethodSpec } from '../../lib/api-methods.js';
 import type { QubesApp, Vm } from '../model/app.js';
 import type { OkReply } from '../../lib/protocol/reply.js';
 

@@ -4,8 +4,8 @@
 // method name, then the method table's payload, argument and destination
 // rules, then the handler. After the handler, whatever it changed is made
 // durable before the reply goes out.
-import { lookupMethod, type MethodSpec } from './methods.js';
-import { QubesError, ProtocolError, pyRepr, replyError, QubesVMInvalidUUIDError, QubesVMNotFoundError } from './errors.js';
+import { lookupMethod, type MethodSpec } from '../../lib/api-methods.js';
+import { QubesError, ProtocolError, pyRepr, replyError, QubesVMInvalidUUIDError, QubesVMNotFoundError } from '../errors.js';
 import { StreamedContent, type Call, type CallFilter, type Handlers } from './call.js';
 import { FramingError, parseRequest } from '../../lib/protocol/request.js';
 import { eventFrame, exceptionFrame, okFrame } from '../../lib/protocol/reply.js';

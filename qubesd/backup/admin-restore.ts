@@ -7,43 +7,23 @@
 // created (a wrong passphrase, a tampered or truncated archive restores
 // nothing), and if anything fails once creation has begun, the qubes this
 // run created are removed again.
-import net from 'node:net';
-import { encodeRequest } from '../../lib/protocol/request.js';
-import { parseReply } from '../../lib/protocol/reply.js';
+import { call as qubesdCall, QubesdException } from '../../lib/qubesd-client.js';
 import { parseQubesXml } from '../store/qubes-xml.js';
 import type { DomainDoc } from '../store/document.js';
 import { parseFirewallXml } from '../firewall/file.js';
 import { apiRule } from '../firewall/rule.js';
 import { listBackup, streamBackup, verifyBackup, type BackedUpQube } from './restore.js';
-import { copyStreamInto } from '../storage/import.js';
+import { copyStreamInto } from '../../lib/sparse-copy.js';
 
-export class AdminCallError extends Error {
-  constructor(readonly type: string, message: string, readonly call: string) {
-    super(`${call}: ${type}${message ? `: ${message}` : ''}`);
-    this.name = 'AdminCallError';
+/** One Admin API call as dom0. A refusal reads "method+arg dest: Type: message"
+ * in warnings and errors, so the operator sees which call failed. */
+export async function adminCall(socket: string, method: string, dest: string, arg = '', payload: Buffer | string = ''): Promise<string> {
+  try {
+    return await qubesdCall(socket, { method, dest, arg, payload });
+  } catch (e) {
+    if (e instanceof QubesdException) throw new Error(`${e.call}: ${e.type}${e.message ? `: ${e.message}` : ''}`);
+    throw e;
   }
-}
-
-/** One Admin API call as dom0, over a qubesd socket. */
-export function adminCall(socket: string, method: string, dest: string, arg = '', payload: Buffer | string = ''): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const c = net.connect(socket);
-    const parts: Buffer[] = [];
-    c.on('connect', () => c.end(encodeRequest(method, arg, 'dom0', dest, payload)));
-    c.on('data', (d: Buffer) => parts.push(d));
-    c.on('error', (e) => reject(new Error(`cannot talk to qubesd at ${socket}: ${e.message}`)));
-    c.on('close', () => {
-      const what = `${method}${arg ? `+${arg}` : ''} ${dest}`;
-      let reply;
-      try {
-        reply = parseReply(Buffer.concat(parts));
-      } catch (e) {
-        return reject(new AdminCallError('ProtocolError', parts.length ? (e as Error).message : 'connection closed without a reply', what));
-      }
-      if (reply.kind === 'ok') resolve(reply.content!.toString('utf8'));
-      else reject(new AdminCallError(reply.type!, reply.message!, what));
-    });
-  });
 }
 
 /** How the restore makes an Admin API call (dom0's socket by default). */

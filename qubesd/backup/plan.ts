@@ -13,7 +13,7 @@ import type { QubesApp, Vm } from '../model/app.js';
 import type { StorageManager } from '../storage/index.js';
 import type { QubesDoc } from '../store/document.js';
 import { serializeQubesXml } from '../store/qubes-xml.js';
-import { QubesVMNotHaltedError } from '../api/errors.js';
+import { QubesVMNotHaltedError } from '../errors.js';
 import { selectQubes, type BackupProfile } from './profile.js';
 import type { SummaryRow } from './summary.js';
 import type { BackupSource } from './writer.js';

@@ -100,8 +100,11 @@ async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
-main(process.argv.slice(2)).then((code) => { process.exitCode = code; }, (err: unknown) => {
-  const tag = err instanceof BackupError ? `${err.code}: ` : '';
-  process.stderr.write(`qubes-backup-restore: ${tag}${(err as Error).message}\n`);
-  process.exitCode = 1;
-});
+/** The program (bin/qubes-backup-restore calls it; importing runs nothing). */
+export function run(argv: string[]): Promise<void> {
+  return main(argv).then((code) => { process.exitCode = code; }, (err: unknown) => {
+    const tag = err instanceof BackupError ? `${err.code}: ` : '';
+    process.stderr.write(`qubes-backup-restore: ${tag}${(err as Error).message}\n`);
+    process.exitCode = 1;
+  });
+}

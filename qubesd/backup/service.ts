@@ -5,7 +5,7 @@
 import type { QubesApp, Vm } from '../model/app.js';
 import type { StorageManager } from '../storage/index.js';
 import { lookup, setProperty } from '../model/properties.js';
-import { BackupAlreadyRunningError, BackupCancelledError, QubesBackupProfileNotFoundError, QubesError, QubesException } from '../api/errors.js';
+import { BackupAlreadyRunningError, BackupCancelledError, QubesBackupProfileNotFoundError, QubesError, QubesException } from '../errors.js';
 import type { QubeServices } from '../qrexec/run-service.js';
 import { PassphraseCancelledError, ProfileError, ProfileNotFoundError, loadProfile, resolvePassphrase, type BackupProfile } from './profile.js';
 import { openSource, planBackup, summaryRows } from './plan.js';

@@ -7,7 +7,7 @@
 import { PassThrough } from 'node:stream';
 import type { QubesApp, Vm } from '../model/app.js';
 import type { StorageManager } from '../storage/index.js';
-import { ProtocolError, QubesValueError } from '../api/errors.js';
+import { ProtocolError, QubesValueError } from '../errors.js';
 import { KNOWN_COMPRESSION_FILTERS, OPTIONAL_COMPRESSION_FILTERS } from './format.js';
 import { openSource, planBackup } from './plan.js';
 import { writeBackup } from './writer.js';

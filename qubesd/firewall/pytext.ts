@@ -1,6 +1,7 @@
 // The few Python string and number conversions that Qubes' firewall rule
 // parser leans on. Qubes accepts exactly what these accept, so a rule that
 // Qubes takes (or refuses) must go the same way here.
+import { pyRepr } from '../../lib/py-repr.js';
 
 /** Characters Python's str.isspace() is true for, within ASCII. */
 const PY_SPACE = ' \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f';
@@ -37,23 +38,8 @@ export function pyIsDigit(s: string): boolean {
  */
 export function pyInt(s: string): number {
   const t = pyStrip(s);
-  if (!/^[+-]?[0-9]+(?:_[0-9]+)*$/.test(t)) throw new Error(`invalid literal for int() with base 10: ${reprAscii(s)}`);
+  if (!/^[+-]?[0-9]+(?:_[0-9]+)*$/.test(t)) throw new Error(`invalid literal for int() with base 10: ${pyRepr(s)}`);
   return Number(t.replace(/_/g, ''));
-}
-
-function reprAscii(s: string): string {
-  const q = s.includes("'") && !s.includes('"') ? '"' : "'";
-  let out = q;
-  for (const ch of s) {
-    const c = ch.charCodeAt(0);
-    if (ch === '\\' || ch === q) out += '\\' + ch;
-    else if (ch === '\n') out += '\\n';
-    else if (ch === '\r') out += '\\r';
-    else if (ch === '\t') out += '\\t';
-    else if (c < 0x20 || c >= 0x7f) out += '\\x' + c.toString(16).padStart(2, '0');
-    else out += ch;
-  }
-  return out + q;
 }
 
 /** glibc inet_pton(AF_INET): exactly four decimal octets, no leading zeros. */

@@ -7,8 +7,8 @@
 // hypervisor once defined. start() (re)defines it from a DomainSpec first, so
 // the hypervisor always runs the qube's current configuration.
 //
-// Power states are Qubes' (qubes.vm.qubesvm.QubesVM.get_power_state), derived
-// from libvirt's virDomainState by powerStateOf():
+// Power states are Qubes' (qubes.vm.qubesvm.QubesVM.get_power_state); the
+// libvirt implementations derive them from virDomainState (libvirt/states.ts):
 //   not defined / inactive          -> 'Halted'
 //   active: PAUSED                  -> 'Paused'
 //           SHUTDOWN (in progress)  -> 'Halting'
@@ -54,12 +54,12 @@
 
 import type { EventEmitter } from 'node:events';
 import type { DomainSpec } from './domain-xml.js';
-import { DomainState, DomainEventType, EVENT_DETAILS } from './libvirt/protocol.js';
+import type { PowerState } from '../model/power-state.js';
 import {
   QubesError, QubesVMNotHaltedError, QubesVMNotPausedError, QubesVMNotRunningError, QubesVMNotStartedError, QubesVMNotSuspendedError,
-} from '../api/errors.js';
+} from '../errors.js';
 
-export type PowerState = 'Halted' | 'Transient' | 'Running' | 'Paused' | 'Suspended' | 'Halting' | 'Dying' | 'Crashed' | 'NA';
+export type { PowerState };
 
 export type LifecycleKind =
   | 'defined' | 'undefined' | 'started' | 'paused' | 'resumed' | 'stopped' | 'shutdown' | 'suspended' | 'crashed';
@@ -119,37 +119,6 @@ export interface HypervisorBackend extends EventEmitter {
   stats(): Promise<DomainStats[]>;
   /** The pty of an active domain's console ('' when it has none). */
   consoleTty?(name: string): Promise<string>;
-}
-
-/** Qubes' mapping of libvirt's state of an *active* domain. */
-export function powerStateOf(state: DomainState, active: boolean): PowerState {
-  if (!active) return 'Halted';
-  switch (state) {
-    case DomainState.Paused: return 'Paused';
-    case DomainState.Shutdown: return 'Halting';
-    case DomainState.Shutoff: return 'Dying';
-    case DomainState.Crashed: return 'Crashed';
-    case DomainState.PmSuspended: return 'Suspended';
-    default: return 'Running';
-  }
-}
-
-const KINDS: Record<DomainEventType, LifecycleKind> = {
-  [DomainEventType.Defined]: 'defined',
-  [DomainEventType.Undefined]: 'undefined',
-  [DomainEventType.Started]: 'started',
-  [DomainEventType.Suspended]: 'paused',
-  [DomainEventType.Resumed]: 'resumed',
-  [DomainEventType.Stopped]: 'stopped',
-  [DomainEventType.Shutdown]: 'shutdown',
-  [DomainEventType.PmSuspended]: 'suspended',
-  [DomainEventType.Crashed]: 'crashed',
-};
-
-export function lifecycleKind(event: DomainEventType): LifecycleKind | null { return KINDS[event] ?? null; }
-
-export function eventDetail(event: DomainEventType, detail: number): string {
-  return EVENT_DETAILS[event]?.[detail] ?? `detail-${detail}`;
 }
 
 /** The lifecycle operations, for error mapping. */

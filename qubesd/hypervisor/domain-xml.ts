@@ -13,6 +13,7 @@
 //   'test' - libvirt's test driver, which only keeps state.
 // On QEMU every virt_mode runs as a full-virtualised guest: with a kernel it
 // is booted directly, without one it starts in the firmware.
+import { isValidQubeName } from '../../lib/qube-names.js';
 
 export type VirtMode = 'hvm' | 'pvh' | 'pv';
 export type XmlFlavour = 'xen' | 'kvm' | 'qemu' | 'test';
@@ -54,7 +55,6 @@ export interface DomainSpec {
 
 export class DomainSpecError extends Error { override name = 'DomainSpecError'; }
 
-const NAME_RE = /^[a-zA-Z][a-zA-Z0-9_.-]{0,30}$/;
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const TARGET_RE = /^xvd[a-z]{1,2}$/;
 const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
@@ -62,7 +62,7 @@ const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
 /** Throws DomainSpecError naming the first bad field. */
 export function validateSpec(spec: DomainSpec, flavour: XmlFlavour): void {
   const bad = (m: string) => { throw new DomainSpecError(`domain ${JSON.stringify(spec.name)}: ${m}`); };
-  if (typeof spec.name !== 'string' || !NAME_RE.test(spec.name)) bad('invalid name');
+  if (typeof spec.name !== 'string' || !isValidQubeName(spec.name)) bad('invalid name');
   if (typeof spec.uuid !== 'string' || !UUID_RE.test(spec.uuid)) bad(`invalid uuid ${JSON.stringify(spec.uuid)}`);
   if (!Number.isInteger(spec.memoryMb) || spec.memoryMb <= 0) bad(`memory must be a positive number of MiB, got ${spec.memoryMb}`);
   const maxmem = spec.maxmemMb ?? 0;

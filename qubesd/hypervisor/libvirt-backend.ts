@@ -6,11 +6,12 @@
 
 import { EventEmitter } from 'node:events';
 import { statSync } from 'node:fs';
-import { QubesError, QubesException, QubesNotImplementedError, QubesVMError, QubesVMNotFoundError } from '../api/errors.js';
+import { QubesError, QubesException, QubesNotImplementedError, QubesVMError, QubesVMNotFoundError } from '../errors.js';
 import {
-  checkState, eventDetail, lifecycleKind, powerStateOf, wrongStateError,
+  checkState, wrongStateError,
   type DomainStats, type DomainStatus, type HypervisorBackend, type LifecycleEvent, type LifecycleKind, type Operation, type PowerState,
 } from './backend.js';
+import { eventDetail, lifecycleKind, powerStateOf } from './libvirt/states.js';
 import { domainXml, type DomainSpec, type XmlFlavour } from './domain-xml.js';
 import { LibvirtClient, type LibvirtClientOptions } from './libvirt/client.js';
 import { DomainState, ErrorCode, LibvirtError, LIST_DOMAINS_ACTIVE, StatsType, type LifecycleMessage, type RemoteDomain } from './libvirt/protocol.js';

@@ -15,11 +15,12 @@
 
 import { EventEmitter } from 'node:events';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { QubesVMError, QubesVMNotFoundError } from '../api/errors.js';
+import { QubesVMError, QubesVMNotFoundError } from '../errors.js';
 import {
-  checkState, powerStateOf,
+  checkState,
   type DomainStats, type DomainStatus, type HypervisorBackend, type LifecycleEvent, type LifecycleKind, type Operation, type PowerState,
 } from './backend.js';
+import { powerStateOf } from './libvirt/states.js';
 import { validateSpec, type DomainSpec } from './domain-xml.js';
 import { DomainState } from './libvirt/protocol.js';
 

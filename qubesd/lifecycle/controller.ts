@@ -4,7 +4,7 @@
 // reading a qube's state never asks the hypervisor. After qubesd restarts, or
 // libvirtd does, the backend's resync tells what runs now and the model is
 // reconciled without touching any running qube.
-import { QubesError, QubesException, replyError, QubesVMInUseError, QubesVMNotPausedError, QubesVMNotRunningError, QubesVMNotStartedError, QubesVMShutdownTimeoutError } from '../api/errors.js';
+import { QubesError, QubesException, replyError, QubesVMInUseError, QubesVMNotPausedError, QubesVMNotRunningError, QubesVMNotStartedError, QubesVMShutdownTimeoutError } from '../errors.js';
 import type { QubesApp, Vm, PowerState } from '../model/app.js';
 import type { DomainSpec, DiskSpec, DomainStatus, HypervisorBackend, LifecycleEvent } from '../hypervisor/index.js';
 import type { StorageManager } from '../storage/index.js';

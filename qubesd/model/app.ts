@@ -6,7 +6,7 @@ import { rm } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import { EventBus } from '../events/bus.js';
 import type { Change, DomainDoc, LabelDoc, PoolDoc, QubesDoc, VolumeConfigDoc } from '../store/document.js';
-import { QubesPropertyValueError, QubesValueError, QubesVMInUseError, QubesVMNotHaltedError, pyRepr } from '../api/errors.js';
+import { QubesPropertyValueError, QubesValueError, QubesVMInUseError, QubesVMNotHaltedError, pyRepr } from '../errors.js';
 import { Label, LabelSet, DEFAULT_LABELS } from './labels.js';
 import { getValue, parseBool, tryGet, type Holder, type PropDef } from './properties.js';
 import { GLOBAL_TABLE } from './properties-global.js';
@@ -19,7 +19,7 @@ export { validateVmName } from './names.js';
 export { Vm } from './vm.js';
 export { Label } from './labels.js';
 
-export type PowerState = 'Halted' | 'Transient' | 'Running' | 'Paused' | 'Suspended' | 'Halting' | 'Dying' | 'Crashed' | 'NA';
+export type { PowerState } from './power-state.js';
 
 /** What the host offers (Qubes asks the hypervisor; values are KiB/MiB as Qubes uses them). */
 export interface HostInfo {

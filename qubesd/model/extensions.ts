@@ -1,7 +1,7 @@
 // Qubes' extensions and class handlers that react to feature and tag
 // changes and to new qubes (qubes.ext.services, qubes.ext.admin,
 // qubes.ext.gui/audio, the disposable-template mixin, boot modes).
-import { QubesException, QubesValueError, pyRepr } from '../api/errors.js';
+import { QubesException, QubesValueError, pyRepr } from '../errors.js';
 import { fire, isDefault, setProperty } from './properties.js';
 import { resetChildBootmode, syncVmTag } from './properties-vm.js';
 import { truthy } from './values.js';

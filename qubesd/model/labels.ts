@@ -1,6 +1,6 @@
 // Qube labels (the padlock colours) and the label name/value rules of
 // qubes.utils.validate_label_name / validate_label_value.
-import { QubesInvalidLabelError, QubesInvalidLabelValueError, QubesLabelNotFoundError } from '../api/errors.js';
+import { QubesInvalidLabelError, QubesInvalidLabelValueError, QubesLabelNotFoundError } from '../errors.js';
 
 /** Labels with index <= this are Qubes' defaults and cannot be removed. */
 export const MAX_DEFAULT_LABEL = 8;

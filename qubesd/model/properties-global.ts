@@ -2,7 +2,7 @@
 // defaults, setters and the handlers that propagate changes to the qubes
 // that inherit them.
 import * as path from 'node:path';
-import { QubesPropertyValueError } from '../api/errors.js';
+import { QubesPropertyValueError } from '../errors.js';
 import { PropTable, fire, forbidden, isDefault, NoValue, type PropDef } from './properties.js';
 import { disposableTemplateSetter, netvmPostReset, netvmPreSet, prop, syncVmTag, validateKernel } from './properties-vm.js';
 import type { Value } from './values.js';

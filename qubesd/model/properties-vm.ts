@@ -4,7 +4,7 @@
 // class event handlers that react to changes.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { QubesException, QubesPropertyValueError, QubesValueError, QubesVMInUseError, QubesVMNotHaltedError, QubesVMNotStartedError, pyRepr } from '../api/errors.js';
+import { QubesException, QubesPropertyValueError, QubesValueError, QubesVMInUseError, QubesVMNotHaltedError, QubesVMNotStartedError, pyRepr } from '../errors.js';
 import {
   PropTable, fire, forbidden, getDefault, getValue, isDefault, NoValue, nonNegativeInt, positiveInt, toInt,
   type PropDef, type PyType, type WireType,

@@ -5,7 +5,7 @@
 // the system (QubesApp) hold properties through the Holder interface.
 import {
   QubesException, QubesNoSuchPropertyError, QubesPropertyValueError, QubesValueError, pyRepr,
-} from '../api/errors.js';
+} from '../errors.js';
 import { normInt, parsePyInt, pyStr, truthy, wireStr, type Value } from './values.js';
 import { validateVmName } from './names.js';
 import type { QubesApp } from './app.js';

@@ -3,7 +3,7 @@
 // (volume config, devices). Features and tags fire Qubes' events.
 import * as path from 'node:path';
 import type { DomainDoc, VolumeConfigDoc } from '../store/document.js';
-import { QubesFeatureNotFoundError, QubesTagNotFoundError, QubesValueError } from '../api/errors.js';
+import { QubesFeatureNotFoundError, QubesTagNotFoundError, QubesValueError } from '../errors.js';
 import { fire, getValue, NoValue, tryGet, type Holder, type PropTable } from './properties.js';
 import { pyStr, wireStr, type Value } from './values.js';
 import type { QubesApp, PowerState } from './app.js';

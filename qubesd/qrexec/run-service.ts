@@ -12,7 +12,7 @@
 //   a clear error instead of pretending.
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
-import { findEntry, startService, type RunningService } from '../../rpc-services/qrexec/exec.js';
+import { findEntry, startService, type RunningService } from '../../lib/service-exec.js';
 
 export interface QubeServicesOptions {
   /** dom0's service directories, searched in order */

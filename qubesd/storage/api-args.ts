@@ -1,6 +1,6 @@
 // Parsing of untrusted Admin API payloads for the storage calls, with
 // Qubes' checks and wording (qubes/api/__init__.py, qubes/api/admin.py).
-import { PermissionDenied, ProtocolError, pyRepr } from '../api/errors.js';
+import { PermissionDenied, ProtocolError, pyRepr } from '../errors.js';
 
 const ASCII_LETTERS_DIGITS = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
 export const POOL_NAME_CHARS = ASCII_LETTERS_DIGITS + '-_.';

@@ -1,7 +1,7 @@
 // Storage exceptions Qubes sends that the shared errors module does not
 // carry. Several of these are KeyError subclasses in Qubes, whose message is
 // empty (str(KeyError()) == '').
-import { QubesError, pyRepr } from '../api/errors.js';
+import { QubesError, pyRepr } from '../errors.js';
 
 export const QubesVolumeRevisionNotFoundError = () => new QubesError('QubesVolumeRevisionNotFoundError', '');
 export const QubesPoolNotFoundError = () => new QubesError('QubesPoolNotFoundError', '');

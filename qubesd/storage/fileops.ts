@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { QubesError, StoragePoolException } from '../api/errors.js';
+import { QubesError, StoragePoolException } from '../errors.js';
 import { systemErrorWords } from '../../lib/system-error.js';
 
 export type CopyMethod = 'reflink' | 'copy';

@@ -7,7 +7,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import {
   ProtocolError, QubesException, QubesPoolInUseError, QubesValueError, QubesVMNotHaltedError, StoragePoolException,
-} from '../api/errors.js';
+} from '../errors.js';
 import { defaultVolumes, parseVolumeConf, volumeConfDoc, type VolumeConf } from './config.js';
 import { QubesPoolNotFoundError, QubesVolumeNotFoundError, QubesVolumeCopyTokenNotFoundError } from './errors.js';
 import { fileSize, removeEmptyDir, type CopyMethod } from './fileops.js';

@@ -1,7 +1,7 @@
 // Volume ids and pool names become file names: nothing that reaches the
 // disk may leave its pool directory, whatever qubes.xml or a caller says.
 import * as path from 'node:path';
-import { StoragePoolException } from '../api/errors.js';
+import { StoragePoolException } from '../errors.js';
 
 /** One path component of a vid: what qube names, volume names and kernel versions use. */
 const COMPONENT = /^[A-Za-z0-9_][A-Za-z0-9_.+-]*$/;

@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { QubesError, QubesException, QubesValueError, StoragePoolException, pyRepr } from '../api/errors.js';
+import { QubesError, QubesException, QubesValueError, StoragePoolException, pyRepr } from '../errors.js';
 import type { PoolDoc } from '../store/document.js';
 import { pyBool, type VolumeConf } from './config.js';
 import { NotImplementedErr } from './errors.js';

@@ -14,7 +14,7 @@
 import { existsSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { QubesValueError, StoragePoolException } from '../api/errors.js';
+import { QubesValueError, StoragePoolException } from '../errors.js';
 import { NotImplementedErr } from './errors.js';
 import type { VolumeConf } from './config.js';
 import {

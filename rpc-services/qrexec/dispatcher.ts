@@ -13,7 +13,7 @@ import { chmodSync, chownSync, existsSync, mkdirSync, unlinkSync } from 'node:fs
 import { join } from 'node:path';
 import { isValidRequestedTarget, isValidServiceDescriptor } from '../names.js';
 import { askPolicy, type PolicyAnswer } from './policy-client.js';
-import { findEntry, startService, type RunningService } from './exec.js';
+import { findEntry, startService, type RunningService } from '../../lib/service-exec.js';
 import { FrameError, FrameReader, Kind, frame, EXIT_NOT_FOUND } from './protocol.js';
 
 /** Who may open one qube's socket: its owner, group and mode (unset: root, root's group, 0660). */

@@ -17,10 +17,10 @@ export const enum Kind {
   EXIT = 0x58,        // 'X'
 }
 
-/** Exit codes as qrexec-client-vm reports them. */
+/** Exit codes as qrexec-client-vm reports them (a service that could not run:
+ * lib/service-exec.ts). */
 export const EXIT_REFUSED = 126;
-export const EXIT_PROBLEM = 125;
-export const EXIT_NOT_FOUND = 127;
+export { EXIT_NOT_FOUND, EXIT_PROBLEM } from '../../lib/service-exec.js';
 export const REFUSED_MESSAGE = 'Request refused';
 
 /** Largest frame either side accepts (a REQUEST carries at most a 65000-byte service). */

@@ -3,7 +3,7 @@
 // hostile ones (odd names, NULs, invalid UTF-8, up to 64 KiB) the rest;
 // then byte-level mutations and malformed headers. What could touch the host
 // outside the soak's directories (a pool's dir_path) is kept inside it.
-import { METHODS, type MethodSpec } from '../../qubesd/api/methods.js';
+import { METHODS, type MethodSpec } from '../../lib/api-methods.js';
 import { FramingError, MAX_REQUEST, parseRequest } from '../../lib/protocol/request.js';
 import { hostileName, ODD_BYTES, randomPayload, type Rng } from './random.js';
 

@@ -8,7 +8,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT, call } from '../helpers/qubesd.js';
-import { QUBESD_NODE_FLAGS } from '../../qubesd/node-flags.js';
+import { QUBESD_NODE_FLAGS } from '../../lib/node-flags.js';
 import { systemInfo } from '../policy/helpers.js';
 
 const ENV = { ...process.env, NODE_OPTIONS: '' };

@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cleanup, SHARED, type Daemon } from '../helpers/qubesd.js';
-import { caller, eventually, snapshotFiles, startDaemon, watchEvents } from '../firewall/daemon.js';
+import { caller, eventually, snapshotFiles, startDaemon, watchEvents } from '../helpers/daemon-session.js';
 
 let d: Daemon;
 t.before(async () => { d = await startDaemon(); });

@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cleanup, FIXTURE, SHARED, type Daemon } from '../helpers/qubesd.js';
-import { caller, eventually, snapshotFiles, startDaemon, watchEvents } from './daemon.js';
+import { caller, eventually, snapshotFiles, startDaemon, watchEvents } from '../helpers/daemon-session.js';
 
 let d: Daemon;
 t.before(async () => { d = await startDaemon(); });

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { encodeRequest } from '../../lib/protocol/request.js';
-import { QUBESD_NODE_FLAGS } from '../../qubesd/node-flags.js';
+import { QUBESD_NODE_FLAGS } from '../../lib/node-flags.js';
 
 /** repository root (this file is compiled to dist/test/helpers/) */
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');

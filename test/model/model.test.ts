@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { QubesApp, validateVmName, type Vm } from '../../qubesd/model/app.js';
 import { lookup, resetProperty, serializeDefault, serializeProperty, setFromApi } from '../../qubesd/model/properties.js';
 import { parseQubesXml } from '../../qubesd/store/qubes-xml.js';
-import { QubesError } from '../../qubesd/api/errors.js';
+import { QubesError } from '../../qubesd/errors.js';
 import { FIXTURE } from '../helpers/qubesd.js';
 
 function load(): { app: QubesApp; base: string } {

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { OkReply, eventFrame, exceptionFrame, okFrame, parseReply } from '../../lib/protocol/reply.js';
-import { pyRepr } from '../../qubesd/api/errors.js';
+import { pyRepr } from '../../qubesd/errors.js';
 
 t.test('OK frame', async (t) => {
   t.same([...okFrame('')], [0x30, 0]);

@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { QUBESD_NODE_FLAGS } from '../../qubesd/node-flags.js';
+import { QUBESD_NODE_FLAGS } from '../../lib/node-flags.js';
 import { ROOT, call, cleanup, rawCall, startDaemon } from '../helpers/qubesd.js';
 
 function runQubesd(args: string[], ms = 10000): { status: number | null; out: string } {

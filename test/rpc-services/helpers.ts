@@ -1,12 +1,11 @@
-// Helpers for the rpc-services tests: a stand-in policy daemon speaking the
-// qrexec-policy-daemon protocol, and a runner for bin/qrexec-client-vm.
+// Helpers for the rpc-services tests: qubesd (the shared daemon helper), a
+// stand-in policy daemon speaking the qrexec-policy-daemon protocol, and a
+// runner for bin/qrexec-client-vm.
 import net from 'node:net';
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, rmSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { FIXTURE, ROOT } from '../helpers/qubesd.js';
-import { canConnect } from '../../rpc-services/stack.js';
+import { ROOT, startDaemon } from '../helpers/qubesd.js';
 
 export const BIN = join(ROOT, 'bin');
 
@@ -22,30 +21,13 @@ export function spawnPlain(cmd: string, args: string[], opts: SpawnOptions = {})
 
 export interface Qubesd { dir: string; socket: string; internalSocket: string; log(): string; stop(): Promise<void> }
 
-/** bin/qubesd on a copy of the conformance fixture (or a fresh store) in a temporary directory. */
+/** bin/qubesd on a copy of the conformance fixture (or a fresh store) in a
+ * temporary directory (test/helpers/qubesd.ts), removed again on stop(). */
 export async function startQubesd(from: 'fixture' | 'fresh' = 'fixture'): Promise<Qubesd> {
-  const dir = mkdtempSync(join(tmpdir(), 'rpc-qubesd-'));
-  const base = join(dir, 'base'), run = join(dir, 'run'), store = join(dir, 'qubes.xml'), logFile = join(dir, 'qubesd.log');
-  mkdirSync(base, { recursive: true }); mkdirSync(run, { recursive: true });
-  if (from === 'fixture') {
-    writeFileSync(store, readFileSync(join(FIXTURE, 'qubes.xml'), 'utf8').replaceAll('@BASE@', base));
-    cpSync(join(FIXTURE, 'base'), base, { recursive: true });
-  }
-  const proc = spawnPlain(process.execPath, [join(BIN, 'qubesd'), '--store', store, '--base-dir', base, '--socket-dir', run,
-    '--policy-dir', join(dir, 'policy.d'), '--log', logFile], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  proc.stderr!.on('data', (d) => { stderr += d; });
-  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
-  const socket = join(run, 'qubesd.sock');
-  const deadline = Date.now() + 20000;
-  while (!(await canConnect(socket))) {
-    if (proc.exitCode !== null || Date.now() > deadline) { proc.kill('SIGKILL'); throw new Error(`qubesd did not start: ${stderr}`); }
-    await new Promise((r) => setTimeout(r, 25));
-  }
+  const d = await startDaemon({ from });
   return {
-    dir, socket, internalSocket: join(run, 'qubesd.internal.sock'),
-    log: () => (existsSync(logFile) ? readFileSync(logFile, 'utf8') : '') + stderr,
-    stop: async () => { if (proc.exitCode === null) proc.kill('SIGTERM'); await exited; rmSync(dir, { recursive: true, force: true }); },
+    dir: d.dir, socket: d.socket, internalSocket: d.internalSocket, log: d.log,
+    stop: async () => { await d.stop(); rmSync(d.dir, { recursive: true, force: true }); },
   };
 }
 

@@ -6,7 +6,8 @@ import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, openSync, readSync, closeSync, statSync, writeSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { join } from 'node:path';
-import { importFromStream, copyStreamInto } from '../../qubesd/storage/index.js';
+import { importFromStream } from '../../qubesd/storage/index.js';
+import { copyStreamInto } from '../../lib/sparse-copy.js';
 import { makeEnv, attrsOf } from './fake.js';
 
 const MiB = 1024 * 1024;

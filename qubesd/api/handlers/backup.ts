@@ -1,7 +1,7 @@
 // admin.backup.Info/Execute/Cancel (and our admin.vm.backup.Stream): backups driven by the profiles in dom0's
 // backup profile directory. The work is in qubesd/backup/service.ts.
 import { StreamedContent, type Call, type Handlers } from '../call.js';
-import { ProtocolError } from '../errors.js';
+import { ProtocolError } from '../../errors.js';
 import { backupsOf } from '../../backup/service.js';
 import { parseStreamPayload } from '../../backup/stream.js';
 

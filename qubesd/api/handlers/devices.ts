@@ -9,8 +9,8 @@
 // Where Qubes lets a Python error escape (the connection drops without a
 // reply) we answer with an exception of the nearest Qubes type instead.
 import type { Call, Handler, Handlers } from '../call.js';
-import { DEVICE_CLASSES } from '../methods.js';
-import { ProtocolError, pyRepr, QubesError, QubesValueError, QubesVMNotFoundError, QubesVMNotRunningError } from '../errors.js';
+import { DEVICE_CLASSES } from '../../../lib/api-methods.js';
+import { ProtocolError, pyRepr, QubesError, QubesValueError, QubesVMNotFoundError, QubesVMNotRunningError } from '../../errors.js';
 import type { Vm } from '../../model/app.js';
 import { lookup, setProperty } from '../../model/properties.js';
 import { pyStrip } from '../../firewall/pytext.js';

@@ -1,6 +1,6 @@
 // admin.vm.feature.*: a qube's features, with Qubes' inheritance checks.
 import type { Call, Handlers } from '../call.js';
-import { PermissionDenied, ProtocolError, QubesFeatureNotFoundError } from '../errors.js';
+import { PermissionDenied, ProtocolError, QubesFeatureNotFoundError } from '../../errors.js';
 
 /** Features only qubesd itself may change (qubes.ext.admin PROHIBITED_FEATURES). */
 const PROHIBITED = new Set(['deferred-netvm-original', 'preload-dispvm', 'preload-dispvm-completed', 'preload-dispvm-in-progress']);

@@ -3,7 +3,7 @@
 // a Python ValueError, which drops the connection; we answer with a
 // QubesValueError carrying the same message instead.
 import type { Call, Handlers } from '../call.js';
-import { ProtocolError, QubesException, QubesValueError } from '../errors.js';
+import { ProtocolError, QubesException, QubesValueError } from '../../errors.js';
 import { firewallOf, type Firewall } from '../../firewall/firewall.js';
 import { FirewallFileError } from '../../firewall/file.js';
 import { parseApiRule, RuleError, type Rule } from '../../firewall/rule.js';

@@ -1,6 +1,6 @@
 // admin.label.*: the system's labels.
 import type { Handlers } from '../call.js';
-import { ProtocolError, QubesException, QubesLabelInUseError, pyRepr } from '../errors.js';
+import { ProtocolError, QubesException, QubesLabelInUseError, pyRepr } from '../../errors.js';
 import { Label, MAX_DEFAULT_LABEL, validateLabelName, validateLabelValue } from '../../model/labels.js';
 
 export const handlers: Handlers = {

@@ -4,7 +4,7 @@
 // with the hypervisor.
 import { mkdir } from 'node:fs/promises';
 import type { Call, Handlers } from '../call.js';
-import { PermissionDenied, ProtocolError, QubesException, QubesVMError, QubesVMNotHaltedError, QubesVMNotRunningError, pyRepr } from '../errors.js';
+import { PermissionDenied, ProtocolError, QubesException, QubesVMError, QubesVMNotHaltedError, QubesVMNotRunningError, pyRepr } from '../../errors.js';
 import { lifecycleOf } from '../../lifecycle/controller.js';
 import type { Vm } from '../../model/app.js';
 import { truthy } from '../../model/values.js';

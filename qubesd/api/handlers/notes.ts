@@ -2,7 +2,7 @@
 import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Call, Handlers } from '../call.js';
-import { ProtocolError, QubesException } from '../errors.js';
+import { ProtocolError, QubesException } from '../../errors.js';
 import { codePointSafeForDisplay } from '../../model/display-safe.js';
 import { atomicWriteFile } from '../../../lib/atomic-write.js';
 import { systemErrorWords } from '../../../lib/system-error.js';

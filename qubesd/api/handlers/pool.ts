@@ -1,6 +1,6 @@
 // admin.pool.*: storage pools (qubes/api/admin.py pool_* handlers).
 import type { Call, Handlers } from '../call.js';
-import { ProtocolError, QubesException, QubesPoolInUseError } from '../errors.js';
+import { ProtocolError, QubesException, QubesPoolInUseError } from '../../errors.js';
 import { StorageManager } from '../../storage/manager.js';
 import { DRIVERS, driverInfo } from '../../storage/pools.js';
 import {

@@ -1,7 +1,7 @@
 // admin.vm.tag.*: a qube's tags. created-by-<qube> tags record who created a
 // qube and only dom0 may change them.
 import type { Call, Handlers } from '../call.js';
-import { PermissionDenied, QubesInvalidTagError } from '../errors.js';
+import { PermissionDenied, QubesInvalidTagError } from '../../errors.js';
 
 function validateTag(tag: string): void {
   if (!tag) throw QubesInvalidTagError('tag cannot be empty');

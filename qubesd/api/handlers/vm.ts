@@ -2,10 +2,10 @@
 // admin.vm.CreateInPool.<class>, admin.vm.Remove, admin.vm.CurrentState.
 import { mkdir } from 'node:fs/promises';
 import type { Call, Handler, Handlers } from '../call.js';
-import { VM_CLASSES } from '../methods.js';
+import { VM_CLASSES } from '../../../lib/api-methods.js';
 import {
   ProtocolError, QubesException, QubesVMAlreadyExistsError, QubesVMInUseError, QubesVMNotFoundError,
-} from '../errors.js';
+} from '../../errors.js';
 import { validateVmName, type Vm } from '../../model/app.js';
 import { TABLES } from '../../model/properties-vm.js';
 import { validateLabelName, type Label } from '../../model/labels.js';

@@ -2,7 +2,7 @@
 // (qubes/api/admin.py vm_volume_*, qubes/api/internal.py).
 import { StreamedContent, type Call, type Handlers } from '../call.js';
 import { exportContent } from '../../storage/export.js';
-import { ProtocolError } from '../errors.js';
+import { ProtocolError } from '../../errors.js';
 import { StorageManager } from '../../storage/manager.js';
 import type { StorageVm } from '../../storage/model-view.js';
 import { QubesVolumeRevisionNotFoundError } from '../../storage/errors.js';

@@ -2,13 +2,18 @@
 // (<dir>/<service>+<argument>, else <dir>/<service>), then either run the
 // program with qrexec's environment, or, if the entry is a UNIX socket,
 // connect to it and send the service descriptor before the caller's data.
+// Both the qrexec dispatcher (rpc-services) and qubesd (calling services of
+// dom0 and of qubes) start services this way, so it lives below both.
 import { spawn } from 'node:child_process';
 import { statSync } from 'node:fs';
 import net from 'node:net';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { EXIT_NOT_FOUND, EXIT_PROBLEM } from './protocol.js';
+
+/** Exit codes as qrexec reports them for a service it could not run. */
+export const EXIT_PROBLEM = 125;
+export const EXIT_NOT_FOUND = 127;
 
 export interface ServiceCall {
   service: string;

@@ -1,8 +1,9 @@
-// Starts a qubesd serving the firewall and device families on a copy of the
-// conformance fixture, and talks to it over its real socket.
+// Shared by the firewall and device tests: start a qubesd on a copy of the
+// conformance fixture (or again on its directory, a restart), call it, watch
+// its events, wait for it, and see that nothing on disk changed.
 import { join } from 'node:path';
 import { readdirSync, readFileSync } from 'node:fs';
-import { call, startDaemon as startQubesd, subscribeEvents, type Daemon } from '../helpers/qubesd.js';
+import { call, startDaemon as startQubesd, subscribeEvents, type Daemon } from './qubesd.js';
 
 /** Start on a fresh copy of the fixture, or again on `dir` (a restart). */
 export function startDaemon(dir?: string): Promise<Daemon> {

@@ -2,7 +2,14 @@
 // protocol: the EXCEPTION frame carries it, and the Qubes client turns it back
 // into the exception class of the same name. So each type here is named
 // exactly as Qubes names it, and messages follow Qubes' wording.
-import { scrubSystemErrorText } from '../../lib/system-error.js';
+//
+// This is the bottom of qubesd: every layer (model, storage, hypervisor,
+// lifecycle, backup, api) throws these, so this file imports nothing of qubesd.
+import { pyRepr } from '../lib/py-repr.js';
+
+// Messages quote names with Python's repr(), as Qubes does.
+export { pyRepr };
+import { scrubSystemErrorText } from '../lib/system-error.js';
 
 export class QubesError extends Error {
   /** The exception type name sent on the wire. */
@@ -23,23 +30,6 @@ export class QubesError extends Error {
 export function replyError(e: unknown): [type: string, message: string] {
   if (e instanceof QubesError) return [e.type, scrubSystemErrorText(e.message)];
   return ['QubesException', 'An internal error occurred in qubesd; see its log'];
-}
-
-/** Python's repr() of a str, as Qubes puts names in messages ('name'). */
-export function pyRepr(s: string): string {
-  const q = s.includes("'") && !s.includes('"') ? '"' : "'";
-  let out = q;
-  for (const ch of s) {
-    const c = ch.codePointAt(0)!;
-    if (ch === '\\') out += '\\\\';
-    else if (ch === q) out += '\\' + q;
-    else if (ch === '\n') out += '\\n';
-    else if (ch === '\r') out += '\\r';
-    else if (ch === '\t') out += '\\t';
-    else if (c < 0x20 || c === 0x7f) out += '\\x' + c.toString(16).padStart(2, '0');
-    else out += ch;
-  }
-  return out + q;
 }
 
 const err = (type: string) => (message: string) => new QubesError(type, message);
@@ -78,8 +68,6 @@ export const QubesVMNotPausedError = vmErr('QubesVMNotPausedError', (n) => `Doma
 export const QubesVMNotSuspendedError = vmErr('QubesVMNotSuspendedError', (n) => `Domain is not suspended: ${pyRepr(n)}`);
 export const QubesVMNotHaltedError = vmErr('QubesVMNotHaltedError', (n) => `Domain is not powered off: ${pyRepr(n)}`);
 export const QubesVMShutdownTimeoutError = vmErr('QubesVMShutdownTimeoutError', (n) => `Domain shutdown timed out: ${pyRepr(n)}`);
-export const QubesNoTemplateError = vmErr('QubesNoTemplateError', (n) => `Template for the domain ${pyRepr(n)} not found`);
-export const QubesMemoryError = vmErr('QubesMemoryError', (n) => `Not enough memory to start domain ${pyRepr(n)}`);
 export const QubesBackupProfileNotFoundError = (p: string) => new QubesError('QubesBackupProfileNotFoundError', `Backup profile does not exist: ${p}`);
 export const BackupCancelledError = (msg = 'Backup cancelled') => new QubesError('BackupCancelledError', msg);
 export const BackupAlreadyRunningError = (msg = 'Backup already running') => new QubesError('BackupAlreadyRunningError', msg);

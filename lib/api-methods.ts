@@ -168,8 +168,9 @@ export function lookupMethod(name: string): MethodSpec | undefined {
   return BY_NAME.get(name);
 }
 
-/** The admin policy include file that grants a method, as Qubes names them. */
+/** The admin policy include file that grants a method, as Qubes names them.
+ * internal.* methods are dom0's own (qubesd.internal.sock): never in an include. */
 export function policyInclude(spec: MethodSpec): string | null {
-  if (spec.scope === null) return null;
+  if (spec.scope === null || spec.socket === 'internal') return null;
   return `admin-${spec.scope}-${spec.access.length > 1 ? 'rwx' : 'ro'}`;
 }
