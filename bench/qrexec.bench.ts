@@ -12,9 +12,9 @@ import { fileURLToPath } from 'node:url';
 import { report, percentile } from './common.js';
 import { encodeRequest } from '../lib/protocol/request.js';
 import { install, serviceEntries } from '../rpc-services/install.js';
-import { loadConfig } from '../rpc-services/config.js';
+import { loadConfig } from '../lib/stack-config.js';
 import { canConnect } from '../rpc-services/stack.js';
-import { askPolicy } from '../rpc-services/qrexec/policy-client.js';
+import { askPolicy } from '../lib/policy-client.js';
 import { FrameReader, Kind, frame } from '../rpc-services/qrexec/protocol.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');

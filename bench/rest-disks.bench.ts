@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { report } from './common.js';
 import { call, callStream } from '../lib/qubesd-client.js';
 import { install } from '../rpc-services/install.js';
-import { configPath } from '../rpc-services/config.js';
+import { configPath } from '../lib/stack-config.js';
 import { startStack } from '../rpc-services/stack.js';
 import { ROOT } from '../test/helpers/qubesd.js';
 import { tokenFileFor } from '../rest/options.js';

@@ -19,7 +19,7 @@ import pLimit from 'p-limit';
 import { report } from './common.js';
 import { call } from '../lib/qubesd-client.js';
 import { install } from '../rpc-services/install.js';
-import { configPath } from '../rpc-services/config.js';
+import { configPath } from '../lib/stack-config.js';
 import { startStack } from '../rpc-services/stack.js';
 import { ROOT } from '../test/helpers/qubesd.js';
 import { tokenFileFor } from '../rest/options.js';

@@ -11,7 +11,7 @@
 // transport this class does not offer (a streamed body) gets its checked
 // CallSpec from authorize().
 import { callRaw, streamEvents, type CallOptions, type CallSpec, type EventStream, type QubesdEvent } from '../lib/qubesd-client.js';
-import { askPolicy, PolicyDaemonError, type PolicyAnswer } from '../rpc-services/qrexec/policy-client.js';
+import { askPolicy, PolicyDaemonError, type PolicyAnswer } from '../lib/policy-client.js';
 import type { LimitFunction } from 'p-limit';
 import { forbidden, unavailable } from './errors.js';
 

@@ -3,7 +3,7 @@
 // Paths to qubesd's and the policy daemon's sockets come from the
 // installation (DIR/etc/qubes/stack.json, written by qubes-install).
 import { join } from 'node:path';
-import { configPath, loadConfig } from '../rpc-services/config.js';
+import { configPath, loadConfig } from '../lib/stack-config.js';
 import { DEFAULT_TASK_LIMITS, type TaskLimits } from './tasks.js';
 
 export interface RestOptions extends TaskLimits {

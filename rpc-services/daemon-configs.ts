@@ -4,7 +4,7 @@
 // and the docs generator.
 import { join } from 'node:path';
 import type { ConfigValues, DaemonSchema } from '../lib/config/schema.js';
-import type { StackConfig } from './config.js';
+import type { StackConfig } from '../lib/stack-config.js';
 import { QUBESD_SCHEMA } from '../qubesd/config-schema.js';
 import { POLICY_DAEMON_SCHEMA } from '../policy/config-schema.js';
 import { DISPATCHER_SCHEMA } from './qrexec/config-schema.js';

@@ -7,7 +7,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { METHODS } from '../lib/api-methods.js';
-import { configPath, layoutFor, type StackConfig } from './config.js';
+import { configPath, layoutFor, type StackConfig } from '../lib/stack-config.js';
 import { defaultPolicyFiles } from './policy-files.js';
 import { POLICY_SERVICES, servedService } from './names.js';
 import { bundleHandler } from './bundle.js';

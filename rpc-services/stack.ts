@@ -11,7 +11,7 @@ import { existsSync } from 'node:fs';
 import net from 'node:net';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { configPath, loadConfig, type StackConfig } from './config.js';
+import { configPath, loadConfig, type StackConfig } from '../lib/stack-config.js';
 import { CHECKOUT, install } from './install.js';
 import { QUBESD_NODE_FLAGS } from '../lib/node-flags.js';
 import { populateDemo } from './demo.js';

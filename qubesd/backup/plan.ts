@@ -17,7 +17,7 @@ import { QubesVMNotHaltedError } from '../errors.js';
 import { selectQubes, type BackupProfile } from './profile.js';
 import type { SummaryRow } from './summary.js';
 import type { BackupSource } from './writer.js';
-import { scanDataRegions } from './sparse.js';
+import { scanDataRegions } from '../../lib/sparse-scan.js';
 
 export interface PlannedFile {
   /** name in the archive, e.g. private.img */

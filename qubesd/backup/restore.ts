@@ -3,7 +3,7 @@
 // hidden staging directory that is renamed into place only after the whole
 // archive has been read and authenticated, so a wrong passphrase, a
 // tampered or a truncated archive restores nothing at all.
-import { writeSparseFile } from './sparse.js';
+import { writeSparseFile } from '../../lib/sparse-scan.js';
 import { createReadStream, promises as fsp } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';

@@ -20,7 +20,7 @@ import {
 } from './format.js';
 import { DEFAULT_SCRYPT_PARAMS, SCRYPT_OVERHEAD, encryptBuffer, encryptPieces, prepareEncryption, type PreparedKey, type ScryptParams } from './scrypt-file.js';
 import { TAR_END, paddingFor, tarEntrySize, tarFileHeader, tarSparseHeader } from './tar.js';
-import { encodeSparseMap, type SparseMap } from './sparse.js';
+import { encodeSparseMap, type SparseMap } from '../../lib/sparse-scan.js';
 
 export interface BackupFile {
   name: string;

@@ -5,7 +5,7 @@
 // a revert or an import replace images by rename, and the open file keeps
 // the image exactly as it was when the call came.
 import type { FileHandle } from 'node:fs/promises';
-import { scanDataRegions } from '../backup/sparse.js';
+import { scanDataRegions } from '../../lib/sparse-scan.js';
 import { encodeExportHeader, type ExtentMap } from '../../lib/volume-export.js';
 
 /** Holes shorter than this are sent as zeros: a map entry costs more than a few KiB of zeros, and maps stay short. */

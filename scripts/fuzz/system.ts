@@ -6,7 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { install } from '../../rpc-services/install.js';
-import { configPath, loadConfig, type StackConfig } from '../../rpc-services/config.js';
+import { configPath, loadConfig, type StackConfig } from '../../lib/stack-config.js';
 import { canConnect, commands, unitEnv } from '../../rpc-services/stack.js';
 
 export interface Part {

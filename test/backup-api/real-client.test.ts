@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { ROOT, SHARED, call, cleanup, startDaemon } from '../helpers/qubesd.js';
 import { install } from '../../rpc-services/install.js';
-import { configPath } from '../../rpc-services/config.js';
+import { configPath } from '../../lib/stack-config.js';
 
 const CLIENT = process.env.QUBES_CORE_ADMIN_CLIENT ?? join(ROOT, '..', 'ref', 'qubes-core-admin-client');
 const PYTHON = ['/usr/bin/python3', 'python3'].find((py) => spawnSync(py, ['-c', 'import lxml, yaml'], { stdio: 'ignore' }).status === 0);

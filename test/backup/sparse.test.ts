@@ -5,7 +5,7 @@ import { closeSync, openSync, readFileSync, renameSync, statSync, writeFileSync,
 import { open } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { join } from 'node:path';
-import { scanDataRegions, writeSparseFile, encodeSparseMap } from '../../qubesd/backup/sparse.js';
+import { scanDataRegions, writeSparseFile, encodeSparseMap } from '../../lib/sparse-scan.js';
 import { mountTmpfs } from '../storage/mounts.js';
 import { tempDir } from './util.js';
 

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { call, type Reply } from '../helpers/qubesd.js';
 import { install } from '../../rpc-services/install.js';
-import { loadConfig, type StackConfig } from '../../rpc-services/config.js';
+import { loadConfig, type StackConfig } from '../../lib/stack-config.js';
 import { BIN, spawnPlain } from '../rpc-services/helpers.js';
 
 export interface RestStack {

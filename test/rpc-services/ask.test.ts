@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { call } from '../helpers/qubesd.js';
 import { install } from '../../rpc-services/install.js';
-import { loadConfig } from '../../rpc-services/config.js';
+import { loadConfig } from '../../lib/stack-config.js';
 import { eventually, qrexecClient, runStack } from './helpers.js';
 
 const prefix = mkdtempSync(join(tmpdir(), 'rpc-ask-'));

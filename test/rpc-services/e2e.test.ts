@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { call, ROOT, type Reply } from '../helpers/qubesd.js';
 import { install } from '../../rpc-services/install.js';
-import { loadConfig } from '../../rpc-services/config.js';
+import { loadConfig } from '../../lib/stack-config.js';
 import { exceptionOf, qrexecClient, spawnPlain, BIN } from './helpers.js';
 
 const needed = ['dist/policy/daemon.js', 'dist/qubesd/cli.js', 'dist/rpc-services/qrexec/main-run.js'].filter((f) => !existsSync(join(ROOT, f)));

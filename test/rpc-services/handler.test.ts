@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT, rawCall, call } from '../helpers/qubesd.js';
 import { encodeRequest, MAX_REQUEST } from '../../lib/protocol/request.js';
-import { configPath, loadConfig } from '../../rpc-services/config.js';
+import { configPath, loadConfig } from '../../lib/stack-config.js';
 import { install, handlerPath } from '../../rpc-services/install.js';
 import { exceptionOf, spawnPlain, startQubesd } from './helpers.js';
 

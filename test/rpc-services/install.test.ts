@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { METHODS } from '../../lib/api-methods.js';
 import { install, handlerPath } from '../../rpc-services/install.js';
-import { loadConfig } from '../../rpc-services/config.js';
+import { loadConfig } from '../../lib/stack-config.js';
 import { POLICY_SERVICES } from '../../rpc-services/names.js';
 
 const prefix = mkdtempSync(join(tmpdir(), 'rpc-install-'));

@@ -1,6 +1,6 @@
 // Reading the policy daemon's answers as strictly as qrexec does.
 import t from 'tap';
-import { parsePolicyAnswer } from '../../rpc-services/qrexec/policy-client.js';
+import { parsePolicyAnswer } from '../../lib/policy-client.js';
 
 t.test('allow and deny answers', async (t) => {
   t.same(parsePolicyAnswer('user=DEFAULT\nresult=allow\ntarget=dom0\nautostart=True\nrequested_target=@adminvm\n'),

@@ -6,7 +6,7 @@
 // the qube is indistinguishable from a hole and restores the same.
 import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
-import { writeSparse } from '../../lib/sparse-copy.js';
+import { writeSparse } from './sparse-copy.js';
 
 /** Granularity of holes: the usual filesystem block. */
 const BLOCK = 4096;
