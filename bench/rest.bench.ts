@@ -50,7 +50,9 @@ function cpuMs(pid: number): number {
 async function autocannon(url: string, token: string, connections: number): Promise<{ rps: number; p50: number; p99: number; errors: number }> {
   const { stdout } = await execFileP(process.execPath, [join(ROOT, 'node_modules', 'autocannon', 'autocannon.js'), '-j', '-c', String(connections),
     '-d', String(SECONDS), '-H', `authorization=Bearer ${token}`, url], { maxBuffer: 1 << 24 });
-  const r = JSON.parse(stdout) as { requests: { average: number; total: number }; latency: { p50: number; p99: number }; non2xx: number; errors: number; duration: number };
+  const r = JSON.parse(stdout) as {
+    requests: { average: number; total: number }; latency: { p50: number; p99: number }; non2xx: number; errors: number; duration: number;
+  };
   return { rps: r.requests.total / r.duration, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.non2xx };
 }
 

@@ -20,7 +20,7 @@
 // caller's requested_target.
 
 import { spawn } from 'node:child_process';
-import { chmodSync, readFileSync, unlinkSync } from 'node:fs';
+import { chmodSync, unlinkSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { responseFor, executeAllow } from './answer.js';
 import { AccessDenied } from './errors.js';

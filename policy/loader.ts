@@ -234,7 +234,8 @@ class Loader {
   }
 
   /** A file in the old per-service format: `source target action[,param=value…]`. */
-  private loadServiceFile(service: string | null, argument: string | null, path: string, text: string, base: string, from: { file: string; line: number }): void {
+  private loadServiceFile(service: string | null, argument: string | null, path: string, text: string, base: string,
+    from: { file: string; line: number }): void {
     this.enter(path, from.file, from.line);
     const lines = splitLines(text, !this.opts.overrides?.has(path));
     for (let i = 0; i < lines.length; i++) {

@@ -132,7 +132,9 @@ export function socketsFor(entry: string | undefined): Sockets {
   const path = findConfig(entry);
   if (!path) return { admin: '/var/run/qubesd.sock', internal: '/var/run/qubesd.internal.sock', policyDir: null, policyAdminLog: null, checkout: null };
   const c = loadConfig(path);
-  return { admin: c.qubesd.socket, internal: c.qubesd.internalSocket, policyDir: c.policy.dir, policyAdminLog: c.policy.adminLog ?? null, checkout: c.checkout };
+  return {
+    admin: c.qubesd.socket, internal: c.qubesd.internalSocket, policyDir: c.policy.dir, policyAdminLog: c.policy.adminLog ?? null, checkout: c.checkout,
+  };
 }
 
 /** The whole program; resolves with the exit code. */

@@ -73,7 +73,8 @@ export function install(o: InstallOptions): InstallReport {
   c.qrexec.entries = o.entries ?? 'handler';
 
   for (const d of [c.qrexec.serviceDir, join(c.policy.dir, 'include'), c.policy.runtimeDir, c.qrexec.socketDir,
-    c.qubesd.baseDir, c.qubesd.guestServicesDir ?? c.qubesd.baseDir, dirname(c.qubesd.log), dirname(c.policy.adminLog), c.qubesd.backupProfileDir, dirname(c.policy.socket)]) {
+    c.qubesd.baseDir, c.qubesd.guestServicesDir ?? c.qubesd.baseDir, dirname(c.qubesd.log), dirname(c.policy.adminLog),
+    c.qubesd.backupProfileDir, dirname(c.policy.socket)]) {
     mkdirSync(d, { recursive: true });
   }
 

@@ -101,7 +101,8 @@ export function startConfig(program: string, schema: DaemonSchema, argv: string[
  * time to `apply`, and log what was applied and what waits for a restart.
  * A configuration that no longer loads is logged and the running one kept.
  */
-export function reloadOnSighup(program: string, cfg: DaemonConfig, apply: (next: LoadedConfig, keys: string[]) => void, log: (line: string) => void): () => void {
+export function reloadOnSighup(program: string, cfg: DaemonConfig, apply: (next: LoadedConfig, keys: string[]) => void,
+  log: (line: string) => void): () => void {
   const onHup = () => {
     let r: ReturnType<DaemonConfig['reread']>;
     try {

@@ -113,6 +113,7 @@ export class Vm implements Holder {
 
   /** Qubes' Features._recursive_check: along `attr`, then optionally dom0. */
   checkFeature(key: string, attr: 'template' | 'netvm' | null, adminvm: boolean): string | undefined {
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the walk starts at this qube
     let subject: Vm | null = this;
     const seen = new Set<Vm>();
     while (subject && !seen.has(subject)) {

@@ -60,7 +60,6 @@ export function parseBoolPayload(payload: Buffer): boolean {
 
 /** Python's str.splitlines() for ASCII text. */
 export function splitLines(s: string): string[] {
-  // eslint-disable-next-line no-control-regex
   const parts = s.split(/\r\n|[\n\r\v\f\x1c\x1d\x1e]/);
   if (parts.length && parts[parts.length - 1] === '') parts.pop();
   return parts;

@@ -51,7 +51,6 @@ function parseRevisions(v: string): number {
 }
 
 function parseDirPath(v: string): string {
-  // eslint-disable-next-line no-control-regex
   if (!v.startsWith('/') || /[\x00-\x1f\x7f]/.test(v)) throw QubesValueError(`Invalid dir_path ${JSON.stringify(v)}: must be an absolute path`);
   return path.normalize(v).replace(/(.)\/+$/, '$1');
 }

@@ -94,7 +94,10 @@ async function patchVm(caller: AdminCaller, dest: string, body: Record<string, u
   }
 }
 
-interface CreateBody { name_label?: string; name?: string; type?: string; template?: string; label: string; pool?: string; properties?: Record<string, unknown>; tags?: string[]; features?: Record<string, string> }
+interface CreateBody {
+  name_label?: string; name?: string; type?: string; template?: string; label: string; pool?: string;
+  properties?: Record<string, unknown>; tags?: string[]; features?: Record<string, string>;
+}
 
 async function createVm(caller: AdminCaller, b: CreateBody): Promise<{ href: string; uuid: string }> {
   const name = b.name_label ?? b.name;

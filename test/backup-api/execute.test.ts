@@ -2,8 +2,7 @@
 // real bin/qubesd on a fresh store, profiles on disk, archives read back
 // with our restore library.
 import t from 'tap';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, writeFileSync, writeSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import net from 'node:net';
 import { call, subscribeEvents } from '../helpers/qubesd.js';

@@ -17,7 +17,8 @@ async function readTar(data: Buffer | Buffer[], opts = {}): Promise<Array<{ name
 }
 
 function archive(files: Array<[string, Buffer]>): Buffer {
-  return Buffer.concat([...files.flatMap(([name, data]) => [tarFileHeader({ name, size: data.length, mtime: 1700000000 }), data, Buffer.alloc(paddingFor(data.length))]), TAR_END]);
+  const entries = files.flatMap(([name, data]) => [tarFileHeader({ name, size: data.length, mtime: 1700000000 }), data, Buffer.alloc(paddingFor(data.length))]);
+  return Buffer.concat([...entries, TAR_END]);
 }
 
 t.test('GNU tar reads what we write, including long names', { skip: have('tar') ? false : 'no tar' }, async (t) => {

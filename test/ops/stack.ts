@@ -18,7 +18,9 @@ export function prefixDir(opts: { backend?: 'sim' | 'libvirt' } = {}): string {
   return prefix;
 }
 
-export interface Stack { proc: ChildProcess; out(): string; waitFor(text: string, ms?: number): Promise<void>; exited: Promise<number | null>; stop(): Promise<void> }
+export interface Stack {
+  proc: ChildProcess; out(): string; waitFor(text: string, ms?: number): Promise<void>; exited: Promise<number | null>; stop(): Promise<void>;
+}
 
 export function runStack(prefix: string): Stack {
   const proc = spawn(process.execPath, [join(BIN, 'qubes-stack'), '--prefix', prefix], { env: ENV, stdio: ['ignore', 'pipe', 'pipe'] });

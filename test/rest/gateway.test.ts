@@ -43,7 +43,8 @@ t.test('token create, list, revoke', async (t) => {
   t.equal(statSync(tokenFile).mode & 0o777, 0o600, 'readable by its owner alone');
   const file = readFileSync(tokenFile, 'utf8');
   t.notOk(file.includes(tok), 'the token is not stored');
-  const rec = (JSON.parse(file) as { tokens: Array<{ id: string; hash: string; identity: string; expires: number; created: number; description: string }> }).tokens[0]!;
+  type TokenRecord = { id: string; hash: string; identity: string; expires: number; created: number; description: string };
+  const rec = (JSON.parse(file) as { tokens: TokenRecord[] }).tokens[0]!;
   t.equal(rec.hash, createHash('sha256').update(tok).digest('hex'), 'only its SHA-256');
   t.equal(rec.identity, 'mgmt');
   t.equal(rec.expires - rec.created, 30 * 86400 * 1000);

@@ -23,7 +23,10 @@ export class FakeApp implements StorageApp {
   globalsDirty = 0;
   volumeHooks: unknown = null;
   props = new Map<string, string>();
-  events = { fired: [] as Array<[string, string, ReadonlyArray<readonly [string, string]>]>, fire(s: string, e: string, kw: ReadonlyArray<readonly [string, string]> = []) { this.fired.push([s, e, kw]); } };
+  events = {
+    fired: [] as Array<[string, string, ReadonlyArray<readonly [string, string]>]>,
+    fire(s: string, e: string, kw: ReadonlyArray<readonly [string, string]> = []) { this.fired.push([s, e, kw]); },
+  };
   constructor(readonly baseDir: string) {
     this.pools = [
       { attrs: [['name', 'varlibqubes'], ['dir_path', baseDir], ['driver', 'file'], ['revisions_to_keep', '1'], ['ephemeral_volatile', 'False']] },

@@ -23,7 +23,12 @@ function throwsType(t: Test, fn: () => unknown, type: string, message?: string):
 
 function listFiles(dir: string): string[] {
   const out: string[] = [];
-  const walk = (d: string) => { for (const e of readdirSync(d, { withFileTypes: true })) { const p = join(d, e.name); if (e.isDirectory()) walk(p); else out.push(p.slice(dir.length + 1)); } };
+  const walk = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) walk(p); else out.push(p.slice(dir.length + 1));
+    }
+  };
   if (existsSync(dir)) walk(dir);
   return out.sort();
 }

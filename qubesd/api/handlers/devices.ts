@@ -50,7 +50,8 @@ function unpack(text: string): { props: Map<string, string>; options: Map<string
   };
   const unescape = (v: string) => v.replaceAll("\\'", "'");
   const keys: string[] = [], values: string[] = [];
-  let [key, rest] = partition(s, "='");
+  const [key, first] = partition(s, "='");
+  let rest = first;
   keys.push(sanitize(pyStrip(key), KEY_CHARS, 'name: '));
   while (rest.includes("='")) {
     let valueKey: string;

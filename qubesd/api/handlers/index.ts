@@ -17,7 +17,9 @@ import { handlers as firewall } from './firewall.js';
 import { handlers as devices } from './devices.js';
 import { handlers as backup } from './backup.js';
 
-export const families: Readonly<Record<string, Handlers>> = { vm, property, feature, tag, label, notes, events, internal, pool, volume, lifecycle, firewall, devices, backup };
+export const families: Readonly<Record<string, Handlers>> = {
+  vm, property, feature, tag, label, notes, events, internal, pool, volume, lifecycle, firewall, devices, backup,
+};
 
 function merge(all: Readonly<Record<string, Handlers>>): Handlers {
   const out: Record<string, Handlers[string]> = {};
