@@ -5,6 +5,7 @@ import { backupProfileRoutes } from './backup-profiles.js';
 import { eventRoutes } from './events.js';
 import { installationRoutes } from './installation.js';
 import { rootRoutes } from './root.js';
+import { sessionRoutes } from './session.js';
 import { storageRoutes } from './storage.js';
 import { taskRoutes } from './tasks.js';
 import { vmRoutes } from './vms.js';
@@ -17,4 +18,5 @@ export const ROUTES: RestPlugin[] = [
   taskRoutes,
   backupProfileRoutes,
   eventRoutes,
+  sessionRoutes,
 ];
