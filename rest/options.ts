@@ -27,6 +27,10 @@ export interface RestOptions extends TaskLimits {
   events_buffer: number;
   qubesd_socket: string;
   policy_socket: string;
+  /** the policy files (policy.* calls are served by the policy admin code in-process); null: no /policies routes */
+  policy_dir?: string | null;
+  /** where the console's ask agent listens for the policy daemon's questions; null: none */
+  ask_socket?: string | null;
   token_file: string;
   task_file: string | null;
   /** 'stderr', 'none' or a file */
@@ -50,6 +54,11 @@ export function tokenFileFor(prefix: string): string {
   return join(prefix, 'etc', 'qubes', 'rest-tokens.json');
 }
 
+/** The console's ask agent socket of the installation under `prefix`. */
+export function askSocketFor(prefix: string): string {
+  return join(prefix, 'var', 'run', 'qubes', 'rest-ask.sock');
+}
+
 /** Options for serving the installation under `prefix`, with `overrides` on top. */
 export function optionsForPrefix(prefix: string, overrides: Partial<RestOptions> = {}): RestOptions {
   const c = loadConfig(configPath(prefix));
@@ -57,6 +66,8 @@ export function optionsForPrefix(prefix: string, overrides: Partial<RestOptions>
     ...DEFAULTS,
     qubesd_socket: c.qubesd.socket,
     policy_socket: c.policy.socket,
+    policy_dir: c.policy.dir,
+    ask_socket: askSocketFor(prefix),
     token_file: tokenFileFor(prefix),
     task_file: join(prefix, 'var', 'lib', 'qubes', 'rest', 'tasks.json'),
     access_log: join(prefix, 'var', 'log', 'qubes', 'qubes-rest.log'),

@@ -195,7 +195,7 @@ function renderQubes() {
     h('div#create', { id: 'create' }),
     h('div.scroll', {}, h('table', { id: 'qubes' }, h('thead', {}, h('tr', {},
       COLUMNS.map(([f, title]) => h('th', { scope: 'col', 'aria-sort': sortBy === f ? (sortDir > 0 ? 'ascending' : 'descending') : undefined },
-        h('button', { type: 'button', onclick: () => { sortDir = sortBy === f ? -sortDir : 1; sortBy = f; renderQubes(); } }, title))),
+        h('button', { type: 'button', 'data-sort': f, onclick: () => sortOn(f) }, title))),
       h('th', { scope: 'col' }, 'Actions'))), h('tbody'))),
     h('section#detail', { id: 'detail' }),
   );
@@ -217,6 +217,16 @@ async function loadQubes() {
   if (err) err.textContent = '';
   qubes.clear();
   for (const o of list) qubes.set(o.name_label, o);
+  drawRows();
+}
+
+function sortOn(f) {
+  sortDir = sortBy === f ? -sortDir : 1;
+  sortBy = f;
+  for (const b of document.querySelectorAll('#qubes th button[data-sort]')) {
+    if (b.dataset.sort === f) b.parentElement.setAttribute('aria-sort', sortDir > 0 ? 'ascending' : 'descending');
+    else b.parentElement.removeAttribute('aria-sort');
+  }
   drawRows();
 }
 
@@ -320,7 +330,7 @@ function openCreate() {
 }
 
 /** Fields of GET /vms/{id} that are not Qubes properties one could set. */
-const NOT_PROPERTIES = new Set(['href', 'uuid', 'power_state', 'state', 'type', 'tags', 'features']);
+const NOT_PROPERTIES = new Set(['href', 'name', 'uuid', 'power_state', 'state', 'type', 'tags', 'features']);
 
 async function openDetail(name) {
   const box = $('#detail');

@@ -4,6 +4,7 @@ import type { RestPlugin } from '../context.js';
 import { backupProfileRoutes } from './backup-profiles.js';
 import { eventRoutes } from './events.js';
 import { installationRoutes } from './installation.js';
+import { policyRoutes } from './policy.js';
 import { rootRoutes } from './root.js';
 import { sessionRoutes } from './session.js';
 import { storageRoutes } from './storage.js';
@@ -19,4 +20,5 @@ export const ROUTES: RestPlugin[] = [
   backupProfileRoutes,
   eventRoutes,
   sessionRoutes,
+  policyRoutes,
 ];
