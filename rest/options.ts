@@ -31,6 +31,8 @@ export interface RestOptions extends TaskLimits {
   policy_dir?: string | null;
   /** where the console's ask agent listens for the policy daemon's questions; null: none */
   ask_socket?: string | null;
+  /** seconds a policy question waits for a console answer before it is a deny */
+  ask_timeout: number;
   token_file: string;
   task_file: string | null;
   /** 'stderr', 'none' or a file */
@@ -46,6 +48,7 @@ export const DEFAULTS = {
   call_timeout: 600,
   max_connections: 64,
   events_buffer: 1 << 20,
+  ask_timeout: 60,
   ...DEFAULT_TASK_LIMITS,
 } as const;
 

@@ -18,6 +18,8 @@ import { httpReplyFor, notFound } from './errors.js';
 import type { RestOptions } from './options.js';
 import { ROUTES } from './routes/index.js';
 import { sessionPublicRoutes } from './routes/session.js';
+import { askRoutes } from './routes/asks.js';
+import { AskAgent } from './ask-agent.js';
 import { TaskManager } from './tasks.js';
 import { TokenStore } from './tokens.js';
 
@@ -124,6 +126,9 @@ export async function buildGateway(options: RestOptions, build: BuildOptions = {
       reply.header('Cache-Control', 'no-cache');
     },
   });
+  // `ask` policy questions relayed to dom0 console sessions
+  const askAgent = options.ask_socket ? new AskAgent(options.ask_socket, options.ask_timeout * 1000) : null;
+  await askAgent?.listen();
   await app.register(async (pub) => { await sessionPublicRoutes(tokens)(pub, ctx); }, { prefix: BASE });
 
   await app.register(async (api) => {
@@ -131,12 +136,14 @@ export async function buildGateway(options: RestOptions, build: BuildOptions = {
       authenticate(req, tokens, callerDeps);
     });
     for (const plugin of build.plugins ?? ROUTES) await plugin(api, ctx);
+    if (!build.plugins) await askRoutes(askAgent)(api, ctx);
   }, { prefix: BASE });
 
   return {
     app, ctx, tokens,
     close: async () => {
       await app.close();
+      await askAgent?.close();
       tasks.close();
       await log.close();
     },

@@ -10,7 +10,7 @@ import { parseArgs } from 'node:util';
 import { configPath, loadConfig, type StackConfig } from './config.js';
 import { CHECKOUT, install } from './install.js';
 import { QUBESD_NODE_FLAGS } from '../qubesd/node-flags.js';
-import { tokenFileFor } from '../rest/options.js';
+import { askSocketFor, tokenFileFor } from '../rest/options.js';
 import { TokenStore } from '../rest/tokens.js';
 
 export interface Part { name: string; proc: ChildProcess }
@@ -65,7 +65,9 @@ export function commands(c: StackConfig, cfgPath: string, opts: { rest?: boolean
     {
       name: 'qrexec-dispatcher',
       script: join(c.checkout, 'dist', 'rpc-services', 'qrexec', 'main-run.js'),
-      argv: [node, join(c.checkout, 'dist', 'rpc-services', 'qrexec', 'main-run.js'), '--config', cfgPath],
+      // with the gateway, an `ask` the installation leaves at deny goes to its console's ask agent
+      argv: [node, join(c.checkout, 'dist', 'rpc-services', 'qrexec', 'main-run.js'), '--config', cfgPath,
+        ...(opts.rest !== false && c.qrexec.ask === 'deny' ? ['--ask', `socket:${askSocketFor(c.prefix)}`] : [])],
       ready: 'line',
     },
     ...rest,

@@ -5,11 +5,12 @@
 // progress, a management identity that sees only what its policy gives, and
 // the gateway's side of the console's safety (CSP, cookie flags, CSRF).
 import t from 'tap';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createToken, http, startRestStack, type RestStack } from '../rest/helpers.js';
 import { noBrowser, openConsole, type Console } from './browser.js';
+import { qrexecClient } from '../rpc-services/helpers.js';
 
 // the functions run in the page (playwright serializes them): its globals, untyped here
 declare const document: any, window: any, getComputedStyle: any;
@@ -261,5 +262,34 @@ t.test('policy: edit a file, meet a conflict, see a syntax error at its line', a
   await c.page.click('#policy-editor button:text("Save")');
   await c.page.waitForFunction(() => document.querySelector('#status').textContent === 'Saved 40-edit.');
   t.equal(readFileSync(file, 'utf8'), 'test.Echo * work vault allow\ntest.Echo * work personal deny\n');
+  t.same(c.problems, []);
+});
+
+t.test('an ask rule: the dom0 console asks, the person allows, the qrexec call goes through', async (t) => {
+  writeFileSync(join(s.config.policy.dir, '20-ask.policy'), 'admin.vm.List * work @adminvm ask default_target=@adminvm\n');
+  const sock = join(s.config.qrexec.socketDir, 'qrexec.work');
+  for (let i = 0; i < 400 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 25));
+  const c = await open(`${origin}/#token=${s.token}`);
+  await c.page.waitForSelector('#qubes tbody tr');
+  const call = qrexecClient(sock, ['dom0', 'admin.vm.List']);
+  await c.page.waitForSelector('#asks section.ask', { timeout: 20_000 });
+  t.match(await c.page.textContent('#asks section.ask p'), 'work asks for admin.vm.List');
+  t.equal(await c.page.locator('#asks select').inputValue(), await c.page.locator('#asks select option').first().getAttribute('value'), 'the default target selected');
+  await c.shot('ask');
+  await c.page.click('#asks button:text("Allow")');
+  const r = await call;
+  t.equal(r.code, 0, 'the call went through');
+  t.equal(r.stdout.subarray(0, 2).toString('latin1'), '0\0', 'with an OK reply');
+  await c.page.waitForFunction(() => !document.querySelector('#asks section.ask'));
+
+  const denied = qrexecClient(sock, ['dom0', 'admin.vm.List']);
+  await c.page.waitForSelector('#asks section.ask', { timeout: 20_000 });
+  await c.page.click('#asks button:text("Deny")');
+  t.equal((await denied).code, 126, 'denied: refused as qrexec refuses');
+
+  // a management identity's console gets no questions and may not answer
+  const mgmt = createToken(s.prefix, 'mgmt');
+  t.equal((await http(`${s.url}/asks`, 'GET', mgmt)).status, 403);
+  t.equal((await http(`${s.url}/asks/00`, 'POST', mgmt, { allow: true })).status, 403);
   t.same(c.problems, []);
 });
