@@ -40,7 +40,8 @@ export class AskAgent {
     mkdirSync(dirname(this.socketPath), { recursive: true });
     // a socket left by a previous gateway that did not stop cleanly
     if (existsSync(this.socketPath)) unlinkSync(this.socketPath);
-    const server = net.createServer((sock) => this.onConnection(sock));
+    // half-open: the dispatcher ends its side once the question is sent, and waits for the answer
+    const server = net.createServer({ allowHalfOpen: true }, (sock) => this.onConnection(sock));
     await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(this.socketPath, () => resolve()); });
     chmodSync(this.socketPath, 0o600);
     this.server = server;
