@@ -114,6 +114,14 @@ t.test('sign in by the link: the token leaves the address bar; the qubes listed'
     ['work', 'vault', 'tpl', 'mgmt', 'dom0'], 'sorted by name, descending');
   await c.shot('qubes');
   t.same(c.problems, []);
+
+  // at a phone's width: the same page, the table scrolls inside its box, the controls labelled
+  const phone = await open(`${origin}/#token=${s.token}`, 'phone');
+  await phone.page.waitForSelector('#qubes tbody tr[data-name="work"]');
+  t.equal(await phone.page.evaluate(() => document.documentElement.scrollWidth), 390, 'no page-wide horizontal scroll');
+  t.equal(await phone.page.getByLabel('Filter').count(), 1);
+  await phone.shot('qubes');
+  t.same(phone.problems, []);
 });
 
 t.test('start a qube: its state changes without a reload', async (t) => {
