@@ -4,10 +4,31 @@
 // its AdminCaller, acting as the token's identity.
 import type { FastifyRequest } from 'fastify';
 import { AdminCaller, type CallerDeps } from './admin-caller.js';
-import { unauthorized } from './errors.js';
+import { RestError, unauthorized } from './errors.js';
 import type { TokenStore } from './tokens.js';
 
 export const COOKIE_NAME = 'authenticationToken';
+/**
+ * CSRF: a change made with the cookie must carry this header (value 1). A
+ * page of another site can make the browser send the cookie (were it not
+ * SameSite) but cannot add a custom header without a CORS preflight, which
+ * the gateway never grants. Bearer-token clients are not concerned, and
+ * neither are scripts that send the cookie themselves as Xen Orchestra's
+ * curl examples do: the rule is for requests a browser makes, which always
+ * carry Origin (every change method, since 2020 in every engine) or
+ * Sec-Fetch-Site; a request with neither was not made by a web page.
+ */
+export const CSRF_HEADER = 'X-Qubes-Console';
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+const fromBrowser = (req: FastifyRequest): boolean =>
+  req.headers.origin !== undefined || req.headers['sec-fetch-site'] !== undefined || req.headers.referer !== undefined;
+
+export function requireCsrfHeader(req: FastifyRequest): void {
+  if (req.headers['x-qubes-console'] !== '1') {
+    throw new RestError(403, 'forbidden', `a change made with the ${COOKIE_NAME} cookie needs the header ${CSRF_HEADER}: 1`);
+  }
+}
 
 /** The token a request presents, or null. */
 export function presentedToken(req: FastifyRequest): string | null {
@@ -33,6 +54,7 @@ export function authenticate(req: FastifyRequest, tokens: TokenStore, deps: Call
   if (!presented) throw unauthorized('no token: send the authenticationToken cookie or Authorization: Bearer');
   const record = tokens.verify(presented);
   if (!record) throw unauthorized();
+  if (!req.headers.authorization && !SAFE_METHODS.has(req.method) && fromBrowser(req)) requireCsrfHeader(req);
   req.token = { id: record.id, identity: record.identity };
   req.caller = new AdminCaller(deps, record.identity);
 }

@@ -27,6 +27,12 @@ export interface RestOptions extends TaskLimits {
   events_buffer: number;
   qubesd_socket: string;
   policy_socket: string;
+  /** the policy files (policy.* calls are served by the policy admin code in-process); null: no /policies routes */
+  policy_dir?: string | null;
+  /** where the console's ask agent listens for the policy daemon's questions; null: none */
+  ask_socket?: string | null;
+  /** seconds a policy question waits for a console answer before it is a deny */
+  ask_timeout: number;
   token_file: string;
   task_file: string | null;
   /** 'stderr', 'none' or a file */
@@ -42,12 +48,18 @@ export const DEFAULTS = {
   call_timeout: 600,
   max_connections: 64,
   events_buffer: 1 << 20,
+  ask_timeout: 60,
   ...DEFAULT_TASK_LIMITS,
 } as const;
 
 /** Where the token file of an installation is. */
 export function tokenFileFor(prefix: string): string {
   return join(prefix, 'etc', 'qubes', 'rest-tokens.json');
+}
+
+/** The console's ask agent socket of the installation under `prefix`. */
+export function askSocketFor(prefix: string): string {
+  return join(prefix, 'var', 'run', 'qubes', 'rest-ask.sock');
 }
 
 /** Options for serving the installation under `prefix`, with `overrides` on top. */
@@ -57,6 +69,8 @@ export function optionsForPrefix(prefix: string, overrides: Partial<RestOptions>
     ...DEFAULTS,
     qubesd_socket: c.qubesd.socket,
     policy_socket: c.policy.socket,
+    policy_dir: c.policy.dir,
+    ask_socket: askSocketFor(prefix),
     token_file: tokenFileFor(prefix),
     task_file: join(prefix, 'var', 'lib', 'qubes', 'rest', 'tasks.json'),
     access_log: join(prefix, 'var', 'log', 'qubes', 'qubes-rest.log'),

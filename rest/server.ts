@@ -8,6 +8,8 @@ import { readFileSync } from 'node:fs';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
+import fastifyStatic from '@fastify/static';
+import { fileURLToPath } from 'node:url';
 import pLimit from 'p-limit';
 import { openAccessLog, type AccessLog } from './access-log.js';
 import { authenticate } from './auth.js';
@@ -15,8 +17,17 @@ import { BASE, type RestContext, type RestPlugin } from './context.js';
 import { httpReplyFor, notFound } from './errors.js';
 import type { RestOptions } from './options.js';
 import { ROUTES } from './routes/index.js';
+import { sessionPublicRoutes } from './routes/session.js';
+import { askRoutes } from './routes/asks.js';
+import { AskAgent } from './ask-agent.js';
 import { TaskManager } from './tasks.js';
 import { TokenStore } from './tokens.js';
+
+/** The console's files (rest/console/ of the checkout; dist/rest/server.js is two levels down). */
+const CONSOLE_DIR = fileURLToPath(new URL('../../rest/console/', import.meta.url));
+/** No inline script, nothing from elsewhere, never framed. */
+export const CONSOLE_CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+  + "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 export interface Gateway {
   app: FastifyInstance;
@@ -105,17 +116,34 @@ export async function buildGateway(options: RestOptions, build: BuildOptions = {
   await app.register(swaggerUi, { routePrefix: `${BASE}/docs` });
   app.get(`${BASE}/docs/openapi.json`, { schema: { hide: true } }, async () => app.swagger());
 
+  // the web console: static files at /, nothing but the public API behind them
+  await app.register(fastifyStatic, {
+    root: CONSOLE_DIR, prefix: '/', index: 'index.html', wildcard: false, serveDotFiles: false,
+    setHeaders: (reply) => {
+      reply.header('Content-Security-Policy', CONSOLE_CSP);
+      reply.header('X-Content-Type-Options', 'nosniff');
+      reply.header('Referrer-Policy', 'no-referrer');
+      reply.header('Cache-Control', 'no-cache');
+    },
+  });
+  // `ask` policy questions relayed to dom0 console sessions
+  const askAgent = options.ask_socket ? new AskAgent(options.ask_socket, options.ask_timeout * 1000) : null;
+  await askAgent?.listen();
+  await app.register(async (pub) => { await sessionPublicRoutes(tokens)(pub, ctx); }, { prefix: BASE });
+
   await app.register(async (api) => {
     api.addHook('onRequest', async (req) => {
       authenticate(req, tokens, callerDeps);
     });
     for (const plugin of build.plugins ?? ROUTES) await plugin(api, ctx);
+    if (!build.plugins) await askRoutes(askAgent)(api, ctx);
   }, { prefix: BASE });
 
   return {
     app, ctx, tokens,
     close: async () => {
       await app.close();
+      await askAgent?.close();
       tasks.close();
       await log.close();
     },

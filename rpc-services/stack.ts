@@ -18,7 +18,7 @@ import { populateDemo } from './demo.js';
 import { daemonConfigPath, readyPath } from './daemon-configs.js';
 import { readReady } from '../lib/config/ready.js';
 import { controlMain, holdPidFile } from './stack-control.js';
-import { tokenFileFor } from '../rest/options.js';
+import { askSocketFor, tokenFileFor } from '../rest/options.js';
 import { TokenStore } from '../rest/tokens.js';
 
 export interface Part { name: string; proc: ChildProcess }
@@ -67,7 +67,9 @@ export function commands(c: StackConfig, _cfgPath?: string, opts: { rest?: boole
     {
       name: 'policy-daemon',
       script: join(c.checkout, 'dist', 'policy', 'cli.js'),
-      argv: [node, join(c.checkout, 'dist', 'policy', 'cli.js'), 'daemon', ...conf('qubes-policy-daemon')],
+      // with the gateway, an `ask` the installation leaves at deny goes to its console's ask agent
+      argv: [node, join(c.checkout, 'dist', 'policy', 'cli.js'), 'daemon', ...conf('qubes-policy-daemon'),
+        ...(opts.rest !== false && c.qrexec.ask === 'deny' ? ['--ask-socket', askSocketFor(c.prefix)] : [])],
       ready: readyPath(c.prefix, 'qubes-policy-daemon'),
     },
     {

@@ -6,7 +6,9 @@ import { backupProfileRoutes } from './backup-profiles.js';
 import { diskRoutes } from './disks.js';
 import { eventRoutes } from './events.js';
 import { installationRoutes } from './installation.js';
+import { policyRoutes } from './policy.js';
 import { rootRoutes } from './root.js';
+import { sessionRoutes } from './session.js';
 import { storageRoutes } from './storage.js';
 import { taskRoutes } from './tasks.js';
 import { vmRoutes } from './vms.js';
@@ -21,4 +23,6 @@ export const ROUTES: RestPlugin[] = [
   eventRoutes,
   diskRoutes,
   backupIoRoutes,
+  sessionRoutes,
+  policyRoutes,
 ];
