@@ -38,6 +38,8 @@ const STREAM_METHODS = [Buffer.from('admin.Events'), Buffer.from('admin.vm.Stats
 const REFUSED_LINGER_MS = 2000;
 /** How long a connection may take to send its request once the socket is crowded. */
 const CROWDED_REQUEST_TIMEOUT_MS = 2000;
+/** How long a stream cut for falling behind may take to read what was queued before it. */
+const CUT_LINGER_MS = 10_000;
 
 /** The soft RLIMIT_NOFILE of this process (Linux), or null. */
 export function openFileLimit(): number | null {
@@ -55,7 +57,8 @@ export function defaultMaxConnections(limit = openFileLimit()): number {
   return Math.max(16, Math.min(4096, Math.floor((limit - 64) / 2)));
 }
 
-interface Stream { sock: net.Socket; source: string; dom0: boolean; queued: number }
+/** cut: no more events; it ends after the frames already queued (see drop) */
+interface Stream { sock: net.Socket; source: string; dom0: boolean; queued: number; cut?: boolean }
 
 /** The limits of the whole daemon; one SocketLimits per listening socket. */
 export class ConnectionLimits {
@@ -117,17 +120,35 @@ export class ConnectionLimits {
     for (const s of this.streams.values()) { s.queued = s.sock.writableLength; total += s.queued; }
     this.queuedTotal = total;
     if (total <= this.streamBufferTotal) return;
-    const behind = [...this.streams.values()].sort((a, b) => b.queued - a.queued);
+    // streams already cut go first (they had their chance), then those furthest behind
+    const behind = [...this.streams.values()].sort((a, b) => Number(b.cut ?? false) - Number(a.cut ?? false) || b.queued - a.queued);
     for (const s of behind) {
       if (this.queuedTotal <= this.streamBufferTotal * 0.75) break;
-      this.drop(s, 'total stream buffer exceeded');
+      if (s.cut) {
+        this.removeStream(s.sock);
+        s.sock.destroy();
+      } else {
+        this.drop(s, 'total stream buffer exceeded');
+        this.queuedTotal -= s.queued; // it grows no more; the next recount sees what is left
+        s.queued = 0;
+      }
     }
   }
 
+  /**
+   * No more events for this stream; it ends after the frames already queued,
+   * so a client that reads again sees whole frames and then the end, never
+   * half a frame. One that does not read by CUT_LINGER_MS (or while the
+   * shared budget is short) is disconnected outright.
+   */
   private drop(s: Stream, reason: string): void {
+    if (s.cut) return;
     this.o.log?.('event stream disconnected: client does not read', { source: s.source, queuedBytes: s.queued, reason });
-    this.removeStream(s.sock);
-    s.sock.destroy();
+    s.cut = true;
+    s.sock.end();
+    const timer = setTimeout(() => s.sock.destroy(), CUT_LINGER_MS);
+    timer.unref();
+    s.sock.once('close', () => clearTimeout(timer));
   }
 
   /** A zero-length write fails at once (EPIPE) when the client is gone. */
@@ -196,6 +217,7 @@ export class SocketLimits {
 
   /** Write a frame; event frames count against the stream's budget. */
   write(sock: net.Socket, frame: Buffer): void {
+    if (sock.writableEnded) return; // a stream cut for falling behind
     sock.write(frame);
     if (frame[0] === EVENT) this.all.accountWrite(sock);
   }

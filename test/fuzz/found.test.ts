@@ -2,8 +2,10 @@
 // against a real bin/qubesd.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import net from 'node:net';
 import t from 'tap';
 import { call, cleanup, startDaemon, subscribeEvents } from '../helpers/qubesd.js';
+import { checkReply } from '../../scripts/fuzz/frames.js';
 
 t.test('a label reset on dom0 is accepted, as in Qubes, and the store still loads', async (t) => {
   // Qubes' label property has no default: delattr() succeeds and the qube is
@@ -49,4 +51,27 @@ t.test('an event encoded once for every stream: each stream gets each event, in 
     t.same(seen, [[['feature', 'fz'], ['value', 'one']], [['feature', 'fz'], ['value', 'two'], ['oldvalue', 'one']]]);
     s.close();
   }
+});
+
+t.test('a stream that falls behind is cut after a whole frame: a client that reads again sees whole frames, then the end', async (t) => {
+  // the soak's slow readers saw "stream ends inside an event frame" when the
+  // daemon destroyed a stream with frames still queued
+  const d = await startDaemon({ from: 'fresh', args: ['--stream-buffer', '1M'] });
+  t.teardown(() => d.stop().then(() => cleanup(d)));
+  const chunks: Buffer[] = [];
+  const c = net.connect({ path: d.socket, allowHalfOpen: true }, () => c.end(Buffer.from('admin.Events+ dom0 name dom0\0')));
+  c.pause();
+  c.on('error', () => undefined);
+  const closed = new Promise<void>((res) => c.on('close', () => res()));
+  c.on('data', (b: Buffer) => chunks.push(b));
+  for (let i = 0; i < 200 && !d.log().includes('event stream disconnected: client does not read'); i++) {
+    await call(d.socket, 'admin.vm.feature.Set', 'dom0', `f${i % 4}`, `${i}:` + 'v'.repeat(16 * 1024));
+  }
+  t.match(d.log(), /event stream disconnected: client does not read/, 'the stream was cut');
+  c.resume();
+  await closed;
+  const all = Buffer.concat(chunks);
+  t.equal(checkReply(all, true).malformed, undefined, 'whole frames, then the end');
+  t.ok(all.length > 1024 * 1024, `what was queued before the cut arrived (${all.length} bytes)`);
+  t.ok((await call(d.socket, 'admin.vm.List', 'dom0')).ok, 'the daemon still answers');
 });
