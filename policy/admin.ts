@@ -18,6 +18,9 @@ import type { PolicyServiceName } from '../lib/policy-services.js';
 import { pyRepr, pyTupleRepr } from '../lib/py-repr.js';
 import { invalidChars } from './rule.js';
 
+/** Longest file name the file systems we run on accept (bytes). */
+const NAME_MAX = 255;
+
 export class PolicyAdminException extends Error {
   override get name(): string {
     return this.constructor.name;
@@ -184,8 +187,15 @@ export class PolicyAdmin {
         `Invalid policy file name: ${arg}\nNames must contain only alphanumeric characters, underscore and hyphen.`,
       );
     }
+    const file = arg + (include ? '' : '.policy');
+    if (Buffer.byteLength(file) > NAME_MAX) {
+      // Qubes lets the file system refuse it (an OSError); a clear refusal instead
+      throw new PolicyAdminInvalidFileNameException(
+        `Invalid policy file name: ${arg}\nNames must be at most ${NAME_MAX - (include ? 0 : '.policy'.length)} characters long.`,
+      );
+    }
     const dir = include ? this.includeDir : this.policyDir;
-    const path = resolvePath(dir + '/' + arg + (include ? '' : '.policy'));
+    const path = resolvePath(dir + '/' + file);
     if (path.slice(0, path.lastIndexOf('/')) !== dir) {
       throw new PolicyAdminInvalidFilePathException(`Expecting a path inside ${dir}`);
     }
@@ -305,7 +315,9 @@ function fsyncDir(dir: string): void {
 export function writeAtomically(path: string, data: Uint8Array): void {
   const dir = path.slice(0, path.lastIndexOf('/'));
   const base = path.slice(path.lastIndexOf('/') + 1);
-  const tmp = `${dir}/.${base}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  // a long base is left out so that the temporary name fits wherever the target's does
+  const shown = Buffer.byteLength(base) <= 200 ? base : 'long-name';
+  const tmp = `${dir}/.${shown}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   let fd: number | null = null;
   try {
     fd = openSync(tmp, fsc.O_CREAT | fsc.O_EXCL | fsc.O_WRONLY, 0o664);

@@ -40,6 +40,8 @@ const STREAM_METHODS = [Buffer.from('admin.Events'), Buffer.from('admin.vm.Stats
 const REFUSED_LINGER_MS = 2000;
 /** How long a connection may take to send its request once the socket is crowded. */
 const CROWDED_REQUEST_TIMEOUT_MS = 2000;
+/** How long a stream cut for falling behind may take to read what was queued before it. */
+const CUT_LINGER_MS = 10_000;
 
 /** The soft RLIMIT_NOFILE of this process (Linux), or null. */
 export function openFileLimit(): number | null {
@@ -57,7 +59,16 @@ export function defaultMaxConnections(limit = openFileLimit()): number {
   return Math.max(16, Math.min(4096, Math.floor((limit - 64) / 2)));
 }
 
-interface Stream { sock: net.Socket; source: string; dom0: boolean; queued: number }
+/**
+ * Frames wait in `pending` (whole frames, ours to drop) while the socket's
+ * own buffer is full, so that a stream can be cut without half a frame.
+ * queued: pending bytes plus the socket's buffer, as last seen.
+ * cut: no more frames; it ends after those the socket already holds (see drop).
+ */
+interface Stream {
+  sock: net.Socket; source: string; dom0: boolean; queued: number; cut?: boolean;
+  pending: Buffer[]; pendingBytes: number; blocked: boolean; endWanted: boolean;
+}
 
 /** The limits of the whole daemon; one SocketLimits per listening socket. */
 export class ConnectionLimits {
@@ -106,11 +117,48 @@ export class ConnectionLimits {
     if (this.streams.size === 0 && this.probeTimer) { clearInterval(this.probeTimer); this.probeTimer = null; }
   }
 
-  /** @internal after a frame was queued on a stream: enforce both budgets */
-  accountWrite(sock: net.Socket): void {
+  /** @internal write a frame on a stream, in order; false: `sock` is not a stream */
+  send(sock: net.Socket, frame: Buffer): boolean {
     const s = this.streams.get(sock);
-    if (!s) return;
-    const now = sock.writableLength;
+    if (!s) return false;
+    if (s.cut) return true;
+    if (s.pending.length === 0 && !s.blocked) {
+      s.blocked = !sock.write(frame);
+      if (s.blocked) sock.once('drain', () => this.flush(s));
+    } else {
+      s.pending.push(frame);
+      s.pendingBytes += frame.length;
+    }
+    if (frame[0] === EVENT) this.accountWrite(s);
+    return true;
+  }
+
+  /** @internal end a stream once its pending frames are written; false: not a stream */
+  end(sock: net.Socket): boolean {
+    const s = this.streams.get(sock);
+    if (!s) return false;
+    if (s.pending.length && !s.cut) s.endWanted = true;
+    else sock.end();
+    return true;
+  }
+
+  private flush(s: Stream): void {
+    s.blocked = false;
+    while (s.pending.length && !s.blocked && !s.sock.destroyed) {
+      const f = s.pending.shift()!;
+      s.pendingBytes -= f.length;
+      s.blocked = !s.sock.write(f);
+    }
+    if (s.blocked) s.sock.once('drain', () => this.flush(s));
+    else if (s.endWanted) s.sock.end();
+    const now = s.pendingBytes + s.sock.writableLength;
+    this.queuedTotal += now - s.queued;
+    s.queued = now;
+  }
+
+  /** after a frame was queued on a stream: enforce both budgets */
+  private accountWrite(s: Stream): void {
+    const now = s.pendingBytes + s.sock.writableLength;
     this.queuedTotal += now - s.queued;
     s.queued = now;
     if (now > this.streamBuffer) {
@@ -123,20 +171,42 @@ export class ConnectionLimits {
   /** Over the shared budget: recount, then drop the streams furthest behind. */
   private shed(): void {
     let total = 0;
-    for (const s of this.streams.values()) { s.queued = s.sock.writableLength; total += s.queued; }
+    for (const s of this.streams.values()) { s.queued = s.pendingBytes + s.sock.writableLength; total += s.queued; }
     this.queuedTotal = total;
     if (total <= this.streamBufferTotal) return;
-    const behind = [...this.streams.values()].sort((a, b) => b.queued - a.queued);
+    // cutting the streams furthest behind frees their pending frames; only if
+    // that is not enough, streams already cut lose what the socket holds too
+    const behind = [...this.streams.values()].sort((a, b) => Number(a.cut ?? false) - Number(b.cut ?? false) || b.queued - a.queued);
     for (const s of behind) {
       if (this.queuedTotal <= this.streamBufferTotal * 0.75) break;
-      this.drop(s, 'total stream buffer exceeded');
+      if (s.cut) {
+        this.removeStream(s.sock);
+        s.sock.destroy();
+      } else {
+        this.drop(s, 'total stream buffer exceeded');
+      }
     }
   }
 
+  /**
+   * No more events for this stream; it ends after the frames already queued,
+   * so a client that reads again sees whole frames and then the end, never
+   * half a frame. One that does not read by CUT_LINGER_MS (or while the
+   * shared budget is short) is disconnected outright.
+   */
   private drop(s: Stream, reason: string): void {
+    if (s.cut) return;
     this.o.log?.('event stream disconnected: client does not read', { source: s.source, queuedBytes: s.queued, reason });
-    this.removeStream(s.sock);
-    s.sock.destroy();
+    s.cut = true;
+    s.pending = [];
+    s.pendingBytes = 0;
+    const left = s.sock.writableLength;
+    this.queuedTotal += left - s.queued;
+    s.queued = left;
+    s.sock.end();
+    const timer = setTimeout(() => s.sock.destroy(), CUT_LINGER_MS);
+    timer.unref();
+    s.sock.once('close', () => clearTimeout(timer));
   }
 
   /** A zero-length write fails at once (EPIPE) when the client is gone. */
@@ -144,7 +214,7 @@ export class ConnectionLimits {
     for (const s of this.streams.values()) {
       const sock = s.sock;
       if (sock.destroyed || sock.writableEnded) continue;
-      if (sock.writableLength === 0) {
+      if (sock.writableLength === 0 && !s.blocked && s.pending.length === 0) {
         if (s.queued !== 0) { this.queuedTotal -= s.queued; s.queued = 0; }
         sock.write(EMPTY);
       }
@@ -199,15 +269,20 @@ export class SocketLimits {
       this.nonDom0Streams++;
       sock.once('close', () => { this.nonDom0Streams--; });
     }
-    this.all.addStream({ sock, source, dom0, queued: 0 });
+    this.all.addStream({ sock, source, dom0, queued: 0, pending: [], pendingBytes: 0, blocked: false, endWanted: false });
     sock.once('close', () => this.all.removeStream(sock));
     return true;
   }
 
   /** Write a frame; event frames count against the stream's budget. */
   write(sock: net.Socket, frame: Buffer): void {
-    sock.write(frame);
-    if (frame[0] === EVENT) this.all.accountWrite(sock);
+    if (sock.writableEnded) return; // a stream cut for falling behind
+    if (!this.all.send(sock, frame)) sock.write(frame);
+  }
+
+  /** End the connection; a stream only after the frames it still has pending. */
+  end(sock: net.Socket): void {
+    if (!this.all.end(sock)) sock.end();
   }
 }
 

@@ -13,6 +13,20 @@ import { validateVmName, type QubesApp, type Vm } from '../model/app.js';
 import type { AuditLog } from '../log/audit.js';
 import type { Change } from '../store/document.js';
 
+/**
+ * The bus hands one event to every admin.Events stream in one synchronous
+ * fan-out: encode it once for all of them (a 32 KiB feature value sent to
+ * 70 streams was encoded 70 times, and blocked the daemon for seconds).
+ * The cached frame lives until the fan-out ends.
+ */
+let lastEvent: { subject: string; event: string; kwargs: ReadonlyArray<readonly [string, string]>; frame: Buffer } | null = null;
+function sharedEventFrame(subject: string, event: string, kwargs: ReadonlyArray<readonly [string, string]>): Buffer {
+  if (lastEvent && lastEvent.kwargs === kwargs && lastEvent.subject === subject && lastEvent.event === event) return lastEvent.frame;
+  if (!lastEvent) queueMicrotask(() => { lastEvent = null; });
+  lastEvent = { subject, event, kwargs, frame: eventFrame(subject, event, kwargs) };
+  return lastEvent.frame;
+}
+
 /** How the dispatcher talks back to one client connection. */
 export interface Responder {
   /** write bytes; returns false when the peer is gone */
@@ -116,7 +130,7 @@ export class Dispatcher {
         filter: source.klass === 'AdminVM' || !this.o.filterFor ? ALLOW_ALL : this.o.filterFor(source, method, arg),
         sendEvent: (subject, event, kwargs = []) => {
           eventsSent = true;
-          res.write(eventFrame(subject, event, kwargs));
+          res.write(sharedEventFrame(subject, event, kwargs));
         },
       };
       let result;

@@ -122,7 +122,14 @@ export function parseProfileText(text: string, file: string): BackupProfile {
     const line = e.linePos?.[0]?.line;
     throw new ProfileError(file, undefined, `YAML syntax error${line ? ` at line ${line}` : ''}: ${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`);
   }
-  return parseProfile(doc.toJS(), file);
+  let data: unknown;
+  try {
+    data = doc.toJS();
+  } catch (err) {
+    // an alias without its anchor is found only here (yaml throws a ReferenceError)
+    throw new ProfileError(file, undefined, `YAML error: ${(err as Error).message.split('\n')[0]}`);
+  }
+  return parseProfile(data, file);
 }
 
 export async function loadProfile(name: string, dir = DEFAULT_PROFILE_DIR): Promise<BackupProfile> {

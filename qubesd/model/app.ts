@@ -152,7 +152,7 @@ export class QubesApp implements Holder {
     for (const [vm, d] of pending) {
       for (const [k, v] of d.features) vm.features.set(k, v);
       for (const t of d.tags) vm.tags.add(t);
-      if (!(vm.values.get('label') instanceof Label)) throw new Error(`qubes.xml: qube ${pyRepr(vm.name)} has no label`);
+      // no label check: Qubes loads a qube without one (admin.vm.property.Reset+label leaves it so)
       const needsTemplate = vm.klass === 'AppVM' || vm.klass === 'DispVM';
       if (needsTemplate && !vm.values.get('template')) throw new Error(`qubes.xml: qube ${pyRepr(vm.name)} has no template`);
     }

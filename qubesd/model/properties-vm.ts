@@ -131,7 +131,9 @@ function defaultBootmode(vm: Vm): Value {
 export function validateKernel(holder: { app: { baseDir: string } }, kernel: Value): void {
   if (!truthy(kernel)) return;
   const dir = path.join(holder.app.baseDir, 'vm-kernels', String(kernel));
-  if (!fs.existsSync(dir)) throw QubesPropertyValueError(`Kernel ${pyRepr(String(kernel))} not installed`);
+  // only a directory directly under vm-kernels is a kernel; '..', '.' or a path would name one outside
+  const plain = !/[/\0]/.test(String(kernel)) && kernel !== '.' && kernel !== '..';
+  if (!plain || !fs.existsSync(dir)) throw QubesPropertyValueError(`Kernel ${pyRepr(String(kernel))} not installed`);
   if (!fs.existsSync(path.join(dir, 'vmlinuz'))) {
     throw QubesPropertyValueError(`Kernel ${pyRepr(String(kernel))} not properly installed: missing 'vmlinuz' file`);
   }

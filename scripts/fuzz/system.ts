@@ -59,7 +59,9 @@ export class System {
       name, proc, stderr: () => err, killedOnPurpose: false,
       exited: new Promise((r) => proc.once('exit', () => r())),
     };
-    proc.once('exit', (code, signal) => { if (!part.killedOnPurpose) this.onUnexpectedExit(part, code, signal); });
+    // an exit during start-up is reported by start() itself, not as a crash
+    let ready = false;
+    proc.once('exit', (code, signal) => { if (ready && !part.killedOnPurpose) this.onUnexpectedExit(part, code, signal); });
     this.parts.set(name, part);
     const deadline = Date.now() + timeoutMs;
     while (!(cmd.ready === 'line' ? sawLine : await canConnect(cmd.ready))) {
@@ -67,6 +69,7 @@ export class System {
       if (Date.now() > deadline) throw new Error(`${name} not ready after ${timeoutMs} ms: ${err.slice(-2000)}`);
       await new Promise((r) => setTimeout(r, 20));
     }
+    ready = true;
     return part;
   }
 

@@ -154,3 +154,16 @@ t.test('a policy directory nobody may write to can still be read', { skip: proce
   chmodSync(pd, 0o555);
   t.equal(new PolicyAdmin(pd).handleRequest('policy.List', '', Buffer.alloc(0))!.toString(), '10-base\n');
 });
+
+t.test('names too long for a file: the policy admin\'s own refusal, and the longest one still works', async (t) => {
+  const { pd, cleanup } = setup();
+  t.teardown(cleanup);
+  const long = 'x'.repeat(249);
+  const r = await call(pd, `policy.Replace+${long}`, 'new\nx * @anyvm @anyvm deny\n');
+  t.same([r.code, r.out, r.err], [1, '', `PolicyAdminInvalidFileNameException Invalid policy file name: ${long}\nNames must be at most 248 characters long.`]);
+  const inc = await call(pd, `policy.include.Replace+${'y'.repeat(256)}`, 'new\nx * @anyvm @anyvm deny\n');
+  t.same([inc.code, inc.err], [1, `PolicyAdminInvalidFileNameException Invalid policy file name: ${'y'.repeat(256)}\nNames must be at most 255 characters long.`]);
+  const ok = await call(pd, `policy.Replace+${'x'.repeat(248)}`, 'new\nx * @anyvm @anyvm deny\n');
+  t.same([ok.code, ok.err], [0, ''], 'a 248-character name (255 with .policy) is written');
+  t.same(readdirSync(pd).sort(), ['10-base.policy', 'include', `${'x'.repeat(248)}.policy`], 'no temporary file left');
+});
