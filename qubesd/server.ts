@@ -75,7 +75,10 @@ function serveConnection(sock: net.Socket, dispatcher: Dispatcher, open: Map<net
   let closed = false;
   const res: Responder = {
     write: (frame) => (sock.destroyed ? false : (limits ? limits.write(sock, frame) : sock.write(frame), true)),
-    end: () => { if (!sock.destroyed) (limits ? limits.end(sock) : sock.end()); },
+    end: () => {
+      if (sock.destroyed) return;
+      if (limits) limits.end(sock); else sock.end();
+    },
     abort: () => { sock.destroy(); },
     drain: () => (!sock.writableNeedDrain || sock.destroyed ? Promise.resolve() : new Promise<void>((resolve) => {
       const done = (): void => { sock.off('drain', done); sock.off('close', done); resolve(); };
