@@ -7,7 +7,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { install } from '../../rpc-services/install.js';
 import { configPath, loadConfig, type StackConfig } from '../../lib/stack-config.js';
-import { canConnect, commands, unitEnv } from '../../rpc-services/stack.js';
+import { commands, unitEnv } from '../../rpc-services/stack.js';
+import { readReady } from '../../lib/config/ready.js';
 
 export interface Part {
   name: string;
@@ -45,7 +46,7 @@ export class System {
     install({ prefix });
     this.cfgPath = configPath(prefix);
     this.config = loadConfig(this.cfgPath);
-    this.cmds = commands(this.config, this.cfgPath);
+    this.cmds = commands(this.config, this.cfgPath, { rest: false });
   }
 
   async start(name: string, timeoutMs = 30_000): Promise<Part> {
@@ -64,7 +65,7 @@ export class System {
     proc.once('exit', (code, signal) => { if (ready && !part.killedOnPurpose) this.onUnexpectedExit(part, code, signal); });
     this.parts.set(name, part);
     const deadline = Date.now() + timeoutMs;
-    while (!(cmd.ready === 'line' ? sawLine : await canConnect(cmd.ready))) {
+    while (!(cmd.ready === 'line' ? sawLine : readReady(cmd.ready)?.pid === proc.pid)) {
       if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`${name} exited during start-up (${proc.exitCode ?? proc.signalCode}): ${err.slice(-2000)}`);
       if (Date.now() > deadline) throw new Error(`${name} not ready after ${timeoutMs} ms: ${err.slice(-2000)}`);
       await new Promise((r) => setTimeout(r, 20));
