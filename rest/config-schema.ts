@@ -14,7 +14,7 @@ export const REST_SCHEMA: DaemonSchema = {
     tls_cert: { type: 'path', default: '', help: 'PEM certificate chain for HTTPS (with tls_key); empty: plain HTTP (only sensible on loopback).' },
     tls_key: { type: 'path', default: '', help: 'PEM private key of tls_cert.' },
     hsts_max_age: { type: 'integer', minimum: 0, maximum: 63072000, unit: 'seconds', default: DEFAULTS.hsts_max_age, reload: true, help: 'Strict-Transport-Security max-age sent over HTTPS; 0: no HSTS header. Do not enable with a certificate clients cannot verify.' },
-    pending_task_timeout: { type: 'integer', minimum: 1, unit: 'seconds', default: DEFAULTS.pending_task_timeout, reload: true, help: 'How long a task may stay pending before it is cancelled.' },
+    pending_task_timeout: { type: 'integer', minimum: 1, unit: 'seconds', default: DEFAULTS.pending_task_timeout, reload: true, help: 'How long a task may stay pending or running before it is cancelled.' },
     completed_task_timeout: { type: 'integer', minimum: 1, unit: 'seconds', default: DEFAULTS.completed_task_timeout, reload: true, help: 'How long a finished task is kept for its caller to read.' },
     max_tasks: { type: 'integer', minimum: 1, default: DEFAULTS.max_tasks, reload: true, help: 'Most tasks kept at once (pending and completed).' },
     body_limit: { type: 'size', minimum: 1, unit: 'bytes', default: DEFAULTS.body_limit, help: 'Largest request body of the JSON routes (volume uploads excepted).' },
