@@ -1,28 +1,28 @@
 // bin/qubes-rest: the gateway in the foreground, and its token commands.
-//   qubes-rest --prefix DIR [--listen HOST:PORT] [--tls-cert F --tls-key F] [--hsts-max-age N] ...
+//   qubes-rest --prefix DIR [--config FILE] [--print-config] [--listen HOST:PORT] [--KEY-NAME VALUE]...
+//   (keys: rest/config-schema.ts; SIGHUP re-reads the files and applies the reloadable ones)
 //   qubes-rest token create --prefix DIR --as IDENTITY [--expires 30d] [--description TEXT]
 //   qubes-rest token list --prefix DIR [--json]
 //   qubes-rest token revoke ID --prefix DIR
-import { resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { BASE } from './context.js';
-import { DEFAULTS, optionsForPrefix, parseListen, tokenFileFor, type RestOptions } from './options.js';
+import { DEFAULTS, parseListen, tokenFileFor, type RestOptions } from './options.js';
+import { REST_SCHEMA, restSchemaFor } from './config-schema.js';
+import { reloadOnSighup, startConfig } from '../lib/config/command-line.js';
+import { announceReady, withdrawReady } from '../lib/config/ready.js';
+import type { ConfigValues } from '../lib/config/schema.js';
 import { parseDuration, TokenStore } from './tokens.js';
 
-const USAGE = `usage: qubes-rest --prefix DIR [--listen HOST:PORT] [--tls-cert FILE --tls-key FILE] [--hsts-max-age SECONDS]
-                  [--pending-task-timeout S] [--completed-task-timeout S] [--max-tasks N] [--events-buffer BYTES]
-                  [--access-log FILE|stderr|none]
+const PROGRAM = 'qubes-rest';
+const USAGE = `usage: qubes-rest --prefix DIR [--config FILE] [--print-config] [--KEY-NAME VALUE]...
+         (every key of qubes-rest.conf is also a flag; --prefix DIR reads DIR/etc/qubes/qubes-rest.conf)
        qubes-rest token create --prefix DIR --as IDENTITY [--expires DURATION] [--description TEXT]
        qubes-rest token list --prefix DIR [--json]
        qubes-rest token revoke ID --prefix DIR`;
 
 class Usage extends Error {}
-
-const int = (name: string, v: string | undefined): number | undefined => {
-  if (v === undefined) return undefined;
-  if (!/^\d+$/.test(v)) throw new Usage(`--${name} takes a whole number`);
-  return Number(v);
-};
 
 /** The URL the gateway answers at, as printed once it listens. */
 export function listeningUrl(https: boolean, host: string, port: number): string {
@@ -30,42 +30,72 @@ export function listeningUrl(https: boolean, host: string, port: number): string
   return `${https ? 'https' : 'http'}://${h}:${port}${BASE}`;
 }
 
-async function serve(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv, strict: true, allowPositionals: false,
-    options: {
-      prefix: { type: 'string' }, listen: { type: 'string' }, 'tls-cert': { type: 'string' }, 'tls-key': { type: 'string' },
-      'hsts-max-age': { type: 'string' }, 'pending-task-timeout': { type: 'string' }, 'completed-task-timeout': { type: 'string' },
-      'max-tasks': { type: 'string' }, 'events-buffer': { type: 'string' }, 'access-log': { type: 'string' }, help: { type: 'boolean' },
-    },
-  });
-  if (values.help) { console.log(USAGE); return 0; }
-  if (Boolean(values['tls-cert']) !== Boolean(values['tls-key'])) throw new Usage('--tls-cert and --tls-key go together');
-  const overrides: Partial<RestOptions> = {};
-  if (values.listen) {
-    try { parseListen(values.listen); } catch (e) { throw new Usage((e as Error).message); }
-    overrides.listen = values.listen;
+/** `--prefix DIR` taken out of argv (it is not a key: it picks the installation). */
+function takePrefix(argv: string[]): { prefix: string | null; rest: string[] } {
+  const rest: string[] = [];
+  let prefix: string | null = null;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--prefix') {
+      if (i + 1 >= argv.length) throw new Usage('--prefix needs a directory');
+      prefix = argv[++i]!;
+    } else if (a.startsWith('--prefix=')) prefix = a.slice('--prefix='.length);
+    else rest.push(a);
   }
-  if (values['tls-cert']) { overrides.tls_cert = resolve(values['tls-cert']); overrides.tls_key = resolve(values['tls-key']!); }
-  const n = (k: 'hsts-max-age' | 'pending-task-timeout' | 'completed-task-timeout' | 'max-tasks' | 'events-buffer') => int(k, values[k]);
-  if (n('hsts-max-age') !== undefined) overrides.hsts_max_age = n('hsts-max-age')!;
-  if (n('pending-task-timeout') !== undefined) overrides.pending_task_timeout = n('pending-task-timeout')!;
-  if (n('completed-task-timeout') !== undefined) overrides.completed_task_timeout = n('completed-task-timeout')!;
-  if (n('max-tasks') !== undefined) overrides.max_tasks = n('max-tasks')!;
-  if (n('events-buffer') !== undefined) overrides.events_buffer = n('events-buffer')!;
-  if (values['access-log']) overrides.access_log = values['access-log'] === 'stderr' || values['access-log'] === 'none' ? values['access-log'] : resolve(values['access-log']);
-  const options = optionsForPrefix(resolve(values.prefix ?? '/'), overrides);
-  const { host, port } = parseListen(options.listen ?? DEFAULTS.listen);
+  return { prefix, rest };
+}
+
+/** The gateway's options from the loaded keys ('' is "none" for the optional paths). */
+function optionsOf(v: ConfigValues): RestOptions {
+  const s = (k: string) => String(v[k]), n = (k: string) => Number(v[k]);
+  const access = s('access_log');
+  return {
+    listen: s('listen') || DEFAULTS.listen,
+    ...(s('tls_cert') ? { tls_cert: s('tls_cert'), tls_key: s('tls_key') } : {}),
+    hsts_max_age: n('hsts_max_age'), pending_task_timeout: n('pending_task_timeout'),
+    completed_task_timeout: n('completed_task_timeout'), max_tasks: n('max_tasks'), body_limit: n('body_limit'),
+    header_timeout: n('header_timeout'), idle_timeout: n('idle_timeout'), call_timeout: n('call_timeout'),
+    max_connections: n('max_connections'), events_buffer: n('events_buffer'), ask_timeout: n('ask_timeout'),
+    access_log: access === 'stderr' || access === 'none' ? access : resolve(access),
+    qubesd_socket: s('qubesd_socket'), policy_socket: s('policy_socket'), policy_dir: s('policy_dir') || null,
+    ask_socket: s('ask_socket') || null, token_file: s('token_file'), task_file: s('task_file') || null,
+  };
+}
+
+async function serve(argv: string[]): Promise<number> {
+  const { prefix, rest } = takePrefix(argv);
+  const dir = resolve(prefix ?? '/');
+  // the installation's own file, unless --config names another
+  const installed = join(dir, 'etc', 'qubes', 'qubes-rest.conf');
+  const args = prefix !== null && !rest.some((a) => a === '--config' || a.startsWith('--config=')) && existsSync(installed)
+    ? ['--config', installed, ...rest] : rest;
+  let schema = REST_SCHEMA;
+  try { schema = restSchemaFor(dir); } catch (e) { if (prefix !== null) throw e; }
+  const cfg = startConfig(PROGRAM, schema, args, USAGE);
+  const v = cfg.current.values;
+  if (Boolean(v.tls_cert) !== Boolean(v.tls_key)) throw new Usage('--tls-cert and --tls-key go together');
+  const options = optionsOf(v);
+  const { host, port } = parseListen(options.listen);
   // loaded here: the token commands must not pay for fastify's start-up
   const { buildGateway } = await import('./server.js');
   const gw = await buildGateway(options);
   await gw.app.listen({ host, port });
   const addr = gw.app.server.address();
   const realPort = addr && typeof addr === 'object' ? addr.port : port;
+  // ready before the line: whoever waits for the line may look for the file
+  const readyFile = String(v.ready_file);
+  announceReady(readyFile, 'qubes-rest');
   console.log(`qubes-rest: listening on ${listeningUrl(Boolean(options.tls_cert), host, realPort)}`);
+  // the server and the task manager read these fields per request
+  const stopReload = reloadOnSighup(PROGRAM, cfg, (next, keys) => {
+    const fresh = optionsOf(next.values) as unknown as Record<string, unknown>;
+    for (const k of keys) (options as unknown as Record<string, unknown>)[k] = fresh[k];
+  }, (l) => console.error(l));
   await new Promise<void>((done) => {
     for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => done());
   });
+  stopReload();
+  withdrawReady(readyFile);
   await gw.close();
   return 0;
 }

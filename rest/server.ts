@@ -60,11 +60,8 @@ export async function buildGateway(options: RestOptions, build: BuildOptions = {
   app.server.requestTimeout = 0;
 
   const tokens = new TokenStore(options.token_file);
-  const tasks = new TaskManager(options.task_file, {
-    pending_task_timeout: options.pending_task_timeout,
-    completed_task_timeout: options.completed_task_timeout,
-    max_tasks: options.max_tasks,
-  });
+  // the options object itself: SIGHUP changes the task limits in place
+  const tasks = new TaskManager(options.task_file, options);
   const ctx: RestContext = { options, tasks };
   const log: AccessLog = openAccessLog(options.access_log);
   const callerDeps = {
@@ -92,8 +89,11 @@ export async function buildGateway(options: RestOptions, build: BuildOptions = {
       status: reply.statusCode, ms: reply.elapsedTime, calls: req.caller?.calls ?? 0,
     });
   });
-  if (https && options.hsts_max_age > 0) {
-    app.addHook('onSend', async (_req, reply) => { reply.header('Strict-Transport-Security', `max-age=${options.hsts_max_age}`); });
+  if (https) {
+    // read per response: SIGHUP may change hsts_max_age
+    app.addHook('onSend', async (_req, reply) => {
+      if (options.hsts_max_age > 0) reply.header('Strict-Transport-Security', `max-age=${options.hsts_max_age}`);
+    });
   }
 
   await app.register(swagger, {

@@ -155,7 +155,7 @@ t.test('qubes-install lays out every packaged file with commented defaults and a
   t.ok(text.includes(`\nsocket_dir = ${prefix}/var/run\n`), 'the installation\'s paths, set');
   t.ok(text.includes(`\nready_file = ${prefix}/var/run/qubes/qubesd.ready\n`));
   const rest = readFileSync(join(etc, 'qubes-rest.conf'), 'utf8');
-  for (const line of ['#hsts_max_age = 0', '#pending_task_timeout = 86400', '#completed_task_timeout = 3900', '#max_tasks = 200', '#listen =']) {
+  for (const line of ['#hsts_max_age = 0', '#pending_task_timeout = 86400', '#completed_task_timeout = 3900', '#max_tasks = 200', '#listen = 127.0.0.1:8080']) {
     t.ok(rest.split('\n').includes(line), line);
   }
   // every installed file loads without a warning

@@ -158,3 +158,44 @@ t.test('task limits: expiry, pending timeout, max_tasks, abort', async (t) => {
   m.sweep();
   t.same(m.list('dom0'), [], 'completed tasks expire after completed_task_timeout');
 });
+
+t.test('configuration: --print-config names a drop-in; the ready file; SIGHUP applies hsts_max_age and max_tasks', async (t) => {
+  const p = mkdtempSync(join(tmpdir(), 'rest-conf-'));
+  t.teardown(() => rmSync(p, { recursive: true, force: true }));
+  install({ prefix: p });
+  const dropIn = join(p, 'etc', 'qubes', 'qubes-rest.conf.d', '50.conf');
+  writeFileSync(dropIn, '# mine\nhsts_max_age = 600\n');
+  const pc = qubesRest(['--prefix', p, '--listen', '127.0.0.1:0', '--print-config']);
+  t.equal(pc.code, 0);
+  t.equal(pc.stderr, '');
+  const lines = pc.stdout.split('\n');
+  t.ok(lines.includes(`hsts_max_age = 600  # ${dropIn}:2`), 'the drop-in and its line');
+  t.ok(lines.includes('listen = 127.0.0.1:0  # command line'));
+  t.ok(lines.includes('max_tasks = 200  # default'));
+  t.ok(lines.some((l) => l.startsWith(`ready_file = ${p}/var/run/qubes/qubes-rest.ready  # ${p}/etc/qubes/qubes-rest.conf:`)), 'the packaged file sets the ready file');
+  t.ok(lines.includes(`token_file = ${p}/etc/qubes/rest-tokens.json  # default`), 'the installation\'s paths are the defaults');
+
+  const proc = spawnPlain(process.execPath, [join(BIN, 'qubes-rest'), '--prefix', p, '--listen', '127.0.0.1:0', '--access-log', 'none'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  proc.stdout!.on('data', (d) => { out += d; });
+  proc.stderr!.on('data', (d) => { out += d; });
+  const exited = new Promise<number | null>((r) => proc.once('exit', (c) => r(c)));
+  t.teardown(() => { if (proc.exitCode === null) proc.kill('SIGKILL'); });
+  const waitFor = async (re: RegExp) => {
+    const deadline = Date.now() + 30_000;
+    while (!re.test(out)) {
+      if (proc.exitCode !== null || Date.now() > deadline) { proc.kill(); throw new Error(`no ${re} in: ${out}`); }
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  };
+  await waitFor(/listening on/);
+  const ready = join(p, 'var', 'run', 'qubes', 'qubes-rest.ready');
+  t.ok(statSync(ready).isFile(), 'the ready file is written once it listens');
+  writeFileSync(dropIn, 'hsts_max_age = 900\nmax_tasks = 5\nbody_limit = 2048\n');
+  proc.kill('SIGHUP');
+  await waitFor(/reloaded configuration/);
+  t.ok(out.split('\n').includes('qubes-rest: reloaded configuration; applied: hsts_max_age=900, max_tasks=5; needs a restart: body_limit=2048'), out);
+  proc.kill('SIGTERM');
+  t.equal(await exited, 0);
+  t.throws(() => statSync(ready), 'the ready file is withdrawn at exit');
+});
