@@ -24,13 +24,12 @@ t.test('owner specifications', async (t) => {
   t.throws(() => parseSocketOwner('4242'), /expected \[USER\]:\[GROUP\]\[:MODE\]/);
   t.throws(() => parseSocketOwner('no-such-user-here:'), /no such user "no-such-user-here"/);
   t.throws(() => parseSocketOwner(':0:999'), /socket mode "999": expected octal/);
-  const cfg = join(dir, 'stack.json');
-  writeFileSync(cfg, JSON.stringify({
-    qubesd: { socket: '/q.sock' }, policy: { socket: '/p.sock', dir: '/p' },
-    qrexec: { serviceDir: services, socketDir: sockets, socketOwners: { work: '4300:4301:0600' } },
-  }));
+  const cfg = join(dir, 'qrexec-dispatcher.conf');
+  writeFileSync(cfg, `socket_dir = ${sockets}\nservice_dir = ${services}\npolicy_socket = /p.sock\nqubesd_socket = /q.sock\nsocket_owner = work=4300:4301:0600\n`);
   const a = parseDispatcherArgs(['--config', cfg, '--socket-owner', 'mgmt=:4302']);
-  t.same([...a.socketOwners], [['work', { uid: 4300, gid: 4301, mode: 0o600 }], ['mgmt', { gid: 4302 }]], 'stack.json, then the command line');
+  t.same([...a.socketOwners], [['mgmt', { gid: 4302 }]], 'the command line wins over the file (a list key: flags replace it)');
+  const f = parseDispatcherArgs(['--config', cfg]);
+  t.same([...f.socketOwners], [['work', { uid: 4300, gid: 4301, mode: 0o600 }]], 'qrexec-dispatcher.conf');
 });
 
 t.test('the dispatcher gives each socket its configured owner, group and mode', async (t) => {
