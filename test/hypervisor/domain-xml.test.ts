@@ -100,6 +100,8 @@ t.test('libvirtd accepts the generated XML', async (t) => {
   const sock = await libvirtSocket();
   if (!sock) { t.plan(0, skipLoudly('domain XML against libvirtd')); return; }
   for (const [uri, flavour, spec] of [['qemu:///system', 'qemu', hvmWithNet], ['qemu:///system', 'kvm', appvm], ['test:///default', 'test', appvm]] as const) {
+    // libvirt refuses domain type 'kvm' where the machine has no /dev/kvm (VIR_ERR_CONFIG_UNSUPPORTED)
+    if (flavour === 'kvm' && !existsSync('/dev/kvm')) { t.comment('NOTE: no /dev/kvm here: the kvm flavour is not tried against libvirtd'); continue; }
     const c = new LibvirtClient({ socketPath: sock, uri, reconnect: false });
     await c.connect();
     const s = { ...spec, name: uniqueName('xml'), uuid: crypto.randomUUID() };
