@@ -12,7 +12,7 @@
 // ones go first).
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { writeFileAtomic } from './atomic-file.js';
+import { atomicWriteFileSync } from '../lib/atomic-write.js';
 import { httpReplyFor, RestError, type ErrorBody } from './errors.js';
 
 export type TaskStatus = 'pending' | 'success' | 'failure' | 'interrupted';
@@ -102,7 +102,7 @@ export class TaskManager {
 
   private persist(): void {
     if (!this.file) return;
-    writeFileAtomic(this.file, JSON.stringify({ version: 1, tasks: [...this.tasks.values()] }) + '\n', 0o600);
+    atomicWriteFileSync(this.file, JSON.stringify({ version: 1, tasks: [...this.tasks.values()] }) + '\n', { mode: 0o600 });
   }
 
   private persistSoon(): void {

@@ -7,7 +7,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { isValidQubeName } from '../lib/qube-names.js';
-import { writeFileAtomic } from './atomic-file.js';
+import { atomicWriteFileSync } from '../lib/atomic-write.js';
 
 export interface TokenRecord {
   id: string;
@@ -67,7 +67,7 @@ export class TokenStore {
   }
 
   private write(tokens: TokenRecord[]): void {
-    writeFileAtomic(this.path, JSON.stringify({ version: 1, tokens } satisfies TokenFile, null, 2) + '\n', 0o600);
+    atomicWriteFileSync(this.path, JSON.stringify({ version: 1, tokens } satisfies TokenFile, null, 2) + '\n', { mode: 0o600 });
     this.cache = null;
   }
 
