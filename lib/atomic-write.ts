@@ -6,13 +6,15 @@
 // they never race on one name; the last rename wins, whole.
 // (npm's write-file-atomic does not fsync the directory, hence this module.)
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
-import { open, rename, unlink } from 'node:fs/promises';
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { mkdir, open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 export interface AtomicWriteOptions {
   /** permission bits of a newly created file (default 0o644, before umask) */
   mode?: number;
+  /** create the directory (and its parents) with these bits when it is missing */
+  dirMode?: number;
 }
 
 /** A name no other writer (in this or another process) uses at the same time. */
@@ -22,6 +24,7 @@ function tempPathFor(path: string): string {
 
 /** Replace `path` with `data` atomically and durably. */
 export async function atomicWriteFile(path: string, data: string | Uint8Array, o: AtomicWriteOptions = {}): Promise<void> {
+  if (o.dirMode !== undefined) await mkdir(dirname(path), { recursive: true, mode: o.dirMode });
   const tmp = tempPathFor(path);
   try {
     const fh = await open(tmp, 'wx', o.mode ?? 0o644);
@@ -41,6 +44,7 @@ export async function atomicWriteFile(path: string, data: string | Uint8Array, o
 
 /** The same, for the few callers that cannot wait (start-up, exit paths). */
 export function atomicWriteFileSync(path: string, data: string | Uint8Array, o: AtomicWriteOptions = {}): void {
+  if (o.dirMode !== undefined) mkdirSync(dirname(path), { recursive: true, mode: o.dirMode });
   const tmp = tempPathFor(path);
   try {
     const fd = openSync(tmp, 'wx', o.mode ?? 0o644);

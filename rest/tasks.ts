@@ -102,7 +102,7 @@ export class TaskManager {
 
   private persist(): void {
     if (!this.file) return;
-    atomicWriteFileSync(this.file, JSON.stringify({ version: 1, tasks: [...this.tasks.values()] }) + '\n', { mode: 0o600 });
+    atomicWriteFileSync(this.file, JSON.stringify({ version: 1, tasks: [...this.tasks.values()] }) + '\n', { mode: 0o600, dirMode: 0o700 });
   }
 
   private persistSoon(): void {

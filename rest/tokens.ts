@@ -67,7 +67,7 @@ export class TokenStore {
   }
 
   private write(tokens: TokenRecord[]): void {
-    atomicWriteFileSync(this.path, JSON.stringify({ version: 1, tokens } satisfies TokenFile, null, 2) + '\n', { mode: 0o600 });
+    atomicWriteFileSync(this.path, JSON.stringify({ version: 1, tokens } satisfies TokenFile, null, 2) + '\n', { mode: 0o600, dirMode: 0o700 });
     this.cache = null;
   }
 
