@@ -9,20 +9,17 @@ import type { TokenStore } from './tokens.js';
 
 export const COOKIE_NAME = 'authenticationToken';
 /**
- * CSRF: a change made with the cookie must carry this header (value 1). A
- * page of another site can make the browser send the cookie (were it not
- * SameSite) but cannot add a custom header without a CORS preflight, which
- * the gateway never grants. Bearer-token clients are not concerned, and
- * neither are scripts that send the cookie themselves as Xen Orchestra's
- * curl examples do: the rule is for requests a browser makes, which always
- * carry Origin (every change method, since 2020 in every engine) or
- * Sec-Fetch-Site; a request with neither was not made by a web page.
+ * CSRF: every change (any method but GET, HEAD and OPTIONS) authenticated by
+ * the cookie must carry this header (value 1), whatever its Origin,
+ * Referer or Sec-Fetch-* headers say (they may be missing or stripped by a
+ * proxy, so they prove nothing either way). A page of another site can make
+ * the browser send the cookie (were it not SameSite) but cannot add a custom
+ * header without a CORS preflight, which the gateway never grants. Clients
+ * with `Authorization: Bearer` are not concerned: no browser adds that on
+ * its own. A script that sends the cookie itself adds the header too.
  */
 export const CSRF_HEADER = 'X-Qubes-Console';
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
-
-const fromBrowser = (req: FastifyRequest): boolean =>
-  req.headers.origin !== undefined || req.headers['sec-fetch-site'] !== undefined || req.headers.referer !== undefined;
 
 export function requireCsrfHeader(req: FastifyRequest): void {
   if (req.headers['x-qubes-console'] !== '1') {
@@ -54,7 +51,7 @@ export function authenticate(req: FastifyRequest, tokens: TokenStore, deps: Call
   if (!presented) throw unauthorized('no token: send the authenticationToken cookie or Authorization: Bearer');
   const record = tokens.verify(presented);
   if (!record) throw unauthorized();
-  if (!req.headers.authorization && !SAFE_METHODS.has(req.method) && fromBrowser(req)) requireCsrfHeader(req);
+  if (!req.headers.authorization && !SAFE_METHODS.has(req.method)) requireCsrfHeader(req);
   req.token = { id: record.id, identity: record.identity };
   req.caller = new AdminCaller(deps, record.identity);
 }

@@ -1,6 +1,6 @@
 // /vms: every qube (templates are qubes with type "TemplateVM"), its
-// properties (PATCH, all or nothing), tags, features, creation, removal and
-// actions (202 + a task by default, ?sync to wait).
+// properties (PATCH, all or nothing), tags, features, notes, creation, removal
+// and actions (202 + a task by default, ?sync to wait).
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { AdminCaller } from '../admin-caller.js';
 import { collectionQuerySchema, parseQuery, renderCollection, sendCollection, sendRendered, type CollectionQuery } from '../collection.js';
@@ -8,6 +8,7 @@ import { BASE, type RestContext } from '../context.js';
 import { badRequest, httpReplyFor, RestError } from '../errors.js';
 import { argName, idParam, vmDest, vmHref } from '../ids.js';
 import { TASKS_BASE, type TaskContext } from '../tasks.js';
+import { encodeRequest, MAX_REQUEST } from '../../lib/protocol/request.js';
 import { VM_ACTIONS } from '../vm-actions.js';
 import { listOnly, loadVm, loadVms, readFeatures, renderListOnly } from '../vm-objects.js';
 import { parseGetAll, parseLines, parseVmList, pickVm, toWire, type PropertyValue } from '../wire.js';
@@ -219,6 +220,9 @@ export async function vmRoutes(app: FastifyInstance, ctx: RestContext): Promise<
       return reply.code(204).send();
     });
 
+  // notes: free text (text/plain both ways), in their own scope for the text/plain parser
+  await app.register(notesRoutes);
+
   // actions
   app.get('/vms/:id/actions', { schema: { tags, summary: 'the actions a qube offers', params: idParams } },
     async (req: IdReq) => {
@@ -242,4 +246,54 @@ export async function vmRoutes(app: FastifyInstance, ctx: RestContext): Promise<
       return runAction(ctx, req, reply, `vm.${name}`, vmHref(req.params.id), (t) => action.run(caller, dest, params, t));
     });
   }
+}
+
+const NOTES_GET = 'admin.vm.notes.Get';
+const NOTES_SET = 'admin.vm.notes.Set';
+
+/**
+ * The most bytes of notes one admin.vm.notes.Set request carries: qubesd
+ * drops a request over MAX_REQUEST unanswered, so the gateway refuses more
+ * itself, with words. Counted with the longest destination (a uuid).
+ */
+export function maxNotesBytes(identity: string): number {
+  return MAX_REQUEST - encodeRequest(NOTES_SET, '', identity, `uuid:${'0'.repeat(36)}`).length;
+}
+
+/** Bodies of PUT /vms/{id}/notes: UTF-8 text, checked strictly (a bad byte is a 400, never replaced). */
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+async function notesRoutes(app: FastifyInstance): Promise<void> {
+  app.removeContentTypeParser('text/plain');
+  app.addContentTypeParser('text/plain', { parseAs: 'buffer' }, (_req, body: Buffer, done) => {
+    try {
+      done(null, strictUtf8.decode(body));
+    } catch {
+      done(badRequest('the notes are not valid UTF-8 text'), undefined);
+    }
+  });
+  const text = { type: 'string', description: 'the notes, UTF-8 text' };
+  app.get('/vms/:id/notes', {
+    schema: {
+      tags, summary: `the qube's notes, as text/plain (${NOTES_GET})`, params: idParams,
+      response: { 200: { description: 'the notes', content: { 'text/plain': { schema: text } } } },
+    },
+  }, async (req: IdReq, reply) =>
+    reply.type('text/plain; charset=utf-8').send(await req.caller.callRaw(NOTES_GET, vmDest(req.params.id))));
+  app.put('/vms/:id/notes', {
+    schema: {
+      tags, params: idParams,
+      summary: `replace the qube's notes with the text/plain body (${NOTES_SET}); control characters become "_", as in Qubes`,
+      body: { content: { 'text/plain': { schema: text } } },
+      response: { 204: { description: 'saved', type: 'null' } },
+    },
+  }, async (req: FastifyRequest<{ Params: { id: string }; Body: unknown }>, reply) => {
+    const dest = vmDest(req.params.id);
+    if (req.body !== undefined && typeof req.body !== 'string') throw badRequest('send the notes as text/plain');
+    const notes = Buffer.from(req.body ?? '', 'utf8');
+    const max = maxNotesBytes(req.token.identity);
+    if (notes.length > max) throw badRequest(`notes are at most ${max} bytes (${notes.length} given)`);
+    await req.caller.call(NOTES_SET, dest, '', notes);
+    return reply.code(204).send();
+  });
 }

@@ -393,6 +393,7 @@ t.test('OpenAPI document and Swagger UI', async (t) => {
   t.match(ui.text, /swagger/i);
 });
 
+// changes made with the cookie carry the console's CSRF header (rest/auth.ts)
 t.test("Xen Orchestra's curl examples, host and ids changed", async (t) => {
   const curl = async (...args: string[]) => (await execFileP('curl', ['-sS', '--fail-with-body', ...args])).stdout;
   const vm = `${url}/vms/${uuids.get('vault')}`;
@@ -402,20 +403,20 @@ t.test("Xen Orchestra's curl examples, host and ids changed", async (t) => {
   const nd = await curl('-b', `authenticationToken=${token}`, `${url}/vms?fields=name_label,power_state&ndjson`);
   t.equal(nd.trim().split('\n').length, listed.length);
   // properties update: Qubes names cannot change, so the example sets what a qube has
-  await curl('-X', 'PATCH', '-b', `authenticationToken=${token}`, '-H', 'Content-Type: application/json', '-H', 'Accept: application/json',
+  await curl('-X', 'PATCH', '-b', `authenticationToken=${token}`, '-H', 'X-Qubes-Console: 1', '-H', 'Content-Type: application/json', '-H', 'Accept: application/json',
     '-d', '{ "label": "purple", "memory": 450 }', vm);
   t.equal(await prop('vault', 'label'), 'default=False type=label purple');
-  await curl('-X', 'PUT', '-b', `authenticationToken=${token}`, `${vm}/tags/My_tag`);
+  await curl('-X', 'PUT', '-b', `authenticationToken=${token}`, '-H', 'X-Qubes-Console: 1', `${vm}/tags/My_tag`);
   t.ok((await tagsOf('vault')).includes('My_tag'));
-  await curl('-X', 'DELETE', '-b', `authenticationToken=${token}`, `${vm}/tags/My_tag`);
+  await curl('-X', 'DELETE', '-b', `authenticationToken=${token}`, '-H', 'X-Qubes-Console: 1', `${vm}/tags/My_tag`);
   t.notOk((await tagsOf('vault')).includes('My_tag'));
   const actions = JSON.parse(await curl('-b', `authenticationToken=${token}`, `${vm}/actions`)) as string[];
   t.ok(actions.some((a) => a.endsWith('/actions/clean_reboot')));
-  await curl('-X', 'POST', '-b', `authenticationToken=${token}`, `${vm}/actions/start?sync`);
-  const task = JSON.parse(await curl('-X', 'POST', '-b', `authenticationToken=${token}`, `${vm}/actions/clean_reboot`)) as string;
+  await curl('-X', 'POST', '-b', `authenticationToken=${token}`, '-H', 'X-Qubes-Console: 1', `${vm}/actions/start?sync`);
+  const task = JSON.parse(await curl('-X', 'POST', '-b', `authenticationToken=${token}`, '-H', 'X-Qubes-Console: 1', `${vm}/actions/clean_reboot`)) as string;
   t.match(task, /^\/rest\/v0\/tasks\//);
   t.equal((JSON.parse(await curl('-b', `authenticationToken=${token}`, `${url}${task.slice('/rest/v0'.length)}?wait=result`)) as { status: string }).status, 'success');
-  t.equal(await curl('-X', 'POST', '-b', `authenticationToken=${token}`, `${vm}/actions/hard_shutdown?sync`), 'null');
-  await curl('-X', 'DELETE', '-b', `authenticationToken=${token}`, vm);
+  t.equal(await curl('-X', 'POST', '-b', `authenticationToken=${token}`, '-H', 'X-Qubes-Console: 1', `${vm}/actions/hard_shutdown?sync`), 'null');
+  await curl('-X', 'DELETE', '-b', `authenticationToken=${token}`, '-H', 'X-Qubes-Console: 1', vm);
   t.notOk((await s.dom0('admin.vm.List')).content.includes('vault '));
 });
