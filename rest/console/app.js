@@ -35,11 +35,12 @@ class ApiError extends Error {
   }
 }
 
-async function api(method, path, body) {
+/** One call of the API; `body` goes as JSON, or as it is when `type` (e.g. text/plain) is given. */
+async function api(method, path, body, type) {
   const headers = {};
   if (method !== 'GET') headers['X-Qubes-Console'] = '1';
   const init = { method, headers, credentials: 'same-origin' };
-  if (body !== undefined) { headers['Content-Type'] = 'application/json'; init.body = JSON.stringify(body); }
+  if (body !== undefined) { headers['Content-Type'] = type ?? 'application/json'; init.body = type ? body : JSON.stringify(body); }
   const res = await fetch(path.startsWith('/') && !path.startsWith(API) ? API + path : path, init);
   const text = await res.text();
   let json = null;
@@ -48,7 +49,7 @@ async function api(method, path, body) {
     if (res.status === 401 && session) signedOut('Your session ended: sign in again.');
     throw new ApiError(res.status, json);
   }
-  return { status: res.status, json, location: res.headers.get('Location') };
+  return { status: res.status, json, text, location: res.headers.get('Location') };
 }
 
 function say(text, bad = false) {
@@ -393,6 +394,8 @@ async function openDetail(name) {
     } catch (e) { const p = box.querySelector(`#${errId}`); if (p) p.textContent = errorText(e); }
   }
 
+  const notes = notesSection(href);
+
   const cloneName = h('input', { id: 'clone-name' });
   const lifecycle = h('div.actions', {}, vm.type === 'AdminVM' ? [] : [
     ...ACTIONS.map(([a, title]) => h('button', { type: 'button', onclick: async () => { await act(o, a, title); await loadQubes(); } }, title)),
@@ -410,7 +413,7 @@ async function openDetail(name) {
 
   const volumes = h('div', {}, h('h3', {}, 'Volumes'), h('p', {}, 'Loading…'));
   box.replaceChildren(h('div.card', {}, h('h2', {}, h('span.swatch', { 'data-label': vm.label ?? '' }), vm.name_label),
-    h('p', {}, `${vm.type} · ${vm.state}`), lifecycle, cloneForm, h('h3', {}, 'Properties'), propsForm, tags, features, volumes,
+    h('p', {}, `${vm.type} · ${vm.state}`), lifecycle, cloneForm, h('h3', {}, 'Properties'), propsForm, tags, features, notes, volumes,
     h('button', { type: 'button', onclick: () => box.replaceChildren() }, 'Close')));
   paint(box);
   try {
@@ -419,6 +422,42 @@ async function openDetail(name) {
       h('thead', {}, h('tr', {}, ['Volume', 'Pool', 'Size', 'Used', 'Revisions kept'].map((t) => h('th', { scope: 'col' }, t)))),
       h('tbody', {}, vdis.map((d) => h('tr', {}, h('td', {}, d.volume), h('td', {}, d.pool ?? ''), h('td', {}, bytes(d.size)), h('td', {}, bytes(d.usage)), h('td', {}, d.revisions_to_keep ?? '')))))));
   } catch (e) { volumes.replaceChildren(h('h3', {}, 'Volumes'), h('p.error', {}, errorText(e))); }
+}
+
+/**
+ * The qube's notes (GET/PUT /vms/{id}/notes, text/plain): shown in a <pre>
+ * as text, edited in a textarea; whatever they hold (markup too) stays text.
+ */
+function notesSection(href) {
+  const shown = h('pre.notes', { id: 'notes-text', 'aria-label': 'Notes' });
+  const area = h('textarea.notes', { id: 'notes-edit', rows: 8, spellcheck: 'false', 'aria-describedby': 'notes-error' });
+  const err = h('p.error', { id: 'notes-error', role: 'alert' });
+  const editor = h('form', {
+    hidden: true,
+    onsubmit: async (ev) => {
+      ev.preventDefault();
+      err.textContent = '';
+      try {
+        await api('PUT', `${href}/notes`, area.value, 'text/plain; charset=utf-8');
+        say('Notes saved.');
+        await load();
+        editor.hidden = true;
+        edit.hidden = false;
+        edit.focus();
+      } catch (e) { err.textContent = errorText(e); area.focus(); }
+    },
+  }, h('label', { for: 'notes-edit' }, 'Edit the notes'), area,
+  h('div.actions', {}, h('button.primary', { type: 'submit' }, 'Save notes'),
+    h('button', { type: 'button', onclick: () => { editor.hidden = true; edit.hidden = false; err.textContent = ''; } }, 'Cancel')));
+  const edit = h('button', { type: 'button', id: 'notes-edit-button', onclick: () => { area.value = shown.textContent; editor.hidden = false; edit.hidden = true; area.focus(); } }, 'Edit notes');
+  async function load() {
+    try {
+      shown.textContent = (await api('GET', `${href}/notes`)).text;
+      shown.classList.toggle('empty', !shown.textContent);
+    } catch (e) { err.textContent = errorText(e); edit.disabled = true; }
+  }
+  void load();
+  return h('div', { id: 'notes' }, h('h3', {}, 'Notes'), shown, edit, editor, err);
 }
 
 function bytes(n) {

@@ -1,9 +1,10 @@
 // The web console in a real browser (Debian's chromium, headless, through
 // playwright-core) against the real stack (bin/qubes-stack): sign-in by link
 // and by form, the qubes table and its live states, actions, a refused
-// property explained at its field, data rendered as text, backups with
-// progress, a management identity that sees only what its policy gives, and
-// the gateway's side of the console's safety (CSP, cookie flags, CSRF).
+// property explained at its field, data (features, notes) rendered as text,
+// notes edited, backups with progress, a management identity that sees only
+// what its policy gives, and the gateway's side of the console's safety
+// (CSP, cookie flags, CSRF).
 import t from 'tap';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -40,6 +41,9 @@ await s.dom0('admin.vm.Create.AppVM', 'dom0', 'tpl', 'name=vault label=purple');
 await s.dom0('admin.vm.Create.AppVM', 'dom0', 'tpl', 'name=mgmt label=red');
 await s.dom0('admin.vm.tag.Set', 'work', 'managed');
 await s.dom0('admin.vm.feature.Set', 'vault', 'evil', '<script>window.pwned=1</script><b>bold</b>');
+/** notes that would run script if the page ever made markup of them */
+const EVIL_NOTES = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2">';
+await s.dom0('admin.vm.notes.Set', 'vault', '', EVIL_NOTES);
 
 const consoles: Console[] = [];
 t.teardown(async () => { for (const c of consoles) await c.close(); });
@@ -184,6 +188,32 @@ t.test('edit properties: a refused value is explained at its field; data is text
   t.same(await c.page.locator('#volumes tbody tr td:first-child').allTextContents(), ['root', 'private', 'volatile', 'kernel'], 'volumes listed');
   await c.shot('qube-detail');
   t.same(c.problems, []);
+});
+
+t.test('notes: shown as text, never run; edited and saved', async (t) => {
+  const c = await open(`${origin}/#token=${s.token}`);
+  await c.page.click('#qubes tr[data-name="vault"] button.link');
+  await c.page.waitForFunction(() => document.querySelector('#notes-text')?.textContent !== '');
+  t.equal(await c.page.textContent('#notes-text'), '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2">', 'the literal text');
+  t.equal(await c.page.locator('#notes-text').evaluate((e) => e.childNodes.length === 1 && e.firstChild.nodeType === 3), true, 'one text node');
+  t.equal(await c.page.locator('#detail img, #detail script').count(), 0, 'no element made from the notes');
+  // an <img src=x> made from markup would have failed to load by now and run its handler
+  await c.page.waitForTimeout(500);
+  t.equal(await c.page.evaluate(() => (window as unknown as { __pwned?: number }).__pwned), undefined, 'window.__pwned stays undefined');
+  await c.shot('qube-notes');
+
+  await c.page.click('#notes-edit-button');
+  t.equal(await c.page.inputValue('#notes-edit'), EVIL_NOTES, 'the editor holds the same text');
+  t.equal(await c.page.evaluate(() => document.activeElement?.id), 'notes-edit', 'and has the focus');
+  await c.page.fill('#notes-edit', 'backups on Fridays\n<b>not bold</b>\n');
+  await c.page.click('#notes button:text("Save notes")');
+  await c.page.waitForFunction(() => document.querySelector('#status')!.textContent === 'Notes saved.');
+  t.equal((await s.dom0('admin.vm.notes.Get', 'vault')).content, 'backups on Fridays\n<b>not bold</b>\n', 'saved through the API');
+  await c.page.waitForFunction(() => /Fridays/.test(document.querySelector('#notes-text')!.textContent!));
+  t.equal(await c.page.textContent('#notes-text'), 'backups on Fridays\n<b>not bold</b>\n');
+  t.equal(await c.page.locator('#detail b').count(), 0);
+  t.equal(await c.page.evaluate(() => (window as unknown as { __pwned?: number }).__pwned), undefined);
+  t.same(c.problems, [], 'no page error, no CSP refusal');
 });
 
 t.test('backup: progress reaches 100 %', async (t) => {

@@ -4,7 +4,7 @@
 // first dom0 token read from the stack's own output, tokens made with the
 // real `qubes-rest token create`, and a small HTTP client over fetch.
 import { spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { call, type Reply } from '../helpers/qubesd.js';
@@ -25,12 +25,21 @@ export interface RestStack {
   stop(): Promise<void>;
 }
 
-/** Install under a temporary prefix, add policy files, run bin/qubes-stack until it is ready. */
-export async function startRestStack(policy: Record<string, string> = {}, entries: 'handler' | 'socket' = 'handler'): Promise<RestStack> {
+/**
+ * Install under a temporary prefix, add policy files (and `restConf`, a
+ * qubes-rest.conf.d drop-in, e.g. "ask_timeout = 2"), run bin/qubes-stack
+ * until it is ready.
+ */
+export async function startRestStack(policy: Record<string, string> = {}, entries: 'handler' | 'socket' = 'handler', restConf?: string): Promise<RestStack> {
   const prefix = mkdtempSync(join(tmpdir(), 'rest-test-'));
   install({ prefix, entries });
   const config = loadConfig(join(prefix, 'etc', 'qubes', 'stack.json'));
   for (const [file, text] of Object.entries(policy)) writeFileSync(join(config.policy.dir, file), text);
+  if (restConf !== undefined) {
+    const dropIns = join(prefix, 'etc', 'qubes', 'qubes-rest.conf.d');
+    mkdirSync(dropIns, { recursive: true });
+    writeFileSync(join(dropIns, '50-test.conf'), restConf);
+  }
   const stack: ChildProcess = spawnPlain(process.execPath, [join(BIN, 'qubes-stack'), '--prefix', prefix], { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   stack.stdout!.on('data', (d) => { output += d; });
