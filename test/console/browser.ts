@@ -6,10 +6,12 @@
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 
 export const CHROMIUM = process.env.QUBES_TEST_CHROMIUM ?? '/usr/bin/chromium';
-export const SCREENSHOTS = join(process.cwd(), 'tmp', 'screenshots');
+/** tmp/screenshots/ of the checkout (dist/test/console/ is three levels down), whatever the working directory; git ignores /tmp/ */
+export const SCREENSHOTS = fileURLToPath(new URL('../../../tmp/screenshots/', import.meta.url));
 
 /** Why the browser tests cannot run here, or null. */
 export function noBrowser(): string | null {
