@@ -263,15 +263,42 @@ export function maxNotesBytes(identity: string): number {
 /** Bodies of PUT /vms/{id}/notes: UTF-8 text, checked strictly (a bad byte is a 400, never replaced). */
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
-async function notesRoutes(app: FastifyInstance): Promise<void> {
-  app.removeContentTypeParser('text/plain');
-  app.addContentTypeParser('text/plain', { parseAs: 'buffer' }, (_req, body: Buffer, done) => {
+/**
+ * text/plain bodies of the notes routes: read up to what one request can
+ * carry, then UTF-8 checked strictly. A longer body is a 400 as soon as it
+ * passes the limit (the rest is read and dropped, never kept), whatever its
+ * length, rather than the 413 of the gateway's general body limit.
+ */
+function readNotes(req: FastifyRequest, payload: NodeJS.ReadableStream, done: (err: Error | null, body?: unknown) => void): void {
+  const max = maxNotesBytes(req.token.identity);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let settled = false;
+  const finish = (err: Error | null, body?: unknown): void => {
+    if (settled) return;
+    settled = true;
+    done(err, body);
+  };
+  payload.on('data', (chunk: Buffer) => {
+    size += chunk.length;
+    if (size <= max) { chunks.push(chunk); return; }
+    chunks.length = 0;
+    const declared = Number(req.headers['content-length']);
+    finish(badRequest(`notes are at most ${max} bytes (${Number.isFinite(declared) && declared > max ? declared : 'more'} given)`));
+  });
+  payload.on('error', (e: Error) => finish(e));
+  payload.on('end', () => {
     try {
-      done(null, strictUtf8.decode(body));
+      finish(null, strictUtf8.decode(Buffer.concat(chunks)));
     } catch {
-      done(badRequest('the notes are not valid UTF-8 text'), undefined);
+      finish(badRequest('the notes are not valid UTF-8 text'));
     }
   });
+}
+
+async function notesRoutes(app: FastifyInstance): Promise<void> {
+  app.removeContentTypeParser('text/plain');
+  app.addContentTypeParser('text/plain', readNotes);
   const text = { type: 'string', description: 'the notes, UTF-8 text' };
   app.get('/vms/:id/notes', {
     schema: {
@@ -290,10 +317,7 @@ async function notesRoutes(app: FastifyInstance): Promise<void> {
   }, async (req: FastifyRequest<{ Params: { id: string }; Body: unknown }>, reply) => {
     const dest = vmDest(req.params.id);
     if (req.body !== undefined && typeof req.body !== 'string') throw badRequest('send the notes as text/plain');
-    const notes = Buffer.from(req.body ?? '', 'utf8');
-    const max = maxNotesBytes(req.token.identity);
-    if (notes.length > max) throw badRequest(`notes are at most ${max} bytes (${notes.length} given)`);
-    await req.caller.call(NOTES_SET, dest, '', notes);
+    await req.caller.call(NOTES_SET, dest, '', Buffer.from(req.body ?? '', 'utf8'));
     return reply.code(204).send();
   });
 }

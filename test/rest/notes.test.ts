@@ -57,6 +57,10 @@ t.test('bodies refused by the gateway change nothing', async (t) => {
   t.equal(big.status, 400);
   t.same(await big.json(), { error: 'bad request', message: 'notes are at most 65464 bytes (65465 given)' });
   t.equal(await notesOf('work'), 'kept\n', 'unchanged');
+  const huge = await putText('/vms/work/notes', 'z'.repeat(2 << 20));
+  t.equal(huge.status, 400, 'past the gateway\'s general body limit too');
+  t.same(await huge.json(), { error: 'bad request', message: 'notes are at most 65464 bytes (2097152 given)' });
+  t.equal(await notesOf('work'), 'kept\n', 'unchanged');
 
   const bad = await putText('/vms/work/notes', Uint8Array.from([0x6f, 0x6b, 0xff, 0x0a]));
   t.equal(bad.status, 400);
