@@ -256,7 +256,7 @@ const NOTES_SET = 'admin.vm.notes.Set';
  * drops a request over MAX_REQUEST unanswered, so the gateway refuses more
  * itself, with words. Counted with the longest destination (a uuid).
  */
-export function maxNotesBytes(identity: string): number {
+function maxNotesBytes(identity: string): number {
   return MAX_REQUEST - encodeRequest(NOTES_SET, '', identity, `uuid:${'0'.repeat(36)}`).length;
 }
 
