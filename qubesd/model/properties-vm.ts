@@ -300,11 +300,6 @@ export function syncVmTag(vm: Vm, kind: 'guivm' | 'audiovm' | 'relayvm', value: 
   }
 }
 
-/** the storage layer re-points snapshot volumes (root) at the new template */
-function templateChanged(vm: Vm): void {
-  vm.app.volumeHooks?.templateChanged?.(vm);
-}
-
 function haltedForTemplateChange(vm: Vm, newv: Value, oldv: Value | undefined): void {
   if (!vm.isHalted()) throw QubesVMNotHaltedError(vm.name, 'Cannot change template while qube is running');
   if (truthy(vm.prop('template_for_dispvms')) && newv !== oldv) {
@@ -546,7 +541,7 @@ export const TABLES: Readonly<Record<string, PropTable>> = (() => {
     ...DVM_TEMPLATE,
     { ...qubesvm.byName.get('icon')!, help: '' },
     prop('template', 'vm', { stage: 4, vmclass: 'TemplateVM', help: 'Template, on which this AppVM is based.',
-      preSet: haltedForTemplateChange, postSet: templateChanged,
+      preSet: haltedForTemplateChange,
       preReset: (vm: Vm) => {
         const dt = vm.app.globalVm('default_template');
         if (dt) throw QubesValueError(`Cannot unset template. You can set it to the current default (${dt.name}) instead`);
@@ -565,7 +560,6 @@ export const TABLES: Readonly<Record<string, PropTable>> = (() => {
   const standalone = qubesvm.extend(DVM_TEMPLATE);
   const dispvm = qubesvm.extend([
     prop('template', 'vm', { stage: 4, setter: setterDispvmTemplate, help: 'AppVM, on which this disposable is based.',
-      postSet: templateChanged,
       preSet: (vm: Vm) => { if (!vm.isHalted()) throw QubesVMNotHaltedError(vm.name, 'Cannot change template while qube is running'); },
       preReset: () => { throw QubesValueError('Cannot unset template'); } }),
     prop('dispid', 'int', { writeOnce: true, help: 'Internal, persistent identifier of particular disposable.' }),

@@ -36,7 +36,6 @@ interface ImportState { size: number; path: string }
 
 const VOLUME_PROPS_ORDER = ['pool', 'vid', 'size', 'usage', 'rw', 'source', 'path', 'save_on_stop', 'snap_on_start', 'revisions_to_keep', 'ephemeral'] as const;
 const TOKEN_CHARS = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
-const MANAGERS = new WeakMap<object, StorageManager>();
 
 const py = (b: boolean): string => (b ? 'True' : 'False');
 
@@ -62,31 +61,14 @@ export class StorageManager {
   readonly recentCopies: CopyRecord[] = [];
   readonly baseDir: string;
 
-  private constructor(readonly app: StorageApp, private readonly opts: StorageOptions) {
+  /** Loads the app's pools; made once at daemon start (see api/services.ts). */
+  constructor(readonly app: StorageApp, private readonly opts: StorageOptions) {
     this.baseDir = path.resolve(opts.baseDir);
     this.access = { ...defaultModelAccess(app), ...opts.access };
     for (const doc of app.pools) {
       const pool = poolFromDoc(doc, this.ctx());
       this.pools.set(pool.name, pool);
     }
-  }
-
-  /** Load the app's pools and install the model's volume hooks; call once at daemon start. */
-  static attach(app: StorageApp, opts: StorageOptions): StorageManager {
-    const m = new StorageManager(app, opts);
-    MANAGERS.set(app, m);
-    app.volumeHooks = {
-      created: (vm: StorageVm, placement: Placement) => m.createVolumes(vm, placement),
-      removing: (vm: StorageVm) => m.removeVolumes(vm),
-    };
-    return m;
-  }
-
-  /** The manager attached to this app (handlers reach it this way). */
-  static of(app: object): StorageManager {
-    const m = MANAGERS.get(app);
-    if (!m) throw new Error('storage layer not attached to this app (StorageManager.attach)');
-    return m;
   }
 
   private noteCopy(src: string, dst: string, method: CopyMethod): void {
@@ -507,7 +489,7 @@ export class StorageManager {
 
   // ---- qube life cycle ---------------------------------------------------
 
-  /** Create the volumes of a new qube (the model's volumeHooks.created). */
+  /** Create the volumes of a new qube (admin.vm.Create*, a new disposable). */
   async createVolumes(vm: StorageVm, placement: Placement = {}): Promise<void> {
     if (placement.pool && placement.pools && Object.keys(placement.pools).length) {
       throw ProtocolError("Conflicting options specified: 'pool=', 'pool:volume='");
@@ -602,7 +584,7 @@ export class StorageManager {
     if (other) throw StoragePoolException(`Volume ${v.pool.name}:${v.vid} is already used by qube ${other.name}`);
   }
 
-  /** Remove a qube's volumes from disk (the model's volumeHooks.removing). */
+  /** Remove a qube's volumes from disk (passed to QubesApp.removeVmWithFiles). */
   async removeVolumes(vm: StorageVm): Promise<void> {
     await this.locked(vm.name, async () => {
       const dirs = new Set<string>();

@@ -1,13 +1,13 @@
 // admin.pool.*: storage pools (qubes/api/admin.py pool_* handlers).
 import type { Call, Handlers } from '../call.js';
 import { ProtocolError, QubesException, QubesPoolInUseError } from '../../errors.js';
-import { StorageManager } from '../../storage/manager.js';
+import type { StorageManager } from '../../storage/manager.js';
 import { DRIVERS, driverInfo } from '../../storage/pools.js';
 import {
   POOL_NAME_CHARS, allIn, ascii, enforce, enforceArg, parseBoolPayload, splitLines, validateNumber,
 } from '../../storage/api-args.js';
 
-const storage = (call: Call): StorageManager => StorageManager.of(call.app);
+const storage = (call: Call): StorageManager => call.services.storage;
 
 /** The pool named by the argument; unknown names are refused as Qubes does. */
 function poolArg(call: Call): string {

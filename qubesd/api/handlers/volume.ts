@@ -3,14 +3,14 @@
 import { StreamedContent, type Call, type Handlers } from '../call.js';
 import { exportContent } from '../../storage/export.js';
 import { ProtocolError } from '../../errors.js';
-import { StorageManager } from '../../storage/manager.js';
+import type { StorageManager } from '../../storage/manager.js';
 import type { StorageVm } from '../../storage/model-view.js';
 import { QubesVolumeRevisionNotFoundError } from '../../storage/errors.js';
 import {
   REVISION_CHARS, allIn, ascii, enforce, enforceArg, parseBoolPayload, stripBytes, validateNumber,
 } from '../../storage/api-args.js';
 
-const storage = (call: Call): StorageManager => StorageManager.of(call.app);
+const storage = (call: Call): StorageManager => call.services.storage;
 
 function dest(call: Call): StorageVm {
   const vm: StorageVm = call.dest;
