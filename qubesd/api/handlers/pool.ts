@@ -2,6 +2,7 @@
 import type { Call, Handlers } from '../call.js';
 import { ProtocolError, QubesException, QubesPoolInUseError } from '../../errors.js';
 import type { StorageManager } from '../../storage/manager.js';
+import { poolInfoText, poolUsageText } from '../format/storage.js';
 import { DRIVERS, driverInfo } from '../../storage/pools.js';
 import {
   POOL_NAME_CHARS, allIn, ascii, enforce, enforceArg, parseBoolPayload, splitLines, validateNumber,
@@ -20,9 +21,9 @@ export const handlers: Handlers = {
 
   'admin.pool.ListDrivers': () => DRIVERS.map((d) => `${d.name} ${d.params.map(([p]) => p).join(' ')}\n`).join(''),
 
-  'admin.pool.Info': (call) => storage(call).poolInfo(poolArg(call)),
+  'admin.pool.Info': (call) => poolInfoText(storage(call), poolArg(call)),
 
-  'admin.pool.UsageDetails': (call) => storage(call).poolUsageDetails(poolArg(call)),
+  'admin.pool.UsageDetails': (call) => poolUsageText(storage(call), poolArg(call)),
 
   'admin.pool.volume.List': async (call) => (await storage(call).poolVolumeIds(poolArg(call))).map((v) => `${v}\n`).join(''),
 
