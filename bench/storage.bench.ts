@@ -28,7 +28,7 @@ class Qube implements StorageVm {
 class BenchApp implements StorageApp {
   pools: PoolDoc[];
   vms = new Map<string, Qube>();
-  volumeHooks: unknown = null;
+  storage: StorageManager | null = null;
   constructor(base: string) {
     this.pools = [{ attrs: [['name', 'varlibqubes'], ['dir_path', base], ['driver', 'file'], ['revisions_to_keep', '1'], ['ephemeral_volatile', 'False']] }];
   }
@@ -39,7 +39,7 @@ class BenchApp implements StorageApp {
   async add(name: string, placement: { pool?: string } = {}): Promise<Qube> {
     const vm = new Qube(name, 'StandaloneVM');
     this.vms.set(name, vm);
-    await (this.volumeHooks as { created(vm: StorageVm, p: object): Promise<void> }).created(vm, placement);
+    await this.storage!.createVolumes(vm, placement);
     return vm;
   }
 }
@@ -70,7 +70,8 @@ async function benchImport(dir: string): Promise<void> {
   const base = join(dir, 'base');
   mkdirSync(base, { recursive: true });
   const app = new BenchApp(base);
-  const m = StorageManager.attach(app, { baseDir: base });
+  const m = new StorageManager(app, { baseDir: base });
+  app.storage = m;
   const vm = await app.add('target');
   const data = join(dir, 'data.bin');
   makeData(data, DATA_MIB);
@@ -127,7 +128,8 @@ async function benchImport(dir: string): Promise<void> {
 async function timeClone(poolDir: string, base: string, tag: string): Promise<{ secs: number; method: string }> {
   const app = new BenchApp(base);
   app.pools.push({ attrs: [['name', 'bench'], ['dir_path', poolDir], ['driver', 'file-reflink'], ['revisions_to_keep', '0'], ['setup_check', 'False']] });
-  const m = StorageManager.attach(app, { baseDir: base });
+  const m = new StorageManager(app, { baseDir: base });
+  app.storage = m;
   const src = await app.add(`src-${tag}`, { pool: 'bench' });
   const dst = await app.add(`dst-${tag}`, { pool: 'bench' });
   makeData(join(poolDir, `appvms/src-${tag}/private.img`), 1024);

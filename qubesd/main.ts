@@ -13,8 +13,10 @@ import { closeServer, listen } from './server.js';
 import { StorageManager } from './storage/index.js';
 import { PolicyFilter } from './api/policy-filter.js';
 import { backendConfigFromOptions, createBackend } from './hypervisor/index.js';
-import { Lifecycle, attachLifecycle } from './lifecycle/controller.js';
-import { BackupService, attachBackups } from './backup/service.js';
+import { Lifecycle } from './lifecycle/controller.js';
+import { Firewalls } from './firewall/firewall.js';
+import type { Services } from './api/services.js';
+import { BackupService } from './backup/service.js';
 import { QubeServices } from './qrexec/run-service.js';
 import { ConnectionLimits, type ConnectionLimitOptions } from './connection-limits.js';
 import { QUBESD_SCHEMA } from './config-schema.js';
@@ -108,17 +110,15 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
     throw e;
   }
   store.setSnapshot(() => app.toDoc());
-  const storage = StorageManager.attach(app, { baseDir: o.baseDir });
+  const storage = new StorageManager(app, { baseDir: o.baseDir });
   const lifecycle = new Lifecycle(app, createBackend(backendConfigFromOptions(o)), {
     storage, log: (msg, extra) => audit.info(msg, extra),
   });
-  attachLifecycle(app, lifecycle);
   const backups = new BackupService(app, {
     profileDir: o.backupProfileDir, storage,
     services: new QubeServices({ dom0Dirs: o.servicesDirs, guestServicesDir: o.guestServicesDir, log: (l) => audit.info(l) }),
     log: (msg, extra) => audit.info(msg, extra),
   });
-  attachBackups(app, backups);
   try {
     await lifecycle.attach();
   } catch (e) {
@@ -126,7 +126,8 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
     throw new Error(`cannot connect to the ${o.backend} hypervisor backend: ${(e as Error).message}`);
   }
 
-  const common = { app, store, handlers: HANDLERS, audit };
+  const services: Services = { storage, lifecycle, backups, firewalls: new Firewalls() };
+  const common = { app, services, store, handlers: HANDLERS, audit };
   const policy = new PolicyFilter(app, { policyDir: o.policyDir, runtimeDir: o.runtimePolicyDir, onError: (m) => audit.info(m) });
   const adminSocket = join(o.socketDir, 'qubesd.sock');
   const internalSocket = join(o.socketDir, 'qubesd.internal.sock');

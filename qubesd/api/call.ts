@@ -4,9 +4,12 @@
 import type { MethodSpec } from '../../lib/api-methods.js';
 import type { QubesApp, Vm } from '../model/app.js';
 import type { OkReply } from '../../lib/protocol/reply.js';
+import type { Services } from './services.js';
 
 export interface Call {
   readonly app: QubesApp;
+  /** the daemon's services (storage, lifecycle, backups, firewalls): all a handler uses besides the model */
+  readonly services: Services;
   readonly spec: MethodSpec;
   /** full method name, e.g. "admin.vm.property.Get" */
   readonly method: string;

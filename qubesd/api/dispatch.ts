@@ -11,6 +11,7 @@ import { FramingError, parseRequest } from '../../lib/protocol/request.js';
 import { eventFrame, exceptionFrame, okFrame } from '../../lib/protocol/reply.js';
 import { validateVmName, type QubesApp, type Vm } from '../model/app.js';
 import type { AuditLog } from '../log/audit.js';
+import type { Services } from './services.js';
 import type { Change } from '../store/document.js';
 
 /**
@@ -53,6 +54,8 @@ export const ALLOW_ALL: CallFilter = Object.freeze({ vm: () => true, event: () =
 
 export interface DispatcherOptions {
   app: QubesApp;
+  /** what handlers may use besides the model (Call.services) */
+  services: Services;
   store: Persister;
   handlers: Handlers;
   audit: AuditLog;
@@ -125,7 +128,7 @@ export class Dispatcher {
       }
       checkRules(spec, arg, req.payload, dest);
       const call: Call = {
-        app, spec, method, source, dest, arg, payload: req.payload,
+        app, services: this.o.services, spec, method, source, dest, arg, payload: req.payload,
         get signal() { return res.signal; },
         filter: source.klass === 'AdminVM' || !this.o.filterFor ? ALLOW_ALL : this.o.filterFor(source, method, arg),
         sendEvent: (subject, event, kwargs = []) => {

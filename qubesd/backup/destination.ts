@@ -8,6 +8,7 @@ import { close, createWriteStream, fsync, open, promises as fsp } from 'node:fs'
 import { promisify } from 'node:util';
 import { basename, dirname, join } from 'node:path';
 import type { Writable } from 'node:stream';
+import { fsyncDir } from '../../lib/atomic-write.js';
 import { archiveFileName } from './format.js';
 import { BackupAbortedError, writeBackup, type BackupSource, type BackupSummary, type WriteOptions } from './writer.js';
 
@@ -22,13 +23,10 @@ export interface Destination {
   failure?(): string | null;
 }
 
-async function fsyncDir(dir: string): Promise<void> {
-  const fd = await fsp.open(dir, 'r');
-  try { await fd.sync(); } finally { await fd.close(); }
-}
-
 /** A file at `finalPath`, written under a temporary name in the same
- * directory, fsynced, then renamed (refusing to replace an existing file). */
+ * directory, fsynced, then renamed (refusing to replace an existing file).
+ * Not lib/atomic-write.ts: the archive is streamed, and it must never
+ * replace an existing file, so it is linked into place instead of renamed. */
 export async function fileDestination(finalPath: string, opts: { uniquify?: boolean } = {}): Promise<Destination> {
   const dir = dirname(finalPath);
   const tmp = join(dir, `.${basename(finalPath)}.${randomBytes(6).toString('hex')}.partial`);

@@ -181,13 +181,3 @@ export class BackupService {
     return serviceDestination(call, profile.destinationPath, `VM ${vm.name}`);
   }
 }
-
-const ATTACHED = new WeakMap<QubesApp, BackupService>();
-
-export function attachBackups(app: QubesApp, service: BackupService): void { ATTACHED.set(app, service); }
-
-export function backupsOf(app: QubesApp): BackupService {
-  const s = ATTACHED.get(app);
-  if (!s) throw QubesException('backups are not configured in this qubesd');
-  return s;
-}

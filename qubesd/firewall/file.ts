@@ -2,11 +2,9 @@
 // format Qubes reads and writes (qubes/firewall.py Firewall.load/save):
 // version 2 (<firewall version="2"><rules><rule><properties><property
 // name="...">) and the old version 1 (R3.x) on reading. Writing is atomic
-// (temporary file, fsync, rename, fsync of the directory), as Qubes'
+// (lib/atomic-write.ts: temporary file, fsync, rename, directory fsync), as Qubes'
 // replace_file does, with the same 0664 mode.
-import { randomBytes } from 'node:crypto';
-import { open, rename, unlink } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { atomicWriteFile } from '../../lib/atomic-write.js';
 import { isElement, parseXml, serializeXml, type XmlElement } from '../store/xml.js';
 import { isExpired, optionText, parseDstHost, ruleFromOptions, RuleError, XML_ORDER, type Rule, type RuleKey } from './rule.js';
 
@@ -114,24 +112,5 @@ export function serializeFirewallXml(rules: readonly Rule[], nowMs = Date.now())
 
 /** Write `content` to `path` atomically and durably, mode 0664. */
 export async function replaceFile(path: string, content: string): Promise<void> {
-  const tmp = `${path}~${randomBytes(6).toString('hex')}`;
-  const fh = await open(tmp, 'wx', 0o664);
-  try {
-    await fh.writeFile(content);
-    await fh.chmod(0o664);
-    await fh.sync();
-  } catch (e) {
-    await fh.close();
-    await unlink(tmp).catch(() => {});
-    throw e;
-  }
-  await fh.close();
-  try {
-    await rename(tmp, path);
-  } catch (e) {
-    await unlink(tmp).catch(() => {});
-    throw e;
-  }
-  const dir = await open(dirname(path), 'r');
-  try { await dir.sync(); } finally { await dir.close(); }
+  await atomicWriteFile(path, content, { mode: 0o664, exactMode: true });
 }

@@ -116,30 +116,36 @@ function readRules(path: string): Rule[] {
   return parseFirewallXml(content);
 }
 
-const firewalls = new WeakMap<Vm, Firewall>();
-
 /**
- * The firewall of a qube that has one (Qubes' QubesVM: not dom0, not a
- * RemoteVM); null otherwise. Loaded on first use and cached with the qube.
+ * The firewalls of the qubes of one daemon: each loaded on first use and
+ * kept with its qube. Made once at daemon start (see api/services.ts).
  */
-export function firewallOf(vm: Vm): Firewall | null {
-  const cached = firewalls.get(vm);
-  if (cached) return cached;
-  const dir = vm.dirPath;
-  if (dir === null) return null;
-  const fw = Firewall.load(vm, dir);
-  firewalls.set(vm, fw);
-  return fw;
-}
+export class Firewalls {
+  private readonly loaded = new WeakMap<Vm, Firewall>();
 
-/**
- * Qubes' Firewall.clone, for a new disposable: the template's rules, in
- * memory only (a disposable's firewall.xml is written on its first change).
- */
-export function cloneFirewall(from: Vm, to: Vm): void {
-  const src = firewallOf(from);
-  const dir = to.dirPath;
-  if (!src || dir === null) return;
-  firewalls.get(to)?.close();
-  firewalls.set(to, Firewall.withRules(to, dir, src.rules));
+  /**
+   * The firewall of a qube that has one (Qubes' QubesVM: not dom0, not a
+   * RemoteVM); null otherwise.
+   */
+  of(vm: Vm): Firewall | null {
+    const cached = this.loaded.get(vm);
+    if (cached) return cached;
+    const dir = vm.dirPath;
+    if (dir === null) return null;
+    const fw = Firewall.load(vm, dir);
+    this.loaded.set(vm, fw);
+    return fw;
+  }
+
+  /**
+   * Qubes' Firewall.clone, for a new disposable: the template's rules, in
+   * memory only (a disposable's firewall.xml is written on its first change).
+   */
+  clone(from: Vm, to: Vm): void {
+    const src = this.of(from);
+    const dir = to.dirPath;
+    if (!src || dir === null) return;
+    this.loaded.get(to)?.close();
+    this.loaded.set(to, Firewall.withRules(to, dir, src.rules));
+  }
 }

@@ -153,7 +153,7 @@ export class Lifecycle {
     try { cleanup = vm.prop('auto_cleanup') === true; } catch { cleanup = false; }
     if (!cleanup || !this.app.getVm(vm.name)) return;
     try {
-      await this.app.removeVmWithFiles(vm);
+      await this.app.removeVmWithFiles(vm, async (v) => { await this.o.storage?.removeVolumes(v as never); });
     } catch (e) {
       this.o.log?.('failed to remove stopped disposable', { vm: vm.name, error: (e as Error).message });
     }
@@ -361,14 +361,4 @@ export class Lifecycle {
     this.statsCache = { at: now, stats };
     return stats;
   }
-}
-
-const ATTACHED = new WeakMap<object, Lifecycle>();
-
-export function attachLifecycle(app: QubesApp, lc: Lifecycle): void { ATTACHED.set(app, lc); }
-
-export function lifecycleOf(app: QubesApp): Lifecycle {
-  const lc = ATTACHED.get(app);
-  if (!lc) throw QubesException('no hypervisor backend attached to qubesd');
-  return lc;
 }

@@ -38,13 +38,6 @@ export interface AppOptions {
   host?: Partial<HostInfo>;
 }
 
-export interface VolumeHooks {
-  created(vm: Vm, placement: { pool?: string; pools?: Record<string, string> }): Promise<void>;
-  removing(vm: Vm): Promise<void>;
-  /** optional: the qube's template changed (update volumes that follow it; mark the qube dirty) */
-  templateChanged?(vm: Vm): void;
-}
-
 export interface SystemInfoDomain {
   internal: string | null;
   tags: string[];
@@ -82,7 +75,6 @@ export class QubesApp implements Holder {
   readonly table = GLOBAL_TABLE;
   readonly hooks = new Extensions(this);
   pools: PoolDoc[] = [];
-  volumeHooks: VolumeHooks | null = null;
   private extra: string[] = [];
 
   private byName = new Map<string, Vm>();
@@ -445,13 +437,14 @@ export class QubesApp implements Holder {
 
   /**
    * Remove a qube and everything it has on disk, as admin.vm.Remove does and
-   * as a stopped disposable is cleaned up: its volumes (through the storage
-   * layer), then the qube, then its directory. Refusals come before anything
-   * is touched; files that cannot be removed do not keep the qube (as Qubes).
+   * as a stopped disposable is cleaned up: its volumes (`removeVolumes`, the
+   * storage layer's, passed by the caller), then the qube, then its directory.
+   * Refusals come before anything is touched; files that cannot be removed
+   * do not keep the qube (as Qubes).
    */
-  async removeVmWithFiles(vm: Vm): Promise<void> {
+  async removeVmWithFiles(vm: Vm, removeVolumes?: (vm: Vm) => Promise<void>): Promise<void> {
     this.checkRemovable(vm);
-    try { await this.volumeHooks?.removing(vm); } catch { /* Qubes removes the qube even when its files cannot be */ }
+    try { await removeVolumes?.(vm); } catch { /* Qubes removes the qube even when its files cannot be */ }
     this.forgetVm(vm);
     this.events.fire(vm.name, 'domain-remove-from-disk');
     if (vm.dirPath) await rm(vm.dirPath, { recursive: true, force: true });

@@ -3,7 +3,7 @@
 // qubes.ext.gui/audio, the disposable-template mixin, boot modes).
 import { QubesException, QubesValueError, pyRepr } from '../errors.js';
 import { fire, isDefault, setProperty } from './properties.js';
-import { resetChildBootmode, syncVmTag } from './properties-vm.js';
+import { resetChildBootmode, syncVmTag } from './properties-vm-rules.js';
 import { truthy } from './values.js';
 import type { QubesApp } from './app.js';
 import type { Vm } from './vm.js';

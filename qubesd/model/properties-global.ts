@@ -4,7 +4,7 @@
 import * as path from 'node:path';
 import { QubesPropertyValueError } from '../errors.js';
 import { PropTable, fire, forbidden, isDefault, NoValue, type PropDef } from './properties.js';
-import { disposableTemplateSetter, netvmPostReset, netvmPreSet, prop, syncVmTag, validateKernel } from './properties-vm.js';
+import { disposableTemplateSetter, netvmPostReset, netvmPreSet, prop, syncVmTag, validateKernel } from './properties-vm-rules.js';
 import type { Value } from './values.js';
 import type { QubesApp } from './app.js';
 import type { Vm } from './vm.js';

@@ -1,12 +1,13 @@
 // The one generic implementation of Qubes properties (qubes.property and
 // qubes.vm.VMProperty) over declarative tables: reading with computed
-// defaults, the Admin API serialisation, sanitising untrusted input, and
-// setting/resetting with Qubes' events in Qubes' order. Both qubes (Vm) and
+// defaults, sanitising untrusted input, and setting/resetting with Qubes'
+// events in Qubes' order. The Admin API's reply text for them is
+// api/format/property.ts's. Both qubes (Vm) and
 // the system (QubesApp) hold properties through the Holder interface.
 import {
   QubesException, QubesNoSuchPropertyError, QubesPropertyValueError, QubesValueError, pyRepr,
 } from '../errors.js';
-import { normInt, parsePyInt, pyStr, truthy, wireStr, type Value } from './values.js';
+import { normInt, parsePyInt, pyStr, truthy, type Value } from './values.js';
 import { validateVmName } from './names.js';
 import type { QubesApp } from './app.js';
 import type { Vm } from './vm.js';
@@ -112,35 +113,6 @@ export function tryGet(h: Holder, name: string, fallback: Value = null): Value {
 
 export function isDefault(h: Holder, def: PropDef): boolean {
   return !h.values.has(def.name);
-}
-
-/** admin.*property.Get: "default=<bool> type=<type> <value>". */
-export function serializeProperty(h: Holder, def: PropDef): string {
-  let v: Value;
-  try { v = getValue(h, def); } catch (e) {
-    if (e instanceof NoValue) return `default=True type=${def.wire} `;
-    throw e;
-  }
-  return `default=${isDefault(h, def) ? 'True' : 'False'} type=${def.wire} ${wireStr(v)}`;
-}
-
-/** admin.*property.GetDefault: "type=<type> <value>", or nothing when no default. */
-export function serializeDefault(h: Holder, def: PropDef): string | null {
-  let v: Value;
-  try { v = getDefault(h, def); } catch (e) {
-    if (e instanceof NoValue) return null;
-    throw e;
-  }
-  return `type=${def.wire} ${wireStr(v)}`;
-}
-
-/** admin.*property.GetAll: one line per property, escaped. */
-export function serializeAll(h: Holder): string {
-  let out = '';
-  for (const def of h.table.list) {
-    out += `${def.name} ${serializeProperty(h, def).replace(/\\/g, '\\\\').replace(/\n/g, '\\n')}\n`;
-  }
-  return out;
 }
 
 // ---------------------------------------------------------------- input

@@ -1,12 +1,14 @@
 // File operations for image-file pools. Every operation that produces a
-// file writes it under a temporary name next to its destination, makes it
-// durable and renames it into place, so that an image is either the old one
-// or the complete new one, never a mix. Temporary names contain '~' so that
-// leftovers of a crash are recognised and removed.
+// file builds it under a temporary name next to its destination and lets
+// lib/atomic-write.ts make it durable and rename it into place, so that an
+// image is either the old one or the complete new one, never a mix.
+// Temporary names contain '~' so that leftovers of a crash are recognised
+// and removed.
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
+import { atomicReplace } from '../../lib/atomic-write.js';
 import { QubesError, StoragePoolException } from '../errors.js';
 import { systemErrorWords } from '../../lib/system-error.js';
 
@@ -77,20 +79,17 @@ export async function diskUsage(file: string): Promise<number> {
 /** A new empty sparse file of `size` bytes at `dst` (replacing it atomically). */
 export async function createSparseFile(dst: string, size: number, mode = 0o664): Promise<void> {
   await ensureDir(path.dirname(dst));
-  const tmp = tempNameFor(dst);
   try {
-    const fh = await fsp.open(tmp, 'wx', mode);
-    try {
-      await fh.chmod(mode);
-      await fh.truncate(size);
-      await fh.sync();
-    } finally { await fh.close(); }
-    await fsp.rename(tmp, dst);
+    await atomicReplace(dst, async (tmp) => {
+      const fh = await fsp.open(tmp, 'wx', mode);
+      try {
+        await fh.chmod(mode);
+        await fh.truncate(size);
+      } finally { await fh.close(); }
+    }, { tempPath: tempNameFor });
   } catch (e) {
-    await fsp.unlink(tmp).catch(() => undefined);
     throw ioError('Cannot create image', dst, e);
   }
-  await fsyncDir(path.dirname(dst));
 }
 
 /** Change a file's size in place (growing adds zeros, as a hole). */
@@ -118,37 +117,34 @@ const NO_REFLINK = /Operation not supported|Invalid cross-device link|Inappropri
 export async function cloneFile(src: string, dst: string, opts: { mode?: ReflinkMode; size?: number } = {}): Promise<CopyMethod> {
   const mode = opts.mode ?? 'auto';
   await ensureDir(path.dirname(dst));
-  const tmp = tempNameFor(dst);
   let method: CopyMethod = 'copy';
   try {
-    let done = false;
-    if (mode !== 'never') {
-      const r = await runCp(['--reflink=always', '--', src, tmp]);
-      if (r.ok) { done = true; method = 'reflink'; } else {
-        await fsp.unlink(tmp).catch(() => undefined);
-        if (mode === 'always' || !NO_REFLINK.test(r.stderr)) throw StoragePoolException(`Error while copying ${src} to ${dst}: ${cleanCpError(r.stderr)}`);
+    await atomicReplace(dst, async (tmp) => {
+      let done = false;
+      if (mode !== 'never') {
+        const r = await runCp(['--reflink=always', '--', src, tmp]);
+        if (r.ok) { done = true; method = 'reflink'; } else {
+          await fsp.unlink(tmp).catch(() => undefined);
+          if (mode === 'always' || !NO_REFLINK.test(r.stderr)) throw StoragePoolException(`Error while copying ${src} to ${dst}: ${cleanCpError(r.stderr)}`);
+        }
       }
-    }
-    if (!done) {
-      // after a refused reflink the filesystem cannot share extents, so cp's
-      // in-kernel copy is a real copy; 'never' must say so explicitly, or
-      // cp's copy_file_range could still share extents on XFS/btrfs
-      const r = await runCp([...(mode === 'never' ? ['--reflink=never'] : []), '--sparse=always', '--', src, tmp]);
-      if (!r.ok) throw StoragePoolException(`Error while copying ${src} to ${dst}: ${cleanCpError(r.stderr)}`);
-    }
-    const fh = await fsp.open(tmp, 'r+');
-    try {
-      await fh.chmod(0o664);
-      if (opts.size !== undefined) await fh.truncate(opts.size);
-      await fh.sync();
-    } finally { await fh.close(); }
-    await fsp.rename(tmp, dst);
+      if (!done) {
+        // after a refused reflink the filesystem cannot share extents, so cp's
+        // in-kernel copy is a real copy; 'never' must say so explicitly, or
+        // cp's copy_file_range could still share extents on XFS/btrfs
+        const r = await runCp([...(mode === 'never' ? ['--reflink=never'] : []), '--sparse=always', '--', src, tmp]);
+        if (!r.ok) throw StoragePoolException(`Error while copying ${src} to ${dst}: ${cleanCpError(r.stderr)}`);
+      }
+      const fh = await fsp.open(tmp, 'r+');
+      try {
+        await fh.chmod(0o664);
+        if (opts.size !== undefined) await fh.truncate(opts.size);
+      } finally { await fh.close(); }
+    }, { tempPath: tempNameFor });
   } catch (e) {
-    await fsp.unlink(tmp).catch(() => undefined);
     if (e instanceof QubesError) throw e;
     throw ioError('Cannot copy to', dst, e);
   }
-  await fsyncDir(path.dirname(dst));
   return method;
 }
 
@@ -160,15 +156,11 @@ function cleanCpError(stderr: string): string {
 
 /** A second name for `src` at `dst`, replacing dst atomically (same inode: cheap, shares data). */
 export async function linkFile(src: string, dst: string): Promise<void> {
-  const tmp = tempNameFor(dst);
   try {
-    await fsp.link(src, tmp);
-    await fsp.rename(tmp, dst);
+    await atomicReplace(dst, (tmp) => fsp.link(src, tmp), { tempPath: tempNameFor });
   } catch (e) {
-    await fsp.unlink(tmp).catch(() => undefined);
     throw ioError('Cannot link', dst, e);
   }
-  await fsyncDir(path.dirname(dst));
 }
 
 /** Does this directory's filesystem make reflink copies? (probes with two temp files) */

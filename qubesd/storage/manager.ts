@@ -1,15 +1,18 @@
 // The storage manager: the pools of one app, the volumes of its qubes (built
 // from each qube's <volume-config> on demand, so the store stays the single
-// source of truth), and every storage operation the Admin API, the lifecycle
-// code and the model's create/remove hooks call.
-import { randomInt } from 'node:crypto';
+// source of truth), and every storage operation the Admin API handlers and
+// the lifecycle code call, serialised per qube. Clone tokens
+// (clone-tokens.ts) and open imports (import-sessions.ts) are kept in their
+// own files; the Admin API's reply text is api/format/storage.ts's.
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import {
   ProtocolError, QubesException, QubesPoolInUseError, QubesValueError, QubesVMNotHaltedError, StoragePoolException,
 } from '../errors.js';
 import { defaultVolumes, parseVolumeConf, volumeConfDoc, type VolumeConf } from './config.js';
-import { QubesPoolNotFoundError, QubesVolumeNotFoundError, QubesVolumeCopyTokenNotFoundError } from './errors.js';
+import { QubesPoolNotFoundError, QubesVolumeNotFoundError } from './errors.js';
+import { CloneTokens } from './clone-tokens.js';
+import { ImportSessions } from './import-sessions.js';
 import { fileSize, removeEmptyDir, type CopyMethod } from './fileops.js';
 import { defaultModelAccess, isHalted, type ModelAccess, type Placement, type StorageApp, type StorageVm } from './model-view.js';
 import { pathInPool } from './paths.js';
@@ -31,12 +34,6 @@ export interface CopyRecord { src: string; dst: string; method: CopyMethod }
 /** A disk of a starting qube, for its domain XML. */
 export interface BlockDevice { name: string; path: string; rw: boolean }
 
-interface CloneSource { vm: string; volume: string; pool: string; vid: string }
-interface ImportState { size: number; path: string }
-
-const VOLUME_PROPS_ORDER = ['pool', 'vid', 'size', 'usage', 'rw', 'source', 'path', 'save_on_stop', 'snap_on_start', 'revisions_to_keep', 'ephemeral'] as const;
-const TOKEN_CHARS = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
-const MANAGERS = new WeakMap<object, StorageManager>();
 
 const py = (b: boolean): string => (b ? 'True' : 'False');
 
@@ -55,38 +52,21 @@ function frozenConf(doc: VolumeConfigDoc): Readonly<VolumeConf> {
 export class StorageManager {
   private readonly pools = new Map<string, Pool>();
   private readonly access: ModelAccess;
-  private readonly clones = new Map<string, CloneSource>();
-  private readonly imports = new Map<string, ImportState>();
+  private readonly clones = new CloneTokens();
+  private readonly imports = new ImportSessions();
   private readonly locks = new Map<string, Promise<unknown>>();
   /** the last copies made (newest last), to say whether they were reflinks */
   readonly recentCopies: CopyRecord[] = [];
   readonly baseDir: string;
 
-  private constructor(readonly app: StorageApp, private readonly opts: StorageOptions) {
+  /** Loads the app's pools; made once at daemon start (see api/services.ts). */
+  constructor(readonly app: StorageApp, private readonly opts: StorageOptions) {
     this.baseDir = path.resolve(opts.baseDir);
     this.access = { ...defaultModelAccess(app), ...opts.access };
     for (const doc of app.pools) {
       const pool = poolFromDoc(doc, this.ctx());
       this.pools.set(pool.name, pool);
     }
-  }
-
-  /** Load the app's pools and install the model's volume hooks; call once at daemon start. */
-  static attach(app: StorageApp, opts: StorageOptions): StorageManager {
-    const m = new StorageManager(app, opts);
-    MANAGERS.set(app, m);
-    app.volumeHooks = {
-      created: (vm: StorageVm, placement: Placement) => m.createVolumes(vm, placement),
-      removing: (vm: StorageVm) => m.removeVolumes(vm),
-    };
-    return m;
-  }
-
-  /** The manager attached to this app (handlers reach it this way). */
-  static of(app: object): StorageManager {
-    const m = MANAGERS.get(app);
-    if (!m) throw new Error('storage layer not attached to this app (StorageManager.attach)');
-    return m;
   }
 
   private noteCopy(src: string, dst: string, method: CopyMethod): void {
@@ -160,28 +140,11 @@ export class StorageManager {
     this.savePools();
   }
 
-  private mustPool(name: string): Pool {
+  /** The pool of that name (QubesException when there is none). */
+  mustPool(name: string): Pool {
     const p = this.pools.get(name);
     if (!p) throw QubesException(`Unknown storage pool ${name}`);
     return p;
-  }
-
-  /** admin.pool.Info body: sorted config, then size, usage, included_in. */
-  async poolInfo(name: string): Promise<string> {
-    const pool = this.mustPool(name);
-    let out = [...pool.config()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, v]) => `${k}=${v}\n`).join('');
-    const size = await pool.size();
-    if (size !== null) out += `size=${size}\n`;
-    const usage = await pool.usage();
-    if (usage !== null) out += `usage=${usage}\n`;
-    const inc = pool.includedIn(this.allPools());
-    if (inc) out += `included_in=${inc.name}\n`;
-    return out;
-  }
-
-  async poolUsageDetails(name: string): Promise<string> {
-    const d = await this.mustPool(name).usageDetails();
-    return d.sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, v]) => `${k}=${v}\n`).join('');
   }
 
   /** Volume ids in a pool, as admin.pool.volume.List lists them. */
@@ -298,29 +261,8 @@ export class StorageManager {
     if (!isHalted(vm)) throw QubesVMNotHaltedError(vm.name);
   }
 
-  private importKey(vm: StorageVm, name: string): string { return `${vm.name}\0${name}`; }
-
   private noImportRunning(vm: StorageVm, vol: Volume): void {
-    if (this.imports.has(this.importKey(vm, vol.name))) throw StoragePoolException(`An import into volume ${vol.vid} is in progress`);
-  }
-
-  /** admin.vm.volume.Info body. */
-  async info(vm: StorageVm, name: string): Promise<string> {
-    const v = this.volume(vm, name);
-    const values: Record<(typeof VOLUME_PROPS_ORDER)[number], string> = {
-      pool: v.pool.name,
-      vid: v.vid,
-      size: String(await v.size()),
-      usage: String(await v.usage()),
-      rw: py(v.rw),
-      source: v.source ? v.source.vid : (v.snapOnStart && v.conf.source) || '',
-      path: v.path() ?? '',
-      save_on_stop: py(v.saveOnStop),
-      snap_on_start: py(v.snapOnStart),
-      revisions_to_keep: String(v.revisionsToKeep),
-      ephemeral: py(v.ephemeral),
-    };
-    return VOLUME_PROPS_ORDER.map((k) => `${k}=${values[k]}\n`).join('') + `is_outdated=${py(await v.isOutdated())}\n`;
+    if (this.imports.has(vm.name, vol.name)) throw StoragePoolException(`An import into volume ${vol.vid} is in progress`);
   }
 
   /** Revision ids, oldest first (by timestamp, as Qubes sorts them). */
@@ -403,17 +345,12 @@ export class StorageManager {
   /** admin.vm.volume.CloneFrom: a one-time token naming this volume. */
   cloneFrom(vm: StorageVm, name: string): string {
     const v = this.volume(vm, name);
-    let token = '';
-    for (let i = 0; i < 32; i++) token += TOKEN_CHARS[randomInt(TOKEN_CHARS.length)];
-    this.clones.set(token, { vm: vm.name, volume: name, pool: v.pool.name, vid: v.vid });
-    return token;
+    return this.clones.issue({ vm: vm.name, volume: name, pool: v.pool.name, vid: v.vid });
   }
 
   /** admin.vm.volume.CloneTo: the token is spent whatever happens next. */
   async cloneTo(vm: StorageVm, name: string, token: string): Promise<CopyMethod | null> {
-    const src = this.clones.get(token);
-    if (!src) throw QubesVolumeCopyTokenNotFoundError();
-    this.clones.delete(token);
+    const src = this.clones.take(token);
     if (!this.pools.has(src.pool)) throw QubesPoolNotFoundError();
     const srcVm = this.app.getVm(src.vm);
     if (!srcVm || !this.hasVolume(srcVm, src.volume)) throw QubesVolumeNotFoundError();
@@ -447,7 +384,7 @@ export class StorageManager {
         await v.importEnd(false);
         throw ProtocolError('Path contains whitespace');
       }
-      this.imports.set(this.importKey(vm, name), { size: target, path: file });
+      this.imports.begin(vm.name, name, { size: target, path: file });
       this.fire(vm, 'domain-volume-import-begin', [['volume', name], ['size', String(target)]]);
       return { size: target, path: file };
     });
@@ -456,10 +393,8 @@ export class StorageManager {
   /** Commit (success) or discard the prepared data. On failure, `error` is the writer's reason. */
   async importEnd(vm: StorageVm, name: string, success: boolean, error = ''): Promise<void> {
     await this.locked(vm.name, async () => {
-      const key = this.importKey(vm, name);
-      const state = this.imports.get(key);
+      const state = this.imports.end(vm.name, name);
       if (!state) throw StoragePoolException(`No import in progress for volume ${name} of ${vm.name}`);
-      this.imports.delete(key);
       const v = this.volume(vm, name);
       let ok = success;
       let reason = error;
@@ -481,7 +416,7 @@ export class StorageManager {
   }
 
   /** Is an import into this volume between ImportBegin and ImportEnd? */
-  importInProgress(vm: StorageVm, name: string): boolean { return this.imports.has(this.importKey(vm, name)); }
+  importInProgress(vm: StorageVm, name: string): boolean { return this.imports.has(vm.name, name); }
 
   // ---- export (admin.vm.volume.Export) ----------------------------------
 
@@ -507,7 +442,7 @@ export class StorageManager {
 
   // ---- qube life cycle ---------------------------------------------------
 
-  /** Create the volumes of a new qube (the model's volumeHooks.created). */
+  /** Create the volumes of a new qube (admin.vm.Create*, a new disposable). */
   async createVolumes(vm: StorageVm, placement: Placement = {}): Promise<void> {
     if (placement.pool && placement.pools && Object.keys(placement.pools).length) {
       throw ProtocolError("Conflicting options specified: 'pool=', 'pool:volume='");
@@ -602,7 +537,7 @@ export class StorageManager {
     if (other) throw StoragePoolException(`Volume ${v.pool.name}:${v.vid} is already used by qube ${other.name}`);
   }
 
-  /** Remove a qube's volumes from disk (the model's volumeHooks.removing). */
+  /** Remove a qube's volumes from disk (passed to QubesApp.removeVmWithFiles). */
   async removeVolumes(vm: StorageVm): Promise<void> {
     await this.locked(vm.name, async () => {
       const dirs = new Set<string>();
@@ -610,13 +545,13 @@ export class StorageManager {
       for (const name of this.volumeNames(vm)) {
         let v: Volume;
         try { v = this.volume(vm, name); } catch (e) { errors.push(`${name}: ${(e as Error).message}`); continue; }
-        this.imports.delete(this.importKey(vm, name));
+        this.imports.end(vm.name, name);
         if (this.sharedWith(vm, v)) { this.opts.log?.(`not removing ${v.pool.name}:${v.vid}: used by another qube`); continue; }
         try { await v.remove(); } catch (e) { errors.push(`${name}: ${(e as Error).message}`); }
         if (v.pool instanceof DirPool) dirs.add(path.join(v.pool.dirPath, this.vidPrefix(vm)));
       }
       for (const d of dirs) await removeEmptyDir(d);
-      for (const [token, src] of this.clones) if (src.vm === vm.name) this.clones.delete(token);
+      this.clones.forgetQube(vm.name);
       if (errors.length) this.opts.log?.(`errors removing volumes of ${vm.name}: ${errors.join('; ')}`);
     });
   }

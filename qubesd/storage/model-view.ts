@@ -20,8 +20,6 @@ export interface StorageApp {
   markGlobalsDirty(): void;
   getVm(name: string): StorageVm | undefined;
   allVms(): StorageVm[];
-  /** set by StorageManager.attach (the model's VolumeHooks) */
-  volumeHooks: unknown;
   readonly events?: { fire(subject: string, event: string, kwargs?: ReadonlyArray<readonly [string, string]>): void };
 }
 
@@ -35,7 +33,7 @@ export interface Placement {
  * Model facts the storage layer needs but does not own. The defaults read
  * them off the objects structurally (vm.template, vm.prop('kernel'),
  * app.globalValue(name))
- * so that the model's classes work as they are; StorageManager.attach accepts
+ * so that the model's classes work as they are; the StorageManager's options accept
  * replacements.
  */
 export interface ModelAccess {

@@ -9,7 +9,7 @@
 // callers share one sync.
 //
 // qubes.xml stays a complete file Qubes can load: it is only ever replaced
-// atomically (temporary file, fsync, rename, fsync of the directory) with a
+// atomically (lib/atomic-write.ts: temporary file, fsync, rename, fsync of the directory) with a
 // full snapshot, on open (after replaying journals), whenever the journal
 // grows past a threshold, and on close. Before a snapshot is taken, new
 // commits are switched to a fresh journal file, so a commit that lands while
@@ -21,8 +21,10 @@
 // the reason, and nothing is written. See lock.ts for the one-daemon lock.
 
 import { constants } from 'node:fs';
-import { open, readdir, readFile, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { open, readdir, readFile, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
+import { atomicWriteFile, fsyncDir } from '../../lib/atomic-write.js';
 import type { Change, DomainDoc, QubesDoc } from './document.js';
 import { JournalCorruption, encodeRecord, readRecords } from './journal.js';
 import { LockError, StoreLock } from './lock.js';
@@ -100,7 +102,7 @@ export class Store {
     }
     try {
       const dir = dirname(path);
-      await unlink(tempPath(path)).catch(() => {}); // left by a daemon killed while writing a snapshot
+      await removeTempLeftovers(path); // left by a daemon killed while writing a snapshot
       const journals = await listJournals(path);
       const { doc, size, created } = await loadXml(path, journals.length > 0, opts.fresh);
       const state = new DocState(doc, path);
@@ -352,7 +354,15 @@ function isChange(v: unknown): v is Change {
 // ---------------------------------------------------------------------------
 // Files
 
-function tempPath(path: string): string { return path + '~new'; }
+/** a unique name per snapshot, recognisable as a leftover by its '~' */
+function tempPath(path: string): string { return `${path}~new.${randomBytes(6).toString('hex')}`; }
+/** Snapshots a killed daemon left half-written (also the older fixed name `qubes.xml~new`). */
+async function removeTempLeftovers(path: string): Promise<void> {
+  const stem = basename(path) + '~new';
+  for (const n of await readdir(dirname(path))) {
+    if (n === stem || n.startsWith(stem + '.')) await unlink(join(dirname(path), n)).catch(() => {});
+  }
+}
 function journalPath(path: string, seq: number): string { return `${path}.journal.${seq}`; }
 
 async function listJournals(path: string): Promise<Array<{ seq: number; path: string }>> {
@@ -456,31 +466,9 @@ async function writeFully(fh: FileHandle, buf: Buffer, position: number): Promis
  * mode 0660 as Qubes sets it. Returns the size written.
  */
 async function writeAtomic(path: string, text: string): Promise<number> {
-  const tmp = tempPath(path);
   const data = Buffer.from(text, 'utf8');
-  const old = await stat(path).catch(() => null);
-  const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o660);
-  try {
-    try {
-      await writeFully(fh, data, 0);
-      await fh.chmod(0o660);
-      if (old) await fh.chown(old.uid, old.gid).catch(() => {}); // only root may give a file away
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, path);
-  } catch (e) {
-    await unlink(tmp).catch(() => {});
-    throw e;
-  }
-  await fsyncDir(dirname(path));
+  await atomicWriteFile(path, data, { mode: 0o660, exactMode: true, keepOwner: true, tempPath });
   return data.length;
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
-  try { await fh.sync(); } finally { await fh.close(); }
 }
 
 function ignoreMissing(e: NodeJS.ErrnoException): void {

@@ -7,13 +7,15 @@ import { join } from 'node:path';
 import { FIXTURE } from '../helpers/qubesd.js';
 import { QubesApp } from '../../qubesd/model/app.js';
 import { parseQubesXml } from '../../qubesd/store/qubes-xml.js';
-import { cloneFirewall, firewallOf } from '../../qubesd/firewall/firewall.js';
+import { Firewalls } from '../../qubesd/firewall/firewall.js';
 
 const base = mkdtempSync(join(tmpdir(), 'fw-model-'));
 t.teardown(() => rmSync(base, { recursive: true, force: true }));
 cpSync(join(FIXTURE, 'base'), base, { recursive: true });
 const xml = readFileSync(join(FIXTURE, 'qubes.xml'), 'utf8').replaceAll('@BASE@', base);
 const app = QubesApp.fromDoc(parseQubesXml(xml), { baseDir: base });
+const firewalls = new Firewalls();
+const firewallOf = (vm: Parameters<Firewalls['of']>[0]) => firewalls.of(vm);
 
 t.test('loaded once per qube; dom0 has none', async (t) => {
   const work = app.getVm('work')!;
@@ -25,7 +27,7 @@ t.test('loaded once per qube; dom0 has none', async (t) => {
 
 t.test('clone: the template\'s rules, in memory only, until the first change', async (t) => {
   const dvm = app.getVm('personal')!;
-  cloneFirewall(app.getVm('work')!, dvm);
+  firewalls.clone(app.getVm('work')!, dvm);
   t.equal(firewallOf(dvm)!.apiText(), firewallOf(app.getVm('work')!)!.apiText());
   const file = join(base, 'appvms', 'personal', 'firewall.xml');
   t.notOk(existsSync(file));

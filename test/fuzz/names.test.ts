@@ -12,7 +12,7 @@ import { join, resolve, dirname, basename } from 'node:path';
 import { QubesError } from '../../qubesd/errors.js';
 import { validateVmName } from '../../qubesd/model/names.js';
 import { validateLabelName } from '../../qubesd/model/labels.js';
-import { validateKernel } from '../../qubesd/model/properties-vm.js';
+import { validateKernel } from '../../qubesd/model/properties-vm-rules.js';
 import { isSafeComponent, isSafeVid, pathInPool } from '../../qubesd/storage/paths.js';
 import { POOL_NAME_CHARS, allIn } from '../../qubesd/storage/api-args.js';
 import { handlers as tagHandlers } from '../../qubesd/api/handlers/tag.js';

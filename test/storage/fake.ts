@@ -14,14 +14,13 @@ export class FakeVm implements StorageVm {
   constructor(readonly name: string, readonly klass: string, public template: FakeVm | null = null, public kernel: string | null = null) {}
 }
 
-type Hooks = { created(vm: StorageVm, p: Placement): Promise<void>; removing(vm: StorageVm): Promise<void> };
-
 export class FakeApp implements StorageApp {
   pools: PoolDoc[];
   vms = new Map<string, FakeVm>();
   dirty = new Set<string>();
   globalsDirty = 0;
-  volumeHooks: unknown = null;
+  /** the manager under test (makeEnv sets it): qubes get and lose their volumes through it */
+  storage: StorageManager | null = null;
   props = new Map<string, string>();
   events = {
     fired: [] as Array<[string, string, ReadonlyArray<readonly [string, string]>]>,
@@ -43,16 +42,15 @@ export class FakeApp implements StorageApp {
     return [...this.vms.values()].sort((a, b) => (a.klass === 'AdminVM' ? -1 : b.klass === 'AdminVM' ? 1 : a.name < b.name ? -1 : 1));
   }
   globalValue(name: string): string | null { return this.props.get(name) ?? null; }
-  get hooks(): Hooks { return this.volumeHooks as Hooks; }
-  /** add a qube and create its volumes through the installed hook */
+  /** add a qube and create its volumes through the storage manager */
   async addVm(name: string, klass: string, template: FakeVm | null = null, placement: Placement = {}): Promise<FakeVm> {
     const vm = new FakeVm(name, klass, template, klass === 'AdminVM' ? null : '6.1.0');
     this.vms.set(name, vm);
-    try { await this.hooks.created(vm, placement); } catch (e) { this.vms.delete(name); throw e; }
+    try { await this.storage!.createVolumes(vm, placement); } catch (e) { this.vms.delete(name); throw e; }
     return vm;
   }
   async removeVm(vm: FakeVm): Promise<void> {
-    await this.hooks.removing(vm);
+    await this.storage!.removeVolumes(vm);
     this.vms.delete(vm.name);
   }
 }
@@ -64,7 +62,8 @@ export function makeEnv(prefix = 'storage-test-'): Env {
   const base = join(dir, 'base');
   mkdirSync(join(base, 'vm-kernels', '6.1.0'), { recursive: true });
   const app = new FakeApp(base);
-  const m = StorageManager.attach(app, { baseDir: base });
+  const m = new StorageManager(app, { baseDir: base });
+  app.storage = m;
   return { dir, base, app, m, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 

@@ -11,7 +11,7 @@ import { makeEnv, parseInfo, type FakeApp, type FakeVm } from './fake.js';
 const all = { ...pool, ...volume };
 
 function call(app: FakeApp, method: string, dest: FakeVm, arg = '', payload: string | Buffer = ''): Promise<HandlerResult> {
-  const c = { app, method, dest, source: app.getVm('dom0'), arg, payload: Buffer.isBuffer(payload) ? payload : Buffer.from(payload) } as unknown as Call;
+  const c = { app, services: { storage: app.storage }, method, dest, source: app.getVm('dom0'), arg, payload: Buffer.isBuffer(payload) ? payload : Buffer.from(payload) } as unknown as Call;
   return Promise.resolve().then(() => all[method]!(c));
 }
 

@@ -3,6 +3,7 @@
 // clear, removal leaving nothing behind.
 import t, { type Test } from 'tap';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync, openSync, writeSync, readSync, closeSync } from 'node:fs';
+import { volumeInfoText } from '../../qubesd/api/format/storage.js';
 import { join } from 'node:path';
 import { makeEnv, parseInfo, attrsOf } from './fake.js';
 
@@ -52,11 +53,11 @@ t.test('new qubes get Qubes\' volume layout in the default pools', async (t) => 
   t.equal(statSync(join(base, 'vm-templates/fedora/root.img')).size, 10 * 1024 ** 3);
   t.equal(statSync(join(base, 'vm-templates/fedora/root.img')).blocks, 0, 'sparse');
 
-  const info = parseInfo(await m.info(work, 'root'));
+  const info = parseInfo(await volumeInfoText(m, work, 'root'));
   t.same([...info.keys()], ['pool', 'vid', 'size', 'usage', 'rw', 'source', 'path', 'save_on_stop', 'snap_on_start', 'revisions_to_keep', 'ephemeral', 'is_outdated']);
   t.equal(info.get('path'), join(base, 'vm-templates/fedora/root.img'), 'file driver shows the template image for a snapshot');
   t.equal(info.get('source'), 'vm-templates/fedora/root');
-  const kinfo = parseInfo(await m.info(work, 'kernel'));
+  const kinfo = parseInfo(await volumeInfoText(m, work, 'kernel'));
   t.equal(kinfo.get('vid'), '6.1.0');
   t.equal(kinfo.get('path'), join(base, 'vm-kernels/6.1.0/modules.img'));
   t.equal(kinfo.get('rw'), 'False');
@@ -117,7 +118,7 @@ t.test('start/stop: private committed with revisions, volatile discarded, snapsh
   const priv = devs.find((d) => d.name === 'private')!.path;
   t.equal(priv, join(rl, 'appvms/vm/private-dirty.img'));
   t.equal(readAt(devs.find((d) => d.name === 'root')!.path, 0, 11), 'template-v1');
-  t.equal(parseInfo(await m.info(vm, 'root')).get('is_outdated'), 'False');
+  t.equal(parseInfo(await volumeInfoText(m, vm, 'root')).get('is_outdated'), 'False');
   writeAt(priv, 0, 'first');
   await t.rejects(m.revert(vm, 'private', '1'), { type: 'QubesVMNotHaltedError', message: /(?:)/ });
   await t.rejects(m.clear(vm, 'private'), { type: 'QubesVMNotHaltedError', message: /(?:)/ });
@@ -125,7 +126,7 @@ t.test('start/stop: private committed with revisions, volatile discarded, snapsh
   await m.startVolumes(tpl); tpl.power = 'Running';
   writeAt(join(rl, 'vm-templates/tpl/root-dirty.img'), 0, 'template-v2');
   tpl.power = 'Halted'; await m.stopVolumes(tpl);
-  t.equal(parseInfo(await m.info(vm, 'root')).get('is_outdated'), 'True');
+  t.equal(parseInfo(await volumeInfoText(m, vm, 'root')).get('is_outdated'), 'True');
 
   vm.power = 'Halted'; await m.stopVolumes(vm);
   t.equal(readAt(join(rl, 'appvms/vm/private.img'), 0, 5), 'first', 'private committed');
@@ -187,13 +188,13 @@ t.test('file driver: one revision "old", resize, clear, Set.rw/ephemeral', async
   throwsType(t, () => m.setEphemeral(sa, 'private', true), 'QubesValueError');
   m.setEphemeral(sa, 'volatile', true);
   t.equal(attrsOf(sa, 'volatile').get('ephemeral'), 'True');
-  t.equal(parseInfo(await m.info(sa, 'volatile')).get('ephemeral'), 'True');
+  t.equal(parseInfo(await volumeInfoText(m, sa, 'volatile')).get('ephemeral'), 'True');
   throwsType(t, () => m.setRw(sa, 'kernel', true), 'QubesValueError', 'LinuxModules supports only read-only volumes');
   sa.power = 'Running';
   throwsType(t, () => m.setRw(sa, 'private', false), 'QubesVMNotHaltedError');
   sa.power = 'Halted';
   m.setRw(sa, 'private', false);
-  t.equal(parseInfo(await m.info(sa, 'private')).get('rw'), 'False');
+  t.equal(parseInfo(await volumeInfoText(m, sa, 'private')).get('rw'), 'False');
   await t.rejects(m.resize(sa, 'private', 1), { type: 'StoragePoolException', message: 'Can not resize readonly volume appvms/sa/private' });
 });
 
@@ -217,7 +218,7 @@ t.test('names that would escape the pool directory are refused', async (t) => {
   const tpl = await app.addVm('tpl', 'TemplateVM');
   writeFileSync(join(dir, 'victim.img'), 'keep me');
   tpl.volumeConfig[1] = { attrs: [['name', 'private'], ['pool', 'varlibqubes'], ['vid', '../victim'], ['revisions_to_keep', '1'], ['rw', 'True'], ['save_on_stop', 'True'], ['snap_on_start', 'False'], ['size', '100']] };
-  await t.rejects(m.info(tpl, 'private'), { type: 'StoragePoolException', message: /Invalid volume id/ });
+  await t.rejects(volumeInfoText(m, tpl, 'private'), { type: 'StoragePoolException', message: /Invalid volume id/ });
   await t.rejects(m.clear(tpl, 'private'), { type: 'StoragePoolException', message: /(?:)/ });
   await t.rejects(m.resize(tpl, 'private', 5), { type: 'StoragePoolException', message: /(?:)/ });
   await app.removeVm(tpl);

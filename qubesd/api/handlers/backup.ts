@@ -2,7 +2,6 @@
 // backup profile directory. The work is in qubesd/backup/service.ts.
 import { StreamedContent, type Call, type Handlers } from '../call.js';
 import { ProtocolError } from '../../errors.js';
-import { backupsOf } from '../../backup/service.js';
 import { parseStreamPayload } from '../../backup/stream.js';
 
 /** The profile name becomes a file name: never a path (Qubes' own check). */
@@ -12,10 +11,10 @@ function profileName(call: Call): string {
 }
 
 export const handlers: Handlers = {
-  'admin.backup.Info': (call) => backupsOf(call.app).info(profileName(call), (vm) => call.filter.vm(vm), call.source.isAdmin),
-  'admin.backup.Execute': async (call) => { await backupsOf(call.app).execute(profileName(call), call.signal); },
-  'admin.backup.Cancel': (call) => { backupsOf(call.app).cancel(profileName(call)); },
+  'admin.backup.Info': (call) => call.services.backups.info(profileName(call), (vm) => call.filter.vm(vm), call.source.isAdmin),
+  'admin.backup.Execute': async (call) => { await call.services.backups.execute(profileName(call), call.signal); },
+  'admin.backup.Cancel': (call) => { call.services.backups.cancel(profileName(call)); },
   // our extension: the destination qube's archive is the reply (backup/stream.ts)
   'admin.vm.backup.Stream': async (call) =>
-    new StreamedContent(await backupsOf(call.app).stream(call.dest, parseStreamPayload(call.payload), call.signal)),
+    new StreamedContent(await call.services.backups.stream(call.dest, parseStreamPayload(call.payload), call.signal)),
 };

@@ -4,7 +4,7 @@
 // QubesValueError carrying the same message instead.
 import type { Call, Handlers } from '../call.js';
 import { ProtocolError, QubesException, QubesValueError } from '../../errors.js';
-import { firewallOf, type Firewall } from '../../firewall/firewall.js';
+import type { Firewall } from '../../firewall/firewall.js';
 import { FirewallFileError } from '../../firewall/file.js';
 import { parseApiRule, RuleError, type Rule } from '../../firewall/rule.js';
 import { pySplitLines } from '../../firewall/pytext.js';
@@ -13,7 +13,7 @@ import { systemErrorWords } from '../../../lib/system-error.js';
 function firewall(call: Call): Firewall {
   let fw: Firewall | null;
   try {
-    fw = firewallOf(call.dest);
+    fw = call.services.firewalls.of(call.dest);
   } catch (e) {
     if (e instanceof FirewallFileError) throw QubesException(`firewall.xml of ${call.dest.name}: ${e.message}`);
     throw e;

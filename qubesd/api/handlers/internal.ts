@@ -4,8 +4,8 @@
 // running qubes are suspended or paused before the host sleeps and resumed
 // after it wakes, as Qubes' qubes/api/internal.py does).
 import type { QubesApp } from '../../model/app.js';
+import type { Lifecycle } from '../../lifecycle/controller.js';
 import { QubesException } from '../../errors.js';
-import { lifecycleOf } from '../../lifecycle/controller.js';
 import type { Handlers } from '../call.js';
 
 /** Python json.dumps with default settings (", " and ": " separators, ASCII only). */
@@ -28,20 +28,18 @@ const qubesOf = (app: QubesApp) => app.allVms().filter((vm) => vm.isQubesVM);
 
 // Qubes also runs qubes.SuspendPreAll / qubes.SuspendPostAll in every qube
 // with qrexec; this dom0 reaches no guest agents, so that step is left out.
-async function suspendPre(app: QubesApp): Promise<void> {
+async function suspendPre(app: QubesApp, lc: Lifecycle): Promise<void> {
   const paused = new Set(qubesOf(app).filter((vm) => vm.power === 'Paused' || vm.power === 'Suspended').map((vm) => vm.name));
   pausedBeforeSuspend.set(app, paused);
-  const lc = lifecycleOf(app);
   const results = await Promise.allSettled(
     qubesOf(app).filter((vm) => !paused.has(vm.name) && vm.isRunning()).map((vm) => lc.suspend(vm)));
   const failed = results.flatMap((r) => (r.status === 'rejected' ? [`\n${(r.reason as Error).message}`] : [])).join('');
   if (failed) throw QubesException(`Failed to suspend some qubes: ${failed}`);
 }
 
-async function suspendPost(app: QubesApp): Promise<void> {
+async function suspendPost(app: QubesApp, lc: Lifecycle): Promise<void> {
   const paused = pausedBeforeSuspend.get(app) ?? new Set<string>();
   pausedBeforeSuspend.delete(app);
-  const lc = lifecycleOf(app);
   // Qubes waits for every resume and does not report failures here
   await Promise.allSettled(qubesOf(app)
     .filter((vm) => !paused.has(vm.name) && (vm.power === 'Paused' || vm.power === 'Suspended')).map((vm) => lc.resume(vm)));
@@ -49,6 +47,6 @@ async function suspendPost(app: QubesApp): Promise<void> {
 
 export const handlers: Handlers = {
   'internal.GetSystemInfo': (call) => pyJson(call.app.systemInfo()),
-  'internal.SuspendPre': (call) => suspendPre(call.app),
-  'internal.SuspendPost': (call) => suspendPost(call.app),
+  'internal.SuspendPre': (call) => suspendPre(call.app, call.services.lifecycle),
+  'internal.SuspendPost': (call) => suspendPost(call.app, call.services.lifecycle),
 };

@@ -5,11 +5,9 @@
 import { mkdir } from 'node:fs/promises';
 import type { Call, Handlers } from '../call.js';
 import { PermissionDenied, ProtocolError, QubesException, QubesVMError, QubesVMNotHaltedError, QubesVMNotRunningError, pyRepr } from '../../errors.js';
-import { lifecycleOf } from '../../lifecycle/controller.js';
 import type { Vm } from '../../model/app.js';
 import { truthy } from '../../model/values.js';
 import { tryGet } from '../../model/properties.js';
-import { cloneFirewall } from '../../firewall/firewall.js';
 
 const SHUTDOWN_ARGS = ['force', 'wait'];
 
@@ -29,7 +27,7 @@ function shutdown(call: Call): Promise<void> {
   const args = call.arg ? call.arg.split('+') : [];
   if (!args.every((a) => SHUTDOWN_ARGS.includes(a))) throw ProtocolError(`Argument must match: ${SHUTDOWN_ARGS.join(', ')}`);
   refuseOnDom0(call, 'shutdown');
-  return lifecycleOf(call.app).shutdown(call.dest, args.includes('force'), args.includes('wait'));
+  return call.services.lifecycle.shutdown(call.dest, args.includes('force'), args.includes('wait'));
 }
 
 /** A dispid no qube uses (it also names the qube and picks its IP), random as in Qubes. */
@@ -65,9 +63,9 @@ async function createDisposable(call: Call): Promise<string> {
   vm.values.set('auto_cleanup', true);
   try {
     await mkdir(vm.dirPath!, { recursive: true });
-    await app.volumeHooks?.created(vm, {});
+    await call.services.storage.createVolumes(vm, {});
     // a disposable inherits its template's firewall (Qubes clones it too)
-    cloneFirewall(appvm, vm);
+    call.services.firewalls.clone(appvm, vm);
   } catch (e) {
     app.removeVm(vm);
     throw e;
@@ -81,7 +79,7 @@ async function createDisposable(call: Call): Promise<string> {
 /** vm-stats events every stats_interval seconds until the client goes away. */
 async function stats(call: Call): Promise<void> {
   const { app } = call;
-  const lc = lifecycleOf(app);
+  const lc = call.services.lifecycle;
   const only = call.dest.name === 'dom0' ? null : call.dest;
   call.sendEvent('', 'connection-established');
   const prev = new Map<string, { at: number; cpu: number }>();
@@ -121,14 +119,14 @@ async function stats(call: Call): Promise<void> {
 }
 
 export const handlers: Handlers = {
-  'admin.vm.Start': (call) => { refuseOnDom0(call, 'start'); return lifecycleOf(call.app).start(call.dest); },
+  'admin.vm.Start': (call) => { refuseOnDom0(call, 'start'); return call.services.lifecycle.start(call.dest); },
   'admin.vm.Shutdown': shutdown,
-  'admin.vm.Kill': (call) => { refuseOnDom0(call, 'kill'); return lifecycleOf(call.app).kill(call.dest); },
-  'admin.vm.Pause': (call) => { refuseOnDom0(call, 'pause'); return lifecycleOf(call.app).pause(call.dest); },
-  'admin.vm.Unpause': (call) => { refuseOnDom0(call, 'unpause'); return lifecycleOf(call.app).unpause(call.dest); },
-  'admin.vm.Suspend': (call) => { refuseOnDom0(call, 'suspend'); return lifecycleOf(call.app).suspend(call.dest); },
-  'admin.vm.Resume': (call) => { refuseOnDom0(call, 'resume'); return lifecycleOf(call.app).resume(call.dest); },
-  'admin.vm.Console': (call) => lifecycleOf(call.app).consoleTty(call.dest),
+  'admin.vm.Kill': (call) => { refuseOnDom0(call, 'kill'); return call.services.lifecycle.kill(call.dest); },
+  'admin.vm.Pause': (call) => { refuseOnDom0(call, 'pause'); return call.services.lifecycle.pause(call.dest); },
+  'admin.vm.Unpause': (call) => { refuseOnDom0(call, 'unpause'); return call.services.lifecycle.unpause(call.dest); },
+  'admin.vm.Suspend': (call) => { refuseOnDom0(call, 'suspend'); return call.services.lifecycle.suspend(call.dest); },
+  'admin.vm.Resume': (call) => { refuseOnDom0(call, 'resume'); return call.services.lifecycle.resume(call.dest); },
+  'admin.vm.Console': (call) => call.services.lifecycle.consoleTty(call.dest),
   'admin.vm.CreateDisposable': createDisposable,
   'admin.vm.Stats': stats,
 };

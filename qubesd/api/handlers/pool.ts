@@ -1,13 +1,14 @@
 // admin.pool.*: storage pools (qubes/api/admin.py pool_* handlers).
 import type { Call, Handlers } from '../call.js';
 import { ProtocolError, QubesException, QubesPoolInUseError } from '../../errors.js';
-import { StorageManager } from '../../storage/manager.js';
+import type { StorageManager } from '../../storage/manager.js';
+import { poolInfoText, poolUsageText } from '../format/storage.js';
 import { DRIVERS, driverInfo } from '../../storage/pools.js';
 import {
   POOL_NAME_CHARS, allIn, ascii, enforce, enforceArg, parseBoolPayload, splitLines, validateNumber,
 } from '../../storage/api-args.js';
 
-const storage = (call: Call): StorageManager => StorageManager.of(call.app);
+const storage = (call: Call): StorageManager => call.services.storage;
 
 /** The pool named by the argument; unknown names are refused as Qubes does. */
 function poolArg(call: Call): string {
@@ -20,9 +21,9 @@ export const handlers: Handlers = {
 
   'admin.pool.ListDrivers': () => DRIVERS.map((d) => `${d.name} ${d.params.map(([p]) => p).join(' ')}\n`).join(''),
 
-  'admin.pool.Info': (call) => storage(call).poolInfo(poolArg(call)),
+  'admin.pool.Info': (call) => poolInfoText(storage(call), poolArg(call)),
 
-  'admin.pool.UsageDetails': (call) => storage(call).poolUsageDetails(poolArg(call)),
+  'admin.pool.UsageDetails': (call) => poolUsageText(storage(call), poolArg(call)),
 
   'admin.pool.volume.List': async (call) => (await storage(call).poolVolumeIds(poolArg(call))).map((v) => `${v}\n`).join(''),
 

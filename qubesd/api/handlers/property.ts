@@ -1,9 +1,8 @@
 // admin.property.* (global properties) and admin.vm.property.* (a qube's):
 // one implementation over the model's property engine.
 import type { Call, Handler, Handlers } from '../call.js';
-import {
-  lookup, resetProperty, serializeAll, serializeDefault, serializeProperty, setFromApi, type Holder,
-} from '../../model/properties.js';
+import { lookup, resetProperty, setFromApi, type Holder } from '../../model/properties.js';
+import { serializeAll, serializeDefault, serializeProperty } from '../format/property.js';
 
 type Op = (h: Holder, call: Call) => string | null | void;
 

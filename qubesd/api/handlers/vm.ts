@@ -103,7 +103,7 @@ async function createVm(call: Call, klass: string, allowPool: boolean): Promise<
     if (vm.isQubesVM) {
       await mkdir(vm.dirPath!, { recursive: true });
       const placement = pool !== undefined ? { pool } : Object.keys(pools).length ? { pools } : {};
-      await app.volumeHooks?.created(vm, placement);
+      await call.services.storage.createVolumes(vm, placement);
       fire(vm, 'domain-create-on-disk');
     }
   } catch (e) {
@@ -120,7 +120,7 @@ async function removeVm(call: Call): Promise<void> {
   if (vm.isQubesVM && truthy(tryGet(vm, 'installed_by_rpm'))) {
     throw QubesVMInUseError(vm.name, 'VM installed by package manager: ' + vm.name);
   }
-  await app.removeVmWithFiles(vm);
+  await app.removeVmWithFiles(vm, (v) => call.services.storage.removeVolumes(v));
 }
 
 function currentState(vm: Vm): string {

@@ -3,14 +3,15 @@
 import { StreamedContent, type Call, type Handlers } from '../call.js';
 import { exportContent } from '../../storage/export.js';
 import { ProtocolError } from '../../errors.js';
-import { StorageManager } from '../../storage/manager.js';
+import type { StorageManager } from '../../storage/manager.js';
+import { volumeInfoText } from '../format/storage.js';
 import type { StorageVm } from '../../storage/model-view.js';
 import { QubesVolumeRevisionNotFoundError } from '../../storage/errors.js';
 import {
   REVISION_CHARS, allIn, ascii, enforce, enforceArg, parseBoolPayload, stripBytes, validateNumber,
 } from '../../storage/api-args.js';
 
-const storage = (call: Call): StorageManager => StorageManager.of(call.app);
+const storage = (call: Call): StorageManager => call.services.storage;
 
 function dest(call: Call): StorageVm {
   const vm: StorageVm = call.dest;
@@ -34,7 +35,7 @@ function internalVolumeArg(call: Call): string {
 export const handlers: Handlers = {
   'admin.vm.volume.List': (call) => storage(call).volumeNames(dest(call)).map((n) => `${n}\n`).join(''),
 
-  'admin.vm.volume.Info': (call) => storage(call).info(dest(call), volumeArg(call)),
+  'admin.vm.volume.Info': (call) => volumeInfoText(storage(call), dest(call), volumeArg(call)),
 
   'admin.vm.volume.ListSnapshots': async (call) =>
     (await storage(call).listSnapshots(dest(call), volumeArg(call))).map((r) => `${r}\n`).join(''),
