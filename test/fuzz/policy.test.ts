@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { loadPolicy, decodePolicyText } from '../../policy/loader.js';
 import { Policy } from '../../policy/engine.js';
 import { AccessDenied, PolicySyntaxError } from '../../policy/errors.js';
-import { parseRequest as parseDaemonRequest } from '../../policy/daemon.js';
+import { parseDaemonRequest } from '../../policy/daemon/request.js';
 import { resolvePath } from '../../policy/fsutil.js';
 import { systemInfo } from '../policy/helpers.js';
 import { holds, runs } from './fc.js';
