@@ -15,7 +15,7 @@ import { chmodSync, unlinkSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { responseFor, executeAllow } from '../answer.js';
 import { AccessDenied } from '../errors.js';
-import { approveAsk, type AskResolution, type Resolution } from '../engine.js';
+import { approveAsk, type AskResolution, type Resolution } from '../evaluator.js';
 import type { PolicyWatcher } from '../watcher.js';
 import type { SystemInfo } from '../system-info.js';
 import type { AskAgent } from './ask-agents.js';

@@ -9,7 +9,7 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadPolicy, decodePolicyText } from '../../policy/loader.js';
-import { Policy } from '../../policy/engine.js';
+import { PolicyEvaluator } from '../../policy/evaluator.js';
 import { AccessDenied, PolicySyntaxError } from '../../policy/errors.js';
 import { parseDaemonRequest } from '../../policy/daemon/request.js';
 import { resolvePath } from '../../policy/fsutil.js';
@@ -85,7 +85,7 @@ t.test('evaluation: any loaded policy answers any request with a resolution', as
     const loaded = load(text);
     if (!loaded) return true;
     loadedCount++;
-    const policy = new Policy(loaded.rules, loaded.warnings);
+    const policy = new PolicyEvaluator(loaded.rules, loaded.warnings);
     return reqs.every((r) => ['allow', 'ask', 'deny', 'error'].includes(policy.evaluate(r, sys).result));
   }), 800);
   t.ok(loadedCount >= (runs(800).numRuns ?? 800) * 0.05, `enough generated policies loaded to mean something (${loadedCount})`);
