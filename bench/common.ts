@@ -2,6 +2,15 @@
 // that `npm run bench` output is machine-readable.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { install } from '../rpc-services/install.js';
+import { configPath } from '../lib/stack-config.js';
+import { startStack, type RunningStack } from '../rpc-services/stack.js';
+import { ROOT } from '../test/helpers/qubesd.js';
+import { tokenFileFor } from '../rest/options.js';
+import { TokenStore } from '../rest/tokens.js';
 
 export interface Figure { bench: string; name: string; value: number; unit: string; [k: string]: unknown }
 export function report(f: Figure): void { process.stdout.write(JSON.stringify(f) + '\n'); }
@@ -51,4 +60,39 @@ export async function stopProcess(proc: ChildProcess): Promise<void> {
   const exited = once(proc, 'exit');
   proc.kill('SIGTERM');
   await exited;
+}
+
+/** A stack installed under a temporary prefix, with the REST gateway in its own process (for the REST benches). */
+export interface RestBenchStack {
+  prefix: string;
+  stack: RunningStack;
+  /** the gateway's base URL, e.g. http://127.0.0.1:40123 */
+  url: string;
+  gateway: ChildProcess;
+  /** a dom0 bearer token */
+  token: string;
+  /** stops the gateway and the stack and removes the prefix */
+  stop(): Promise<void>;
+}
+
+/** Installs and starts the stack (qubesd, policy daemon, dispatcher), then the gateway on an ephemeral port. */
+export async function startRestBenchStack(prefixName: string): Promise<RestBenchStack> {
+  const prefix = mkdtempSync(join(tmpdir(), `${prefixName}-`));
+  install({ prefix });
+  const stack = await startStack(configPath(prefix), { quiet: true, rest: false });
+  const gateway = spawn(process.execPath, [join(ROOT, 'bin', 'qubes-rest'), '--prefix', prefix, '--listen', '127.0.0.1:0', '--access-log', 'none'],
+    { stdio: ['ignore', 'pipe', 'inherit'] });
+  const stop = async (): Promise<void> => {
+    gateway.kill('SIGTERM');
+    await stack.stop();
+    rmSync(prefix, { recursive: true, force: true });
+  };
+  let out = '';
+  gateway.stdout!.on('data', (d) => { out += d; });
+  while (!/listening on (\S+)/.test(out)) {
+    if (gateway.exitCode !== null) { await stop(); throw new Error('qubes-rest exited'); }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const token = new TokenStore(tokenFileFor(prefix)).create('dom0', { description: 'bench' }).token;
+  return { prefix, stack, url: /listening on (\S+)/.exec(out)![1]!, gateway, token, stop };
 }

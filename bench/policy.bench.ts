@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { report } from './common.js';
-import { checkRequest, ruleMatches, type PolicyRequest } from '../policy/engine.js';
+import { checkRequest, ruleMatches, type PolicyRequest } from '../policy/evaluator.js';
 import { PolicyEngine } from '../policy/policy-engine.js';
 import { systemView, type SystemInfo } from '../policy/system-info.js';
 

@@ -126,7 +126,7 @@ try {
   const dispatchers: Record<string, string> = {};
   for (const [mode, dir] of [['handler', c.qrexec.serviceDir], ['socket', sockDir]] as const) {
     const socketDir = join(prefix, 'var', 'run', `qrexec-${mode}`);
-    const d = spawn(node, [join(ROOT, 'dist', 'rpc-services', 'qrexec', 'main-run.js'), '--socket-dir', socketDir, '--service-dir', dir,
+    const d = spawn(node, [join(ROOT, 'dist', 'rpc-services', 'qrexec', 'dispatcher-main.js'), '--socket-dir', socketDir, '--service-dir', dir,
       '--policy-socket', c.policy.socket, '--qube', 'mgmt', '--log', join(prefix, `dispatcher-${mode}.log`)], { stdio: 'ignore' });
     procs.push(d);
     dispatchers[mode] = join(socketDir, 'qrexec.mgmt');

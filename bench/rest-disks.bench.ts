@@ -4,37 +4,17 @@
 // .vhd, and qubesd's admin.vm.volume.Export read directly. The volume is
 // full of data (no holes), so every byte is read, sent and written.
 // `vs_qubesd_import` is the rate over qubesd's import rate (target >= 0.8).
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createReadStream, mkdtempSync, openSync, rmSync, writeSync, closeSync } from 'node:fs';
+import { createReadStream, openSync, writeSync, closeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { report } from './common.js';
+import { report, startRestBenchStack } from './common.js';
 import { call, callStream } from '../lib/qubesd-client.js';
-import { install } from '../rpc-services/install.js';
-import { configPath } from '../lib/stack-config.js';
-import { startStack } from '../rpc-services/stack.js';
-import { ROOT } from '../test/helpers/qubesd.js';
-import { tokenFileFor } from '../rest/options.js';
-import { TokenStore } from '../rest/tokens.js';
 import { copyStreamInto } from '../lib/sparse-copy.js';
 
 const quick = process.env.BENCH_QUICK === '1';
 const SIZE = (quick ? 128 : 512) << 20;
 const ROUNDS = quick ? 1 : 3;
-
-async function startGateway(prefix: string): Promise<{ url: string; proc: ChildProcess }> {
-  const proc = spawn(process.execPath, [join(ROOT, 'bin', 'qubes-rest'), '--prefix', prefix, '--listen', '127.0.0.1:0', '--access-log', 'none'],
-    { stdio: ['ignore', 'pipe', 'inherit'] });
-  let out = '';
-  proc.stdout!.on('data', (d) => { out += d; });
-  while (!/listening on (\S+)/.test(out)) {
-    if (proc.exitCode !== null) throw new Error('qubes-rest exited');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return { url: /listening on (\S+)/.exec(out)![1]!, proc };
-}
 
 function request(url: string, method: string, token: string, body?: string): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -62,14 +42,11 @@ async function best(fn: () => Promise<unknown>): Promise<number> {
 const mibs = (bytesPerS: number): number => Math.round((bytesPerS / (1 << 20)) * 10) / 10;
 
 async function main(): Promise<void> {
-  const prefix = mkdtempSync(join(tmpdir(), 'rest-disks-bench-'));
-  install({ prefix });
-  const stack = await startStack(configPath(prefix), { quiet: true, rest: false });
-  const gw = await startGateway(prefix);
+  const gw = await startRestBenchStack('rest-disks-bench');
+  const { prefix, stack, token } = gw;
   try {
     const { socket, internalSocket } = stack.config.qubesd;
     await call(socket, { method: 'admin.vm.Create.StandaloneVM', dest: 'dom0', payload: 'name=disk label=red' });
-    const token = new TokenStore(tokenFileFor(prefix)).create('dom0', { description: 'bench' }).token;
     // a source file full of data
     const src = join(prefix, 'src.raw');
     const fd = openSync(src, 'w');
@@ -97,9 +74,7 @@ async function main(): Promise<void> {
       for await (const chunk of s.content) void chunk;
     }));
   } finally {
-    gw.proc.kill('SIGTERM');
-    await stack.stop();
-    rmSync(prefix, { recursive: true, force: true });
+    await gw.stop();
   }
 }
 

@@ -10,36 +10,18 @@
 // spends per request is reported too (the gateway and qubesd, against the
 // direct client and qubesd; the load generator is not counted):
 // `cpu_cost_ratio` is the first over the second.
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pLimit from 'p-limit';
-import { report } from './common.js';
+import { report, startRestBenchStack } from './common.js';
 import { call } from '../lib/qubesd-client.js';
-import { install } from '../rpc-services/install.js';
-import { configPath } from '../lib/stack-config.js';
-import { startStack } from '../rpc-services/stack.js';
 import { ROOT } from '../test/helpers/qubesd.js';
-import { tokenFileFor } from '../rest/options.js';
-import { TokenStore } from '../rest/tokens.js';
 
 const execFileP = promisify(execFile);
 const quick = process.env.BENCH_QUICK === '1';
 const SECONDS = quick ? 1 : 3;
-
-async function startGateway(prefix: string): Promise<{ url: string; proc: ChildProcess }> {
-  const proc = spawn(process.execPath, [join(ROOT, 'bin', 'qubes-rest'), '--prefix', prefix, '--listen', '127.0.0.1:0', '--access-log', 'none'],
-    { stdio: ['ignore', 'pipe', 'inherit'] });
-  let out = '';
-  proc.stdout!.on('data', (d) => { out += d; });
-  while (!/listening on (\S+)/.test(out)) {
-    if (proc.exitCode !== null) throw new Error('qubes-rest exited');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return { url: /listening on (\S+)/.exec(out)![1]!, proc };
-}
 
 /** CPU time (ms) a process has used so far. */
 function cpuMs(pid: number): number {
@@ -63,10 +45,8 @@ async function direct(socket: string, mode: string, concurrency: number): Promis
 
 async function main(): Promise<void> {
   for (const n of quick ? [10, 1000] : [10, 100, 1000]) {
-    const prefix = mkdtempSync(join(tmpdir(), 'rest-bench-'));
-    install({ prefix });
-    const stack = await startStack(configPath(prefix), { quiet: true, rest: false });
-    const gw = await startGateway(prefix);
+    const gw = await startRestBenchStack('rest-bench');
+    const { stack, token } = gw;
     try {
       const socket = stack.config.qubesd.socket;
       await call(socket, { method: 'admin.vm.Create.TemplateVM', dest: 'dom0', payload: 'name=tpl label=black' });
@@ -74,17 +54,16 @@ async function main(): Promise<void> {
       // dom0 and the template count: n qubes in all
       await Promise.all(Array.from({ length: n - 2 }, (_, i) => limit(() =>
         call(socket, { method: 'admin.vm.Create.AppVM', dest: 'dom0', arg: 'tpl', payload: `name=q${i} label=blue` }))));
-      const token = new TokenStore(tokenFileFor(prefix)).create('dom0', { description: 'bench' }).token;
       for (const [fields, mode] of [['name_label,power_state', 'list'], ['name_label,power_state,memory', 'list+getall']] as const) {
         const url = `${gw.url}/vms?fields=${fields}`;
         await autocannon(url, token, 1); // warm-up
         const qubesdPid = stack.parts.find((p) => p.name === 'qubesd')!.proc.pid!;
         const r2 = (x: number) => Math.round(x * 100) / 100;
         for (const clients of [1, 16]) {
-          const g0 = cpuMs(gw.proc.pid!), q0 = cpuMs(qubesdPid);
+          const g0 = cpuMs(gw.gateway.pid!), q0 = cpuMs(qubesdPid);
           const rest = await autocannon(url, token, clients);
           const requests = rest.rps * SECONDS;
-          const restCpu = (cpuMs(gw.proc.pid!) - g0 + cpuMs(qubesdPid) - q0) / requests;
+          const restCpu = (cpuMs(gw.gateway.pid!) - g0 + cpuMs(qubesdPid) - q0) / requests;
           const q1 = cpuMs(qubesdPid);
           const base = await direct(socket, mode, clients);
           const directCpu = (base.cpu_ms + cpuMs(qubesdPid) - q1) / base.ops;
@@ -97,9 +76,7 @@ async function main(): Promise<void> {
         }
       }
     } finally {
-      gw.proc.kill('SIGTERM');
-      await stack.stop();
-      rmSync(prefix, { recursive: true, force: true });
+      await gw.stop();
     }
   }
 }

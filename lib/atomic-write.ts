@@ -24,9 +24,21 @@ export interface AtomicWriteOptions {
   tempPath?: (path: string) => string;
 }
 
-/** A name no other writer (in this or another process) uses at the same time. */
+export interface AtomicWriteSyncOptions extends AtomicWriteOptions {
+  /** runs on the written temporary file before its fsync (ownership, exact mode bits) */
+  prepare?: (fd: number) => void;
+}
+
+/**
+ * A name no other writer (in this or another process) uses at the same time.
+ * It starts with a dot and ends in .tmp, which no loader of ours reads; a
+ * long target name is left out, so that the temporary name fits wherever the
+ * target's does.
+ */
 function tempPathFor(path: string): string {
-  return join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  const base = basename(path);
+  const shown = Buffer.byteLength(base) <= 200 ? base : 'long-name';
+  return join(dirname(path), `.${shown}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
 }
 
 /**
@@ -65,7 +77,7 @@ export async function atomicWriteFile(path: string, data: string | Uint8Array, o
 }
 
 /** The same, for the few callers that cannot wait (start-up, exit paths). */
-export function atomicWriteFileSync(path: string, data: string | Uint8Array, o: AtomicWriteOptions = {}): void {
+export function atomicWriteFileSync(path: string, data: string | Uint8Array, o: AtomicWriteSyncOptions = {}): void {
   if (o.keepOwner) throw new Error('atomicWriteFileSync: keepOwner is not supported');
   if (o.dirMode !== undefined) mkdirSync(dirname(path), { recursive: true, mode: o.dirMode });
   const tmp = (o.tempPath ?? tempPathFor)(path);
@@ -75,6 +87,7 @@ export function atomicWriteFileSync(path: string, data: string | Uint8Array, o: 
       const buf = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
       for (let off = 0; off < buf.length;) off += writeSync(fd, buf, off, buf.length - off);
       if (o.exactMode) fchmodSync(fd, o.mode ?? 0o644);
+      o.prepare?.(fd);
       fsyncSync(fd);
     } finally {
       closeSync(fd);
@@ -84,7 +97,12 @@ export function atomicWriteFileSync(path: string, data: string | Uint8Array, o: 
     try { unlinkSync(tmp); } catch { /* never created, or already renamed */ }
     throw e;
   }
-  const dfd = openSync(dirname(path), 'r');
+  fsyncDirSync(dirname(path));
+}
+
+/** fsyncDir, for callers that cannot wait. */
+export function fsyncDirSync(dir: string): void {
+  const dfd = openSync(dir, 'r');
   try { fsyncDirFd(dfd); } finally { closeSync(dfd); }
 }
 

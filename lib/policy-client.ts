@@ -3,7 +3,8 @@
 // with "key=value" lines until the daemon closes the connection.
 import net from 'node:net';
 
-export interface PolicyRequest {
+/** One question to the policy daemon, in its wire protocol's terms (the engine's own request: policy/evaluator.ts). */
+export interface PolicyDaemonQuery {
   source: string;
   intendedTarget: string;
   serviceAndArg: string;
@@ -19,7 +20,7 @@ export class PolicyDaemonError extends Error {}
 /** The daemon answers in a few lines; qrexec reads at most 4096 bytes. */
 const MAX_ANSWER = 4096;
 
-export function askPolicy(socketPath: string, r: PolicyRequest): Promise<PolicyAnswer> {
+export function askPolicy(socketPath: string, r: PolicyDaemonQuery): Promise<PolicyAnswer> {
   let msg = `source=${r.source}\nintended_target=${r.intendedTarget}\nservice_and_arg=${r.serviceAndArg}\n`;
   if (r.assumeYesForAsk) msg += 'assume_yes_for_ask=yes\n';
   msg += '\n';

@@ -67,6 +67,24 @@ function exceptionOf(body: Buffer, call: string): QubesdException {
   return new QubesdException(parts[0] ?? '', parts[2] ?? '', call);
 }
 
+/** What one complete reply says: an OK frame's content, an exception, or bytes that are neither. */
+export type DecodedReply =
+  | { kind: 'ok'; content: Buffer }
+  | { kind: 'exception'; type: string; message: string }
+  | { kind: 'malformed'; why: string };
+
+/** Decodes the whole reply to a one-shot call (an OK or EXCEPTION frame). */
+export function decodeReply(buf: Buffer): DecodedReply {
+  if (buf.length === 0) return { kind: 'malformed', why: 'connection closed without a reply' };
+  if (buf.length < 2 || buf[1] !== 0) return { kind: 'malformed', why: 'malformed reply' };
+  if (buf[0] === OK) return { kind: 'ok', content: buf.subarray(2) };
+  if (buf[0] === EXCEPTION) {
+    const parts = buf.subarray(2).toString('utf8').split('\0');
+    return { kind: 'exception', type: parts[0] ?? '', message: parts[2] ?? '' };
+  }
+  return { kind: 'malformed', why: `unexpected reply kind 0x${buf[0]!.toString(16)}` };
+}
+
 /**
  * Opens a connection and sends one request. The caller reads the reply from
  * the returned socket; `done` is called exactly once with the end result.
@@ -112,13 +130,11 @@ export function callRaw(socketPath: string, spec: CallSpec, opts: CallOptions = 
     const chunks: Buffer[] = [];
     open(socketPath, spec, opts, (d) => chunks.push(d), (err) => {
       if (err) return reject(err);
-      const buf = Buffer.concat(chunks);
+      const reply = decodeReply(Buffer.concat(chunks));
       const call = describe(spec);
-      if (buf.length === 0) return reject(new QubesdTransportError('connection closed without a reply', call));
-      if (buf.length < 2 || buf[1] !== 0) return reject(new QubesdTransportError('malformed reply', call));
-      if (buf[0] === OK) return resolve(buf.subarray(2));
-      if (buf[0] === EXCEPTION) return reject(exceptionOf(buf.subarray(2), call));
-      reject(new QubesdTransportError(`unexpected reply kind 0x${buf[0]!.toString(16)}`, call));
+      if (reply.kind === 'ok') return resolve(reply.content);
+      if (reply.kind === 'exception') return reject(new QubesdException(reply.type, reply.message, call));
+      reject(new QubesdTransportError(reply.why, call));
     });
   });
 }

@@ -6,9 +6,9 @@
 // Unlike Qubes, a policy file name the loader would refuse is refused here,
 // and a failed write never leaves a file the loader would read.
 
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import {
-  closeSync, existsSync, fchmodSync, fchownSync, fsyncSync, openSync, readdirSync, readFileSync, renameSync,
+  closeSync, existsSync, fchmodSync, fchownSync, openSync, readdirSync, readFileSync,
   statSync, unlinkSync, writeSync, constants as fsc,
 } from 'node:fs';
 import { AccessDenied } from './errors.js';
@@ -16,6 +16,7 @@ import { isFile, resolvePath } from './fsutil.js';
 import { decodePolicyText, DEFAULT_LEGACY_DIR, loadPolicy } from './loader.js';
 import type { PolicyServiceName } from '../lib/policy-services.js';
 import { pyRepr, pyTupleRepr } from '../lib/py-repr.js';
+import { atomicWriteFileSync, fsyncDirSync } from '../lib/atomic-write.js';
 import { invalidChars } from './rule.js';
 
 /** Longest file name the file systems we run on accept (bytes). */
@@ -237,7 +238,11 @@ export class PolicyAdmin {
     if (!isFile(path)) throw new PolicyAdminFileNotFoundException(`Not found: ${path}`);
     this.validate(path, null);
     unlinkSync(path);
-    fsyncDir(path.slice(0, path.lastIndexOf('/')));
+    try {
+      fsyncDirSync(path.slice(0, path.lastIndexOf('/')));
+    } catch {
+      // best effort: the file is gone; some file systems refuse fsync on directories
+    }
     return null;
   }
 
@@ -295,54 +300,24 @@ function stem(name: string): string {
   return i > 0 && i < name.length - 1 ? name.slice(0, i) : name;
 }
 
-function fsyncDir(dir: string): void {
-  let fd: number | null = null;
-  try {
-    fd = openSync(dir, fsc.O_RDONLY | fsc.O_DIRECTORY);
-    fsyncSync(fd);
-  } catch {
-    // best effort: some file systems refuse fsync on directories
-  } finally {
-    if (fd !== null) closeSync(fd);
-  }
-}
-
 /**
- * Writes through a temporary file in the same directory, whose name the
- * loader ignores (a dot file without the .policy suffix), then renames it
- * over the target. The temporary file is removed if anything fails.
+ * Writes through lib/atomic-write.ts (a dot file ending in .tmp, which the
+ * loader ignores, renamed over the target), with the bits and group that
+ * Qubes gives policy files: 0664, group qubes when run as root.
  */
 export function writeAtomically(path: string, data: Uint8Array): void {
   const dir = path.slice(0, path.lastIndexOf('/'));
-  const base = path.slice(path.lastIndexOf('/') + 1);
-  // a long base is left out so that the temporary name fits wherever the target's does
-  const shown = Buffer.byteLength(base) <= 200 ? base : 'long-name';
-  const tmp = `${dir}/.${shown}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  let fd: number | null = null;
-  try {
-    fd = openSync(tmp, fsc.O_CREAT | fsc.O_EXCL | fsc.O_WRONLY, 0o664);
-    let off = 0;
-    while (off < data.length) off += writeSync(fd, data, off, data.length - off);
-    fchmodSync(fd, 0o664);
-    try {
-      if (process.getuid?.() === 0) fchownSync(fd, 0, groupId('qubes') ?? statSync(dir).gid);
-    } catch {
-      // no 'qubes' group here: keep the owner
-    }
-    fsyncSync(fd);
-    closeSync(fd);
-    fd = null;
-    renameSync(tmp, path);
-  } catch (err) {
-    if (fd !== null) closeSync(fd);
-    try {
-      unlinkSync(tmp);
-    } catch {
-      // never created
-    }
-    throw err;
-  }
-  fsyncDir(dir);
+  atomicWriteFileSync(path, data, {
+    mode: 0o664,
+    prepare: (fd) => {
+      fchmodSync(fd, 0o664);
+      try {
+        if (process.getuid?.() === 0) fchownSync(fd, 0, groupId('qubes') ?? statSync(dir).gid);
+      } catch {
+        // no 'qubes' group here: keep the owner
+      }
+    },
+  });
 }
 
 function groupId(name: string): number | null {

@@ -3,7 +3,7 @@
 // evaluator CLI prints (the shape of the conformance data).
 
 import { AccessDenied, EvaluationError } from './errors.js';
-import { allowResponse, approveAsk, type AllowResolution, type AskResolution, type Resolution } from './engine.js';
+import { allowResponse, approveAsk, type AllowResolution, type AskResolution, type Resolution } from './evaluator.js';
 import { ruleLocation } from './rule.js';
 
 export interface ResponseOptions {

@@ -3,10 +3,11 @@
 // command line (policy/config-schema.ts declares them); SIGHUP re-reads the
 // files and switches the ask agent and the log at once; the ready file is
 // written once the policy is loaded and the socket listens.
-import { appendFileSync, readFileSync } from 'node:fs';
-import { PolicyDaemon, commandAskAgent, fetchSystemInfo, fixedAskAgent, socketAskAgent, type AskAgent, type PolicyDaemonOptions } from './daemon.js';
+import { appendFileSync } from 'node:fs';
+import { PolicyDaemon, type PolicyDaemonOptions } from './daemon/server.js';
+import { commandAskAgent, fixedAskAgent, socketAskAgent, type AskAgent } from './daemon/ask-agents.js';
+import { systemInfoSource } from './daemon/system-info-source.js';
 import { PolicyWatcher } from './watcher.js';
-import type { SystemInfo } from './system-info.js';
 import { POLICY_DAEMON_SCHEMA } from './config-schema.js';
 import { reloadOnSighup, startConfig } from '../lib/config/command-line.js';
 import { announceReady, withdrawReady } from '../lib/config/ready.js';
@@ -47,10 +48,7 @@ export async function daemonMain(argv: string[]): Promise<number> {
     policyDir: String(v.policy_dir), runtimeDir: String(v.runtime_dir) || null, legacyDir: String(v.legacy_dir) || null,
     onError: (err) => log(`policy reload failed, keeping the previous policy: ${err.message}`),
   });
-  const infoSocket = String(v.system_info_socket), infoFile = String(v.system_info);
-  const systemInfo = infoSocket
-    ? () => fetchSystemInfo(infoSocket)
-    : () => Promise.resolve(JSON.parse(readFileSync(infoFile, 'utf8')) as SystemInfo);
+  const systemInfo = systemInfoSource({ socket: String(v.system_info_socket), file: String(v.system_info) });
   // kept: SIGHUP swaps the agent and the log in this object
   const opts: PolicyDaemonOptions = {
     socketPath: String(v.socket),

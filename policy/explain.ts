@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs, required } from './args.js';
 import { AccessDenied } from './errors.js';
-import { checkRequest, type CheckedRequest, type PolicyRequest, type Resolution } from './engine.js';
+import { checkRequest, type CheckedRequest, type PolicyRequest, type Resolution } from './evaluator.js';
 import { PolicyEngine } from './policy-engine.js';
 import { ruleLocation, type Rule } from './rule.js';
 import { systemView, type SystemInfo } from './system-info.js';

@@ -7,7 +7,7 @@
 import { existsSync } from 'node:fs';
 import { AccessDenied, PolicySyntaxError } from './errors.js';
 import { isDir, isFile, joinPath, listDir, normPath, readBytes, resolvePath } from './fsutil.js';
-import { splitFields, splitLines, strip } from './pytext.js';
+import { splitFields, splitLines, strip } from './line-fields.js';
 import { buildRule, invalidChars, validateServiceArgument, type Rule } from './rule.js';
 
 export const DEFAULT_POLICY_DIR = '/etc/qubes/policy.d';

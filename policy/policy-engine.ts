@@ -3,7 +3,7 @@
 // questions qubesd's admin extension asks (which qubes and events a
 // management qube may see).
 
-import { Policy, type PolicyRequest, type Resolution } from './engine.js';
+import { PolicyEvaluator, type PolicyRequest, type Resolution } from './evaluator.js';
 import { DEFAULT_LEGACY_DIR, loadPolicy } from './loader.js';
 import type { SystemInfo } from './system-info.js';
 
@@ -18,7 +18,7 @@ export interface EngineOptions {
 
 export class PolicyEngine {
   private constructor(
-    readonly policy: Policy,
+    readonly policy: PolicyEvaluator,
     /** files and directories read (change detection) */
     readonly sources: readonly string[],
     readonly options: EngineOptions,
@@ -27,7 +27,7 @@ export class PolicyEngine {
   /** Loads the policy; throws AccessDenied / PolicySyntaxError (with file:line). */
   static load(opts: EngineOptions): PolicyEngine {
     const loaded = loadPolicy({ policyDir: opts.policyDir, runtimeDir: opts.runtimeDir ?? null, legacyDir: opts.legacyDir ?? DEFAULT_LEGACY_DIR });
-    return new PolicyEngine(new Policy(loaded.rules, loaded.warnings), loaded.sources, opts);
+    return new PolicyEngine(new PolicyEvaluator(loaded.rules, loaded.warnings), loaded.sources, opts);
   }
 
   evaluate(req: PolicyRequest, system: SystemInfo): Resolution {

@@ -1,8 +1,8 @@
-// The console's ask agent: when a qrexec policy rule says `ask`, the qrexec
-// dispatcher puts the question to an agent (rpc-services/qrexec/ask.ts); with
-// `socket:PATH` it connects to PATH and speaks the policy agent's policy.Ask
-// protocol (a "policy.Ask+ dom0\0" header, then JSON parameters; the answer is
-// "allow:<target>" or "deny"). The gateway listens on such a socket and
+// The console's ask agent: when a qrexec policy rule says `ask`, the policy
+// daemon puts the question to its agent (policy/daemon/ask-agents.ts, the one
+// ask-agent protocol); with `socket:PATH` it connects to PATH and speaks the
+// policy agent's policy.Ask protocol (a "policy.Ask dom0 name dom0\0" header,
+// then JSON parameters; the answer is "allow:<target>" or "deny"). The gateway listens on such a socket and
 // relays each question to the signed-in dom0 console sessions (GET /asks, an
 // SSE stream); the first answer (POST /asks/{id}) wins. No dom0 session open,
 // or no answer within ask_timeout seconds, is a deny, as a dialog nobody

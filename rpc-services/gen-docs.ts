@@ -4,7 +4,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { METHODS, VM_CLASSES, DEVICE_CLASSES, policyInclude, type MethodSpec, type Presence } from '../lib/api-methods.js';
-import { POLICY_SERVICES, servedService } from './names.js';
+import { POLICY_SERVICES, servedService } from './service-names.js';
 import { CHECKOUT } from './install.js';
 
 const presence = (p: Presence, yes: string): string => (p === true ? yes : p === false ? 'none' : 'optional');

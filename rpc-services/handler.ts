@@ -9,7 +9,7 @@ import { basename } from 'node:path';
 import { encodeRequest, MAX_REQUEST } from '../lib/protocol/request.js';
 import { exceptionFrame } from '../lib/protocol/reply.js';
 import { isValidQubeName } from '../lib/qube-names.js';
-import { servedService, isValidArgument, isValidTargetName } from './names.js';
+import { servedService, isValidArgument, isValidTargetName } from './service-names.js';
 import { findConfig, loadConfig } from '../lib/stack-config.js';
 import type { CallContext, Sockets } from './call-context.js';
 

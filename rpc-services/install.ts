@@ -9,7 +9,7 @@ import { parseArgs } from 'node:util';
 import { METHODS } from '../lib/api-methods.js';
 import { configPath, layoutFor, type StackConfig } from '../lib/stack-config.js';
 import { defaultPolicyFiles } from './policy-files.js';
-import { POLICY_SERVICES, servedService } from './names.js';
+import { POLICY_SERVICES, servedService } from './service-names.js';
 import { bundleHandler } from './bundle.js';
 import { QUBESD_NODE_FLAGS } from '../lib/node-flags.js';
 import { policyDaemonAskKeys } from './qrexec/ask.js';

@@ -17,6 +17,6 @@ export async function servePolicy(c: CallContext): Promise<number> {
   if (c.sockets.policyDir) env.QREXEC_POLICY_DIR = c.sockets.policyDir;
   if (c.sockets.policyAdminLog) env.QREXEC_POLICY_ADMIN_LOG = c.sockets.policyAdminLog;
   // the policy admin entry module runs on import and leaves its exit code
-  await import(pathToFileURL(join(c.sockets.checkout ?? CHECKOUT, 'dist', 'policy', 'main-admin.js')).href);
+  await import(pathToFileURL(join(c.sockets.checkout ?? CHECKOUT, 'dist', 'policy', 'admin-main.js')).href);
   return Number(process.exitCode ?? 0);
 }

@@ -4,7 +4,7 @@
 // for its scope and access (admin-{local,global}-{ro,rwx}), so granting a
 // management qube a family of calls means editing one include file.
 import { METHODS, policyInclude } from '../lib/api-methods.js';
-import { POLICY_SERVICES } from './names.js';
+import { POLICY_SERVICES } from './service-names.js';
 
 /** Qubes leaves these out: creating another AdminVM is never delegated. */
 const NOT_DELEGATED = new Set(['admin.vm.Create.AdminVM', 'admin.vm.CreateInPool.AdminVM']);

@@ -74,8 +74,8 @@ export function commands(c: StackConfig, _cfgPath?: string, opts: { rest?: boole
     },
     {
       name: 'qrexec-dispatcher',
-      script: join(c.checkout, 'dist', 'rpc-services', 'qrexec', 'main-run.js'),
-      argv: [node, join(c.checkout, 'dist', 'rpc-services', 'qrexec', 'main-run.js'), ...conf('qrexec-dispatcher')],
+      script: join(c.checkout, 'dist', 'rpc-services', 'qrexec', 'dispatcher-main.js'),
+      argv: [node, join(c.checkout, 'dist', 'rpc-services', 'qrexec', 'dispatcher-main.js'), ...conf('qrexec-dispatcher')],
       ready: readyPath(c.prefix, 'qrexec-dispatcher'),
     },
     ...rest,

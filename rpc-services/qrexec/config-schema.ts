@@ -5,7 +5,7 @@ import type { DaemonSchema } from '../../lib/config/schema.js';
 
 export const DISPATCHER_SCHEMA: DaemonSchema = {
   daemon: 'qrexec-dispatcher',
-  summary: 'The local qrexec dispatcher (`dist/rpc-services/qrexec/main-run.js`).',
+  summary: 'The local qrexec dispatcher (`dist/rpc-services/qrexec/dispatcher-main.js`).',
   keys: {
     socket_dir: { type: 'path', default: '', help: 'Where the per-qube sockets qrexec.<qube> are created (required).' },
     service_dir: { type: 'list', paths: true, default: [], help: 'Service directories (QREXEC_SERVICE_PATH), searched in order (required).' },

@@ -11,7 +11,7 @@
 import net from 'node:net';
 import { chmodSync, chownSync, existsSync, mkdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { isValidRequestedTarget, isValidServiceDescriptor } from '../names.js';
+import { isValidRequestedTarget, isValidServiceDescriptor } from '../service-names.js';
 import { askPolicy, type PolicyAnswer } from '../../lib/policy-client.js';
 import { findEntry, startService, type RunningService } from '../../lib/service-exec.js';
 import { FrameError, FrameReader, Kind, frame, EXIT_NOT_FOUND } from './protocol.js';

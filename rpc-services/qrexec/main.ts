@@ -1,4 +1,4 @@
-// The dispatcher daemon: `node dist/rpc-services/qrexec/main-run.js --config
+// The dispatcher daemon: `node dist/rpc-services/qrexec/dispatcher-main.js --config
 // FILE` (its qrexec-dispatcher.conf, drop-ins in FILE.d/) or with each key as
 // a flag (rpc-services/qrexec/config-schema.ts declares them). Runs in the
 // foreground; SIGTERM/SIGINT close every socket; SIGHUP re-reads the files

@@ -3,7 +3,7 @@
 // told nothing more), so the dispatcher evaluates the same policy files with
 // the same engine and system information to name the deciding rule. Only
 // refused calls pay for this.
-import { fetchSystemInfo } from '../../policy/daemon.js';
+import { fetchSystemInfo } from '../../policy/daemon/system-info-source.js';
 import { ruleLocation } from '../../policy/rule.js';
 import { PolicyWatcher } from '../../policy/watcher.js';
 

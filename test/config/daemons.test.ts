@@ -13,7 +13,7 @@ const ENV = { ...process.env, NODE_OPTIONS: '' };
 const run = (argv: string[]) => spawnSync(process.execPath, argv, { encoding: 'utf8', env: ENV, timeout: 20000 });
 const QUBESD = join(ROOT, 'bin', 'qubesd');
 const POLICY = join(ROOT, 'bin', 'qubes-policy');
-const DISPATCHER = join(ROOT, 'dist', 'rpc-services', 'qrexec', 'main-run.js');
+const DISPATCHER = join(ROOT, 'dist', 'rpc-services', 'qrexec', 'dispatcher-main.js');
 
 function tmp(): string {
   const d = mkdtempSync(join(tmpdir(), 'config-daemons-'));

@@ -129,7 +129,7 @@ t.test('dispatcher: the log applies on SIGHUP, the qubes need a restart', async 
   const conf = join(d, 'qrexec-dispatcher.conf');
   mkdirSync(`${conf}.d`);
   writeFileSync(conf, `socket_dir = ${d}/run\nservice_dir = ${d}/rpc\npolicy_socket = ${d}/policy.sock\nqube = work\nready_file = ${d}/dispatcher.ready\n`);
-  const q = start([join(ROOT, 'dist', 'rpc-services', 'qrexec', 'main-run.js'), '--config', conf]);
+  const q = start([join(ROOT, 'dist', 'rpc-services', 'qrexec', 'dispatcher-main.js'), '--config', conf]);
   await q.waitFor('serving 1 qube sockets');
   t.ok(existsSync(join(d, 'dispatcher.ready')));
   writeFileSync(join(`${conf}.d`, 'x.conf'), `log = ${d}/qrexec.log\nqube = work vault\n`);

@@ -18,7 +18,7 @@ import { POOL_NAME_CHARS, allIn } from '../../qubesd/storage/api-args.js';
 import { handlers as tagHandlers } from '../../qubesd/api/handlers/tag.js';
 import { handlers as featureHandlers } from '../../qubesd/api/handlers/feature.js';
 import { loadProfile, profileNameValid, ProfileError, ProfileNotFoundError } from '../../qubesd/backup/profile.js';
-import { isValidArgument, isValidRequestedTarget, isValidServiceDescriptor, isValidTargetName } from '../../rpc-services/names.js';
+import { isValidArgument, isValidRequestedTarget, isValidServiceDescriptor, isValidTargetName } from '../../rpc-services/service-names.js';
 import { isValidQubeName } from '../../lib/qube-names.js';
 import { PolicyAdmin, PolicyAdminException } from '../../policy/admin.js';
 import type { Call } from '../../qubesd/api/call.js';

@@ -3,13 +3,11 @@
 // its events, wait for it, and see that nothing on disk changed.
 import { join } from 'node:path';
 import { readdirSync, readFileSync } from 'node:fs';
-import { call, startDaemon as startQubesd, subscribeEvents, type Daemon } from './qubesd.js';
+import { call, startFixtureDaemon, subscribeEvents, type Daemon } from './qubesd.js';
 
-/** Start on a fresh copy of the fixture, or again on `dir` (a restart). */
+/** Start on a fresh copy of the fixture, or again on `dir` (a restart, running qubes kept). */
 export function startDaemon(dir?: string): Promise<Daemon> {
-  return dir === undefined
-    ? startQubesd({ args: ['--log', 'none'] })
-    : startQubesd({ dir, args: ['--log', 'none', '--sim-state-file', join(dir, 'sim.json')] });
+  return startFixtureDaemon(dir, { keepSimState: true });
 }
 
 /** ok(...) resolves with the content of a successful call, or rejects. */

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { encodeRequest } from '../../lib/protocol/request.js';
+import { decodeReply, streamEvents } from '../../lib/qubesd-client.js';
 import { QUBESD_NODE_FLAGS } from '../../lib/node-flags.js';
 
 /** repository root (this file is compiled to dist/test/helpers/) */
@@ -67,6 +68,16 @@ export async function startDaemon(o: StartOptions = {}): Promise<Daemon> {
   };
 }
 
+/**
+ * qubesd without an audit log on a fresh copy of the fixture, or again on
+ * `dir` (a restart); `keepSimState` also carries the simulated hypervisor's
+ * state (which qubes run) across the restart.
+ */
+export function startFixtureDaemon(dir?: string, o: { keepSimState?: boolean } = {}): Promise<Daemon> {
+  if (dir === undefined) return startDaemon({ args: ['--log', 'none'] });
+  return startDaemon({ dir, args: ['--log', 'none', ...(o.keepSimState ? ['--sim-state-file', join(dir, 'sim.json')] : [])] });
+}
+
 function canConnect(path: string): Promise<boolean> {
   return new Promise((res) => {
     const c = net.connect(path);
@@ -89,14 +100,12 @@ export function rawCall(socket: string, data: Buffer): Promise<Buffer> {
 
 export interface Reply { ok: boolean; content: string; type?: string; message?: string; raw: Buffer }
 
-/** One Admin API call; resolves with the parsed reply. */
+/** One Admin API call; resolves with the reply as lib/qubesd-client.ts decodes it ('dropped': no reply at all). */
 export async function call(socket: string, method: string, dest = 'dom0', arg = '', payload: string | Buffer = '', source = 'dom0'): Promise<Reply> {
   const raw = await rawCall(socket, encodeRequest(method, arg, source, dest, payload));
-  if (raw.length >= 2 && raw[0] === 0x30) return { ok: true, content: raw.subarray(2).toString('utf8'), raw };
-  if (raw.length >= 2 && raw[0] === 0x32) {
-    const [type, , message] = raw.subarray(2).toString('utf8').split('\0');
-    return { ok: false, content: '', type: type!, message: message!, raw };
-  }
+  const reply = decodeReply(raw);
+  if (reply.kind === 'ok') return { ok: true, content: reply.content.toString('utf8'), raw };
+  if (reply.kind === 'exception') return { ok: false, content: '', type: reply.type, message: reply.message, raw };
   return { ok: false, content: '', type: raw.length ? 'malformed' : 'dropped', raw };
 }
 
@@ -106,54 +115,46 @@ export function cleanup(d: Daemon): void {
 
 export interface QEvent { subject: string; event: string; kwargs: Record<string, string>; pairs: Array<[string, string]> }
 
-/** Subscribe to admin.Events (or admin.vm.Stats); collects parsed events until close(). */
-export function subscribeEvents(socket: string, dest = 'dom0', source = 'dom0', method = 'admin.Events'): Promise<{ events: QEvent[]; waitFor(pred: (e: QEvent) => boolean, ms?: number): Promise<QEvent>; close(): void }> {
+export interface EventSubscription {
+  events: QEvent[];
+  waitFor(pred: (e: QEvent) => boolean, ms?: number): Promise<QEvent>;
+  close(): void;
+}
+
+/**
+ * Subscribe to admin.Events (or admin.vm.Stats) through lib/qubesd-client.ts;
+ * resolves once qubesd confirms the subscription (connection-established),
+ * then collects events until close().
+ */
+export function subscribeEvents(socket: string, dest = 'dom0', source = 'dom0', method = 'admin.Events'): Promise<EventSubscription> {
   return new Promise((resolveSub, rejectSub) => {
-    const c = net.connect(socket);
     const events: QEvent[] = [];
     const waiters: Array<{ pred: (e: QEvent) => boolean; res: (e: QEvent) => void }> = [];
-    let buf = Buffer.alloc(0);
     let started = false;
-    c.on('connect', () => c.end(encodeRequest(method, '', source, dest)));
-    c.on('error', (e) => { if (!started) rejectSub(e); });
-    c.on('data', (d) => {
-      buf = Buffer.concat([buf, d]);
-      for (;;) {
-        if (buf.length < 2 || buf[0] !== 0x31) break;
-        // an event frame ends with an empty field: subject, event, then k/v pairs, then ''
-        const fields: string[] = [];
-        let pos = 2, complete = false;
-        for (;;) {
-          const z = buf.indexOf(0, pos);
-          if (z < 0) break;
-          const f = buf.subarray(pos, z).toString('utf8');
-          pos = z + 1;
-          if (fields.length >= 2 && f === '' && (fields.length - 2) % 2 === 0) { complete = true; break; }
-          fields.push(f);
-        }
-        if (!complete) break;
-        buf = buf.subarray(pos);
-        const pairs: Array<[string, string]> = [];
-        for (let i = 2; i + 1 < fields.length; i += 2) pairs.push([fields[i]!, fields[i + 1]!]);
-        const ev = { subject: fields[0]!, event: fields[1]!, kwargs: Object.fromEntries(pairs), pairs };
-        events.push(ev);
-        if (!started && ev.event === 'connection-established') {
-          started = true;
-          resolveSub({
-            events,
-            waitFor: (pred, ms = 30000) => {
-              const found = events.find(pred);
-              if (found) return Promise.resolve(found);
-              return new Promise((res, rej) => {
-                const t = setTimeout(() => rej(new Error('timed out waiting for an event; got: ' + events.map((e) => `${e.subject}:${e.event}`).join(', '))), ms);
-                waiters.push({ pred, res: (e) => { clearTimeout(t); res(e); } });
-              });
-            },
-            close: () => c.destroy(),
-          });
-        }
-        for (let i = waiters.length - 1; i >= 0; i--) if (waiters[i]!.pred(ev)) { waiters[i]!.res(ev); waiters.splice(i, 1); }
+    const sub: EventSubscription = {
+      events,
+      waitFor: (pred, ms = 30000) => {
+        const found = events.find(pred);
+        if (found) return Promise.resolve(found);
+        return new Promise((res, rej) => {
+          const t = setTimeout(() => rej(new Error('timed out waiting for an event; got: ' + events.map((e) => `${e.subject}:${e.event}`).join(', '))), ms);
+          waiters.push({ pred, res: (e) => { clearTimeout(t); res(e); } });
+        });
+      },
+      close: () => stream.close(),
+    };
+    const stream = streamEvents(socket, { method, dest, source }, (e) => {
+      const ev: QEvent = { subject: e.subject, event: e.event, kwargs: Object.fromEntries(e.kwargs), pairs: e.kwargs };
+      events.push(ev);
+      if (!started && ev.event === 'connection-established') {
+        started = true;
+        resolveSub(sub);
       }
+      for (let i = waiters.length - 1; i >= 0; i--) if (waiters[i]!.pred(ev)) { waiters[i]!.res(ev); waiters.splice(i, 1); }
     });
+    stream.finished.then(
+      () => { if (!started) rejectSub(new Error('the event stream ended before connection-established')); },
+      (e: unknown) => { if (!started) rejectSub(e); },
+    );
   });
 }

@@ -2,12 +2,9 @@
 // bad input for each, that refused calls change nothing (also on disk,
 // across a restart), and the event stream.
 import t from 'tap';
-import net from 'node:net';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { call, cleanup, type Daemon } from '../helpers/qubesd.js';
-import { startFixtureDaemon } from './daemon.js';
-import { encodeRequest } from '../../lib/protocol/request.js';
+import { call, cleanup, startFixtureDaemon, subscribeEvents, type Daemon } from '../helpers/qubesd.js';
 
 let d: Daemon;
 t.before(async () => { d = await startFixtureDaemon(); });
@@ -187,29 +184,17 @@ t.test('system info for the policy engine', async (t) => {
   t.equal(info.domains['dom0']!['icon'], 'adminvm-black');
 });
 
-/** Collect EVENT frames of one admin.Events stream while `during` runs. */
+/** Collect EVENT frames of one admin.Events stream while `during` runs, as "subject|event|k=v,...". */
 async function events(dest: string, during: () => Promise<void>): Promise<string[]> {
-  const sock = net.connect(d.socket);
-  let buf = Buffer.alloc(0);
-  sock.on('data', (c) => { buf = Buffer.concat([buf, c]); });
-  await new Promise<void>((res) => sock.once('connect', () => res()));
-  sock.end(encodeRequest('admin.Events', '', 'dom0', dest, ''));
-  while (!buf.includes(0)) await new Promise((r) => setTimeout(r, 5));
-  await during();
-  await ok('admin.vm.feature.Set', dest === 'dom0' ? 'dom0' : dest, 'end-marker', 'x');
-  for (let i = 0; i < 400 && !buf.includes(Buffer.from('domain-feature-set:end-marker')); i++) await new Promise((r) => setTimeout(r, 5));
-  sock.destroy();
-  const frames: string[] = [];
-  const parts = buf.toString('latin1').split('\0');
-  // each frame: "1", subject, event, k, v, ..., "" (terminator)
-  for (let i = 0; i + 2 < parts.length && parts[i] === '1';) {
-    const subject = parts[i + 1]!, event = parts[i + 2]!;
-    let j = i + 3; const kv: string[] = [];
-    while (parts[j] !== '') { kv.push(`${parts[j]}=${parts[j + 1]}`); j += 2; }
-    frames.push(`${subject}|${event}|${kv.join(',')}`);
-    i = j + 1;
+  const sub = await subscribeEvents(d.socket, dest);
+  try {
+    await during();
+    await ok('admin.vm.feature.Set', dest, 'end-marker', 'x');
+    await sub.waitFor((e) => e.event === 'domain-feature-set:end-marker', 5000);
+  } finally {
+    sub.close();
   }
-  return frames;
+  return sub.events.map((e) => `${e.subject}|${e.event}|${e.pairs.map(([k, v]) => `${k}=${v}`).join(',')}`);
 }
 
 t.test('event streams', async (t) => {

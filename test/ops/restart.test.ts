@@ -16,43 +16,31 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { call } from '../helpers/qubesd.js';
 import { encodeRequest } from '../../lib/protocol/request.js';
+import { FrameStreamParser } from '../../lib/qubesd-client.js';
 import { prefixDir, runBin, runBinSync, runStack } from './stack.js';
 
 interface Stream { frames: string[]; ended: Promise<{ clean: boolean; leftover: number }> }
 
-/** A raw admin.Events client: the event names it got, and how its stream ended. */
+/**
+ * An admin.Events client that also sees how its stream ended: frames are
+ * parsed by lib/qubesd-client.ts's FrameStreamParser; `leftover` is what
+ * followed the last whole frame (0 when the stream ended cleanly).
+ */
 function eventStream(socket: string): Promise<Stream> {
   return new Promise((resolve, reject) => {
     const c = net.connect(socket);
     const frames: string[] = [];
-    let buf = Buffer.alloc(0);
     let error = false;
     let settle: (r: { clean: boolean; leftover: number }) => void = () => {};
     const ended = new Promise<{ clean: boolean; leftover: number }>((r) => { settle = r; });
+    const parser = new FrameStreamParser((e) => {
+      frames.push(`${e.subject}:${e.event}`);
+      if (e.event === 'connection-established' && frames.length === 1) resolve({ frames, ended });
+    });
     c.on('connect', () => c.end(encodeRequest('admin.Events', '', 'dom0', 'dom0')));
     c.on('error', () => { error = true; });
-    c.on('data', (d: Buffer) => {
-      buf = Buffer.concat([buf, d]);
-      // one frame: 0x31 0x00, subject NUL, event NUL, (key NUL value NUL)*, NUL
-      for (;;) {
-        if (buf.length < 2 || buf[0] !== 0x31 || buf[1] !== 0) break;
-        const fields: string[] = [];
-        let pos = 2, complete = false;
-        for (;;) {
-          const z = buf.indexOf(0, pos);
-          if (z < 0) break;
-          const f = buf.subarray(pos, z).toString('utf8');
-          pos = z + 1;
-          if (fields.length >= 2 && f === '' && fields.length % 2 === 0) { complete = true; break; }
-          fields.push(f);
-        }
-        if (!complete) break;
-        buf = buf.subarray(pos);
-        frames.push(`${fields[0]}:${fields[1]}`);
-        if (fields[1] === 'connection-established' && frames.length === 1) resolve({ frames, ended });
-      }
-    });
-    c.on('close', () => { settle({ clean: !error, leftover: buf.length }); if (!frames.length) reject(new Error('no stream')); });
+    c.on('data', (d: Buffer) => parser.push(d));
+    c.on('close', () => { settle({ clean: !error, leftover: parser.trailer()?.length ?? 0 }); if (!frames.length) reject(new Error('no stream')); });
   });
 }
 

@@ -5,7 +5,9 @@ import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { writeFileSync, renameSync } from 'node:fs';
 import t from 'tap';
-import { commandAskAgent, fetchSystemInfo, fixedAskAgent, PolicyDaemon, socketAskAgent, type AskAgent } from '../../policy/daemon.js';
+import { PolicyDaemon } from '../../policy/daemon/server.js';
+import { commandAskAgent, fixedAskAgent, socketAskAgent, type AskAgent } from '../../policy/daemon/ask-agents.js';
+import { fetchSystemInfo } from '../../policy/daemon/system-info-source.js';
 import { PolicyWatcher } from '../../policy/watcher.js';
 import { systemInfo, tempTree } from './helpers.js';
 

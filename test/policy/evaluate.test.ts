@@ -10,7 +10,7 @@ import { responseFor, resolutionRecord } from '../../policy/answer.js';
 import { answerLine } from '../../policy/eval-stream.js';
 import { systemView } from '../../policy/system-info.js';
 import { AccessDenied } from '../../policy/errors.js';
-import type { Resolution } from '../../policy/engine.js';
+import type { Resolution } from '../../policy/evaluator.js';
 import { corpusDir, systemInfo, tempTree } from './helpers.js';
 
 const system = systemInfo();

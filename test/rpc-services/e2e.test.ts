@@ -12,7 +12,7 @@ import { install } from '../../rpc-services/install.js';
 import { loadConfig } from '../../lib/stack-config.js';
 import { exceptionOf, qrexecClient, spawnPlain, BIN } from './helpers.js';
 
-const needed = ['dist/policy/daemon.js', 'dist/qubesd/cli.js', 'dist/rpc-services/qrexec/main-run.js'].filter((f) => !existsSync(join(ROOT, f)));
+const needed = ['dist/policy/daemon/server.js', 'dist/qubesd/cli.js', 'dist/rpc-services/qrexec/dispatcher-main.js'].filter((f) => !existsSync(join(ROOT, f)));
 if (needed.length) {
   const msg = `END-TO-END TEST NOT RUN: parts not built yet: ${needed.join(', ')}`;
   console.error(`\n!!!!!!!! ${msg} !!!!!!!!\n`);

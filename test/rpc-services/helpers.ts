@@ -6,6 +6,7 @@ import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import { existsSync, rmSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT, startDaemon } from '../helpers/qubesd.js';
+import { decodeReply } from '../../lib/qubesd-client.js';
 
 export const BIN = join(ROOT, 'bin');
 
@@ -78,11 +79,10 @@ export function qrexecClient(socket: string, args: string[], input: Buffer | str
   });
 }
 
-/** Split a reply into its frame kind and NUL-separated fields (for EXCEPTION frames). */
+/** An EXCEPTION frame's type and message (decoded by lib/qubesd-client.ts); null for any other reply. */
 export function exceptionOf(reply: Buffer): { type: string; message: string } | null {
-  if (reply.length < 2 || reply[0] !== 0x32) return null;
-  const [type, , message] = reply.subarray(2).toString('utf8').split('\0');
-  return { type: type!, message: message! };
+  const r = decodeReply(reply);
+  return r.kind === 'exception' ? { type: r.type, message: r.message } : null;
 }
 
 export interface StackRun { output(): string; waitFor(re: RegExp, ms?: number): Promise<string>; stop(): Promise<void> }

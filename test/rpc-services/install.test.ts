@@ -6,7 +6,7 @@ import { join, resolve, dirname } from 'node:path';
 import { METHODS } from '../../lib/api-methods.js';
 import { install, handlerPath } from '../../rpc-services/install.js';
 import { loadConfig } from '../../lib/stack-config.js';
-import { POLICY_SERVICES } from '../../rpc-services/names.js';
+import { POLICY_SERVICES } from '../../rpc-services/service-names.js';
 
 const prefix = mkdtempSync(join(tmpdir(), 'rpc-install-'));
 t.teardown(() => rmSync(prefix, { recursive: true, force: true }));

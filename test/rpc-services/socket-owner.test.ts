@@ -33,7 +33,7 @@ t.test('owner specifications', async (t) => {
 });
 
 t.test('the dispatcher gives each socket its configured owner, group and mode', async (t) => {
-  const proc = spawnPlain(process.execPath, [join(ROOT, 'dist', 'rpc-services', 'qrexec', 'main-run.js'),
+  const proc = spawnPlain(process.execPath, [join(ROOT, 'dist', 'rpc-services', 'qrexec', 'dispatcher-main.js'),
     '--socket-dir', sockets, '--service-dir', services, '--policy-socket', join(dir, 'policy.sock'),
     '--qube', 'alpha', '--qube', 'beta', '--qube', 'gamma',
     '--socket-owner', 'alpha=4242:4243:0600', '--socket-owner', '*=:4244'], { stdio: ['ignore', 'pipe', 'inherit'] });

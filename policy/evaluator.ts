@@ -1,7 +1,8 @@
-// Evaluation of a request against a loaded policy: the first matching rule
-// decides. Rules are indexed by (service, argument) so that only the rules
-// that can apply to a service are looked at, in policy order; the list of
-// choices for `ask` is collected from the same candidates.
+// Evaluation of a request against a policy's rules (PolicyEvaluator; loading
+// them from files is policy-engine.ts's): the first matching rule decides.
+// Rules are indexed by (service, argument) so that only the rules that can
+// apply to a service are looked at, in policy order; the list of choices for
+// `ask` is collected from the same candidates.
 
 import { AccessDenied, EvaluationError, RequestError } from './errors.js';
 import { pyRepr } from '../lib/py-repr.js';
@@ -184,7 +185,7 @@ function missing(key: string): EvaluationError {
 }
 
 /** A loaded policy, ready to evaluate requests. */
-export class Policy {
+export class PolicyEvaluator {
   private readonly index: RuleIndex;
 
   constructor(readonly rules: readonly Rule[], readonly loadWarnings: readonly string[] = []) {
