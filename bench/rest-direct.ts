@@ -1,16 +1,24 @@
 // The baseline of bench/rest.bench.ts, run in its own process: the same data
 // as the REST collection, fetched straight from qubesd's socket through
-// lib/qubesd-client.ts by `concurrency` loops for `seconds`.
-//   node dist/bench/rest-direct.js SOCKET list|list+getall CONCURRENCY SECONDS
-// Prints {"ops_per_s": N, "ops": N, "cpu_ms": N} (its own CPU time while measuring).
+// lib/qubesd-client.ts by `concurrency` loops for `seconds`, after a warm-up.
+//   node dist/bench/rest-direct.js SOCKET list|list+getall CONCURRENCY SECONDS [QUBESD_PID]
+// Prints {"ops_per_s": N, "ops": N, "cpu_ms": N, "server_cpu_ms": N}: its own
+// CPU time while measuring, and qubesd's over the same window (given its pid).
+import { readFileSync } from 'node:fs';
 import pLimit from 'p-limit';
 import { call } from '../lib/qubesd-client.js';
 
-const [socket, mode, conc, secs] = process.argv.slice(2);
+const [socket, mode, conc, secs, serverPid] = process.argv.slice(2);
 const concurrency = Number(conc), seconds = Number(secs);
 /** as the gateway: at most 64 connections to qubesd at once, process-wide */
 const IN_FLIGHT = 64;
 const connections = pLimit(IN_FLIGHT);
+
+/** CPU time (ms) a process has used so far. */
+function cpuMs(pid: string): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(f[11]) + Number(f[12])) * 10;
+}
 
 async function once(): Promise<void> {
   const list = await connections(() => call(socket!, { method: 'admin.vm.List', dest: 'dom0' }));
@@ -19,11 +27,19 @@ async function once(): Promise<void> {
   await Promise.all(names.map((name) => connections(() => call(socket!, { method: 'admin.vm.property.GetAll', dest: name }))));
 }
 
-const end = performance.now() + seconds * 1000;
+// warmed up as the gateway is before it is measured (one client, one second):
+// otherwise this side's JIT compilation is counted in its cost and the gateway's is not
+for (const until = performance.now() + 1000; performance.now() < until;) await once();
+const start = performance.now();
+const end = start + seconds * 1000;
 const cpu0 = process.cpuUsage();
+const server0 = serverPid ? cpuMs(serverPid) : 0;
 let ops = 0;
 await Promise.all(Array.from({ length: concurrency }, async () => {
   while (performance.now() < end) { await once(); ops++; }
 }));
+// the last operations end after `end`: the rate is over the time they took
+const elapsed = (performance.now() - start) / 1000;
 const cpu = process.cpuUsage(cpu0);
-process.stdout.write(JSON.stringify({ ops_per_s: ops / seconds, ops, cpu_ms: (cpu.user + cpu.system) / 1000 }) + '\n');
+const server = serverPid ? cpuMs(serverPid) - server0 : null;
+process.stdout.write(JSON.stringify({ ops_per_s: ops / elapsed, ops, cpu_ms: (cpu.user + cpu.system) / 1000, server_cpu_ms: server }) + '\n');

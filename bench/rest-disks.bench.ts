@@ -3,7 +3,10 @@
 // layer's copy from a file, ImportEnd): PUT /vdis/{id}.raw, GET .raw and
 // .vhd, and qubesd's admin.vm.volume.Export read directly. The volume is
 // full of data (no holes), so every byte is read, sent and written.
-// `vs_qubesd_import` is the rate over qubesd's import rate (target >= 0.8).
+// `vs_qubesd_import` is the rate over qubesd's import rate (target >= 0.8);
+// exports also carry `vs_qubesd_export`, the rate over qubesd's own
+// admin.vm.volume.Export read straight from its socket (the gateway's export
+// is that call, relayed).
 import { createReadStream, openSync, writeSync, closeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
@@ -61,18 +64,21 @@ async function main(): Promise<void> {
     };
     await qubesdImport(); // also gives the volume its size
     const base = await best(qubesdImport);
-    const row = (name: string, rate: number): void => report({
-      bench: 'rest-disks', name, bytes: SIZE, value: mibs(rate), unit: 'MiB/s', vs_qubesd_import: Math.round((rate / base) * 100) / 100,
+    const ratio = (a: number, b: number): number => Math.round((a / b) * 100) / 100;
+    const row = (name: string, rate: number, exportRate?: number): void => report({
+      bench: 'rest-disks', name, bytes: SIZE, value: mibs(rate), unit: 'MiB/s', vs_qubesd_import: ratio(rate, base),
+      ...(exportRate ? { vs_qubesd_export: ratio(rate, exportRate) } : {}),
     });
     row('qubesd import (ImportBegin, copy, ImportEnd)', base);
     const vdi = `${gw.url}/vdis/disk:private`;
     row('PUT /vdis/{id}.raw', await best(() => request(`${vdi}.raw`, 'PUT', token, src)));
-    row('GET /vdis/{id}.raw', await best(() => request(`${vdi}.raw`, 'GET', token)));
-    row('GET /vdis/{id}.vhd', await best(() => request(`${vdi}.vhd`, 'GET', token)));
-    row('admin.vm.volume.Export (qubesd socket, direct)', await best(async () => {
+    const exportRate = await best(async () => {
       const s = await callStream(socket, { method: 'admin.vm.volume.Export', dest: 'disk', arg: 'private' });
       for await (const chunk of s.content) void chunk;
-    }));
+    });
+    row('GET /vdis/{id}.raw', await best(() => request(`${vdi}.raw`, 'GET', token)), exportRate);
+    row('GET /vdis/{id}.vhd', await best(() => request(`${vdi}.vhd`, 'GET', token)), exportRate);
+    row('admin.vm.volume.Export (qubesd socket, direct)', exportRate, exportRate);
   } finally {
     await gw.stop();
   }

@@ -117,7 +117,8 @@ function open(socketPath: string, spec: CallSpec, opts: CallOptions, onData: (d:
     // The code says what went wrong to an operator; the path is theirs too.
     finish(new QubesdTransportError(`cannot talk to qubesd at ${socketPath} (${e.code ?? 'error'})`, call));
   });
-  sock.once('close', () => finish(new QubesdTransportError('connection closed', call)));
+  // every call ends with a close: an Error (and its stack) only when it is one
+  sock.once('close', () => { if (!finished) finish(new QubesdTransportError('connection closed', call)); });
   return sock;
 }
 
@@ -130,7 +131,7 @@ export function callRaw(socketPath: string, spec: CallSpec, opts: CallOptions = 
     const chunks: Buffer[] = [];
     open(socketPath, spec, opts, (d) => chunks.push(d), (err) => {
       if (err) return reject(err);
-      const reply = decodeReply(Buffer.concat(chunks));
+      const reply = decodeReply(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
       const call = describe(spec);
       if (reply.kind === 'ok') return resolve(reply.content);
       if (reply.kind === 'exception') return reject(new QubesdException(reply.type, reply.message, call));

@@ -18,27 +18,44 @@ export type CopyResult = { ok: true; bytes: number } | { ok: false; bytes: numbe
  * chunk at a time, whatever the size.
  */
 export async function copyStreamInto(input: AsyncIterable<Buffer | string>, file: string, size: number,
-  opts: { open?: (file: string, flags: string) => Promise<fsp.FileHandle> } = {}): Promise<CopyResult> {
+  opts: {
+    open?: (file: string, flags: string) => Promise<fsp.FileHandle>;
+    /**
+     * Read the next chunk while the last one is being written (the write runs
+     * on libuv's thread pool, the read on the event loop: on two cores both
+     * go at once). Only for an input that leaves a chunk's memory alone until
+     * the chunk after the next is asked for.
+     */
+    overlap?: boolean;
+  } = {}): Promise<CopyResult> {
   let fh: fsp.FileHandle;
   try { fh = await (opts.open ?? open)(file, 'r+'); } catch { return { ok: false, bytes: 0, error: 'error copying data' }; }
   let pos = 0;
+  let writing: Promise<void> = Promise.resolve();
   try {
     for await (const raw of input) {
       const chunk = typeof raw === 'string' ? Buffer.from(raw) : raw;
+      await writing;
       if (pos + chunk.length > size) {
         const room = size - pos;
         if (room > 0) await writeSparse(fh, chunk.subarray(0, room), pos);
         return { ok: false, bytes: size, error: `too much data (expected ${size} bytes)` };
       }
-      await writeSparse(fh, chunk, pos);
+      writing = writeSparse(fh, chunk, pos);
+      // its failure is seen at the next await; not an unhandled rejection meanwhile
+      writing.catch(() => undefined);
+      if (!opts.overlap) await writing;
       pos += chunk.length;
     }
+    await writing;
     if (pos < size) return { ok: false, bytes: pos, error: `not enough data (copied ${pos} bytes, expected ${size} bytes)` };
     await fh.datasync();
     return { ok: true, bytes: pos };
   } catch {
     return { ok: false, bytes: pos, error: 'error copying data' };
   } finally {
+    // the input may fail while a write is still running: it ends before the close
+    await writing.catch(() => undefined);
     await fh.close().catch(() => undefined);
   }
 }

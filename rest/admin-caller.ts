@@ -14,6 +14,7 @@ import { callRaw, streamEvents, type CallOptions, type CallSpec, type EventStrea
 import { askPolicy, PolicyDaemonError, type PolicyAnswer } from '../lib/policy-client.js';
 import type { LimitFunction } from 'p-limit';
 import { forbidden, unavailable } from './errors.js';
+import { isSharedRead, type SharedReads } from './shared-reads.js';
 
 export interface CallerDeps {
   qubesdSocket: string;
@@ -26,6 +27,8 @@ export interface CallerDeps {
    * EAGAIN), and 16 clients each listing 1000 qubes must queue, not fail.
    */
   connections: LimitFunction;
+  /** Concurrent identical reads made once (shared-reads.ts); absent: every call is made. */
+  sharedReads?: SharedReads;
 }
 
 /** A call the policy allowed: pass it to lib/qubesd-client.ts as is. */
@@ -90,7 +93,10 @@ export class AdminCaller {
   async callRaw(method: string, dest: string, arg = '', payload: Buffer | string = '', opts: CallOptions = {}): Promise<Buffer> {
     const { socketPath, spec } = await this.authorize(method, dest, arg, payload);
     this.calls++;
-    return this.deps.connections(() => callRaw(socketPath, spec, { timeoutMs: this.deps.callTimeoutMs, ...opts }));
+    const once = (): Promise<Buffer> => this.deps.connections(() => callRaw(socketPath, spec, { timeoutMs: this.deps.callTimeoutMs, ...opts }));
+    // a caller's own signal or time-out is not for others to share
+    if (!this.deps.sharedReads || opts.signal || opts.timeoutMs !== undefined || !isSharedRead(method, payload)) return once();
+    return this.deps.sharedReads.run(`${this.identity}\0${method}\0${spec.dest}\0${arg}`, once);
   }
 
   async call(method: string, dest: string, arg = '', payload: Buffer | string = '', opts: CallOptions = {}): Promise<string> {

@@ -74,7 +74,7 @@ export function wants(needs: Needs, ...names: string[]): boolean {
   return needs === '*' || names.some((n) => needs.has(n));
 }
 
-export interface Rendered { contentType: string; body: string }
+export interface Rendered { contentType: string; body: string | Buffer }
 
 /** Filter, limit, project and send. Each object carries its `href`. */
 export function sendCollection(reply: FastifyReply, q: ParsedQuery, objects: Array<Record<string, unknown>>): FastifyReply {

@@ -37,21 +37,35 @@ export async function exportVolume(caller: AdminCaller, qube: string, volume: st
 /** How the data reaches the file qubesd hands out. */
 export type ImportWriter = (path: string, size: number) => Promise<CopyResult>;
 
-/** HTTP bodies arrive in 16-64 KiB pieces; the copy is cheaper per MiB
- * (one zero check and one write per run of data blocks). */
+/**
+ * HTTP bodies arrive in 16-64 KiB pieces; the copy is cheaper per MiB in
+ * large ones (one zero check and one write per run of data blocks). The
+ * pieces are copied into two buffers allocated once and used in turn: a
+ * chunk's memory is reused when the chunk after the next is made, which is
+ * what copyStreamInto's `overlap` asks of its input (one chunk being written
+ * while the next fills). A fresh 1 MiB buffer per chunk cost more than the
+ * copy itself: new memory is page-faulted in, and freed at the same rate
+ * (profile of a 256 MiB PUT: 19% of the gateway's time in the copy into new
+ * buffers).
+ */
 export async function* rechunk(input: AsyncIterable<Buffer>, size = 1 << 20): AsyncGenerator<Buffer> {
-  let parts: Buffer[] = [];
+  const bufs = [Buffer.allocUnsafeSlow(size), Buffer.allocUnsafeSlow(size)];
+  let buf = bufs[0]!;
   let n = 0;
   for await (const b of input) {
-    parts.push(b);
-    n += b.length;
-    if (n >= size) { yield parts.length === 1 ? parts[0]! : Buffer.concat(parts, n); parts = []; n = 0; }
+    for (let off = 0; off < b.length;) {
+      const take = Math.min(size - n, b.length - off);
+      b.copy(buf, n, off, off + take);
+      n += take;
+      off += take;
+      if (n === size) { yield buf; buf = buf === bufs[0] ? bufs[1]! : bufs[0]!; n = 0; }
+    }
   }
-  if (n) yield Buffer.concat(parts, n);
+  if (n) yield buf.subarray(0, n);
 }
 
 /** A raw stream of exactly `size` bytes (the storage layer's copy). */
-export const rawWriter = (input: AsyncIterable<Buffer>): ImportWriter => (path, size) => copyStreamInto(rechunk(input), path, size);
+export const rawWriter = (input: AsyncIterable<Buffer>): ImportWriter => (path, size) => copyStreamInto(rechunk(input), path, size, { overlap: true });
 
 /** Pieces at offsets (a VHD's blocks): written sparsely, then made durable. */
 export function pieceWriter(pieces: AsyncIterable<[number, Buffer]>): ImportWriter {

@@ -22,6 +22,7 @@ import { askRoutes } from './routes/asks.js';
 import { AskAgent } from './ask-agent.js';
 import { TaskManager } from './tasks.js';
 import { TokenStore } from './tokens.js';
+import { SharedReads } from './shared-reads.js';
 
 /** The console's files (rest/console/ of the checkout; dist/rest/server.js is two levels down). */
 const CONSOLE_DIR = fileURLToPath(new URL('../../rest/console/', import.meta.url));
@@ -66,7 +67,7 @@ export async function buildGateway(options: RestOptions, build: BuildOptions = {
   const log: AccessLog = openAccessLog(options.access_log);
   const callerDeps = {
     qubesdSocket: options.qubesd_socket, policySocket: options.policy_socket, callTimeoutMs: options.call_timeout * 1000,
-    connections: pLimit(options.max_connections),
+    connections: pLimit(options.max_connections), sharedReads: new SharedReads(),
   };
 
   app.decorateRequest('caller', null as never);

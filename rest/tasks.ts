@@ -4,7 +4,10 @@
 // failure, interrupted), a progress, and its result or error.
 //
 // Tasks survive a gateway restart: the list is kept in a file (written
-// atomically on every change of status; progress at most every second). A
+// atomically and durably on every change of status; progress goes along with
+// the next one: an fsync a second, on the event loop, stalled the very
+// transfer whose progress it recorded, and made the file system write back
+// the volume being imported in small pieces). A
 // task that was pending when the gateway stopped is loaded back as
 // `interrupted`, with the reason, instead of vanishing. Completed tasks
 // expire after completed_task_timeout, pending ones are aborted after
@@ -66,7 +69,6 @@ export class TaskManager {
   private readonly listeners = new Map<string, Set<Listener>>();
   private readonly done = new Map<string, Array<() => void>>();
   private sweepTimer: NodeJS.Timeout | null = null;
-  private progressTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly file: string | null, readonly limits: TaskLimits = DEFAULT_TASK_LIMITS,
     private readonly now: () => number = Date.now) {
@@ -105,15 +107,9 @@ export class TaskManager {
     atomicWriteFileSync(this.file, JSON.stringify({ version: 1, tasks: [...this.tasks.values()] }) + '\n', { mode: 0o600, dirMode: 0o700 });
   }
 
-  private persistSoon(): void {
-    if (this.progressTimer) return;
-    this.progressTimer = setTimeout(() => { this.progressTimer = null; this.persist(); }, 1000);
-    this.progressTimer.unref();
-  }
-
   private changed(t: TaskRecord, durable: boolean): void {
     t.updatedAt = this.now();
-    if (durable) this.persist(); else this.persistSoon();
+    if (durable) this.persist();
     for (const l of this.listeners.get(t.id) ?? []) l({ ...t });
     if (t.status !== 'pending') {
       for (const r of this.done.get(t.id) ?? []) r();
@@ -244,7 +240,6 @@ export class TaskManager {
   /** Stops the timers; pending tasks are left pending in the file (the next start marks them interrupted). */
   close(): void {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
-    if (this.progressTimer) { clearTimeout(this.progressTimer); this.progressTimer = null; this.persist(); }
     this.sweepTimer = null;
   }
 }

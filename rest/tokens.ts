@@ -41,19 +41,22 @@ export function isValidIdentity(name: string): boolean {
 }
 
 export class TokenStore {
-  private cache: { key: string; tokens: TokenRecord[] } | null = null;
+  /** the file's records, and their hashes as bytes (verify compares them on every request) */
+  private cache: { key: string; tokens: TokenRecord[]; hashes: Buffer[] } | null = null;
 
   constructor(readonly path: string) {}
 
-  private read(): TokenRecord[] {
+  private read(): TokenRecord[] { return this.load().tokens; }
+
+  private load(): { tokens: TokenRecord[]; hashes: Buffer[] } {
     let key: string;
     try {
       const st = statSync(this.path);
       key = `${st.ino}:${st.size}:${st.mtimeMs}`;
     } catch {
-      return [];
+      return { tokens: [], hashes: [] };
     }
-    if (this.cache?.key === key) return this.cache.tokens;
+    if (this.cache?.key === key) return this.cache;
     let tokens: TokenRecord[];
     try {
       const parsed = JSON.parse(readFileSync(this.path, 'utf8')) as TokenFile;
@@ -62,8 +65,8 @@ export class TokenStore {
       // an unreadable file (edited by hand?) admits nobody, rather than failing every request
       tokens = [];
     }
-    this.cache = { key, tokens };
-    return tokens;
+    this.cache = { key, tokens, hashes: tokens.map((t) => Buffer.from(t.hash, 'hex')) };
+    return this.cache;
   }
 
   private write(tokens: TokenRecord[]): void {
@@ -103,9 +106,10 @@ export class TokenStore {
   verify(token: string, now = Date.now()): TokenRecord | null {
     const presented = hashToken(token);
     let match: TokenRecord | null = null;
-    for (const t of this.read()) {
-      const stored = Buffer.from(t.hash, 'hex');
-      if (stored.length === presented.length && timingSafeEqual(stored, presented)) match = t;
+    const { tokens, hashes } = this.load();
+    for (let i = 0; i < tokens.length; i++) {
+      const stored = hashes[i]!;
+      if (stored.length === presented.length && timingSafeEqual(stored, presented)) match = tokens[i]!;
     }
     if (!match || match.revoked || (match.expires !== undefined && match.expires <= now)) return null;
     return match;

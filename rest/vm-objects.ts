@@ -78,23 +78,28 @@ export function listOnly(needs: Needs): boolean {
 }
 
 /**
- * Renders of list-only queries, by query string, each valid for the very
- * admin.vm.List reply it was made from: the answer is a function of those
- * bytes (already filtered for the identity by qubesd) and the query alone,
- * and qubesd answers the same bytes while nothing it lists changed, so a
- * poller of a 1000-qube collection costs one call and one comparison.
+ * Renders of list-only queries, by identity and query string, each valid for
+ * the very admin.vm.List reply it was made from: the answer is a function of
+ * those bytes (already filtered for the identity by qubesd) and the query
+ * alone, and qubesd answers the same bytes while nothing it lists changed, so
+ * a poller of a 1000-qube collection costs one call and one comparison. The
+ * reply is compared and the answer kept as bytes: a hit decodes, encodes and
+ * allocates nothing of the ~100 KB either way.
  */
-const RENDERS = new Map<string, { list: string; rendered: Rendered }>();
+const RENDERS = new Map<string, { list: Buffer; rendered: Rendered }>();
 const MAX_RENDERS = 32;
 
 export async function renderListOnly(caller: AdminCaller, query: string, render: (objects: VmObject[]) => Rendered): Promise<Rendered> {
-  const list = await caller.call('admin.vm.List', 'dom0');
-  const hit = RENDERS.get(query);
-  if (hit && hit.list === list) return hit.rendered;
-  const rendered = render(parseVmList(list).map(listedFields));
-  RENDERS.delete(query);
+  const list = await caller.callRaw('admin.vm.List', 'dom0');
+  const key = `${caller.identity}\0${query}`;
+  const hit = RENDERS.get(key);
+  if (hit && hit.list.equals(list)) return hit.rendered;
+  const r = render(parseVmList(list.toString('utf8')).map(listedFields));
+  // as bytes, the type says the charset fastify adds to a JSON text reply
+  const rendered = typeof r.body === 'string' ? { contentType: `${r.contentType}; charset=utf-8`, body: Buffer.from(r.body, 'utf8') } : r;
+  RENDERS.delete(key);
   if (RENDERS.size >= MAX_RENDERS) RENDERS.delete(RENDERS.keys().next().value!);
-  RENDERS.set(query, { list, rendered });
+  RENDERS.set(key, { list, rendered });
   return rendered;
 }
 

@@ -35,7 +35,8 @@ export interface Call {
  * dispatcher sends the OK frame's header once the first chunk is ready and
  * then the chunks as the client takes them. An error before the first chunk
  * is an EXCEPTION frame; after it, the connection is dropped (the content
- * must let the client see it is incomplete).
+ * must let the client see it is incomplete). A chunk is written out and
+ * drained before the next is asked for, so a producer may reuse its buffer.
  */
 export class StreamedContent {
   constructor(readonly body: AsyncIterable<Buffer>) {}

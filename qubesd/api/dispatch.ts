@@ -192,6 +192,7 @@ async function sendStreamed(content: StreamedContent, res: Responder): Promise<n
     for (; !r.done; r = await it.next()) {
       if (!res.write(r.value)) { await it.return?.(); return -1; }
       sent += r.value.length;
+      // out of our hands before the next chunk: producers reuse their buffers (StreamedContent)
       await res.drain?.();
       if (res.signal.aborted) { await it.return?.(); return -1; }
     }

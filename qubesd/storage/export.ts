@@ -31,14 +31,17 @@ export async function* exportContent(fh: FileHandle, size: number, signal?: Abor
   try {
     const extents = coalesce(await scanDataRegions(fh, size, signal));
     yield encodeExportHeader({ size, extents });
+    // one buffer for the whole export, reused: the dispatcher has written and
+    // drained a chunk before it asks for the next (StreamedContent). A new
+    // 4 MiB buffer per read is page-faulted in, and that cost more than the read.
+    const buf = Buffer.allocUnsafeSlow(Math.min(READ_CHUNK, extents.reduce((m, [, l]) => Math.max(m, l), 1)));
     for (const [start, length] of extents) {
       for (let pos = start, end = start + length; pos < end;) {
         if (signal?.aborted) throw new Error('export aborted');
-        const buf = Buffer.allocUnsafe(Math.min(READ_CHUNK, end - pos));
-        const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
+        const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, end - pos), pos);
         if (bytesRead === 0) throw new Error('image shorter than its size');
         pos += bytesRead;
-        yield bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);
+        yield buf.subarray(0, bytesRead);
       }
     }
   } finally {
