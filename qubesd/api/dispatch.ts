@@ -10,7 +10,7 @@ import { StreamedContent, type Call, type CallFilter, type Handlers } from './ca
 import { FramingError, parseRequest } from '../../lib/protocol/request.js';
 import { eventFrame, exceptionFrame, okFrame } from '../../lib/protocol/reply.js';
 import { validateVmName, type QubesApp, type Vm } from '../model/app.js';
-import type { AuditLog } from '../log/audit.js';
+import type { AuditLog, CallRecord } from '../log/audit.js';
 import type { Change } from '../store/document.js';
 
 /**
@@ -90,6 +90,26 @@ export function decodeVm(app: QubesApp, raw: Buffer | string, what: string): Vm 
   return vm;
 }
 
+/**
+ * What a handler gets. A class, not an object literal: a literal with a
+ * getter (signal) made V8 keep every call's objects through young-generation
+ * collections until the next full one, which cost more than the call.
+ */
+class ApiCall implements Call {
+  eventsSent = false;
+  constructor(
+    readonly app: QubesApp, readonly spec: MethodSpec, readonly method: string, readonly source: Vm, readonly dest: Vm,
+    readonly arg: string, readonly payload: Buffer, private readonly res: Responder, readonly filter: CallFilter,
+  ) {}
+
+  get signal(): AbortSignal { return this.res.signal; }
+
+  sendEvent(subject: string, event: string, kwargs: ReadonlyArray<readonly [string, string]> = []): void {
+    this.eventsSent = true;
+    this.res.write(sharedEventFrame(subject, event, kwargs));
+  }
+}
+
 export class Dispatcher {
   private lastCommit: Promise<void> = Promise.resolve();
 
@@ -107,11 +127,15 @@ export class Dispatcher {
       res.abort();
       return;
     }
-    const rec = {
+    // The audit record, completed (outcome, message, ms) when the call ends.
+    // Completed in place, not spread into a new object: that object's
+    // allocation site ended up in the old generation, and each call's
+    // strings it held were then kept until a full collection.
+    const rec: CallRecord = {
       source: req.source.toString('latin1'), method: req.method, arg: req.arg.toString('latin1'),
       dest: req.dest.toString('latin1'), payloadBytes: req.payload.length, socket: this.o.socket,
+      outcome: '', message: undefined, ms: 0,
     };
-    let eventsSent = false;
     let spec: MethodSpec | undefined;
     try {
       const { app } = this.o;
@@ -124,15 +148,8 @@ export class Dispatcher {
         throw ProtocolError(`no such method: ${pyRepr(method)}`);
       }
       checkRules(spec, arg, req.payload, dest);
-      const call: Call = {
-        app, spec, method, source, dest, arg, payload: req.payload,
-        get signal() { return res.signal; },
-        filter: source.klass === 'AdminVM' || !this.o.filterFor ? ALLOW_ALL : this.o.filterFor(source, method, arg),
-        sendEvent: (subject, event, kwargs = []) => {
-          eventsSent = true;
-          res.write(sharedEventFrame(subject, event, kwargs));
-        },
-      };
+      const call = new ApiCall(app, spec, method, source, dest, arg, req.payload, res,
+        source.klass === 'AdminVM' || !this.o.filterFor ? ALLOW_ALL : this.o.filterFor(source, method, arg));
       let result;
       try {
         // most handlers answer synchronously: no await (and microtask) for those
@@ -142,21 +159,25 @@ export class Dispatcher {
         const durable = this.persist(spec);
         if (durable) await durable;
       }
+      const eventsSent = call.eventsSent;
       if (result instanceof StreamedContent) {
         const bytes = await sendStreamed(result, res);
-        this.o.audit.call({ ...rec, outcome: bytes < 0 ? 'dropped' : 'ok', ms: performance.now() - t0 });
+        rec.outcome = bytes < 0 ? 'dropped' : 'ok'; rec.ms = performance.now() - t0;
+        this.o.audit.call(rec);
         return;
       }
       if (!eventsSent) res.write(okFrame(result ?? null));
       res.end();
-      this.o.audit.call({ ...rec, outcome: eventsSent ? 'events' : 'ok', ms: performance.now() - t0 });
+      rec.outcome = eventsSent ? 'events' : 'ok'; rec.ms = performance.now() - t0;
+      this.o.audit.call(rec);
     } catch (e) {
       const [type, message] = replyError(e);
       if (!(e instanceof QubesError)) this.o.audit.info('unhandled error in handler', { method: rec.method, stack: (e as Error)?.stack });
       // after events too: Qubes ends a stream that fails with the exception
       res.write(exceptionFrame(type, message));
       res.end();
-      this.o.audit.call({ ...rec, outcome: type, message, ms: performance.now() - t0 });
+      rec.outcome = type; rec.message = message; rec.ms = performance.now() - t0;
+      this.o.audit.call(rec);
     }
   }
 
