@@ -39,11 +39,15 @@ export async function listen(path: string, dispatcher: Dispatcher, limits?: Sock
   // a second collection, added to and removed from on every call, would
   // cost allocations on every call.
   const open = new Map<net.Socket, number>();
+  // how many connections are still sending their request (event streams
+  // and calls being answered are not counted)
+  const reading = { count: 0 };
   let sweeps = 0;
   const server = net.createServer({ allowHalfOpen: true }, (sock) => {
     if (limits && !limits.admit(sock)) return;
     open.set(sock, sweeps);
-    serveConnection(sock, dispatcher, open, limits);
+    reading.count++;
+    serveConnection(sock, dispatcher, open, reading, limits);
   });
   CONNECTIONS.set(server, open);
   await new Promise<void>((resolve, reject) => {
@@ -79,6 +83,7 @@ class SocketResponder implements Responder {
    */
   private ac: AbortController | null = null;
   closed = false;
+  alone = false;
 
   constructor(private readonly sock: net.Socket, private readonly limits: SocketLimits | undefined) {}
 
@@ -117,7 +122,7 @@ class SocketResponder implements Responder {
   }
 }
 
-function serveConnection(sock: net.Socket, dispatcher: Dispatcher, open: Map<net.Socket, number>, limits?: SocketLimits): void {
+function serveConnection(sock: net.Socket, dispatcher: Dispatcher, open: Map<net.Socket, number>, reading: { count: number }, limits?: SocketLimits): void {
   const chunks: Buffer[] = [];
   let size = 0;
   let dropped = false;
@@ -129,13 +134,19 @@ function serveConnection(sock: net.Socket, dispatcher: Dispatcher, open: Map<net
     chunks.push(d);
   });
   sock.on('end', () => {
+    if (open.get(sock)! >= 0) reading.count--;
     open.set(sock, -1);
     if (dropped) return;
+    res.alone = reading.count === 0;
     const data = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
     if (limits && !limits.request(sock, data)) return;
     void dispatcher.handle(data, res);
   });
-  sock.on('close', () => { open.delete(sock); res.close(); });
+  sock.on('close', () => {
+    if (open.get(sock)! >= 0) reading.count--;
+    open.delete(sock);
+    res.close();
+  });
   sock.on('error', () => { /* peer vanished; 'close' follows */ });
 }
 

@@ -39,11 +39,13 @@ export interface Responder {
   readonly signal: AbortSignal;
   /** resolves when the peer has taken what was written (streamed content) */
   drain?(): Promise<void>;
+  /** true when no other client was sending a request as this one's arrived (see Store.commit's writeNow) */
+  readonly alone?: boolean;
 }
 
 /** Makes changes durable; resolves only once they are on disk. */
 export interface Persister {
-  commit(changes: Change[]): Promise<void>;
+  commit(changes: Change[], writeNow?: boolean): Promise<void>;
 }
 
 /** Policy-based visibility for a calling qube (see CallFilter). */
@@ -156,7 +158,7 @@ export class Dispatcher {
         result = this.o.handlers[method]!(call);
         if (result instanceof Promise) result = await result;
       } finally {
-        const durable = this.persist(spec);
+        const durable = this.persist(spec, res.alone === true);
         if (durable) await durable;
       }
       const eventsSent = call.eventsSent;
@@ -187,9 +189,9 @@ export class Dispatcher {
    * no reply can overtake the write it depends on. Null when a read-only
    * call has nothing to wait for.
    */
-  private persist(spec: MethodSpec): Promise<void> | null {
+  private persist(spec: MethodSpec, alone: boolean): Promise<void> | null {
     const changes = this.o.app.drainChanges();
-    if (changes.length) this.lastCommit = this.o.store.commit(changes);
+    if (changes.length) this.lastCommit = this.o.store.commit(changes, alone);
     else if (spec.access === 'r') return null; // nothing to wait for
     return this.lastCommit;
   }
