@@ -10,7 +10,7 @@ import { StreamedContent, type Call, type CallFilter, type Handlers } from './ca
 import { FramingError, parseRequest } from '../../lib/protocol/request.js';
 import { eventFrame, exceptionFrame, okFrame } from '../../lib/protocol/reply.js';
 import { validateVmName, type QubesApp, type Vm } from '../model/app.js';
-import type { AuditLog } from '../log/audit.js';
+import type { AuditLog, CallRecord } from '../log/audit.js';
 import type { Services } from './services.js';
 import type { Change } from '../store/document.js';
 
@@ -40,11 +40,13 @@ export interface Responder {
   readonly signal: AbortSignal;
   /** resolves when the peer has taken what was written (streamed content) */
   drain?(): Promise<void>;
+  /** true when no other client was sending a request as this one's arrived (see Store.commit's writeNow) */
+  readonly alone?: boolean;
 }
 
 /** Makes changes durable; resolves only once they are on disk. */
 export interface Persister {
-  commit(changes: Change[]): Promise<void>;
+  commit(changes: Change[], writeNow?: boolean): Promise<void>;
 }
 
 /** Policy-based visibility for a calling qube (see CallFilter). */
@@ -93,6 +95,26 @@ export function decodeVm(app: QubesApp, raw: Buffer | string, what: string): Vm 
   return vm;
 }
 
+/**
+ * What a handler gets. A class, not an object literal: a literal with a
+ * getter (signal) made V8 keep every call's objects through young-generation
+ * collections until the next full one, which cost more than the call.
+ */
+class ApiCall implements Call {
+  eventsSent = false;
+  constructor(
+    readonly app: QubesApp, readonly services: Services, readonly spec: MethodSpec, readonly method: string, readonly source: Vm, readonly dest: Vm,
+    readonly arg: string, readonly payload: Buffer, private readonly res: Responder, readonly filter: CallFilter,
+  ) {}
+
+  get signal(): AbortSignal { return this.res.signal; }
+
+  sendEvent(subject: string, event: string, kwargs: ReadonlyArray<readonly [string, string]> = []): void {
+    this.eventsSent = true;
+    this.res.write(sharedEventFrame(subject, event, kwargs));
+  }
+}
+
 export class Dispatcher {
   private lastCommit: Promise<void> = Promise.resolve();
 
@@ -110,11 +132,15 @@ export class Dispatcher {
       res.abort();
       return;
     }
-    const rec = {
+    // The audit record, completed (outcome, message, ms) when the call ends.
+    // Completed in place, not spread into a new object: that object's
+    // allocation site ended up in the old generation, and each call's
+    // strings it held were then kept until a full collection.
+    const rec: CallRecord = {
       source: req.source.toString('latin1'), method: req.method, arg: req.arg.toString('latin1'),
       dest: req.dest.toString('latin1'), payloadBytes: req.payload.length, socket: this.o.socket,
+      outcome: '', message: undefined, ms: 0,
     };
-    let eventsSent = false;
     let spec: MethodSpec | undefined;
     try {
       const { app } = this.o;
@@ -127,39 +153,36 @@ export class Dispatcher {
         throw ProtocolError(`no such method: ${pyRepr(method)}`);
       }
       checkRules(spec, arg, req.payload, dest);
-      const call: Call = {
-        app, services: this.o.services, spec, method, source, dest, arg, payload: req.payload,
-        get signal() { return res.signal; },
-        filter: source.klass === 'AdminVM' || !this.o.filterFor ? ALLOW_ALL : this.o.filterFor(source, method, arg),
-        sendEvent: (subject, event, kwargs = []) => {
-          eventsSent = true;
-          res.write(sharedEventFrame(subject, event, kwargs));
-        },
-      };
+      const call = new ApiCall(app, this.o.services, spec, method, source, dest, arg, req.payload, res,
+        source.klass === 'AdminVM' || !this.o.filterFor ? ALLOW_ALL : this.o.filterFor(source, method, arg));
       let result;
       try {
         // most handlers answer synchronously: no await (and microtask) for those
         result = this.o.handlers[method]!(call);
         if (result instanceof Promise) result = await result;
       } finally {
-        const durable = this.persist(spec);
+        const durable = this.persist(spec, res.alone === true);
         if (durable) await durable;
       }
+      const eventsSent = call.eventsSent;
       if (result instanceof StreamedContent) {
         const bytes = await sendStreamed(result, res);
-        this.o.audit.call({ ...rec, outcome: bytes < 0 ? 'dropped' : 'ok', ms: performance.now() - t0 });
+        rec.outcome = bytes < 0 ? 'dropped' : 'ok'; rec.ms = performance.now() - t0;
+        this.o.audit.call(rec);
         return;
       }
       if (!eventsSent) res.write(okFrame(result ?? null));
       res.end();
-      this.o.audit.call({ ...rec, outcome: eventsSent ? 'events' : 'ok', ms: performance.now() - t0 });
+      rec.outcome = eventsSent ? 'events' : 'ok'; rec.ms = performance.now() - t0;
+      this.o.audit.call(rec);
     } catch (e) {
       const [type, message] = replyError(e);
       if (!(e instanceof QubesError)) this.o.audit.info('unhandled error in handler', { method: rec.method, stack: (e as Error)?.stack });
       // after events too: Qubes ends a stream that fails with the exception
       res.write(exceptionFrame(type, message));
       res.end();
-      this.o.audit.call({ ...rec, outcome: type, message, ms: performance.now() - t0 });
+      rec.outcome = type; rec.message = message; rec.ms = performance.now() - t0;
+      this.o.audit.call(rec);
     }
   }
 
@@ -169,9 +192,9 @@ export class Dispatcher {
    * no reply can overtake the write it depends on. Null when a read-only
    * call has nothing to wait for.
    */
-  private persist(spec: MethodSpec): Promise<void> | null {
+  private persist(spec: MethodSpec, alone: boolean): Promise<void> | null {
     const changes = this.o.app.drainChanges();
-    if (changes.length) this.lastCommit = this.o.store.commit(changes);
+    if (changes.length) this.lastCommit = this.o.store.commit(changes, alone);
     else if (spec.access === 'r') return null; // nothing to wait for
     return this.lastCommit;
   }

@@ -61,7 +61,9 @@ export class AuditLog {
 
   call(r: CallRecord): void {
     if (this.fd < 0 || !this.calls) return;
-    this.add(JSON.stringify({ t: new Date().toISOString(), ev: 'call', ...r }) + '\n');
+    // the record's own fields after t and ev, without spreading it into a
+    // new object (one allocation less on every call)
+    this.add('{"t":"' + new Date().toISOString() + '","ev":"call",' + JSON.stringify(r).slice(1) + '\n');
   }
 
   info(msg: string, extra: Record<string, unknown> = {}): void {

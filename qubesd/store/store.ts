@@ -6,7 +6,8 @@
 // O_DSYNC so that it is on disk when the write returns: the cost depends on
 // what changed, not on the size of the store. Commits queued while a write is
 // in flight go out together as the next record (group commit), so concurrent
-// callers share one sync.
+// callers share one sync. A commit nobody else waits for (`writeNow`) is
+// written from the event loop's own thread instead of the thread pool.
 //
 // qubes.xml stays a complete file Qubes can load: it is only ever replaced
 // atomically (lib/atomic-write.ts: temporary file, fsync, rename, fsync of the directory) with a
@@ -20,7 +21,7 @@
 // A corrupt or unreadable qubes.xml or journal stops open() with the path and
 // the reason, and nothing is written. See lock.ts for the one-daemon lock.
 
-import { constants } from 'node:fs';
+import { constants, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { open, readdir, readFile, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -132,8 +133,17 @@ export class Store {
     this.state = null;
   }
 
-  /** Resolves once the changes are durable; rejects (writing nothing) if they cannot be stored. */
-  commit(changes: Change[]): Promise<void> {
+  /**
+   * Resolves once the changes are durable; rejects (writing nothing) if they
+   * cannot be stored. `writeNow`: the caller knows of no other call waiting,
+   * so the record is written at once from this thread when no write is in
+   * flight. Handing one small write to the thread pool and its completion
+   * back costs two thread wake-ups, more than the write itself on an idle
+   * machine; but a write from this thread holds every other call until the
+   * disk has it, and no commit can join it: with other calls about, the
+   * thread pool (and group commit) serves better.
+   */
+  commit(changes: Change[], writeNow = false): Promise<void> {
     if (this.closing) return Promise.reject(new StoreError(this.path, `store ${this.path} is closed`));
     if (this.broken) return Promise.reject(this.broken);
     if (changes.length === 0) return Promise.resolve();
@@ -148,7 +158,7 @@ export class Store {
       this.queue.push({ json, resolve, reject });
       if (!this.flushing) {
         this.flushing = true;
-        this.loop = this.flush();
+        this.loop = this.flush(writeNow);
       }
     });
   }
@@ -184,11 +194,12 @@ export class Store {
    * `flushing` is cleared in the same synchronous step that finds the queue
    * empty, so a commit arriving afterwards always starts a new loop.
    */
-  private async flush(): Promise<void> {
+  private async flush(writeNow: boolean): Promise<void> {
     for (;;) {
       if (this.queue.length === 0) { this.flushing = false; return; }
       try {
-        await this.writeBatch();
+        await this.writeBatch(writeNow);
+        writeNow = false;
       } catch (e) {
         this.flushing = false; // not expected: writeBatch settles every commit itself
         throw e;
@@ -197,7 +208,7 @@ export class Store {
   }
 
   /** Appends everything queued as one record, durably, and settles those commits. */
-  private async writeBatch(): Promise<void> {
+  private async writeBatch(writeNow: boolean): Promise<void> {
     const batch = this.queue;
     this.queue = [];
     if (this.broken) {
@@ -210,7 +221,9 @@ export class Store {
     try {
       rec = encodeRecord(payload);
       if (j.size + rec.length > j.allocated) await preallocate(j, j.size + rec.length);
-      await writeFully(j.fh, rec, j.size); // O_DSYNC: durable when the write returns
+      // O_DSYNC: durable when the write returns
+      if (writeNow) writeFullySync(j.fh.fd, rec, j.size);
+      else await writeFully(j.fh, rec, j.size);
     } catch (e) {
       const err = new StoreError(this.path, `writing journal ${j.path} failed: ${(e as Error).message}`);
       await this.undoPartialRecord(j, err);
@@ -449,6 +462,14 @@ async function preallocate(j: Journal, needed: number): Promise<void> {
   const target = Math.ceil(needed / PREALLOCATE) * PREALLOCATE;
   for (let at = j.allocated; at < target; at += ZEROS.length) await writeFully(j.fh, ZEROS.subarray(0, Math.min(ZEROS.length, target - at)), at);
   j.allocated = target;
+}
+
+function writeFullySync(fd: number, buf: Buffer, position: number): void {
+  for (let off = 0; off < buf.length;) {
+    const n = writeSync(fd, buf, off, buf.length - off, position + off);
+    if (n === 0) throw new Error('short write');
+    off += n;
+  }
 }
 
 async function writeFully(fh: FileHandle, buf: Buffer, position: number): Promise<void> {
