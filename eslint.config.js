@@ -17,7 +17,10 @@ export default tseslint.config(
       'no-control-regex': 'off',
       // the tests' regular expressions show XML indentation as it is written
       'no-regex-spaces': 'off',
-      'max-len': ['error', { code: 160, ignoreUrls: true, ignoreStrings: true, ignoreTemplateLiterals: true, ignoreRegExpLiterals: true, ignoreComments: false }],
+      'max-len': [
+        'error',
+        { code: 160, ignoreUrls: true, ignoreStrings: true, ignoreTemplateLiterals: true, ignoreRegExpLiterals: true, ignoreComments: false },
+      ],
     },
   },
   {

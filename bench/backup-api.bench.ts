@@ -35,17 +35,25 @@ async function main(): Promise<void> {
   const fd = openSync(image, 'r+');
   const block = Buffer.alloc(MIB);
   for (let i = 0; i < sizeMiB; i++) {
-    if (i % 3 === 0) randomBytes(MIB).copy(block); else block.fill(i % 251);
+    if (i % 3 === 0) randomBytes(MIB).copy(block);
+    else block.fill(i % 251);
     writeSync(fd, block, 0, MIB, i * MIB);
   }
   closeSync(fd);
   const profiles = join(first.dir, 'profiles');
   mkdirSync(profiles);
   const outs: Record<string, string> = {};
-  for (const [name, compression] of [['plain', 'False'], ['gzip', 'True'], ['template', 'True']] as const) {
+  for (const [name, compression] of [
+    ['plain', 'False'],
+    ['gzip', 'True'],
+    ['template', 'True'],
+  ] as const) {
     outs[name] = join(first.dir, `out-${name}`);
     mkdirSync(outs[name]!);
-    writeFileSync(join(profiles, `${name}.conf`), `include: [${name === 'template' ? 'tpl' : 'work'}]\ndestination_vm: dom0\ndestination_path: ${outs[name]}\npassphrase_text: bench\ncompression: ${compression}\n`);
+    writeFileSync(
+      join(profiles, `${name}.conf`),
+      `include: [${name === 'template' ? 'tpl' : 'work'}]\ndestination_vm: dom0\ndestination_path: ${outs[name]}\npassphrase_text: bench\ncompression: ${compression}\n`,
+    );
   }
   const a = await startDaemon({ dir: first.dir, args: ['--log', 'none', '--backup-profile-dir', profiles] });
   const dataBytes = sizeMiB * MIB;
@@ -57,22 +65,43 @@ async function main(): Promise<void> {
       seconds[name] = Number(process.hrtime.bigint() - t0) / 1e9;
       const archive = join(outs[name]!, readdirSync(outs[name]!)[0]!);
       if (name === 'template') {
-        report({ bench: 'backup-api', name: 'execute-empty-template', value: Math.round(seconds[name]! * 100) / 100, unit: 's',
-          note: '12 GiB of sparse volumes (root+private), no data', archiveKiB: Math.round(statSync(archive).size / 1024) });
+        report({
+          bench: 'backup-api',
+          name: 'execute-empty-template',
+          value: Math.round(seconds[name]! * 100) / 100,
+          unit: 's',
+          note: '12 GiB of sparse volumes (root+private), no data',
+          archiveKiB: Math.round(statSync(archive).size / 1024),
+        });
       } else {
-        report({ bench: 'backup-api', name: `execute-${name}`, value: Math.round((dataBytes / 1e6 / seconds[name]!) * 10) / 10, unit: 'MB/s',
-          sizeMiB, seconds: Math.round(seconds[name]! * 100) / 100, archiveMiB: Math.round(statSync(archive).size / MIB) });
+        report({
+          bench: 'backup-api',
+          name: `execute-${name}`,
+          value: Math.round((dataBytes / 1e6 / seconds[name]!) * 10) / 10,
+          unit: 'MB/s',
+          sizeMiB,
+          seconds: Math.round(seconds[name]! * 100) / 100,
+          archiveMiB: Math.round(statSync(archive).size / MIB),
+        });
       }
     }
     report({ bench: 'backup-api', name: 'qubesd-peak-rss', value: peakMiB(a.proc.pid!), unit: 'MiB', sizeMiB });
 
     const t1 = process.hrtime.bigint();
-    const base = spawnSync('/bin/sh', ['-c', `tar -cSf - -C "${join(first.base, 'appvms', 'work')}" private.img | gzip -c > "${join(first.dir, 'baseline.tar.gz')}"`]);
+    const base = spawnSync('/bin/sh', [
+      '-c',
+      `tar -cSf - -C "${join(first.base, 'appvms', 'work')}" private.img | gzip -c > "${join(first.dir, 'baseline.tar.gz')}"`,
+    ]);
     if (base.status !== 0) throw new Error(`tar | gzip failed: ${base.stderr}`);
     const tarSeconds = Number(process.hrtime.bigint() - t1) / 1e9;
     report({ bench: 'backup-api', name: 'tar-S-gzip', value: Math.round((dataBytes / 1e6 / tarSeconds) * 10) / 10, unit: 'MB/s', sizeMiB });
-    report({ bench: 'backup-api', name: 'execute-gzip-vs-tar-gzip', value: Math.round((tarSeconds / seconds.gzip!) * 100) / 100, unit: 'x',
-      note: 'throughput ratio, >1 means faster than tar -S | gzip' });
+    report({
+      bench: 'backup-api',
+      name: 'execute-gzip-vs-tar-gzip',
+      value: Math.round((tarSeconds / seconds.gzip!) * 100) / 100,
+      unit: 'x',
+      note: 'throughput ratio, >1 means faster than tar -S | gzip',
+    });
 
     const b = await startDaemon({ from: 'fresh', args: ['--log', 'none'] });
     try {
@@ -81,8 +110,16 @@ async function main(): Promise<void> {
       const t2 = process.hrtime.bigint();
       await restoreThroughAdminApi(archive, { passphrase: 'bench', socket: b.socket, internalSocket: b.internalSocket });
       const rs = Number(process.hrtime.bigint() - t2) / 1e9;
-      report({ bench: 'backup-api', name: 'restore-admin-api-gzip', value: Math.round((dataBytes / 1e6 / rs) * 10) / 10, unit: 'MB/s',
-        sizeMiB, seconds: Math.round(rs * 100) / 100, note: 'verify pass + restore pass', restorerPeakRssMiB: Math.round(process.resourceUsage().maxRSS / 1024) });
+      report({
+        bench: 'backup-api',
+        name: 'restore-admin-api-gzip',
+        value: Math.round((dataBytes / 1e6 / rs) * 10) / 10,
+        unit: 'MB/s',
+        sizeMiB,
+        seconds: Math.round(rs * 100) / 100,
+        note: 'verify pass + restore pass',
+        restorerPeakRssMiB: Math.round(process.resourceUsage().maxRSS / 1024),
+      });
     } finally {
       await b.stop();
       cleanup(b);

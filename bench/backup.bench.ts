@@ -16,7 +16,11 @@ import { restoreToDirectory } from '../qubesd/backup/restore.js';
 const MIB = 1024 * 1024;
 const PASS = 'benchmark passphrase';
 
-interface PhaseResult { seconds: number; maxRssMiB: number; archiveBytes?: number }
+interface PhaseResult {
+  seconds: number;
+  maxRssMiB: number;
+  archiveBytes?: number;
+}
 
 /** A disk-image-like file: a third random, the rest runs of repeated bytes. */
 function makeVolume(path: string, size: number): void {
@@ -43,8 +47,14 @@ async function phase(kind: string, dir: string): Promise<PhaseResult> {
   let archiveBytes: number | undefined;
   if (kind.startsWith('backup-')) {
     const out = join(dir, kind);
-    const r = await runBackup({ qubesXml: qubesXml(size), vms: [{ name: 'bench', subdir: 'vm1/', files: [{ name: 'private.img', size, open: () => createReadStream(volume, { highWaterMark: MIB }) }] }] },
-      await dom0PathDestination(out), { passphrase: PASS, compression: kind === 'backup-gzip' });
+    const r = await runBackup(
+      {
+        qubesXml: qubesXml(size),
+        vms: [{ name: 'bench', subdir: 'vm1/', files: [{ name: 'private.img', size, open: () => createReadStream(volume, { highWaterMark: MIB }) }] }],
+      },
+      await dom0PathDestination(out),
+      { passphrase: PASS, compression: kind === 'backup-gzip' },
+    );
     archiveBytes = r.archiveBytes;
   } else if (kind.startsWith('restore-')) {
     const archive = join(dir, kind.replace('restore-', 'backup-'));
@@ -86,14 +96,39 @@ async function main(): Promise<void> {
       if (k.startsWith('restore-')) rmSync(join(work, `${k}-out`), { recursive: true, force: true });
       if (k === 'restore-plain') rmSync(join(work, 'backup-plain'), { recursive: true, force: true });
       const mbps = bytes / 1e6 / r.seconds;
-      report({ bench: 'backup', name: k, value: Math.round(mbps * 10) / 10, unit: 'MB/s', sizeMiB, seconds: Math.round(r.seconds * 100) / 100,
+      report({
+        bench: 'backup',
+        name: k,
+        value: Math.round(mbps * 10) / 10,
+        unit: 'MB/s',
+        sizeMiB,
+        seconds: Math.round(r.seconds * 100) / 100,
         ...(r.archiveBytes !== undefined ? { archiveMiB: Math.round(r.archiveBytes / MIB) } : {}),
-        ...(k === 'tar-gzip' || k === 'gunzip-tar' ? {} : { peakRssMiB: Math.round(r.maxRssMiB) }) });
+        ...(k === 'tar-gzip' || k === 'gunzip-tar' ? {} : { peakRssMiB: Math.round(r.maxRssMiB) }),
+      });
     }
     const ratio = (a: string, b: string): number => Math.round((results.get(b)!.seconds / results.get(a)!.seconds) * 100) / 100;
-    report({ bench: 'backup', name: 'backup-gzip-vs-tar-gzip', value: ratio('backup-gzip', 'tar-gzip'), unit: 'x', note: 'throughput ratio, >1 means faster than tar | gzip' });
-    report({ bench: 'backup', name: 'restore-gzip-vs-gunzip-tar', value: ratio('restore-gzip', 'gunzip-tar'), unit: 'x', note: 'throughput ratio, >1 means faster than gzip -d | tar -x' });
-    report({ bench: 'backup', name: 'peak-rss', value: Math.round(Math.max(...[...results].filter(([k]) => !k.includes('tar')).map(([, r]) => r.maxRssMiB))), unit: 'MiB', sizeMiB });
+    report({
+      bench: 'backup',
+      name: 'backup-gzip-vs-tar-gzip',
+      value: ratio('backup-gzip', 'tar-gzip'),
+      unit: 'x',
+      note: 'throughput ratio, >1 means faster than tar | gzip',
+    });
+    report({
+      bench: 'backup',
+      name: 'restore-gzip-vs-gunzip-tar',
+      value: ratio('restore-gzip', 'gunzip-tar'),
+      unit: 'x',
+      note: 'throughput ratio, >1 means faster than gzip -d | tar -x',
+    });
+    report({
+      bench: 'backup',
+      name: 'peak-rss',
+      value: Math.round(Math.max(...[...results].filter(([k]) => !k.includes('tar')).map(([, r]) => r.maxRssMiB))),
+      unit: 'MiB',
+      sizeMiB,
+    });
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

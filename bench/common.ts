@@ -12,15 +12,26 @@ import { ROOT } from '../test/helpers/qubesd.js';
 import { tokenFileFor } from '../rest/options.js';
 import { TokenStore } from '../rest/tokens.js';
 
-export interface Figure { bench: string; name: string; value: number; unit: string; [k: string]: unknown }
-export function report(f: Figure): void { process.stdout.write(JSON.stringify(f) + '\n'); }
+export interface Figure {
+  bench: string;
+  name: string;
+  value: number;
+  unit: string;
+  [k: string]: unknown;
+}
+export function report(f: Figure): void {
+  process.stdout.write(JSON.stringify(f) + '\n');
+}
 export function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
   return sorted[i]!;
 }
 export function median(xs: number[]): number {
-  return percentile([...xs].sort((a, b) => a - b), 50);
+  return percentile(
+    [...xs].sort((a, b) => a - b),
+    50,
+  );
 }
 
 /** Compiles one C tool with cc; false (and nothing thrown) when that is not possible. */
@@ -47,9 +58,15 @@ export async function startProcess(args: string[], readyLine: string, timeoutMs 
     const timer = setTimeout(() => reject(new Error(`${args.join(' ')}: not ready after ${timeoutMs} ms`)), timeoutMs);
     proc.stdout!.on('data', (d) => {
       out += d;
-      if (out.split('\n').includes(readyLine)) { clearTimeout(timer); resolve(); }
+      if (out.split('\n').includes(readyLine)) {
+        clearTimeout(timer);
+        resolve();
+      }
     });
-    proc.once('exit', (code) => { clearTimeout(timer); reject(new Error(`${args.join(' ')} exited with ${code}`)); });
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${args.join(' ')} exited with ${code}`));
+    });
   });
   await ready;
   return proc;
@@ -80,17 +97,23 @@ export async function startRestBenchStack(prefixName: string): Promise<RestBench
   const prefix = mkdtempSync(join(tmpdir(), `${prefixName}-`));
   install({ prefix });
   const stack = await startStack(configPath(prefix), { quiet: true, rest: false });
-  const gateway = spawn(process.execPath, [join(ROOT, 'bin', 'qubes-rest'), '--prefix', prefix, '--listen', '127.0.0.1:0', '--access-log', 'none'],
-    { stdio: ['ignore', 'pipe', 'inherit'] });
+  const gateway = spawn(process.execPath, [join(ROOT, 'bin', 'qubes-rest'), '--prefix', prefix, '--listen', '127.0.0.1:0', '--access-log', 'none'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const stop = async (): Promise<void> => {
     gateway.kill('SIGTERM');
     await stack.stop();
     rmSync(prefix, { recursive: true, force: true });
   };
   let out = '';
-  gateway.stdout!.on('data', (d) => { out += d; });
+  gateway.stdout!.on('data', (d) => {
+    out += d;
+  });
   while (!/listening on (\S+)/.test(out)) {
-    if (gateway.exitCode !== null) { await stop(); throw new Error('qubes-rest exited'); }
+    if (gateway.exitCode !== null) {
+      await stop();
+      throw new Error('qubes-rest exited');
+    }
     await new Promise((r) => setTimeout(r, 20));
   }
   const token = new TokenStore(tokenFileFor(prefix)).create('dom0', { description: 'bench' }).token;

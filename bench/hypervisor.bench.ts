@@ -23,11 +23,22 @@ const LIST_CALLS = 300;
 
 async function reachable(path: string): Promise<boolean> {
   if (!existsSync(path)) return false;
-  return new Promise((res) => { const s = connect(path); s.once('connect', () => { s.destroy(); res(true); }); s.once('error', () => res(false)); });
+  return new Promise((res) => {
+    const s = connect(path);
+    s.once('connect', () => {
+      s.destroy();
+      res(true);
+    });
+    s.once('error', () => res(false));
+  });
 }
 
 const ms = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e6;
-const median = (xs: number[]) => percentile([...xs].sort((a, b) => a - b), 50);
+const median = (xs: number[]) =>
+  percentile(
+    [...xs].sort((a, b) => a - b),
+    50,
+  );
 
 async function main(): Promise<void> {
   const sock = process.env.QUBES_TEST_LIBVIRT_SOCK ?? '/tmp/qubes-libvirt/libvirt-sock';
@@ -96,11 +107,21 @@ async function main(): Promise<void> {
     const overhead = { start: median(prepStart), kill: median(prepKill) };
     for (const op of ['start', 'kill'] as const) {
       const what = op === 'start' ? 'start-to-running' : 'kill-to-halted';
-      const o = median(ours[op]), r = median(rpc[op]), v = median(vs[op]);
+      const o = median(ours[op]),
+        r = median(rpc[op]),
+        v = median(vs[op]);
       report({ bench: BENCH, name: `${what}-qubesd-backend`, value: o, unit: 'ms', ...extra, virsh_ms: v, ratio_vs_virsh: o / v });
       report({ bench: BENCH, name: `${what}-libvirt-rpc`, value: r, unit: 'ms', ...extra });
       report({ bench: BENCH, name: `${what}-virsh-baseline`, value: v, unit: 'ms', ...extra });
-      report({ bench: BENCH, name: `${what}-qubesd-overhead`, value: overhead[op], unit: 'ms', ...extra, libvirt_rpc_ms: r, ratio_vs_libvirt: overhead[op] / r });
+      report({
+        bench: BENCH,
+        name: `${what}-qubesd-overhead`,
+        value: overhead[op],
+        unit: 'ms',
+        ...extra,
+        libvirt_rpc_ms: r,
+        ratio_vs_libvirt: overhead[op] / r,
+      });
     }
 
     const lat: number[] = [];
@@ -113,9 +134,22 @@ async function main(): Promise<void> {
     const vl: number[] = [];
     for (let i = 0; i < 20; i++) vl.push(virsh('list', '--all') * 1000);
     const vMed = median(vl);
-    report({ bench: BENCH, name: 'list-all-domains', value: percentile(lat, 50), unit: 'us', p99_us: percentile(lat, 99), calls: LIST_CALLS, virsh_us: vMed, ratio_vs_virsh: percentile(lat, 50) / vMed });
+    report({
+      bench: BENCH,
+      name: 'list-all-domains',
+      value: percentile(lat, 50),
+      unit: 'us',
+      p99_us: percentile(lat, 99),
+      calls: LIST_CALLS,
+      virsh_us: vMed,
+      ratio_vs_virsh: percentile(lat, 50) / vMed,
+    });
     const bl: number[] = [];
-    for (let i = 0; i < 100; i++) { const t0 = process.hrtime.bigint(); await b.list(); bl.push(ms(t0) * 1000); }
+    for (let i = 0; i < 100; i++) {
+      const t0 = process.hrtime.bigint();
+      await b.list();
+      bl.push(ms(t0) * 1000);
+    }
     report({ bench: BENCH, name: 'backend-list-with-states', value: median(bl), unit: 'us', calls: 100 });
   } finally {
     if ((await b.state(spec.name)) !== 'Halted') await b.destroy(spec.name);

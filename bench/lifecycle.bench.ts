@@ -36,7 +36,16 @@ async function listWithRunning(): Promise<void> {
     const measure = async (label: string) => {
       const { stdout } = await promisify(execFile)(QLOAD, [d.socket, '4', '4000', 'admin.vm.List', 'dom0']);
       const r = JSON.parse(stdout) as { calls_per_s: number; p50_ms: number; p99_ms: number };
-      report({ bench: 'lifecycle', name: 'admin.vm.List', qubes: n + 1, running: label, value: r.calls_per_s, unit: 'calls/s', p50_ms: r.p50_ms, p99_ms: r.p99_ms });
+      report({
+        bench: 'lifecycle',
+        name: 'admin.vm.List',
+        qubes: n + 1,
+        running: label,
+        value: r.calls_per_s,
+        unit: 'calls/s',
+        p50_ms: r.p50_ms,
+        p99_ms: r.p99_ms,
+      });
       return r.calls_per_s;
     };
     const halted = await measure('none');
@@ -54,32 +63,73 @@ async function tinyGuest(uri: string): Promise<void> {
   const rounds = 5;
   try {
     await ok(d, 'admin.vm.Create.StandaloneVM', 'dom0', '', `name=${vm} label=red`);
-    for (const [p, v] of [['virt_mode', 'hvm'], ['kernel', ''], ['memory', '64'], ['maxmem', '0'], ['vcpus', '1']]) await ok(d, 'admin.vm.property.Set', vm, p!, v!);
-    const starts: number[] = [], kills: number[] = [], vStarts: number[] = [], vKills: number[] = [];
-    const virsh = (...a: string[]) => { const t0 = performance.now(); const r = spawnSync('virsh', ['-q', '-c', uri, ...a]); if (r.status !== 0) throw new Error(`virsh ${a.join(' ')}: ${r.stderr}`); return performance.now() - t0; };
+    for (const [p, v] of [
+      ['virt_mode', 'hvm'],
+      ['kernel', ''],
+      ['memory', '64'],
+      ['maxmem', '0'],
+      ['vcpus', '1'],
+    ])
+      await ok(d, 'admin.vm.property.Set', vm, p!, v!);
+    const starts: number[] = [],
+      kills: number[] = [],
+      vStarts: number[] = [],
+      vKills: number[] = [];
+    const virsh = (...a: string[]) => {
+      const t0 = performance.now();
+      const r = spawnSync('virsh', ['-q', '-c', uri, ...a]);
+      if (r.status !== 0) throw new Error(`virsh ${a.join(' ')}: ${r.stderr}`);
+      return performance.now() - t0;
+    };
     // The baseline: the domain as qubesd defines it, under another name and
     // without its volume files (qubesd prepares those at each start), driven
     // by libvirt's own client.
     await ok(d, 'admin.vm.Start', vm);
-    const xml = spawnSync('virsh', ['-q', '-c', uri, 'dumpxml', '--inactive', vm], { encoding: 'utf8' }).stdout
-      .replace(/<disk[\s\S]*?<\/disk>/g, '').replace(/<uuid>[^<]*<\/uuid>/, '').replace(`<name>${vm}</name>`, `<name>${vm}-virsh</name>`);
+    const xml = spawnSync('virsh', ['-q', '-c', uri, 'dumpxml', '--inactive', vm], { encoding: 'utf8' })
+      .stdout.replace(/<disk[\s\S]*?<\/disk>/g, '')
+      .replace(/<uuid>[^<]*<\/uuid>/, '')
+      .replace(`<name>${vm}</name>`, `<name>${vm}-virsh</name>`);
     await ok(d, 'admin.vm.Kill', vm);
     const xmlFile = join(work, 'baseline.xml');
     writeFileSync(xmlFile, xml);
     virsh('define', xmlFile);
     try {
       for (let i = 0; i < rounds; i++) {
-        let t0 = performance.now(); await ok(d, 'admin.vm.Start', vm); starts.push(performance.now() - t0);
-        t0 = performance.now(); await ok(d, 'admin.vm.Kill', vm); kills.push(performance.now() - t0);
+        let t0 = performance.now();
+        await ok(d, 'admin.vm.Start', vm);
+        starts.push(performance.now() - t0);
+        t0 = performance.now();
+        await ok(d, 'admin.vm.Kill', vm);
+        kills.push(performance.now() - t0);
         vStarts.push(virsh('start', `${vm}-virsh`));
         vKills.push(virsh('destroy', `${vm}-virsh`));
       }
     } finally {
       spawnSync('virsh', ['-q', '-c', uri, 'undefine', `${vm}-virsh`]);
     }
-    const med = (a: number[]) => +percentile([...a].sort((x, y) => x - y), 50).toFixed(1);
-    report({ bench: 'lifecycle', name: 'start-to-running', backend: 'libvirt', value: med(starts), unit: 'ms', virsh_ms: med(vStarts), overhead_ms: +(med(starts) - med(vStarts)).toFixed(1) });
-    report({ bench: 'lifecycle', name: 'kill-to-halted', backend: 'libvirt', value: med(kills), unit: 'ms', virsh_ms: med(vKills), overhead_ms: +(med(kills) - med(vKills)).toFixed(1) });
+    const med = (a: number[]) =>
+      +percentile(
+        [...a].sort((x, y) => x - y),
+        50,
+      ).toFixed(1);
+    report({
+      bench: 'lifecycle',
+      name: 'start-to-running',
+      backend: 'libvirt',
+      value: med(starts),
+      unit: 'ms',
+      virsh_ms: med(vStarts),
+      overhead_ms: +(med(starts) - med(vStarts)).toFixed(1),
+    });
+    report({
+      bench: 'lifecycle',
+      name: 'kill-to-halted',
+      backend: 'libvirt',
+      value: med(kills),
+      unit: 'ms',
+      virsh_ms: med(vKills),
+      overhead_ms: +(med(kills) - med(vKills)).toFixed(1),
+    });
   } finally {
     await call(d.socket, 'admin.vm.Kill', vm);
     await call(d.socket, 'admin.vm.Remove', vm);
@@ -89,7 +139,8 @@ async function tinyGuest(uri: string): Promise<void> {
 
 try {
   await listWithRunning();
-  const uri = process.env.QUBES_TEST_LIBVIRT_URI ?? (existsSync('/tmp/qubes-libvirt/libvirt-sock') ? 'qemu+unix:///system?socket=/tmp/qubes-libvirt/libvirt-sock' : null);
+  const uri =
+    process.env.QUBES_TEST_LIBVIRT_URI ?? (existsSync('/tmp/qubes-libvirt/libvirt-sock') ? 'qemu+unix:///system?socket=/tmp/qubes-libvirt/libvirt-sock' : null);
   if (uri) await tinyGuest(uri);
   else report({ bench: 'lifecycle', name: 'start-to-running', value: 0, unit: 'ms', skipped: 'no libvirtd (sh .ci/libvirt.sh)' });
 } finally {

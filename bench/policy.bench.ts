@@ -25,12 +25,25 @@ const QUBES = ['work', 'personal', 'vault', 'untrusted', 'sys-net', 'sys-usb', '
 
 function systemInfo(): SystemInfo {
   const domains: SystemInfo['domains'] = {
-    dom0: { tags: [], type: 'AdminVM', template_for_dispvms: false, default_dispvm: 'default-dvm', power_state: 'Running', uuid: '00000000-0000-0000-0000-000000000000', guivm: null },
+    dom0: {
+      tags: [],
+      type: 'AdminVM',
+      template_for_dispvms: false,
+      default_dispvm: 'default-dvm',
+      power_state: 'Running',
+      uuid: '00000000-0000-0000-0000-000000000000',
+      guivm: null,
+    },
   };
   QUBES.forEach((name, i) => {
     domains[name] = {
-      tags: [`t${i % 3}`], type: name === 'fedora-41' ? 'TemplateVM' : 'AppVM', template_for_dispvms: name === 'default-dvm',
-      default_dispvm: 'default-dvm', power_state: i % 2 ? 'Running' : 'Halted', uuid: `00000000-0000-4000-8000-${String(i + 1).padStart(12, '0')}`, guivm: 'dom0',
+      tags: [`t${i % 3}`],
+      type: name === 'fedora-41' ? 'TemplateVM' : 'AppVM',
+      template_for_dispvms: name === 'default-dvm',
+      default_dispvm: 'default-dvm',
+      power_state: i % 2 ? 'Running' : 'Halted',
+      uuid: `00000000-0000-4000-8000-${String(i + 1).padStart(12, '0')}`,
+      guivm: 'dom0',
     };
   });
   return { domains };
@@ -62,11 +75,13 @@ function writePolicy(dir: string, n: number): string[] {
 function requests(services: string[], count: number): PolicyRequest[] {
   const out: PolicyRequest[] = [];
   let x = 12345;
-  const rnd = (m: number) => ((x = (x * 1103515245 + 12345) & 0x7fffffff) % m);
+  const rnd = (m: number) => (x = (x * 1103515245 + 12345) & 0x7fffffff) % m;
   for (let i = 0; i < count; i++) {
     out.push({
-      service: services[rnd(services.length)]!, argument: ['', '+arg0', '+arg1', '+arg2'][rnd(4)]!,
-      source: QUBES[rnd(QUBES.length)]!, target: [...QUBES, '@dispvm', ''][rnd(QUBES.length + 2)]!,
+      service: services[rnd(services.length)]!,
+      argument: ['', '+arg0', '+arg1', '+arg2'][rnd(4)]!,
+      source: QUBES[rnd(QUBES.length)]!,
+      target: [...QUBES, '@dispvm', ''][rnd(QUBES.length + 2)]!,
     });
   }
   return out;
@@ -84,7 +99,9 @@ function endToEnd(policyDir: string, infoFile: string, reqs: PolicyRequest[]): P
   const input = reqs.map((r, i) => JSON.stringify({ id: i, ...r })).join('\n') + '\n';
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
-    const child = spawn(process.execPath, [join(root, 'bin', 'qubes-policy-eval'), '--policy-dir', policyDir, '--system-info', infoFile], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [join(root, 'bin', 'qubes-policy-eval'), '--policy-dir', policyDir, '--system-info', infoFile], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
     let lines = 0;
     child.stdout.on('data', (d: Buffer) => {
       for (let i = d.indexOf(10); i >= 0; i = d.indexOf(10, i + 1)) lines++;
@@ -132,13 +149,27 @@ try {
       return 20;
     }, 1000);
     report({
-      bench: BENCH, name: 'eval-inprocess', rules: n, value: Math.round(evalRate), unit: 'req/s',
-      vs_full_scan: +(evalRate / scanRate).toFixed(1), full_scan: Math.round(scanRate), vs_reference: +(evalRate / REFERENCE.eval[n]!).toFixed(1),
+      bench: BENCH,
+      name: 'eval-inprocess',
+      rules: n,
+      value: Math.round(evalRate),
+      unit: 'req/s',
+      vs_full_scan: +(evalRate / scanRate).toFixed(1),
+      full_scan: Math.round(scanRate),
+      vs_reference: +(evalRate / REFERENCE.eval[n]!).toFixed(1),
     });
 
     const e2eCount = 200000;
     const e2e = await endToEnd(dir, infoFile, requests(services, e2eCount));
-    report({ bench: BENCH, name: 'eval-end-to-end', rules: n, requests: e2eCount, value: Math.round(e2e), unit: 'req/s', vs_reference: +(e2e / REFERENCE.eval[n]!).toFixed(1) });
+    report({
+      bench: BENCH,
+      name: 'eval-end-to-end',
+      rules: n,
+      requests: e2eCount,
+      value: Math.round(e2e),
+      unit: 'req/s',
+      vs_reference: +(e2e / REFERENCE.eval[n]!).toFixed(1),
+    });
     rmSync(dir, { recursive: true, force: true });
   }
 } finally {

@@ -23,7 +23,8 @@ const node = process.execPath;
 
 function stats(name: string, samples: number[], extra: Record<string, unknown> = {}): { p50: number; p99: number } {
   const s = [...samples].sort((a, b) => a - b);
-  const p50 = percentile(s, 50), p99 = percentile(s, 99);
+  const p50 = percentile(s, 50),
+    p99 = percentile(s, 99);
   report({ bench: BENCH, name: `${name}-p50`, value: +p50.toFixed(3), unit: 'ms', n: s.length, ...extra });
   report({ bench: BENCH, name: `${name}-p99`, value: +p99.toFixed(3), unit: 'ms', n: s.length, ...extra });
   return { p50, p99 };
@@ -31,7 +32,11 @@ function stats(name: string, samples: number[], extra: Record<string, unknown> =
 
 async function timed(n: number, f: () => Promise<unknown>): Promise<number[]> {
   const out: number[] = [];
-  for (let i = 0; i < n; i++) { const t0 = performance.now(); await f(); out.push(performance.now() - t0); }
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    await f();
+    out.push(performance.now() - t0);
+  }
   return out;
 }
 
@@ -40,7 +45,14 @@ async function rate(conc: number, ms: number, f: () => Promise<unknown>): Promis
   let done = 0;
   const end = performance.now() + ms;
   const t0 = performance.now();
-  await Promise.all(Array.from({ length: conc }, async () => { while (performance.now() < end) { await f(); done++; } }));
+  await Promise.all(
+    Array.from({ length: conc }, async () => {
+      while (performance.now() < end) {
+        await f();
+        done++;
+      }
+    }),
+  );
   return done / ((performance.now() - t0) / 1000);
 }
 
@@ -73,8 +85,13 @@ function frameCall(socket: string, target: string, service: string): Promise<num
     c.on('data', (d) => {
       for (const f of r.push(d)) {
         if (f.kind === Kind.ACCEPTED) c.write(frame(Kind.STDIN_EOF));
-        else if (f.kind === Kind.EXIT) { c.destroy(); res(Number(f.data.toString())); }
-        else if (f.kind === Kind.REFUSED || f.kind === Kind.PROBLEM) { c.destroy(); rej(new Error('refused')); }
+        else if (f.kind === Kind.EXIT) {
+          c.destroy();
+          res(Number(f.data.toString()));
+        } else if (f.kind === Kind.REFUSED || f.kind === Kind.PROBLEM) {
+          c.destroy();
+          rej(new Error('refused'));
+        }
       }
     });
     c.on('error', rej);
@@ -97,7 +114,9 @@ delete process.env.NODE_EXTRA_CA_CERTS;
 const prefix = mkdtempSync(join(tmpdir(), 'qrexec-bench-'));
 const procs: ChildProcess[] = [];
 // if this script dies early (e.g. its output closed), take the daemons along
-process.on('exit', () => { for (const p of procs) if (p.exitCode === null) p.kill('SIGKILL'); });
+process.on('exit', () => {
+  for (const p of procs) if (p.exitCode === null) p.kill('SIGKILL');
+});
 try {
   install({ prefix });
   const c = loadConfig(join(prefix, 'etc', 'qubes', 'stack.json'));
@@ -107,27 +126,83 @@ try {
   mkdirSync(sockDir);
   for (const e of serviceEntries('socket')) if (e.kind === 'socket') symlinkSync(c.qubesd.socket, join(sockDir, e.name));
 
-  const qubesd = spawn(node, [join(ROOT, 'bin', 'qubesd'), '--store', c.qubesd.store, '--base-dir', c.qubesd.baseDir, '--socket-dir', c.qubesd.socketDir,
-    '--policy-dir', c.policy.dir, '--log', 'none'], { stdio: 'ignore' });
+  const qubesd = spawn(
+    node,
+    [
+      join(ROOT, 'bin', 'qubesd'),
+      '--store',
+      c.qubesd.store,
+      '--base-dir',
+      c.qubesd.baseDir,
+      '--socket-dir',
+      c.qubesd.socketDir,
+      '--policy-dir',
+      c.policy.dir,
+      '--log',
+      'none',
+    ],
+    { stdio: 'ignore' },
+  );
   procs.push(qubesd);
   await waitSocket(c.qubesd.socket, qubesd, 'qubesd');
-  for (const [m, arg, payload] of [['admin.vm.Create.TemplateVM', '', 'name=tpl label=black'], ['admin.vm.Create.AppVM', 'tpl', 'name=mgmt label=red']] as const) {
+  for (const [m, arg, payload] of [
+    ['admin.vm.Create.TemplateVM', '', 'name=tpl label=black'],
+    ['admin.vm.Create.AppVM', 'tpl', 'name=mgmt label=red'],
+  ] as const) {
     await rawCall(c.qubesd.socket, encodeRequest(m, arg, 'dom0', 'dom0', payload));
   }
 
   const realPolicy = existsSync(join(ROOT, 'dist', 'policy', 'daemon.js'));
   const policy = realPolicy
-    ? spawn(node, [join(ROOT, 'dist', 'policy', 'cli.js'), 'daemon', '--socket', c.policy.socket, '--policy-dir', c.policy.dir, '--system-info-socket', c.qubesd.internalSocket], { stdio: 'ignore' })
-    : spawn(node, ['-e', `require('net').createServer((s)=>s.on('data',()=>s.end('user=DEFAULT\\nresult=allow\\ntarget=dom0\\nautostart=True\\nrequested_target=dom0'))).listen(${JSON.stringify(c.policy.socket)})`], { stdio: 'ignore' });
+    ? spawn(
+        node,
+        [
+          join(ROOT, 'dist', 'policy', 'cli.js'),
+          'daemon',
+          '--socket',
+          c.policy.socket,
+          '--policy-dir',
+          c.policy.dir,
+          '--system-info-socket',
+          c.qubesd.internalSocket,
+        ],
+        { stdio: 'ignore' },
+      )
+    : spawn(
+        node,
+        [
+          '-e',
+          `require('net').createServer((s)=>s.on('data',()=>s.end('user=DEFAULT\\nresult=allow\\ntarget=dom0\\nautostart=True\\nrequested_target=dom0'))).listen(${JSON.stringify(c.policy.socket)})`,
+        ],
+        { stdio: 'ignore' },
+      );
   procs.push(policy);
   await waitSocket(c.policy.socket, policy, 'policy daemon');
   const policyKind = realPolicy ? 'real' : 'stand-in (policy daemon not built)';
 
   const dispatchers: Record<string, string> = {};
-  for (const [mode, dir] of [['handler', c.qrexec.serviceDir], ['socket', sockDir]] as const) {
+  for (const [mode, dir] of [
+    ['handler', c.qrexec.serviceDir],
+    ['socket', sockDir],
+  ] as const) {
     const socketDir = join(prefix, 'var', 'run', `qrexec-${mode}`);
-    const d = spawn(node, [join(ROOT, 'dist', 'rpc-services', 'qrexec', 'dispatcher-main.js'), '--socket-dir', socketDir, '--service-dir', dir,
-      '--policy-socket', c.policy.socket, '--qube', 'mgmt', '--log', join(prefix, `dispatcher-${mode}.log`)], { stdio: 'ignore' });
+    const d = spawn(
+      node,
+      [
+        join(ROOT, 'dist', 'rpc-services', 'qrexec', 'dispatcher-main.js'),
+        '--socket-dir',
+        socketDir,
+        '--service-dir',
+        dir,
+        '--policy-socket',
+        c.policy.socket,
+        '--qube',
+        'mgmt',
+        '--log',
+        join(prefix, `dispatcher-${mode}.log`),
+      ],
+      { stdio: 'ignore' },
+    );
     procs.push(d);
     dispatchers[mode] = join(socketDir, 'qrexec.mgmt');
     await waitSocket(dispatchers[mode]!, d, `dispatcher (${mode})`);
@@ -136,22 +211,44 @@ try {
   // 1. start-up: bare node vs the handler program's whole run (interleaved, so drift hits both)
   const handlerEnv = { PATH: process.env.PATH, QREXEC_REMOTE_DOMAIN: 'mgmt', QREXEC_REQUESTED_TARGET: 'dom0', QREXEC_SERVICE_ARGUMENT: '' };
   const entry = join(c.qrexec.serviceDir, 'admin.vm.List');
-  const bare: number[] = [], handler: number[] = [];
+  const bare: number[] = [],
+    handler: number[] = [];
   for (let i = 0; i < 60; i++) {
-    let t0 = performance.now(); spawnSync(node, ['-e', '0'], { env: handlerEnv, stdio: 'ignore' }); bare.push(performance.now() - t0);
-    t0 = performance.now(); spawnSync(entry, [], { env: handlerEnv, stdio: ['ignore', 'ignore', 'ignore'] }); handler.push(performance.now() - t0);
+    let t0 = performance.now();
+    spawnSync(node, ['-e', '0'], { env: handlerEnv, stdio: 'ignore' });
+    bare.push(performance.now() - t0);
+    t0 = performance.now();
+    spawnSync(entry, [], { env: handlerEnv, stdio: ['ignore', 'ignore', 'ignore'] });
+    handler.push(performance.now() - t0);
   }
   const b = stats('bare-node-start', bare);
   const h = stats('handler-process', handler, { note: 'whole run of /etc/qubes-rpc/admin.vm.List incl. the qubesd call' });
   report({ bench: BENCH, name: 'handler-vs-bare-node', value: +(h.p50 / b.p50).toFixed(3), unit: 'ratio', of: 'p50', target: '<= 1.3' });
   // the fastest runs are the least disturbed by other load on the machine
-  const fastest = (xs: number[]) => [...xs].sort((x, y) => x - y).slice(0, 5).reduce((a, x) => a + x, 0) / 5;
-  report({ bench: BENCH, name: 'handler-vs-bare-node-fastest', value: +(fastest(handler) / fastest(bare)).toFixed(3), unit: 'ratio', of: 'mean of the 5 fastest runs', target: '<= 1.3' });
+  const fastest = (xs: number[]) =>
+    [...xs]
+      .sort((x, y) => x - y)
+      .slice(0, 5)
+      .reduce((a, x) => a + x, 0) / 5;
+  report({
+    bench: BENCH,
+    name: 'handler-vs-bare-node-fastest',
+    value: +(fastest(handler) / fastest(bare)).toFixed(3),
+    unit: 'ratio',
+    of: 'mean of the 5 fastest runs',
+    target: '<= 1.3',
+  });
 
   // 2. direct qubesd.sock call, as a dom0 tool makes it
   const req = encodeRequest('admin.vm.List', '', 'mgmt', 'dom0');
   stats('direct-qubesd', await timed(500, () => rawCall(c.qubesd.socket, req)));
-  report({ bench: BENCH, name: 'direct-qubesd-rate', value: Math.round(await rate(4, 3000, () => rawCall(c.qubesd.socket, req))), unit: 'calls/s', concurrency: 4 });
+  report({
+    bench: BENCH,
+    name: 'direct-qubesd-rate',
+    value: Math.round(await rate(4, 3000, () => rawCall(c.qubesd.socket, req))),
+    unit: 'calls/s',
+    concurrency: 4,
+  });
 
   // 3. the policy daemon's answer alone
   const pq = { source: 'mgmt', intendedTarget: 'dom0', serviceAndArg: 'admin.vm.List+' };
@@ -166,8 +263,14 @@ try {
   const client = join(ROOT, 'bin', 'qrexec-client-vm');
   for (const mode of ['handler', 'socket'] as const) {
     const env = { ...process.env, QREXEC_SOCKET: dispatchers[mode] };
-    const call = async () => { const r = await run(client, ['dom0', 'admin.vm.List'], env); if (r.code !== 0 || r.out[0] !== 0x30) throw new Error(`call failed (${r.code})`); };
-    stats(`full-${mode}`, await timed(40, call), { policy: policyKind, path: `client → dispatcher → policy → ${mode === 'handler' ? 'handler program' : 'qubesd.sock entry'} → qubesd` });
+    const call = async () => {
+      const r = await run(client, ['dom0', 'admin.vm.List'], env);
+      if (r.code !== 0 || r.out[0] !== 0x30) throw new Error(`call failed (${r.code})`);
+    };
+    stats(`full-${mode}`, await timed(40, call), {
+      policy: policyKind,
+      path: `client → dispatcher → policy → ${mode === 'handler' ? 'handler program' : 'qubesd.sock entry'} → qubesd`,
+    });
     report({ bench: BENCH, name: `full-${mode}-rate`, value: +(await rate(2, 5000, call)).toFixed(1), unit: 'calls/s', concurrency: 2, policy: policyKind });
   }
 } finally {

@@ -41,9 +41,20 @@ const work = mkdtempSync(join(tmpdir(), 'qubesd-bench-'));
 const QLOAD = join(work, 'qload');
 const FSYNC_FLOOR = join(work, 'fsync-floor');
 
-interface Load { calls_per_s: number; p50_ms: number; p99_ms: number; errors: number }
+interface Load {
+  calls_per_s: number;
+  p50_ms: number;
+  p99_ms: number;
+  errors: number;
+}
 /** A load's result, with the server's CPU time per call when its pid is known. */
-interface Measured { calls_per_s: number; cpu_us?: number; p50_ms?: number; p99_ms?: number; errors?: number }
+interface Measured {
+  calls_per_s: number;
+  cpu_us?: number;
+  p50_ms?: number;
+  p99_ms?: number;
+  errors?: number;
+}
 
 const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100;
 /** user + system CPU time of a process, in clock ticks */
@@ -61,7 +72,13 @@ function measure(pid: number, socket: string, threads: number, c: Case): Measure
   const r = qload(socket, threads, c);
   return { ...r, cpu_us: ((cpuTicks(pid) - t0) * 1e6) / CLK_TCK / c.calls };
 }
-interface Case { method: string; dest: string; arg?: string; payload?: string; calls: number }
+interface Case {
+  method: string;
+  dest: string;
+  arg?: string;
+  payload?: string;
+  calls: number;
+}
 
 function qload(socket: string, threads: number, c: Case): Load {
   const args = [socket, String(threads), String(c.calls), c.method, c.dest];
@@ -82,22 +99,46 @@ const durableFloor = (floorPerS: number, msEach: number) => 1 / (1 / floorPerS +
  * and reports the medians and the median of the paired ratios.
  */
 function paired(fig: Record<string, unknown> & { name: string }, floor: () => Measured, ours: () => Measured, floorName: string): void {
-  const f: number[] = [], o: number[] = [], ratio: number[] = [], p50: number[] = [], p99: number[] = [];
-  const cpu: number[] = [], floorCpu: number[] = [], cpuRatio: number[] = [];
+  const f: number[] = [],
+    o: number[] = [],
+    ratio: number[] = [],
+    p50: number[] = [],
+    p99: number[] = [];
+  const cpu: number[] = [],
+    floorCpu: number[] = [],
+    cpuRatio: number[] = [];
   let errors = 0;
   for (let r = 0; r < ROUNDS; r++) {
     let fr: Measured, or: Measured;
-    if (r % 2 === 0) { fr = floor(); or = ours(); } else { or = ours(); fr = floor(); }
-    f.push(fr.calls_per_s); o.push(or.calls_per_s); ratio.push(or.calls_per_s / fr.calls_per_s);
-    p50.push(or.p50_ms ?? NaN); p99.push(or.p99_ms ?? NaN);
+    if (r % 2 === 0) {
+      fr = floor();
+      or = ours();
+    } else {
+      or = ours();
+      fr = floor();
+    }
+    f.push(fr.calls_per_s);
+    o.push(or.calls_per_s);
+    ratio.push(or.calls_per_s / fr.calls_per_s);
+    p50.push(or.p50_ms ?? NaN);
+    p99.push(or.p99_ms ?? NaN);
     errors += or.errors ?? 0;
     if (or.cpu_us !== undefined) cpu.push(or.cpu_us);
-    if (or.cpu_us !== undefined && fr.cpu_us !== undefined) { floorCpu.push(fr.cpu_us); cpuRatio.push(fr.cpu_us / or.cpu_us); }
+    if (or.cpu_us !== undefined && fr.cpu_us !== undefined) {
+      floorCpu.push(fr.cpu_us);
+      cpuRatio.push(fr.cpu_us / or.cpu_us);
+    }
   }
   report({
-    bench: 'qubesd', ...fig, value: Math.round(median(o)), unit: 'calls/s',
-    [floorName]: Math.round(median(f)), ['vs_' + floorName]: +median(ratio).toFixed(3),
-    p50_ms: median(p50), p99_ms: median(p99), errors,
+    bench: 'qubesd',
+    ...fig,
+    value: Math.round(median(o)),
+    unit: 'calls/s',
+    [floorName]: Math.round(median(f)),
+    ['vs_' + floorName]: +median(ratio).toFixed(3),
+    p50_ms: median(p50),
+    p99_ms: median(p99),
+    errors,
     ...(cpu.length ? { cpu_us_per_call: Math.round(median(cpu)) } : {}),
     // the floor's CPU time per call over ours: 1 means as cheap as the floor
     ...(cpuRatio.length ? { ['cpu_us_per_call_' + floorName]: Math.round(median(floorCpu)), ['cpu_vs_' + floorName]: +median(cpuRatio).toFixed(3) } : {}),
@@ -147,7 +188,13 @@ function floorServer(socket: string, replyFile?: string): Promise<ChildProcess> 
 
 async function main(): Promise<void> {
   if (!existsSync(join(TOOLS, 'floor-server.mjs'))) {
-    report({ bench: 'qubesd', name: 'skipped', value: 0, unit: 'none', reason: `no floor server at ${join(TOOLS, 'floor-server.mjs')} (../shared/conformance/tools beside the repository)` });
+    report({
+      bench: 'qubesd',
+      name: 'skipped',
+      value: 0,
+      unit: 'none',
+      reason: `no floor server at ${join(TOOLS, 'floor-server.mjs')} (../shared/conformance/tools beside the repository)`,
+    });
     return;
   }
   if (!buildC(join(TOOLS, 'qload.c'), QLOAD, ['-pthread']) || !buildC(join(TOOLS, 'fsync-floor.c'), FSYNC_FLOOR)) {
@@ -182,20 +229,30 @@ async function main(): Promise<void> {
       try {
         // with its audit log in a file on the store's disk, as installed
         d = await startDaemon({ dir });
-        const sock = d.socket, pid = d.proc.pid!;
+        const sock = d.socket,
+          pid = d.proc.pid!;
         const set: Case = { method: 'admin.vm.feature.Set', dest: 'personal', arg: 'bench', payload: 'v1', calls: WRITES };
         const list: Case = { method: 'admin.vm.List', dest: 'dom0', calls: LISTS };
         // Warm-up (JIT, caches): otherwise whichever case runs first pays it.
         for (const c of [get, set, list]) qload(sock, 1, { ...c, calls: 500 });
 
         for (const threads of [1, 16]) {
-          paired({ name: get.method, qubes: n, threads }, () => floorMeasured(threads), () => measure(pid, sock, threads, get), 'floor');
+          paired(
+            { name: get.method, qubes: n, threads },
+            () => floorMeasured(threads),
+            () => measure(pid, sock, threads, get),
+            'floor',
+          );
         }
         for (const threads of [1, 16]) {
           // the durable floor is that of one client: with group commit, 16
           // clients may go past it
-          paired({ name: set.method, qubes: n, threads }, () => ({ calls_per_s: durableFloor(floorCalls(1, READS), fsyncMsHere()) }),
-            () => measure(pid, sock, threads, set), 'durable_floor');
+          paired(
+            { name: set.method, qubes: n, threads },
+            () => ({ calls_per_s: durableFloor(floorCalls(1, READS), fsyncMsHere()) }),
+            () => measure(pid, sock, threads, set),
+            'durable_floor',
+          );
         }
         if (n === 1000) {
           const replyFile = join(work, 'vm-list.reply');
@@ -206,8 +263,12 @@ async function main(): Promise<void> {
           try {
             qload(sameSock, 1, { ...list, calls: 500 }); // warm-up, as qubesd had
             for (const threads of [1, 16]) {
-              paired({ name: list.method, qubes: n, threads, reply_bytes: reply.length },
-                () => measure(same.pid!, sameSock, threads, list), () => measure(pid, sock, threads, list), 'same_bytes_floor');
+              paired(
+                { name: list.method, qubes: n, threads, reply_bytes: reply.length },
+                () => measure(same.pid!, sameSock, threads, list),
+                () => measure(pid, sock, threads, list),
+                'same_bytes_floor',
+              );
             }
           } finally {
             await stopProcess(same);

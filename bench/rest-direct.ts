@@ -9,7 +9,8 @@ import pLimit from 'p-limit';
 import { call } from '../lib/qubesd-client.js';
 
 const [socket, mode, conc, secs, serverPid] = process.argv.slice(2);
-const concurrency = Number(conc), seconds = Number(secs);
+const concurrency = Number(conc),
+  seconds = Number(secs);
 /** as the gateway: at most 64 connections to qubesd at once, process-wide */
 const IN_FLIGHT = 64;
 const connections = pLimit(IN_FLIGHT);
@@ -23,7 +24,10 @@ function cpuMs(pid: string): number {
 async function once(): Promise<void> {
   const list = await connections(() => call(socket!, { method: 'admin.vm.List', dest: 'dom0' }));
   if (mode !== 'list+getall') return;
-  const names = list.split('\n').filter(Boolean).map((l) => l.slice(0, l.indexOf(' ')));
+  const names = list
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => l.slice(0, l.indexOf(' ')));
   await Promise.all(names.map((name) => connections(() => call(socket!, { method: 'admin.vm.property.GetAll', dest: name }))));
 }
 
@@ -35,9 +39,14 @@ const end = start + seconds * 1000;
 const cpu0 = process.cpuUsage();
 const server0 = serverPid ? cpuMs(serverPid) : 0;
 let ops = 0;
-await Promise.all(Array.from({ length: concurrency }, async () => {
-  while (performance.now() < end) { await once(); ops++; }
-}));
+await Promise.all(
+  Array.from({ length: concurrency }, async () => {
+    while (performance.now() < end) {
+      await once();
+      ops++;
+    }
+  }),
+);
 // the last operations end after `end`: the rate is over the time they took
 const elapsed = (performance.now() - start) / 1000;
 const cpu = process.cpuUsage(cpu0);

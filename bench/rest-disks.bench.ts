@@ -21,11 +21,20 @@ const ROUNDS = quick ? 1 : 3;
 
 function request(url: string, method: string, token: string, body?: string): Promise<number> {
   return new Promise((resolve, reject) => {
-    const req = http.request(url, { method, headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/octet-stream', 'content-length': String(SIZE) } : {}) } }, (res) => {
-      let n = 0;
-      res.on('data', (d: Buffer) => { n += d.length; });
-      res.on('end', () => (res.statusCode === 200 ? resolve(n) : reject(new Error(`${method} ${url}: ${res.statusCode}`))));
-    });
+    const req = http.request(
+      url,
+      {
+        method,
+        headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/octet-stream', 'content-length': String(SIZE) } : {}) },
+      },
+      (res) => {
+        let n = 0;
+        res.on('data', (d: Buffer) => {
+          n += d.length;
+        });
+        res.on('end', () => (res.statusCode === 200 ? resolve(n) : reject(new Error(`${method} ${url}: ${res.statusCode}`))));
+      },
+    );
     req.on('error', reject);
     if (body) createReadStream(body, { highWaterMark: 1 << 20 }).pipe(req);
     else req.end();
@@ -65,10 +74,16 @@ async function main(): Promise<void> {
     await qubesdImport(); // also gives the volume its size
     const base = await best(qubesdImport);
     const ratio = (a: number, b: number): number => Math.round((a / b) * 100) / 100;
-    const row = (name: string, rate: number, exportRate?: number): void => report({
-      bench: 'rest-disks', name, bytes: SIZE, value: mibs(rate), unit: 'MiB/s', vs_qubesd_import: ratio(rate, base),
-      ...(exportRate ? { vs_qubesd_export: ratio(rate, exportRate) } : {}),
-    });
+    const row = (name: string, rate: number, exportRate?: number): void =>
+      report({
+        bench: 'rest-disks',
+        name,
+        bytes: SIZE,
+        value: mibs(rate),
+        unit: 'MiB/s',
+        vs_qubesd_import: ratio(rate, base),
+        ...(exportRate ? { vs_qubesd_export: ratio(rate, exportRate) } : {}),
+      });
     row('qubesd import (ImportBegin, copy, ImportEnd)', base);
     const vdi = `${gw.url}/vdis/disk:private`;
     row('PUT /vdis/{id}.raw', await best(() => request(`${vdi}.raw`, 'PUT', token, src)));

@@ -34,20 +34,50 @@ function cpuMs(pid: number): number {
  * every qube's properties takes seconds with 16 clients on 1000 qubes, and in
  * a fixed 3 s none would finish (nothing measured).
  */
-async function autocannon(url: string, token: string, connections: number, amount?: number):
-  Promise<{ rps: number; requests: number; p50: number; p99: number; errors: number }> {
-  const { stdout } = await execFileP(process.execPath, [join(ROOT, 'node_modules', 'autocannon', 'autocannon.js'), '-j', '-c', String(connections),
-    ...(amount ? ['-a', String(amount), '-t', '600'] : ['-d', String(SECONDS)]), '-H', `authorization=Bearer ${token}`, url], { maxBuffer: 1 << 24 });
+async function autocannon(
+  url: string,
+  token: string,
+  connections: number,
+  amount?: number,
+): Promise<{ rps: number; requests: number; p50: number; p99: number; errors: number }> {
+  const { stdout } = await execFileP(
+    process.execPath,
+    [
+      join(ROOT, 'node_modules', 'autocannon', 'autocannon.js'),
+      '-j',
+      '-c',
+      String(connections),
+      ...(amount ? ['-a', String(amount), '-t', '600'] : ['-d', String(SECONDS)]),
+      '-H',
+      `authorization=Bearer ${token}`,
+      url,
+    ],
+    { maxBuffer: 1 << 24 },
+  );
   const r = JSON.parse(stdout) as {
-    requests: { average: number; total: number }; latency: { p50: number; p99: number }; non2xx: number; errors: number; duration: number;
+    requests: { average: number; total: number };
+    latency: { p50: number; p99: number };
+    non2xx: number;
+    errors: number;
+    duration: number;
   };
   return { rps: r.requests.total / r.duration, requests: r.requests.total, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.non2xx };
 }
 
-async function direct(socket: string, mode: string, concurrency: number, qubesdPid: number):
-  Promise<{ ops_per_s: number; ops: number; cpu_ms: number; server_cpu_ms: number }> {
-  const { stdout } = await execFileP(process.execPath,
-    [join(ROOT, 'dist', 'bench', 'rest-direct.js'), socket, mode, String(concurrency), String(SECONDS), String(qubesdPid)]);
+async function direct(
+  socket: string,
+  mode: string,
+  concurrency: number,
+  qubesdPid: number,
+): Promise<{ ops_per_s: number; ops: number; cpu_ms: number; server_cpu_ms: number }> {
+  const { stdout } = await execFileP(process.execPath, [
+    join(ROOT, 'dist', 'bench', 'rest-direct.js'),
+    socket,
+    mode,
+    String(concurrency),
+    String(SECONDS),
+    String(qubesdPid),
+  ]);
   return JSON.parse(stdout) as { ops_per_s: number; ops: number; cpu_ms: number; server_cpu_ms: number };
 }
 
@@ -60,9 +90,15 @@ async function main(): Promise<void> {
       await call(socket, { method: 'admin.vm.Create.TemplateVM', dest: 'dom0', payload: 'name=tpl label=black' });
       const limit = pLimit(8);
       // dom0 and the template count: n qubes in all
-      await Promise.all(Array.from({ length: n - 2 }, (_, i) => limit(() =>
-        call(socket, { method: 'admin.vm.Create.AppVM', dest: 'dom0', arg: 'tpl', payload: `name=q${i} label=blue` }))));
-      for (const [fields, mode] of [['name_label,power_state', 'list'], ['name_label,power_state,memory', 'list+getall']] as const) {
+      await Promise.all(
+        Array.from({ length: n - 2 }, (_, i) =>
+          limit(() => call(socket, { method: 'admin.vm.Create.AppVM', dest: 'dom0', arg: 'tpl', payload: `name=q${i} label=blue` })),
+        ),
+      );
+      for (const [fields, mode] of [
+        ['name_label,power_state', 'list'],
+        ['name_label,power_state,memory', 'list+getall'],
+      ] as const) {
         const url = `${gw.url}/vms?fields=${fields}`;
         const warm = await autocannon(url, token, 1);
         // what SECONDS at the warm-up's rate gives, and at least two requests per client
@@ -70,17 +106,29 @@ async function main(): Promise<void> {
         const qubesdPid = stack.parts.find((p) => p.name === 'qubesd')!.proc.pid!;
         const r2 = (x: number) => Math.round(x * 100) / 100;
         for (const clients of [1, 16]) {
-          const g0 = cpuMs(gw.gateway.pid!), q0 = cpuMs(qubesdPid);
+          const g0 = cpuMs(gw.gateway.pid!),
+            q0 = cpuMs(qubesdPid);
           const rest = await autocannon(url, token, clients, mode === 'list' ? undefined : amount(clients));
           const restCpu = (cpuMs(gw.gateway.pid!) - g0 + cpuMs(qubesdPid) - q0) / rest.requests;
           // qubesd's CPU over the direct client's measured window only (not its start nor warm-up)
           const base = await direct(socket, mode, clients, qubesdPid);
           const directCpu = (base.cpu_ms + base.server_cpu_ms) / base.ops;
           report({
-            bench: 'rest', name: `GET /vms?fields=${fields}`, qubes: n, clients, value: Math.round(rest.rps * 10) / 10, unit: 'req/s',
-            p50_ms: rest.p50, p99_ms: rest.p99, errors: rest.errors,
-            direct: mode, direct_ops_per_s: Math.round(base.ops_per_s * 10) / 10, cost_ratio: r2(base.ops_per_s / rest.rps),
-            cpu_ms_per_req: r2(restCpu), direct_cpu_ms_per_op: r2(directCpu), cpu_cost_ratio: r2(restCpu / directCpu),
+            bench: 'rest',
+            name: `GET /vms?fields=${fields}`,
+            qubes: n,
+            clients,
+            value: Math.round(rest.rps * 10) / 10,
+            unit: 'req/s',
+            p50_ms: rest.p50,
+            p99_ms: rest.p99,
+            errors: rest.errors,
+            direct: mode,
+            direct_ops_per_s: Math.round(base.ops_per_s * 10) / 10,
+            cost_ratio: r2(base.ops_per_s / rest.rps),
+            cpu_ms_per_req: r2(restCpu),
+            direct_cpu_ms_per_op: r2(directCpu),
+            cpu_cost_ratio: r2(restCpu / directCpu),
           });
         }
       }

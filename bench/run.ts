@@ -10,11 +10,16 @@ import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const filters = process.argv.slice(2);
-const files = readdirSync(here).filter((f) => f.endsWith('.bench.js')).sort()
+const files = readdirSync(here)
+  .filter((f) => f.endsWith('.bench.js'))
+  .sort()
   .filter((f) => filters.length === 0 || filters.some((x) => f.includes(x)));
 let failed = 0;
 for (const f of files) {
   const r = spawnSync(process.execPath, ['--expose-gc', join(here, f)], { stdio: 'inherit' });
-  if (r.status !== 0) { failed++; console.error(`bench ${f} exited with ${r.status}`); }
+  if (r.status !== 0) {
+    failed++;
+    console.error(`bench ${f} exited with ${r.status}`);
+  }
 }
 process.exit(failed ? 1 : 0);

@@ -22,7 +22,10 @@ const DATA_MIB = Number(process.env.STORAGE_BENCH_MIB ?? 1024);
 class Qube implements StorageVm {
   power = 'Halted';
   volumeConfig: VolumeConfigDoc[] = [];
-  constructor(readonly name: string, readonly klass: string) {}
+  constructor(
+    readonly name: string,
+    readonly klass: string,
+  ) {}
 }
 
 class BenchApp implements StorageApp {
@@ -30,12 +33,30 @@ class BenchApp implements StorageApp {
   vms = new Map<string, Qube>();
   storage: StorageManager | null = null;
   constructor(base: string) {
-    this.pools = [{ attrs: [['name', 'varlibqubes'], ['dir_path', base], ['driver', 'file'], ['revisions_to_keep', '1'], ['ephemeral_volatile', 'False']] }];
+    this.pools = [
+      {
+        attrs: [
+          ['name', 'varlibqubes'],
+          ['dir_path', base],
+          ['driver', 'file'],
+          ['revisions_to_keep', '1'],
+          ['ephemeral_volatile', 'False'],
+        ],
+      },
+    ];
   }
-  markDirty(): void { /* no store here */ }
-  markGlobalsDirty(): void { /* no store here */ }
-  getVm(name: string): Qube | undefined { return this.vms.get(name); }
-  allVms(): Qube[] { return [...this.vms.values()]; }
+  markDirty(): void {
+    /* no store here */
+  }
+  markGlobalsDirty(): void {
+    /* no store here */
+  }
+  getVm(name: string): Qube | undefined {
+    return this.vms.get(name);
+  }
+  allVms(): Qube[] {
+    return [...this.vms.values()];
+  }
   async add(name: string, placement: { pool?: string } = {}): Promise<Qube> {
     const vm = new Qube(name, 'StandaloneVM');
     this.vms.set(name, vm);
@@ -48,7 +69,10 @@ class BenchApp implements StorageApp {
 function makeData(file: string, mib: number): void {
   const fd = openSync(file, 'w');
   const block = randomBytes(4 * MiB);
-  for (let i = 0; i < mib; i += 4) { block.writeUInt32LE(i, 0); writeSync(fd, block, 0, Math.min(4, mib - i) * MiB); }
+  for (let i = 0; i < mib; i += 4) {
+    block.writeUInt32LE(i, 0);
+    writeSync(fd, block, 0, Math.min(4, mib - i) * MiB);
+  }
   fsyncSync(fd);
   closeSync(fd);
 }
@@ -83,13 +107,22 @@ async function benchImport(dir: string): Promise<void> {
   const runDd = () => {
     sparse(ddTarget, size);
     const t0 = process.hrtime.bigint();
-    execFileSync('dd', [`if=${data}`, `of=${ddTarget}`, 'bs=128K', `count=${size}`, 'iflag=count_bytes,fullblock',
-      'conv=sparse,notrunc,nocreat,fdatasync', 'status=none']);
+    execFileSync('dd', [
+      `if=${data}`,
+      `of=${ddTarget}`,
+      'bs=128K',
+      `count=${size}`,
+      'iflag=count_bytes,fullblock',
+      'conv=sparse,notrunc,nocreat,fdatasync',
+      'status=none',
+    ]);
     dd.push(Number(process.hrtime.bigint() - t0) / 1e9);
     rmSync(ddTarget);
   };
   const runOurs = async () => {
-    const sampler = setInterval(() => { peakRss = Math.max(peakRss, process.memoryUsage().rss); }, 10);
+    const sampler = setInterval(() => {
+      peakRss = Math.max(peakRss, process.memoryUsage().rss);
+    }, 10);
     const t0 = process.hrtime.bigint();
     await importFromStream(m, vm, 'private', createReadStream(data, { highWaterMark: 128 * 1024 }), size);
     ours.push(Number(process.hrtime.bigint() - t0) / 1e9);
@@ -108,18 +141,43 @@ async function benchImport(dir: string): Promise<void> {
   };
   // alternate the order so that no side always follows another's writeback
   for (let round = 0; round < 4; round++) {
-    if (round % 2 === 0) { runDd(); await runCopy(); await runOurs(); } else { await runOurs(); await runCopy(); runDd(); }
+    if (round % 2 === 0) {
+      runDd();
+      await runCopy();
+      await runOurs();
+    } else {
+      await runOurs();
+      await runCopy();
+      runDd();
+    }
   }
   const oursMBs = size / 1e6 / median(ours);
   const ddMBs = size / 1e6 / median(dd);
-  report({ bench: 'storage', name: 'import-throughput', value: Math.round(oursMBs), unit: 'MB/s', data_mib: DATA_MIB,
+  report({
+    bench: 'storage',
+    name: 'import-throughput',
+    value: Math.round(oursMBs),
+    unit: 'MB/s',
+    data_mib: DATA_MIB,
     note: 'importFromStream: ImportBegin, streaming copy, ImportEnd (fsync, atomic replace of the old image)',
-    baseline_dd_mb_s: Math.round(ddMBs), ratio_vs_dd: Number((oursMBs / ddMBs).toFixed(2)), runs: ours.length,
-    ours_s: ours.map((x) => Number(x.toFixed(2))), dd_s: dd.map((x) => Number(x.toFixed(2))) });
+    baseline_dd_mb_s: Math.round(ddMBs),
+    ratio_vs_dd: Number((oursMBs / ddMBs).toFixed(2)),
+    runs: ours.length,
+    ours_s: ours.map((x) => Number(x.toFixed(2))),
+    dd_s: dd.map((x) => Number(x.toFixed(2))),
+  });
   const copyMBs = size / 1e6 / median(copyOnly);
-  report({ bench: 'storage', name: 'import-copy-throughput', value: Math.round(copyMBs), unit: 'MB/s', data_mib: DATA_MIB,
-    baseline_dd_mb_s: Math.round(ddMBs), ratio_vs_dd: Number((copyMBs / ddMBs).toFixed(2)), runs: copyOnly.length,
-    note: 'streaming copy only (copyStreamInto), without ImportBegin/ImportEnd and the atomic replace of the old image' });
+  report({
+    bench: 'storage',
+    name: 'import-copy-throughput',
+    value: Math.round(copyMBs),
+    unit: 'MB/s',
+    data_mib: DATA_MIB,
+    baseline_dd_mb_s: Math.round(ddMBs),
+    ratio_vs_dd: Number((copyMBs / ddMBs).toFixed(2)),
+    runs: copyOnly.length,
+    note: 'streaming copy only (copyStreamInto), without ImportBegin/ImportEnd and the atomic replace of the old image',
+  });
   report({ bench: 'storage', name: 'import-peak-rss', value: Math.round(peakRss / MiB), unit: 'MiB', data_mib: DATA_MIB });
   rmSync(data);
 }
@@ -127,7 +185,15 @@ async function benchImport(dir: string): Promise<void> {
 /** Clone a 1 GiB volume of real data inside one pool; returns seconds and how it was copied. */
 async function timeClone(poolDir: string, base: string, tag: string): Promise<{ secs: number; method: string }> {
   const app = new BenchApp(base);
-  app.pools.push({ attrs: [['name', 'bench'], ['dir_path', poolDir], ['driver', 'file-reflink'], ['revisions_to_keep', '0'], ['setup_check', 'False']] });
+  app.pools.push({
+    attrs: [
+      ['name', 'bench'],
+      ['dir_path', poolDir],
+      ['driver', 'file-reflink'],
+      ['revisions_to_keep', '0'],
+      ['setup_check', 'False'],
+    ],
+  });
   const m = new StorageManager(app, { baseDir: base });
   app.storage = m;
   const src = await app.add(`src-${tag}`, { pool: 'bench' });
@@ -151,7 +217,13 @@ function mountXfs(dir: string): (() => void) | string {
   } catch (e) {
     return String((e as { stderr?: Buffer }).stderr ?? e).trim();
   }
-  return () => { try { execFileSync('umount', [mnt]); } catch { /* best effort */ } };
+  return () => {
+    try {
+      execFileSync('umount', [mnt]);
+    } catch {
+      /* best effort */
+    }
+  };
 }
 
 async function benchClone(dir: string): Promise<void> {
@@ -171,9 +243,18 @@ async function benchClone(dir: string): Promise<void> {
     const xfsCopy = Number(process.hrtime.bigint() - t0) / 1e9;
     report({ bench: 'storage', name: 'clone-1GiB-copy', value: ms(copy.secs), unit: 'ms', method: copy.method, fs: 'ext4 (this disk)' });
     report({ bench: 'storage', name: 'clone-1GiB-copy-xfs', value: ms(xfsCopy), unit: 'ms', method: 'copy', fs: 'xfs on loop (same as reflink run)' });
-    report({ bench: 'storage', name: 'clone-1GiB-reflink', value: ms(rl.secs), unit: 'ms', method: rl.method, fs: 'xfs reflink=1 on loop',
-      speedup_vs_copy_same_fs: Number((xfsCopy / rl.secs).toFixed(1)) });
-  } finally { unmount(); }
+    report({
+      bench: 'storage',
+      name: 'clone-1GiB-reflink',
+      value: ms(rl.secs),
+      unit: 'ms',
+      method: rl.method,
+      fs: 'xfs reflink=1 on loop',
+      speedup_vs_copy_same_fs: Number((xfsCopy / rl.secs).toFixed(1)),
+    });
+  } finally {
+    unmount();
+  }
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'storage-bench-'));

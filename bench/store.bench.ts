@@ -38,13 +38,15 @@ async function timed(workers: number, op: (i: number) => Promise<void>): Promise
   const lat: number[] = [];
   const end = performance.now() + SECONDS * 1000;
   const t0 = performance.now();
-  await Promise.all(Array.from({ length: workers }, async () => {
-    while (performance.now() < end) {
-      const s = performance.now();
-      await op(i++);
-      lat.push(performance.now() - s);
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: workers }, async () => {
+      while (performance.now() < end) {
+        const s = performance.now();
+        await op(i++);
+        lat.push(performance.now() - s);
+      }
+    }),
+  );
   return { rate: lat.length / ((performance.now() - t0) / 1000), lat: lat.sort((a, b) => a - b) };
 }
 
@@ -72,8 +74,15 @@ for (const n of [10, 100, 1000]) {
       doc.domains[k] = withFeature(doc.domains[k]!, String(i));
       await rewriteWhole(path + '.baseline', doc);
     });
-    report({ bench: BENCH, name: 'baseline-rewrite-commits', domains: n, value: Math.round(base.rate), unit: 'commits/s',
-      p50_ms: +percentile(base.lat, 50).toFixed(3), p99_ms: +percentile(base.lat, 99).toFixed(3) });
+    report({
+      bench: BENCH,
+      name: 'baseline-rewrite-commits',
+      domains: n,
+      value: Math.round(base.rate),
+      unit: 'commits/s',
+      p50_ms: +percentile(base.lat, 50).toFixed(3),
+      p99_ms: +percentile(base.lat, 99).toFixed(3),
+    });
 
     const store = await Store.open(path);
     const domains = store.doc.domains.slice(1);
@@ -81,8 +90,16 @@ for (const n of [10, 100, 1000]) {
       const r = await timed(workers, (i) => store.commit([{ kind: 'domain', doc: withFeature(domains[i % domains.length]!, String(i)) }]));
       const extra: Record<string, number> = { vs_baseline: +(r.rate / base.rate).toFixed(1) };
       if (REAL_QUBESD[n]) extra.vs_real_qubesd = +(r.rate / REAL_QUBESD[n]!).toFixed(1);
-      report({ bench: BENCH, name: `journal-commits-${workers}`, domains: n, value: Math.round(r.rate), unit: 'commits/s',
-        p50_ms: +percentile(r.lat, 50).toFixed(3), p99_ms: +percentile(r.lat, 99).toFixed(3), ...extra });
+      report({
+        bench: BENCH,
+        name: `journal-commits-${workers}`,
+        domains: n,
+        value: Math.round(r.rate),
+        unit: 'commits/s',
+        p50_ms: +percentile(r.lat, 50).toFixed(3),
+        p99_ms: +percentile(r.lat, 99).toFixed(3),
+        ...extra,
+      });
     }
     await store.close();
   } finally {
@@ -95,12 +112,23 @@ for (const n of [10, 100, 1000]) {
   const { dir, path } = await storeDir(1000);
   try {
     const bytes = readFileSync(path);
-    const med = (xs: number[]) => percentile(xs.sort((a, b) => a - b), 50);
-    const parse: number[] = [], ser: number[] = [], opens: number[] = [], closes: number[] = [];
+    const med = (xs: number[]) =>
+      percentile(
+        xs.sort((a, b) => a - b),
+        50,
+      );
+    const parse: number[] = [],
+      ser: number[] = [],
+      opens: number[] = [],
+      closes: number[] = [];
     let doc!: QubesDoc;
     for (let i = 0; i < 10; i++) {
-      let t = performance.now(); doc = parseQubesXml(bytes); parse.push(performance.now() - t);
-      t = performance.now(); serializeQubesXml(doc); ser.push(performance.now() - t);
+      let t = performance.now();
+      doc = parseQubesXml(bytes);
+      parse.push(performance.now() - t);
+      t = performance.now();
+      serializeQubesXml(doc);
+      ser.push(performance.now() - t);
     }
     for (let i = 0; i < 5; i++) {
       let t = performance.now();
@@ -115,7 +143,14 @@ for (const n of [10, 100, 1000]) {
     report({ bench: BENCH, name: 'parse-1000', value: +med(parse).toFixed(2), unit: 'ms', ...extra });
     report({ bench: BENCH, name: 'serialize-1000', value: +med(ser).toFixed(2), unit: 'ms', ...extra });
     report({ bench: BENCH, name: 'load-1000', value: +med(opens).toFixed(2), unit: 'ms', note: 'Store.open: lock, read, parse', ...extra });
-    report({ bench: BENCH, name: 'save-1000', value: +med(closes).toFixed(2), unit: 'ms', note: 'Store.close: serialize, write, fsync, rename, fsync dir', ...extra });
+    report({
+      bench: BENCH,
+      name: 'save-1000',
+      value: +med(closes).toFixed(2),
+      unit: 'ms',
+      note: 'Store.close: serialize, write, fsync, rename, fsync dir',
+      ...extra,
+    });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

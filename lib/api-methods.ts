@@ -27,8 +27,15 @@ export interface MethodSpec {
   readonly streamed?: boolean;
 }
 
-function m(name: string, dest: DestRule, arg: Presence, payload: Presence, scope: Scope, access: string,
-  extra: Partial<Pick<MethodSpec, 'socket' | 'streamed'>> = {}): MethodSpec {
+function m(
+  name: string,
+  dest: DestRule,
+  arg: Presence,
+  payload: Presence,
+  scope: Scope,
+  access: string,
+  extra: Partial<Pick<MethodSpec, 'socket' | 'streamed'>> = {},
+): MethodSpec {
   return Object.freeze({ name, dest, arg, payload, scope, access, socket: extra.socket ?? 'admin', ...(extra.streamed ? { streamed: true } : {}) });
 }
 
@@ -155,7 +162,7 @@ export const METHODS: readonly MethodSpec[] = Object.freeze([
   m('internal.vm.volume.ImportBegin', 'any', true, null, 'local', 'rw', { socket: 'internal' }),
   m('internal.vm.volume.ImportEnd', 'any', true, true, null, 'r', { socket: 'internal' }),
   m('internal.SuspendPre', 'adminvm', false, false, null, 'r', { socket: 'internal' }),
-  m('internal.SuspendPost', 'adminvm', false, false, null, 'r', { socket: 'internal' }),  // Services that Qubes implements as programs under /etc/qubes-rpc rather than
+  m('internal.SuspendPost', 'adminvm', false, false, null, 'r', { socket: 'internal' }), // Services that Qubes implements as programs under /etc/qubes-rpc rather than
   // as qubesd methods: our handler program serves them by streaming the payload
   // into a file qubesd prepared (internal.vm.volume.ImportBegin/End).
   m('admin.vm.volume.Import', 'not-adminvm', true, null, 'local', 'rw', { socket: 'none', streamed: true }),

@@ -54,7 +54,11 @@ export async function atomicReplace(path: string, fill: (tmp: string) => Promise
     await fill(tmp);
     if (old) await chown(tmp, old.uid, old.gid).catch(() => undefined); // only root may give a file away
     const fh = await open(tmp, 'r');
-    try { await fh.sync(); } finally { await fh.close(); }
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
     await rename(tmp, path);
   } catch (e) {
     await unlink(tmp).catch(() => undefined);
@@ -65,15 +69,19 @@ export async function atomicReplace(path: string, fill: (tmp: string) => Promise
 
 /** Replace `path` with `data` atomically and durably. */
 export async function atomicWriteFile(path: string, data: string | Uint8Array, o: AtomicWriteOptions = {}): Promise<void> {
-  await atomicReplace(path, async (tmp) => {
-    const fh = await open(tmp, 'wx', o.mode ?? 0o644);
-    try {
-      await fh.writeFile(data);
-      if (o.exactMode) await fh.chmod(o.mode ?? 0o644);
-    } finally {
-      await fh.close();
-    }
-  }, o);
+  await atomicReplace(
+    path,
+    async (tmp) => {
+      const fh = await open(tmp, 'wx', o.mode ?? 0o644);
+      try {
+        await fh.writeFile(data);
+        if (o.exactMode) await fh.chmod(o.mode ?? 0o644);
+      } finally {
+        await fh.close();
+      }
+    },
+    o,
+  );
 }
 
 /** The same, for the few callers that cannot wait (start-up, exit paths). */
@@ -94,7 +102,11 @@ export function atomicWriteFileSync(path: string, data: string | Uint8Array, o: 
     }
     renameSync(tmp, path);
   } catch (e) {
-    try { unlinkSync(tmp); } catch { /* never created, or already renamed */ }
+    try {
+      unlinkSync(tmp);
+    } catch {
+      /* never created, or already renamed */
+    }
     throw e;
   }
   fsyncDirSync(dirname(path));
@@ -103,7 +115,11 @@ export function atomicWriteFileSync(path: string, data: string | Uint8Array, o: 
 /** fsyncDir, for callers that cannot wait. */
 export function fsyncDirSync(dir: string): void {
   const dfd = openSync(dir, 'r');
-  try { fsyncDirFd(dfd); } finally { closeSync(dfd); }
+  try {
+    fsyncDirFd(dfd);
+  } finally {
+    closeSync(dfd);
+  }
 }
 
 /** fsync a directory, so that a rename or a new entry in it is durable. */
@@ -119,7 +135,11 @@ export async function fsyncDir(dir: string): Promise<void> {
 }
 
 function fsyncDirFd(fd: number): void {
-  try { fsyncSync(fd); } catch (e) { if (!refusesDirSync(e)) throw e; }
+  try {
+    fsyncSync(fd);
+  } catch (e) {
+    if (!refusesDirSync(e)) throw e;
+  }
 }
 
 /** Some filesystems do not implement fsync on a directory: there is nothing more to make durable there. */

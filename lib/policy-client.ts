@@ -12,8 +12,7 @@ export interface PolicyDaemonQuery {
 }
 
 export type PolicyAnswer =
-  | { result: 'allow'; target: string; requestedTarget: string; user: string; autostart: boolean; targetUuid?: string; service?: string }
-  | { result: 'deny' };
+  { result: 'allow'; target: string; requestedTarget: string; user: string; autostart: boolean; targetUuid?: string; service?: string } | { result: 'deny' };
 
 export class PolicyDaemonError extends Error {}
 
@@ -31,11 +30,19 @@ export function askPolicy(socketPath: string, r: PolicyDaemonQuery): Promise<Pol
     sock.once('connect', () => sock.write(msg));
     sock.on('data', (d: Buffer) => {
       size += d.length;
-      if (size > MAX_ANSWER) { sock.destroy(); reject(new PolicyDaemonError('policy daemon answer too long')); return; }
+      if (size > MAX_ANSWER) {
+        sock.destroy();
+        reject(new PolicyDaemonError('policy daemon answer too long'));
+        return;
+      }
       chunks.push(d);
     });
     sock.once('end', () => {
-      try { resolve(parsePolicyAnswer(Buffer.concat(chunks).toString('latin1'))); } catch (e) { reject(e); }
+      try {
+        resolve(parsePolicyAnswer(Buffer.concat(chunks).toString('latin1')));
+      } catch (e) {
+        reject(e);
+      }
       sock.destroy();
     });
     sock.once('error', (e) => reject(new PolicyDaemonError(`cannot reach the policy daemon at ${socketPath}: ${e.message}`)));
@@ -56,7 +63,10 @@ export function parsePolicyAnswer(text: string): PolicyAnswer {
     kv.set(k, line.slice(eq + 1));
   }
   const result = kv.get('result');
-  const user = kv.get('user'), target = kv.get('target'), requestedTarget = kv.get('requested_target'), autostart = kv.get('autostart');
+  const user = kv.get('user'),
+    target = kv.get('target'),
+    requestedTarget = kv.get('requested_target'),
+    autostart = kv.get('autostart');
   if (result === 'deny') {
     if (user !== undefined || target !== undefined || requestedTarget !== undefined || autostart !== undefined) {
       throw new PolicyDaemonError('policy daemon denied but named a target');
@@ -67,9 +77,15 @@ export function parsePolicyAnswer(text: string): PolicyAnswer {
   if (user === undefined || target === undefined || requestedTarget === undefined || (autostart !== 'True' && autostart !== 'False')) {
     throw new PolicyDaemonError('policy daemon allowed without user, target, requested_target and autostart');
   }
-  const targetUuid = kv.get('target_uuid'), service = kv.get('service');
+  const targetUuid = kv.get('target_uuid'),
+    service = kv.get('service');
   return {
-    result: 'allow', target, requestedTarget, user, autostart: autostart === 'True',
-    ...(targetUuid !== undefined ? { targetUuid } : {}), ...(service !== undefined ? { service } : {}),
+    result: 'allow',
+    target,
+    requestedTarget,
+    user,
+    autostart: autostart === 'True',
+    ...(targetUuid !== undefined ? { targetUuid } : {}),
+    ...(service !== undefined ? { service } : {}),
   };
 }

@@ -32,7 +32,11 @@ export interface CallOptions {
 
 /** qubesd answered with an EXCEPTION frame: Qubes' exception type and message. */
 export class QubesdException extends Error {
-  constructor(readonly type: string, message: string, readonly call: string) {
+  constructor(
+    readonly type: string,
+    message: string,
+    readonly call: string,
+  ) {
     super(message);
     this.name = 'QubesdException';
   }
@@ -40,7 +44,10 @@ export class QubesdException extends Error {
 
 /** The conversation itself failed: no qubesd, a time-out, a malformed reply. */
 export class QubesdTransportError extends Error {
-  constructor(message: string, readonly call: string) {
+  constructor(
+    message: string,
+    readonly call: string,
+  ) {
     super(message);
     this.name = 'QubesdTransportError';
   }
@@ -68,10 +75,7 @@ function exceptionOf(body: Buffer, call: string): QubesdException {
 }
 
 /** What one complete reply says: an OK frame's content, an exception, or bytes that are neither. */
-export type DecodedReply =
-  | { kind: 'ok'; content: Buffer }
-  | { kind: 'exception'; type: string; message: string }
-  | { kind: 'malformed'; why: string };
+export type DecodedReply = { kind: 'ok'; content: Buffer } | { kind: 'exception'; type: string; message: string } | { kind: 'malformed'; why: string };
 
 /** Decodes the whole reply to a one-shot call (an OK or EXCEPTION frame). */
 export function decodeReply(buf: Buffer): DecodedReply {
@@ -89,8 +93,7 @@ export function decodeReply(buf: Buffer): DecodedReply {
  * Opens a connection and sends one request. The caller reads the reply from
  * the returned socket; `done` is called exactly once with the end result.
  */
-function open(socketPath: string, spec: CallSpec, opts: CallOptions, onData: (d: Buffer) => void,
-  done: (err: Error | null) => void): net.Socket {
+function open(socketPath: string, spec: CallSpec, opts: CallOptions, onData: (d: Buffer) => void, done: (err: Error | null) => void): net.Socket {
   const call = describe(spec);
   const sock = net.connect({ path: socketPath, allowHalfOpen: true });
   let finished = false;
@@ -104,11 +107,13 @@ function open(socketPath: string, spec: CallSpec, opts: CallOptions, onData: (d:
     done(err);
   };
   const onAbort = (): void => finish(new QubesdTransportError('call aborted', call));
-  if (opts.signal?.aborted) { queueMicrotask(onAbort); return sock; }
+  if (opts.signal?.aborted) {
+    queueMicrotask(onAbort);
+    return sock;
+  }
   opts.signal?.addEventListener('abort', onAbort, { once: true });
   if (opts.timeoutMs && opts.timeoutMs > 0) {
-    timer = setTimeout(() => finish(new QubesdTransportError(`no answer from qubesd within ${opts.timeoutMs} ms`, call)),
-      opts.timeoutMs);
+    timer = setTimeout(() => finish(new QubesdTransportError(`no answer from qubesd within ${opts.timeoutMs} ms`, call)), opts.timeoutMs);
   }
   sock.once('connect', () => sock.end(requestBytes(spec)));
   sock.on('data', onData);
@@ -118,7 +123,9 @@ function open(socketPath: string, spec: CallSpec, opts: CallOptions, onData: (d:
     finish(new QubesdTransportError(`cannot talk to qubesd at ${socketPath} (${e.code ?? 'error'})`, call));
   });
   // every call ends with a close: an Error (and its stack) only when it is one
-  sock.once('close', () => { if (!finished) finish(new QubesdTransportError('connection closed', call)); });
+  sock.once('close', () => {
+    if (!finished) finish(new QubesdTransportError('connection closed', call));
+  });
   return sock;
 }
 
@@ -129,14 +136,20 @@ function open(socketPath: string, spec: CallSpec, opts: CallOptions, onData: (d:
 export function callRaw(socketPath: string, spec: CallSpec, opts: CallOptions = {}): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
-    open(socketPath, spec, opts, (d) => chunks.push(d), (err) => {
-      if (err) return reject(err);
-      const reply = decodeReply(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
-      const call = describe(spec);
-      if (reply.kind === 'ok') return resolve(reply.content);
-      if (reply.kind === 'exception') return reject(new QubesdException(reply.type, reply.message, call));
-      reject(new QubesdTransportError(reply.why, call));
-    });
+    open(
+      socketPath,
+      spec,
+      opts,
+      (d) => chunks.push(d),
+      (err) => {
+        if (err) return reject(err);
+        const reply = decodeReply(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
+        const call = describe(spec);
+        if (reply.kind === 'ok') return resolve(reply.content);
+        if (reply.kind === 'exception') return reject(new QubesdException(reply.type, reply.message, call));
+        reject(new QubesdTransportError(reply.why, call));
+      },
+    );
   });
 }
 
@@ -157,11 +170,18 @@ export class FrameStreamParser {
   constructor(private readonly onEvent: (e: QubesdEvent) => void) {}
 
   push(d: Buffer): void {
-    if (this.tail) { this.tail = Buffer.concat([this.tail, d]); return; }
+    if (this.tail) {
+      this.tail = Buffer.concat([this.tail, d]);
+      return;
+    }
     this.buf = this.buf.length ? Buffer.concat([this.buf, d]) : d;
     for (;;) {
       if (this.buf.length < 2) return;
-      if (this.buf[0] !== EVENT) { this.tail = this.buf; this.buf = Buffer.alloc(0); return; }
+      if (this.buf[0] !== EVENT) {
+        this.tail = this.buf;
+        this.buf = Buffer.alloc(0);
+        return;
+      }
       const fields: string[] = [];
       let pos = 2;
       let complete = false;
@@ -171,7 +191,10 @@ export class FrameStreamParser {
         const field = this.buf.subarray(pos, nul).toString('utf8');
         pos = nul + 1;
         // subject and event name first; after them an empty key ends the frame
-        if (fields.length >= 2 && fields.length % 2 === 0 && field === '') { complete = true; break; }
+        if (fields.length >= 2 && fields.length % 2 === 0 && field === '') {
+          complete = true;
+          break;
+        }
         fields.push(field);
       }
       if (!complete) return;
@@ -199,30 +222,47 @@ export interface EventStream {
  * Streams a method that answers with events (admin.Events by default).
  * `close()` ends it from our side; qubesd notices the closed connection.
  */
-export function streamEvents(socketPath: string, spec: Partial<CallSpec> & { dest?: string },
-  onEvent: (e: QubesdEvent) => void, opts: CallOptions = {}): EventStream {
+export function streamEvents(
+  socketPath: string,
+  spec: Partial<CallSpec> & { dest?: string },
+  onEvent: (e: QubesdEvent) => void,
+  opts: CallOptions = {},
+): EventStream {
   const full: CallSpec = { method: 'admin.Events', dest: 'dom0', ...spec };
   const parser = new FrameStreamParser(onEvent);
   let closedByUs = false;
   let sock: net.Socket | undefined;
   const finished = new Promise<void>((resolve, reject) => {
-    sock = open(socketPath, full, opts, (d) => parser.push(d), (err) => {
-      if (closedByUs) return resolve();
-      if (err) return reject(err);
-      const t = parser.trailer();
-      if (t && t.length >= 2 && t[0] === EXCEPTION) return reject(exceptionOf(t.subarray(2), describe(full)));
-      resolve();
-    });
+    sock = open(
+      socketPath,
+      full,
+      opts,
+      (d) => parser.push(d),
+      (err) => {
+        if (closedByUs) return resolve();
+        if (err) return reject(err);
+        const t = parser.trailer();
+        if (t && t.length >= 2 && t[0] === EXCEPTION) return reject(exceptionOf(t.subarray(2), describe(full)));
+        resolve();
+      },
+    );
   });
   return {
     finished,
-    close(): void { closedByUs = true; sock?.destroy(); },
+    close(): void {
+      closedByUs = true;
+      sock?.destroy();
+    },
   };
 }
 
 /** A client bound to one socket and caller, for code that makes many calls. */
 export class QubesdClient {
-  constructor(readonly socketPath: string, readonly source = 'dom0', readonly defaults: CallOptions = {}) {}
+  constructor(
+    readonly socketPath: string,
+    readonly source = 'dom0',
+    readonly defaults: CallOptions = {},
+  ) {}
 
   call(method: string, dest: string, arg = '', payload: Buffer | string = '', opts: CallOptions = {}): Promise<string> {
     return call(this.socketPath, { method, dest, arg, payload, source: this.source }, { ...this.defaults, ...opts });
@@ -244,14 +284,18 @@ export class QubesdClient {
  * iterator throws a QubesdTransportError if the connection fails mid-way;
  * `close()` drops the connection early.
  */
-export async function callStream(socketPath: string, spec: CallSpec, opts: CallOptions = {}):
-  Promise<{ content: AsyncGenerator<Buffer>; close(): void }> {
+export async function callStream(socketPath: string, spec: CallSpec, opts: CallOptions = {}): Promise<{ content: AsyncGenerator<Buffer>; close(): void }> {
   const call = describe(spec);
   const sock = net.connect({ path: socketPath, allowHalfOpen: true });
-  const onAbort = (): void => { sock.destroy(new QubesdTransportError('call aborted', call)); };
+  const onAbort = (): void => {
+    sock.destroy(new QubesdTransportError('call aborted', call));
+  };
   if (opts.signal?.aborted) onAbort();
   opts.signal?.addEventListener('abort', onAbort, { once: true });
-  const cleanup = (): void => { opts.signal?.removeEventListener('abort', onAbort); sock.destroy(); };
+  const cleanup = (): void => {
+    opts.signal?.removeEventListener('abort', onAbort);
+    sock.destroy();
+  };
   sock.once('connect', () => sock.end(requestBytes(spec)));
   const it = (sock as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
   const next = async (): Promise<IteratorResult<Buffer>> => {

@@ -33,7 +33,10 @@ export interface RunningService {
   kill(): void;
 }
 
-export interface Entry { path: string; socket: boolean }
+export interface Entry {
+  path: string;
+  socket: boolean;
+}
 
 export function findEntry(dirs: readonly string[], service: string, arg: string): Entry | null {
   for (const name of [`${service}+${arg}`, service]) {
@@ -43,7 +46,9 @@ export function findEntry(dirs: readonly string[], service: string, arg: string)
         const st = statSync(path);
         if (st.isSocket()) return { path, socket: true };
         if (st.isFile()) return { path, socket: false };
-      } catch { /* not here */ }
+      } catch {
+        /* not here */
+      }
     }
   }
   return null;
@@ -73,12 +78,17 @@ export function startService(entry: Entry, c: ServiceCall, onStderr: (line: stri
 
 function startProgram(path: string, c: ServiceCall, onStderr: (line: string) => void): RunningService {
   const child = spawn(path, c.arg ? [c.arg] : [], { env: serviceEnv(process.env, c), stdio: ['pipe', 'pipe', 'pipe'] });
-  child.stdin!.on('error', () => { /* the service stopped reading */ });
+  child.stdin!.on('error', () => {
+    /* the service stopped reading */
+  });
   let errBuf = '';
   child.stderr!.on('data', (d) => {
     errBuf += d;
     let i;
-    while ((i = errBuf.indexOf('\n')) >= 0) { onStderr(errBuf.slice(0, i)); errBuf = errBuf.slice(i + 1); }
+    while ((i = errBuf.indexOf('\n')) >= 0) {
+      onStderr(errBuf.slice(0, i));
+      errBuf = errBuf.slice(i + 1);
+    }
   });
   const exit = new Promise<number>((resolve) => {
     child.once('error', (e: NodeJS.ErrnoException) => {
@@ -91,8 +101,14 @@ function startProgram(path: string, c: ServiceCall, onStderr: (line: string) => 
     });
   });
   return {
-    stdin: child.stdin!, stdout: child.stdout!, exit,
-    kill: () => { child.stdin!.destroy(); child.stdout!.destroy(); if (child.exitCode === null) child.kill('SIGTERM'); },
+    stdin: child.stdin!,
+    stdout: child.stdout!,
+    exit,
+    kill: () => {
+      child.stdin!.destroy();
+      child.stdout!.destroy();
+      if (child.exitCode === null) child.kill('SIGTERM');
+    },
   };
 }
 
@@ -101,7 +117,9 @@ function startSocketService(path: string, c: ServiceCall): RunningService {
   sock.write(descriptor(c));
   const exit = new Promise<number>((resolve) => {
     let failed = false;
-    sock.once('error', () => { failed = true; });
+    sock.once('error', () => {
+      failed = true;
+    });
     sock.once('close', () => resolve(failed && sock.bytesRead === 0 ? EXIT_PROBLEM : 0));
   });
   return { stdin: sock, stdout: sock, exit, kill: () => sock.destroy() };

@@ -17,7 +17,10 @@ export type CopyResult = { ok: true; bytes: number } | { ok: false; bytes: numbe
  * nor created, and the data is on disk when this resolves. Memory use is one
  * chunk at a time, whatever the size.
  */
-export async function copyStreamInto(input: AsyncIterable<Buffer | string>, file: string, size: number,
+export async function copyStreamInto(
+  input: AsyncIterable<Buffer | string>,
+  file: string,
+  size: number,
   opts: {
     open?: (file: string, flags: string) => Promise<fsp.FileHandle>;
     /**
@@ -27,9 +30,14 @@ export async function copyStreamInto(input: AsyncIterable<Buffer | string>, file
      * the chunk after the next is asked for.
      */
     overlap?: boolean;
-  } = {}): Promise<CopyResult> {
+  } = {},
+): Promise<CopyResult> {
   let fh: fsp.FileHandle;
-  try { fh = await (opts.open ?? open)(file, 'r+'); } catch { return { ok: false, bytes: 0, error: 'error copying data' }; }
+  try {
+    fh = await (opts.open ?? open)(file, 'r+');
+  } catch {
+    return { ok: false, bytes: 0, error: 'error copying data' };
+  }
   let pos = 0;
   let writing: Promise<void> = Promise.resolve();
   try {
@@ -72,7 +80,10 @@ export async function writeSparse(fh: fsp.FileHandle, chunk: Buffer, pos: number
   while (at < chunk.length) {
     // one block: up to the next block boundary of the file
     const end = (from: number): number => Math.min(chunk.length, from + BLOCK - ((pos + from) % BLOCK));
-    if (isZero(at, end(at))) { at = end(at); continue; }
+    if (isZero(at, end(at))) {
+      at = end(at);
+      continue;
+    }
     let runEnd = end(at);
     while (runEnd < chunk.length && !isZero(runEnd, end(runEnd))) runEnd = end(runEnd);
     let done = at;

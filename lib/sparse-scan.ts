@@ -57,9 +57,17 @@ export async function scanDataRegions(fh: FileHandle, size: number, signal?: Abo
   const map: SparseMap = [];
   let direct = await openDirect(fh);
   const buf = direct ? await alignedBuffer(direct) : Buffer.allocUnsafeSlow(READ_SIZE);
-  if (direct && buf.byteOffset === 0 && buf.length === READ_SIZE + ALIGN) { await direct.close().catch(() => undefined); direct = null; }
+  if (direct && buf.byteOffset === 0 && buf.length === READ_SIZE + ALIGN) {
+    await direct.close().catch(() => undefined);
+    direct = null;
+  }
   let regionStart = -1;
-  const close = (end: number): void => { if (regionStart >= 0) { map.push([regionStart, end - regionStart]); regionStart = -1; } };
+  const close = (end: number): void => {
+    if (regionStart >= 0) {
+      map.push([regionStart, end - regionStart]);
+      regionStart = -1;
+    }
+  };
   const read = async (pos: number, want: number): Promise<number> => {
     if (direct) {
       try {

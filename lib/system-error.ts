@@ -8,15 +8,32 @@ import { getSystemErrorMap } from 'node:util';
 
 /** glibc's strerror() wording, as Python shows it, for the errors a file operation meets. */
 const STRERROR: Readonly<Record<string, string>> = {
-  ENOENT: 'No such file or directory', EACCES: 'Permission denied', EPERM: 'Operation not permitted',
-  EISDIR: 'Is a directory', ENOTDIR: 'Not a directory', ENOSPC: 'No space left on device',
-  EEXIST: 'File exists', ENAMETOOLONG: 'File name too long', ELOOP: 'Too many levels of symbolic links',
-  EROFS: 'Read-only file system', EIO: 'Input/output error', EMFILE: 'Too many open files',
-  ENFILE: 'Too many open files in system', EBUSY: 'Device or resource busy', ENOTEMPTY: 'Directory not empty',
-  EXDEV: 'Invalid cross-device link', EINVAL: 'Invalid argument', EDQUOT: 'Disk quota exceeded',
-  EFBIG: 'File too large', ENOMEM: 'Cannot allocate memory', EPIPE: 'Broken pipe',
-  ECONNREFUSED: 'Connection refused', ECONNRESET: 'Connection reset by peer', ETIMEDOUT: 'Connection timed out',
-  EAGAIN: 'Resource temporarily unavailable', ENOEXEC: 'Exec format error',
+  ENOENT: 'No such file or directory',
+  EACCES: 'Permission denied',
+  EPERM: 'Operation not permitted',
+  EISDIR: 'Is a directory',
+  ENOTDIR: 'Not a directory',
+  ENOSPC: 'No space left on device',
+  EEXIST: 'File exists',
+  ENAMETOOLONG: 'File name too long',
+  ELOOP: 'Too many levels of symbolic links',
+  EROFS: 'Read-only file system',
+  EIO: 'Input/output error',
+  EMFILE: 'Too many open files',
+  ENFILE: 'Too many open files in system',
+  EBUSY: 'Device or resource busy',
+  ENOTEMPTY: 'Directory not empty',
+  EXDEV: 'Invalid cross-device link',
+  EINVAL: 'Invalid argument',
+  EDQUOT: 'Disk quota exceeded',
+  EFBIG: 'File too large',
+  ENOMEM: 'Cannot allocate memory',
+  EPIPE: 'Broken pipe',
+  ECONNREFUSED: 'Connection refused',
+  ECONNRESET: 'Connection reset by peer',
+  ETIMEDOUT: 'Connection timed out',
+  EAGAIN: 'Resource temporarily unavailable',
+  ENOEXEC: 'Exec format error',
 };
 
 let uvMessages: Map<string, string> | null = null;
@@ -40,8 +57,7 @@ export function errnoWords(code: string): string {
 
 /** True for an error that comes from a failed system call (it has an errno code). */
 export function isSystemError(e: unknown): e is NodeJS.ErrnoException & { code: string } {
-  return typeof e === 'object' && e !== null && typeof (e as { code?: unknown }).code === 'string'
-    && /^E[A-Z0-9]+$/.test((e as { code: string }).code);
+  return typeof e === 'object' && e !== null && typeof (e as { code?: unknown }).code === 'string' && /^E[A-Z0-9]+$/.test((e as { code: string }).code);
 }
 
 /** What went wrong, in words only: no code, no system call, no path. */
@@ -76,7 +92,8 @@ export function scrubSystemErrorText(message: string): string {
     last = end;
   }
   out += message.slice(last);
-  return out.replace(SPAWN_TEXT, (_m, code: string) => `cannot run the program: ${errnoWords(code)}`)
+  return out
+    .replace(SPAWN_TEXT, (_m, code: string) => `cannot run the program: ${errnoWords(code)}`)
     .replace(SOCKET_TEXT, (_m, code: string) => errnoWords(code))
     .replace(ERRNO_TEXT, (_m, words: string) => words.trim());
 }

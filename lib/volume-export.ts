@@ -69,7 +69,11 @@ export async function parseExport(input: AsyncIterable<Buffer>): Promise<ParsedE
   const line = async (): Promise<string> => {
     for (;;) {
       const nl = buf.indexOf(0x0a, pos);
-      if (nl >= 0) { const s = buf.subarray(pos, nl).toString('latin1'); pos = nl + 1; return s; }
+      if (nl >= 0) {
+        const s = buf.subarray(pos, nl).toString('latin1');
+        pos = nl + 1;
+        return s;
+      }
       if (buf.length > MAX_HEADER_BYTES) throw new ExportFormatError('export header too long');
       const r = await it.next();
       if (r.done) throw new ExportFormatError('export ended inside its header');
@@ -125,7 +129,10 @@ export async function* extentPieces(p: ParsedExport): AsyncGenerator<[number, Bu
       yield [o + inExtent, chunk.subarray(0, n)];
       chunk = chunk.subarray(n);
       inExtent += n;
-      if (inExtent === l) { i++; inExtent = 0; }
+      if (inExtent === l) {
+        i++;
+        inExtent = 0;
+      }
     }
   }
 }

@@ -7,10 +7,7 @@
 // and a failed write never leaves a file the loader would read.
 
 import { createHash } from 'node:crypto';
-import {
-  closeSync, existsSync, fchmodSync, fchownSync, openSync, readdirSync, readFileSync,
-  statSync, unlinkSync, writeSync, constants as fsc,
-} from 'node:fs';
+import { closeSync, existsSync, fchmodSync, fchownSync, openSync, readdirSync, readFileSync, statSync, unlinkSync, writeSync, constants as fsc } from 'node:fs';
 import { AccessDenied } from './errors.js';
 import { isFile, resolvePath } from './fsutil.js';
 import { decodePolicyText, DEFAULT_LEGACY_DIR, loadPolicy } from './loader.js';
@@ -91,7 +88,10 @@ export class PolicyAdmin {
   readonly policyDir: string;
   readonly includeDir: string;
 
-  constructor(policyDir: string, private readonly opts: PolicyAdminOptions = {}) {
+  constructor(
+    policyDir: string,
+    private readonly opts: PolicyAdminOptions = {},
+  ) {
     this.policyDir = resolvePath(policyDir);
     this.includeDir = this.policyDir + '/include';
   }

@@ -55,8 +55,14 @@ export function resolutionRecord(id: unknown, res: Resolution): AnswerRecord {
   switch (res.result) {
     case 'error': {
       const out: AnswerRecord = {
-        id, result: 'error', stage: res.stage, error_type: res.errorType, error: res.error, rule,
-        response: 'result=deny', eval_simple: 'result=deny',
+        id,
+        result: 'error',
+        stage: res.stage,
+        error_type: res.errorType,
+        error: res.error,
+        rule,
+        response: 'result=deny',
+        eval_simple: 'result=deny',
       };
       if (res.stage === 'request') out['notify'] = res.notify;
       out['warnings'] = warnings;
@@ -67,8 +73,17 @@ export function resolutionRecord(id: unknown, res: Resolution): AnswerRecord {
     case 'allow': {
       const { response, error } = executeAllow(res);
       return {
-        id, result: 'allow', rule, target: res.target, user: res.user, autostart: res.autostart, notify: res.notify,
-        eval_simple: 'result=allow', response, response_error: error ? errorText(error) : null, warnings,
+        id,
+        result: 'allow',
+        rule,
+        target: res.target,
+        user: res.user,
+        autostart: res.autostart,
+        notify: res.notify,
+        eval_simple: 'result=allow',
+        response,
+        response_error: error ? errorText(error) : null,
+        warnings,
       };
     }
     case 'ask':
@@ -78,8 +93,14 @@ export function resolutionRecord(id: unknown, res: Resolution): AnswerRecord {
 
 function askRecord(id: unknown, res: AskResolution, rule: string | null): AnswerRecord {
   const out: AnswerRecord = {
-    id, result: 'ask', rule, targets_for_ask: res.targetsForAsk, default_target: res.defaultTarget,
-    user: res.user, autostart: res.autostart, notify: res.notify,
+    id,
+    result: 'ask',
+    rule,
+    targets_for_ask: res.targetsForAsk,
+    default_target: res.defaultTarget,
+    user: res.user,
+    autostart: res.autostart,
+    notify: res.notify,
   };
   let approved: AllowResolution;
   try {
@@ -95,7 +116,14 @@ function askRecord(id: unknown, res: AskResolution, rule: string | null): Answer
 /** The record every request gets when the policy could not be loaded. */
 export function loadErrorRecord(id: unknown, err: AccessDenied, warnings: string[]): AnswerRecord {
   return {
-    id, result: 'error', stage: 'load', error_type: err.errorType, error: err.message, rule: null,
-    response: 'result=deny', eval_simple: 'result=deny', warnings,
+    id,
+    result: 'error',
+    stage: 'load',
+    error_type: err.errorType,
+    error: err.message,
+    rule: null,
+    response: 'result=deny',
+    eval_simple: 'result=deny',
+    warnings,
   };
 }

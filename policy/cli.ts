@@ -42,10 +42,16 @@ export async function main(argv: string[]): Promise<number> {
         if (err.code === 'EPIPE') process.exit(0);
         throw err;
       });
-      await runEvalStream({
-        policyDir: required(a, 'policy-dir'), runtimeDir: a.options.get('runtime-dir') ?? null,
-        legacyDir: a.options.get('legacy-dir') ?? null, systemInfoFile: required(a, 'system-info'),
-      }, process.stdin, process.stdout);
+      await runEvalStream(
+        {
+          policyDir: required(a, 'policy-dir'),
+          runtimeDir: a.options.get('runtime-dir') ?? null,
+          legacyDir: a.options.get('legacy-dir') ?? null,
+          systemInfoFile: required(a, 'system-info'),
+        },
+        process.stdin,
+        process.stdout,
+      );
       return 0;
     }
     case 'lint':

@@ -45,25 +45,36 @@ export async function daemonMain(argv: string[]): Promise<number> {
   }
   let log = logTo(String(v.log));
   const watcher = new PolicyWatcher({
-    policyDir: String(v.policy_dir), runtimeDir: String(v.runtime_dir) || null, legacyDir: String(v.legacy_dir) || null,
+    policyDir: String(v.policy_dir),
+    runtimeDir: String(v.runtime_dir) || null,
+    legacyDir: String(v.legacy_dir) || null,
     onError: (err) => log(`policy reload failed, keeping the previous policy: ${err.message}`),
   });
   const systemInfo = systemInfoSource({ socket: String(v.system_info_socket), file: String(v.system_info) });
   // kept: SIGHUP swaps the agent and the log in this object
   const opts: PolicyDaemonOptions = {
     socketPath: String(v.socket),
-    evalSocketPath: String(v.eval_socket) || undefined, guiSocketPath: String(v.gui_socket) || undefined,
-    watcher, systemInfo, askAgent, log: (l) => log(l),
+    evalSocketPath: String(v.eval_socket) || undefined,
+    guiSocketPath: String(v.gui_socket) || undefined,
+    watcher,
+    systemInfo,
+    askAgent,
+    log: (l) => log(l),
   };
   const daemon = new PolicyDaemon(opts);
   await daemon.start();
   const readyFile = String(v.ready_file);
   announceReady(readyFile, 'qubes-policy-daemon');
   log(`qubes-policy daemon listening on ${opts.socketPath}`);
-  const stopReload = reloadOnSighup(PROGRAM, cfg, (next, keys) => {
-    if (keys.some((k) => k.startsWith('ask_'))) opts.askAgent = askAgentOf(next.values);
-    if (keys.includes('log')) log = logTo(String(next.values.log));
-  }, (l) => log(l));
+  const stopReload = reloadOnSighup(
+    PROGRAM,
+    cfg,
+    (next, keys) => {
+      if (keys.some((k) => k.startsWith('ask_'))) opts.askAgent = askAgentOf(next.values);
+      if (keys.includes('log')) log = logTo(String(next.values.log));
+    },
+    (l) => log(l),
+  );
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGTERM', stop);

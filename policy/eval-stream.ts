@@ -21,13 +21,35 @@ export function answerLine(line: string, engine: PolicyEngine | AccessDenied, vi
     q = JSON.parse(line);
     if (!q || typeof q !== 'object' || Array.isArray(q)) throw new Error('not a JSON object');
   } catch (err) {
-    return { id: null, result: 'error', stage: 'request', error_type: 'RequestError', error: `invalid request line: ${(err as Error).message}`, rule: null, response: 'result=deny', eval_simple: 'result=deny', notify: true, warnings: [] };
+    return {
+      id: null,
+      result: 'error',
+      stage: 'request',
+      error_type: 'RequestError',
+      error: `invalid request line: ${(err as Error).message}`,
+      rule: null,
+      response: 'result=deny',
+      eval_simple: 'result=deny',
+      notify: true,
+      warnings: [],
+    };
   }
   const id = q['id'] ?? null;
   if (engine instanceof AccessDenied) return loadErrorRecord(id, engine, loadWarnings);
   const str = (k: string) => (typeof q[k] === 'string' ? (q[k] as string) : '');
   if (typeof q['service'] !== 'string' || typeof q['source'] !== 'string') {
-    return { id, result: 'error', stage: 'request', error_type: 'RequestError', error: 'request needs "service" and "source" strings', rule: null, response: 'result=deny', eval_simple: 'result=deny', notify: true, warnings: [] };
+    return {
+      id,
+      result: 'error',
+      stage: 'request',
+      error_type: 'RequestError',
+      error: 'request needs "service" and "source" strings',
+      rule: null,
+      response: 'result=deny',
+      eval_simple: 'result=deny',
+      notify: true,
+      warnings: [],
+    };
   }
   const res = engine.policy.evaluate(
     { service: str('service'), argument: str('argument'), source: str('source'), target: str('target'), requestedSource: str('requested_source') || null },

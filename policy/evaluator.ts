@@ -166,9 +166,7 @@ function matchesCandidate(rule: Rule, req: CheckedRequest): boolean {
 
 /** Whether a rule matches a request (service, argument, source and target). */
 export function ruleMatches(rule: Rule, req: CheckedRequest): boolean {
-  return (rule.service === null || rule.service === req.service)
-    && (rule.argument === null || rule.argument === req.argument)
-    && matchesCandidate(rule, req);
+  return (rule.service === null || rule.service === req.service) && (rule.argument === null || rule.argument === req.argument) && matchesCandidate(rule, req);
 }
 
 /** Whether a target may be used without starting it (autostart=no). */
@@ -188,7 +186,10 @@ function missing(key: string): EvaluationError {
 export class PolicyEvaluator {
   private readonly index: RuleIndex;
 
-  constructor(readonly rules: readonly Rule[], readonly loadWarnings: readonly string[] = []) {
+  constructor(
+    readonly rules: readonly Rule[],
+    readonly loadWarnings: readonly string[] = [],
+  ) {
     this.index = new RuleIndex(rules);
   }
 
@@ -279,8 +280,15 @@ export class PolicyEvaluator {
     }
     targets.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
     return {
-      result: 'ask', rule, request: req, targetsForAsk: targets, defaultTarget: def,
-      user: rule.user, autostart: rule.autostart, notify: rule.notify, warnings,
+      result: 'ask',
+      rule,
+      request: req,
+      targetsForAsk: targets,
+      defaultTarget: def,
+      user: rule.user,
+      autostart: rule.autostart,
+      notify: rule.notify,
+      warnings,
     };
   }
 
@@ -343,8 +351,14 @@ function failure(stage: 'request' | 'evaluate', err: unknown, rule: Rule | null,
 export function approveAsk(res: AskResolution, target: string): AllowResolution {
   if (!res.targetsForAsk.includes(target)) throw new AccessDenied(`target ${target} is not a valid choice`);
   return {
-    result: 'allow', rule: res.rule, request: res.request, target, user: res.user,
-    autostart: res.autostart, notify: res.notify, warnings: res.warnings,
+    result: 'allow',
+    rule: res.rule,
+    request: res.request,
+    target,
+    user: res.user,
+    autostart: res.autostart,
+    notify: res.notify,
+    warnings: res.warnings,
   };
 }
 
@@ -373,8 +387,15 @@ export function allowResponse(res: AllowResolution): string {
     const e = view.get(target.slice(8));
     if (!e) throw missing(target.slice(8));
     if (typeof e.info.uuid !== 'string') throw missing('uuid');
-    return [user, 'result=allow', `target=${target}`, `target_uuid=@dispvm:uuid:${e.info.uuid}`, `autostart=${autostart}`,
-      `requested_target=${request.target.text}`, ...policySource].join('\n');
+    return [
+      user,
+      'result=allow',
+      `target=${target}`,
+      `target_uuid=@dispvm:uuid:${e.info.uuid}`,
+      `autostart=${autostart}`,
+      `requested_target=${request.target.text}`,
+      ...policySource,
+    ].join('\n');
   }
   const e = view.get(target);
   if (!e) throw missing(target);
@@ -384,10 +405,24 @@ export function allowResponse(res: AllowResolution): string {
     if (!info.transport_rpc) throw new AccessDenied(`${target}: transport RPC is not set`);
     const relay = view.get(info.relayvm);
     if (!relay) throw missing(info.relayvm);
-    return ['user=DEFAULT', 'result=allow', `target=${info.relayvm}`, `target_uuid=uuid:${relay.info.uuid}`, `autostart=${autostart}`,
+    return [
+      'user=DEFAULT',
+      'result=allow',
+      `target=${info.relayvm}`,
+      `target_uuid=uuid:${relay.info.uuid}`,
+      `autostart=${autostart}`,
       `requested_target=${request.target.text}`,
-      `service=${info.transport_rpc}+${request.target.text}+${request.service}${request.argument}`, ...policySource].join('\n');
+      `service=${info.transport_rpc}+${request.target.text}+${request.service}${request.argument}`,
+      ...policySource,
+    ].join('\n');
   }
-  return [user, 'result=allow', `target=${target}`, `target_uuid=uuid:${info.uuid}`, `autostart=${autostart}`,
-    `requested_target=${request.target.text}`, ...policySource].join('\n');
+  return [
+    user,
+    'result=allow',
+    `target=${target}`,
+    `target_uuid=uuid:${info.uuid}`,
+    `autostart=${autostart}`,
+    `requested_target=${request.target.text}`,
+    ...policySource,
+  ].join('\n');
 }

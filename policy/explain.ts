@@ -77,12 +77,17 @@ function verdictLine(res: Resolution): string {
 export async function explainMain(argv: string[]): Promise<number> {
   const a = parseArgs(argv, ['policy-dir', 'runtime-dir', 'legacy-dir', 'system-info', 'service', 'argument', 'source', 'target', 'requested-source']);
   const engine = PolicyEngine.load({
-    policyDir: required(a, 'policy-dir'), runtimeDir: a.options.get('runtime-dir') ?? null, legacyDir: a.options.get('legacy-dir') ?? null,
+    policyDir: required(a, 'policy-dir'),
+    runtimeDir: a.options.get('runtime-dir') ?? null,
+    legacyDir: a.options.get('legacy-dir') ?? null,
   });
   const system = JSON.parse(readFileSync(required(a, 'system-info'), 'utf8')) as SystemInfo;
   const req: PolicyRequest = {
-    service: required(a, 'service'), argument: a.options.get('argument') ?? '', source: required(a, 'source'),
-    target: a.options.get('target') ?? '', requestedSource: a.options.get('requested-source') ?? null,
+    service: required(a, 'service'),
+    argument: a.options.get('argument') ?? '',
+    source: required(a, 'source'),
+    target: a.options.get('target') ?? '',
+    requestedSource: a.options.get('requested-source') ?? null,
   };
   const ex = explain(engine, req, system);
   const out: string[] = [`request: ${req.service}${ex.request?.argument ?? req.argument} from ${req.source} to ${req.target || '@default'}`];

@@ -5,9 +5,35 @@
 
 // Characters for which Python's str.isspace() is true (used by split/strip).
 const WHITESPACE = new Set<string>([
-  '\t', '\n', '\x0b', '\x0c', '\r', '\x1c', '\x1d', '\x1e', '\x1f', ' ', '\x85', '\xa0',
-  '\u1680', '\u2000', '\u2001', '\u2002', '\u2003', '\u2004', '\u2005', '\u2006', '\u2007',
-  '\u2008', '\u2009', '\u200a', '\u2028', '\u2029', '\u202f', '\u205f', '\u3000',
+  '\t',
+  '\n',
+  '\x0b',
+  '\x0c',
+  '\r',
+  '\x1c',
+  '\x1d',
+  '\x1e',
+  '\x1f',
+  ' ',
+  '\x85',
+  '\xa0',
+  '\u1680',
+  '\u2000',
+  '\u2001',
+  '\u2002',
+  '\u2003',
+  '\u2004',
+  '\u2005',
+  '\u2006',
+  '\u2007',
+  '\u2008',
+  '\u2009',
+  '\u200a',
+  '\u2028',
+  '\u2029',
+  '\u202f',
+  '\u205f',
+  '\u3000',
 ]);
 
 export function isSpace(ch: string): boolean {
@@ -22,7 +48,10 @@ export function splitFields(line: string): string[] {
     const ch = line[i]!;
     const ws = ch.charCodeAt(0) <= 0x20 ? ch === ' ' || (ch >= '\t' && ch <= '\r') || (ch >= '\x1c' && ch <= '\x1f') : WHITESPACE.has(ch);
     if (ws) {
-      if (start >= 0) { out.push(line.slice(start, i)); start = -1; }
+      if (start >= 0) {
+        out.push(line.slice(start, i));
+        start = -1;
+      }
     } else if (start < 0) start = i;
   }
   if (start >= 0) out.push(line.slice(start));

@@ -55,7 +55,10 @@ function suffixOf(name: string): string {
 
 /** The policy files of a directory, sorted; all or nothing when a name is invalid. */
 function policyFilesOf(dir: string, entries: string[]): string[] {
-  const paths = entries.filter((n) => isPolicyFileName(n)).map((n) => joinPath(dir, n)).filter(isFile);
+  const paths = entries
+    .filter((n) => isPolicyFileName(n))
+    .map((n) => joinPath(dir, n))
+    .filter(isFile);
   for (const p of paths) {
     const name = p.slice(p.lastIndexOf('/') + 1);
     if (!FILENAME_OK.test(name)) throw new AccessDenied(`invalid filename: ${p}`);
@@ -115,7 +118,10 @@ class Loader {
       // A runtime directory that does not exist (yet) is an empty one: it
       // lives under /run, which a host without Qubes' tmpfiles entry starts
       // without. It stays a source, so that its creation is noticed.
-      if (dir === runtime && !existsSync(dir)) { this.sources.add(dir); continue; }
+      if (dir === runtime && !existsSync(dir)) {
+        this.sources.add(dir);
+        continue;
+      }
       for (const p of policyFilesOf(dir, this.list(dir))) {
         const name = p.slice(p.lastIndexOf('/') + 1);
         if (seen.has(name) || (this.opts.onlyFiles && !this.opts.onlyFiles.has(name))) continue;
@@ -234,8 +240,14 @@ class Loader {
   }
 
   /** A file in the old per-service format: `source target action[,param=value…]`. */
-  private loadServiceFile(service: string | null, argument: string | null, path: string, text: string, base: string,
-    from: { file: string; line: number }): void {
+  private loadServiceFile(
+    service: string | null,
+    argument: string | null,
+    path: string,
+    text: string,
+    base: string,
+    from: { file: string; line: number },
+  ): void {
     this.enter(path, from.file, from.line);
     const lines = splitLines(text, !this.opts.overrides?.has(path));
     for (let i = 0; i < lines.length; i++) {
@@ -302,7 +314,6 @@ export function loadPolicy(opts: LoadOptions): LoadedPolicy {
   loader.loadAll();
   return { rules: loader.rules, warnings: loader.warnings, sources: [...loader.sources] };
 }
-
 
 /** The names of the top-level policy files, as the loader would read them. */
 export function topLevelFiles(opts: LoadOptions): string[] {

@@ -53,7 +53,10 @@ export function invalidChars(s: string, disallowPlus: boolean): string[] {
 
 /** Checks the service and argument columns; `*` becomes null. */
 export function validateServiceArgument(
-  service: string | null, argument: string | null, file: string | null, line: number | null,
+  service: string | null,
+  argument: string | null,
+  file: string | null,
+  line: number | null,
 ): [string | null, string | null] {
   const svc = service === '*' ? null : service;
   if (svc !== null) {
@@ -78,8 +81,15 @@ const PARAMS: Record<ActionName, ReadonlySet<string>> = {
 const ACTION_CLASS: Record<ActionName, string> = { allow: 'Allow', deny: 'Deny', ask: 'Ask' };
 
 export function buildRule(
-  service: string | null, argument: string | null, source: string, target: string,
-  action: string, params: string[], file: string, line: number | null, index: number,
+  service: string | null,
+  argument: string | null,
+  source: string,
+  target: string,
+  action: string,
+  params: string[],
+  file: string,
+  line: number | null,
+  index: number,
 ): Rule {
   const [svc, arg] = validateServiceArgument(service, argument, file, line);
   const src = parseToken(source, 'source', file, line);
@@ -117,13 +127,21 @@ export function buildRule(
     throw new PolicySyntaxError(file, line, 'allow action for @default rule must specify target= option');
   }
   return {
-    index, service: svc, argument: arg, source: src, target: dst,
-    sourceMatch: compileMatcher(src), targetMatch: compileMatcher(dst),
-    action, redirect, defaultTarget,
+    index,
+    service: svc,
+    argument: arg,
+    source: src,
+    target: dst,
+    sourceMatch: compileMatcher(src),
+    targetMatch: compileMatcher(dst),
+    action,
+    redirect,
+    defaultTarget,
     user: kv.get('user') ?? null,
     notify: flags['notify'] ?? action === 'deny',
     autostart: flags['autostart'] ?? true,
-    file, line,
+    file,
+    line,
     text: [service ?? '*', argument ?? '*', source, target, action, ...params].join(' '),
   };
 }

@@ -7,9 +7,7 @@ import { EvaluationError, PolicySyntaxError } from './errors.js';
 import { pyRepr } from '../lib/py-repr.js';
 import type { SystemView } from './system-info.js';
 
-export type TokenKind =
-  | 'name' | 'wildcard' | 'adminvm' | 'anyvm' | 'default' | 'dispvm'
-  | 'dispvm-template' | 'dispvm-tag' | 'tag' | 'type';
+export type TokenKind = 'name' | 'wildcard' | 'adminvm' | 'anyvm' | 'default' | 'dispvm' | 'dispvm-template' | 'dispvm-tag' | 'tag' | 'type';
 
 /** Where a token stands: rule source, rule target, `target=`/`default_target=`, request target. */
 export type TokenContext = 'source' | 'target' | 'redirect' | 'intendedtarget';
@@ -30,12 +28,19 @@ const ALLOWED: Record<TokenContext, ReadonlySet<TokenKind>> = {
 };
 
 const EXACT: ReadonlyArray<readonly [string, TokenKind]> = [
-  ['*', 'wildcard'], ['@adminvm', 'adminvm'], ['@anyvm', 'anyvm'], ['@default', 'default'], ['@dispvm', 'dispvm'],
+  ['*', 'wildcard'],
+  ['@adminvm', 'adminvm'],
+  ['@anyvm', 'anyvm'],
+  ['@default', 'default'],
+  ['@dispvm', 'dispvm'],
 ];
 // In this order: `@dispvm:@tag:x` is tried as `@dispvm:` first and skipped
 // because its value starts with '@'.
 const PREFIX: ReadonlyArray<readonly [string, TokenKind]> = [
-  ['@type:', 'type'], ['@tag:', 'tag'], ['@dispvm:', 'dispvm-template'], ['@dispvm:@tag:', 'dispvm-tag'],
+  ['@type:', 'type'],
+  ['@tag:', 'tag'],
+  ['@dispvm:', 'dispvm-template'],
+  ['@dispvm:@tag:', 'dispvm-tag'],
 ];
 
 export const DOM0_UUID = 'uuid:00000000-0000-0000-0000-000000000000';

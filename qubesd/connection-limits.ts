@@ -66,8 +66,15 @@ export function defaultMaxConnections(limit = openFileLimit()): number {
  * cut: no more frames; it ends after those the socket already holds (see drop).
  */
 interface Stream {
-  sock: net.Socket; source: string; dom0: boolean; queued: number; cut?: boolean;
-  pending: Buffer[]; pendingBytes: number; blocked: boolean; endWanted: boolean;
+  sock: net.Socket;
+  source: string;
+  dom0: boolean;
+  queued: number;
+  cut?: boolean;
+  pending: Buffer[];
+  pendingBytes: number;
+  blocked: boolean;
+  endWanted: boolean;
 }
 
 /** The limits of the whole daemon; one SocketLimits per listening socket. */
@@ -114,7 +121,10 @@ export class ConnectionLimits {
     if (!s) return;
     this.queuedTotal -= s.queued;
     this.streams.delete(sock);
-    if (this.streams.size === 0 && this.probeTimer) { clearInterval(this.probeTimer); this.probeTimer = null; }
+    if (this.streams.size === 0 && this.probeTimer) {
+      clearInterval(this.probeTimer);
+      this.probeTimer = null;
+    }
   }
 
   /** @internal write a frame on a stream, in order; false: `sock` is not a stream */
@@ -171,7 +181,10 @@ export class ConnectionLimits {
   /** Over the shared budget: recount, then drop the streams furthest behind. */
   private shed(): void {
     let total = 0;
-    for (const s of this.streams.values()) { s.queued = s.pendingBytes + s.sock.writableLength; total += s.queued; }
+    for (const s of this.streams.values()) {
+      s.queued = s.pendingBytes + s.sock.writableLength;
+      total += s.queued;
+    }
     this.queuedTotal = total;
     if (total <= this.streamBufferTotal) return;
     // cutting the streams furthest behind frees their pending frames; only if
@@ -215,7 +228,10 @@ export class ConnectionLimits {
       const sock = s.sock;
       if (sock.destroyed || sock.writableEnded) continue;
       if (sock.writableLength === 0 && !s.blocked && s.pending.length === 0) {
-        if (s.queued !== 0) { this.queuedTotal -= s.queued; s.queued = 0; }
+        if (s.queued !== 0) {
+          this.queuedTotal -= s.queued;
+          s.queued = 0;
+        }
         sock.write(EMPTY);
       }
     }
@@ -227,12 +243,17 @@ export class SocketLimits {
   private readonly open = new Set<net.Socket>();
   private nonDom0Streams = 0;
 
-  constructor(private readonly all: ConnectionLimits, readonly name: string) {}
+  constructor(
+    private readonly all: ConnectionLimits,
+    readonly name: string,
+  ) {}
 
   /** A new connection: false (and the client told why) when there are too many. */
   admit(sock: net.Socket): boolean {
     if (this.open.size >= this.all.maxConnections) {
-      sock.on('error', () => { /* the client may be gone already */ });
+      sock.on('error', () => {
+        /* the client may be gone already */
+      });
       sock.resume();
       sock.end(exceptionFrame('QubesException', 'Too many connections to qubesd, try again later'));
       sock.setTimeout(REFUSED_LINGER_MS, () => sock.destroy());
@@ -267,7 +288,9 @@ export class SocketLimits {
     }
     if (!dom0) {
       this.nonDom0Streams++;
-      sock.once('close', () => { this.nonDom0Streams--; });
+      sock.once('close', () => {
+        this.nonDom0Streams--;
+      });
     }
     this.all.addStream({ sock, source, dom0, queued: 0, pending: [], pendingBytes: 0, blocked: false, endWanted: false });
     sock.once('close', () => this.all.removeStream(sock));

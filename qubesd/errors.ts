@@ -52,12 +52,10 @@ export const QubesNoSuchPropertyError = (prop: string, holder: string) =>
 export const QubesPropertyValueError = (msg: string) => new QubesError('QubesPropertyValueError', msg);
 export const QubesFeatureNotFoundError = (domain: string, feature: string) =>
   new QubesError('QubesFeatureNotFoundError', `Feature not set for domain ${domain}: ${feature}`);
-export const QubesTagNotFoundError = (domain: string, tag: string) =>
-  new QubesError('QubesTagNotFoundError', `Tag not set for domain ${domain}: ${tag}`);
+export const QubesTagNotFoundError = (domain: string, tag: string) => new QubesError('QubesTagNotFoundError', `Tag not set for domain ${domain}: ${tag}`);
 export const QubesLabelNotFoundError = (label: string) => new QubesError('QubesLabelNotFoundError', `Label does not exist: ${label}`);
 export const QubesLabelInUseError = (what: string) => new QubesError('QubesLabelInUseError', `Label is still in use: ${what}`);
-export const QubesPoolInUseError = (pool: string, msg?: string) =>
-  new QubesError('QubesPoolInUseError', msg ?? `Storage pool is in use: ${pyRepr(pool)}`);
+export const QubesPoolInUseError = (pool: string, msg?: string) => new QubesError('QubesPoolInUseError', msg ?? `Storage pool is in use: ${pyRepr(pool)}`);
 
 const vmErr = (type: string, fmt: (name: string) => string) => (vm: string, msg?: string) => new QubesError(type, msg ?? fmt(vm));
 export const QubesVMError = (msg: string) => new QubesError('QubesVMError', msg);

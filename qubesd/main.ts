@@ -75,8 +75,10 @@ export function daemonOptions(v: ConfigValues): DaemonOptions {
 
 function limitsOf(v: ConfigValues): Omit<ConnectionLimitOptions, 'log' | 'probeIntervalMs'> {
   return {
-    requestTimeoutMs: Number(v.request_timeout) * 1000, maxConnections: Number(v.max_connections),
-    streamBuffer: Number(v.stream_buffer), streamBufferTotal: Number(v.stream_buffer_total),
+    requestTimeoutMs: Number(v.request_timeout) * 1000,
+    maxConnections: Number(v.max_connections),
+    streamBuffer: Number(v.stream_buffer),
+    streamBufferTotal: Number(v.stream_buffer_total),
   };
 }
 
@@ -112,10 +114,12 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
   store.setSnapshot(() => app.toDoc());
   const storage = new StorageManager(app, { baseDir: o.baseDir });
   const lifecycle = new Lifecycle(app, createBackend(backendConfigFromOptions(o)), {
-    storage, log: (msg, extra) => audit.info(msg, extra),
+    storage,
+    log: (msg, extra) => audit.info(msg, extra),
   });
   const backups = new BackupService(app, {
-    profileDir: o.backupProfileDir, storage,
+    profileDir: o.backupProfileDir,
+    storage,
     services: new QubeServices({ dom0Dirs: o.servicesDirs, guestServicesDir: o.guestServicesDir, log: (l) => audit.info(l) }),
     log: (msg, extra) => audit.info(msg, extra),
   });
@@ -134,7 +138,10 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
   const servers: Array<[net.Server, string]> = [];
   const limits = new ConnectionLimits({ ...o.limits, log: (msg, extra) => audit.info(msg, extra) });
   try {
-    servers.push([await listen(adminSocket, new Dispatcher({ ...common, socket: 'admin', filterFor: policy.factory }), limits.forSocket('admin')), adminSocket]);
+    servers.push([
+      await listen(adminSocket, new Dispatcher({ ...common, socket: 'admin', filterFor: policy.factory }), limits.forSocket('admin')),
+      adminSocket,
+    ]);
     servers.push([await listen(internalSocket, new Dispatcher({ ...common, socket: 'internal' }), limits.forSocket('internal')), internalSocket]);
   } catch (e) {
     for (const [s, p] of servers) await closeServer(s, p);
@@ -146,18 +153,23 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
 
   let stopping: Promise<void> | null = null;
   return {
-    app, adminSocket, internalSocket, audit, limits,
-    stop: () => (stopping ??= (async () => {
-      backups.cancelAll();
-      // Let cancelled backups remove their partial archive and answer their
-      // caller (BackupCancelledError) before the connections are closed.
-      for (const until = Date.now() + 8000; backups.runningProfiles.length && Date.now() < until;) await new Promise((r) => setTimeout(r, 20));
-      await Promise.all(servers.map(([s, p]) => closeServer(s, p)));
-      policy.close();
-      await lifecycle.close();
-      await store.close();
-      await audit.close();
-    })()),
+    app,
+    adminSocket,
+    internalSocket,
+    audit,
+    limits,
+    stop: () =>
+      (stopping ??= (async () => {
+        backups.cancelAll();
+        // Let cancelled backups remove their partial archive and answer their
+        // caller (BackupCancelledError) before the connections are closed.
+        for (const until = Date.now() + 8000; backups.runningProfiles.length && Date.now() < until;) await new Promise((r) => setTimeout(r, 20));
+        await Promise.all(servers.map(([s, p]) => closeServer(s, p)));
+        policy.close();
+        await lifecycle.close();
+        await store.close();
+        await audit.close();
+      })()),
   };
 }
 
@@ -174,19 +186,30 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
   }
   announceReady(readyFile, 'qubesd');
   console.log(`qubesd: listening on ${d.adminSocket} (internal: ${d.internalSocket})`);
-  reloadOnSighup('qubesd', cfg, (next, keys) => {
-    d.limits.configure(limitsOf(next.values));
-    if (keys.includes('log_level')) d.audit.calls = next.values.log_level !== 'info';
-    if (keys.includes('log')) void d.audit.retarget(String(next.values.log));
-  }, (line) => {
-    // once on stderr: as a plain line, unless the audit log already goes there
-    if (String(cfg.current.values.log) !== 'stderr') console.error(line);
-    d.audit.info(line);
-  });
+  reloadOnSighup(
+    'qubesd',
+    cfg,
+    (next, keys) => {
+      d.limits.configure(limitsOf(next.values));
+      if (keys.includes('log_level')) d.audit.calls = next.values.log_level !== 'info';
+      if (keys.includes('log')) void d.audit.retarget(String(next.values.log));
+    },
+    (line) => {
+      // once on stderr: as a plain line, unless the audit log already goes there
+      if (String(cfg.current.values.log) !== 'stderr') console.error(line);
+      d.audit.info(line);
+    },
+  );
   for (const sig of ['SIGTERM', 'SIGINT'] as const) {
     process.once(sig, () => {
       withdrawReady(readyFile);
-      d.stop().then(() => process.exit(0), (e) => { console.error(`qubesd: error while stopping: ${(e as Error).message}`); process.exit(1); });
+      d.stop().then(
+        () => process.exit(0),
+        (e) => {
+          console.error(`qubesd: error while stopping: ${(e as Error).message}`);
+          process.exit(1);
+        },
+      );
     });
   }
 }

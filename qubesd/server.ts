@@ -14,7 +14,10 @@ export async function claimSocketPath(path: string): Promise<void> {
   if (!existsSync(path)) return;
   const live = await new Promise<boolean>((resolve) => {
     const c = net.connect(path);
-    c.once('connect', () => { c.destroy(); resolve(true); });
+    c.once('connect', () => {
+      c.destroy();
+      resolve(true);
+    });
     c.once('error', () => resolve(false));
   });
   if (live) throw new SocketInUseError(`socket already in use by a running process: ${path}`);
@@ -52,7 +55,10 @@ export async function listen(path: string, dispatcher: Dispatcher, limits?: Sock
   CONNECTIONS.set(server, open);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(path, () => { server.off('error', reject); resolve(); });
+    server.listen(path, () => {
+      server.off('error', reject);
+      resolve();
+    });
   });
   chmodSync(path, 0o660);
   // A client that never finishes its request would hold a connection (and a
@@ -85,33 +91,49 @@ class SocketResponder implements Responder {
   closed = false;
   alone = false;
 
-  constructor(private readonly sock: net.Socket, private readonly limits: SocketLimits | undefined) {}
+  constructor(
+    private readonly sock: net.Socket,
+    private readonly limits: SocketLimits | undefined,
+  ) {}
 
   write(frame: Buffer): boolean {
     const { sock } = this;
     if (sock.destroyed) return false;
-    if (this.limits) this.limits.write(sock, frame); else sock.write(frame);
+    if (this.limits) this.limits.write(sock, frame);
+    else sock.write(frame);
     return true;
   }
 
   end(): void {
     if (this.sock.destroyed) return;
-    if (this.limits) this.limits.end(this.sock); else this.sock.end();
+    if (this.limits) this.limits.end(this.sock);
+    else this.sock.end();
   }
 
-  abort(): void { this.sock.destroy(); }
+  abort(): void {
+    this.sock.destroy();
+  }
 
   drain(): Promise<void> {
     const { sock } = this;
-    return !sock.writableNeedDrain || sock.destroyed ? Promise.resolve() : new Promise<void>((resolve) => {
-      const done = (): void => { sock.off('drain', done); sock.off('close', done); resolve(); };
-      sock.on('drain', done);
-      sock.on('close', done);
-    });
+    return !sock.writableNeedDrain || sock.destroyed
+      ? Promise.resolve()
+      : new Promise<void>((resolve) => {
+          const done = (): void => {
+            sock.off('drain', done);
+            sock.off('close', done);
+            resolve();
+          };
+          sock.on('drain', done);
+          sock.on('close', done);
+        });
   }
 
   get signal(): AbortSignal {
-    if (!this.ac) { this.ac = new AbortController(); if (this.closed) this.ac.abort(); }
+    if (!this.ac) {
+      this.ac = new AbortController();
+      if (this.closed) this.ac.abort();
+    }
     return this.ac.signal;
   }
 
@@ -130,7 +152,11 @@ function serveConnection(sock: net.Socket, dispatcher: Dispatcher, open: Map<net
   sock.on('data', (d: Buffer) => {
     if (dropped) return;
     size += d.length;
-    if (size > MAX_REQUEST) { dropped = true; sock.destroy(); return; }
+    if (size > MAX_REQUEST) {
+      dropped = true;
+      sock.destroy();
+      return;
+    }
     chunks.push(d);
   });
   sock.on('end', () => {
@@ -147,7 +173,9 @@ function serveConnection(sock: net.Socket, dispatcher: Dispatcher, open: Map<net
     open.delete(sock);
     res.close();
   });
-  sock.on('error', () => { /* peer vanished; 'close' follows */ });
+  sock.on('error', () => {
+    /* peer vanished; 'close' follows */
+  });
 }
 
 /**
@@ -158,11 +186,17 @@ function serveConnection(sock: net.Socket, dispatcher: Dispatcher, open: Map<net
 export function closeServer(server: net.Server, path: string, graceMs = 2000): Promise<void> {
   const open = CONNECTIONS.get(server) ?? new Map<net.Socket, number>();
   clearInterval(SWEEPS.get(server));
-  const timer = setTimeout(() => { for (const s of open.keys()) s.destroy(); }, graceMs);
+  const timer = setTimeout(() => {
+    for (const s of open.keys()) s.destroy();
+  }, graceMs);
   return new Promise((resolve) => {
     server.close(() => {
       clearTimeout(timer);
-      try { unlinkSync(path); } catch { /* already gone */ }
+      try {
+        unlinkSync(path);
+      } catch {
+        /* already gone */
+      }
       resolve();
     });
   });

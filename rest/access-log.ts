@@ -14,7 +14,10 @@ export interface AccessEntry {
   calls: number;
 }
 
-export interface AccessLog { write(e: AccessEntry): void; close(): Promise<void> }
+export interface AccessLog {
+  write(e: AccessEntry): void;
+  close(): Promise<void>;
+}
 
 export function openAccessLog(where: string): AccessLog {
   if (where === 'none') return { write: () => {}, close: async () => {} };
@@ -28,9 +31,10 @@ export function openAccessLog(where: string): AccessLog {
     write: (e) => {
       stream.write(JSON.stringify({ time: new Date().toISOString(), ...e, ms: Math.round(e.ms * 10) / 10 }) + '\n');
     },
-    close: () => new Promise((resolve) => {
-      if (stream === process.stderr) resolve();
-      else (stream as WriteStream).end(() => resolve());
-    }),
+    close: () =>
+      new Promise((resolve) => {
+        if (stream === process.stderr) resolve();
+        else (stream as WriteStream).end(() => resolve());
+      }),
   };
 }

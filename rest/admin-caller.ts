@@ -32,7 +32,10 @@ export interface CallerDeps {
 }
 
 /** A call the policy allowed: pass it to lib/qubesd-client.ts as is. */
-export interface AuthorizedCall { socketPath: string; spec: CallSpec }
+export interface AuthorizedCall {
+  socketPath: string;
+  spec: CallSpec;
+}
 
 export class AdminCaller {
   /** Policy answers for this request: one question per (service, target). */
@@ -40,9 +43,14 @@ export class AdminCaller {
   /** How many Admin API calls this caller made (for the access log). */
   calls = 0;
 
-  constructor(private readonly deps: CallerDeps, readonly identity: string) {}
+  constructor(
+    private readonly deps: CallerDeps,
+    readonly identity: string,
+  ) {}
 
-  get isDom0(): boolean { return this.identity === 'dom0'; }
+  get isDom0(): boolean {
+    return this.identity === 'dom0';
+  }
 
   /**
    * Asks the policy whether the identity may call `method+arg` on `dest`;
@@ -64,7 +72,9 @@ export class AdminCaller {
     const refused = forbidden({ method, arg, target: dest }, this.identity);
     let answer: PolicyAnswer;
     try {
-      answer = await this.deps.connections(() => askPolicy(this.deps.policySocket, { source: this.identity, intendedTarget: dest, serviceAndArg: `${method}+${arg}` }));
+      answer = await this.deps.connections(() =>
+        askPolicy(this.deps.policySocket, { source: this.identity, intendedTarget: dest, serviceAndArg: `${method}+${arg}` }),
+      );
     } catch (e) {
       if (e instanceof PolicyDaemonError) throw unavailable('the policy daemon did not answer');
       throw e;

@@ -34,7 +34,10 @@ export class AskAgent {
   private readonly listeners = new Set<Listener>();
   private server: net.Server | null = null;
 
-  constructor(private readonly socketPath: string, private readonly timeoutMs: number) {}
+  constructor(
+    private readonly socketPath: string,
+    private readonly timeoutMs: number,
+  ) {}
 
   async listen(): Promise<void> {
     mkdirSync(dirname(this.socketPath), { recursive: true });
@@ -42,7 +45,10 @@ export class AskAgent {
     if (existsSync(this.socketPath)) unlinkSync(this.socketPath);
     // half-open: the dispatcher ends its side once the question is sent, and waits for the answer
     const server = net.createServer({ allowHalfOpen: true }, (sock) => this.onConnection(sock));
-    await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(this.socketPath, () => resolve()); });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.socketPath, () => resolve());
+    });
     chmodSync(this.socketPath, 0o600);
     this.server = server;
   }
@@ -54,7 +60,9 @@ export class AskAgent {
   }
 
   /** Questions waiting now (for a session that opens later). */
-  questions(): AskPrompt[] { return [...this.pending.values()].map((p) => p.prompt); }
+  questions(): AskPrompt[] {
+    return [...this.pending.values()].map((p) => p.prompt);
+  }
 
   subscribe(l: Listener): () => void {
     this.listeners.add(l);
@@ -65,7 +73,10 @@ export class AskAgent {
   answer(id: string, allow: boolean, target?: string): 'ok' | 'gone' | 'bad target' {
     const p = this.pending.get(id);
     if (!p) return 'gone';
-    if (!allow) { p.settle('deny'); return 'ok'; }
+    if (!allow) {
+      p.settle('deny');
+      return 'ok';
+    }
     const chosen = target ?? p.prompt.default_target;
     if (!p.prompt.targets.includes(chosen)) return 'bad target';
     p.settle(`allow:${chosen}`);
@@ -84,13 +95,25 @@ export class AskAgent {
       const nul = buf.indexOf(0);
       let q: Partial<AskPrompt> | null = null;
       try {
-        if (nul >= 0 && buf.subarray(0, nul).toString('utf8').startsWith('policy.Ask')) q = JSON.parse(buf.subarray(nul + 1).toString('utf8')) as Partial<AskPrompt>;
-      } catch { q = null; }
-      const valid = q && typeof q.source === 'string' && typeof q.service === 'string' && Array.isArray(q.targets) && q.targets.every((x) => typeof x === 'string');
-      if (!valid || this.listeners.size === 0) { sock.end('deny'); return; }
+        if (nul >= 0 && buf.subarray(0, nul).toString('utf8').startsWith('policy.Ask'))
+          q = JSON.parse(buf.subarray(nul + 1).toString('utf8')) as Partial<AskPrompt>;
+      } catch {
+        q = null;
+      }
+      const valid =
+        q && typeof q.source === 'string' && typeof q.service === 'string' && Array.isArray(q.targets) && q.targets.every((x) => typeof x === 'string');
+      if (!valid || this.listeners.size === 0) {
+        sock.end('deny');
+        return;
+      }
       const prompt: AskPrompt = {
-        id: randomBytes(8).toString('hex'), source: q!.source!, service: q!.service!, argument: typeof q!.argument === 'string' ? q!.argument : '+',
-        targets: q!.targets!, default_target: typeof q!.default_target === 'string' ? q!.default_target : '', deadline: Date.now() + this.timeoutMs,
+        id: randomBytes(8).toString('hex'),
+        source: q!.source!,
+        service: q!.service!,
+        argument: typeof q!.argument === 'string' ? q!.argument : '+',
+        targets: q!.targets!,
+        default_target: typeof q!.default_target === 'string' ? q!.default_target : '',
+        deadline: Date.now() + this.timeoutMs,
       };
       let settled = false;
       const timer = setTimeout(() => settle('deny'), this.timeoutMs);

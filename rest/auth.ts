@@ -40,7 +40,11 @@ export function presentedToken(req: FastifyRequest): string | null {
     const eq = part.indexOf('=');
     if (eq > 0 && part.slice(0, eq).trim() === COOKIE_NAME) {
       const v = part.slice(eq + 1).trim();
-      try { return decodeURIComponent(v.startsWith('"') && v.endsWith('"') ? v.slice(1, -1) : v); } catch { return null; }
+      try {
+        return decodeURIComponent(v.startsWith('"') && v.endsWith('"') ? v.slice(1, -1) : v);
+      } catch {
+        return null;
+      }
     }
   }
   return null;

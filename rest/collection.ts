@@ -8,7 +8,12 @@ import type { FastifyReply } from 'fastify';
 import { And, Not, Or, parse, Property, TruthyProperty, type Node } from 'complex-matcher';
 import { badRequest } from './errors.js';
 
-export interface CollectionQuery { fields?: string; filter?: string; limit?: number; ndjson?: unknown }
+export interface CollectionQuery {
+  fields?: string;
+  filter?: string;
+  limit?: number;
+  ndjson?: unknown;
+}
 
 /** The JSON schema of those query options (for fastify's validation and the OpenAPI document). */
 export const collectionQuerySchema = {
@@ -38,7 +43,10 @@ export interface ParsedQuery {
 function filterNeeds(node: Node, out: Set<string>): boolean {
   if (node instanceof And || node instanceof Or) return node.children.every((c) => filterNeeds(c, out));
   if (node instanceof Not) return filterNeeds(node.child, out);
-  if (node instanceof Property || node instanceof TruthyProperty) { out.add(node.name); return true; }
+  if (node instanceof Property || node instanceof TruthyProperty) {
+    out.add(node.name);
+    return true;
+  }
   // a bare value (string, number, pattern) is matched against every field
   return node.constructor.name === 'Null';
 }
@@ -60,11 +68,22 @@ export function parseQuery(q: CollectionQuery): ParsedQuery {
   }
   let fields: string[] | '*' | null = null;
   if (q.fields !== undefined) {
-    const list = q.fields.split(',').map((f) => f.trim()).filter(Boolean);
-    if (list.includes('*')) { fields = '*'; all = true; } else { fields = list; for (const f of list) needs.add(f); }
+    const list = q.fields
+      .split(',')
+      .map((f) => f.trim())
+      .filter(Boolean);
+    if (list.includes('*')) {
+      fields = '*';
+      all = true;
+    } else {
+      fields = list;
+      for (const f of list) needs.add(f);
+    }
   }
   return {
-    fields, predicate, needs: all ? '*' : needs,
+    fields,
+    predicate,
+    needs: all ? '*' : needs,
     limit: q.limit ?? Infinity,
     ndjson: q.ndjson !== undefined,
   };
@@ -74,7 +93,10 @@ export function wants(needs: Needs, ...names: string[]): boolean {
   return needs === '*' || names.some((n) => needs.has(n));
 }
 
-export interface Rendered { contentType: string; body: string | Buffer }
+export interface Rendered {
+  contentType: string;
+  body: string | Buffer;
+}
 
 /** Filter, limit, project and send. Each object carries its `href`. */
 export function sendCollection(reply: FastifyReply, q: ParsedQuery, objects: Array<Record<string, unknown>>): FastifyReply {
@@ -89,9 +111,7 @@ export function sendRendered(reply: FastifyReply, r: Rendered): FastifyReply {
 export function renderCollection(q: ParsedQuery, objects: Array<Record<string, unknown>>): Rendered {
   let selected = q.predicate ? objects.filter(q.predicate) : objects;
   if (selected.length > q.limit) selected = selected.slice(0, q.limit);
-  const out: unknown[] = q.fields === null
-    ? selected.map((o) => o.href)
-    : q.fields === '*' ? selected : selected.map((o) => project(o, q.fields as string[]));
+  const out: unknown[] = q.fields === null ? selected.map((o) => o.href) : q.fields === '*' ? selected : selected.map((o) => project(o, q.fields as string[]));
   if (q.ndjson) return { contentType: 'application/x-ndjson', body: out.map((o) => JSON.stringify(o) + '\n').join('') };
   return { contentType: 'application/json', body: JSON.stringify(out) };
 }

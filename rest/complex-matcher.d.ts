@@ -6,11 +6,22 @@ declare module 'complex-matcher' {
     match(value: unknown): boolean;
     toString(): string;
   }
-  export class And extends Node { children: Node[] }
-  export class Or extends Node { children: Node[] }
-  export class Not extends Node { child: Node }
-  export class Property extends Node { name: string; child: Node }
-  export class TruthyProperty extends Node { name: string }
+  export class And extends Node {
+    children: Node[];
+  }
+  export class Or extends Node {
+    children: Node[];
+  }
+  export class Not extends Node {
+    child: Node;
+  }
+  export class Property extends Node {
+    name: string;
+    child: Node;
+  }
+  export class TruthyProperty extends Node {
+    name: string;
+  }
   /** Throws Error("parse error: expected X at position N") on bad input. */
   export function parse(input: string): Node;
 }

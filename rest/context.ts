@@ -17,7 +17,10 @@ export interface RestContext {
 /** A routes plugin: registers routes (paths relative to /rest/v0) on `app`. */
 export type RestPlugin = (app: FastifyInstance, ctx: RestContext) => Promise<void>;
 
-export interface TokenInfo { id: string; identity: string }
+export interface TokenInfo {
+  id: string;
+  identity: string;
+}
 
 declare module 'fastify' {
   interface FastifyRequest {

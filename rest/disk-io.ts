@@ -17,8 +17,7 @@ import type { RestOptions } from './options.js';
 
 /** qubesd's internal socket: beside its Admin API socket, as in Qubes. */
 export function internalSocketOf(options: Readonly<RestOptions>): string {
-  return (options as { qubesd_internal_socket?: string }).qubesd_internal_socket
-    ?? join(dirname(options.qubesd_socket), 'qubesd.internal.sock');
+  return (options as { qubesd_internal_socket?: string }).qubesd_internal_socket ?? join(dirname(options.qubesd_socket), 'qubesd.internal.sock');
 }
 
 /** A volume's content as qubesd exports it: size, extent map, data. */
@@ -58,14 +57,21 @@ export async function* rechunk(input: AsyncIterable<Buffer>, size = 1 << 20): As
       b.copy(buf, n, off, off + take);
       n += take;
       off += take;
-      if (n === size) { yield buf; buf = buf === bufs[0] ? bufs[1]! : bufs[0]!; n = 0; }
+      if (n === size) {
+        yield buf;
+        buf = buf === bufs[0] ? bufs[1]! : bufs[0]!;
+        n = 0;
+      }
     }
   }
   if (n) yield buf.subarray(0, n);
 }
 
 /** A raw stream of exactly `size` bytes (the storage layer's copy). */
-export const rawWriter = (input: AsyncIterable<Buffer>): ImportWriter => (path, size) => copyStreamInto(rechunk(input), path, size, { overlap: true });
+export const rawWriter =
+  (input: AsyncIterable<Buffer>): ImportWriter =>
+  (path, size) =>
+    copyStreamInto(rechunk(input), path, size, { overlap: true });
 
 /** Pieces at offsets (a VHD's blocks): written sparsely, then made durable. */
 export function pieceWriter(pieces: AsyncIterable<[number, Buffer]>): ImportWriter {
@@ -100,7 +106,11 @@ export async function refuseUpload(req: import('node:http').IncomingMessage, set
   if (req.complete) return;
   setClose();
   const declared = Number(req.headers['content-length'] ?? Number.NaN);
-  const ended = new Promise<void>((resolve) => { req.once('end', resolve); req.once('close', resolve); req.once('error', () => resolve()); });
+  const ended = new Promise<void>((resolve) => {
+    req.once('end', resolve);
+    req.once('close', resolve);
+    req.once('error', () => resolve());
+  });
   req.resume();
   if (declared <= DRAIN_LIMIT) await Promise.race([ended, new Promise((r) => setTimeout(r, 10_000).unref())]);
 }
@@ -112,13 +122,21 @@ export async function refuseUpload(req: import('node:http').IncomingMessage, set
  * data; a writer failure ends the import as failed (nothing changes) and
  * rejects with ImportFailed carrying the writer's reason.
  */
-export async function importVolume(caller: AdminCaller, internalSocket: string, qube: string, volume: string,
-  write: ImportWriter, size: number | null): Promise<number> {
+export async function importVolume(
+  caller: AdminCaller,
+  internalSocket: string,
+  qube: string,
+  volume: string,
+  write: ImportWriter,
+  size: number | null,
+): Promise<number> {
   const service = size === null ? 'admin.vm.volume.Import' : 'admin.vm.volume.ImportWithSize';
   const { spec } = await caller.authorize(service, qube, volume);
   const base = { dest: spec.dest, arg: volume, ...(spec.source !== undefined ? { source: spec.source } : {}) };
   caller.calls += 2;
-  const begin = (await callRaw(internalSocket, { ...base, method: 'internal.vm.volume.ImportBegin', payload: size === null ? '' : String(size) })).toString('utf8');
+  const begin = (await callRaw(internalSocket, { ...base, method: 'internal.vm.volume.ImportBegin', payload: size === null ? '' : String(size) })).toString(
+    'utf8',
+  );
   const sp = begin.indexOf(' ');
   const target = Number(begin.slice(0, sp));
   let r: CopyResult;

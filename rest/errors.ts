@@ -13,7 +13,12 @@ export interface ErrorBody {
 
 /** An error with the status and body it should be answered with. */
 export class RestError extends Error {
-  constructor(readonly status: number, readonly code: string, message: string, readonly extra: Record<string, unknown> = {}) {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly extra: Record<string, unknown> = {},
+  ) {
     super(message);
     this.name = 'RestError';
   }
@@ -30,12 +35,15 @@ export const conflict = (message: string, extra: Record<string, unknown> = {}) =
 export const unavailable = (message: string) => new RestError(503, 'unavailable', message);
 
 /** The Admin API call a refusal names (the qrexec form "method+arg" and its target). */
-export interface RefusedCall { method: string; arg: string; target: string }
+export interface RefusedCall {
+  method: string;
+  arg: string;
+  target: string;
+}
 
 export function forbidden(call: RefusedCall, identity: string): RestError {
   const service = `${call.method}+${call.arg}`;
-  return new RestError(403, 'forbidden', `the policy does not let ${identity} call ${service} on ${call.target}`,
-    { call: { service, target: call.target } });
+  return new RestError(403, 'forbidden', `the policy does not let ${identity} call ${service} on ${call.target}`, { call: { service, target: call.target } });
 }
 
 /** Qubes exception types, by what they say about the request. */

@@ -28,12 +28,16 @@ export function argName(what: string, name: string): string {
   return name;
 }
 
-export interface VdiId { qube: string; volume: string }
+export interface VdiId {
+  qube: string;
+  volume: string;
+}
 
 /** "<qube>:<volume>" */
 export function parseVdiId(id: string): VdiId {
   const colon = id.lastIndexOf(':');
-  const qube = id.slice(0, colon), volume = id.slice(colon + 1);
+  const qube = id.slice(0, colon),
+    volume = id.slice(colon + 1);
   if (colon < 0 || !(isValidQubeName(qube) || qube === 'dom0') || !ARG.test(volume)) {
     throw badRequest(`not a VDI id (<qube>:<volume>): ${JSON.stringify(id)}`);
   }

@@ -47,18 +47,30 @@ function takePrefix(argv: string[]): { prefix: string | null; rest: string[] } {
 
 /** The gateway's options from the loaded keys ('' is "none" for the optional paths). */
 function optionsOf(v: ConfigValues): RestOptions {
-  const s = (k: string) => String(v[k]), n = (k: string) => Number(v[k]);
+  const s = (k: string) => String(v[k]),
+    n = (k: string) => Number(v[k]);
   const access = s('access_log');
   return {
     listen: s('listen') || DEFAULTS.listen,
     ...(s('tls_cert') ? { tls_cert: s('tls_cert'), tls_key: s('tls_key') } : {}),
-    hsts_max_age: n('hsts_max_age'), pending_task_timeout: n('pending_task_timeout'),
-    completed_task_timeout: n('completed_task_timeout'), max_tasks: n('max_tasks'), body_limit: n('body_limit'),
-    header_timeout: n('header_timeout'), idle_timeout: n('idle_timeout'), call_timeout: n('call_timeout'),
-    max_connections: n('max_connections'), events_buffer: n('events_buffer'), ask_timeout: n('ask_timeout'),
+    hsts_max_age: n('hsts_max_age'),
+    pending_task_timeout: n('pending_task_timeout'),
+    completed_task_timeout: n('completed_task_timeout'),
+    max_tasks: n('max_tasks'),
+    body_limit: n('body_limit'),
+    header_timeout: n('header_timeout'),
+    idle_timeout: n('idle_timeout'),
+    call_timeout: n('call_timeout'),
+    max_connections: n('max_connections'),
+    events_buffer: n('events_buffer'),
+    ask_timeout: n('ask_timeout'),
     access_log: access === 'stderr' || access === 'none' ? access : resolve(access),
-    qubesd_socket: s('qubesd_socket'), policy_socket: s('policy_socket'), policy_dir: s('policy_dir') || null,
-    ask_socket: s('ask_socket') || null, token_file: s('token_file'), task_file: s('task_file') || null,
+    qubesd_socket: s('qubesd_socket'),
+    policy_socket: s('policy_socket'),
+    policy_dir: s('policy_dir') || null,
+    ask_socket: s('ask_socket') || null,
+    token_file: s('token_file'),
+    task_file: s('task_file') || null,
   };
 }
 
@@ -67,10 +79,14 @@ async function serve(argv: string[]): Promise<number> {
   const dir = resolve(prefix ?? '/');
   // the installation's own file, unless --config names another
   const installed = join(dir, 'etc', 'qubes', 'qubes-rest.conf');
-  const args = prefix !== null && !rest.some((a) => a === '--config' || a.startsWith('--config=')) && existsSync(installed)
-    ? ['--config', installed, ...rest] : rest;
+  const args =
+    prefix !== null && !rest.some((a) => a === '--config' || a.startsWith('--config=')) && existsSync(installed) ? ['--config', installed, ...rest] : rest;
   let schema = REST_SCHEMA;
-  try { schema = restSchemaFor(dir); } catch (e) { if (prefix !== null) throw e; }
+  try {
+    schema = restSchemaFor(dir);
+  } catch (e) {
+    if (prefix !== null) throw e;
+  }
   const cfg = startConfig(PROGRAM, schema, args, USAGE);
   const v = cfg.current.values;
   if (Boolean(v.tls_cert) !== Boolean(v.tls_key)) throw new Usage('--tls-cert and --tls-key go together');
@@ -87,10 +103,15 @@ async function serve(argv: string[]): Promise<number> {
   announceReady(readyFile, 'qubes-rest');
   console.log(`qubes-rest: listening on ${listeningUrl(Boolean(options.tls_cert), host, realPort)}`);
   // the server and the task manager read these fields per request
-  const stopReload = reloadOnSighup(PROGRAM, cfg, (next, keys) => {
-    const fresh = optionsOf(next.values) as unknown as Record<string, unknown>;
-    for (const k of keys) (options as unknown as Record<string, unknown>)[k] = fresh[k];
-  }, (l) => console.error(l));
+  const stopReload = reloadOnSighup(
+    PROGRAM,
+    cfg,
+    (next, keys) => {
+      const fresh = optionsOf(next.values) as unknown as Record<string, unknown>;
+      for (const k of keys) (options as unknown as Record<string, unknown>)[k] = fresh[k];
+    },
+    (l) => console.error(l),
+  );
   await new Promise<void>((done) => {
     for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => done());
   });
@@ -107,7 +128,9 @@ function formatTime(ms: number | undefined): string {
 async function token(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
   const { values, positionals } = parseArgs({
-    args: rest, strict: true, allowPositionals: true,
+    args: rest,
+    strict: true,
+    allowPositionals: true,
     options: { prefix: { type: 'string' }, as: { type: 'string' }, expires: { type: 'string' }, description: { type: 'string' }, json: { type: 'boolean' } },
   });
   const store = new TokenStore(tokenFileFor(resolve(values.prefix ?? '/')));
@@ -116,28 +139,44 @@ async function token(argv: string[]): Promise<number> {
       if (!values.as) throw new Usage('token create needs --as IDENTITY (dom0 or a qube name)');
       if (positionals.length) throw new Usage(`unexpected ${positionals[0]}`);
       let expiresInMs: number | undefined;
-      try { expiresInMs = values.expires ? parseDuration(values.expires) : undefined; } catch (e) { throw new Usage((e as Error).message); }
+      try {
+        expiresInMs = values.expires ? parseDuration(values.expires) : undefined;
+      } catch (e) {
+        throw new Usage((e as Error).message);
+      }
       let created;
       try {
         created = store.create(values.as, { ...(expiresInMs ? { expiresInMs } : {}), ...(values.description ? { description: values.description } : {}) });
-      } catch (e) { throw new Usage((e as Error).message); }
+      } catch (e) {
+        throw new Usage((e as Error).message);
+      }
       console.error(`qubes-rest: token ${created.record.id} for ${created.record.identity} created; it is shown once:`);
       console.log(created.token);
       return 0;
     }
     case 'list': {
       const list = store.list();
-      if (values.json) { console.log(JSON.stringify(list.map(({ hash: _h, ...t }) => t))); return 0; }
+      if (values.json) {
+        console.log(JSON.stringify(list.map(({ hash: _h, ...t }) => t)));
+        return 0;
+      }
       const now = Date.now();
       for (const t of list) {
         const state = t.revoked ? 'revoked' : t.expires !== undefined && t.expires <= now ? 'expired' : 'valid';
-        console.log([t.id, t.identity, state, `created=${formatTime(t.created)}`, `expires=${formatTime(t.expires)}`, t.description ? JSON.stringify(t.description) : ''].join('\t').trimEnd());
+        console.log(
+          [t.id, t.identity, state, `created=${formatTime(t.created)}`, `expires=${formatTime(t.expires)}`, t.description ? JSON.stringify(t.description) : '']
+            .join('\t')
+            .trimEnd(),
+        );
       }
       return 0;
     }
     case 'revoke': {
       if (positionals.length !== 1) throw new Usage('token revoke takes one token id');
-      if (!store.revoke(positionals[0]!)) { console.error(`qubes-rest: no token ${positionals[0]}`); return 1; }
+      if (!store.revoke(positionals[0]!)) {
+        console.error(`qubes-rest: no token ${positionals[0]}`);
+        return 1;
+      }
       console.error(`qubes-rest: token ${positionals[0]} revoked`);
       return 0;
     }

@@ -27,8 +27,9 @@ import { SharedReads } from './shared-reads.js';
 /** The console's files (rest/console/ of the checkout; dist/rest/server.js is two levels down). */
 const CONSOLE_DIR = fileURLToPath(new URL('../../rest/console/', import.meta.url));
 /** No inline script, nothing from elsewhere, never framed. */
-export const CONSOLE_CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-  + "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+export const CONSOLE_CSP =
+  "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
+  "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 export interface Gateway {
   app: FastifyInstance;
@@ -44,9 +45,7 @@ export interface BuildOptions {
 }
 
 export async function buildGateway(options: RestOptions, build: BuildOptions = {}): Promise<Gateway> {
-  const https = options.tls_cert && options.tls_key
-    ? { cert: readFileSync(options.tls_cert), key: readFileSync(options.tls_key) }
-    : null;
+  const https = options.tls_cert && options.tls_key ? { cert: readFileSync(options.tls_cert), key: readFileSync(options.tls_key) } : null;
   const app = Fastify({
     logger: false,
     bodyLimit: options.body_limit,
@@ -66,8 +65,11 @@ export async function buildGateway(options: RestOptions, build: BuildOptions = {
   const ctx: RestContext = { options, tasks };
   const log: AccessLog = openAccessLog(options.access_log);
   const callerDeps = {
-    qubesdSocket: options.qubesd_socket, policySocket: options.policy_socket, callTimeoutMs: options.call_timeout * 1000,
-    connections: pLimit(options.max_connections), sharedReads: new SharedReads(),
+    qubesdSocket: options.qubesd_socket,
+    policySocket: options.policy_socket,
+    callTimeoutMs: options.call_timeout * 1000,
+    connections: pLimit(options.max_connections),
+    sharedReads: new SharedReads(),
   };
 
   app.decorateRequest('caller', null as never);
@@ -75,7 +77,10 @@ export async function buildGateway(options: RestOptions, build: BuildOptions = {
 
   app.setErrorHandler((err, _req, reply) => {
     const { status, body } = httpReplyFor(err);
-    if (reply.raw.headersSent) { reply.raw.destroy(); return; }
+    if (reply.raw.headersSent) {
+      reply.raw.destroy();
+      return;
+    }
     void reply.code(status).type('application/json').send(body);
   });
   app.setNotFoundHandler((req, reply) => {
@@ -86,8 +91,13 @@ export async function buildGateway(options: RestOptions, build: BuildOptions = {
   app.addHook('onResponse', async (req: FastifyRequest, reply: FastifyReply) => {
     const t = (req as { token?: { id: string; identity: string } | null }).token;
     log.write({
-      token: t?.id ?? null, identity: t?.identity ?? null, method: req.method, path: req.url,
-      status: reply.statusCode, ms: reply.elapsedTime, calls: req.caller?.calls ?? 0,
+      token: t?.id ?? null,
+      identity: t?.identity ?? null,
+      method: req.method,
+      path: req.url,
+      status: reply.statusCode,
+      ms: reply.elapsedTime,
+      calls: req.caller?.calls ?? 0,
     });
   });
   if (https) {
@@ -102,7 +112,8 @@ export async function buildGateway(options: RestOptions, build: BuildOptions = {
       openapi: '3.0.3',
       info: {
         title: 'Qubes REST API',
-        description: 'Qubes OS Admin API over HTTP, in the manner of Xen Orchestra\'s /rest/v0. Every call is governed by the qrexec policy of the token\'s identity.',
+        description:
+          "Qubes OS Admin API over HTTP, in the manner of Xen Orchestra's /rest/v0. Every call is governed by the qrexec policy of the token's identity.",
         version: '0',
       },
       components: {
@@ -119,7 +130,11 @@ export async function buildGateway(options: RestOptions, build: BuildOptions = {
 
   // the web console: static files at /, nothing but the public API behind them
   await app.register(fastifyStatic, {
-    root: CONSOLE_DIR, prefix: '/', index: 'index.html', wildcard: false, serveDotFiles: false,
+    root: CONSOLE_DIR,
+    prefix: '/',
+    index: 'index.html',
+    wildcard: false,
+    serveDotFiles: false,
     setHeaders: (reply) => {
       reply.header('Content-Security-Policy', CONSOLE_CSP);
       reply.header('X-Content-Type-Options', 'nosniff');
@@ -130,18 +145,28 @@ export async function buildGateway(options: RestOptions, build: BuildOptions = {
   // `ask` policy questions relayed to dom0 console sessions
   const askAgent = options.ask_socket ? new AskAgent(options.ask_socket, options.ask_timeout * 1000) : null;
   await askAgent?.listen();
-  await app.register(async (pub) => { await sessionPublicRoutes(tokens)(pub, ctx); }, { prefix: BASE });
+  await app.register(
+    async (pub) => {
+      await sessionPublicRoutes(tokens)(pub, ctx);
+    },
+    { prefix: BASE },
+  );
 
-  await app.register(async (api) => {
-    api.addHook('onRequest', async (req) => {
-      authenticate(req, tokens, callerDeps);
-    });
-    for (const plugin of build.plugins ?? ROUTES) await plugin(api, ctx);
-    if (!build.plugins) await askRoutes(askAgent)(api, ctx);
-  }, { prefix: BASE });
+  await app.register(
+    async (api) => {
+      api.addHook('onRequest', async (req) => {
+        authenticate(req, tokens, callerDeps);
+      });
+      for (const plugin of build.plugins ?? ROUTES) await plugin(api, ctx);
+      if (!build.plugins) await askRoutes(askAgent)(api, ctx);
+    },
+    { prefix: BASE },
+  );
 
   return {
-    app, ctx, tokens,
+    app,
+    ctx,
+    tokens,
     close: async () => {
       await app.close();
       await askAgent?.close();

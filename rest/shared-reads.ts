@@ -33,10 +33,15 @@ export class SharedReads {
     if (next) return next;
     const current = this.running.get(key);
     if (!current) return this.start(key, call);
-    const p = current.then(() => undefined, () => undefined).then(() => {
-      this.queued.delete(key);
-      return this.start(key, call);
-    });
+    const p = current
+      .then(
+        () => undefined,
+        () => undefined,
+      )
+      .then(() => {
+        this.queued.delete(key);
+        return this.start(key, call);
+      });
     this.queued.set(key, p);
     return p;
   }
@@ -44,7 +49,9 @@ export class SharedReads {
   private start(key: string, call: () => Promise<Buffer>): Promise<Buffer> {
     const p = call();
     this.running.set(key, p);
-    const done = (): void => { if (this.running.get(key) === p) this.running.delete(key); };
+    const done = (): void => {
+      if (this.running.get(key) === p) this.running.delete(key);
+    };
     p.then(done, done);
     return p;
   }

@@ -70,8 +70,11 @@ export class TaskManager {
   private readonly done = new Map<string, Array<() => void>>();
   private sweepTimer: NodeJS.Timeout | null = null;
 
-  constructor(private readonly file: string | null, readonly limits: TaskLimits = DEFAULT_TASK_LIMITS,
-    private readonly now: () => number = Date.now) {
+  constructor(
+    private readonly file: string | null,
+    readonly limits: TaskLimits = DEFAULT_TASK_LIMITS,
+    private readonly now: () => number = Date.now,
+  ) {
     this.load();
     this.sweepTimer = setInterval(() => this.sweep(), 1000);
     this.sweepTimer.unref();
@@ -92,7 +95,9 @@ export class TaskManager {
     for (const t of saved) {
       if (t.status === 'pending') {
         Object.assign(t, {
-          status: 'interrupted', end: now, updatedAt: now,
+          status: 'interrupted',
+          end: now,
+          updatedAt: now,
           error: { error: 'interrupted', message: 'the gateway stopped while the task was pending; its outcome is unknown' },
         });
         changed = true;
@@ -149,7 +154,12 @@ export class TaskManager {
     if (!this.makeRoom()) throw new RestError(503, 'too many tasks', `max_tasks (${this.limits.max_tasks}) tasks are pending`);
     const now = this.now();
     const t: TaskRecord = {
-      id: randomBytes(8).toString('hex'), name, identity, status: 'pending', start: now, updatedAt: now,
+      id: randomBytes(8).toString('hex'),
+      name,
+      identity,
+      status: 'pending',
+      start: now,
+      updatedAt: now,
       ...(object ? { object } : {}),
     };
     this.tasks.set(t.id, t);
@@ -165,10 +175,12 @@ export class TaskManager {
         this.changed(t, false);
       },
     };
-    void Promise.resolve().then(() => work(ctx)).then(
-      (result) => this.finish(t, 'success', { result: result === undefined ? null : result, progress: 100 }),
-      (err) => this.finish(t, ac.signal.aborted ? 'interrupted' : 'failure', { error: ac.signal.aborted ? abortedError(ac.signal) : httpReplyFor(err).body }),
-    );
+    void Promise.resolve()
+      .then(() => work(ctx))
+      .then(
+        (result) => this.finish(t, 'success', { result: result === undefined ? null : result, progress: 100 }),
+        (err) => this.finish(t, ac.signal.aborted ? 'interrupted' : 'failure', { error: ac.signal.aborted ? abortedError(ac.signal) : httpReplyFor(err).body }),
+      );
     return { ...t };
   }
 
@@ -213,7 +225,10 @@ export class TaskManager {
     const set = this.listeners.get(id) ?? new Set<Listener>();
     set.add(listener);
     this.listeners.set(id, set);
-    return () => { set.delete(listener); if (set.size === 0) this.listeners.delete(id); };
+    return () => {
+      set.delete(listener);
+      if (set.size === 0) this.listeners.delete(id);
+    };
   }
 
   /** Requests the abortion of a pending task; false if it is not pending. */

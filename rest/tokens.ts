@@ -22,7 +22,10 @@ export interface TokenRecord {
   revoked?: number;
 }
 
-interface TokenFile { version: 1; tokens: TokenRecord[] }
+interface TokenFile {
+  version: 1;
+  tokens: TokenRecord[];
+}
 
 export const hashToken = (token: string): Buffer => createHash('sha256').update(token, 'utf8').digest();
 
@@ -46,7 +49,9 @@ export class TokenStore {
 
   constructor(readonly path: string) {}
 
-  private read(): TokenRecord[] { return this.load().tokens; }
+  private read(): TokenRecord[] {
+    return this.load().tokens;
+  }
 
   private load(): { tokens: TokenRecord[]; hashes: Buffer[] } {
     let key: string;
@@ -74,7 +79,9 @@ export class TokenStore {
     this.cache = null;
   }
 
-  list(): TokenRecord[] { return [...this.read()]; }
+  list(): TokenRecord[] {
+    return [...this.read()];
+  }
 
   /** Creates a token; the only time the token itself exists outside the caller's hands. */
   create(identity: string, opts: { expiresInMs?: number; description?: string; now?: number } = {}): { token: string; record: TokenRecord } {

@@ -9,25 +9,42 @@ import { TASKS_BASE, type TaskContext } from './tasks.js';
 
 export class Transfer {
   private settle!: { resolve: (v: unknown) => void; reject: (e: unknown) => void };
-  private constructor(readonly href: string, private readonly t: TaskContext) {}
+  private constructor(
+    readonly href: string,
+    private readonly t: TaskContext,
+  ) {}
 
   static start(ctx: RestContext, req: FastifyRequest, name: string, object: string): Promise<Transfer> {
     return new Promise((ready) => {
-      const record = ctx.tasks.run(req.token.identity, name, object, (t) => new Promise((resolve, reject) => {
-        const tr = new Transfer(`${TASKS_BASE}/${record.id}`, t);
-        tr.settle = { resolve, reject };
-        ready(tr);
-      }));
+      const record = ctx.tasks.run(
+        req.token.identity,
+        name,
+        object,
+        (t) =>
+          new Promise((resolve, reject) => {
+            const tr = new Transfer(`${TASKS_BASE}/${record.id}`, t);
+            tr.settle = { resolve, reject };
+            ready(tr);
+          }),
+      );
     });
   }
 
-  get signal(): AbortSignal { return this.t.signal; }
+  get signal(): AbortSignal {
+    return this.t.signal;
+  }
 
-  progress(done: number, total: number): void { if (total > 0) this.t.progress((100 * done) / total); }
+  progress(done: number, total: number): void {
+    if (total > 0) this.t.progress((100 * done) / total);
+  }
 
-  succeed(result: unknown): void { this.settle.resolve(result); }
+  succeed(result: unknown): void {
+    this.settle.resolve(result);
+  }
 
-  fail(error: unknown): void { this.settle.reject(error); }
+  fail(error: unknown): void {
+    this.settle.reject(error);
+  }
 
   /** Counts what flows through, for progress (total: expected bytes). */
   async *count<T extends Buffer | [number, Buffer]>(input: AsyncIterable<T>, total: number): AsyncGenerator<T> {
@@ -37,7 +54,10 @@ export class Transfer {
       if (this.signal.aborted) throw new Error('the task was aborted');
       done += Array.isArray(item) ? item[1].length : (item as Buffer).length;
       const now = Date.now();
-      if (now - last > 200) { last = now; this.progress(done, total); }
+      if (now - last > 200) {
+        last = now;
+        this.progress(done, total);
+      }
       yield item;
     }
   }

@@ -20,7 +20,10 @@ export interface VmAction {
 
 const single = (method: string, description: string, arg = ''): VmAction => ({
   description,
-  run: async (caller, dest, _p, ctx) => { await caller.call(method, dest, arg, '', { signal: ctx.signal, timeoutMs: 0 }); return null; },
+  run: async (caller, dest, _p, ctx) => {
+    await caller.call(method, dest, arg, '', { signal: ctx.signal, timeoutMs: 0 });
+    return null;
+  },
 });
 
 /** Properties a clone never takes from its source (identity, run-time state, or set at creation). */
@@ -40,14 +43,23 @@ async function clone(caller: AdminCaller, dest: string, params: Record<string, u
   const label = typeof params.label === 'string' ? params.label : String(props.get('label')?.value ?? '');
   const template = props.get('template')?.value;
   const create = params.pool ? `admin.vm.CreateInPool.${src.klass}` : `admin.vm.Create.${src.klass}`;
-  await caller.call(create, 'dom0', typeof template === 'string' ? template : '',
-    `name=${name} label=${label}${params.pool ? ` pool=${String(params.pool)}` : ''}`);
+  await caller.call(
+    create,
+    'dom0',
+    typeof template === 'string' ? template : '',
+    `name=${name} label=${label}${params.pool ? ` pool=${String(params.pool)}` : ''}`,
+  );
   ctx.progress(10);
   try {
     for (const [prop, v] of props) {
       if (NOT_CLONED.has(prop) || v.isDefault) continue;
       try {
-        await caller.call('admin.vm.property.Set', name, prop, v.value === null ? '' : typeof v.value === 'boolean' ? (v.value ? 'True' : 'False') : String(v.value));
+        await caller.call(
+          'admin.vm.property.Set',
+          name,
+          prop,
+          v.value === null ? '' : typeof v.value === 'boolean' ? (v.value ? 'True' : 'False') : String(v.value),
+        );
       } catch (e) {
         // read-only or not applicable to the new qube: qvm-clone skips them too
         if (!(e instanceof QubesdException)) throw e;
@@ -115,7 +127,9 @@ export const VM_ACTIONS: Record<string, VmAction> = {
   clone: {
     description: 'a copy of the qube (as qvm-clone): properties, tags, features, firewall and persistent volumes',
     params: {
-      type: 'object', required: ['name'], additionalProperties: false,
+      type: 'object',
+      required: ['name'],
+      additionalProperties: false,
       properties: {
         name: { type: 'string', pattern: '^[A-Za-z][A-Za-z0-9_.-]{0,30}$' },
         label: { type: 'string', pattern: '^[A-Za-z0-9_.-]{1,64}$' },

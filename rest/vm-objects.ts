@@ -23,10 +23,16 @@ export const CALLS_IN_FLIGHT = 64;
 /** Qubes' power states in Xen Orchestra's four. */
 export function xoPowerState(state: string): string {
   switch (state) {
-    case 'Running': case 'Transient': case 'Halting': return 'Running';
-    case 'Paused': return 'Paused';
-    case 'Suspended': return 'Suspended';
-    default: return 'Halted';
+    case 'Running':
+    case 'Transient':
+    case 'Halting':
+      return 'Running';
+    case 'Paused':
+      return 'Paused';
+    case 'Suspended':
+      return 'Suspended';
+    default:
+      return 'Halted';
   }
 }
 

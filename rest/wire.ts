@@ -2,7 +2,12 @@
 // lines, property lines (GetAll, Get), "key=value" lines (volume.Info,
 // pool.Info, CurrentState) and newline lists.
 
-export interface ListedVm { name: string; klass: string; state: string; uuid: string }
+export interface ListedVm {
+  name: string;
+  klass: string;
+  state: string;
+  uuid: string;
+}
 
 /** admin.vm.List: "name class=X state=Y uuid=Z" per line. */
 const LIST_LINE = /^(\S+) class=(\S*) state=(\S*)(?: uuid=(\S*))?/gm;
@@ -13,7 +18,11 @@ export function parseVmList(text: string): ListedVm[] {
   return out;
 }
 
-export interface PropertyValue { value: unknown; type: string; isDefault: boolean }
+export interface PropertyValue {
+  value: unknown;
+  type: string;
+  isDefault: boolean;
+}
 
 /** "default=True type=int 400" (the text after the property's name) as a typed value. */
 export function parsePropertyValue(text: string): PropertyValue {
@@ -25,10 +34,15 @@ export function parsePropertyValue(text: string): PropertyValue {
 
 function typed(type: string, raw: string): unknown {
   switch (type) {
-    case 'bool': return raw === '' ? null : raw === 'True';
-    case 'int': return raw === '' ? null : Number(raw);
-    case 'vm': case 'label': return raw === '' ? null : raw;
-    default: return raw;
+    case 'bool':
+      return raw === '' ? null : raw === 'True';
+    case 'int':
+      return raw === '' ? null : Number(raw);
+    case 'vm':
+    case 'label':
+      return raw === '' ? null : raw;
+    default:
+      return raw;
   }
 }
 

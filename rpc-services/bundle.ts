@@ -12,18 +12,29 @@ import { pathToFileURL } from 'node:url';
 /** The compiled module the handler program starts from. */
 export const HANDLER_ENTRY = join('dist', 'rpc-services', 'handler.js');
 
-interface Module { path: string; body: string; deps: string[] }
+interface Module {
+  path: string;
+  body: string;
+  deps: string[];
+}
 
 const IMPORT_RE = /^import\s+(?:(\w+)|\*\s+as\s+(\w+)|\{([^}]*)\})\s+from\s+'([^']+)';?$/gm;
 const EXPORT_DECL_RE = /^export\s+((?:async\s+)?function\*?|class|const|let|var)\s+([\w$]+)/gm;
 
 function bindings(list: string): string {
-  return list.split(',').map((s) => s.trim()).filter(Boolean).map((s) => s.replace(/\s+as\s+/, ': ')).join(', ');
+  return list
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((s) => s.replace(/\s+as\s+/, ': '))
+    .join(', ');
 }
 
 function transform(path: string): Module {
   // comment-only lines are dropped: less to read and parse on every call
-  let src = readFileSync(path, 'utf8').replace(/^\/\/# sourceMappingURL=.*$/m, '').replace(/^\s*\/\/.*\n/gm, '');
+  let src = readFileSync(path, 'utf8')
+    .replace(/^\/\/# sourceMappingURL=.*$/m, '')
+    .replace(/^\s*\/\/.*\n/gm, '');
   const deps: string[] = [];
   const exported: string[] = [];
   src = src.replace(IMPORT_RE, (_m, def: string | undefined, ns: string | undefined, named: string | undefined, from: string) => {
@@ -35,9 +46,15 @@ function transform(path: string): Module {
     if (ns) return `const ${ns} = ${req};`;
     return `const { ${bindings(named!)} } = ${req};`;
   });
-  src = src.replace(EXPORT_DECL_RE, (_m, kind: string, name: string) => { exported.push(name); return `${kind} ${name}`; });
+  src = src.replace(EXPORT_DECL_RE, (_m, kind: string, name: string) => {
+    exported.push(name);
+    return `${kind} ${name}`;
+  });
   src = src.replace(/^export\s*\{([^}]*)\};?$/gm, (_m, list: string) => {
-    for (const item of list.split(',').map((s) => s.trim()).filter(Boolean)) {
+    for (const item of list
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean)) {
       const [local, as] = item.split(/\s+as\s+/);
       exported.push(as ? `${as}: ${local}` : local!);
     }

@@ -4,7 +4,13 @@
 // bundled handler, so they share no classes or state with it, only this shape.
 import type { Served } from './service-names.js';
 
-export interface Sockets { admin: string; internal: string; policyDir: string | null; policyAdminLog: string | null; checkout: string | null }
+export interface Sockets {
+  admin: string;
+  internal: string;
+  policyDir: string | null;
+  policyAdminLog: string | null;
+  checkout: string | null;
+}
 
 export interface CallContext {
   service: string;

@@ -36,23 +36,40 @@ export function installedValues(c: StackConfig, daemon: string): ConfigValues {
   switch (daemon) {
     case 'qubesd':
       return {
-        base_dir: c.qubesd.baseDir, store: c.qubesd.store, socket_dir: c.qubesd.socketDir, backend: c.qubesd.backend,
-        policy_dir: c.policy.dir, runtime_policy_dir: c.policy.runtimeDir, backup_profile_dir: c.qubesd.backupProfileDir,
-        services_dir: [c.qrexec.serviceDir], ...(c.qubesd.guestServicesDir ? { guest_services_dir: c.qubesd.guestServicesDir } : {}),
-        log: c.qubesd.log, ready_file: ready,
+        base_dir: c.qubesd.baseDir,
+        store: c.qubesd.store,
+        socket_dir: c.qubesd.socketDir,
+        backend: c.qubesd.backend,
+        policy_dir: c.policy.dir,
+        runtime_policy_dir: c.policy.runtimeDir,
+        backup_profile_dir: c.qubesd.backupProfileDir,
+        services_dir: [c.qrexec.serviceDir],
+        ...(c.qubesd.guestServicesDir ? { guest_services_dir: c.qubesd.guestServicesDir } : {}),
+        log: c.qubesd.log,
+        ready_file: ready,
       };
     case 'qubes-policy-daemon':
       return {
-        socket: c.policy.socket, policy_dir: c.policy.dir, runtime_dir: c.policy.runtimeDir, system_info_socket: c.qubesd.internalSocket,
-        ...policyDaemonAskKeys(c.qrexec.ask), ready_file: ready,
+        socket: c.policy.socket,
+        policy_dir: c.policy.dir,
+        runtime_dir: c.policy.runtimeDir,
+        system_info_socket: c.qubesd.internalSocket,
+        ...policyDaemonAskKeys(c.qrexec.ask),
+        ready_file: ready,
       };
     case 'qrexec-dispatcher':
       return {
-        socket_dir: c.qrexec.socketDir, service_dir: [c.qrexec.serviceDir], policy_socket: c.policy.socket, qubesd_socket: c.qubesd.socket,
+        socket_dir: c.qrexec.socketDir,
+        service_dir: [c.qrexec.serviceDir],
+        policy_socket: c.policy.socket,
+        qubesd_socket: c.qubesd.socket,
         ...(c.qrexec.socketOwners && Object.keys(c.qrexec.socketOwners).length
-          ? { socket_owner: Object.entries(c.qrexec.socketOwners).map(([q, spec]) => `${q}=${spec}`) } : {}),
+          ? { socket_owner: Object.entries(c.qrexec.socketOwners).map(([q, spec]) => `${q}=${spec}`) }
+          : {}),
         // where the dispatcher's log finds why a call was refused
-        policy_dir: c.policy.dir, runtime_policy_dir: c.policy.runtimeDir, system_info_socket: c.qubesd.internalSocket,
+        policy_dir: c.policy.dir,
+        runtime_policy_dir: c.policy.runtimeDir,
+        system_info_socket: c.qubesd.internalSocket,
         ready_file: ready,
       };
     case 'qubes-rest':

@@ -39,7 +39,10 @@ export const DEMO_PREFS: Readonly<Record<string, string>> = {
 /** Fill an empty system; returns the qubes created ([] when there was something already). */
 export async function populateDemo(socket: string): Promise<string[]> {
   const listing = await adminCall(socket, 'admin.vm.List', 'dom0');
-  const existing = listing.split('\n').filter(Boolean).map((l) => l.split(' ')[0]!);
+  const existing = listing
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => l.split(' ')[0]!);
   if (existing.some((n) => n !== 'dom0')) return [];
   const created: string[] = [];
   for (const q of DEMO_QUBES) {

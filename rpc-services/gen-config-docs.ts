@@ -12,8 +12,15 @@ const target = args.find((a) => !a.startsWith('--')) ?? join(CHECKOUT, 'docs', '
 const text = configMarkdown([...DAEMON_SCHEMAS]);
 if (args.includes('--check')) {
   let current = '';
-  try { current = readFileSync(target, 'utf8'); } catch { /* missing: out of date */ }
-  if (current !== text) { console.error(`${target} is out of date: run node dist/rpc-services/gen-config-docs.js`); process.exit(1); }
+  try {
+    current = readFileSync(target, 'utf8');
+  } catch {
+    /* missing: out of date */
+  }
+  if (current !== text) {
+    console.error(`${target} is out of date: run node dist/rpc-services/gen-config-docs.js`);
+    process.exit(1);
+  }
 } else {
   writeFileSync(target, text);
   console.log(`wrote ${target}`);

@@ -19,7 +19,7 @@ function family(name: string): string {
 function reach(spec: MethodSpec): string {
   const s = servedService(spec.name);
   if (!s) return 'qubesd.internal.sock only';
-  return s.kind === 'import' ? 'handler program (streams into qubesd\'s import path)' : 'qrexec → handler program or qubesd.sock';
+  return s.kind === 'import' ? "handler program (streams into qubesd's import path)" : 'qrexec → handler program or qubesd.sock';
 }
 
 export function apiMarkdown(): string {
@@ -35,7 +35,7 @@ export function apiMarkdown(): string {
     'grants each method by default) and the handler program forwards the call.',
     '',
     'Columns: **dest** where the destination must be; **arg** and **payload** whether the method needs',
-    'them; **policy include** the file under `policy.d/include/` that grants it; **access** Qubes\'',
+    "them; **policy include** the file under `policy.d/include/` that grants it; **access** Qubes'",
     'read/write/execute classification.',
     '',
     `VM classes for \`admin.vm.Create.<class>\` and \`admin.vm.CreateInPool.<class>\`: ${VM_CLASSES.join(', ')}.`,
@@ -50,12 +50,20 @@ export function apiMarkdown(): string {
   }
   for (const [f, specs] of families) {
     out.push(`## ${f}`, '', '| method | dest | arg | payload | policy include | access | reached through |', '| --- | --- | --- | --- | --- | --- | --- |');
-    for (const spec of specs) out.push(`| \`${spec.name}\` | ${dest[spec.dest]} | ${presence(spec.arg, 'required')} | ${presence(spec.payload, 'required')} | ${policyInclude(spec) ?? '—'} | ${access(spec.access)} | ${reach(spec)} |`);
+    for (const spec of specs)
+      out.push(
+        `| \`${spec.name}\` | ${dest[spec.dest]} | ${presence(spec.arg, 'required')} | ${presence(spec.payload, 'required')} | ${policyInclude(spec) ?? '—'} | ${access(spec.access)} | ${reach(spec)} |`,
+      );
     out.push('');
   }
-  out.push('## policy (policy admin services)', '',
-    'Served by the handler program, which checks the call and hands it to `qubes-policy-admin`.', '',
-    '| service | policy include |', '| --- | --- |');
+  out.push(
+    '## policy (policy admin services)',
+    '',
+    'Served by the handler program, which checks the call and hands it to `qubes-policy-admin`.',
+    '',
+    '| service | policy include |',
+    '| --- | --- |',
+  );
   for (const p of POLICY_SERVICES) out.push(`| \`${p.name}\` | admin-policy-${p.write ? 'rwx' : 'ro'} |`);
   return out.join('\n') + '\n';
 }
@@ -65,7 +73,10 @@ export function main(args: readonly string[]): number {
   const target = args.find((a) => !a.startsWith('--')) ?? join(CHECKOUT, 'docs', 'API.md');
   if (args.includes('--check')) {
     const current = readFileSync(target, 'utf8');
-    if (current !== apiMarkdown()) { console.error(`${target} is out of date: run npm run docs`); return 1; }
+    if (current !== apiMarkdown()) {
+      console.error(`${target} is out of date: run npm run docs`);
+      return 1;
+    }
     return 0;
   }
   writeFileSync(target, apiMarkdown());

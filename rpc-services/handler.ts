@@ -17,7 +17,12 @@ export type { CallContext, Sockets };
 
 export class BadCall extends Error {
   override name = 'BadCall';
-  constructor(readonly type: string, message: string) { super(message); }
+  constructor(
+    readonly type: string,
+    message: string,
+  ) {
+    super(message);
+  }
 }
 
 /** Which service this process was started as: its entry's name, else qrexec's variable. */
@@ -61,7 +66,7 @@ const tooLarge = (limit: number) => new BadCall('ProtocolError', `payload too la
  * reads: setting up process.stdin costs more start-up time than the call.
  */
 export async function readPayload(limit: number): Promise<Buffer> {
-  if (fstatSync(0).isCharacterDevice()) return Buffer.alloc(0);   // a terminal (run by hand) or /dev/null
+  if (fstatSync(0).isCharacterDevice()) return Buffer.alloc(0); // a terminal (run by hand) or /dev/null
   const buf = Buffer.allocUnsafe(limit + 1);
   let size = 0;
   for (;;) {
@@ -133,7 +138,11 @@ export function socketsFor(entry: string | undefined): Sockets {
   if (!path) return { admin: '/var/run/qubesd.sock', internal: '/var/run/qubesd.internal.sock', policyDir: null, policyAdminLog: null, checkout: null };
   const c = loadConfig(path);
   return {
-    admin: c.qubesd.socket, internal: c.qubesd.internalSocket, policyDir: c.policy.dir, policyAdminLog: c.policy.adminLog ?? null, checkout: c.checkout,
+    admin: c.qubesd.socket,
+    internal: c.qubesd.internalSocket,
+    policyDir: c.policy.dir,
+    policyAdminLog: c.policy.adminLog ?? null,
+    checkout: c.checkout,
   };
 }
 
@@ -142,13 +151,21 @@ export async function main(entry = process.argv[1], argv = process.argv.slice(2)
   try {
     const c = describeCall(entry, argv, env, socketsFor(entry));
     switch (c.served.kind) {
-      case 'admin': await serveAdmin(c); return 0;
-      case 'import': return await (await import('./import.js')).serveImport(c);
-      case 'policy': return await (await import('./policy-admin.js')).servePolicy(c);
+      case 'admin':
+        await serveAdmin(c);
+        return 0;
+      case 'import':
+        return await (await import('./import.js')).serveImport(c);
+      case 'policy':
+        return await (await import('./policy-admin.js')).servePolicy(c);
     }
   } catch (e) {
     const [type, message] = e instanceof BadCall ? [e.type, e.message] : ['QubesException', (e as Error).message];
-    try { writeOut(exceptionFrame(type, message)); } catch { /* nobody is listening */ }
+    try {
+      writeOut(exceptionFrame(type, message));
+    } catch {
+      /* nobody is listening */
+    }
     return 1;
   }
 }

@@ -14,7 +14,12 @@ import type { CallContext } from './call-context.js';
 
 /** A refusal of this program's own, in the exception type the caller sees. */
 class ImportRefused extends Error {
-  constructor(readonly type: string, message: string) { super(message); }
+  constructor(
+    readonly type: string,
+    message: string,
+  ) {
+    super(message);
+  }
 }
 
 /** ImportWithSize's first line: the size in decimal, newline included at most 21 bytes. */
@@ -26,7 +31,11 @@ class Input {
   private pending: Buffer | null = null;
 
   async next(): Promise<Buffer | null> {
-    if (this.pending) { const p = this.pending; this.pending = null; return p; }
+    if (this.pending) {
+      const p = this.pending;
+      this.pending = null;
+      return p;
+    }
     const r = await this.it.next();
     return r.done ? null : r.value;
   }
@@ -87,8 +96,7 @@ export async function serveImport(c: CallContext): Promise<number> {
     }
     // The sparse copy: exact size, zeros left as holes, fdatasync.
     const r = await copyStreamInto(input, path, size);
-    const end = await callRaw(c.sockets.internal,
-      { method: 'internal.vm.volume.ImportEnd', ...call, payload: r.ok ? 'ok' : `fail\n${r.error}` });
+    const end = await callRaw(c.sockets.internal, { method: 'internal.vm.volume.ImportEnd', ...call, payload: r.ok ? 'ok' : `fail\n${r.error}` });
     reply(okFrame(end));
     return 0;
   } catch (e) {

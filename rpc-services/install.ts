@@ -46,22 +46,46 @@ export function handlerPath(prefix: string): string {
 }
 
 function replaceLink(target: string, path: string): void {
-  try { if (lstatSync(path)) unlinkSync(path); } catch { /* absent */ }
+  try {
+    if (lstatSync(path)) unlinkSync(path);
+  } catch {
+    /* absent */
+  }
   symlinkSync(target, path);
 }
 
 function fillTemplate(text: string, c: StackConfig, cfgPath: string): string {
   const vars: Record<string, string> = {
-    PREFIX: c.prefix, CHECKOUT: c.checkout, NODE: process.execPath, QUBESDNODEFLAGS: QUBESD_NODE_FLAGS.join(' '), CONFIG: cfgPath, ETCQUBES: join(c.prefix, 'etc', 'qubes'),
-    STORE: c.qubesd.store, BASEDIR: c.qubesd.baseDir, SOCKETDIR: c.qubesd.socketDir,
-    POLICYDIR: c.policy.dir, RUNTIMEPOLICYDIR: c.policy.runtimeDir, BACKUPDIR: c.qubesd.backupProfileDir,
-    BACKEND: c.qubesd.backend, LOG: c.qubesd.log, POLICYSOCKET: c.policy.socket,
-    INTERNALSOCKET: c.qubesd.internalSocket, GUESTSERVICESDIR: c.qubesd.guestServicesDir ?? '', QREXECSOCKETDIR: c.qrexec.socketDir, SERVICEDIR: c.qrexec.serviceDir,
+    PREFIX: c.prefix,
+    CHECKOUT: c.checkout,
+    NODE: process.execPath,
+    QUBESDNODEFLAGS: QUBESD_NODE_FLAGS.join(' '),
+    CONFIG: cfgPath,
+    ETCQUBES: join(c.prefix, 'etc', 'qubes'),
+    STORE: c.qubesd.store,
+    BASEDIR: c.qubesd.baseDir,
+    SOCKETDIR: c.qubesd.socketDir,
+    POLICYDIR: c.policy.dir,
+    RUNTIMEPOLICYDIR: c.policy.runtimeDir,
+    BACKUPDIR: c.qubesd.backupProfileDir,
+    BACKEND: c.qubesd.backend,
+    LOG: c.qubesd.log,
+    POLICYSOCKET: c.policy.socket,
+    INTERNALSOCKET: c.qubesd.internalSocket,
+    GUESTSERVICESDIR: c.qubesd.guestServicesDir ?? '',
+    QREXECSOCKETDIR: c.qrexec.socketDir,
+    SERVICEDIR: c.qrexec.serviceDir,
   };
   return text.replace(/@([A-Z]+)@/g, (m, k: string) => vars[k] ?? m);
 }
 
-export interface InstallReport { config: string; entries: number; policyFiles: string[]; units: string[]; daemonConfigs: string[] }
+export interface InstallReport {
+  config: string;
+  entries: number;
+  policyFiles: string[];
+  units: string[];
+  daemonConfigs: string[];
+}
 
 export function install(o: InstallOptions): InstallReport {
   const prefix = resolve(o.prefix);
@@ -72,9 +96,18 @@ export function install(o: InstallOptions): InstallReport {
   policyDaemonAskKeys(c.qrexec.ask);
   c.qrexec.entries = o.entries ?? 'handler';
 
-  for (const d of [c.qrexec.serviceDir, join(c.policy.dir, 'include'), c.policy.runtimeDir, c.qrexec.socketDir,
-    c.qubesd.baseDir, c.qubesd.guestServicesDir ?? c.qubesd.baseDir, dirname(c.qubesd.log), dirname(c.policy.adminLog),
-    c.qubesd.backupProfileDir, dirname(c.policy.socket)]) {
+  for (const d of [
+    c.qrexec.serviceDir,
+    join(c.policy.dir, 'include'),
+    c.policy.runtimeDir,
+    c.qrexec.socketDir,
+    c.qubesd.baseDir,
+    c.qubesd.guestServicesDir ?? c.qubesd.baseDir,
+    dirname(c.qubesd.log),
+    dirname(c.policy.adminLog),
+    c.qubesd.backupProfileDir,
+    dirname(c.policy.socket),
+  ]) {
     mkdirSync(d, { recursive: true });
   }
 
@@ -142,7 +175,10 @@ export function main(argv = process.argv.slice(2)): void {
       options: { prefix: { type: 'string' }, entries: { type: 'string' }, backend: { type: 'string' }, ask: { type: 'string' }, help: { type: 'boolean' } },
       strict: true,
     });
-    if (values.help) { console.log(USAGE); return; }
+    if (values.help) {
+      console.log(USAGE);
+      return;
+    }
     if (!values.prefix) throw new Error('--prefix DIR is required');
     if (values.entries && values.entries !== 'handler' && values.entries !== 'socket') throw new Error('--entries is handler or socket');
     if (values.backend && values.backend !== 'sim' && values.backend !== 'libvirt') throw new Error('--backend is sim or libvirt');

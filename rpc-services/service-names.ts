@@ -9,9 +9,9 @@ import { isValidQubeName } from '../lib/qube-names.js';
 export { POLICY_SERVICES };
 
 export type Served =
-  | { kind: 'admin'; spec: MethodSpec }      // forwarded to qubesd.sock
-  | { kind: 'import'; spec: MethodSpec }     // streamed through qubesd.internal.sock
-  | { kind: 'policy'; name: string };        // handed to qubes-policy-admin
+  | { kind: 'admin'; spec: MethodSpec } // forwarded to qubesd.sock
+  | { kind: 'import'; spec: MethodSpec } // streamed through qubesd.internal.sock
+  | { kind: 'policy'; name: string }; // handed to qubes-policy-admin
 
 /** The services a qube may reach through qrexec; internal.* never is. */
 export function servedService(name: string): Served | null {

@@ -16,7 +16,11 @@ export function holdPidFile(prefix: string): void {
   mkdirSync(dirname(path), { recursive: true });
   writeFileSync(path, `${process.pid}\n`);
   process.once('exit', () => {
-    try { if (readFileSync(path, 'utf8').trim() === String(process.pid)) unlinkSync(path); } catch { /* gone */ }
+    try {
+      if (readFileSync(path, 'utf8').trim() === String(process.pid)) unlinkSync(path);
+    } catch {
+      /* gone */
+    }
   });
 }
 
@@ -46,7 +50,10 @@ export async function controlMain(cmd: 'restart' | 'reload', argv: string[]): Pr
     return 2;
   }
   const pid = stackPid(prefix);
-  if (typeof pid === 'string') { console.error(`qubes-stack ${cmd}: ${pid}`); return 1; }
+  if (typeof pid === 'string') {
+    console.error(`qubes-stack ${cmd}: ${pid}`);
+    return 1;
+  }
   if (cmd === 'reload') {
     process.kill(pid, 'SIGHUP');
     console.log(`qubes-stack reload: sent SIGHUP to the stack (pid ${pid}); each daemon logs what it applied`);
@@ -56,8 +63,14 @@ export async function controlMain(cmd: 'restart' | 'reload', argv: string[]): Pr
   process.kill(pid, 'SIGUSR2');
   const deadline = Date.now() + timeout * 1000;
   while (old.some(isAlive)) {
-    if (!isAlive(pid)) { console.error('qubes-stack restart: the stack stopped during the restart (see its log)'); return 1; }
-    if (Date.now() > deadline) { console.error(`qubes-stack restart: the old daemons are still running after ${timeout} s`); return 1; }
+    if (!isAlive(pid)) {
+      console.error('qubes-stack restart: the stack stopped during the restart (see its log)');
+      return 1;
+    }
+    if (Date.now() > deadline) {
+      console.error(`qubes-stack restart: the old daemons are still running after ${timeout} s`);
+      return 1;
+    }
     await new Promise((r) => setTimeout(r, 50));
   }
   console.log(`qubes-stack restart: the daemons are restarting in order; wait for them with: qubes-wait-init-complete SECONDS --prefix ${prefix}`);

@@ -21,12 +21,18 @@ import { controlMain, holdPidFile } from './stack-control.js';
 import { askSocketFor, tokenFileFor } from '../rest/options.js';
 import { TokenStore } from '../rest/tokens.js';
 
-export interface Part { name: string; proc: ChildProcess }
+export interface Part {
+  name: string;
+  proc: ChildProcess;
+}
 
 export function canConnect(path: string): Promise<boolean> {
   return new Promise((res) => {
     const c = net.connect(path);
-    c.once('connect', () => { c.destroy(); res(true); });
+    c.once('connect', () => {
+      c.destroy();
+      res(true);
+    });
     c.once('error', () => res(false));
   });
 }
@@ -34,7 +40,8 @@ export function canConnect(path: string): Promise<boolean> {
 async function waitFor(part: Part, ready: () => Promise<boolean>, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await ready())) {
-    if (part.proc.exitCode !== null || part.proc.signalCode !== null) throw new Error(`${part.name} exited during start-up (code ${part.proc.exitCode ?? part.proc.signalCode})`);
+    if (part.proc.exitCode !== null || part.proc.signalCode !== null)
+      throw new Error(`${part.name} exited during start-up (code ${part.proc.exitCode ?? part.proc.signalCode})`);
     if (Date.now() > deadline) throw new Error(`${part.name} not ready after ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 20));
   }
@@ -48,15 +55,24 @@ const REST_LISTENING = /^qubes-rest: listening on (\S+)$/m;
  * one installation's configuration; `ready`: the daemon's ready file, or
  * 'line' for the gateway (ready once it prints where it listens).
  */
-export function commands(c: StackConfig, _cfgPath?: string, opts: { rest?: boolean; restListen?: string } = {}): Array<{ name: string; script: string; argv: string[]; ready: string | 'line' }> {
+export function commands(
+  c: StackConfig,
+  _cfgPath?: string,
+  opts: { rest?: boolean; restListen?: string } = {},
+): Array<{ name: string; script: string; argv: string[]; ready: string | 'line' }> {
   const node = process.execPath;
   const conf = (daemon: string) => ['--config', daemonConfigPath(c.prefix, daemon)];
-  const rest = opts.rest === false ? [] : [{
-    name: 'qubes-rest',
-    script: join(c.checkout, 'dist', 'rest', 'cli.js'),
-    argv: [node, join(c.checkout, 'dist', 'rest', 'cli.js'), '--prefix', c.prefix, '--listen', opts.restListen ?? '127.0.0.1:0'],
-    ready: 'line' as const,
-  }];
+  const rest =
+    opts.rest === false
+      ? []
+      : [
+          {
+            name: 'qubes-rest',
+            script: join(c.checkout, 'dist', 'rest', 'cli.js'),
+            argv: [node, join(c.checkout, 'dist', 'rest', 'cli.js'), '--prefix', c.prefix, '--listen', opts.restListen ?? '127.0.0.1:0'],
+            ready: 'line' as const,
+          },
+        ];
   return [
     {
       name: 'qubesd',
@@ -68,8 +84,13 @@ export function commands(c: StackConfig, _cfgPath?: string, opts: { rest?: boole
       name: 'policy-daemon',
       script: join(c.checkout, 'dist', 'policy', 'cli.js'),
       // with the gateway, an `ask` the installation leaves at deny goes to its console's ask agent
-      argv: [node, join(c.checkout, 'dist', 'policy', 'cli.js'), 'daemon', ...conf('qubes-policy-daemon'),
-        ...(opts.rest !== false && c.qrexec.ask === 'deny' ? ['--ask-socket', askSocketFor(c.prefix)] : [])],
+      argv: [
+        node,
+        join(c.checkout, 'dist', 'policy', 'cli.js'),
+        'daemon',
+        ...conf('qubes-policy-daemon'),
+        ...(opts.rest !== false && c.qrexec.ask === 'deny' ? ['--ask-socket', askSocketFor(c.prefix)] : []),
+      ],
       ready: readyPath(c.prefix, 'qubes-policy-daemon'),
     },
     {
@@ -83,7 +104,10 @@ export function commands(c: StackConfig, _cfgPath?: string, opts: { rest?: boole
 }
 
 export interface RunningStack {
-  parts: Part[]; config: StackConfig; stop(): Promise<void>; exited: Promise<string>;
+  parts: Part[];
+  config: StackConfig;
+  stop(): Promise<void>;
+  exited: Promise<string>;
   /** stop every daemon (in reverse order), then start them again in order */
   restart(): Promise<boolean>;
   /** where the REST gateway listens (http://127.0.0.1:PORT/rest/v0), if it runs */
@@ -107,7 +131,9 @@ export async function startStack(cfgPath: string, opts: { quiet?: boolean; rest?
   let stopping = false;
   let failed = false;
   let announceExit: (msg: string) => void = () => {};
-  const exited = new Promise<string>((r) => { announceExit = r; });
+  const exited = new Promise<string>((r) => {
+    announceExit = r;
+  });
   const stop = async () => {
     stopping = true;
     for (const p of [...parts].reverse()) {
@@ -138,7 +164,9 @@ export async function startStack(cfgPath: string, opts: { quiet?: boolean; rest?
         }
         if (!opts.quiet) for (const line of d.toString().split('\n')) if (line) process.stdout.write(`[${cmd.name}] ${line}\n`);
       });
-      proc.once('exit', (code, signal) => { if (!stopping) announceExit(`${cmd.name} exited unexpectedly (${code ?? signal})`); });
+      proc.once('exit', (code, signal) => {
+        if (!stopping) announceExit(`${cmd.name} exited unexpectedly (${code ?? signal})`);
+      });
       await waitFor(part, async () => (cmd.ready === 'line' ? sawReadyLine : readReady(cmd.ready)?.pid === proc.pid), 20_000);
     }
   };
@@ -163,7 +191,16 @@ export async function startStack(cfgPath: string, opts: { quiet?: boolean; rest?
     }
     return true;
   };
-  return { parts, config: c, stop, exited, restart, get restUrl() { return restUrl; } };
+  return {
+    parts,
+    config: c,
+    stop,
+    exited,
+    restart,
+    get restUrl() {
+      return restUrl;
+    },
+  };
 }
 
 const USAGE = `usage: qubes-stack [--prefix DIR] [--demo]
@@ -174,13 +211,19 @@ const USAGE = `usage: qubes-stack [--prefix DIR] [--demo]
   restart: restart the running stack's daemons in order; reload: SIGHUP every daemon`;
 
 export async function main(argv = process.argv.slice(2)): Promise<void> {
-  if (argv[0] === 'restart' || argv[0] === 'reload') { process.exitCode = await controlMain(argv[0], argv.slice(1)); return; }
+  if (argv[0] === 'restart' || argv[0] === 'reload') {
+    process.exitCode = await controlMain(argv[0], argv.slice(1));
+    return;
+  }
   let prefix: string;
   let demo = false;
   try {
     const { values } = parseArgs({ args: argv, options: { prefix: { type: 'string' }, demo: { type: 'boolean' }, help: { type: 'boolean' } }, strict: true });
     demo = values.demo ?? false;
-    if (values.help) { console.log(USAGE); return; }
+    if (values.help) {
+      console.log(USAGE);
+      return;
+    }
     prefix = resolve(values.prefix ?? join(CHECKOUT, 'tmp', 'stack'));
     // (an older default layout lacks the daemons' .conf files: lay it out again)
     if (!values.prefix && (!existsSync(configPath(prefix)) || !existsSync(daemonConfigPath(prefix, 'qubesd')))) {
@@ -227,15 +270,21 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
   if (demo) {
     try {
       const created = await populateDemo(stack.config.qubesd.socket);
-      console.log(created.length ? `qubes-stack: demo qubes created: ${created.join(', ')}` : 'qubes-stack: --demo: the system has qubes already; nothing created');
+      console.log(
+        created.length ? `qubes-stack: demo qubes created: ${created.join(', ')}` : 'qubes-stack: --demo: the system has qubes already; nothing created',
+      );
     } catch (e) {
       console.error(`qubes-stack: --demo failed: ${(e as Error).message}`);
     }
   }
-  console.log(`qubes-stack: ready (qubesd ${stack.config.qubesd.socket}, policy ${stack.config.policy.socket}, qrexec ${stack.config.qrexec.socketDir}/qrexec.<qube>)`);
+  console.log(
+    `qubes-stack: ready (qubesd ${stack.config.qubesd.socket}, policy ${stack.config.policy.socket}, qrexec ${stack.config.qrexec.socketDir}/qrexec.<qube>)`,
+  );
   holdPidFile(prefix);
   for (const sig of ['SIGTERM', 'SIGINT'] as const) {
-    process.once(sig, () => { void stack.stop().then(() => process.exit(0)); });
+    process.once(sig, () => {
+      void stack.stop().then(() => process.exit(0));
+    });
   }
   process.on('SIGHUP', () => {
     console.log('qubes-stack: reload: SIGHUP to every daemon');
@@ -243,9 +292,19 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
   });
   let restarting: Promise<void> | null = null;
   process.on('SIGUSR2', () => {
-    if (restarting) { console.log('qubes-stack: restart already under way'); return; }
+    if (restarting) {
+      console.log('qubes-stack: restart already under way');
+      return;
+    }
     console.log('qubes-stack: restarting the daemons in order');
-    restarting = stack.restart().then((ok) => { if (ok) console.log('qubes-stack: ready again'); }).finally(() => { restarting = null; });
+    restarting = stack
+      .restart()
+      .then((ok) => {
+        if (ok) console.log('qubes-stack: ready again');
+      })
+      .finally(() => {
+        restarting = null;
+      });
   });
   const why = await stack.exited;
   console.error(`qubes-stack: ${why}; stopping the rest`);

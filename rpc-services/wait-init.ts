@@ -21,7 +21,10 @@ const WHAT: Record<string, string> = {
   'qubes-rest': 'gateway listening',
 };
 
-export interface Expected { daemon: string; readyFile: string }
+export interface Expected {
+  daemon: string;
+  readyFile: string;
+}
 
 /** The parts an installation must have ready, from their configuration files. */
 export function expectedParts(prefix: string): Expected[] {
@@ -46,8 +49,16 @@ const USAGE = 'usage: qubes-wait-init-complete SECONDS [--prefix DIR]';
 export async function main(argv = process.argv.slice(2)): Promise<number> {
   let seconds: number, prefix: string;
   try {
-    const { values, positionals } = parseArgs({ args: argv, options: { prefix: { type: 'string' }, help: { type: 'boolean' } }, allowPositionals: true, strict: true });
-    if (values.help) { console.log(USAGE); return 0; }
+    const { values, positionals } = parseArgs({
+      args: argv,
+      options: { prefix: { type: 'string' }, help: { type: 'boolean' } },
+      allowPositionals: true,
+      strict: true,
+    });
+    if (values.help) {
+      console.log(USAGE);
+      return 0;
+    }
     if (positionals.length !== 1 || !/^\d+(\.\d+)?$/.test(positionals[0]!)) throw new Error('SECONDS (a number) is required');
     seconds = Number(positionals[0]);
     prefix = resolve(values.prefix ?? join(CHECKOUT, 'tmp', 'stack'));

@@ -6,18 +6,27 @@
 import { parseArgs } from 'node:util';
 import { runSoak } from './fuzz/soak.js';
 
-const USAGE = 'usage: npm run fuzz -- --seconds N [--seed S] [--workers W] [--cycle-seconds C] [--kill-every K] [--max-rss-mb M] [--fd-slack F] [--silent-subscribers N] [--flood-events N] [--flood-value-kb K] [--keep] [--quiet]';
+const USAGE =
+  'usage: npm run fuzz -- --seconds N [--seed S] [--workers W] [--cycle-seconds C] [--kill-every K] [--max-rss-mb M] [--fd-slack F] [--silent-subscribers N] [--flood-events N] [--flood-value-kb K] [--keep] [--quiet]';
 
 async function main(): Promise<number> {
   let v;
   try {
     ({ values: v } = parseArgs({
       options: {
-        seconds: { type: 'string', default: '60' }, seed: { type: 'string' }, workers: { type: 'string', default: '6' },
-        'cycle-seconds': { type: 'string', default: '10' }, 'kill-every': { type: 'string', default: '2' },
-        'max-rss-mb': { type: 'string', default: '400' }, 'fd-slack': { type: 'string', default: '24' },
-        'silent-subscribers': { type: 'string', default: '50' }, 'flood-events': { type: 'string', default: '200' }, 'flood-value-kb': { type: 'string', default: '32' },
-        keep: { type: 'boolean', default: false }, quiet: { type: 'boolean', default: false }, help: { type: 'boolean', default: false },
+        seconds: { type: 'string', default: '60' },
+        seed: { type: 'string' },
+        workers: { type: 'string', default: '6' },
+        'cycle-seconds': { type: 'string', default: '10' },
+        'kill-every': { type: 'string', default: '2' },
+        'max-rss-mb': { type: 'string', default: '400' },
+        'fd-slack': { type: 'string', default: '24' },
+        'silent-subscribers': { type: 'string', default: '50' },
+        'flood-events': { type: 'string', default: '200' },
+        'flood-value-kb': { type: 'string', default: '32' },
+        keep: { type: 'boolean', default: false },
+        quiet: { type: 'boolean', default: false },
+        help: { type: 'boolean', default: false },
       },
       strict: true,
     }));
@@ -25,7 +34,10 @@ async function main(): Promise<number> {
     console.error(`fuzz: ${(e as Error).message}\n${USAGE}`);
     return 2;
   }
-  if (v.help) { console.log(USAGE); return 0; }
+  if (v.help) {
+    console.log(USAGE);
+    return 0;
+  }
   const num = (name: string, text: string | undefined, min: number): number => {
     const n = Number(text);
     if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer >= ${min}`);
@@ -61,4 +73,10 @@ async function main(): Promise<number> {
   return summary.findings > 0 ? 1 : 0;
 }
 
-main().then((code) => process.exit(code), (e) => { console.error(`fuzz: ${(e as Error)?.stack ?? e}`); process.exit(2); });
+main().then(
+  (code) => process.exit(code),
+  (e) => {
+    console.error(`fuzz: ${(e as Error)?.stack ?? e}`);
+    process.exit(2);
+  },
+);

@@ -14,7 +14,10 @@ function collect(p, out) {
 }
 const roots = process.argv.slice(2);
 const files = (roots.length ? roots : ['dist/test']).flatMap((r) => collect(r, []));
-if (files.length === 0) { console.error('no test files found (did the build run?)'); process.exit(1); }
+if (files.length === 0) {
+  console.error('no test files found (did the build run?)');
+  process.exit(1);
+}
 // The hypervisor tests use a real libvirtd. Start our private one when the
 // packages are installed and none answers yet (.ci/run installs them; when a
 // system libvirtd holds /run/libvirt, .ci/libvirt.sh keeps ours in a private
@@ -23,16 +26,21 @@ if (files.length === 0) { console.error('no test files found (did the build run?
 const libvirtDir = '/tmp/qubes-libvirt';
 const libvirtSock = join(libvirtDir, 'libvirt-sock');
 const systemSock = '/run/libvirt/libvirt-sock';
-const answers = (sock) => existsSync(sock)
-  && spawnSync('virsh', ['-q', '-c', `qemu+unix:///system?socket=${sock}`, 'version'], { stdio: 'ignore' }).status === 0;
+const answers = (sock) =>
+  existsSync(sock) && spawnSync('virsh', ['-q', '-c', `qemu+unix:///system?socket=${sock}`, 'version'], { stdio: 'ignore' }).status === 0;
 const useLibvirt = (sock) => {
   process.env.QUBES_TEST_LIBVIRT_SOCK = sock;
   process.env.QUBES_TEST_LIBVIRT_URI = `qemu+unix:///system?socket=${sock}`;
 };
 if (!process.env.QUBES_TEST_LIBVIRT_SOCK) {
   // never restart a libvirtd that answers: guests of other runs live there
-  if (answers(libvirtSock) || (process.getuid?.() === 0 && existsSync('.ci/libvirt.sh')
-      && spawnSync('sh', ['.ci/libvirt.sh', libvirtDir], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, QUBES_LIBVIRT_NO_INSTALL: '1' } }).status === 0)) {
+  if (
+    answers(libvirtSock) ||
+    (process.getuid?.() === 0 &&
+      existsSync('.ci/libvirt.sh') &&
+      spawnSync('sh', ['.ci/libvirt.sh', libvirtDir], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, QUBES_LIBVIRT_NO_INSTALL: '1' } })
+        .status === 0)
+  ) {
     useLibvirt(libvirtSock);
   } else if (answers(systemSock)) {
     console.error(`run-tests: NOTE: using the system libvirtd at ${systemSock} for the libvirt/QEMU tests (ours could not start)`);
@@ -42,20 +50,28 @@ if (!process.env.QUBES_TEST_LIBVIRT_SOCK) {
   }
 }
 const child = spawn(process.execPath, ['node_modules/tap/dist/esm/run.mjs', '-R', 'tap', ...files], { stdio: ['ignore', 'pipe', 'inherit'] });
-let pass = 0, fail = 0, skip = 0, buf = '', failsInFile = 0;
+let pass = 0,
+  fail = 0,
+  skip = 0,
+  buf = '',
+  failsInFile = 0;
 const failures = [];
 child.stdout.on('data', (d) => {
   process.stdout.write(d);
   buf += d.toString();
   let i;
   while ((i = buf.indexOf('\n')) >= 0) {
-    const line = buf.slice(0, i); buf = buf.slice(i + 1);
+    const line = buf.slice(0, i);
+    buf = buf.slice(i + 1);
     // Count assertions and subtests at depth >= 1 (depth 0 is one line per file).
     // A file that fails as a whole (crash, no tests, timeout) fails at depth 0
     // without a failing assertion inside: count it too.
     const top = /^(not ok|ok) \d+ - (.*)$/.exec(line);
     if (top) {
-      if (top[1] === 'not ok' && failsInFile === 0) { fail++; failures.push(line.trim()); }
+      if (top[1] === 'not ok' && failsInFile === 0) {
+        fail++;
+        failures.push(line.trim());
+      }
       failsInFile = 0;
       continue;
     }
@@ -63,11 +79,18 @@ child.stdout.on('data', (d) => {
     if (!m) continue;
     if (/# (SKIP|TODO)/i.test(m[3])) skip++;
     else if (m[2] === 'ok') pass++;
-    else { fail++; failsInFile++; failures.push(line.trim()); }
+    else {
+      fail++;
+      failsInFile++;
+      failures.push(line.trim());
+    }
   }
 });
 child.on('exit', (code) => {
-  if (failures.length) { console.log('\nFailures:'); for (const f of failures.slice(0, 50)) console.log('  ' + f); }
+  if (failures.length) {
+    console.log('\nFailures:');
+    for (const f of failures.slice(0, 50)) console.log('  ' + f);
+  }
   console.log(`\n${pass} passed, ${fail} failed${skip ? `, ${skip} skipped` : ''}`);
   process.exit(code === 0 && fail === 0 ? 0 : 1);
 });

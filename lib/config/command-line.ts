@@ -20,7 +20,9 @@ type FlagOption = { type: 'string' | 'boolean'; multiple?: boolean };
 
 export function parseCommandLine(schema: DaemonSchema, argv: string[], o: { positionals?: boolean } = {}): CommandLine {
   const options: Record<string, FlagOption> = {
-    config: { type: 'string' }, 'print-config': { type: 'boolean' }, help: { type: 'boolean' },
+    config: { type: 'string' },
+    'print-config': { type: 'boolean' },
+    help: { type: 'boolean' },
   };
   const byFlag = new Map<string, string>();
   for (const [k, spec] of Object.entries(schema.keys)) {
@@ -51,12 +53,17 @@ export function parseCommandLine(schema: DaemonSchema, argv: string[], o: { posi
 
 /** One line per key for --help: `--request-timeout N  how long ... (default 30)`. */
 export function flagsHelp(schema: DaemonSchema): string {
-  const rows = Object.entries(schema.keys).filter(([, s]) => s.flag !== false).map(([k, s]) => {
-    const d = s.defaultDoc ?? formatValue(s.default);
-    return `  --${flagName(k)} ${s.enum ? s.enum.join('|') : s.type === 'list' ? 'VALUE (repeatable)' : s.type.toUpperCase()}\n      ${s.help}${d === '' ? '' : ` (default: ${d})`}`;
-  });
-  return ['  --config FILE   read FILE, then FILE.d/*.conf in name order; flags override both',
-    '  --print-config  print every key\'s effective value and its source, then exit', ...rows].join('\n');
+  const rows = Object.entries(schema.keys)
+    .filter(([, s]) => s.flag !== false)
+    .map(([k, s]) => {
+      const d = s.defaultDoc ?? formatValue(s.default);
+      return `  --${flagName(k)} ${s.enum ? s.enum.join('|') : s.type === 'list' ? 'VALUE (repeatable)' : s.type.toUpperCase()}\n      ${s.help}${d === '' ? '' : ` (default: ${d})`}`;
+    });
+  return [
+    '  --config FILE   read FILE, then FILE.d/*.conf in name order; flags override both',
+    "  --print-config  print every key's effective value and its source, then exit",
+    ...rows,
+  ].join('\n');
 }
 
 export interface DaemonConfig {
@@ -76,7 +83,10 @@ export function startConfig(program: string, schema: DaemonSchema, argv: string[
   let current: LoadedConfig;
   try {
     cmd = parseCommandLine(schema, argv, o);
-    if (cmd.help) { process.stdout.write(`${usage}\n${flagsHelp(schema)}\n`); process.exit(0); }
+    if (cmd.help) {
+      process.stdout.write(`${usage}\n${flagsHelp(schema)}\n`);
+      process.exit(0);
+    }
     current = loadConfig(schema, { file: cmd.file, flags: cmd.flags });
   } catch (e) {
     process.stderr.write(`${program}: ${(e as Error).message}\n`);
@@ -84,9 +94,13 @@ export function startConfig(program: string, schema: DaemonSchema, argv: string[
     process.exit(2);
   }
   for (const w of current.warnings) process.stderr.write(`${program}: warning: ${w}\n`);
-  if (cmd.printConfig) { process.stdout.write(printConfig(current)); process.exit(0); }
+  if (cmd.printConfig) {
+    process.stdout.write(printConfig(current));
+    process.exit(0);
+  }
   const self: DaemonConfig = {
-    cmd, current,
+    cmd,
+    current,
     reread() {
       const next = loadConfig(schema, { file: cmd.file, flags: cmd.flags });
       const d = diffConfig(self.current, next);
@@ -101,8 +115,12 @@ export function startConfig(program: string, schema: DaemonSchema, argv: string[
  * time to `apply`, and log what was applied and what waits for a restart.
  * A configuration that no longer loads is logged and the running one kept.
  */
-export function reloadOnSighup(program: string, cfg: DaemonConfig, apply: (next: LoadedConfig, keys: string[]) => void,
-  log: (line: string) => void): () => void {
+export function reloadOnSighup(
+  program: string,
+  cfg: DaemonConfig,
+  apply: (next: LoadedConfig, keys: string[]) => void,
+  log: (line: string) => void,
+): () => void {
   const onHup = () => {
     let r: ReturnType<DaemonConfig['reread']>;
     try {
@@ -119,12 +137,18 @@ export function reloadOnSighup(program: string, cfg: DaemonConfig, apply: (next:
       return;
     }
     // keys that need a restart keep their running value until then
-    const kept = { ...r.next.values }, keptSources = { ...r.next.sources };
-    for (const k of r.restart) { kept[k] = cfg.current.values[k]!; keptSources[k] = cfg.current.sources[k]!; }
+    const kept = { ...r.next.values },
+      keptSources = { ...r.next.sources };
+    for (const k of r.restart) {
+      kept[k] = cfg.current.values[k]!;
+      keptSources[k] = cfg.current.sources[k]!;
+    }
     cfg.current = { ...r.next, values: kept, sources: keptSources };
     const show = (k: string) => `${k}=${formatValue(r.next.values[k]!)}`;
-    log(`${program}: reloaded configuration; applied: ${r.apply.map(show).join(', ') || 'nothing changed'}`
-      + (r.restart.length ? `; needs a restart: ${r.restart.map(show).join(', ')}` : ''));
+    log(
+      `${program}: reloaded configuration; applied: ${r.apply.map(show).join(', ') || 'nothing changed'}` +
+        (r.restart.length ? `; needs a restart: ${r.restart.map(show).join(', ')}` : ''),
+    );
   };
   process.on('SIGHUP', onHup);
   return () => process.off('SIGHUP', onHup);

@@ -38,7 +38,10 @@ const validators = new WeakMap<KeySpec, ValidateFunction>();
 
 function validatorOf(spec: KeySpec): ValidateFunction {
   let v = validators.get(spec);
-  if (!v) { v = ajv.compile(jsonSchemaOf(spec)); validators.set(spec, v); }
+  if (!v) {
+    v = ajv.compile(jsonSchemaOf(spec));
+    validators.set(spec, v);
+  }
   return v;
 }
 
@@ -80,7 +83,10 @@ export function convert(spec: KeySpec, text: string | string[], base: string | n
       break;
     }
     case 'path':
-      if (one === '') { value = ''; break; }
+      if (one === '') {
+        value = '';
+        break;
+      }
       if (base === null && !isAbsolute(one)) return { problem: `expected an absolute path, got ${JSON.stringify(one)}` };
       value = base === null ? one : resolve(base, one);
       break;
@@ -90,7 +96,10 @@ export function convert(spec: KeySpec, text: string | string[], base: string | n
   const validate = validatorOf(spec);
   if (!validate(value)) {
     const e = validate.errors![0]!;
-    const detail = e.keyword === 'enum' ? `must be one of ${(e.params as { allowedValues: string[] }).allowedValues.map((a) => a || '(empty)').join(', ')}` : e.message ?? 'invalid';
+    const detail =
+      e.keyword === 'enum'
+        ? `must be one of ${(e.params as { allowedValues: string[] }).allowedValues.map((a) => a || '(empty)').join(', ')}`
+        : (e.message ?? 'invalid');
     return { problem: `${detail}, got ${JSON.stringify(formatValue(value))}` };
   }
   return { value };
@@ -101,7 +110,9 @@ export function configFiles(file: string): string[] {
   const dir = `${file}.d`;
   let dropIns: string[] = [];
   try {
-    dropIns = readdirSync(dir).filter((n) => n.endsWith('.conf') && !n.startsWith('.')).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    dropIns = readdirSync(dir)
+      .filter((n) => n.endsWith('.conf') && !n.startsWith('.'))
+      .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new ConfigError(`${dir}: cannot read: ${describe(e)}`);
   }
@@ -116,7 +127,12 @@ function describe(e: unknown): string {
   return (e as Error).message;
 }
 
-export interface Line { key: string; value: string; file: string; line: number }
+export interface Line {
+  key: string;
+  value: string;
+  file: string;
+  line: number;
+}
 
 /** Split one file into its `key = value` lines; a malformed line is a ConfigError. */
 export function parseConfigText(text: string, file: string): Line[] {
@@ -125,7 +141,10 @@ export function parseConfigText(text: string, file: string): Line[] {
     const lineNo = i + 1;
     // a comment is a line starting with #, or " #..." after a value (so that
     // --print-config's output can be pasted back as it is)
-    const line = raw.replace(/\r$/, '').replace(/(^|\s)#.*$/, '').trim();
+    const line = raw
+      .replace(/\r$/, '')
+      .replace(/(^|\s)#.*$/, '')
+      .trim();
     if (line === '') return;
     const eq = line.indexOf('=');
     const key = (eq < 0 ? line : line.slice(0, eq)).trim();
@@ -141,14 +160,24 @@ export function loadConfig(schema: DaemonSchema, o: LoadOptions = {}): LoadedCon
   const values: ConfigValues = {};
   const sources: Record<string, Source> = {};
   const warnings: string[] = [];
-  for (const [k, spec] of Object.entries(schema.keys)) { values[k] = spec.default; sources[k] = 'default'; }
+  for (const [k, spec] of Object.entries(schema.keys)) {
+    values[k] = spec.default;
+    sources[k] = 'default';
+  }
   const files = o.file ? configFiles(resolve(o.file)) : [];
   for (const f of files) {
     let text: string;
-    try { text = readFileSync(f, 'utf8'); } catch (e) { throw new ConfigError(`${f}: cannot read: ${describe(e)}`); }
+    try {
+      text = readFileSync(f, 'utf8');
+    } catch (e) {
+      throw new ConfigError(`${f}: cannot read: ${describe(e)}`);
+    }
     for (const l of parseConfigText(text, f)) {
       const spec = schema.keys[l.key];
-      if (!spec) { warnings.push(`${f}:${l.line}: unknown key "${l.key}" (ignored)`); continue; }
+      if (!spec) {
+        warnings.push(`${f}:${l.line}: unknown key "${l.key}" (ignored)`);
+        continue;
+      }
       const r = convert(spec, l.value, null);
       if ('problem' in r) throw new ConfigError(`${f}:${l.line}: ${l.key}: ${r.problem}`);
       values[l.key] = r.value;
@@ -172,15 +201,20 @@ export function loadConfig(schema: DaemonSchema, o: LoadOptions = {}): LoadedCon
 
 /** `key = value  # source`, one line per key, in declaration order. */
 export function printConfig(c: LoadedConfig): string {
-  return Object.keys(c.schema.keys).map((k) => {
-    const v = formatValue(c.values[k]!);
-    return `${k} =${v === '' ? '' : ' ' + v}  # ${c.sources[k]}`;
-  }).join('\n') + '\n';
+  return (
+    Object.keys(c.schema.keys)
+      .map((k) => {
+        const v = formatValue(c.values[k]!);
+        return `${k} =${v === '' ? '' : ' ' + v}  # ${c.sources[k]}`;
+      })
+      .join('\n') + '\n'
+  );
 }
 
 /** What changed between two loads, split by whether SIGHUP can apply it. */
 export function diffConfig(before: LoadedConfig, after: LoadedConfig): { apply: string[]; restart: string[] } {
-  const apply: string[] = [], restart: string[] = [];
+  const apply: string[] = [],
+    restart: string[] = [];
   for (const [k, spec] of Object.entries(after.schema.keys)) {
     if (formatValue(before.values[k]!) === formatValue(after.values[k]!)) continue;
     (spec.reload ? apply : restart).push(k);

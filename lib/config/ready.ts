@@ -6,7 +6,11 @@
 import { mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 
-export interface ReadyInfo { daemon: string; pid: number; since: string }
+export interface ReadyInfo {
+  daemon: string;
+  pid: number;
+  since: string;
+}
 
 /** Write `path` atomically; removed again when the process exits. '' means no ready file. */
 export function announceReady(path: string, daemon: string): void {
@@ -23,7 +27,11 @@ export function withdrawReady(path: string): void {
   if (!path) return;
   const r = readReady(path);
   if (r && r.pid !== process.pid) return;
-  try { unlinkSync(path); } catch { /* already gone */ }
+  try {
+    unlinkSync(path);
+  } catch {
+    /* already gone */
+  }
 }
 
 export function readReady(path: string): ReadyInfo | null {
@@ -36,7 +44,12 @@ export function readReady(path: string): ReadyInfo | null {
 }
 
 export function isAlive(pid: number): boolean {
-  try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 /** The ready file's daemon, when it is present and its process alive. */

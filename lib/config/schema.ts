@@ -52,11 +52,22 @@ export function flagName(key: string): string {
 export function jsonSchemaOf(spec: KeySpec): Record<string, unknown> {
   const s: Record<string, unknown> = {};
   switch (spec.type) {
-    case 'integer': case 'size': s.type = 'integer'; break;
-    case 'number': s.type = 'number'; break;
-    case 'boolean': s.type = 'boolean'; break;
-    case 'list': s.type = 'array'; s.items = { type: 'string', minLength: 1 }; break;
-    default: s.type = 'string';
+    case 'integer':
+    case 'size':
+      s.type = 'integer';
+      break;
+    case 'number':
+      s.type = 'number';
+      break;
+    case 'boolean':
+      s.type = 'boolean';
+      break;
+    case 'list':
+      s.type = 'array';
+      s.items = { type: 'string', minLength: 1 };
+      break;
+    default:
+      s.type = 'string';
   }
   if (spec.minimum !== undefined) s.minimum = spec.minimum;
   if (spec.maximum !== undefined) s.maximum = spec.maximum;

@@ -4,7 +4,9 @@
 //   0x32 0x00 <type> 0x00 <traceback> 0x00 <message> 0x00  EXCEPTION
 // The connection is closed after an OK or EXCEPTION reply.
 
-export const OK = 0x30, EVENT = 0x31, EXCEPTION = 0x32;
+export const OK = 0x30,
+  EVENT = 0x31,
+  EXCEPTION = 0x32;
 
 /**
  * An OK frame built once and sent many times (a reply that is cached, such
@@ -12,7 +14,9 @@ export const OK = 0x30, EVENT = 0x31, EXCEPTION = 0x32;
  */
 export class OkReply {
   readonly frame: Buffer;
-  constructor(content: string | Buffer) { this.frame = okFrame(content); }
+  constructor(content: string | Buffer) {
+    this.frame = okFrame(content);
+  }
 }
 
 export function okFrame(content: string | Buffer | OkReply | null | undefined): Buffer {
@@ -21,11 +25,15 @@ export function okFrame(content: string | Buffer | OkReply | null | undefined): 
   if (typeof content === 'string') {
     // encoded straight into the frame, not into a buffer that is then copied
     const out = Buffer.allocUnsafe(Buffer.byteLength(content, 'utf8') + 2);
-    out[0] = OK; out[1] = 0; out.write(content, 2, 'utf8');
+    out[0] = OK;
+    out[1] = 0;
+    out.write(content, 2, 'utf8');
     return out;
   }
   const out = Buffer.allocUnsafe(content.length + 2);
-  out[0] = OK; out[1] = 0; content.copy(out, 2);
+  out[0] = OK;
+  out[1] = 0;
+  content.copy(out, 2);
   return out;
 }
 

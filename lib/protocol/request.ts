@@ -23,7 +23,9 @@ export class FramingError extends Error {
 /** Largest request qubesd accepts; bigger ones are dropped unanswered (as Qubes). */
 export const MAX_REQUEST = 65536;
 
-const NUL = 0, SP = 0x20, PLUS = 0x2b;
+const NUL = 0,
+  SP = 0x20,
+  PLUS = 0x2b;
 
 export function parseRequest(data: Buffer): Request {
   const nul = data.indexOf(NUL);

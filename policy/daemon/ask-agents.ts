@@ -38,7 +38,7 @@ export interface AskQuestion {
  */
 export function fixedAskAgent(answer: 'allow' | 'deny'): AskAgent {
   if (answer === 'deny') return async () => null;
-  return async (q) => q.default_target || (q.targets.includes(q.intended_target) ? q.intended_target : q.targets[0] ?? null);
+  return async (q) => q.default_target || (q.targets.includes(q.intended_target) ? q.intended_target : (q.targets[0] ?? null));
 }
 
 /** The agent's "allow:TARGET" / "deny" answer; anything else is a deny. */
@@ -54,31 +54,38 @@ function agentChoice(text: string): string | null {
  * "allow:TARGET" or "deny".
  */
 export function socketAskAgent(path: string, timeoutMs = 300_000): AskAgent {
-  return (q) => new Promise((resolve) => {
-    const params = { source: q.source, service: q.service, argument: q.argument, targets: q.targets, default_target: q.default_target, icons: {} };
-    const sock = connect(path);
-    let out = '';
-    const timer = setTimeout(() => sock.destroy(), timeoutMs);
-    sock.setEncoding('latin1');
-    sock.once('connect', () => sock.end(`policy.Ask dom0 name dom0\0${JSON.stringify(params)}`));
-    sock.on('data', (d: string) => { if (out.length < 4096) out += d; });
-    sock.once('error', () => undefined);
-    sock.once('close', () => { clearTimeout(timer); resolve(agentChoice(out)); });
-  });
+  return (q) =>
+    new Promise((resolve) => {
+      const params = { source: q.source, service: q.service, argument: q.argument, targets: q.targets, default_target: q.default_target, icons: {} };
+      const sock = connect(path);
+      let out = '';
+      const timer = setTimeout(() => sock.destroy(), timeoutMs);
+      sock.setEncoding('latin1');
+      sock.once('connect', () => sock.end(`policy.Ask dom0 name dom0\0${JSON.stringify(params)}`));
+      sock.on('data', (d: string) => {
+        if (out.length < 4096) out += d;
+      });
+      sock.once('error', () => undefined);
+      sock.once('close', () => {
+        clearTimeout(timer);
+        resolve(agentChoice(out));
+      });
+    });
 }
 
 /** An agent that runs a shell command: question as JSON on stdin, "allow:TARGET" or "deny" on stdout. */
 export function commandAskAgent(command: string): AskAgent {
-  return (q) => new Promise((resolve) => {
-    const child = spawn('/bin/sh', ['-c', command], { stdio: ['pipe', 'pipe', 'inherit'] });
-    let out = '';
-    child.stdout.setEncoding('utf8');
-    child.stdout.on('data', (d: string) => (out += d));
-    child.on('error', () => resolve(null));
-    child.on('close', (code) => {
-      resolve(code === 0 ? agentChoice(out) : null);
+  return (q) =>
+    new Promise((resolve) => {
+      const child = spawn('/bin/sh', ['-c', command], { stdio: ['pipe', 'pipe', 'inherit'] });
+      let out = '';
+      child.stdout.setEncoding('utf8');
+      child.stdout.on('data', (d: string) => (out += d));
+      child.on('error', () => resolve(null));
+      child.on('close', (code) => {
+        resolve(code === 0 ? agentChoice(out) : null);
+      });
+      child.stdin.on('error', () => undefined);
+      child.stdin.end(JSON.stringify(q));
     });
-    child.stdin.on('error', () => undefined);
-    child.stdin.end(JSON.stringify(q));
-  });
 }

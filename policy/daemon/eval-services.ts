@@ -32,7 +32,10 @@ export function serveEvalConnection(sock: Socket, checkGui: boolean, deps: EvalS
     const sp = buf.indexOf(0x20);
     const nul = buf.indexOf(0, sp + 1);
     const [invoked, queried] = splitOnce(buf.subarray(0, sp).toString('latin1'), '+');
-    const remote = buf.subarray(sp + 1, nul).toString('latin1').split(' ')[0]!;
+    const remote = buf
+      .subarray(sp + 1, nul)
+      .toString('latin1')
+      .split(' ')[0]!;
     const body = buf.subarray(nul + 1);
     if (invoked !== name) return deps.log(`${name} invoked with incorrect name ${invoked} by ${remote}`);
     if (!queried || queried.startsWith('+')) return deps.log(`${name} requires an argument (the service to query), but ${remote} did not provide one`);
@@ -49,10 +52,15 @@ export function serveEvalConnection(sock: Socket, checkGui: boolean, deps: EvalS
         }
       }
     }
-    const response = await deps.answer(new Map([
-      ['source', source], ['intended_target', target], ['service_and_arg', queried],
-      ['assume_yes_for_ask', 'yes'], ['just_evaluate', 'yes'],
-    ]));
+    const response = await deps.answer(
+      new Map([
+        ['source', source],
+        ['intended_target', target],
+        ['service_and_arg', queried],
+        ['assume_yes_for_ask', 'yes'],
+        ['just_evaluate', 'yes'],
+      ]),
+    );
     sock.write(response + '\n');
   };
   sock.on('data', (d) => {
@@ -62,6 +70,8 @@ export function serveEvalConnection(sock: Socket, checkGui: boolean, deps: EvalS
   sock.on('end', () => {
     if (handled) return;
     handled = true;
-    handle().catch((err) => deps.log(`${name} failed: ${(err as Error)?.message ?? err}`)).finally(() => sock.end());
+    handle()
+      .catch((err) => deps.log(`${name} failed: ${(err as Error)?.message ?? err}`))
+      .finally(() => sock.end());
   });
 }

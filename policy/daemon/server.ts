@@ -129,9 +129,7 @@ export class PolicyDaemon {
     const plus = serviceAndArg.indexOf('+');
     const service = plus < 0 ? serviceAndArg : serviceAndArg.slice(0, plus);
     const argument = plus < 0 ? '+' : serviceAndArg.slice(plus);
-    const res = this.opts.watcher.current().evaluate(
-      { service, argument, source, target, requestedSource: args.get('requested_source') || null }, system,
-    );
+    const res = this.opts.watcher.current().evaluate({ service, argument, source, target, requestedSource: args.get('requested_source') || null }, system);
     if (res.result === 'ask' && !assumeYes && !justEvaluate) return this.ask(res, system, prefix);
     const response = responseFor(res, { assumeYesForAsk: assumeYes, justEvaluate });
     this.logOutcome(prefix, res, response);
@@ -152,8 +150,13 @@ export class PolicyDaemon {
       return 'result=deny';
     }
     const chosen = await agent({
-      source: res.request.source, service: res.request.service, argument: res.request.argument,
-      targets: res.targetsForAsk, default_target: res.defaultTarget ?? '', intended_target: res.request.target.text, guivm,
+      source: res.request.source,
+      service: res.request.service,
+      argument: res.request.argument,
+      targets: res.targetsForAsk,
+      default_target: res.defaultTarget ?? '',
+      intended_target: res.request.target.text,
+      guivm,
     });
     if (chosen === null) {
       this.log(`${prefix} denied by the user`);

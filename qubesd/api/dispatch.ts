@@ -23,7 +23,10 @@ import type { Change } from '../store/document.js';
 let lastEvent: { subject: string; event: string; kwargs: ReadonlyArray<readonly [string, string]>; frame: Buffer } | null = null;
 function sharedEventFrame(subject: string, event: string, kwargs: ReadonlyArray<readonly [string, string]>): Buffer {
   if (lastEvent && lastEvent.kwargs === kwargs && lastEvent.subject === subject && lastEvent.event === event) return lastEvent.frame;
-  if (!lastEvent) queueMicrotask(() => { lastEvent = null; });
+  if (!lastEvent)
+    queueMicrotask(() => {
+      lastEvent = null;
+    });
   lastEvent = { subject, event, kwargs, frame: eventFrame(subject, event, kwargs) };
   return lastEvent.frame;
 }
@@ -103,11 +106,21 @@ export function decodeVm(app: QubesApp, raw: Buffer | string, what: string): Vm 
 class ApiCall implements Call {
   eventsSent = false;
   constructor(
-    readonly app: QubesApp, readonly services: Services, readonly spec: MethodSpec, readonly method: string, readonly source: Vm, readonly dest: Vm,
-    readonly arg: string, readonly payload: Buffer, private readonly res: Responder, readonly filter: CallFilter,
+    readonly app: QubesApp,
+    readonly services: Services,
+    readonly spec: MethodSpec,
+    readonly method: string,
+    readonly source: Vm,
+    readonly dest: Vm,
+    readonly arg: string,
+    readonly payload: Buffer,
+    private readonly res: Responder,
+    readonly filter: CallFilter,
   ) {}
 
-  get signal(): AbortSignal { return this.res.signal; }
+  get signal(): AbortSignal {
+    return this.res.signal;
+  }
 
   sendEvent(subject: string, event: string, kwargs: ReadonlyArray<readonly [string, string]> = []): void {
     this.eventsSent = true;
@@ -128,7 +141,17 @@ export class Dispatcher {
       req = parseRequest(data);
     } catch (e) {
       if (!(e instanceof FramingError)) throw e;
-      this.o.audit.call({ source: '', method: '', arg: '', dest: '', outcome: 'dropped', message: e.message, ms: performance.now() - t0, payloadBytes: data.length, socket: this.o.socket });
+      this.o.audit.call({
+        source: '',
+        method: '',
+        arg: '',
+        dest: '',
+        outcome: 'dropped',
+        message: e.message,
+        ms: performance.now() - t0,
+        payloadBytes: data.length,
+        socket: this.o.socket,
+      });
       res.abort();
       return;
     }
@@ -137,9 +160,15 @@ export class Dispatcher {
     // allocation site ended up in the old generation, and each call's
     // strings it held were then kept until a full collection.
     const rec: CallRecord = {
-      source: req.source.toString('latin1'), method: req.method, arg: req.arg.toString('latin1'),
-      dest: req.dest.toString('latin1'), payloadBytes: req.payload.length, socket: this.o.socket,
-      outcome: '', message: undefined, ms: 0,
+      source: req.source.toString('latin1'),
+      method: req.method,
+      arg: req.arg.toString('latin1'),
+      dest: req.dest.toString('latin1'),
+      payloadBytes: req.payload.length,
+      socket: this.o.socket,
+      outcome: '',
+      message: undefined,
+      ms: 0,
     };
     let spec: MethodSpec | undefined;
     try {
@@ -153,8 +182,18 @@ export class Dispatcher {
         throw ProtocolError(`no such method: ${pyRepr(method)}`);
       }
       checkRules(spec, arg, req.payload, dest);
-      const call = new ApiCall(app, this.o.services, spec, method, source, dest, arg, req.payload, res,
-        source.klass === 'AdminVM' || !this.o.filterFor ? ALLOW_ALL : this.o.filterFor(source, method, arg));
+      const call = new ApiCall(
+        app,
+        this.o.services,
+        spec,
+        method,
+        source,
+        dest,
+        arg,
+        req.payload,
+        res,
+        source.klass === 'AdminVM' || !this.o.filterFor ? ALLOW_ALL : this.o.filterFor(source, method, arg),
+      );
       let result;
       try {
         // most handlers answer synchronously: no await (and microtask) for those
@@ -167,13 +206,15 @@ export class Dispatcher {
       const eventsSent = call.eventsSent;
       if (result instanceof StreamedContent) {
         const bytes = await sendStreamed(result, res);
-        rec.outcome = bytes < 0 ? 'dropped' : 'ok'; rec.ms = performance.now() - t0;
+        rec.outcome = bytes < 0 ? 'dropped' : 'ok';
+        rec.ms = performance.now() - t0;
         this.o.audit.call(rec);
         return;
       }
       if (!eventsSent) res.write(okFrame(result ?? null));
       res.end();
-      rec.outcome = eventsSent ? 'events' : 'ok'; rec.ms = performance.now() - t0;
+      rec.outcome = eventsSent ? 'events' : 'ok';
+      rec.ms = performance.now() - t0;
       this.o.audit.call(rec);
     } catch (e) {
       const [type, message] = replyError(e);
@@ -181,7 +222,9 @@ export class Dispatcher {
       // after events too: Qubes ends a stream that fails with the exception
       res.write(exceptionFrame(type, message));
       res.end();
-      rec.outcome = type; rec.message = message; rec.ms = performance.now() - t0;
+      rec.outcome = type;
+      rec.message = message;
+      rec.ms = performance.now() - t0;
       this.o.audit.call(rec);
     }
   }
@@ -213,11 +256,17 @@ async function sendStreamed(content: StreamedContent, res: Responder): Promise<n
   let sent = 0;
   try {
     for (; !r.done; r = await it.next()) {
-      if (!res.write(r.value)) { await it.return?.(); return -1; }
+      if (!res.write(r.value)) {
+        await it.return?.();
+        return -1;
+      }
       sent += r.value.length;
       // out of our hands before the next chunk: producers reuse their buffers (StreamedContent)
       await res.drain?.();
-      if (res.signal.aborted) { await it.return?.(); return -1; }
+      if (res.signal.aborted) {
+        await it.return?.();
+        return -1;
+      }
     }
   } catch {
     res.abort();

@@ -24,10 +24,15 @@ export class PolicyFilter {
   private lastAttempt = 0;
   private info: SystemInfo | null = null;
 
-  constructor(private readonly app: QubesApp, private readonly o: PolicyFilterOptions) {
+  constructor(
+    private readonly app: QubesApp,
+    private readonly o: PolicyFilterOptions,
+  ) {
     // Any event may change what the policy sees (tags, classes, power states,
     // qubes added or removed): rebuild the system information lazily.
-    app.events.subscribe((_s, event) => { if (!event.includes('-pre-')) this.info = null; });
+    app.events.subscribe((_s, event) => {
+      if (!event.includes('-pre-')) this.info = null;
+    });
   }
 
   /** The current policy, or null while none can be loaded (retried at most every second). */
@@ -38,7 +43,8 @@ export class PolicyFilter {
     this.lastAttempt = now;
     try {
       this.watcher = new PolicyWatcher({
-        policyDir: this.o.policyDir, runtimeDir: this.o.runtimeDir ?? null,
+        policyDir: this.o.policyDir,
+        runtimeDir: this.o.runtimeDir ?? null,
         onError: (e) => this.o.onError?.(`policy reload failed, keeping the last good policy: ${e.message}`),
       });
       return this.watcher.current();

@@ -54,7 +54,12 @@ export interface AdminRestoreOptions {
   extraFilters?: readonly string[];
 }
 
-export interface RestoredQube { backupName: string; name: string; klass: string; files: string[] }
+export interface RestoredQube {
+  backupName: string;
+  name: string;
+  klass: string;
+  files: string[];
+}
 
 /** Properties not copied as they are: identity, set at creation, or
  * pointing at other qubes (mapped to their restored names afterwards). */
@@ -70,7 +75,9 @@ function freeName(name: string, taken: Set<string>): string {
   }
 }
 
-function prop(d: DomainDoc, name: string): string | undefined { return d.properties.find(([k]) => k === name)?.[1]; }
+function prop(d: DomainDoc, name: string): string | undefined {
+  return d.properties.find(([k]) => k === name)?.[1];
+}
 
 /** Restores the chosen qubes of `archive` into the qubesd behind `socket`. */
 export async function restoreThroughAdminApi(archive: string, o: AdminRestoreOptions): Promise<RestoredQube[]> {
@@ -80,7 +87,12 @@ export async function restoreThroughAdminApi(archive: string, o: AdminRestoreOpt
 
   const listing = await listBackup(archive, { passphrase: o.passphrase, extraFilters: o.extraFilters ?? [] });
   const doc = parseQubesXml(listing.qubesXml);
-  await verifyBackup(archive, { passphrase: o.passphrase, extraFilters: o.extraFilters ?? [], ...(o.qubes ? { qubes: o.qubes } : {}), onProgress: (f) => o.onProgress?.('verify', f) });
+  await verifyBackup(archive, {
+    passphrase: o.passphrase,
+    extraFilters: o.extraFilters ?? [],
+    ...(o.qubes ? { qubes: o.qubes } : {}),
+    onProgress: (f) => o.onProgress?.('verify', f),
+  });
 
   const wanted = listing.qubes.filter((q) => q.klass !== 'AdminVM' && (!o.qubes?.length || o.qubes.includes(q.name)));
   if (o.qubes?.includes('dom0')) throw new Error('restoring the dom0 home directory is not supported');
@@ -90,19 +102,29 @@ export async function restoreThroughAdminApi(archive: string, o: AdminRestoreOpt
     if (!d) throw new Error(`${q.name} is listed in the backup but has no entry in its qubes.xml`);
     docs.set(q.name, d);
   }
-  const existing = new Set((await call('admin.vm.List', 'dom0')).split('\n').filter(Boolean).map((l) => l.split(' ')[0]!));
+  const existing = new Set(
+    (await call('admin.vm.List', 'dom0'))
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => l.split(' ')[0]!),
+  );
   const labels = new Set((await call('admin.label.List', 'dom0')).split('\n').filter(Boolean));
   const taken = new Set(existing);
   const newName = new Map<string, string>();
   // Templates first, so that qubes based on them can be created.
   const order = [...wanted].sort((a, b) => Number(b.klass === 'TemplateVM') - Number(a.klass === 'TemplateVM'));
-  for (const q of order) { const n = freeName(q.name, taken); taken.add(n); newName.set(q.name, n); }
+  for (const q of order) {
+    const n = freeName(q.name, taken);
+    taken.add(n);
+    newName.set(q.name, n);
+  }
 
   // Check what every qube needs before creating any.
   const problems: string[] = [];
   for (const q of order) {
     const template = prop(docs.get(q.name)!, 'template');
-    if (template && !newName.has(template) && !existing.has(template)) problems.push(`${q.name}: its template ${template} is neither on this system nor in the restore`);
+    if (template && !newName.has(template) && !existing.has(template))
+      problems.push(`${q.name}: its template ${template} is neither on this system nor in the restore`);
   }
   if (problems.length) throw new Error(`nothing restored: ${problems.join('; ')}`);
 
@@ -116,9 +138,16 @@ export async function restoreThroughAdminApi(archive: string, o: AdminRestoreOpt
       // Qubes' qubes.xml names a label by its id (label-3) or by its name.
       const stored = prop(d, 'label') ?? 'red';
       let label = doc.labels.find((l) => l.id === stored)?.name ?? stored;
-      if (!labels.has(label)) { warn(`${q.name}: label ${label} does not exist here, using red`); label = 'red'; }
-      await call(`admin.vm.${o.pool ? 'CreateInPool' : 'Create'}.${q.klass}`, 'dom0', template ? (newName.get(template) ?? template) : '',
-        `name=${name} label=${label}${o.pool ? ` pool=${o.pool}` : ''}`);
+      if (!labels.has(label)) {
+        warn(`${q.name}: label ${label} does not exist here, using red`);
+        label = 'red';
+      }
+      await call(
+        `admin.vm.${o.pool ? 'CreateInPool' : 'Create'}.${q.klass}`,
+        'dom0',
+        template ? (newName.get(template) ?? template) : '',
+        `name=${name} label=${label}${o.pool ? ` pool=${o.pool}` : ''}`,
+      );
       created.push(name);
       restored.set(q.name, { backupName: q.name, name, klass: q.klass, files: [] });
     }
@@ -132,8 +161,11 @@ export async function restoreThroughAdminApi(archive: string, o: AdminRestoreOpt
       for (const key of QUBE_REFS) {
         const value = prop(d, key);
         if (value === undefined) continue;
-        const target = value === '' ? '' : newName.get(value) ?? value;
-        if (target && !taken.has(target)) { warn(`${q.name}: ${key} ${value} does not exist here, left at its default`); continue; }
+        const target = value === '' ? '' : (newName.get(value) ?? value);
+        if (target && !taken.has(target)) {
+          warn(`${q.name}: ${key} ${value} does not exist here, left at its default`);
+          continue;
+        }
         await call('admin.vm.property.Set', name, key, target).catch((e: Error) => warn(`${q.name}: property ${key}: ${e.message}`));
       }
       for (const [key, value] of d.features) {
@@ -144,7 +176,9 @@ export async function restoreThroughAdminApi(archive: string, o: AdminRestoreOpt
       if (d.devices.some((x) => /<device\b/.test(x))) warn(`${q.name}: device assignments are not restored`);
     }
 
-    await streamBackup(archive, { passphrase: o.passphrase, extraFilters: o.extraFilters ?? [], qubes: wanted.map((q) => q.name), onProgress: (f) => o.onProgress?.('restore', f) },
+    await streamBackup(
+      archive,
+      { passphrase: o.passphrase, extraFilters: o.extraFilters ?? [], qubes: wanted.map((q) => q.name), onProgress: (f) => o.onProgress?.('restore', f) },
       () => undefined,
       async (q: BackedUpQube, file: string, size: number, stream: NodeJS.ReadableStream) => {
         const name = newName.get(q.name)!;
@@ -153,11 +187,14 @@ export async function restoreThroughAdminApi(archive: string, o: AdminRestoreOpt
         const data = await collect(stream, 1 << 20, `${q.name}/${file}`);
         if (file === 'notes.txt') await call('admin.vm.notes.Set', name, '', data);
         else if (file === 'firewall.xml') {
-          const rules = parseFirewallXml(data).map((r) => apiRule(r)).filter((l): l is string => l !== null);
+          const rules = parseFirewallXml(data)
+            .map((r) => apiRule(r))
+            .filter((l): l is string => l !== null);
           // no rules at all drops everything; the API takes that as one drop rule
           await call('admin.vm.firewall.Set', name, '', rules.length ? rules.map((l) => l + '\n').join('') : 'action=drop\n');
         } else if (file !== 'empty') warn(`${q.name}: ${file} is not restored`);
-      });
+      },
+    );
   } catch (e) {
     // Leave the system as it was: remove what this run created, in reverse.
     for (const name of created.reverse()) {

@@ -30,8 +30,13 @@ export function findOnPath(name: string, pathEnv = process.env.PATH ?? '/usr/bin
     if (!isAbsolute(dir)) continue;
     const file = join(dir, name);
     try {
-      if (statSync(file).isFile()) { accessSync(file, constants.X_OK); return file; }
-    } catch { /* not here */ }
+      if (statSync(file).isFile()) {
+        accessSync(file, constants.X_OK);
+        return file;
+      }
+    } catch {
+      /* not here */
+    }
   }
   return null;
 }
@@ -42,9 +47,11 @@ export function findOnPath(name: string, pathEnv = process.env.PATH ?? '/usr/bin
 export function filterArgv(name: string): string[] {
   const program = findOnPath(name);
   if (!program) {
-    throw new Error(isFilterName(name)
-      ? `compression filter ${name} is not a program found on PATH`
-      : `invalid compression filter ${JSON.stringify(name)}: a program name is expected, not a path or a command`);
+    throw new Error(
+      isFilterName(name)
+        ? `compression filter ${name} is not a program found on PATH`
+        : `invalid compression filter ${JSON.stringify(name)}: a program name is expected, not a path or a command`,
+    );
   }
   return [program];
 }
@@ -62,7 +69,9 @@ function programFilter(argv: string[]): Filter {
   const child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
   const out = new PassThrough();
   let stderr = '';
-  child.stderr.on('data', (d: Buffer) => { if (stderr.length < 1024) stderr += d.toString(); });
+  child.stderr.on('data', (d: Buffer) => {
+    if (stderr.length < 1024) stderr += d.toString();
+  });
   const done = new Promise<void>((resolve, reject) => {
     child.on('error', (err) => reject(new Error(`compression filter ${basename(argv[0]!)} failed to start: ${systemErrorWords(err)}`)));
     child.on('close', (code, signal) => {

@@ -33,7 +33,12 @@ export async function fileDestination(finalPath: string, opts: { uniquify?: bool
   const fd = await promisify(open)(tmp, 'wx', 0o600);
   const stream = createWriteStream('', { fd, autoClose: false, highWaterMark: 1 << 20 });
   let closed = false;
-  const closeFd = async (): Promise<void> => { if (!closed) { closed = true; await promisify(close)(fd); } };
+  const closeFd = async (): Promise<void> => {
+    if (!closed) {
+      closed = true;
+      await promisify(close)(fd);
+    }
+  };
   return {
     stream,
     async commit() {
@@ -81,7 +86,11 @@ export async function dom0PathDestination(path: string, now = new Date()): Promi
 
 /** A program the archive is piped into, already started: `exit` settles
  * with its exit status (or a reason it could not run). */
-export interface ServiceCall { stdin: Writable; exit: Promise<number | string>; kill(): void }
+export interface ServiceCall {
+  stdin: Writable;
+  exit: Promise<number | string>;
+  kill(): void;
+}
 
 /** The backup counts as done only if the program exits with status 0. */
 function programDestination(p: ServiceCall, location: string, describe: (status: number | string) => string): Destination {
@@ -97,8 +106,12 @@ function programDestination(p: ServiceCall, location: string, describe: (status:
       // A program that is failing by itself gets a moment to say so: its
       // exit status explains more than the broken pipe the writer saw.
       let timer: NodeJS.Timeout | undefined;
-      const early = await Promise.race([p.exit.catch(() => 0),
-        new Promise<undefined>((r) => { timer = setTimeout(() => r(undefined), 200); })]);
+      const early = await Promise.race([
+        p.exit.catch(() => 0),
+        new Promise<undefined>((r) => {
+          timer = setTimeout(() => r(undefined), 200);
+        }),
+      ]);
       clearTimeout(timer);
       if (early !== undefined && early !== 0) failedAlone = describe(early);
       p.stdin.on('error', () => undefined);
@@ -114,13 +127,18 @@ function programDestination(p: ServiceCall, location: string, describe: (status:
 export function commandDestination(command: string): Destination {
   const child = spawn('/bin/sh', ['-c', command], { stdio: ['pipe', 'ignore', 'pipe'] });
   let stderr = '';
-  child.stderr.on('data', (d: Buffer) => { if (stderr.length < 1024) stderr += d.toString(); });
+  child.stderr.on('data', (d: Buffer) => {
+    if (stderr.length < 1024) stderr += d.toString();
+  });
   const exit = new Promise<number | string>((resolve) => {
     child.on('error', (err) => resolve(err.message));
     child.on('close', (code, signal) => resolve(code ?? String(signal)));
   });
-  return programDestination({ stdin: child.stdin, exit, kill: () => child.kill('SIGTERM') }, command,
-    (status) => `backup command failed (${status})${stderr ? `: ${stderr.trim()}` : ''}`);
+  return programDestination(
+    { stdin: child.stdin, exit, kill: () => child.kill('SIGTERM') },
+    command,
+    (status) => `backup command failed (${status})${stderr ? `: ${stderr.trim()}` : ''}`,
+  );
 }
 
 /** A qrexec call of qubes.Backup in the destination qube, already started

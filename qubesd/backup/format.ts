@@ -24,19 +24,25 @@ export interface BackupHeader {
 }
 
 export class BackupFormatError extends Error {
-  constructor(message: string) { super(message); this.name = 'BackupFormatError'; }
+  constructor(message: string) {
+    super(message);
+    this.name = 'BackupFormatError';
+  }
 }
 
 /** Same key order as Qubes writes: version first. */
 export function serializeHeader(h: BackupHeader): Buffer {
-  return Buffer.from([
-    `version=${h.version}`,
-    `encrypted=${h.encrypted ? 'True' : 'False'}`,
-    `compressed=${h.compressed ? 'True' : 'False'}`,
-    `compression-filter=${h.compressionFilter}`,
-    `hmac-algorithm=${h.hmacAlgorithm}`,
-    `backup-id=${h.backupId}`,
-  ].join('\n') + '\n', 'ascii');
+  return Buffer.from(
+    [
+      `version=${h.version}`,
+      `encrypted=${h.encrypted ? 'True' : 'False'}`,
+      `compressed=${h.compressed ? 'True' : 'False'}`,
+      `compression-filter=${h.compressionFilter}`,
+      `hmac-algorithm=${h.hmacAlgorithm}`,
+      `backup-id=${h.backupId}`,
+    ].join('\n') + '\n',
+    'ascii',
+  );
 }
 
 /** Parses an (already authenticated) header and accepts only what this
@@ -58,7 +64,8 @@ export function parseHeader(text: Buffer): BackupHeader {
     throw new BackupFormatError(`backup header: ${key} must be True or False, got ${JSON.stringify(v)}`);
   };
   const version = Number(fields.get('version'));
-  if (version !== FORMAT_VERSION) throw new BackupFormatError(`unsupported backup format version ${JSON.stringify(fields.get('version'))} (only 4 is supported)`);
+  if (version !== FORMAT_VERSION)
+    throw new BackupFormatError(`unsupported backup format version ${JSON.stringify(fields.get('version'))} (only 4 is supported)`);
   const header: BackupHeader = {
     version,
     encrypted: bool('encrypted'),

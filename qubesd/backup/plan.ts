@@ -30,7 +30,11 @@ export interface PlannedFile {
   volume: boolean;
 }
 
-export interface PlannedQube { vm: Vm; subdir: string; files: PlannedFile[] }
+export interface PlannedQube {
+  vm: Vm;
+  subdir: string;
+  files: PlannedFile[];
+}
 
 export interface BackupPlan {
   qubes: PlannedQube[];
@@ -43,7 +47,9 @@ export interface BackupPlan {
   unmatched: string[];
 }
 
-function truthy(v: unknown): boolean { return v === true || v === 'True' || v === '1'; }
+function truthy(v: unknown): boolean {
+  return v === true || v === 'True' || v === '1';
+}
 
 export function planBackup(app: QubesApp, storage: StorageManager, profile: Pick<BackupProfile, 'include' | 'exclude'>): BackupPlan {
   const all = app.allVms();
@@ -87,7 +93,11 @@ function keepsNoSnapshots(storage: StorageManager, vm: Vm): boolean {
 }
 
 async function sizeOf(path: string): Promise<number | null> {
-  try { return (await fsp.stat(path)).size; } catch { return null; }
+  try {
+    return (await fsp.stat(path)).size;
+  } catch {
+    return null;
+  }
 }
 
 /** Info rows: what each qube's files would take now (before compression). */
@@ -106,14 +116,20 @@ export async function summaryRows(plan: BackupPlan, storage: StorageManager): Pr
   return rows;
 }
 
-export interface OpenedSource { source: BackupSource; sizes: Map<Vm, number>; close(): Promise<void> }
+export interface OpenedSource {
+  source: BackupSource;
+  sizes: Map<Vm, number>;
+  close(): Promise<void>;
+}
 
 /** Opens every file of the plan and builds the writer's source, with the
  * qubes.xml to store: backed-up qubes marked with backup-content,
  * backup-path and backup-size, all others with backup-content off. */
 export async function openSource(app: QubesApp, storage: StorageManager, plan: BackupPlan): Promise<OpenedSource> {
   const handles: fsp.FileHandle[] = [];
-  const close = async (): Promise<void> => { await Promise.all(handles.map((h) => h.close().catch(() => undefined))); };
+  const close = async (): Promise<void> => {
+    await Promise.all(handles.map((h) => h.close().catch(() => undefined)));
+  };
   try {
     const vms: BackupSource['vms'] = [];
     const sizes = new Map<Vm, number>();
@@ -137,11 +153,16 @@ export async function openSource(app: QubesApp, storage: StorageManager, plan: B
         const size = (await fh.stat()).size;
         const read = (start: number, length: number) => Readable.from(readRange(fh, start, length));
         files.push({
-          name: f.name, size, open: () => read(0, size),
+          name: f.name,
+          size,
+          open: () => read(0, size),
           ...(f.volume ? { sparse: { map: (signal?: AbortSignal) => scanDataRegions(fh, size, signal), read } } : {}),
         });
       }
-      sizes.set(q.vm, files.reduce((a, f) => a + f.size, 0));
+      sizes.set(
+        q.vm,
+        files.reduce((a, f) => a + f.size, 0),
+      );
       vms.push({ name: q.vm.name, subdir: q.subdir, files });
     }
     const qubesXml = Buffer.from(serializeQubesXml(backupDoc(app.toDoc(), plan, sizes)), 'utf8');

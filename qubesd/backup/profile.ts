@@ -24,14 +24,21 @@ export interface BackupProfile {
 }
 
 export class ProfileError extends Error {
-  constructor(readonly file: string, readonly key: string | undefined, readonly detail: string) {
+  constructor(
+    readonly file: string,
+    readonly key: string | undefined,
+    readonly detail: string,
+  ) {
     super(`${file}: ${key ? `${key}: ` : ''}${detail}`);
     this.name = 'ProfileError';
   }
 }
 
 export class ProfileNotFoundError extends Error {
-  constructor(readonly profile: string) { super(`Backup profile does not exist: ${profile}`); this.name = 'ProfileNotFoundError'; }
+  constructor(readonly profile: string) {
+    super(`Backup profile does not exist: ${profile}`);
+    this.name = 'ProfileNotFoundError';
+  }
 }
 
 const qubeRef = { type: 'string', minLength: 1, pattern: '^(?:[$@]tag:[A-Za-z0-9_-]+|[$@]type:[A-Za-z0-9_]+|[A-Za-z][A-Za-z0-9_.-]*)$' };
@@ -54,7 +61,10 @@ const Ajv = AjvModule as unknown as typeof AjvModule.default;
 const validate = new Ajv({ allErrors: true, strict: true }).compile(SCHEMA);
 
 function keyOf(err: ErrorObject): string | undefined {
-  const parts = err.instancePath.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
+  const parts = err.instancePath
+    .split('/')
+    .slice(1)
+    .map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
   if (err.keyword === 'additionalProperties') parts.push(String((err.params as { additionalProperty: string }).additionalProperty));
   if (err.keyword === 'required') parts.push(String((err.params as { missingProperty: string }).missingProperty));
   if (parts.length === 0) return undefined;
@@ -63,15 +73,22 @@ function keyOf(err: ErrorObject): string | undefined {
 
 function describe(err: ErrorObject): string {
   switch (err.keyword) {
-    case 'additionalProperties': return 'unknown key';
-    case 'required': return 'missing required key';
-    case 'pattern': return 'not a valid qube name, $tag:<tag> or $type:<class>';
-    case 'anyOf': return 'wrong type';
-    default: return err.message ?? err.keyword;
+    case 'additionalProperties':
+      return 'unknown key';
+    case 'required':
+      return 'missing required key';
+    case 'pattern':
+      return 'not a valid qube name, $tag:<tag> or $type:<class>';
+    case 'anyOf':
+      return 'wrong type';
+    default:
+      return err.message ?? err.keyword;
   }
 }
 
-export function profileNameValid(name: string): boolean { return /^[A-Za-z0-9_-][A-Za-z0-9_.-]*$/.test(name); }
+export function profileNameValid(name: string): boolean {
+  return /^[A-Za-z0-9_-][A-Za-z0-9_.-]*$/.test(name);
+}
 
 /** Validates parsed profile data; `file` only labels the messages. Throws
  * a ProfileError listing every mistake found. */
@@ -85,7 +102,14 @@ export function parseProfile(data: unknown, file: string): BackupProfile {
       if (e.keyword === 'type') return !all.some((o) => o.keyword === 'anyOf' && o.instancePath === e.instancePath);
       return true;
     });
-    const messages = [...new Set(errors.map((e) => { const k = keyOf(e); return `${k ? `${k}: ` : ''}${describe(e)}`; }))];
+    const messages = [
+      ...new Set(
+        errors.map((e) => {
+          const k = keyOf(e);
+          return `${k ? `${k}: ` : ''}${describe(e)}`;
+        }),
+      ),
+    ];
     const first = errors[0]!;
     throw new ProfileError(file, messages.length === 1 ? keyOf(first) : undefined, messages.length === 1 ? describe(first) : messages.join('; '));
   }
@@ -100,7 +124,11 @@ export function parseProfile(data: unknown, file: string): BackupProfile {
   // anything else could not be restored by qvm-backup-restore.
   const filters: readonly string[] = [...KNOWN_COMPRESSION_FILTERS, ...OPTIONAL_COMPRESSION_FILTERS];
   if (typeof d.compression === 'string' && !filters.includes(d.compression)) {
-    throw new ProfileError(file, 'compression', `unsupported compression filter ${JSON.stringify(d.compression)} (use True, False or one of ${filters.join(', ')})`);
+    throw new ProfileError(
+      file,
+      'compression',
+      `unsupported compression filter ${JSON.stringify(d.compression)} (use True, False or one of ${filters.join(', ')})`,
+    );
   }
   return {
     include: (d.include as string[] | null | undefined) ?? null,
@@ -120,7 +148,11 @@ export function parseProfileText(text: string, file: string): BackupProfile {
   if (doc.errors.length) {
     const e = doc.errors[0]!;
     const line = e.linePos?.[0]?.line;
-    throw new ProfileError(file, undefined, `YAML syntax error${line ? ` at line ${line}` : ''}: ${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`);
+    throw new ProfileError(
+      file,
+      undefined,
+      `YAML syntax error${line ? ` at line ${line}` : ''}: ${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`,
+    );
   }
   let data: unknown;
   try {
@@ -147,7 +179,12 @@ export async function loadProfile(name: string, dir = DEFAULT_PROFILE_DIR): Prom
   return parseProfileText(text, file);
 }
 
-export interface QubeInfo { name: string; klass: string; tags: string[]; includeInBackupsDefault: boolean }
+export interface QubeInfo {
+  name: string;
+  klass: string;
+  tags: string[];
+  includeInBackupsDefault: boolean;
+}
 
 function matches(q: QubeInfo, ref: string): boolean {
   const r = ref.replace(/^\$/, '@');
@@ -165,27 +202,35 @@ export interface Selection<Q extends QubeInfo> {
 /** Qubes the profile backs up, in the order given: `include` (or every qube
  * whose include_in_backups is true when include is null), minus `exclude`. */
 export function selectQubes<Q extends QubeInfo>(profile: Pick<BackupProfile, 'include' | 'exclude'>, qubes: readonly Q[]): Selection<Q> {
-  const included = profile.include === null
-    ? qubes.filter((q) => q.includeInBackupsDefault)
-    : qubes.filter((q) => profile.include!.some((ref) => matches(q, ref)));
+  const included =
+    profile.include === null ? qubes.filter((q) => q.includeInBackupsDefault) : qubes.filter((q) => profile.include!.some((ref) => matches(q, ref)));
   const selected = included.filter((q) => !profile.exclude.some((ref) => matches(q, ref)));
   const unmatched = [...(profile.include ?? []), ...profile.exclude].filter((ref) => !qubes.some((q) => matches(q, ref)));
   return { selected, unmatched };
 }
 
 export class MissingPassphraseError extends Error {
-  constructor() { super('Invalid backup profile - you need to specify passphrase_text or passphrase_vm'); this.name = 'MissingPassphraseError'; }
+  constructor() {
+    super('Invalid backup profile - you need to specify passphrase_text or passphrase_vm');
+    this.name = 'MissingPassphraseError';
+  }
 }
 
 export class PassphraseCancelledError extends Error {
-  constructor(msg: string) { super(msg); this.name = 'PassphraseCancelledError'; }
+  constructor(msg: string) {
+    super(msg);
+    this.name = 'PassphraseCancelledError';
+  }
 }
 
 /** The profile's passphrase: passphrase_text, or what the passphrase_vm
  * answers to qubes.BackupPassphrase+<profile> (surrounding whitespace
  * removed, as an `echo` answer has a newline; an empty answer cancels). */
-export async function resolvePassphrase(profile: BackupProfile, profileName: string,
-  callService: (vm: string, service: string) => Promise<Buffer>): Promise<Buffer> {
+export async function resolvePassphrase(
+  profile: BackupProfile,
+  profileName: string,
+  callService: (vm: string, service: string) => Promise<Buffer>,
+): Promise<Buffer> {
   if (profile.passphraseText !== undefined) return Buffer.from(profile.passphraseText, 'utf8');
   if (profile.passphraseVm === undefined) throw new MissingPassphraseError();
   const vm = profile.passphraseVm;

@@ -13,12 +13,18 @@ export interface BackedUpQube {
 function unescape(s: string): string {
   return s.replace(/&(lt|gt|amp|quot|apos|#\d+|#x[0-9a-fA-F]+);/g, (_m, e: string) => {
     switch (e) {
-      case 'lt': return '<';
-      case 'gt': return '>';
-      case 'amp': return '&';
-      case 'quot': return '"';
-      case 'apos': return "'";
-      default: return String.fromCodePoint(e[1] === 'x' ? parseInt(e.slice(2), 16) : parseInt(e.slice(1), 10));
+      case 'lt':
+        return '<';
+      case 'gt':
+        return '>';
+      case 'amp':
+        return '&';
+      case 'quot':
+        return '"';
+      case 'apos':
+        return "'";
+      default:
+        return String.fromCodePoint(e[1] === 'x' ? parseInt(e.slice(2), 16) : parseInt(e.slice(1), 10));
     }
   });
 }
@@ -40,7 +46,7 @@ export function backedUpQubes(xml: string): BackedUpQube[] {
     const klass = /\bclass=(["'])([^"']*)\1/.exec(attrs)?.[2] ?? '';
     out.push({
       // dom0 carries no name property in qubes.xml.
-      name: klass === 'AdminVM' ? 'dom0' : named(body, 'property', 'name') ?? '',
+      name: klass === 'AdminVM' ? 'dom0' : (named(body, 'property', 'name') ?? ''),
       klass,
       path: named(body, 'feature', 'backup-path') ?? '',
       size: Number(named(body, 'feature', 'backup-size') ?? 0),

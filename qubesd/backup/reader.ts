@@ -7,18 +7,38 @@ import { once } from 'node:events';
 import { PassThrough, Readable } from 'node:stream';
 import { decompressor, isFilterName } from './compress.js';
 import {
-  CHUNK_SIZE, HEADER_HMAC_NAME, HEADER_MAX_SIZE, HEADER_NAME, KNOWN_COMPRESSION_FILTERS, OPTIONAL_COMPRESSION_FILTERS, QUBES_XML_NAME,
-  BackupFormatError, chunkPassphrase, headerPassphrase, parseHeader, type BackupHeader,
+  CHUNK_SIZE,
+  HEADER_HMAC_NAME,
+  HEADER_MAX_SIZE,
+  HEADER_NAME,
+  KNOWN_COMPRESSION_FILTERS,
+  OPTIONAL_COMPRESSION_FILTERS,
+  QUBES_XML_NAME,
+  BackupFormatError,
+  chunkPassphrase,
+  headerPassphrase,
+  parseHeader,
+  type BackupHeader,
 } from './format.js';
 import {
-  DEFAULT_SCRYPT_LIMITS, SCRYPT_HEADER_SIZE, SCRYPT_OVERHEAD, ScryptFileError, decryptBuffer, decryptSlices, startDecryption, type ScryptLimits,
+  DEFAULT_SCRYPT_LIMITS,
+  SCRYPT_HEADER_SIZE,
+  SCRYPT_OVERHEAD,
+  ScryptFileError,
+  decryptBuffer,
+  decryptSlices,
+  startDecryption,
+  type ScryptLimits,
 } from './scrypt-file.js';
 import { ByteSource, TarError, tarEntries, type TarEntry } from './tar.js';
 
 export type BackupErrorCode = 'bad-passphrase' | 'tampered' | 'truncated' | 'format' | 'unsupported' | 'aborted';
 
 export class BackupError extends Error {
-  constructor(readonly code: BackupErrorCode, message: string) {
+  constructor(
+    readonly code: BackupErrorCode,
+    message: string,
+  ) {
     super(message);
     this.name = 'BackupError';
   }
@@ -66,7 +86,9 @@ export interface ReadResult {
 
 const QUBES_XML_MAX = 64 * 1024 * 1024;
 
-function passphraseBuffer(p: Buffer | string): Buffer { return typeof p === 'string' ? Buffer.from(p, 'utf8') : p; }
+function passphraseBuffer(p: Buffer | string): Buffer {
+  return typeof p === 'string' ? Buffer.from(p, 'utf8') : p;
+}
 
 function asBackupError(err: unknown, context: string): BackupError {
   if (err instanceof BackupError) return err;
@@ -75,7 +97,8 @@ function asBackupError(err: unknown, context: string): BackupError {
     if (err.code === 'truncated') return new BackupError('truncated', `${context}: ${err.message}`);
     return new BackupError(err.code === 'unsupported' || err.code === 'too-costly' ? 'unsupported' : 'tampered', `${context}: ${err.message}`);
   }
-  if (err instanceof TarError) return new BackupError(err.code === 'truncated' ? 'truncated' : err.code === 'unsupported' ? 'unsupported' : 'format', `${context}: ${err.message}`);
+  if (err instanceof TarError)
+    return new BackupError(err.code === 'truncated' ? 'truncated' : err.code === 'unsupported' ? 'unsupported' : 'format', `${context}: ${err.message}`);
   if (err instanceof BackupFormatError) return new BackupError('format', `${context}: ${err.message}`);
   if ((err as { name?: string })?.name === 'AbortError') return new BackupError('aborted', 'restore cancelled');
   return new BackupError('format', `${context}: ${(err as Error)?.message ?? String(err)}`);
@@ -108,7 +131,11 @@ class StoredFileSink {
   private readonly filterDone: Promise<void>;
   private readonly kill: () => void;
   nextIndex = 0;
-  constructor(readonly path: string, header: BackupHeader, deliver: (entry: TarEntry) => Promise<void>) {
+  constructor(
+    readonly path: string,
+    header: BackupHeader,
+    deliver: (entry: TarEntry) => Promise<void>,
+  ) {
     let data: AsyncIterable<Buffer> = this.input;
     this.filterDone = Promise.resolve();
     this.kill = () => undefined;
@@ -126,7 +153,10 @@ class StoredFileSink {
       for await (const entry of tarEntries(src)) {
         // A stored directory tree is read through but not delivered: like
         // Qubes' restore, only files someone asked for are handed out.
-        if (directory || (count === 0 && entry.type === '5')) { directory = true; continue; }
+        if (directory || (count === 0 && entry.type === '5')) {
+          directory = true;
+          continue;
+        }
         if (++count > 1 || entry.name !== path) throw new BackupError('format', `unexpected member ${JSON.stringify(entry.name)} in the archive of ${path}`);
         if (entry.type !== '0') throw new BackupError('unsupported', `${path} is not a regular file in the backup`);
         await deliver(entry);
@@ -143,7 +173,12 @@ class StoredFileSink {
   async write(slices: Iterable<Buffer>): Promise<void> {
     for (const slice of slices) {
       if (this.input.write(slice)) continue;
-      await Promise.race([once(this.input, 'drain'), this.task.then(() => { throw new BackupError('format', `${this.path}: data after the end of its archive`); })]);
+      await Promise.race([
+        once(this.input, 'drain'),
+        this.task.then(() => {
+          throw new BackupError('format', `${this.path}: data after the end of its archive`);
+        }),
+      ]);
     }
   }
 
@@ -168,8 +203,9 @@ export async function readBackup(input: AsyncIterable<Buffer>, opts: ReadOptions
   const passphrase = passphraseBuffer(opts.passphrase);
   const limits = opts.scryptLimits ?? DEFAULT_SCRYPT_LIMITS;
   const maxChunk = (opts.maxChunkSize ?? CHUNK_SIZE) + SCRYPT_OVERHEAD;
-  const allowed = [...(opts.allowedFilters ?? [...KNOWN_COMPRESSION_FILTERS, ...OPTIONAL_COMPRESSION_FILTERS]), ...(opts.extraFilters ?? [])]
-    .filter(isFilterName);
+  const allowed = [...(opts.allowedFilters ?? [...KNOWN_COMPRESSION_FILTERS, ...OPTIONAL_COMPRESSION_FILTERS]), ...(opts.extraFilters ?? [])].filter(
+    isFilterName,
+  );
   const src = ByteSource.from(input);
   const state = { endMarkerSeen: false };
   const entries = tarEntries(src, { ignoreZeros: true, state });
@@ -193,8 +229,10 @@ export async function readBackup(input: AsyncIterable<Buffer>, opts: ReadOptions
     try {
       verified = await decryptBuffer(headerPassphrase(passphrase), hmac, limits);
     } catch (err) {
-      if (err instanceof ScryptFileError && err.code === 'bad-passphrase') throw new BackupError('bad-passphrase', 'wrong passphrase (or a tampered backup header)');
-      if (err instanceof ScryptFileError && err.code === 'not-scrypt') throw new BackupError('unsupported', 'backup header is not scrypt-protected (backup format older than 4?)');
+      if (err instanceof ScryptFileError && err.code === 'bad-passphrase')
+        throw new BackupError('bad-passphrase', 'wrong passphrase (or a tampered backup header)');
+      if (err instanceof ScryptFileError && err.code === 'not-scrypt')
+        throw new BackupError('unsupported', 'backup header is not scrypt-protected (backup format older than 4?)');
       throw asBackupError(err, HEADER_HMAC_NAME);
     }
     if (!verified.equals(headerText)) throw new BackupError('tampered', 'backup-header does not match its authenticated copy');
@@ -259,7 +297,10 @@ export async function readBackup(input: AsyncIterable<Buffer>, opts: ReadOptions
         if (index !== 0) throw new BackupError('truncated', `${entry.name}: earlier chunks of ${path} are missing`);
         if (path === QUBES_XML_NAME && qubesXml !== undefined) throw new BackupError('format', 'qubes.xml stored twice');
         const dir = path.slice(0, path.indexOf('/') + 1);
-        if (path !== QUBES_XML_NAME && !selected.has(dir)) { skipping = path; continue; }
+        if (path !== QUBES_XML_NAME && !selected.has(dir)) {
+          skipping = path;
+          continue;
+        }
         if (path !== QUBES_XML_NAME && files.some((f) => f.path === path)) throw new BackupError('format', `${path} stored twice`);
         if (dir) seenDirs.add(dir);
         current = startFile(path);
@@ -272,17 +313,25 @@ export async function readBackup(input: AsyncIterable<Buffer>, opts: ReadOptions
       const name = entry.name.slice(0, -'.enc'.length);
       const keyPassphrase = chunkPassphrase(header.backupId, name, passphrase);
       let key: Promise<Buffer> | undefined;
-      const begin = (head: Buffer): void => { key = startDecryption(keyPassphrase, head, limits); key.catch(() => undefined); };
+      const begin = (head: Buffer): void => {
+        key = startDecryption(keyPassphrase, head, limits);
+        key.catch(() => undefined);
+      };
       let slices: Iterable<Buffer>;
       try {
         // One buffer serves every chunk: decryption copies out of it, and
         // the next chunk is read only after this one has been consumed.
-        const encrypted = await readAll(entry, maxChunk, entry.name, begin, scratch ??= Buffer.allocUnsafe(maxChunk));
+        const encrypted = await readAll(entry, maxChunk, entry.name, begin, (scratch ??= Buffer.allocUnsafe(maxChunk)));
         if (!key) begin(encrypted);
         const decrypted = decryptSlices(await key!, encrypted);
         // Authentication happens on the first step, before any output.
         const first = decrypted.next();
-        slices = first.done ? [] : (function* () { yield first.value; yield* decrypted; })();
+        slices = first.done
+          ? []
+          : (function* () {
+              yield first.value;
+              yield* decrypted;
+            })();
       } catch (err) {
         throw asBackupError(err, entry.name);
       }

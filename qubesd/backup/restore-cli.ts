@@ -26,25 +26,39 @@ function readPassphrase(file: string | undefined): string {
 function human(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let i = 0;
-  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
   return `${i ? n.toFixed(1) : n} ${units[i]}`;
 }
 
 async function main(argv: string[]): Promise<number> {
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, allowPositionals: true, options: {
-      'passphrase-file': { type: 'string' }, list: { type: 'boolean' }, 'verify-only': { type: 'boolean' },
-      'dest-dir': { type: 'string' }, 'qubesd-socket': { type: 'string' }, 'internal-socket': { type: 'string' },
-      'compression-filter': { type: 'string', multiple: true },
-      help: { type: 'boolean', short: 'h' },
-    } });
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        'passphrase-file': { type: 'string' },
+        list: { type: 'boolean' },
+        'verify-only': { type: 'boolean' },
+        'dest-dir': { type: 'string' },
+        'qubesd-socket': { type: 'string' },
+        'internal-socket': { type: 'string' },
+        'compression-filter': { type: 'string', multiple: true },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
   } catch (err) {
     process.stderr.write(`${(err as Error).message}\n${USAGE}\n`);
     return 2;
   }
   const { values, positionals } = parsed;
-  if (values.help) { process.stdout.write(USAGE + '\n'); return 0; }
+  if (values.help) {
+    process.stdout.write(USAGE + '\n');
+    return 0;
+  }
   const [archive, ...qubes] = positionals;
   if (!archive || (!values.list && !values['verify-only'] && !values['dest-dir'] && !values['qubesd-socket'])) {
     process.stderr.write(`${USAGE}\n(one of --list, --verify-only, --dest-dir or --qubesd-socket is needed)\n`);
@@ -59,7 +73,13 @@ async function main(argv: string[]): Promise<number> {
   const passphrase = readPassphrase(values['passphrase-file']);
   let lastShown = -1;
   const onProgress = process.stderr.isTTY
-    ? (f: number) => { const pct = Math.floor(f * 100); if (pct !== lastShown) { lastShown = pct; process.stderr.write(`\r${pct}%`); } }
+    ? (f: number) => {
+        const pct = Math.floor(f * 100);
+        if (pct !== lastShown) {
+          lastShown = pct;
+          process.stderr.write(`\r${pct}%`);
+        }
+      }
     : undefined;
   if (values.list) {
     const l = await listBackup(archive, { passphrase, extraFilters });
@@ -82,11 +102,18 @@ async function main(argv: string[]): Promise<number> {
       const key = process.stderr.isTTY ? `${phase}${pct}` : `${phase}${Math.floor(pct / 10)}`;
       if (key === shown) return;
       shown = key;
-      process.stderr.write(process.stderr.isTTY ? `\r${phase === 'verify' ? 'verifying' : 'restoring'} ${pct}%` : `${phase === 'verify' ? 'verifying' : 'restoring'} ${pct}%\n`);
+      process.stderr.write(
+        process.stderr.isTTY ? `\r${phase === 'verify' ? 'verifying' : 'restoring'} ${pct}%` : `${phase === 'verify' ? 'verifying' : 'restoring'} ${pct}%\n`,
+      );
     };
     const restored = await restoreThroughAdminApi(archive, {
-      passphrase, socket, internalSocket: values['internal-socket'] ?? join(dirname(socket), 'qubesd.internal.sock'),
-      qubes, extraFilters, onProgress: progress, onWarning: (m) => process.stderr.write(`\nwarning: ${m}\n`),
+      passphrase,
+      socket,
+      internalSocket: values['internal-socket'] ?? join(dirname(socket), 'qubesd.internal.sock'),
+      qubes,
+      extraFilters,
+      onProgress: progress,
+      onWarning: (m) => process.stderr.write(`\nwarning: ${m}\n`),
     });
     if (process.stderr.isTTY) process.stderr.write('\n');
     for (const q of restored) {
@@ -102,9 +129,14 @@ async function main(argv: string[]): Promise<number> {
 
 /** The program (bin/qubes-backup-restore calls it; importing runs nothing). */
 export function run(argv: string[]): Promise<void> {
-  return main(argv).then((code) => { process.exitCode = code; }, (err: unknown) => {
-    const tag = err instanceof BackupError ? `${err.code}: ` : '';
-    process.stderr.write(`qubes-backup-restore: ${tag}${(err as Error).message}\n`);
-    process.exitCode = 1;
-  });
+  return main(argv).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      const tag = err instanceof BackupError ? `${err.code}: ` : '';
+      process.stderr.write(`qubes-backup-restore: ${tag}${(err as Error).message}\n`);
+      process.exitCode = 1;
+    },
+  );
 }

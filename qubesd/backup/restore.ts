@@ -22,16 +22,24 @@ async function readArchive(archive: string, opts: ArchiveOptions, handlers: Read
   const total = (await fsp.stat(archive)).size;
   const stream = createReadStream(archive, { highWaterMark: 1 << 20 });
   try {
-    return await readBackup(stream, {
-      ...opts,
-      onProgress: opts.onProgress ? (n) => opts.onProgress!(total ? n / total : 1, n, total) : undefined,
-    }, handlers);
+    return await readBackup(
+      stream,
+      {
+        ...opts,
+        onProgress: opts.onProgress ? (n) => opts.onProgress!(total ? n / total : 1, n, total) : undefined,
+      },
+      handlers,
+    );
   } finally {
     stream.destroy();
   }
 }
 
-export interface BackupListing { header: BackupHeader; qubesXml: string; qubes: BackedUpQube[] }
+export interface BackupListing {
+  header: BackupHeader;
+  qubesXml: string;
+  qubes: BackedUpQube[];
+}
 
 class ListingDone extends Error {}
 
@@ -76,9 +84,12 @@ export async function verifyBackup(archive: string, opts: ArchiveOptions & { qub
  * qubes there), then each chosen qube's files as streams. Callers that
  * create qubes should run verifyBackup first, since a failure late in the
  * archive can only be detected once it is reached. */
-export async function streamBackup(archive: string, opts: ArchiveOptions & { qubes?: readonly string[] },
+export async function streamBackup(
+  archive: string,
+  opts: ArchiveOptions & { qubes?: readonly string[] },
   onQubes: (qubes: BackedUpQube[], qubesXml: string, header: BackupHeader) => void | Promise<void>,
-  onFile: (qube: BackedUpQube, name: string, size: number, stream: NodeJS.ReadableStream) => Promise<void>): Promise<ReadResult> {
+  onFile: (qube: BackedUpQube, name: string, size: number, stream: NodeJS.ReadableStream) => Promise<void>,
+): Promise<ReadResult> {
   let chosen: BackedUpQube[] = [];
   return readArchive(archive, opts, {
     async select(xml, header) {
@@ -93,7 +104,10 @@ export async function streamBackup(archive: string, opts: ArchiveOptions & { qub
   });
 }
 
-export interface RestoreResult { qubes: Array<{ name: string; dir: string; files: string[] }>; qubesXml: string }
+export interface RestoreResult {
+  qubes: Array<{ name: string; dir: string; files: string[] }>;
+  qubesXml: string;
+}
 
 /** Extracts the chosen qubes (all when none named) into `destDir/<qube>/`
  * and qubes.xml into `destDir/qubes.xml`; refuses to replace anything. */
@@ -109,7 +123,12 @@ export async function restoreToDirectory(archive: string, destDir: string, opts:
         chosen = chooseQubes(xml, opts.qubes);
         for (const q of chosen) {
           if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(q.name)) throw new BackupError('format', `invalid qube name in backup: ${JSON.stringify(q.name)}`);
-          await fsp.access(join(destDir, q.name)).then(() => { throw new Error(`${join(destDir, q.name)} already exists`); }, () => undefined);
+          await fsp.access(join(destDir, q.name)).then(
+            () => {
+              throw new Error(`${join(destDir, q.name)} already exists`);
+            },
+            () => undefined,
+          );
           await fsp.mkdir(join(staging, q.name));
           restored.set(q.name, []);
         }

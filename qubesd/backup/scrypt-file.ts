@@ -23,7 +23,11 @@ export const SCRYPT_TRAILER_SIZE = 32;
 export const SCRYPT_OVERHEAD = SCRYPT_HEADER_SIZE + SCRYPT_TRAILER_SIZE;
 const MAGIC = Buffer.from('scrypt', 'ascii');
 
-export interface ScryptParams { logN: number; r: number; p: number }
+export interface ScryptParams {
+  logN: number;
+  r: number;
+  p: number;
+}
 
 /** Cost used when the caller does not choose one: 64 MiB and about half a
  * second of one core per key. Every chunk has its own key, so this cost is
@@ -33,19 +37,27 @@ export const DEFAULT_SCRYPT_PARAMS: ScryptParams = { logN: 16, r: 8, p: 1 };
 
 /** Upper bound on the cost a file may ask for when decrypting, so a forged
  * header cannot make us allocate gigabytes or spin for hours. */
-export interface ScryptLimits { maxMemory: number; maxWork: number }
+export interface ScryptLimits {
+  maxMemory: number;
+  maxWork: number;
+}
 export const DEFAULT_SCRYPT_LIMITS: ScryptLimits = { maxMemory: 2 ** 31, maxWork: 2 ** 26 };
 
 export type ScryptErrorCode = 'not-scrypt' | 'unsupported' | 'too-costly' | 'bad-passphrase' | 'corrupt' | 'truncated';
 
 export class ScryptFileError extends Error {
-  constructor(readonly code: ScryptErrorCode, message: string) {
+  constructor(
+    readonly code: ScryptErrorCode,
+    message: string,
+  ) {
     super(message);
     this.name = 'ScryptFileError';
   }
 }
 
-function memoryFor(p: ScryptParams): number { return 128 * p.r * 2 ** p.logN; }
+function memoryFor(p: ScryptParams): number {
+  return 128 * p.r * 2 ** p.logN;
+}
 
 function checkParams(p: ScryptParams): void {
   if (!Number.isInteger(p.logN) || p.logN < 1 || p.logN > 63) throw new RangeError(`scrypt logN out of range: ${p.logN}`);
@@ -57,14 +69,17 @@ export function deriveKey(passphrase: Buffer, salt: Buffer, params: ScryptParams
   checkParams(params);
   const N = 2 ** params.logN;
   return new Promise((resolve, reject) => {
-    scrypt(passphrase, salt, 64, { N, r: params.r, p: params.p, maxmem: 2 * memoryFor(params) + 2 ** 24 },
-      (err, key) => (err ? reject(err) : resolve(key)));
+    scrypt(passphrase, salt, 64, { N, r: params.r, p: params.p, maxmem: 2 * memoryFor(params) + 2 ** 24 }, (err, key) => (err ? reject(err) : resolve(key)));
   });
 }
 
 /** A derived key together with the header it belongs to; lets a caller
  * derive keys ahead of time (the KDF runs on the thread pool). */
-export interface PreparedKey { header: Buffer; hmacKey: Buffer; aesKey: Buffer }
+export interface PreparedKey {
+  header: Buffer;
+  hmacKey: Buffer;
+  aesKey: Buffer;
+}
 
 export async function prepareEncryption(passphrase: Buffer, params: ScryptParams = DEFAULT_SCRYPT_PARAMS): Promise<PreparedKey> {
   const salt = randomBytes(32);
@@ -107,7 +122,10 @@ export class ScryptEncrypt extends Transform {
   override _flush(cb: TransformCallback): void {
     this.start();
     const tail = this.cipher.final();
-    if (tail.length) { this.mac.update(tail); this.push(tail); }
+    if (tail.length) {
+      this.mac.update(tail);
+      this.push(tail);
+    }
     cb(null, this.mac.digest());
   }
 }
@@ -124,7 +142,10 @@ export function* encryptPieces(key: PreparedKey, pieces: Iterable<Buffer>): Gene
     yield out;
   }
   const tail = cipher.final();
-  if (tail.length) { mac.update(tail); yield tail; }
+  if (tail.length) {
+    mac.update(tail);
+    yield tail;
+  }
   yield mac.digest();
 }
 
@@ -133,7 +154,11 @@ export async function encryptBuffer(passphrase: Buffer, plaintext: Buffer, param
   const enc = new ScryptEncrypt(key);
   const parts: Buffer[] = [];
   enc.on('data', (d: Buffer) => parts.push(d));
-  await new Promise<void>((resolve, reject) => { enc.on('end', resolve); enc.on('error', reject); enc.end(plaintext); });
+  await new Promise<void>((resolve, reject) => {
+    enc.on('end', resolve);
+    enc.on('error', reject);
+    enc.end(plaintext);
+  });
   return Buffer.concat(parts);
 }
 
@@ -211,18 +236,28 @@ export async function decryptBuffer(passphrase: Buffer, file: Buffer, limits?: S
 export class ScryptDecrypt extends Transform {
   private parts: Buffer[] = [];
   private size = 0;
-  constructor(private readonly passphrase: Buffer, private readonly maxSize: number, private readonly limits?: ScryptLimits) {
+  constructor(
+    private readonly passphrase: Buffer,
+    private readonly maxSize: number,
+    private readonly limits?: ScryptLimits,
+  ) {
     super();
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.size += chunk.length;
-    if (this.size > this.maxSize) { cb(new ScryptFileError('too-costly', `scrypt file larger than ${this.maxSize} bytes`)); return; }
+    if (this.size > this.maxSize) {
+      cb(new ScryptFileError('too-costly', `scrypt file larger than ${this.maxSize} bytes`));
+      return;
+    }
     this.parts.push(chunk);
     cb();
   }
   override _flush(cb: TransformCallback): void {
     const file = Buffer.concat(this.parts);
     this.parts = [];
-    decryptBuffer(this.passphrase, file, this.limits).then((plain) => cb(null, plain), (err: Error) => cb(err));
+    decryptBuffer(this.passphrase, file, this.limits).then(
+      (plain) => cb(null, plain),
+      (err: Error) => cb(err),
+    );
   }
 }

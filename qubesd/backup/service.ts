@@ -33,9 +33,14 @@ function pyFloat(n: number): string {
 export class BackupService {
   private readonly running = new Map<string, AbortController>();
 
-  constructor(private readonly app: QubesApp, private readonly o: BackupServiceOptions) {}
+  constructor(
+    private readonly app: QubesApp,
+    private readonly o: BackupServiceOptions,
+  ) {}
 
-  get runningProfiles(): string[] { return [...this.running.keys()]; }
+  get runningProfiles(): string[] {
+    return [...this.running.keys()];
+  }
 
   private async profile(name: string): Promise<BackupProfile> {
     try {
@@ -62,8 +67,11 @@ export class BackupService {
     const dest = this.destinationVm(profile);
     const plan = planBackup(this.app, this.o.storage, profile);
     const rows = await summaryRows({ ...plan, qubes: plan.qubes.filter((q) => visible(q.vm)) }, this.o.storage);
-    let text = backupSummary(rows, plan.notSelected.filter(visible).map((vm) => vm.name),
-      visible(dest) ? { vm: dest.name, path: profile.destinationPath } : undefined);
+    let text = backupSummary(
+      rows,
+      plan.notSelected.filter(visible).map((vm) => vm.name),
+      visible(dest) ? { vm: dest.name, path: profile.destinationPath } : undefined,
+    );
     if (plan.dom0Skipped) text += "dom0's home directory is not included: this qubesd backs up qubes only\n";
     if (seesAll && plan.unmatched.length) text += `Profile entries matching no qube: ${plan.unmatched.join(', ')}\n`;
     return text;
@@ -89,7 +97,10 @@ export class BackupService {
       if (value === lastValue) return;
       lastEvent = now;
       lastValue = value;
-      this.app.events.fire('', 'backup-progress', [['backup_profile', name], ['progress', value]]);
+      this.app.events.fire('', 'backup-progress', [
+        ['backup_profile', name],
+        ['progress', value],
+      ]);
     };
     try {
       const profile = await this.profile(name);
@@ -102,9 +113,13 @@ export class BackupService {
       try {
         const dest = await this.destination(profile, destVm);
         const result = await runBackup(opened.source, dest, {
-          passphrase, compression: profile.compression, signal,
+          passphrase,
+          compression: profile.compression,
+          signal,
           ...(this.o.scrypt ? { scrypt: this.o.scrypt } : {}),
-          onProgress: (p) => { if (p.bytesTotal > 0) progress((100 * p.bytesDone) / p.bytesTotal); },
+          onProgress: (p) => {
+            if (p.bytesTotal > 0) progress((100 * p.bytesDone) / p.bytesTotal);
+          },
         });
         location = result.location;
       } finally {
@@ -145,7 +160,9 @@ export class BackupService {
   }
 
   /** Stops every running backup (daemon shutdown). */
-  cancelAll(): void { for (const a of this.running.values()) a.abort(); }
+  cancelAll(): void {
+    for (const a of this.running.values()) a.abort();
+  }
 
   private async passphrase(profile: BackupProfile, name: string): Promise<Buffer> {
     if (profile.passphraseVm !== undefined && !this.app.getVm(profile.passphraseVm)) {

@@ -52,16 +52,30 @@ export function parseStreamPayload(payload: Buffer): StreamRequest {
  * Opens every file of the qube's backup (errors here reach the caller as
  * exceptions) and returns the archive as it is written, at the reader's pace.
  */
-export async function streamQubeBackup(app: QubesApp, storage: StorageManager, vm: Vm, req: StreamRequest,
-  signal: AbortSignal, scrypt?: ScryptParams): Promise<AsyncIterable<Buffer>> {
+export async function streamQubeBackup(
+  app: QubesApp,
+  storage: StorageManager,
+  vm: Vm,
+  req: StreamRequest,
+  signal: AbortSignal,
+  scrypt?: ScryptParams,
+): Promise<AsyncIterable<Buffer>> {
   const plan = planBackup(app, storage, { include: [vm.name], exclude: [] });
   const opened = await openSource(app, storage, plan);
   const out = new PassThrough({ highWaterMark: 1 << 20 });
   const written = writeBackup(opened.source, out, {
-    passphrase: req.passphrase, compression: req.compression, signal, ...(scrypt ? { scrypt } : {}),
+    passphrase: req.passphrase,
+    compression: req.compression,
+    signal,
+    ...(scrypt ? { scrypt } : {}),
   });
   // the writer ends `out` itself; a failure must end the reader's loop too
-  written.then(() => undefined, (e: Error) => out.destroy(e)).finally(() => void opened.close());
+  written
+    .then(
+      () => undefined,
+      (e: Error) => out.destroy(e),
+    )
+    .finally(() => void opened.close());
   async function* body(): AsyncGenerator<Buffer> {
     try {
       for await (const chunk of out) yield chunk as Buffer;

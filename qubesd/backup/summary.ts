@@ -15,15 +15,23 @@ export interface SummaryRow {
 
 /** Sizes the way Qubes shows them: bytes, then KiB/MiB/GiB with one decimal. */
 export function sizeToHuman(size: number): string {
-  const units: Array<[number, string]> = [[1024 ** 3, 'GiB'], [1024 ** 2, 'MiB'], [1024, 'KiB']];
+  const units: Array<[number, string]> = [
+    [1024 ** 3, 'GiB'],
+    [1024 ** 2, 'MiB'],
+    [1024, 'KiB'],
+  ];
   for (const [scale, unit] of units) if (size >= scale) return `${(Math.round((size / scale) * 10) / 10).toFixed(1)} ${unit}`;
   return String(size);
 }
 
 const WIDTHS = [16, 12, 12] as const;
 
-function rule(): string { return WIDTHS.map((w) => '-'.repeat(w + 2) + '+').join('') + '\n'; }
-function cells(values: string[]): string { return values.map((v, i) => `${v.padStart(WIDTHS[i]! + 1)} |`).join(''); }
+function rule(): string {
+  return WIDTHS.map((w) => '-'.repeat(w + 2) + '+').join('') + '\n';
+}
+function cells(values: string[]): string {
+  return values.map((v, i) => `${v.padStart(WIDTHS[i]! + 1)} |`).join('');
+}
 
 /** `destination`, when given, adds a last line naming where the backup goes. */
 export function backupSummary(rows: SummaryRow[], notSelected: string[], destination?: { vm: string; path: string }): string {

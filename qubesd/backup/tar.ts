@@ -8,20 +8,31 @@ export const TAR_END = Buffer.alloc(2 * BLOCK);
 const MAX_OCTAL_SIZE = 0o77777777777;
 
 export class TarError extends Error {
-  constructor(readonly code: 'truncated' | 'corrupt' | 'unsupported', message: string) {
+  constructor(
+    readonly code: 'truncated' | 'corrupt' | 'unsupported',
+    message: string,
+  ) {
     super(message);
     this.name = 'TarError';
   }
 }
 
-export function paddingFor(size: number): number { return (BLOCK - (size % BLOCK)) % BLOCK; }
+export function paddingFor(size: number): number {
+  return (BLOCK - (size % BLOCK)) % BLOCK;
+}
 
 /** Size on the wire of one regular-file entry written by tarFileHeader. */
 export function tarEntrySize(name: string, size: number): number {
   return tarFileHeader({ name, size }).length + size + paddingFor(size);
 }
 
-export interface HeaderFields { name: string; size: number; mode?: number; mtime?: number; type?: string }
+export interface HeaderFields {
+  name: string;
+  size: number;
+  mode?: number;
+  mtime?: number;
+  type?: string;
+}
 
 function octal(buf: Buffer, offset: number, width: number, value: number): void {
   buf.write(value.toString(8).padStart(width - 1, '0') + '\0', offset, width, 'ascii');
@@ -63,10 +74,14 @@ export function tarFileHeader(fields: HeaderFields): Buffer {
   if (!nameFits) pax += paxRecord('path', f.name);
   if (f.size > MAX_OCTAL_SIZE) pax += paxRecord('size', String(f.size));
   const paxData = Buffer.from(pax, 'utf8');
-  const short = Buffer.from(f.name, 'utf8').subarray(0, 100).toString('utf8').replace(/\uFFFD+$/, '');
+  const short = Buffer.from(f.name, 'utf8')
+    .subarray(0, 100)
+    .toString('utf8')
+    .replace(/\uFFFD+$/, '');
   return Buffer.concat([
     rawHeader({ ...f, name: `PaxHeaders/${short}`.slice(0, 100), size: paxData.length, type: 'x' }),
-    paxData, Buffer.alloc(paddingFor(paxData.length)),
+    paxData,
+    Buffer.alloc(paddingFor(paxData.length)),
     rawHeader({ ...f, name: short, size: Math.min(f.size, MAX_OCTAL_SIZE) }),
   ]);
 }
@@ -81,14 +96,23 @@ export function tarSparseHeader(f: { name: string; storedSize: number; realSize:
   const dir = slash >= 0 ? f.name.slice(0, slash + 1) : '';
   const base = f.name.slice(slash + 1);
   const pax = Buffer.from(
-    paxRecord('GNU.sparse.major', '1') + paxRecord('GNU.sparse.minor', '0')
-    + paxRecord('GNU.sparse.name', f.name) + paxRecord('GNU.sparse.realsize', String(f.realSize))
-    + (f.storedSize > MAX_OCTAL_SIZE ? paxRecord('size', String(f.storedSize)) : ''), 'utf8');
+    paxRecord('GNU.sparse.major', '1') +
+      paxRecord('GNU.sparse.minor', '0') +
+      paxRecord('GNU.sparse.name', f.name) +
+      paxRecord('GNU.sparse.realsize', String(f.realSize)) +
+      (f.storedSize > MAX_OCTAL_SIZE ? paxRecord('size', String(f.storedSize)) : ''),
+    'utf8',
+  );
   const shortName = `${dir}GNUSparseFile.0/${base}`;
-  const fit = (n: string): string => Buffer.from(n, 'utf8').subarray(0, 100).toString('utf8').replace(/\uFFFD+$/, '');
+  const fit = (n: string): string =>
+    Buffer.from(n, 'utf8')
+      .subarray(0, 100)
+      .toString('utf8')
+      .replace(/\uFFFD+$/, '');
   return Buffer.concat([
     rawHeader({ name: fit(`${dir}PaxHeaders.0/${base}`), size: pax.length, mode: 0o644, mtime, type: 'x' }),
-    pax, Buffer.alloc(paddingFor(pax.length)),
+    pax,
+    Buffer.alloc(paddingFor(pax.length)),
     rawHeader({ name: fit(shortName), size: Math.min(f.storedSize, MAX_OCTAL_SIZE), mode: 0o644, mtime, type: '0' }),
   ]);
 }
@@ -104,17 +128,29 @@ export class ByteSource {
 
   static from(input: AsyncIterable<Buffer | string>): ByteSource {
     const it = input[Symbol.asyncIterator]();
-    return new ByteSource({ next: async () => {
-      const r = await it.next();
-      return r.done ? r : { done: false, value: typeof r.value === 'string' ? Buffer.from(r.value) : r.value };
-    }, return: async () => { await it.return?.(); return { done: true, value: undefined }; } });
+    return new ByteSource({
+      next: async () => {
+        const r = await it.next();
+        return r.done ? r : { done: false, value: typeof r.value === 'string' ? Buffer.from(r.value) : r.value };
+      },
+      return: async () => {
+        await it.return?.();
+        return { done: true, value: undefined };
+      },
+    });
   }
 
   private async fill(n: number): Promise<void> {
     while (this.length < n && !this.ended) {
       const r = await this.input.next();
-      if (r.done) { this.ended = true; break; }
-      if (r.value.length) { this.parts.push(r.value); this.length += r.value.length; }
+      if (r.done) {
+        this.ended = true;
+        break;
+      }
+      if (r.value.length) {
+        this.parts.push(r.value);
+        this.length += r.value.length;
+      }
     }
   }
 
@@ -123,7 +159,8 @@ export class ByteSource {
     const first = this.parts[0]!;
     if (first.length >= n) {
       out = first.subarray(0, n);
-      if (first.length === n) this.parts.shift(); else this.parts[0] = first.subarray(n);
+      if (first.length === n) this.parts.shift();
+      else this.parts[0] = first.subarray(n);
     } else {
       const all = Buffer.concat(this.parts);
       out = all.subarray(0, n);
@@ -142,7 +179,10 @@ export class ByteSource {
     return this.take(n);
   }
 
-  async atEnd(): Promise<boolean> { await this.fill(1); return this.length === 0; }
+  async atEnd(): Promise<boolean> {
+    await this.fill(1);
+    return this.length === 0;
+  }
 
   /** Up to n bytes as a sequence of pieces; fails if the input ends first. */
   async *pieces(n: number): AsyncGenerator<Buffer> {
@@ -156,7 +196,11 @@ export class ByteSource {
     }
   }
 
-  async skip(n: number): Promise<void> { for await (const _ of this.pieces(n)) { /* discard */ } }
+  async skip(n: number): Promise<void> {
+    for await (const _ of this.pieces(n)) {
+      /* discard */
+    }
+  }
 
   /** Reads and discards everything left. */
   async drain(): Promise<void> {
@@ -168,7 +212,9 @@ export class ByteSource {
     }
   }
 
-  async close(): Promise<void> { await this.input.return?.(); }
+  async close(): Promise<void> {
+    await this.input.return?.();
+  }
 }
 
 export interface TarEntry {
@@ -192,7 +238,10 @@ function parseNumber(field: Buffer, what: string): number {
     if (!Number.isSafeInteger(v)) throw new TarError('unsupported', `${what} too large in tar header`);
     return v;
   }
-  const text = field.toString('ascii').replace(/[\0 ]+$/, '').replace(/^ +/, '');
+  const text = field
+    .toString('ascii')
+    .replace(/[\0 ]+$/, '')
+    .replace(/^ +/, '');
   if (text === '') return 0;
   if (!/^[0-7]+$/.test(text)) throw new TarError('corrupt', `invalid ${what} in tar header: ${JSON.stringify(text)}`);
   return parseInt(text, 8);
@@ -247,7 +296,9 @@ async function readSparseMap(src: ByteSource, stored: number): Promise<{ map: Ar
     while ((want < 0 || numbers.length < want) && (nl = text.indexOf('\n')) >= 0) {
       numbers.push(paxInt(text.slice(0, nl), 'sparse map entry'));
       text = text.slice(nl + 1);
-      if (want < 0) { want = 1 + 2 * numbers[0]!; }
+      if (want < 0) {
+        want = 1 + 2 * numbers[0]!;
+      }
     }
   }
   const map: Array<[number, number]> = [];
@@ -308,7 +359,10 @@ export async function* tarEntries(src: ByteSource, opts: ReadOptions = {}): Asyn
     let sparse: { realSize: number } | undefined;
     if (pax.has('GNU.sparse.major') || pax.has('GNU.sparse.map')) {
       if (pax.get('GNU.sparse.major') !== '1' || pax.get('GNU.sparse.minor') !== '0') {
-        throw new TarError('unsupported', `GNU sparse format ${pax.get('GNU.sparse.major') ?? '0'}.${pax.get('GNU.sparse.minor') ?? '?'} is not supported (${name})`);
+        throw new TarError(
+          'unsupported',
+          `GNU sparse format ${pax.get('GNU.sparse.major') ?? '0'}.${pax.get('GNU.sparse.minor') ?? '?'} is not supported (${name})`,
+        );
       }
       name = pax.get('GNU.sparse.name') ?? name;
       sparse = { realSize: paxInt(pax.get('GNU.sparse.realsize') ?? '', 'GNU.sparse.realsize') };
@@ -318,25 +372,34 @@ export async function* tarEntries(src: ByteSource, opts: ReadOptions = {}): Asyn
 
     let used = 0;
     const entry: TarEntry = {
-      name, type, mode, mtime,
+      name,
+      type,
+      mode,
+      mtime,
       size: sparse ? sparse.realSize : stored,
       body: sparse
         ? async function* () {
-          const { map, mapBytes } = await readSparseMap(src, stored);
-          used = mapBytes;
-          let pos = 0;
-          for (const [offset, length] of map) {
-            if (offset < pos || offset + length > sparse.realSize) throw new TarError('corrupt', `invalid sparse map in ${name}`);
-            if (used + length > stored) throw new TarError('corrupt', `sparse data larger than the entry ${name}`);
-            yield* zeros(offset - pos);
-            for await (const piece of src.pieces(length)) { used += piece.length; yield piece; }
-            pos = offset + length;
+            const { map, mapBytes } = await readSparseMap(src, stored);
+            used = mapBytes;
+            let pos = 0;
+            for (const [offset, length] of map) {
+              if (offset < pos || offset + length > sparse.realSize) throw new TarError('corrupt', `invalid sparse map in ${name}`);
+              if (used + length > stored) throw new TarError('corrupt', `sparse data larger than the entry ${name}`);
+              yield* zeros(offset - pos);
+              for await (const piece of src.pieces(length)) {
+                used += piece.length;
+                yield piece;
+              }
+              pos = offset + length;
+            }
+            yield* zeros(sparse.realSize - pos);
           }
-          yield* zeros(sparse.realSize - pos);
-        }
         : async function* () {
-          for await (const piece of src.pieces(stored - used)) { used += piece.length; yield piece; }
-        },
+            for await (const piece of src.pieces(stored - used)) {
+              used += piece.length;
+              yield piece;
+            }
+          },
     };
     yield entry;
     await src.skip(stored - used + paddingFor(stored));

@@ -15,8 +15,17 @@ import { once } from 'node:events';
 import { Readable, type Writable } from 'node:stream';
 import { compressor } from './compress.js';
 import {
-  CHUNK_SIZE, DEFAULT_COMPRESSION, FORMAT_VERSION, HEADER_HMAC_NAME, HEADER_NAME, QUBES_XML_NAME,
-  chunkName, chunkPassphrase, headerPassphrase, newBackupId, serializeHeader,
+  CHUNK_SIZE,
+  DEFAULT_COMPRESSION,
+  FORMAT_VERSION,
+  HEADER_HMAC_NAME,
+  HEADER_NAME,
+  QUBES_XML_NAME,
+  chunkName,
+  chunkPassphrase,
+  headerPassphrase,
+  newBackupId,
+  serializeHeader,
 } from './format.js';
 import { DEFAULT_SCRYPT_PARAMS, SCRYPT_OVERHEAD, encryptBuffer, encryptPieces, prepareEncryption, type PreparedKey, type ScryptParams } from './scrypt-file.js';
 import { TAR_END, paddingFor, tarEntrySize, tarFileHeader, tarSparseHeader } from './tar.js';
@@ -33,7 +42,11 @@ export interface BackupFile {
     read(offset: number, length: number): NodeJS.ReadableStream;
   };
 }
-export interface BackupVm { name: string; /** e.g. 'vm3/' */ subdir: string; files: BackupFile[] }
+export interface BackupVm {
+  name: string;
+  /** e.g. 'vm3/' */ subdir: string;
+  files: BackupFile[];
+}
 export interface BackupSource {
   /** qubes.xml as it should be restored: the caller marks the backed-up
    * qubes with the backup-content, backup-path and backup-size features. */
@@ -41,7 +54,10 @@ export interface BackupSource {
   vms: BackupVm[];
 }
 
-export interface BackupProgress { bytesDone: number; bytesTotal: number }
+export interface BackupProgress {
+  bytesDone: number;
+  bytesTotal: number;
+}
 
 export interface WriteOptions {
   passphrase: Buffer | string;
@@ -69,16 +85,26 @@ export interface BackupSummary {
 }
 
 export class BackupAbortedError extends Error {
-  constructor() { super('backup cancelled'); this.name = 'BackupAbortedError'; }
+  constructor() {
+    super('backup cancelled');
+    this.name = 'BackupAbortedError';
+  }
 }
 
 /** Writes to a destination with backpressure; fails as soon as it does. */
 class Sink {
   private failure: Error | undefined;
   bytes = 0;
-  constructor(private readonly out: Writable, private readonly signal?: AbortSignal) {
-    out.on('error', (err: Error) => { this.failure ??= err; });
-    out.on('close', () => { if (!out.writableFinished) this.failure ??= new Error('backup destination closed before the backup was complete'); });
+  constructor(
+    private readonly out: Writable,
+    private readonly signal?: AbortSignal,
+  ) {
+    out.on('error', (err: Error) => {
+      this.failure ??= err;
+    });
+    out.on('close', () => {
+      if (!out.writableFinished) this.failure ??= new Error('backup destination closed before the backup was complete');
+    });
   }
   check(): void {
     if (this.signal?.aborted) throw new BackupAbortedError();
@@ -92,7 +118,13 @@ class Sink {
       const ac = new AbortController();
       const waits = [once(this.out, 'drain', { signal: ac.signal }), once(this.out, 'close', { signal: ac.signal })];
       if (this.signal) waits.push(once(this.signal, 'abort', { signal: ac.signal }));
-      try { await Promise.race(waits); } catch { /* rejected by ac.abort() or an 'error' event: check() reports */ } finally { ac.abort(); }
+      try {
+        await Promise.race(waits);
+      } catch {
+        /* rejected by ac.abort() or an 'error' event: check() reports */
+      } finally {
+        ac.abort();
+      }
       this.check();
     }
   }
@@ -100,18 +132,33 @@ class Sink {
     this.check();
     const done = once(this.out, 'finish');
     this.out.end();
-    await Promise.race([done, once(this.out, 'close').then(() => { if (!this.out.writableFinished) this.check(); })]);
+    await Promise.race([
+      done,
+      once(this.out, 'close').then(() => {
+        if (!this.out.writableFinished) this.check();
+      }),
+    ]);
     this.check();
   }
 }
 
-function passphraseBuffer(p: Buffer | string): Buffer { return typeof p === 'string' ? Buffer.from(p, 'utf8') : p; }
+function passphraseBuffer(p: Buffer | string): Buffer {
+  return typeof p === 'string' ? Buffer.from(p, 'utf8') : p;
+}
 
 /** The inner tar of one stored file, checking that the source delivers
  * exactly the announced number of bytes. */
-async function* innerTar(path: string, file: Pick<BackupFile, 'size' | 'open' | 'sparse'>, mtime: number,
-  onData: (n: number) => void, signal?: AbortSignal): AsyncGenerator<Buffer> {
-  if (file.sparse) { yield* sparseInnerTar(path, file as Required<Pick<BackupFile, 'size' | 'sparse'>>, mtime, onData, signal); return; }
+async function* innerTar(
+  path: string,
+  file: Pick<BackupFile, 'size' | 'open' | 'sparse'>,
+  mtime: number,
+  onData: (n: number) => void,
+  signal?: AbortSignal,
+): AsyncGenerator<Buffer> {
+  if (file.sparse) {
+    yield* sparseInnerTar(path, file as Required<Pick<BackupFile, 'size' | 'sparse'>>, mtime, onData, signal);
+    return;
+  }
   yield tarFileHeader({ name: path, size: file.size, mtime });
   let seen = 0;
   const stream = file.open();
@@ -149,8 +196,13 @@ async function* exactly(stream: NodeJS.ReadableStream, length: number, what: str
   if (seen !== length) throw new Error(`${what}: source ended after ${seen} of ${length} bytes`);
 }
 
-async function* sparseInnerTar(path: string, file: Required<Pick<BackupFile, 'size' | 'sparse'>>, mtime: number,
-  onData: (n: number) => void, signal?: AbortSignal): AsyncGenerator<Buffer> {
+async function* sparseInnerTar(
+  path: string,
+  file: Required<Pick<BackupFile, 'size' | 'sparse'>>,
+  mtime: number,
+  onData: (n: number) => void,
+  signal?: AbortSignal,
+): AsyncGenerator<Buffer> {
   const map = await file.sparse.map(signal);
   let pos = 0;
   for (const [offset, length] of map) {
@@ -164,7 +216,10 @@ async function* sparseInnerTar(path: string, file: Required<Pick<BackupFile, 'si
   let done = 0;
   for (const [offset, length] of map) {
     onData(offset - done); // the hole before this region counts as handled
-    for await (const buf of exactly(file.sparse.read(offset, length), length, path, signal)) { onData(buf.length); yield buf; }
+    for await (const buf of exactly(file.sparse.read(offset, length), length, path, signal)) {
+      onData(buf.length);
+      yield buf;
+    }
     done = offset + length;
   }
   onData(file.size - done);
@@ -225,7 +280,10 @@ export async function writeBackup(source: BackupSource, out: Writable, opts: Wri
   const progress = (n: number): void => {
     bytesDone += n;
     const now = Date.now();
-    if (opts.onProgress && (now - lastReport >= 200 || bytesDone === bytesTotal)) { lastReport = now; opts.onProgress({ bytesDone, bytesTotal }); }
+    if (opts.onProgress && (now - lastReport >= 200 || bytesDone === bytesTotal)) {
+      lastReport = now;
+      opts.onProgress({ bytesDone, bytesTotal });
+    }
   };
 
   const writeEntry = async (name: string, pieces: Iterable<Buffer>, size: number): Promise<void> => {
@@ -300,7 +358,10 @@ export async function writeBackup(source: BackupSource, out: Writable, opts: Wri
       // exit status says more.
       const code = (err as NodeJS.ErrnoException).code;
       if (compressed && (code === 'EPIPE' || code === 'ERR_STREAM_PREMATURE_CLOSE')) {
-        const filterError = await filterDone.then(() => undefined, (e: unknown) => e);
+        const filterError = await filterDone.then(
+          () => undefined,
+          (e: unknown) => e,
+        );
         if (filterError) throw filterError;
       }
       throw err;
@@ -308,7 +369,12 @@ export async function writeBackup(source: BackupSource, out: Writable, opts: Wri
   };
 
   const header = serializeHeader({
-    version: FORMAT_VERSION, encrypted: true, compressed, compressionFilter, hmacAlgorithm: 'scrypt', backupId,
+    version: FORMAT_VERSION,
+    encrypted: true,
+    compressed,
+    compressionFilter,
+    hmacAlgorithm: 'scrypt',
+    backupId,
   });
   await writeEntry(HEADER_NAME, [header], header.length);
   const hmac = await encryptBuffer(headerPassphrase(passphrase), header, params);

@@ -17,14 +17,22 @@ export class EventBus {
 
   subscribe(listener: EventListener): () => void {
     this.listeners.add(listener);
-    return () => { this.listeners.delete(listener); };
+    return () => {
+      this.listeners.delete(listener);
+    };
   }
 
   fire(subject: string, event: string, kwargs: EventKwargs = []): void {
     for (const l of this.listeners) {
-      try { l(subject, event, kwargs); } catch { /* a broken subscriber must not break the caller's mutation */ }
+      try {
+        l(subject, event, kwargs);
+      } catch {
+        /* a broken subscriber must not break the caller's mutation */
+      }
     }
   }
 
-  get size(): number { return this.listeners.size; }
+  get size(): number {
+    return this.listeners.size;
+  }
 }

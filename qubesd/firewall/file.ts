@@ -10,7 +10,10 @@ import { isExpired, optionText, parseDstHost, ruleFromOptions, RuleError, XML_OR
 
 /** A firewall.xml that Qubes would not load either. */
 export class FirewallFileError extends Error {
-  constructor(message: string) { super(message); this.name = 'FirewallFileError'; }
+  constructor(message: string) {
+    super(message);
+    this.name = 'FirewallFileError';
+  }
 }
 
 /** The rules of a qube without firewall.xml: allow everything. */
@@ -68,8 +71,14 @@ function loadV1(root: XmlElement): Rule[] {
   if (policy !== 'allow' && policy !== 'deny') throw new FirewallFileError(`invalid version 1 policy: ${policy ?? '(none)'}`);
   const actionOf = (key: string) => ((attr(root, key) ?? policy) === 'allow' ? 'accept' : 'drop');
   const out: Rule[] = [
-    ruleFromOptions([['action', actionOf('dns')], ['specialtarget', 'dns']]),
-    ruleFromOptions([['action', actionOf('icmp')], ['proto', 'icmp']]),
+    ruleFromOptions([
+      ['action', actionOf('dns')],
+      ['specialtarget', 'dns'],
+    ]),
+    ruleFromOptions([
+      ['action', actionOf('icmp')],
+      ['proto', 'icmp'],
+    ]),
   ];
   const exception = policy === 'allow' ? 'drop' : 'accept';
   for (const el of children(root)) {
@@ -77,7 +86,8 @@ function loadV1(root: XmlElement): Rule[] {
     const netmask = netmaskText === undefined ? 32 : Number(netmaskText);
     if (!Number.isInteger(netmask)) throw new FirewallFileError(`invalid netmask: ${netmaskText}`);
     const address = attr(el, 'address');
-    const port = attr(el, 'port'), toport = attr(el, 'toport');
+    const port = attr(el, 'port'),
+      toport = attr(el, 'toport');
     const dstports = port && toport ? `${port}-${toport}` : port || undefined;
     let proto = attr(el, 'proto');
     if (dstports && !proto) proto = 'tcp';

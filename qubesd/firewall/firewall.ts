@@ -21,7 +21,11 @@ export class Firewall {
   private chain: Promise<void> = Promise.resolve();
   private timer: NodeJS.Timeout | null = null;
 
-  private constructor(readonly vm: Vm, readonly path: string, private current: Rule[]) {}
+  private constructor(
+    readonly vm: Vm,
+    readonly path: string,
+    private current: Rule[],
+  ) {}
 
   /** The rules from the file, or the default; throws FirewallFileError on a bad file. */
   static load(vm: Vm, dir: string): Firewall {
@@ -34,7 +38,9 @@ export class Firewall {
     return new Firewall(vm, join(dir, FIREWALL_FILE), [...rules]);
   }
 
-  get rules(): readonly Rule[] { return this.current; }
+  get rules(): readonly Rule[] {
+    return this.current;
+  }
 
   /** admin.vm.firewall.Get: one API line per rule that has not expired. */
   apiText(nowMs = Date.now()): string {
@@ -88,11 +94,19 @@ export class Firewall {
     }
     if (next === null) return;
     const delay = next - now;
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      if (delay > MAX_DELAY_MS) { this.schedule(this.current, Date.now()); return; }
-      void this.expire().catch(() => { /* the qube's directory is gone: nothing left to expire */ });
-    }, Math.min(delay + 1, MAX_DELAY_MS));
+    this.timer = setTimeout(
+      () => {
+        this.timer = null;
+        if (delay > MAX_DELAY_MS) {
+          this.schedule(this.current, Date.now());
+          return;
+        }
+        void this.expire().catch(() => {
+          /* the qube's directory is gone: nothing left to expire */
+        });
+      },
+      Math.min(delay + 1, MAX_DELAY_MS),
+    );
     this.timer.unref();
   }
 

@@ -8,7 +8,8 @@ const PY_SPACE = ' \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f';
 
 /** str.strip() with no argument, for ASCII text. */
 export function pyStrip(s: string): string {
-  let a = 0, b = s.length;
+  let a = 0,
+    b = s.length;
   while (a < b && PY_SPACE.includes(s[a]!)) a++;
   while (b > a && PY_SPACE.includes(s[b - 1]!)) b--;
   return s.slice(a, b);
@@ -20,8 +21,16 @@ export function pySplitLines(s: string): string[] {
   let start = 0;
   for (let i = 0; i < s.length; i++) {
     const c = s[i]!;
-    if (c === '\r' && s[i + 1] === '\n') { out.push(s.slice(start, i)); i++; start = i + 1; continue; }
-    if ('\n\r\x0b\x0c\x1c\x1d\x1e'.includes(c)) { out.push(s.slice(start, i)); start = i + 1; }
+    if (c === '\r' && s[i + 1] === '\n') {
+      out.push(s.slice(start, i));
+      i++;
+      start = i + 1;
+      continue;
+    }
+    if ('\n\r\x0b\x0c\x1c\x1d\x1e'.includes(c)) {
+      out.push(s.slice(start, i));
+      start = i + 1;
+    }
   }
   if (start < s.length) out.push(s.slice(start));
   return out;
@@ -44,7 +53,9 @@ export function pyInt(s: string): number {
 
 /** glibc inet_pton(AF_INET): exactly four decimal octets, no leading zeros. */
 export function isInet4(s: string): boolean {
-  let octets = 0, cur = 0, sawDigit = false;
+  let octets = 0,
+    cur = 0,
+    sawDigit = false;
   for (const ch of s) {
     if (ch >= '0' && ch <= '9') {
       if (sawDigit && cur === 0) return false;
@@ -68,7 +79,11 @@ export function isInet6(s: string): boolean {
   let i = 0;
   if (s[0] === ':' && s[1] !== ':') return false;
   if (s[0] === ':') i = 1;
-  let bytes = 0, compressed = false, sawHex = false, digits = 0, tokenStart = i;
+  let bytes = 0,
+    compressed = false,
+    sawHex = false,
+    digits = 0,
+    tokenStart = i;
   while (i < s.length) {
     const ch = s[i++]!;
     if (/[0-9a-fA-F]/.test(ch)) {

@@ -7,7 +7,10 @@ import { isInet4, isInet6, pyInt, pyIsDigit, pyStrip } from './pytext.js';
 
 /** A rule Qubes would refuse (Python ValueError in Qubes). */
 export class RuleError extends Error {
-  constructor(message: string) { super(message); this.name = 'RuleError'; }
+  constructor(message: string) {
+    super(message);
+    this.name = 'RuleError';
+  }
 }
 
 export type Action = 'accept' | 'drop';
@@ -96,7 +99,11 @@ export function parseDstHost(v: string, prefixlen?: number): DstHost {
 }
 
 function toInt(s: string): number {
-  try { return pyInt(s); } catch (e) { throw new RuleError((e as Error).message); }
+  try {
+    return pyInt(s);
+  } catch (e) {
+    throw new RuleError((e as Error).message);
+  }
 }
 
 export function parseDstPorts(v: string): [number, number] {
@@ -151,14 +158,30 @@ type Parsed = { -readonly [K in RuleKey]?: Rule[K] };
 
 function parseOption(key: RuleKey, v: string, into: Parsed): void {
   switch (key) {
-    case 'action': into.action = parseAction(v); break;
-    case 'proto': into.proto = parseProto(v); break;
-    case 'dsthost': into.dsthost = parseDstHost(v); break;
-    case 'dstports': into.dstports = parseDstPorts(v); break;
-    case 'icmptype': into.icmptype = parseIcmpType(v); break;
-    case 'specialtarget': into.specialtarget = parseSpecialTarget(v); break;
-    case 'expire': into.expire = parseExpire(v); break;
-    case 'comment': into.comment = parseComment(v); break;
+    case 'action':
+      into.action = parseAction(v);
+      break;
+    case 'proto':
+      into.proto = parseProto(v);
+      break;
+    case 'dsthost':
+      into.dsthost = parseDstHost(v);
+      break;
+    case 'dstports':
+      into.dstports = parseDstPorts(v);
+      break;
+    case 'icmptype':
+      into.icmptype = parseIcmpType(v);
+      break;
+    case 'specialtarget':
+      into.specialtarget = parseSpecialTarget(v);
+      break;
+    case 'expire':
+      into.expire = parseExpire(v);
+      break;
+    case 'comment':
+      into.comment = parseComment(v);
+      break;
   }
 }
 
@@ -196,11 +219,15 @@ export function parseApiRule(line: string): Rule {
   const comment = at < 0 ? '' : line.slice(at + 'comment='.length);
   const p: Parsed = {};
   const seen = new Set<string>();
-  if (comment) { p.comment = parseComment(comment); seen.add('comment'); }
+  if (comment) {
+    p.comment = parseComment(comment);
+    seen.add('comment');
+  }
   for (const opt of pyStrip(options).split(' ')) {
     const eq = opt.indexOf('=');
     if (eq < 0) throw new RuleError('not enough values to unpack (expected 2, got 1)');
-    const key = opt.slice(0, eq), value = opt.slice(eq + 1);
+    const key = opt.slice(0, eq),
+      value = opt.slice(eq + 1);
     if (seen.has(key)) throw new RuleError(`Option '${key}' already set`);
     if (isRuleKey(key)) {
       parseOption(key, value, p);
@@ -217,10 +244,14 @@ export function parseApiRule(line: string): Rule {
 /** <property> text of one option in firewall.xml (Python str() of it). */
 export function optionText(r: Rule, key: RuleKey): string | undefined {
   switch (key) {
-    case 'dsthost': return r.dsthost?.value;
-    case 'dstports': return r.dstports && (r.dstports[0] === r.dstports[1] ? String(r.dstports[0]) : r.dstports.join('-'));
-    case 'icmptype': return r.icmptype === undefined ? undefined : String(r.icmptype);
-    default: return r[key];
+    case 'dsthost':
+      return r.dsthost?.value;
+    case 'dstports':
+      return r.dstports && (r.dstports[0] === r.dstports[1] ? String(r.dstports[0]) : r.dstports.join('-'));
+    case 'icmptype':
+      return r.icmptype === undefined ? undefined : String(r.icmptype);
+    default:
+      return r[key];
   }
 }
 

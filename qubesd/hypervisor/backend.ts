@@ -56,13 +56,17 @@ import type { EventEmitter } from 'node:events';
 import type { DomainSpec } from './domain-xml.js';
 import type { PowerState } from '../model/power-state.js';
 import {
-  QubesError, QubesVMNotHaltedError, QubesVMNotPausedError, QubesVMNotRunningError, QubesVMNotStartedError, QubesVMNotSuspendedError,
+  QubesError,
+  QubesVMNotHaltedError,
+  QubesVMNotPausedError,
+  QubesVMNotRunningError,
+  QubesVMNotStartedError,
+  QubesVMNotSuspendedError,
 } from '../errors.js';
 
 export type { PowerState };
 
-export type LifecycleKind =
-  | 'defined' | 'undefined' | 'started' | 'paused' | 'resumed' | 'stopped' | 'shutdown' | 'suspended' | 'crashed';
+export type LifecycleKind = 'defined' | 'undefined' | 'started' | 'paused' | 'resumed' | 'stopped' | 'shutdown' | 'suspended' | 'crashed';
 
 export interface LifecycleEvent {
   name: string;
@@ -144,10 +148,18 @@ export function checkState(op: Operation, name: string, state: PowerState): void
 /** The Qubes exception for an operation refused because of the domain's state. */
 export function wrongStateError(op: Operation, name: string): QubesError {
   switch (op) {
-    case 'start': case 'undefine': return QubesVMNotHaltedError(name);
-    case 'shutdown': case 'destroy': return QubesVMNotStartedError(name);
-    case 'pause': case 'suspend': return QubesVMNotRunningError(name);
-    case 'resume': return QubesVMNotPausedError(name);
-    case 'wakeup': return QubesVMNotSuspendedError(name);
+    case 'start':
+    case 'undefine':
+      return QubesVMNotHaltedError(name);
+    case 'shutdown':
+    case 'destroy':
+      return QubesVMNotStartedError(name);
+    case 'pause':
+    case 'suspend':
+      return QubesVMNotRunningError(name);
+    case 'resume':
+      return QubesVMNotPausedError(name);
+    case 'wakeup':
+      return QubesVMNotSuspendedError(name);
   }
 }

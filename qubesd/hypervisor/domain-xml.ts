@@ -53,7 +53,9 @@ export interface DomainSpec {
   network?: NetworkSpec | null;
 }
 
-export class DomainSpecError extends Error { override name = 'DomainSpecError'; }
+export class DomainSpecError extends Error {
+  override name = 'DomainSpecError';
+}
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const TARGET_RE = /^xvd[a-z]{1,2}$/;
@@ -61,7 +63,9 @@ const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
 
 /** Throws DomainSpecError naming the first bad field. */
 export function validateSpec(spec: DomainSpec, flavour: XmlFlavour): void {
-  const bad = (m: string) => { throw new DomainSpecError(`domain ${JSON.stringify(spec.name)}: ${m}`); };
+  const bad = (m: string) => {
+    throw new DomainSpecError(`domain ${JSON.stringify(spec.name)}: ${m}`);
+  };
   if (typeof spec.name !== 'string' || !isValidQubeName(spec.name)) bad('invalid name');
   if (typeof spec.uuid !== 'string' || !UUID_RE.test(spec.uuid)) bad(`invalid uuid ${JSON.stringify(spec.uuid)}`);
   if (!Number.isInteger(spec.memoryMb) || spec.memoryMb <= 0) bad(`memory must be a positive number of MiB, got ${spec.memoryMb}`);
@@ -102,8 +106,12 @@ function xenDomain(spec: DomainSpec): XNode {
   const hvm = spec.virtMode === 'hvm';
   const os: XNode[] = [];
   if (hvm) {
-    os.push(el('type', { arch: 'x86_64', machine: 'xenfv' }, 'hvm'), el('loader', { type: 'rom' }, 'hvmloader'),
-      el('boot', { dev: 'cdrom' }), el('boot', { dev: 'hd' }));
+    os.push(
+      el('type', { arch: 'x86_64', machine: 'xenfv' }, 'hvm'),
+      el('loader', { type: 'rom' }, 'hvmloader'),
+      el('boot', { dev: 'cdrom' }),
+      el('boot', { dev: 'hd' }),
+    );
   } else {
     os.push(spec.virtMode === 'pvh' ? el('type', { arch: 'x86_64', machine: 'xenpvh' }, 'xenpvh') : el('type', { arch: 'x86_64', machine: 'xenpv' }, 'linux'));
     os.push(el('kernel', {}, spec.kernel!));
@@ -111,27 +119,30 @@ function xenDomain(spec: DomainSpec): XNode {
   }
   if (spec.kernel) os.push(el('cmdline', {}, spec.kernelopts ?? ''));
 
-  const devices: XNode[] = (spec.disks ?? []).map((d) => el('disk', { type: 'block', device: 'disk' }, [
-    el('driver', { name: 'phy' }),
-    el('source', { dev: d.path }),
-    el('target', { dev: d.target }),
-    ...(d.readonly ? [el('readonly')] : []),
-    ...(d.backendDomain ? [el('backenddomain', { name: d.backendDomain })] : []),
-    el('script', { path: '/etc/xen/scripts/qubes-block' }),
-  ]));
+  const devices: XNode[] = (spec.disks ?? []).map((d) =>
+    el('disk', { type: 'block', device: 'disk' }, [
+      el('driver', { name: 'phy' }),
+      el('source', { dev: d.path }),
+      el('target', { dev: d.target }),
+      ...(d.readonly ? [el('readonly')] : []),
+      ...(d.backendDomain ? [el('backenddomain', { name: d.backendDomain })] : []),
+      el('script', { path: '/etc/xen/scripts/qubes-block' }),
+    ]),
+  );
   if (spec.network) {
     const n = spec.network;
-    devices.push(el('interface', { type: 'ethernet' }, [
-      el('mac', { address: n.mac }),
-      el('ip', { address: n.ip }),
-      ...(n.ip6 ? [el('ip', { address: n.ip6, family: 'ipv6' })] : []),
-      el('backenddomain', { name: n.backendDomain }),
-      el('script', { path: 'vif-route-qubes' }),
-    ]));
+    devices.push(
+      el('interface', { type: 'ethernet' }, [
+        el('mac', { address: n.mac }),
+        el('ip', { address: n.ip }),
+        ...(n.ip6 ? [el('ip', { address: n.ip6, family: 'ipv6' })] : []),
+        el('backenddomain', { name: n.backendDomain }),
+        el('script', { path: 'vif-route-qubes' }),
+      ]),
+    );
   }
   if (hvm) {
-    devices.push(el('emulator', { type: 'stubdom-linux' }), el('input', { type: 'tablet', bus: 'usb' }),
-      el('video', {}, [el('model', { type: 'vga' })]));
+    devices.push(el('emulator', { type: 'stubdom-linux' }), el('input', { type: 'tablet', bus: 'usb' }), el('video', {}, [el('model', { type: 'vga' })]));
   }
   devices.push(el('console', { type: 'pty' }, [el('target', { type: 'xen', port: '0' })]));
 
@@ -139,14 +150,19 @@ function xenDomain(spec: DomainSpec): XNode {
     el('name', {}, spec.name),
     el('uuid', {}, spec.uuid),
     ...memoryElements(spec),
-    ...(spec.virtMode !== 'pv' ? [el('cpu', { mode: 'host-passthrough' }, [
-      el('feature', { name: 'vmx', policy: 'disable' }),
-      el('feature', { name: 'svm', policy: 'disable' }),
-      el('feature', { name: 'invtsc', policy: 'require' }),
-    ])] : []),
+    ...(spec.virtMode !== 'pv'
+      ? [
+          el('cpu', { mode: 'host-passthrough' }, [
+            el('feature', { name: 'vmx', policy: 'disable' }),
+            el('feature', { name: 'svm', policy: 'disable' }),
+            el('feature', { name: 'invtsc', policy: 'require' }),
+          ]),
+        ]
+      : []),
     el('os', {}, os),
     el('features', {}, spec.virtMode !== 'pv' ? [el('pae'), el('acpi'), el('apic'), el('viridian')] : []),
-    hvm ? el('clock', { offset: 'variable', adjustment: '0', basis: 'utc' })
+    hvm
+      ? el('clock', { offset: 'variable', adjustment: '0', basis: 'utc' })
       : el('clock', { offset: 'utc', adjustment: 'reset' }, [el('timer', { name: 'tsc', mode: 'native' })]),
     ...lifecycleActions(),
     el('devices', {}, devices),
@@ -168,12 +184,14 @@ function qemuDomain(spec: DomainSpec, flavour: 'kvm' | 'qemu' | 'test', emulator
   if (flavour !== 'test') devices.push(el('emulator', {}, emulator));
   for (const d of spec.disks ?? []) {
     const block = d.path.startsWith('/dev/');
-    devices.push(el('disk', { type: block ? 'block' : 'file', device: 'disk' }, [
-      el('driver', { name: 'qemu', type: 'raw' }),
-      el('source', block ? { dev: d.path } : { file: d.path }),
-      el('target', { dev: d.target.replace(/^xvd/, 'vd'), bus: 'virtio' }),
-      ...(d.readonly ? [el('readonly')] : []),
-    ]));
+    devices.push(
+      el('disk', { type: block ? 'block' : 'file', device: 'disk' }, [
+        el('driver', { name: 'qemu', type: 'raw' }),
+        el('source', block ? { dev: d.path } : { file: d.path }),
+        el('target', { dev: d.target.replace(/^xvd/, 'vd'), bus: 'virtio' }),
+        ...(d.readonly ? [el('readonly')] : []),
+      ]),
+    );
   }
   if (spec.network) devices.push(el('interface', { type: 'ethernet' }, [el('mac', { address: spec.network.mac }), el('model', { type: 'virtio' })]));
   if (flavour !== 'test') devices.push(el('console', { type: 'pty' }));
@@ -183,10 +201,18 @@ function qemuDomain(spec: DomainSpec, flavour: 'kvm' | 'qemu' | 'test', emulator
     el('uuid', {}, spec.uuid),
     // libvirt has no element for the guest-side address on QEMU: keep what
     // the network qube needs in Qubes' own metadata namespace.
-    ...(spec.network ? [el('metadata', {}, [el('qubes:network', {
-      'xmlns:qubes': 'https://www.qubes-os.org/libvirt/1', ip: spec.network.ip,
-      ...(spec.network.ip6 ? { ip6: spec.network.ip6 } : {}), backend: spec.network.backendDomain,
-    })])] : []),
+    ...(spec.network
+      ? [
+          el('metadata', {}, [
+            el('qubes:network', {
+              'xmlns:qubes': 'https://www.qubes-os.org/libvirt/1',
+              ip: spec.network.ip,
+              ...(spec.network.ip6 ? { ip6: spec.network.ip6 } : {}),
+              backend: spec.network.backendDomain,
+            }),
+          ]),
+        ]
+      : []),
     ...memoryElements(spec),
     el('os', {}, os),
     el('features', {}, [el('acpi'), el('apic')]),
@@ -203,7 +229,11 @@ function lifecycleActions(): XNode[] {
 
 // --- a minimal XML writer -----------------------------------------------------
 
-interface XNode { name: string; attrs: Record<string, string>; content: XNode[] | string | null }
+interface XNode {
+  name: string;
+  attrs: Record<string, string>;
+  content: XNode[] | string | null;
+}
 
 function el(name: string, attrs: Record<string, string> = {}, content: XNode[] | string | null = null): XNode {
   return { name, attrs, content };
@@ -215,7 +245,9 @@ function escapeXml(s: string): string {
 
 function render(n: XNode, depth: number): string {
   const pad = '  '.repeat(depth);
-  const attrs = Object.entries(n.attrs).map(([k, v]) => ` ${k}="${escapeXml(v)}"`).join('');
+  const attrs = Object.entries(n.attrs)
+    .map(([k, v]) => ` ${k}="${escapeXml(v)}"`)
+    .join('');
   if (n.content === null || (Array.isArray(n.content) && n.content.length === 0)) return `${pad}<${n.name}${attrs}/>\n`;
   if (typeof n.content === 'string') return `${pad}<${n.name}${attrs}>${escapeXml(n.content)}</${n.name}>\n`;
   return `${pad}<${n.name}${attrs}>\n${n.content.map((c) => render(c, depth + 1)).join('')}${pad}</${n.name}>\n`;

@@ -6,9 +6,7 @@ import type { HypervisorBackend } from './backend.js';
 import { LibvirtBackend, type LibvirtBackendOptions } from './libvirt-backend.js';
 import { SimBackend, type SimOptions } from './sim.js';
 
-export type BackendConfig =
-  | ({ backend: 'sim' } & SimOptions)
-  | ({ backend: 'libvirt' } & LibvirtBackendOptions);
+export type BackendConfig = ({ backend: 'sim' } & SimOptions) | ({ backend: 'libvirt' } & LibvirtBackendOptions);
 
 export const DEFAULT_LIBVIRT_URI = 'qemu:///system';
 

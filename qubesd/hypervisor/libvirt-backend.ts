@@ -8,8 +8,15 @@ import { EventEmitter } from 'node:events';
 import { statSync } from 'node:fs';
 import { QubesError, QubesException, QubesNotImplementedError, QubesVMError, QubesVMNotFoundError } from '../errors.js';
 import {
-  checkState, wrongStateError,
-  type DomainStats, type DomainStatus, type HypervisorBackend, type LifecycleEvent, type LifecycleKind, type Operation, type PowerState,
+  checkState,
+  wrongStateError,
+  type DomainStats,
+  type DomainStatus,
+  type HypervisorBackend,
+  type LifecycleEvent,
+  type LifecycleKind,
+  type Operation,
+  type PowerState,
 } from './backend.js';
 import { eventDetail, lifecycleKind, powerStateOf } from './libvirt/states.js';
 import { domainXml, type DomainSpec, type XmlFlavour } from './domain-xml.js';
@@ -30,7 +37,11 @@ export interface LibvirtBackendOptions {
 
 export const DEFAULT_LIBVIRT_SOCKET = '/run/libvirt/libvirt-sock';
 
-export interface ParsedUri { driver: string; openUri: string; socketPath: string }
+export interface ParsedUri {
+  driver: string;
+  openUri: string;
+  socketPath: string;
+}
 
 /** Splits a libvirt URI into the driver URI libvirtd opens and the socket to reach it by. */
 export function parseLibvirtUri(uri: string, socketOverride?: string): ParsedUri {
@@ -55,19 +66,28 @@ function kvmUsable(): boolean {
   try {
     const st = statSync('/dev/kvm');
     return (st.mode & 0o006) === 0o006 || (st.gid !== 0 && (st.mode & 0o060) === 0o060);
-  } catch { return false; }
+  } catch {
+    return false;
+  }
 }
 
 function flavourFor(driver: string, accel: 'kvm' | 'tcg' | undefined): XmlFlavour {
   switch (driver) {
-    case 'xen': return 'xen';
-    case 'test': return 'test';
-    case 'qemu': return (accel ?? (kvmUsable() ? 'kvm' : 'tcg')) === 'kvm' ? 'kvm' : 'qemu';
-    default: throw new TypeError(`unsupported libvirt driver "${driver}" (use qemu, xen or test)`);
+    case 'xen':
+      return 'xen';
+    case 'test':
+      return 'test';
+    case 'qemu':
+      return (accel ?? (kvmUsable() ? 'kvm' : 'tcg')) === 'kvm' ? 'kvm' : 'qemu';
+    default:
+      throw new TypeError(`unsupported libvirt driver "${driver}" (use qemu, xen or test)`);
   }
 }
 
-interface Known { uuid: string; state: PowerState }
+interface Known {
+  uuid: string;
+  state: PowerState;
+}
 
 export class LibvirtBackend extends EventEmitter implements HypervisorBackend {
   readonly kind = 'libvirt' as const;
@@ -90,23 +110,35 @@ export class LibvirtBackend extends EventEmitter implements HypervisorBackend {
   }
 
   /** The domain XML this backend would define for a spec. */
-  xmlFor(spec: DomainSpec): string { return domainXml(spec, this.flavour); }
+  xmlFor(spec: DomainSpec): string {
+    return domainXml(spec, this.flavour);
+  }
 
   async connect(): Promise<void> {
-    try { await this.client.connect(); } catch (e) { throw mapError(e, null, ''); }
+    try {
+      await this.client.connect();
+    } catch (e) {
+      throw mapError(e, null, '');
+    }
     await this.resync(false);
   }
 
-  async close(): Promise<void> { await this.client.close(); }
+  async close(): Promise<void> {
+    await this.client.close();
+  }
 
   async list(): Promise<DomainStatus[]> {
     try {
       const records = await this.client.getAllDomainStats(StatsType.State);
       return records.map(({ domain, params }) => ({
-        name: domain.name, uuid: domain.uuid, id: domain.id,
+        name: domain.name,
+        uuid: domain.uuid,
+        id: domain.id,
         state: powerStateOf(Number(params.get('state.state') ?? DomainState.NoState), domain.id >= 0),
       }));
-    } catch (e) { throw mapError(e, null, ''); }
+    } catch (e) {
+      throw mapError(e, null, '');
+    }
   }
 
   async state(name: string): Promise<PowerState> {
@@ -122,7 +154,9 @@ export class LibvirtBackend extends EventEmitter implements HypervisorBackend {
     let xml: string;
     try {
       xml = await this.client.getXmlDesc(await this.client.lookupByName(name));
-    } catch (e) { throw mapError(e, null, name); }
+    } catch (e) {
+      throw mapError(e, null, name);
+    }
     // libvirt's live XML names the allocated pty: <console type='pty' tty='/dev/pts/N'>
     const m = /<console\b[^>]*?\btty=(['"])([^'"]*)\1/.exec(xml);
     return m ? m[2]! : '';
@@ -130,7 +164,11 @@ export class LibvirtBackend extends EventEmitter implements HypervisorBackend {
 
   async define(spec: DomainSpec): Promise<void> {
     const xml = this.xmlFor(spec);
-    try { await this.client.defineXml(xml); } catch (e) { throw mapError(e, null, spec.name); }
+    try {
+      await this.client.defineXml(xml);
+    } catch (e) {
+      throw mapError(e, null, spec.name);
+    }
   }
 
   async undefine(name: string): Promise<void> {
@@ -147,34 +185,63 @@ export class LibvirtBackend extends EventEmitter implements HypervisorBackend {
       if (current) checkState('start', spec.name, await this.stateOf(current));
       const d = await this.client.defineXml(xml);
       await this.client.create(d);
-    } catch (e) { throw mapError(e, 'start', spec.name); }
+    } catch (e) {
+      throw mapError(e, 'start', spec.name);
+    }
   }
 
-  shutdown(name: string): Promise<void> { return this.op('shutdown', name, (d) => this.client.shutdown(d)); }
-  destroy(name: string): Promise<void> { return this.op('destroy', name, (d) => this.client.destroy(d)); }
-  pause(name: string): Promise<void> { return this.op('pause', name, (d) => this.client.suspend(d)); }
-  resume(name: string): Promise<void> { return this.op('resume', name, (d) => this.client.resume(d)); }
-  suspend(name: string): Promise<void> { return this.op('suspend', name, (d) => this.client.pmSuspend(d)); }
-  wakeup(name: string): Promise<void> { return this.op('wakeup', name, (d) => this.client.pmWakeup(d)); }
+  shutdown(name: string): Promise<void> {
+    return this.op('shutdown', name, (d) => this.client.shutdown(d));
+  }
+  destroy(name: string): Promise<void> {
+    return this.op('destroy', name, (d) => this.client.destroy(d));
+  }
+  pause(name: string): Promise<void> {
+    return this.op('pause', name, (d) => this.client.suspend(d));
+  }
+  resume(name: string): Promise<void> {
+    return this.op('resume', name, (d) => this.client.resume(d));
+  }
+  suspend(name: string): Promise<void> {
+    return this.op('suspend', name, (d) => this.client.pmSuspend(d));
+  }
+  wakeup(name: string): Promise<void> {
+    return this.op('wakeup', name, (d) => this.client.pmWakeup(d));
+  }
 
   async stats(): Promise<DomainStats[]> {
     try {
       const mask = StatsType.State | StatsType.CpuTotal | StatsType.Balloon | StatsType.Vcpu;
       const records = await this.client.getAllDomainStats(mask, [], LIST_DOMAINS_ACTIVE);
-      return await Promise.all(records.map(async ({ domain, params }) => {
-        const num = (k: string) => (params.has(k) ? Number(params.get(k)) : null);
-        let cpu = num('cpu.time'), mem = num('balloon.current'), max = num('balloon.maximum'), vcpus = num('vcpu.current');
-        if (cpu === null || mem === null || max === null || vcpus === null) {
-          // Drivers without these stats (the test driver) still answer GetInfo.
-          const info = await this.client.getInfo(domain);
-          cpu ??= info.cpuTimeNs; mem ??= info.memoryKb; max ??= info.maxMemKb; vcpus ??= info.nrVirtCpu;
-        }
-        return {
-          name: domain.name, uuid: domain.uuid, state: powerStateOf(Number(params.get('state.state') ?? DomainState.NoState), true),
-          cpuTimeNs: cpu, memoryKb: mem, maxMemoryKb: max, vcpus,
-        };
-      }));
-    } catch (e) { throw mapError(e, null, ''); }
+      return await Promise.all(
+        records.map(async ({ domain, params }) => {
+          const num = (k: string) => (params.has(k) ? Number(params.get(k)) : null);
+          let cpu = num('cpu.time'),
+            mem = num('balloon.current'),
+            max = num('balloon.maximum'),
+            vcpus = num('vcpu.current');
+          if (cpu === null || mem === null || max === null || vcpus === null) {
+            // Drivers without these stats (the test driver) still answer GetInfo.
+            const info = await this.client.getInfo(domain);
+            cpu ??= info.cpuTimeNs;
+            mem ??= info.memoryKb;
+            max ??= info.maxMemKb;
+            vcpus ??= info.nrVirtCpu;
+          }
+          return {
+            name: domain.name,
+            uuid: domain.uuid,
+            state: powerStateOf(Number(params.get('state.state') ?? DomainState.NoState), true),
+            cpuTimeNs: cpu,
+            memoryKb: mem,
+            maxMemoryKb: max,
+            vcpus,
+          };
+        }),
+      );
+    } catch (e) {
+      throw mapError(e, null, '');
+    }
   }
 
   // --- internals -----------------------------------------------------------------
@@ -200,7 +267,8 @@ export class LibvirtBackend extends EventEmitter implements HypervisorBackend {
     const { name, uuid } = m.domain;
     const before = this.known.get(name)?.state ?? 'Halted';
     const next = stateAfter(kind, before);
-    if (next === null) this.known.delete(name); else this.known.set(name, { uuid, state: next });
+    if (next === null) this.known.delete(name);
+    else this.known.set(name, { uuid, state: next });
     // QEMU starts guests paused and reports resumed/unpaused just before
     // started/booted: noise for a domain that was not paused.
     if (kind === 'resumed' && before === 'Halted') return;
@@ -230,14 +298,23 @@ export class LibvirtBackend extends EventEmitter implements HypervisorBackend {
 /** State a domain is in after an event; null once undefined. */
 function stateAfter(kind: LifecycleKind, before: PowerState): PowerState | null {
   switch (kind) {
-    case 'defined': return before;
-    case 'undefined': return null;
-    case 'started': case 'resumed': return 'Running';
-    case 'paused': return 'Paused';
-    case 'suspended': return 'Suspended';
-    case 'shutdown': return before === 'Halted' ? 'Halted' : 'Halting';
-    case 'stopped': return 'Halted';
-    case 'crashed': return 'Crashed';
+    case 'defined':
+      return before;
+    case 'undefined':
+      return null;
+    case 'started':
+    case 'resumed':
+      return 'Running';
+    case 'paused':
+      return 'Paused';
+    case 'suspended':
+      return 'Suspended';
+    case 'shutdown':
+      return before === 'Halted' ? 'Halted' : 'Halting';
+    case 'stopped':
+      return 'Halted';
+    case 'crashed':
+      return 'Crashed';
   }
 }
 

@@ -18,7 +18,13 @@ import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { QubesVMError, QubesVMNotFoundError } from '../errors.js';
 import {
   checkState,
-  type DomainStats, type DomainStatus, type HypervisorBackend, type LifecycleEvent, type LifecycleKind, type Operation, type PowerState,
+  type DomainStats,
+  type DomainStatus,
+  type HypervisorBackend,
+  type LifecycleEvent,
+  type LifecycleKind,
+  type Operation,
+  type PowerState,
 } from './backend.js';
 import { powerStateOf } from './libvirt/states.js';
 import { validateSpec, type DomainSpec } from './domain-xml.js';
@@ -61,7 +67,10 @@ export class SimBackend extends EventEmitter implements HypervisorBackend {
 
   async close(): Promise<void> {
     // A shutdown already asked for completes, as a guest's would.
-    for (const [name, timer] of this.shutdownTimers) { clearTimeout(timer); this.finishShutdown(name); }
+    for (const [name, timer] of this.shutdownTimers) {
+      clearTimeout(timer);
+      this.finishShutdown(name);
+    }
     this.shutdownTimers.clear();
   }
 
@@ -94,7 +103,10 @@ export class SimBackend extends EventEmitter implements HypervisorBackend {
     if (existing) checkState('start', spec.name, powerStateOf(existing.state, existing.active));
     const d = this.defineSpec(spec);
     const failure = this.opts.failStart?.(spec) ?? null;
-    if (failure !== null) { this.save(); throw QubesVMError(failure); }
+    if (failure !== null) {
+      this.save();
+      throw QubesVMError(failure);
+    }
     Object.assign(d, { active: true, state: DomainState.Running, id: this.nextId++, startedAt: Date.now() });
     this.save();
     this.later(this.event(d, 'started', 'booted'));
@@ -103,7 +115,10 @@ export class SimBackend extends EventEmitter implements HypervisorBackend {
   async shutdown(name: string): Promise<void> {
     this.need(name, 'shutdown');
     if (this.shutdownTimers.has(name)) return;
-    const timer = setTimeout(() => { this.shutdownTimers.delete(name); this.finishShutdown(name); }, this.shutdownDelayMs);
+    const timer = setTimeout(() => {
+      this.shutdownTimers.delete(name);
+      this.finishShutdown(name);
+    }, this.shutdownDelayMs);
     this.shutdownTimers.set(name, timer);
   }
 
@@ -140,15 +155,21 @@ export class SimBackend extends EventEmitter implements HypervisorBackend {
 
   async stats(): Promise<DomainStats[]> {
     const now = Date.now();
-    return [...this.domains.values()].filter((d) => d.active).map((d) => {
-      const maxMb = d.spec.maxmemMb || d.spec.memoryMb;
-      return {
-        name: d.spec.name, uuid: d.spec.uuid, state: powerStateOf(d.state, true),
-        // A guest sitting idle: a small, growing CPU time.
-        cpuTimeNs: Math.max(1, now - d.startedAt) * 1000,
-        memoryKb: d.spec.memoryMb * 1024, maxMemoryKb: maxMb * 1024, vcpus: d.spec.vcpus,
-      };
-    });
+    return [...this.domains.values()]
+      .filter((d) => d.active)
+      .map((d) => {
+        const maxMb = d.spec.maxmemMb || d.spec.memoryMb;
+        return {
+          name: d.spec.name,
+          uuid: d.spec.uuid,
+          state: powerStateOf(d.state, true),
+          // A guest sitting idle: a small, growing CPU time.
+          cpuTimeNs: Math.max(1, now - d.startedAt) * 1000,
+          memoryKb: d.spec.memoryMb * 1024,
+          maxMemoryKb: maxMb * 1024,
+          vcpus: d.spec.vcpus,
+        };
+      });
   }
 
   // --- internals -----------------------------------------------------------------
@@ -170,7 +191,10 @@ export class SimBackend extends EventEmitter implements HypervisorBackend {
 
   private cancelShutdown(name: string): void {
     const t = this.shutdownTimers.get(name);
-    if (t) { clearTimeout(t); this.shutdownTimers.delete(name); }
+    if (t) {
+      clearTimeout(t);
+      this.shutdownTimers.delete(name);
+    }
   }
 
   private stop(d: SimDomain): void {
@@ -178,7 +202,10 @@ export class SimBackend extends EventEmitter implements HypervisorBackend {
     this.save();
   }
 
-  private setState(d: SimDomain, state: DomainState): void { d.state = state; this.save(); }
+  private setState(d: SimDomain, state: DomainState): void {
+    d.state = state;
+    this.save();
+  }
 
   private get(name: string): SimDomain {
     const d = this.domains.get(name);
@@ -201,12 +228,16 @@ export class SimBackend extends EventEmitter implements HypervisorBackend {
   }
 
   private later(...events: LifecycleEvent[]): void {
-    setImmediate(() => { for (const e of events) this.emit('lifecycle', e); });
+    setImmediate(() => {
+      for (const e of events) this.emit('lifecycle', e);
+    });
   }
 
   private load(file: string): void {
     let text: string;
-    try { text = readFileSync(file, 'utf8'); } catch (e) {
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
       throw e;
     }

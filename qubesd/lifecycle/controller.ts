@@ -4,7 +4,16 @@
 // reading a qube's state never asks the hypervisor. After qubesd restarts, or
 // libvirtd does, the backend's resync tells what runs now and the model is
 // reconciled without touching any running qube.
-import { QubesError, QubesException, replyError, QubesVMInUseError, QubesVMNotPausedError, QubesVMNotRunningError, QubesVMNotStartedError, QubesVMShutdownTimeoutError } from '../errors.js';
+import {
+  QubesError,
+  QubesException,
+  replyError,
+  QubesVMInUseError,
+  QubesVMNotPausedError,
+  QubesVMNotRunningError,
+  QubesVMNotStartedError,
+  QubesVMShutdownTimeoutError,
+} from '../errors.js';
 import type { QubesApp, Vm, PowerState } from '../model/app.js';
 import type { DomainSpec, DiskSpec, DomainStatus, HypervisorBackend, LifecycleEvent } from '../hypervisor/index.js';
 import type { StorageManager } from '../storage/index.js';
@@ -15,7 +24,10 @@ import { truthy } from '../model/values.js';
 /** Qubes' disk names for the standard volumes, as its domain XML uses them. */
 const DISK_TARGETS: Record<string, string> = { root: 'xvda', private: 'xvdb', volatile: 'xvdc', kernel: 'xvdd' };
 
-interface Waiter { resolve(): void; reject(e: Error): void }
+interface Waiter {
+  resolve(): void;
+  reject(e: Error): void;
+}
 
 export interface LifecycleOptions {
   storage?: StorageManager | null;
@@ -32,7 +44,11 @@ export class Lifecycle {
   private readonly stopping = new Set<string>();
   private statsCache: { at: number; stats: Awaited<ReturnType<HypervisorBackend['stats']>> } | null = null;
 
-  constructor(private readonly app: QubesApp, readonly backend: HypervisorBackend, private readonly o: LifecycleOptions = {}) {
+  constructor(
+    private readonly app: QubesApp,
+    readonly backend: HypervisorBackend,
+    private readonly o: LifecycleOptions = {},
+  ) {
     backend.on('lifecycle', (e: LifecycleEvent) => this.onLifecycle(e));
     backend.on('resync', (list: DomainStatus[]) => this.reconcile(list));
     backend.on('connection', (c: { connected: boolean; error?: string }) => {
@@ -139,7 +155,11 @@ export class Lifecycle {
     const waiters = this.stopWaiters.get(vm.name) ?? [];
     this.stopWaiters.delete(vm.name);
     void (async () => {
-      try { await this.o.storage?.stopVolumes(vm as never); } catch (e) { this.o.log?.('failed to stop storage', { vm: vm.name, error: (e as Error).message }); }
+      try {
+        await this.o.storage?.stopVolumes(vm as never);
+      } catch (e) {
+        this.o.log?.('failed to stop storage', { vm: vm.name, error: (e as Error).message });
+      }
       this.stopping.delete(vm.name);
       for (const w of waiters) w.resolve();
       await this.afterStop(vm);
@@ -150,10 +170,16 @@ export class Lifecycle {
   private async afterStop(vm: Vm): Promise<void> {
     if (vm.klass !== 'DispVM') return;
     let cleanup = false;
-    try { cleanup = vm.prop('auto_cleanup') === true; } catch { cleanup = false; }
+    try {
+      cleanup = vm.prop('auto_cleanup') === true;
+    } catch {
+      cleanup = false;
+    }
     if (!cleanup || !this.app.getVm(vm.name)) return;
     try {
-      await this.app.removeVmWithFiles(vm, async (v) => { await this.o.storage?.removeVolumes(v as never); });
+      await this.app.removeVmWithFiles(vm, async (v) => {
+        await this.o.storage?.removeVolumes(v as never);
+      });
     } catch (e) {
       this.o.log?.('failed to remove stopped disposable', { vm: vm.name, error: (e as Error).message });
     }
@@ -171,8 +197,22 @@ export class Lifecycle {
 
   /** The domain description for the hypervisor, from the qube's properties. */
   async specFor(vm: Vm): Promise<DomainSpec> {
-    const num = (name: string, dflt: number) => { try { const v = Number(vm.prop(name)); return Number.isFinite(v) ? v : dflt; } catch { return dflt; } };
-    const str = (name: string) => { try { const v = vm.prop(name); return v === null || v === undefined ? '' : String(v); } catch { return ''; } };
+    const num = (name: string, dflt: number) => {
+      try {
+        const v = Number(vm.prop(name));
+        return Number.isFinite(v) ? v : dflt;
+      } catch {
+        return dflt;
+      }
+    };
+    const str = (name: string) => {
+      try {
+        const v = vm.prop(name);
+        return v === null || v === undefined ? '' : String(v);
+      } catch {
+        return '';
+      }
+    };
     const disks: DiskSpec[] = [];
     if (this.o.storage) {
       for (const dev of await this.o.storage.startVolumes(vm as never)) {
@@ -217,7 +257,10 @@ export class Lifecycle {
     }
     this.starting.add(vm.name);
     try {
-      this.fire(vm, 'domain-pre-start', [['start_guid', 'True'], ['mem_required', 'None']]);
+      this.fire(vm, 'domain-pre-start', [
+        ['start_guid', 'True'],
+        ['mem_required', 'None'],
+      ]);
       const missing = unavailableRequiredDevice(vm);
       if (missing) {
         this.fire(vm, 'domain-start-failed', [['reason', missing]]);
@@ -234,7 +277,11 @@ export class Lifecycle {
       } catch (e) {
         const msg = replyError(e)[1];
         this.fire(vm, 'domain-start-failed', [['reason', msg]]);
-        try { await this.o.storage?.stopVolumes(vm as never); } catch { /* keep the first error */ }
+        try {
+          await this.o.storage?.stopVolumes(vm as never);
+        } catch {
+          /* keep the first error */
+        }
         if (e instanceof QubesError && e.type !== 'QubesVMError') throw e;
         throw QubesException(`Start failed: ${msg}`);
       }
@@ -261,7 +308,11 @@ export class Lifecycle {
       this.fire(vm, 'domain-pre-shutdown', [['force', force ? 'True' : 'False']]);
       // A qube providing network may not go down under running clients, unless forced.
       let provides = false;
-      try { provides = vm.prop('provides_network') === true; } catch { provides = false; }
+      try {
+        provides = vm.prop('provides_network') === true;
+      } catch {
+        provides = false;
+      }
       if (provides && !force) {
         const clients = this.app.allVms().filter((o) => o !== vm && o.isQubesVM && o.isRunning() && o.netvm === vm);
         if (clients.length) throw QubesVMInUseError(vm.name, `There are other VMs connected to this VM: ${clients.map((c) => c.name).join(', ')}`);
@@ -273,15 +324,25 @@ export class Lifecycle {
       else await this.backend.shutdown(vm.name);
       if (!wait) return;
       let timeout = 60;
-      try { timeout = Number(vm.prop('shutdown_timeout')); } catch { /* Qubes' default */ }
+      try {
+        timeout = Number(vm.prop('shutdown_timeout'));
+      } catch {
+        /* Qubes' default */
+      }
       let timer: NodeJS.Timeout | undefined;
-      const timedOut = new Promise<'timeout'>((res) => { timer = setTimeout(() => res('timeout'), timeout * 1000); });
+      const timedOut = new Promise<'timeout'>((res) => {
+        timer = setTimeout(() => res('timeout'), timeout * 1000);
+      });
       const r = await Promise.race([stopped.then(() => 'stopped' as const), timedOut]);
       clearTimeout(timer);
       if (r === 'timeout') {
         // The issue asks for Qubes' timeout followed by a kill, so that a
         // hung guest does not stay half-down.
-        try { await this.kill(vm); } catch { /* already gone */ }
+        try {
+          await this.kill(vm);
+        } catch {
+          /* already gone */
+        }
         throw QubesVMShutdownTimeoutError(vm.name);
       }
     } catch (e) {
@@ -301,7 +362,10 @@ export class Lifecycle {
     if (!vm.isQubesVM || vm.power !== 'Running') throw QubesVMNotRunningError(vm.name);
     this.fire(vm, 'domain-pre-paused');
     await this.backend.pause(vm.name);
-    if (vm.power === 'Running') { this.setPower(vm, 'Paused'); this.fire(vm, 'domain-paused'); }
+    if (vm.power === 'Running') {
+      this.setPower(vm, 'Paused');
+      this.fire(vm, 'domain-paused');
+    }
   }
 
   async unpause(vm: Vm): Promise<void> {

@@ -45,9 +45,16 @@ export class AuditLog {
   }
 
   private open(target: string): void {
-    if (target === 'none') { this.fd = -1; this.ownFd = false; }
-    else if (target === 'stderr') { this.fd = 2; this.ownFd = false; }
-    else { this.fd = openSync(target, 'a', 0o640); this.ownFd = true; }
+    if (target === 'none') {
+      this.fd = -1;
+      this.ownFd = false;
+    } else if (target === 'stderr') {
+      this.fd = 2;
+      this.ownFd = false;
+    } else {
+      this.fd = openSync(target, 'a', 0o640);
+      this.ownFd = true;
+    }
     if (this.fd >= 0) process.on('exit', this.onExit);
   }
 
@@ -88,12 +95,18 @@ export class AuditLog {
   }
 
   private flush(): void {
-    if (this.timer) { clearTimeout(this.timer); this.timer = null; }
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
     if (!this.pending || this.fd < 0) return;
     const text = this.pending;
     this.pending = '';
     // stderr may be a non-blocking pipe: its stream knows how to wait
-    if (this.fd === 2) { process.stderr.write(text); return; }
+    if (this.fd === 2) {
+      process.stderr.write(text);
+      return;
+    }
     const data = Buffer.from(text, 'utf8');
     try {
       for (let off = 0; off < data.length;) off += writeSync(this.fd, data, off);
@@ -101,7 +114,11 @@ export class AuditLog {
       // nowhere better to say it; the daemon must keep serving calls
       if (!this.failed) {
         this.failed = true;
-        try { writeSync(2, `qubesd: cannot write the audit log: ${(e as Error).message}\n`); } catch { /* stderr gone too */ }
+        try {
+          writeSync(2, `qubesd: cannot write the audit log: ${(e as Error).message}\n`);
+        } catch {
+          /* stderr gone too */
+        }
       }
     }
   }

@@ -52,7 +52,9 @@ export interface SystemInfoDomain {
   power_state: string;
   uuid: string;
 }
-export interface SystemInfo { domains: Record<string, SystemInfoDomain> }
+export interface SystemInfo {
+  domains: Record<string, SystemInfoDomain>;
+}
 
 const RECORDED_HOST_MAXMEM = 18014398509481983n;
 const DEFAULT_HOST: HostInfo = {
@@ -91,12 +93,24 @@ export class QubesApp implements Holder {
   }
 
   // Holder (the system as a property holder)
-  get app(): QubesApp { return this; }
-  get subject(): string { return ''; }
-  get className(): string { return 'Qubes'; }
-  str(): string { return 'Qubes'; }
-  repr(): string { return '<qubes.app.Qubes object at 0x7f0000001000>'; }
-  touched(): void { this.markGlobalsDirty(); }
+  get app(): QubesApp {
+    return this;
+  }
+  get subject(): string {
+    return '';
+  }
+  get className(): string {
+    return 'Qubes';
+  }
+  str(): string {
+    return 'Qubes';
+  }
+  repr(): string {
+    return '<qubes.app.Qubes object at 0x7f0000001000>';
+  }
+  touched(): void {
+    this.markGlobalsDirty();
+  }
 
   // ------------------------------------------------------------ construction
 
@@ -104,8 +118,22 @@ export class QubesApp implements Holder {
     return {
       labels: DEFAULT_LABELS.map(([i, color, name]) => ({ id: `label-${i}`, color, name })),
       pools: [
-        { attrs: [['name', 'varlibqubes'], ['dir_path', opts.baseDir], ['driver', 'file'], ['revisions_to_keep', '1'], ['ephemeral_volatile', 'False']] },
-        { attrs: [['name', 'linux-kernel'], ['dir_path', path.join(opts.baseDir, 'vm-kernels')], ['driver', 'linux-kernel']] },
+        {
+          attrs: [
+            ['name', 'varlibqubes'],
+            ['dir_path', opts.baseDir],
+            ['driver', 'file'],
+            ['revisions_to_keep', '1'],
+            ['ephemeral_volatile', 'False'],
+          ],
+        },
+        {
+          attrs: [
+            ['name', 'linux-kernel'],
+            ['dir_path', path.join(opts.baseDir, 'vm-kernels')],
+            ['driver', 'linux-kernel'],
+          ],
+        },
       ],
       properties: [],
       domains: [{ id: 'domain-0', klass: 'AdminVM', properties: [['label', 'black']], features: [], tags: [], devices: [], volumeConfig: [], extra: [] }],
@@ -194,7 +222,7 @@ export class QubesApp implements Holder {
   private loadProperty(h: Holder, name: string, text: string, what: string): void {
     const def = h.table.byName.get(name);
     if (!def) throw new Error(`qubes.xml: unknown ${what}`);
-    if (def.stateless || ['name', 'qid', 'uuid'].includes(name) && h !== this) return;
+    if (def.stateless || (['name', 'qid', 'uuid'].includes(name) && h !== this)) return;
     h.values.set(name, this.parseStored(def, text, what));
   }
 
@@ -209,13 +237,30 @@ export class QubesApp implements Holder {
       }
       case 'label': {
         const key = text.startsWith('label-') ? text.slice(6) : text;
-        try { return this.labels.get(key); } catch { throw bad(); }
+        try {
+          return this.labels.get(key);
+        } catch {
+          throw bad();
+        }
       }
-      case 'int': { const n = parsePyInt(text); if (n === null) throw bad(); return n; }
-      case 'bool': try { return parseBool(text); } catch { throw bad(); }
+      case 'int': {
+        const n = parsePyInt(text);
+        if (n === null) throw bad();
+        return n;
+      }
+      case 'bool':
+        try {
+          return parseBool(text);
+        } catch {
+          throw bad();
+        }
       default:
         if (def.name === 'label') {
-          try { return this.labels.get(text.startsWith('label-') ? text.slice(6) : text); } catch { throw bad(); }
+          try {
+            return this.labels.get(text.startsWith('label-') ? text.slice(6) : text);
+          } catch {
+            throw bad();
+          }
         }
         return text;
     }
@@ -271,18 +316,23 @@ export class QubesApp implements Holder {
   markDirty(vm: Vm): void {
     if (this.byName.get(vm.name) === vm) this.dirty.add(vm);
   }
-  markGlobalsDirty(): void { this.globalsDirty = true; }
+  markGlobalsDirty(): void {
+    this.globalsDirty = true;
+  }
 
   // ------------------------------------------------------------ lookups
 
-  getVm(name: string): Vm | undefined { return this.byName.get(name); }
-  getVmByUuid(uuid: string): Vm | undefined { return this.byUuid.get(uuid.toLowerCase()); }
+  getVm(name: string): Vm | undefined {
+    return this.byName.get(name);
+  }
+  getVmByUuid(uuid: string): Vm | undefined {
+    return this.byUuid.get(uuid.toLowerCase());
+  }
 
   /** dom0 first, then by name (Qubes' sort order of qubes) */
   allVms(): Vm[] {
     if (!this.sorted) {
-      this.sorted = [...this.byName.values()].sort((a, b) =>
-        a.isAdmin ? -1 : b.isAdmin ? 1 : a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+      this.sorted = [...this.byName.values()].sort((a, b) => (a.isAdmin ? -1 : b.isAdmin ? 1 : a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     }
     return this.sorted;
   }
@@ -444,7 +494,11 @@ export class QubesApp implements Holder {
    */
   async removeVmWithFiles(vm: Vm, removeVolumes?: (vm: Vm) => Promise<void>): Promise<void> {
     this.checkRemovable(vm);
-    try { await removeVolumes?.(vm); } catch { /* Qubes removes the qube even when its files cannot be */ }
+    try {
+      await removeVolumes?.(vm);
+    } catch {
+      /* Qubes removes the qube even when its files cannot be */
+    }
     this.forgetVm(vm);
     this.events.fire(vm.name, 'domain-remove-from-disk');
     if (vm.dirPath) await rm(vm.dirPath, { recursive: true, force: true });
@@ -481,7 +535,9 @@ export class QubesApp implements Holder {
 
 /** Icon names the policy engine sees, by class (as in the policy conformance data). */
 const SYSINFO_ICON_PREFIX: Record<string, string> = {
-  TemplateVM: 'templatevm-', StandaloneVM: 'standalonevm-', DispVM: 'dispvm-',
+  TemplateVM: 'templatevm-',
+  StandaloneVM: 'standalonevm-',
+  DispVM: 'dispvm-',
 };
 
 export type { Value } from './values.js';

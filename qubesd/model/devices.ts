@@ -29,8 +29,7 @@ export interface StoredAssignment {
 }
 
 const attr = (el: XmlElement, name: string): string | undefined => el.attrs.find(([k]) => k === name)?.[1];
-const elements = (el: XmlElement, name: string): XmlElement[] =>
-  el.children.filter((c): c is XmlElement => isElement(c) && c.name === name);
+const elements = (el: XmlElement, name: string): XmlElement[] => el.children.filter((c): c is XmlElement => isElement(c) && c.name === name);
 
 function parseDevices(raw: string): XmlElement | null {
   try {
@@ -129,7 +128,12 @@ function devicesElement(devclass: string, list: readonly StoredAssignment[]): Xm
     attrs: [['class', devclass]],
     children: list.map((a) => ({
       name: 'device',
-      attrs: [['backend-domain', a.backend], ['id', a.port], ['mode', a.mode], ['identity', a.deviceId]],
+      attrs: [
+        ['backend-domain', a.backend],
+        ['id', a.port],
+        ['mode', a.mode],
+        ['identity', a.deviceId],
+      ],
       children: a.options.map(([k, v]) => ({ name: 'option', attrs: [['name', k]], children: [v] })),
     })),
   };

@@ -19,8 +19,7 @@ function validateDelay(value: string, old: string | undefined): void {
 /** a disposable template can preload only with qrexec and the RPCs preloading waits on */
 function validatePreloadMax(vm: Vm, value: string): void {
   if (!truthy(vm.checkFeature('qrexec', 'template', false))) throw QubesValueError('Qube does not support qrexec');
-  const missing = ['qubes.WaitForRunningSystem', 'qubes.WaitForSession']
-    .filter((svc) => !truthy(vm.checkFeature('supported-rpc.' + svc, 'template', false)));
+  const missing = ['qubes.WaitForRunningSystem', 'qubes.WaitForSession'].filter((svc) => !truthy(vm.checkFeature('supported-rpc.' + svc, 'template', false)));
   if (missing.length) throw QubesValueError(`Qube does not support the RPC(s) '${missing.join(', ')}'`);
   if (!/^\d+$/.test(value || '0')) throw QubesValueError('Invalid preload-dispvm-max value: not a digit');
 }
@@ -50,8 +49,11 @@ export class Extensions {
         // the system-wide maximum applies to the default disposable template
         const appvm = this.app.globalVm('default_dispvm');
         if (appvm) {
-          fire(appvm, 'domain-feature-pre-set:preload-dispvm-max',
-            [['feature', 'preload-dispvm-max'], ['value', value], ['oldvalue', old ?? null]]);
+          fire(appvm, 'domain-feature-pre-set:preload-dispvm-max', [
+            ['feature', 'preload-dispvm-max'],
+            ['value', value],
+            ['oldvalue', old ?? null],
+          ]);
           if (appvm.has('template_for_dispvms')) validatePreloadMax(appvm, value);
         }
       }
@@ -64,8 +66,7 @@ export class Extensions {
     if (key === 'boot-mode.active' && vm.has('bootmode') && isDefault(vm, vm.table.byName.get('bootmode')!)) {
       fire(vm, 'property-reset:bootmode', [['name', 'bootmode']]);
     }
-    if (key === 'boot-mode.appvm-default' && vm.klass === 'TemplateVM'
-      && isDefault(vm, vm.table.byName.get('appvm_default_bootmode')!)) {
+    if (key === 'boot-mode.appvm-default' && vm.klass === 'TemplateVM' && isDefault(vm, vm.table.byName.get('appvm_default_bootmode')!)) {
       // Qubes' own handler of that reset notifies the children, then the feature handler does again
       resetChildBootmode(vm);
       fire(vm, 'property-reset:appvm_default_bootmode', [['name', 'appvm_default_bootmode']]);

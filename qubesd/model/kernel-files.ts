@@ -13,7 +13,11 @@ export function kernelFileText(path: string, now = Date.now()): string | null {
   const hit = cache.get(path);
   if (hit && now - hit.at < TTL_MS) return hit.text;
   let text: string | null;
-  try { text = readFileSync(path, 'ascii').trim(); } catch { text = null; }
+  try {
+    text = readFileSync(path, 'ascii').trim();
+  } catch {
+    text = null;
+  }
   if (cache.size > 256) cache.clear(); // bounded: only a handful of kernels exist
   cache.set(path, { at: now, text });
   return text;

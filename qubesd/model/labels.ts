@@ -6,8 +6,14 @@ import { QubesInvalidLabelError, QubesInvalidLabelValueError, QubesLabelNotFound
 export const MAX_DEFAULT_LABEL = 8;
 
 export const DEFAULT_LABELS: ReadonlyArray<readonly [number, string, string]> = [
-  [1, '0xcc0000', 'red'], [2, '0xf57900', 'orange'], [3, '0xedd400', 'yellow'], [4, '0x73d216', 'green'],
-  [5, '0x555555', 'gray'], [6, '0x3465a4', 'blue'], [7, '0x75507b', 'purple'], [8, '0x000000', 'black'],
+  [1, '0xcc0000', 'red'],
+  [2, '0xf57900', 'orange'],
+  [3, '0xedd400', 'yellow'],
+  [4, '0x73d216', 'green'],
+  [5, '0x555555', 'gray'],
+  [6, '0x3465a4', 'blue'],
+  [7, '0x75507b', 'purple'],
+  [8, '0x000000', 'black'],
 ];
 
 export class Label {
@@ -58,10 +64,18 @@ export function validateLabelValue(raw: Buffer): void {
 export class LabelSet {
   private byIndex = new Map<number, Label>();
 
-  add(label: Label): void { this.byIndex.set(label.index, label); }
-  remove(label: Label): void { this.byIndex.delete(label.index); }
-  all(): Label[] { return [...this.byIndex.values()]; }
-  maxIndex(): number { return Math.max(MAX_DEFAULT_LABEL, ...this.byIndex.keys()); }
+  add(label: Label): void {
+    this.byIndex.set(label.index, label);
+  }
+  remove(label: Label): void {
+    this.byIndex.delete(label.index);
+  }
+  all(): Label[] {
+    return [...this.byIndex.values()];
+  }
+  maxIndex(): number {
+    return Math.max(MAX_DEFAULT_LABEL, ...this.byIndex.keys());
+  }
 
   byName(name: string): Label | undefined {
     for (const l of this.byIndex.values()) if (l.name === name) return l;

@@ -4,11 +4,16 @@
 // reactions to a change), as Qubes' qubes.vm.* modules define them.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { QubesException, QubesPropertyValueError, QubesValueError, QubesVMInUseError, QubesVMNotHaltedError, QubesVMNotStartedError, pyRepr } from '../errors.js';
 import {
-  fire, getDefault, getValue, isDefault, NoValue, toInt,
-  type PropDef, type PyType, type WireType,
-} from './properties.js';
+  QubesException,
+  QubesPropertyValueError,
+  QubesValueError,
+  QubesVMInUseError,
+  QubesVMNotHaltedError,
+  QubesVMNotStartedError,
+  pyRepr,
+} from '../errors.js';
+import { fire, getDefault, getValue, isDefault, NoValue, toInt, type PropDef, type PyType, type WireType } from './properties.js';
 import { Label } from './labels.js';
 import { truthy, type Value } from './values.js';
 import { Vm } from './vm.js';
@@ -17,10 +22,9 @@ import { kernelFileText } from './kernel-files.js';
 export type Opts = Partial<Omit<PropDef, 'name' | 'wire' | 'py'>> & { py?: PyType };
 
 export function prop(name: string, wire: WireType, opts: Opts = {}): PropDef {
-  const py: PyType = opts.py !== undefined ? opts.py : (wire === 'vm' ? 'vm' : wire === 'label' ? 'label' : wire);
+  const py: PyType = opts.py !== undefined ? opts.py : wire === 'vm' ? 'vm' : wire === 'label' ? 'label' : wire;
   return { stage: 2, help: '', ...opts, name, wire, py };
 }
-
 
 /** Qubes' _default_with_template: the template's value, else `dflt`. */
 export function withTemplate(name: string, dflt: (vm: Vm) => Value) {
@@ -28,7 +32,11 @@ export function withTemplate(name: string, dflt: (vm: Vm) => Value) {
     const t = vm.template;
     const def = t?.table.byName.get(name);
     if (t && def) {
-      try { return getValue(t, def); } catch (e) { if (!(e instanceof NoValue)) throw e; }
+      try {
+        return getValue(t, def);
+      } catch (e) {
+        if (!(e instanceof NoValue)) throw e;
+      }
     }
     return dflt(vm);
   };
@@ -63,7 +71,11 @@ export function downstreamOf(vm: Vm): Set<Vm> {
   const out = new Set<Vm>();
   const todo = [vm];
   while (todo.length) {
-    for (const d of connectedVms(todo.pop()!)) if (!out.has(d)) { out.add(d); todo.push(d); }
+    for (const d of connectedVms(todo.pop()!))
+      if (!out.has(d)) {
+        out.add(d);
+        todo.push(d);
+      }
   }
   return out;
 }
@@ -74,8 +86,11 @@ export function memoryBalancingPossible(vm: Vm): boolean {
     const feats = new Set<string>(vm.features.keys());
     for (let t = vm.template; t; t = t.template) for (const f of t.features.keys()) feats.add(f);
     const supportedServices = [...feats].some((f) => f.startsWith('supported-service.'));
-    if (!truthy(vm.checkFeature('qrexec', 'template', false))
-      || (supportedServices && !truthy(vm.checkFeature('supported-service.meminfo-writer', 'template', false)))) return false;
+    if (
+      !truthy(vm.checkFeature('qrexec', 'template', false)) ||
+      (supportedServices && !truthy(vm.checkFeature('supported-service.meminfo-writer', 'template', false)))
+    )
+      return false;
   }
   return true;
 }
@@ -136,8 +151,7 @@ export function disposableTemplateSetter(h: { className: string; name?: string }
   const vm = v as Vm;
   if (!truthy(vm.prop('template_for_dispvms'))) {
     const target = h.className === 'Qubes' ? 'system' : `qube ${pyRepr(h.name!)}`;
-    throw QubesPropertyValueError(
-      `Cannot set invalid property to ${target}, ${def.name} ${pyRepr(vm.name)} has template_for_dispvms set to False`);
+    throw QubesPropertyValueError(`Cannot set invalid property to ${target}, ${def.name} ${pyRepr(vm.name)} has template_for_dispvms set to False`);
   }
   return v;
 }
@@ -182,8 +196,9 @@ export function setterDeniedList(_vm: Vm, v: Value): Value {
   for (let i = 0; i < s.length; i += 7) chunks.add(s.slice(i, i + 7));
   const out = [...chunks].sort().join('');
   if (!/^([bump*][0-9a-f*]{6})*$/.test(out)) {
-    throw QubesPropertyValueError('Interface code list should be in the form chhhhhhchhhhhh...,where c is one of '
-      + '"b", "u", "m", "p", "*" and h is a hexdigit or "*".');
+    throw QubesPropertyValueError(
+      'Interface code list should be in the form chhhhhhchhhhhh...,where c is one of ' + '"b", "u", "m", "p", "*" and h is a hexdigit or "*".',
+    );
   }
   return out;
 }
@@ -250,7 +265,9 @@ export function setterDispvmTemplate(vm: Vm, v: Value): Value {
 
 // ---------------------------------------------------------------- class handlers
 
-export function fireIconReset(vm: Vm): void { fire(vm, 'property-reset:icon', [['name', 'icon']]); }
+export function fireIconReset(vm: Vm): void {
+  fire(vm, 'property-reset:icon', [['name', 'icon']]);
+}
 
 /** the core_features extension: 'servicevm' follows provides_network */
 export function servicevmFeature(vm: Vm): void {
@@ -281,7 +298,10 @@ export function syncVmTag(vm: Vm, kind: 'guivm' | 'audiovm' | 'relayvm', value: 
     let found = false;
     for (const t of [...vm.tags]) {
       if (!t.startsWith('guivm-')) continue;
-      if (t === want) { found = true; continue; }
+      if (t === want) {
+        found = true;
+        continue;
+      }
       vm.removeTag(t);
     }
     if (!found && want) vm.addTag(want);
@@ -306,12 +326,17 @@ export function dvmTemplateGuard(vm: Vm, newv: Value | undefined, oldv: Value | 
   if (truthy(newv) || (!truthy(newv) && !truthy(oldv))) return;
   const { system, qube } = vm.app.propDependencies(vm, ['default_dispvm', 'management_dispvm'], ['default_dispvm', 'management_dispvm', 'template']);
   if (system.length) {
-    throw QubesVMInUseError(vm.name, 'Cannot change template_for_dispvms to False while it is in use by the system by any of '
-      + 'these properties: default_dispvm, management_dispvm');
+    throw QubesVMInUseError(
+      vm.name,
+      'Cannot change template_for_dispvms to False while it is in use by the system by any of ' + 'these properties: default_dispvm, management_dispvm',
+    );
   }
   if (qube.length) {
-    throw QubesVMInUseError(vm.name, 'Cannot change template_for_dispvms to False while it is the disposable template of a '
-      + 'qube by any of these properties: default_dispvm, management_dispvm, template');
+    throw QubesVMInUseError(
+      vm.name,
+      'Cannot change template_for_dispvms to False while it is the disposable template of a ' +
+        'qube by any of these properties: default_dispvm, management_dispvm, template',
+    );
   }
 }
 
@@ -340,7 +365,11 @@ export function netvmPreReset(vm: Vm, oldv: Value | undefined): void {
   const newv = getDefault(vm, def);
   setterNetvm(vm, newv);
   if (newv === oldv) return;
-  fire(vm, 'property-pre-set:netvm', [['name', 'netvm'], ['newvalue', newv], ['oldvalue', oldv ?? null]]);
+  fire(vm, 'property-pre-set:netvm', [
+    ['name', 'netvm'],
+    ['newvalue', newv],
+    ['oldvalue', oldv ?? null],
+  ]);
   netvmPreSet(vm, newv);
 }
 
@@ -355,7 +384,11 @@ export function netvmPreSet(vm: Vm, newv: Value): void {
 export function netvmPostReset(vm: Vm, oldv: Value | undefined): void {
   const newv = vm.netvm;
   if (newv === (oldv ?? null)) return;
-  fire(vm, 'property-set:netvm', [['name', 'netvm'], ['newvalue', newv], ['oldvalue', oldv ?? null]]);
+  fire(vm, 'property-set:netvm', [
+    ['name', 'netvm'],
+    ['newvalue', newv],
+    ['oldvalue', oldv ?? null],
+  ]);
 }
 
 export function keyboardLayoutPostSet(vm: Vm, newv: Value, oldv: Value | undefined): void {
@@ -363,7 +396,10 @@ export function keyboardLayoutPostSet(vm: Vm, newv: Value, oldv: Value | undefin
   for (const d of vm.app.allVms()) {
     if (d === vm || !d.has('guivm') || d.vmProp('guivm') !== vm) continue;
     if (isDefault(d, d.table.byName.get('keyboard_layout')!)) {
-      fire(d, 'property-reset:keyboard_layout', [['name', 'keyboard_layout'], ['oldvalue', oldv ?? null]]);
+      fire(d, 'property-reset:keyboard_layout', [
+        ['name', 'keyboard_layout'],
+        ['oldvalue', oldv ?? null],
+      ]);
     }
   }
 }

@@ -4,9 +4,7 @@
 // events in Qubes' order. The Admin API's reply text for them is
 // api/format/property.ts's. Both qubes (Vm) and
 // the system (QubesApp) hold properties through the Holder interface.
-import {
-  QubesException, QubesNoSuchPropertyError, QubesPropertyValueError, QubesValueError, pyRepr,
-} from '../errors.js';
+import { QubesException, QubesNoSuchPropertyError, QubesPropertyValueError, QubesValueError, pyRepr } from '../errors.js';
 import { normInt, parsePyInt, pyStr, truthy, type Value } from './values.js';
 import { validateVmName } from './names.js';
 import type { QubesApp } from './app.js';
@@ -80,8 +78,12 @@ export class PropTable {
     this.byName = m;
     this.list = [...m.values()].sort((a, b) => a.stage - b.stage || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
-  extend(defs: PropDef[]): PropTable { return new PropTable([...this.list, ...defs]); }
-  without(names: string[]): PropTable { return new PropTable(this.list.filter((d) => !names.includes(d.name))); }
+  extend(defs: PropDef[]): PropTable {
+    return new PropTable([...this.list, ...defs]);
+  }
+  without(names: string[]): PropTable {
+    return new PropTable(this.list.filter((d) => !names.includes(d.name)));
+  }
 }
 
 // ---------------------------------------------------------------- reading
@@ -108,7 +110,12 @@ export function getDefault(h: Holder, def: PropDef): Value {
 export function tryGet(h: Holder, name: string, fallback: Value = null): Value {
   const def = h.table.byName.get(name);
   if (!def) return fallback;
-  try { return getValue(h, def); } catch (e) { if (e instanceof NoValue) return fallback; throw e; }
+  try {
+    return getValue(h, def);
+  } catch (e) {
+    if (e instanceof NoValue) return fallback;
+    throw e;
+  }
 }
 
 export function isDefault(h: Holder, def: PropDef): boolean {
@@ -129,7 +136,8 @@ export function sanitize(def: PropDef, payload: Buffer): Value {
     case 'vm':
       if (s !== '') validateVmName(s);
       return s;
-    case 'bool': return parseBool(s);
+    case 'bool':
+      return parseBool(s);
     case 'int': {
       const n = parsePyInt(s);
       if (n === null) throw QubesValueError('Failed to parse property value as int');
@@ -161,7 +169,12 @@ export function parseBool(s: string): boolean {
 }
 
 function parseUuid(s: string): string | null {
-  let t = s.trim().replace(/^urn:/, '').replace(/^uuid:/, '').replace(/[{}]/g, '').replace(/-/g, '');
+  let t = s
+    .trim()
+    .replace(/^urn:/, '')
+    .replace(/^uuid:/, '')
+    .replace(/[{}]/g, '')
+    .replace(/-/g, '');
   if (!/^[0-9a-fA-F]{32}$/.test(t)) return null;
   t = t.toLowerCase();
   return `${t.slice(0, 8)}-${t.slice(8, 12)}-${t.slice(12, 16)}-${t.slice(16, 20)}-${t.slice(20)}`;
@@ -207,12 +220,19 @@ export function normalizeIPv6(s: string): string | null {
     groups.push(...head, ...tail);
   }
   // the longest run of two or more zero groups becomes '::' (the first one on a tie)
-  let best = -1, bestLen = 1;
+  let best = -1,
+    bestLen = 1;
   for (let i = 0; i < 8;) {
-    if (groups[i] !== 0) { i++; continue; }
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
     let j = i;
     while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) { best = i; bestLen = j - i; }
+    if (j - i > bestLen) {
+      best = i;
+      bestLen = j - i;
+    }
     i = j;
   }
   const hex = groups.map((g) => g.toString(16));
@@ -244,11 +264,17 @@ function coerce(def: PropDef, v: Value): Value {
 
 /** Fire one event of a holder on the app's bus (values as Python str()). */
 export function fire(h: Holder, event: string, kwargs: ReadonlyArray<readonly [string, Value]> = []): void {
-  h.app.events.fire(h.subject, event, kwargs.map(([k, v]) => [k, pyStr(v)] as const));
+  h.app.events.fire(
+    h.subject,
+    event,
+    kwargs.map(([k, v]) => [k, pyStr(v)] as const),
+  );
 }
 
 function oldValue(h: Holder, def: PropDef): { has: boolean; v: Value | undefined } {
-  try { return { has: true, v: getValue(h, def) }; } catch (e) {
+  try {
+    return { has: true, v: getValue(h, def) };
+  } catch (e) {
     if (e instanceof NoValue) return { has: false, v: undefined };
     throw e;
   }
@@ -287,9 +313,17 @@ export function setProperty(h: Holder, def: PropDef, value: Value): void {
   if (def.setter) v = def.setter(h, v, def);
   else if (def.py === 'bool' && typeof v === 'string') v = parseBool(v);
   v = coerce(def, v);
-  const kw = (n: Value): Array<[string, Value]> => old.has
-    ? [['name', def.name], ['newvalue', n], ['oldvalue', old.v!]]
-    : [['name', def.name], ['newvalue', n]];
+  const kw = (n: Value): Array<[string, Value]> =>
+    old.has
+      ? [
+          ['name', def.name],
+          ['newvalue', n],
+          ['oldvalue', old.v!],
+        ]
+      : [
+          ['name', def.name],
+          ['newvalue', n],
+        ];
   fire(h, 'property-pre-set:' + def.name, kw(v));
   def.preSet?.(h, v, old.v);
   h.values.set(def.name, v);
@@ -302,7 +336,12 @@ export function setProperty(h: Holder, def: PropDef, value: Value): void {
 export function resetProperty(h: Holder, def: PropDef): void {
   enforceWriteOnce(h, def);
   const old = oldValue(h, def);
-  const kw: Array<[string, Value]> = old.has ? [['name', def.name], ['oldvalue', old.v!]] : [['name', def.name]];
+  const kw: Array<[string, Value]> = old.has
+    ? [
+        ['name', def.name],
+        ['oldvalue', old.v!],
+      ]
+    : [['name', def.name]];
   fire(h, 'property-pre-reset:' + def.name, kw);
   def.preReset?.(h, old.v);
   fire(h, 'property-pre-del:' + def.name, kw);

@@ -4,7 +4,9 @@
 import type { Label } from './labels.js';
 
 /** Anything with a name that prints as that name (a qube). */
-export interface Named { readonly name: string }
+export interface Named {
+  readonly name: string;
+}
 
 /** A property value: int (number, or bigint beyond 2^53), str, bool, qube, label, or None. */
 export type Value = string | number | bigint | boolean | Named | Label | null;

@@ -45,35 +45,68 @@ export class Vm implements Holder {
     this.power = klass === 'AdminVM' || klass === 'RemoteVM' ? 'Running' : 'Halted';
   }
 
-  get subject(): string { return this.name; }
-  get className(): string { return this.klass; }
-  str(): string { return this.name; }
-  touched(): void { this.app.markDirty(this); }
+  get subject(): string {
+    return this.name;
+  }
+  get className(): string {
+    return this.klass;
+  }
+  str(): string {
+    return this.name;
+  }
+  touched(): void {
+    this.app.markDirty(this);
+  }
 
   /** Python repr of the qube (<AppVM at 0x... name='x' qid=1 prop=value ...>). */
   repr(): string {
     const parts: string[] = [];
     for (const def of this.table.list) {
       if (def.name === 'name' || def.name === 'qid') continue;
-      try { parts.push(`${def.name}=${pyStr(getValue(this, def))}`); } catch (e) { if (!(e instanceof NoValue)) throw e; }
+      try {
+        parts.push(`${def.name}=${pyStr(getValue(this, def))}`);
+      } catch (e) {
+        if (!(e instanceof NoValue)) throw e;
+      }
     }
     return `<${this.klass} at 0x7f00${(this.qid + 0x1000).toString(16)}0 name='${this.name}' qid=${this.qid} ${parts.join(' ')}>`;
   }
 
   /** typed accessors used by defaults and handlers */
-  prop(name: string): Value { return tryGet(this, name); }
-  vmProp(name: string): Vm | null { const v = tryGet(this, name); return v instanceof Vm ? v : null; }
-  has(name: string): boolean { return this.table.byName.has(name); }
+  prop(name: string): Value {
+    return tryGet(this, name);
+  }
+  vmProp(name: string): Vm | null {
+    const v = tryGet(this, name);
+    return v instanceof Vm ? v : null;
+  }
+  has(name: string): boolean {
+    return this.table.byName.has(name);
+  }
   /** undefined only after a label reset (Qubes allows deleting it) */
-  get label(): Label | undefined { return this.values.get('label') as Label | undefined; }
-  get template(): Vm | null { return this.has('template') ? this.vmProp('template') : null; }
-  get netvm(): Vm | null { return this.has('netvm') ? this.vmProp('netvm') : null; }
+  get label(): Label | undefined {
+    return this.values.get('label') as Label | undefined;
+  }
+  get template(): Vm | null {
+    return this.has('template') ? this.vmProp('template') : null;
+  }
+  get netvm(): Vm | null {
+    return this.has('netvm') ? this.vmProp('netvm') : null;
+  }
 
-  get isAdmin(): boolean { return this.klass === 'AdminVM'; }
+  get isAdmin(): boolean {
+    return this.klass === 'AdminVM';
+  }
   /** QubesVM in Qubes' terms: a local qube with a hypervisor domain */
-  get isQubesVM(): boolean { return this.klass !== 'AdminVM' && this.klass !== 'RemoteVM'; }
-  isHalted(): boolean { return this.isQubesVM && this.power === 'Halted'; }
-  isRunning(): boolean { return this.power !== 'Halted' && this.power !== 'Crashed' && this.power !== 'NA'; }
+  get isQubesVM(): boolean {
+    return this.klass !== 'AdminVM' && this.klass !== 'RemoteVM';
+  }
+  isHalted(): boolean {
+    return this.isQubesVM && this.power === 'Halted';
+  }
+  isRunning(): boolean {
+    return this.power !== 'Halted' && this.power !== 'Crashed' && this.power !== 'NA';
+  }
 
   /** Root directory of the qube's files (Qubes' vm.dir_path); null for dom0. */
   get dirPath(): string | null {
@@ -87,13 +120,24 @@ export class Vm implements Holder {
 
   // ------------------------------------------------------------ features
 
-  getFeature(key: string): string | undefined { return this.features.get(key); }
+  getFeature(key: string): string | undefined {
+    return this.features.get(key);
+  }
 
   setFeature(key: string, value: Value): void {
     const text = featureText(value);
     const old = this.features.get(key);
-    const kw: Array<[string, Value]> = old === undefined
-      ? [['feature', key], ['value', text]] : [['feature', key], ['value', text], ['oldvalue', old]];
+    const kw: Array<[string, Value]> =
+      old === undefined
+        ? [
+            ['feature', key],
+            ['value', text],
+          ]
+        : [
+            ['feature', key],
+            ['value', text],
+            ['oldvalue', old],
+          ];
     fire(this, 'domain-feature-pre-set:' + key, kw);
     this.app.hooks.featurePreSet(this, key, text, old);
     this.features.set(key, text);

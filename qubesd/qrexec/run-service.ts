@@ -23,7 +23,10 @@ export interface QubeServicesOptions {
 }
 
 export class QubeServiceError extends Error {
-  constructor(msg: string) { super(msg); this.name = 'QubeServiceError'; }
+  constructor(msg: string) {
+    super(msg);
+    this.name = 'QubeServiceError';
+  }
 }
 
 export type { RunningService };
@@ -51,8 +54,9 @@ export class QubeServices {
     const arg = plus < 0 ? '' : serviceWithArg.slice(plus + 1);
     const entry = findEntry(this.dirsFor(qube), service, arg);
     if (!entry) throw new QubeServiceError(`service ${serviceWithArg} does not exist in ${qube}`);
-    return startService(entry, { service, arg, source: 'dom0', targetType: 'name', target: qube },
-      (line) => this.o.log?.(`${qube}:${serviceWithArg}: ${line}`));
+    return startService(entry, { service, arg, source: 'dom0', targetType: 'name', target: qube }, (line) =>
+      this.o.log?.(`${qube}:${serviceWithArg}: ${line}`),
+    );
   }
 
   /** Runs a service to completion with no input; resolves with its output,
@@ -64,7 +68,10 @@ export class QubeServices {
     let size = 0;
     for await (const chunk of s.stdout) {
       size += (chunk as Buffer).length;
-      if (size > limit) { s.kill(); throw new QubeServiceError(`${serviceWithArg} in ${qube} answered more than ${limit} bytes`); }
+      if (size > limit) {
+        s.kill();
+        throw new QubeServiceError(`${serviceWithArg} in ${qube} answered more than ${limit} bytes`);
+      }
       parts.push(chunk as Buffer);
     }
     const status = await s.exit;

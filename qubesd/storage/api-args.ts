@@ -40,7 +40,10 @@ export function stripBytes(b: Buffer): Buffer {
 export function validateNumber(untrusted: Buffer, name: string, allowNegative = false): number {
   let b = untrusted;
   let sign = 1;
-  if (allowNegative && b.length > 0 && b[0] === 0x2d) { sign = -1; b = b.subarray(1); }
+  if (allowNegative && b.length > 0 && b[0] === 0x2d) {
+    sign = -1;
+    b = b.subarray(1);
+  }
   const cap = name.charAt(0).toUpperCase() + name.slice(1).toLowerCase();
   if (b.length === 0 || ![...b].every((c) => c >= 0x30 && c <= 0x39)) throw ProtocolError(`${cap} contains non ASCII digits`);
   if (b.length >= 20) throw ProtocolError(`${cap} is bigger than 19 decimal digits`);

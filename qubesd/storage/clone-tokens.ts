@@ -5,7 +5,12 @@
 import { randomInt } from 'node:crypto';
 import { QubesVolumeCopyTokenNotFoundError } from './errors.js';
 
-export interface CloneSource { vm: string; volume: string; pool: string; vid: string }
+export interface CloneSource {
+  vm: string;
+  volume: string;
+  pool: string;
+  vid: string;
+}
 
 /** Qubes' token alphabet (qubes/api/admin.py: 32 characters of letters and digits) */
 const TOKEN_CHARS = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';

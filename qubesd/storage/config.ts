@@ -74,8 +74,14 @@ export const VOLUME_NAMES = ['root', 'private', 'volatile', 'kernel'] as const;
 
 type Template = Pick<VolumeConf, 'name' | 'rw' | 'saveOnStop' | 'snapOnStart'> & { size?: number; fromSource?: true };
 
-const vol = (name: string, snapOnStart: boolean, saveOnStop: boolean, rw: boolean, size?: number): Template =>
-  ({ name, snapOnStart, saveOnStop, rw, ...(size ? { size } : {}), ...(snapOnStart ? { fromSource: true as const } : {}) });
+const vol = (name: string, snapOnStart: boolean, saveOnStop: boolean, rw: boolean, size?: number): Template => ({
+  name,
+  snapOnStart,
+  saveOnStop,
+  rw,
+  ...(size ? { size } : {}),
+  ...(snapOnStart ? { fromSource: true as const } : {}),
+});
 
 /** Qubes' volume layout of a new qube, per class (qubes/vm/*.py). */
 export function defaultVolumes(klass: string): Template[] | null {
@@ -83,7 +89,12 @@ export function defaultVolumes(klass: string): Template[] | null {
   switch (klass) {
     case 'TemplateVM':
     case 'StandaloneVM':
-      return [vol('root', false, true, true, ROOT_IMG_SIZE), vol('private', false, true, true, PRIVATE_IMG_SIZE), vol('volatile', false, false, true, ROOT_IMG_SIZE), kernel];
+      return [
+        vol('root', false, true, true, ROOT_IMG_SIZE),
+        vol('private', false, true, true, PRIVATE_IMG_SIZE),
+        vol('volatile', false, false, true, ROOT_IMG_SIZE),
+        kernel,
+      ];
     case 'AppVM':
       return [vol('root', true, false, true), vol('private', false, true, true, PRIVATE_IMG_SIZE), vol('volatile', false, false, true, ROOT_IMG_SIZE), kernel];
     case 'DispVM':

@@ -34,7 +34,12 @@ export async function* exportContent(fh: FileHandle, size: number, signal?: Abor
     // one buffer for the whole export, reused: the dispatcher has written and
     // drained a chunk before it asks for the next (StreamedContent). A new
     // 4 MiB buffer per read is page-faulted in, and that cost more than the read.
-    const buf = Buffer.allocUnsafeSlow(Math.min(READ_CHUNK, extents.reduce((m, [, l]) => Math.max(m, l), 1)));
+    const buf = Buffer.allocUnsafeSlow(
+      Math.min(
+        READ_CHUNK,
+        extents.reduce((m, [, l]) => Math.max(m, l), 1),
+      ),
+    );
     for (const [start, length] of extents) {
       for (let pos = start, end = start + length; pos < end;) {
         if (signal?.aborted) throw new Error('export aborted');

@@ -32,61 +32,104 @@ export function tempNameFor(dst: string): string {
 }
 
 export async function removeFile(file: string): Promise<void> {
-  try { await fsp.unlink(file); } catch (e) {
+  try {
+    await fsp.unlink(file);
+  } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError('Cannot remove', file, e);
   }
 }
 
 export async function exists(file: string): Promise<boolean> {
-  try { await fsp.lstat(file); return true; } catch { return false; }
+  try {
+    await fsp.lstat(file);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export async function fsyncPath(file: string): Promise<void> {
   const fh = await fsp.open(file, 'r');
-  try { await fh.sync(); } finally { await fh.close(); }
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
 }
 
 /** Make a rename or unlink in this directory durable. */
 export async function fsyncDir(dir: string): Promise<void> {
-  try { await fsyncPath(dir); } catch { /* some filesystems refuse fsync on directories */ }
+  try {
+    await fsyncPath(dir);
+  } catch {
+    /* some filesystems refuse fsync on directories */
+  }
 }
 
 export async function renameFile(src: string, dst: string): Promise<void> {
-  try { await fsp.rename(src, dst); } catch (e) { throw ioError('Cannot rename to', dst, e); }
+  try {
+    await fsp.rename(src, dst);
+  } catch (e) {
+    throw ioError('Cannot rename to', dst, e);
+  }
   await fsyncDir(path.dirname(dst));
 }
 
 /** Create the directory and any missing parents. */
 export async function ensureDir(dir: string): Promise<void> {
-  try { await fsp.mkdir(dir, { recursive: true, mode: 0o775 }); } catch (e) { throw ioError('Cannot create directory', dir, e); }
+  try {
+    await fsp.mkdir(dir, { recursive: true, mode: 0o775 });
+  } catch (e) {
+    throw ioError('Cannot create directory', dir, e);
+  }
 }
 
 /** Remove a directory if it is empty; anything else is left alone. */
 export async function removeEmptyDir(dir: string): Promise<boolean> {
-  try { await fsp.rmdir(dir); await fsyncDir(path.dirname(dir)); return true; } catch { return false; }
+  try {
+    await fsp.rmdir(dir);
+    await fsyncDir(path.dirname(dir));
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Logical size, or null when missing. */
 export async function fileSize(file: string): Promise<number | null> {
-  try { return (await fsp.stat(file)).size; } catch { return null; }
+  try {
+    return (await fsp.stat(file)).size;
+  } catch {
+    return null;
+  }
 }
 
 /** Bytes allocated on disk (sparse files count only their data). */
 export async function diskUsage(file: string): Promise<number> {
-  try { return (await fsp.lstat(file)).blocks * 512; } catch { return 0; }
+  try {
+    return (await fsp.lstat(file)).blocks * 512;
+  } catch {
+    return 0;
+  }
 }
 
 /** A new empty sparse file of `size` bytes at `dst` (replacing it atomically). */
 export async function createSparseFile(dst: string, size: number, mode = 0o664): Promise<void> {
   await ensureDir(path.dirname(dst));
   try {
-    await atomicReplace(dst, async (tmp) => {
-      const fh = await fsp.open(tmp, 'wx', mode);
-      try {
-        await fh.chmod(mode);
-        await fh.truncate(size);
-      } finally { await fh.close(); }
-    }, { tempPath: tempNameFor });
+    await atomicReplace(
+      dst,
+      async (tmp) => {
+        const fh = await fsp.open(tmp, 'wx', mode);
+        try {
+          await fh.chmod(mode);
+          await fh.truncate(size);
+        } finally {
+          await fh.close();
+        }
+      },
+      { tempPath: tempNameFor },
+    );
   } catch (e) {
     throw ioError('Cannot create image', dst, e);
   }
@@ -96,8 +139,15 @@ export async function createSparseFile(dst: string, size: number, mode = 0o664):
 export async function truncateFile(file: string, size: number): Promise<void> {
   try {
     const fh = await fsp.open(file, 'r+');
-    try { await fh.truncate(size); await fh.sync(); } finally { await fh.close(); }
-  } catch (e) { throw ioError('Cannot resize', file, e); }
+    try {
+      await fh.truncate(size);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  } catch (e) {
+    throw ioError('Cannot resize', file, e);
+  }
 }
 
 function runCp(args: string[]): Promise<{ ok: boolean; stderr: string }> {
@@ -119,28 +169,37 @@ export async function cloneFile(src: string, dst: string, opts: { mode?: Reflink
   await ensureDir(path.dirname(dst));
   let method: CopyMethod = 'copy';
   try {
-    await atomicReplace(dst, async (tmp) => {
-      let done = false;
-      if (mode !== 'never') {
-        const r = await runCp(['--reflink=always', '--', src, tmp]);
-        if (r.ok) { done = true; method = 'reflink'; } else {
-          await fsp.unlink(tmp).catch(() => undefined);
-          if (mode === 'always' || !NO_REFLINK.test(r.stderr)) throw StoragePoolException(`Error while copying ${src} to ${dst}: ${cleanCpError(r.stderr)}`);
+    await atomicReplace(
+      dst,
+      async (tmp) => {
+        let done = false;
+        if (mode !== 'never') {
+          const r = await runCp(['--reflink=always', '--', src, tmp]);
+          if (r.ok) {
+            done = true;
+            method = 'reflink';
+          } else {
+            await fsp.unlink(tmp).catch(() => undefined);
+            if (mode === 'always' || !NO_REFLINK.test(r.stderr)) throw StoragePoolException(`Error while copying ${src} to ${dst}: ${cleanCpError(r.stderr)}`);
+          }
         }
-      }
-      if (!done) {
-        // after a refused reflink the filesystem cannot share extents, so cp's
-        // in-kernel copy is a real copy; 'never' must say so explicitly, or
-        // cp's copy_file_range could still share extents on XFS/btrfs
-        const r = await runCp([...(mode === 'never' ? ['--reflink=never'] : []), '--sparse=always', '--', src, tmp]);
-        if (!r.ok) throw StoragePoolException(`Error while copying ${src} to ${dst}: ${cleanCpError(r.stderr)}`);
-      }
-      const fh = await fsp.open(tmp, 'r+');
-      try {
-        await fh.chmod(0o664);
-        if (opts.size !== undefined) await fh.truncate(opts.size);
-      } finally { await fh.close(); }
-    }, { tempPath: tempNameFor });
+        if (!done) {
+          // after a refused reflink the filesystem cannot share extents, so cp's
+          // in-kernel copy is a real copy; 'never' must say so explicitly, or
+          // cp's copy_file_range could still share extents on XFS/btrfs
+          const r = await runCp([...(mode === 'never' ? ['--reflink=never'] : []), '--sparse=always', '--', src, tmp]);
+          if (!r.ok) throw StoragePoolException(`Error while copying ${src} to ${dst}: ${cleanCpError(r.stderr)}`);
+        }
+        const fh = await fsp.open(tmp, 'r+');
+        try {
+          await fh.chmod(0o664);
+          if (opts.size !== undefined) await fh.truncate(opts.size);
+        } finally {
+          await fh.close();
+        }
+      },
+      { tempPath: tempNameFor },
+    );
   } catch (e) {
     if (e instanceof QubesError) throw e;
     throw ioError('Cannot copy to', dst, e);
@@ -181,5 +240,7 @@ export async function fsUsage(dir: string): Promise<{ size: number; used: number
   try {
     const s = await fsp.statfs(dir);
     return { size: s.bsize * s.blocks, used: s.bsize * (s.blocks - s.bfree) };
-  } catch { return null; }
+  } catch {
+    return null;
+  }
 }

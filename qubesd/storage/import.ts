@@ -14,9 +14,14 @@ import { replyError } from '../errors.js';
  * that size (ImportWithSize). Resolves when the new data is committed; on any
  * failure the old data is untouched and the error says why.
  */
-export async function importFromStream(manager: StorageManager, vm: StorageVm, volume: string,
-  input: AsyncIterable<Buffer | string>, size?: number,
-  opts: { open?: (file: string, flags: string) => Promise<fsp.FileHandle> } = {}): Promise<{ bytes: number }> {
+export async function importFromStream(
+  manager: StorageManager,
+  vm: StorageVm,
+  volume: string,
+  input: AsyncIterable<Buffer | string>,
+  size?: number,
+  opts: { open?: (file: string, flags: string) => Promise<fsp.FileHandle> } = {},
+): Promise<{ bytes: number }> {
   const target = await manager.importBegin(vm, volume, size ?? null);
   let result: CopyResult;
   try {

@@ -6,9 +6,7 @@
 // own files; the Admin API's reply text is api/format/storage.ts's.
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import {
-  ProtocolError, QubesException, QubesPoolInUseError, QubesValueError, QubesVMNotHaltedError, StoragePoolException,
-} from '../errors.js';
+import { ProtocolError, QubesException, QubesPoolInUseError, QubesValueError, QubesVMNotHaltedError, StoragePoolException } from '../errors.js';
 import { defaultVolumes, parseVolumeConf, volumeConfDoc, type VolumeConf } from './config.js';
 import { QubesPoolNotFoundError, QubesVolumeNotFoundError } from './errors.js';
 import { CloneTokens } from './clone-tokens.js';
@@ -29,11 +27,18 @@ export interface StorageOptions {
   log?: (line: string) => void;
 }
 
-export interface CopyRecord { src: string; dst: string; method: CopyMethod }
+export interface CopyRecord {
+  src: string;
+  dst: string;
+  method: CopyMethod;
+}
 
 /** A disk of a starting qube, for its domain XML. */
-export interface BlockDevice { name: string; path: string; rw: boolean }
-
+export interface BlockDevice {
+  name: string;
+  path: string;
+  rw: boolean;
+}
 
 const py = (b: boolean): string => (b ? 'True' : 'False');
 
@@ -45,7 +50,10 @@ const py = (b: boolean): string => (b ? 'True' : 'False');
 const PARSED = new WeakMap<VolumeConfigDoc, Readonly<VolumeConf>>();
 function frozenConf(doc: VolumeConfigDoc): Readonly<VolumeConf> {
   let c = PARSED.get(doc);
-  if (!c) { c = Object.freeze(parseVolumeConf(doc)); PARSED.set(doc, c); }
+  if (!c) {
+    c = Object.freeze(parseVolumeConf(doc));
+    PARSED.set(doc, c);
+  }
   return c;
 }
 
@@ -60,7 +68,10 @@ export class StorageManager {
   readonly baseDir: string;
 
   /** Loads the app's pools; made once at daemon start (see api/services.ts). */
-  constructor(readonly app: StorageApp, private readonly opts: StorageOptions) {
+  constructor(
+    readonly app: StorageApp,
+    private readonly opts: StorageOptions,
+  ) {
     this.baseDir = path.resolve(opts.baseDir);
     this.access = { ...defaultModelAccess(app), ...opts.access };
     for (const doc of app.pools) {
@@ -75,7 +86,9 @@ export class StorageManager {
     this.opts.log?.(`${method === 'reflink' ? 'reflinked' : 'copied (no reflink here)'} ${src} -> ${dst}`);
   }
 
-  private ctx(): PoolContext { return { noteCopy: (s, d, m) => this.noteCopy(s, d, m) }; }
+  private ctx(): PoolContext {
+    return { noteCopy: (s, d, m) => this.noteCopy(s, d, m) };
+  }
 
   /** Serialise operations per qube, as Qubes' per-volume locks do. */
   private async locked<T>(key: string, fn: () => Promise<T>): Promise<T> {
@@ -83,7 +96,11 @@ export class StorageManager {
     const run = prev.then(fn, fn);
     const tail = run.catch(() => undefined);
     this.locks.set(key, tail);
-    try { return await run; } finally { if (this.locks.get(key) === tail) this.locks.delete(key); }
+    try {
+      return await run;
+    } finally {
+      if (this.locks.get(key) === tail) this.locks.delete(key);
+    }
   }
 
   private fire(vm: StorageVm, event: string, kwargs: Array<[string, string]>): void {
@@ -92,9 +109,15 @@ export class StorageManager {
 
   // ---- pools -------------------------------------------------------------
 
-  poolNames(): string[] { return [...this.pools.keys()]; }
-  pool(name: string): Pool | undefined { return this.pools.get(name); }
-  allPools(): Pool[] { return [...this.pools.values()]; }
+  poolNames(): string[] {
+    return [...this.pools.keys()];
+  }
+  pool(name: string): Pool | undefined {
+    return this.pools.get(name);
+  }
+  allPools(): Pool[] {
+    return [...this.pools.values()];
+  }
 
   private savePools(): void {
     this.app.pools = this.allPools().map((p) => p.toDoc());
@@ -191,7 +214,11 @@ export class StorageManager {
 
   private effectivePoolName(conf: VolumeConf): string | undefined {
     if (conf.pool) return conf.pool;
-    try { return this.defaultPoolName(conf.name); } catch { return undefined; }
+    try {
+      return this.defaultPoolName(conf.name);
+    } catch {
+      return undefined;
+    }
   }
 
   // ---- volumes -----------------------------------------------------------
@@ -200,14 +227,18 @@ export class StorageManager {
     return `${vm.klass === 'TemplateVM' ? 'vm-templates' : 'appvms'}/${vm.name}`;
   }
 
-  private slot(vm: StorageVm): VolumeSlot { return { vm, vidPrefix: this.vidPrefix(vm) }; }
+  private slot(vm: StorageVm): VolumeSlot {
+    return { vm, vidPrefix: this.vidPrefix(vm) };
+  }
 
   /** Volume names of a qube, in its configuration's order. */
   volumeNames(vm: StorageVm): string[] {
     return vm.volumeConfig.map((d) => parseVolumeConf(d).name).filter((n) => n !== '');
   }
 
-  hasVolume(vm: StorageVm, name: string): boolean { return this.volumeNames(vm).includes(name); }
+  hasVolume(vm: StorageVm, name: string): boolean {
+    return this.volumeNames(vm).includes(name);
+  }
 
   /** Build the volume `name` of `vm` from its configuration. */
   volume(vm: StorageVm, name: string, depth = 0): Volume {
@@ -233,10 +264,11 @@ export class StorageManager {
     const candidates: StorageVm[] = [];
     for (let t = this.access.template(vm); t && candidates.length < 8; t = this.access.template(t)) candidates.push(t);
     if (conf.source) {
-      const match = (v: StorageVm) => v.volumeConfig.some((d) => {
-        const c = parseVolumeConf(d);
-        return c.name !== '' && (c.vid ?? `${this.vidPrefix(v)}/${c.name}`) === conf.source && this.effectivePoolName(c) === conf.pool;
-      });
+      const match = (v: StorageVm) =>
+        v.volumeConfig.some((d) => {
+          const c = parseVolumeConf(d);
+          return c.name !== '' && (c.vid ?? `${this.vidPrefix(v)}/${c.name}`) === conf.source && this.effectivePoolName(c) === conf.pool;
+        });
       const owner = candidates.find(match) ?? this.app.allVms().find((v) => v !== vm && match(v));
       if (!owner) return null;
       const name = owner.volumeConfig.map(parseVolumeConf).find((c) => (c.vid ?? `${this.vidPrefix(owner)}/${c.name}`) === conf.source)!.name;
@@ -253,7 +285,8 @@ export class StorageManager {
   private save(vm: StorageVm, vol: Volume): void {
     const i = vm.volumeConfig.findIndex((d) => parseVolumeConf(d).name === vol.name);
     const doc = volumeConfDoc(vol.conf);
-    if (i >= 0) vm.volumeConfig[i] = doc; else vm.volumeConfig.push(doc);
+    if (i >= 0) vm.volumeConfig[i] = doc;
+    else vm.volumeConfig.push(doc);
     this.app.markDirty(vm);
   }
 
@@ -289,7 +322,11 @@ export class StorageManager {
     await this.locked(vm.name, async () => {
       const v = this.volume(vm, name);
       this.noImportRunning(vm, v);
-      try { await v.resize(size); } finally { this.save(vm, v); }
+      try {
+        await v.resize(size);
+      } finally {
+        this.save(vm, v);
+      }
     });
   }
 
@@ -301,13 +338,24 @@ export class StorageManager {
       this.noImportRunning(vm, v);
       const size = await v.size();
       await v.importBegin(size);
-      this.fire(vm, 'domain-volume-import-begin', [['volume', name], ['size', String(size)]]);
-      try { await v.importEnd(true); } catch (e) {
+      this.fire(vm, 'domain-volume-import-begin', [
+        ['volume', name],
+        ['size', String(size)],
+      ]);
+      try {
+        await v.importEnd(true);
+      } catch (e) {
         await v.importEnd(false).catch(() => undefined);
-        this.fire(vm, 'domain-volume-import-end', [['volume', name], ['success', 'False']]);
+        this.fire(vm, 'domain-volume-import-end', [
+          ['volume', name],
+          ['success', 'False'],
+        ]);
         throw e;
       }
-      this.fire(vm, 'domain-volume-import-end', [['volume', name], ['success', 'True']]);
+      this.fire(vm, 'domain-volume-import-end', [
+        ['volume', name],
+        ['success', 'True'],
+      ]);
       this.save(vm, v);
     });
   }
@@ -363,7 +411,10 @@ export class StorageManager {
       this.mustBeHalted(vm);
       this.noImportRunning(vm, dst);
       const method = await dst.importVolume(srcVol, srcRunning);
-      this.fire(vm, 'domain-import-volume', [['name', name], ['source', srcVol.vid]]);
+      this.fire(vm, 'domain-import-volume', [
+        ['name', name],
+        ['source', srcVol.vid],
+      ]);
       this.save(vm, dst);
       return method;
     });
@@ -385,7 +436,10 @@ export class StorageManager {
         throw ProtocolError('Path contains whitespace');
       }
       this.imports.begin(vm.name, name, { size: target, path: file });
-      this.fire(vm, 'domain-volume-import-begin', [['volume', name], ['size', String(target)]]);
+      this.fire(vm, 'domain-volume-import-begin', [
+        ['volume', name],
+        ['size', String(target)],
+      ]);
       return { size: target, path: file };
     });
   }
@@ -400,23 +454,34 @@ export class StorageManager {
       let reason = error;
       if (ok) {
         const actual = await fileSize(state.path);
-        if (actual !== state.size) { ok = false; reason = `size of imported data is ${actual ?? 'unknown'}, expected ${state.size} bytes`; }
+        if (actual !== state.size) {
+          ok = false;
+          reason = `size of imported data is ${actual ?? 'unknown'}, expected ${state.size} bytes`;
+        }
       }
       try {
         await v.importEnd(ok);
       } catch (e) {
         await v.importEnd(false).catch(() => undefined);
-        this.fire(vm, 'domain-volume-import-end', [['volume', name], ['success', 'False']]);
+        this.fire(vm, 'domain-volume-import-end', [
+          ['volume', name],
+          ['success', 'False'],
+        ]);
         throw e;
       }
-      this.fire(vm, 'domain-volume-import-end', [['volume', name], ['success', py(ok)]]);
+      this.fire(vm, 'domain-volume-import-end', [
+        ['volume', name],
+        ['success', py(ok)],
+      ]);
       if (ok) this.save(vm, v);
       else throw QubesException(`Data import failed: ${reason}`);
     });
   }
 
   /** Is an import into this volume between ImportBegin and ImportEnd? */
-  importInProgress(vm: StorageVm, name: string): boolean { return this.imports.has(vm.name, name); }
+  importInProgress(vm: StorageVm, name: string): boolean {
+    return this.imports.has(vm.name, name);
+  }
 
   // ---- export (admin.vm.volume.Export) ----------------------------------
 
@@ -430,7 +495,11 @@ export class StorageManager {
       if (running && v.snapshotsDisabled) throw StoragePoolException(`Volume ${v.vid} must be stopped before exporting its data`);
       const file = await v.exportPath(running);
       let fh: fsp.FileHandle;
-      try { fh = await fsp.open(file, 'r'); } catch { throw StoragePoolException(`Volume ${v.vid} has no data to export`); }
+      try {
+        fh = await fsp.open(file, 'r');
+      } catch {
+        throw StoragePoolException(`Volume ${v.vid} has no data to export`);
+      }
       try {
         return { fh, size: (await fh.stat()).size };
       } catch (e) {
@@ -461,7 +530,9 @@ export class StorageManager {
         if (placement.pool && !c.snapOnStart && c.rw) c.pool = placement.pool;
         else if (!placement.pool && placement.pools && placement.pools[c.name] !== undefined) {
           if (c.snapOnStart) {
-            throw QubesException(`Snapshot volume ${c.name} must be in the same pool as its origin (${c.name} volume of template),cannot move to pool ${placement.pools[c.name]} `);
+            throw QubesException(
+              `Snapshot volume ${c.name} must be in the same pool as its origin (${c.name} volume of template),cannot move to pool ${placement.pools[c.name]} `,
+            );
           }
           c.pool = placement.pools[c.name];
         }
@@ -487,7 +558,12 @@ export class StorageManager {
 
   private defaultConfs(vm: StorageVm): VolumeConf[] {
     return (defaultVolumes(vm.klass) ?? []).map((t) => ({
-      name: t.name, rw: t.rw, saveOnStop: t.saveOnStop, snapOnStart: t.snapOnStart, size: t.size ?? 0, extra: [],
+      name: t.name,
+      rw: t.rw,
+      saveOnStop: t.saveOnStop,
+      snapOnStart: t.snapOnStart,
+      size: t.size ?? 0,
+      extra: [],
     }));
   }
 
@@ -544,10 +620,22 @@ export class StorageManager {
       const errors: string[] = [];
       for (const name of this.volumeNames(vm)) {
         let v: Volume;
-        try { v = this.volume(vm, name); } catch (e) { errors.push(`${name}: ${(e as Error).message}`); continue; }
+        try {
+          v = this.volume(vm, name);
+        } catch (e) {
+          errors.push(`${name}: ${(e as Error).message}`);
+          continue;
+        }
         this.imports.end(vm.name, name);
-        if (this.sharedWith(vm, v)) { this.opts.log?.(`not removing ${v.pool.name}:${v.vid}: used by another qube`); continue; }
-        try { await v.remove(); } catch (e) { errors.push(`${name}: ${(e as Error).message}`); }
+        if (this.sharedWith(vm, v)) {
+          this.opts.log?.(`not removing ${v.pool.name}:${v.vid}: used by another qube`);
+          continue;
+        }
+        try {
+          await v.remove();
+        } catch (e) {
+          errors.push(`${name}: ${(e as Error).message}`);
+        }
         if (v.pool instanceof DirPool) dirs.add(path.join(v.pool.dirPath, this.vidPrefix(vm)));
       }
       for (const d of dirs) await removeEmptyDir(d);
@@ -568,7 +656,10 @@ export class StorageManager {
       }
       const started: Volume[] = [];
       try {
-        for (const v of vols) { await v.start(); started.push(v); }
+        for (const v of vols) {
+          await v.start();
+          started.push(v);
+        }
       } catch (e) {
         for (const v of started.reverse()) await v.stop().catch(() => undefined);
         throw e;
@@ -591,7 +682,9 @@ export class StorageManager {
           const v = this.volume(vm, n);
           await v.stop();
           this.save(vm, v);
-        } catch (e) { errors.push(e as Error); }
+        } catch (e) {
+          errors.push(e as Error);
+        }
       }
       if (errors.length) throw errors[0];
     });

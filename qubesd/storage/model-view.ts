@@ -56,7 +56,9 @@ function readMaybe(obj: unknown, key: string): unknown {
     try {
       const v = (getter as (k: string) => unknown).call(obj, key);
       if (v !== undefined) return v;
-    } catch { /* unset property without default */ }
+    } catch {
+      /* unset property without default */
+    }
   }
   return o[key];
 }
@@ -74,7 +76,7 @@ export function defaultModelAccess(app: StorageApp): ModelAccess {
       const t = readMaybe(vm, 'template');
       if (t && typeof t === 'object' && 'volumeConfig' in (t as object)) return t as StorageVm;
       const name = asText(t);
-      return name ? app.getVm(name) ?? null : null;
+      return name ? (app.getVm(name) ?? null) : null;
     },
     kernel(vm) {
       return asText(readMaybe(vm, 'kernel'));

@@ -32,7 +32,9 @@ export function realpathLoose(p: string, realpathSync: (p: string) => string): s
   let head = abs;
   const tail: string[] = [];
   for (;;) {
-    try { return path.join(realpathSync(head), ...tail.reverse()); } catch {
+    try {
+      return path.join(realpathSync(head), ...tail.reverse());
+    } catch {
       const parent = path.dirname(head);
       if (parent === head) return abs;
       tail.push(path.basename(head));

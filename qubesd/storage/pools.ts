@@ -25,11 +25,46 @@ export interface DriverInfo {
 /** Qubes 4.x drivers, in the order and with the parameters Qubes reports. */
 export const DRIVERS: readonly DriverInfo[] = Object.freeze([
   { name: 'callback', params: [['conf_id', true]], supported: false },
-  { name: 'file', params: [['revisions_to_keep', false], ['dir_path', true], ['ephemeral_volatile', false]], supported: true },
-  { name: 'file-reflink', params: [['revisions_to_keep', false], ['dir_path', true], ['setup_check', false], ['ephemeral_volatile', false]], supported: true },
+  {
+    name: 'file',
+    params: [
+      ['revisions_to_keep', false],
+      ['dir_path', true],
+      ['ephemeral_volatile', false],
+    ],
+    supported: true,
+  },
+  {
+    name: 'file-reflink',
+    params: [
+      ['revisions_to_keep', false],
+      ['dir_path', true],
+      ['setup_check', false],
+      ['ephemeral_volatile', false],
+    ],
+    supported: true,
+  },
   { name: 'linux-kernel', params: [['dir_path', true]], supported: true },
-  { name: 'lvm_thin', params: [['revisions_to_keep', false], ['volume_group', true], ['thin_pool', true], ['ephemeral_volatile', false]], supported: false },
-  { name: 'zfs', params: [['revisions_to_keep', false], ['container', true], ['ephemeral_volatile', false], ['snap_on_start_forensics', false]], supported: false },
+  {
+    name: 'lvm_thin',
+    params: [
+      ['revisions_to_keep', false],
+      ['volume_group', true],
+      ['thin_pool', true],
+      ['ephemeral_volatile', false],
+    ],
+    supported: false,
+  },
+  {
+    name: 'zfs',
+    params: [
+      ['revisions_to_keep', false],
+      ['container', true],
+      ['ephemeral_volatile', false],
+      ['snap_on_start_forensics', false],
+    ],
+    supported: false,
+  },
 ] as const);
 
 export function driverInfo(name: string): DriverInfo | undefined {
@@ -73,19 +108,33 @@ export abstract class Pool implements VolumePool {
   revisionsToKeep = 1;
   ephemeralVolatile = false;
 
-  constructor(readonly name: string, readonly dirPath: string, protected readonly ctx: PoolContext) {}
+  constructor(
+    readonly name: string,
+    readonly dirPath: string,
+    protected readonly ctx: PoolContext,
+  ) {}
 
-  noteCopy(src: string, dst: string, method: CopyMethod): void { this.ctx.noteCopy(src, dst, method); }
+  noteCopy(src: string, dst: string, method: CopyMethod): void {
+    this.ctx.noteCopy(src, dst, method);
+  }
 
   /** The <pool> attributes, in Qubes' order. */
   abstract config(): Array<[string, string]>;
-  toDoc(): PoolDoc { return { attrs: this.config() }; }
+  toDoc(): PoolDoc {
+    return { attrs: this.config() };
+  }
 
   /** Python's repr() of the pool object, as QubesPoolInUseError shows it. */
-  pyRepr(): string { return `<${this.pythonClass} object at 0x7f${(hashName(this.name) >>> 0).toString(16).padStart(8, '0')}>`; }
+  pyRepr(): string {
+    return `<${this.pythonClass} object at 0x7f${(hashName(this.name) >>> 0).toString(16).padStart(8, '0')}>`;
+  }
 
-  async size(): Promise<number | null> { return null; }
-  async usage(): Promise<number | null> { return null; }
+  async size(): Promise<number | null> {
+    return null;
+  }
+  async usage(): Promise<number | null> {
+    return null;
+  }
   async usageDetails(): Promise<Array<[string, number]>> {
     const out: Array<[string, number]> = [];
     const size = await this.size();
@@ -108,8 +157,12 @@ export abstract class Pool implements VolumePool {
   /** Prepare the pool's directory when it is added. */
   abstract setup(): Promise<void>;
 
-  setRevisionsToKeep(value: number): void { this.revisionsToKeep = value; }
-  setEphemeralVolatile(value: boolean): void { this.ephemeralVolatile = value; }
+  setRevisionsToKeep(value: number): void {
+    this.revisionsToKeep = value;
+  }
+  setEphemeralVolatile(value: boolean): void {
+    this.ephemeralVolatile = value;
+  }
 
   /** Fill in what Qubes' init_volume does: vid and revisions_to_keep defaults. */
   abstract initConf(conf: VolumeConf, slot: VolumeSlot): VolumeConf;
@@ -118,23 +171,38 @@ export abstract class Pool implements VolumePool {
 
 function hashName(s: string): number {
   let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) { h ^= s.charCodeAt(i); h = Math.imul(h, 0x01000193); }
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
   return h;
 }
 
 /** Pools of image files in a directory (`file`, `file-reflink`). */
 export abstract class DirPool extends Pool {
-  override async size(): Promise<number | null> { return (await fsUsage(this.dirPath))?.size ?? 0; }
-  override async usage(): Promise<number | null> { return (await fsUsage(this.dirPath))?.used ?? 0; }
+  override async size(): Promise<number | null> {
+    return (await fsUsage(this.dirPath))?.size ?? 0;
+  }
+  override async usage(): Promise<number | null> {
+    return (await fsUsage(this.dirPath))?.used ?? 0;
+  }
 
   override config(): Array<[string, string]> {
-    return [['name', this.name], ['dir_path', this.dirPath], ['driver', this.driver],
-      ['revisions_to_keep', String(this.revisionsToKeep)], ['ephemeral_volatile', pyBool(this.ephemeralVolatile)]];
+    return [
+      ['name', this.name],
+      ['dir_path', this.dirPath],
+      ['driver', this.driver],
+      ['revisions_to_keep', String(this.revisionsToKeep)],
+      ['ephemeral_volatile', pyBool(this.ephemeralVolatile)],
+    ];
   }
 
   protected async makeDirs(): Promise<boolean> {
     let created = false;
-    try { await fsp.mkdir(this.dirPath, { mode: 0o775 }); created = true; } catch (e) {
+    try {
+      await fsp.mkdir(this.dirPath, { mode: 0o775 });
+      created = true;
+    } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code === 'ENOENT') throw StoragePoolException(`Cannot create pool directory ${this.dirPath}: its parent directory does not exist`);
       if (code !== 'EEXIST') throw StoragePoolException(`Cannot create pool directory ${this.dirPath}: ${systemErrorWords(e)}`);
@@ -192,7 +260,9 @@ export class ReflinkPool extends DirPool {
     const created = await this.makeDirs();
     if (this.setupCheck && !(await supportsReflink(this.dirPath))) {
       if (created) await fsp.rmdir(this.dirPath).catch(() => undefined);
-      throw StoragePoolException(`The filesystem for ${pyRepr(this.dirPath)} does not support reflinks. If you can live with delays on VM startup/shutdown/etc. and wasted disk space, pass the 'setup_check=False' option.`);
+      throw StoragePoolException(
+        `The filesystem for ${pyRepr(this.dirPath)} does not support reflinks. If you can live with delays on VM startup/shutdown/etc. and wasted disk space, pass the 'setup_check=False' option.`,
+      );
     }
     await this.makeSubdirs();
   }
@@ -202,8 +272,12 @@ export class ReflinkPool extends DirPool {
   }
 
   // unlike the file driver (0), a missing directory reports nothing at all
-  override async size(): Promise<number | null> { return (await fsUsage(this.dirPath))?.size ?? null; }
-  override async usage(): Promise<number | null> { return (await fsUsage(this.dirPath))?.used ?? null; }
+  override async size(): Promise<number | null> {
+    return (await fsUsage(this.dirPath))?.size ?? null;
+  }
+  override async usage(): Promise<number | null> {
+    return (await fsUsage(this.dirPath))?.used ?? null;
+  }
 }
 
 export class KernelPool extends Pool {
@@ -213,18 +287,28 @@ export class KernelPool extends Pool {
   override revisionsToKeep = 0;
 
   override config(): Array<[string, string]> {
-    return [['name', this.name], ['dir_path', this.dirPath], ['driver', this.driver]];
+    return [
+      ['name', this.name],
+      ['dir_path', this.dirPath],
+      ['driver', this.driver],
+    ];
   }
 
   override setRevisionsToKeep(value: number): void {
     if (value) throw QubesValueError('LinuxKernel supports only revisions_to_keep=0');
   }
 
-  override async setup(): Promise<void> { /* kernels are installed by packages */ }
+  override async setup(): Promise<void> {
+    /* kernels are installed by packages */
+  }
 
   /** Kernel versions installed in the pool directory. */
   async installed(): Promise<string[]> {
-    try { return (await fsp.readdir(this.dirPath)).filter(isSafeComponent).sort(); } catch { return []; }
+    try {
+      return (await fsp.readdir(this.dirPath)).filter(isSafeComponent).sort();
+    } catch {
+      return [];
+    }
   }
 
   override initConf(conf: VolumeConf): VolumeConf {
@@ -243,16 +327,33 @@ export class KernelPool extends Pool {
 export class ForeignPool extends Pool {
   readonly pythonClass: string;
   readonly pythonVolumeClass: string;
-  constructor(name: string, readonly driver: string, private readonly attrs: Array<[string, string]>, ctx: PoolContext) {
+  constructor(
+    name: string,
+    readonly driver: string,
+    private readonly attrs: Array<[string, string]>,
+    ctx: PoolContext,
+  ) {
     super(name, '', ctx);
     this.pythonClass = `qubes.storage.${driver}.Pool`;
     this.pythonVolumeClass = 'Volume';
   }
-  override config(): Array<[string, string]> { return this.attrs.map(([k, v]) => [k, v]); }
-  override async setup(): Promise<void> { throw this.unavailable(); }
-  override initConf(): VolumeConf { throw this.unavailable(); }
-  override volume(): Volume { throw this.unavailable(); }
-  unavailable(): QubesError { return StoragePoolException(`Pool ${this.name}: storage driver '${this.driver}' is not available in this qubesd (supported: file, file-reflink, linux-kernel)`); }
+  override config(): Array<[string, string]> {
+    return this.attrs.map(([k, v]) => [k, v]);
+  }
+  override async setup(): Promise<void> {
+    throw this.unavailable();
+  }
+  override initConf(): VolumeConf {
+    throw this.unavailable();
+  }
+  override volume(): Volume {
+    throw this.unavailable();
+  }
+  unavailable(): QubesError {
+    return StoragePoolException(
+      `Pool ${this.name}: storage driver '${this.driver}' is not available in this qubesd (supported: file, file-reflink, linux-kernel)`,
+    );
+  }
 }
 
 /** Build a pool from its stored or requested configuration; validates every parameter. */

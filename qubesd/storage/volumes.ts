@@ -18,8 +18,17 @@ import { QubesValueError, StoragePoolException } from '../errors.js';
 import { NotImplementedErr } from './errors.js';
 import type { VolumeConf } from './config.js';
 import {
-  cloneFile, createSparseFile, diskUsage, exists, fileSize, linkFile, removeEmptyDir, removeFile, renameFile,
-  truncateFile, type CopyMethod,
+  cloneFile,
+  createSparseFile,
+  diskUsage,
+  exists,
+  fileSize,
+  linkFile,
+  removeEmptyDir,
+  removeFile,
+  renameFile,
+  truncateFile,
+  type CopyMethod,
 } from './fileops.js';
 import type { StorageVm } from './model-view.js';
 import { pathInPool } from './paths.js';
@@ -56,13 +65,27 @@ export abstract class Volume {
     readonly source: Volume | null,
   ) {}
 
-  get name(): string { return this.conf.name; }
-  get vid(): string { return this.conf.vid ?? ''; }
-  get rw(): boolean { return this.conf.rw; }
-  get saveOnStop(): boolean { return this.conf.saveOnStop; }
-  get snapOnStart(): boolean { return this.conf.snapOnStart; }
-  get revisionsToKeep(): number { return this.conf.revisionsToKeep ?? 0; }
-  get snapshotsDisabled(): boolean { return this.revisionsToKeep === -1 && !this.snapOnStart && this.saveOnStop; }
+  get name(): string {
+    return this.conf.name;
+  }
+  get vid(): string {
+    return this.conf.vid ?? '';
+  }
+  get rw(): boolean {
+    return this.conf.rw;
+  }
+  get saveOnStop(): boolean {
+    return this.conf.saveOnStop;
+  }
+  get snapOnStart(): boolean {
+    return this.conf.snapOnStart;
+  }
+  get revisionsToKeep(): number {
+    return this.conf.revisionsToKeep ?? 0;
+  }
+  get snapshotsDisabled(): boolean {
+    return this.revisionsToKeep === -1 && !this.snapOnStart && this.saveOnStop;
+  }
 
   get ephemeral(): boolean {
     if (this.conf.ephemeral !== undefined) return this.conf.ephemeral;
@@ -77,10 +100,14 @@ export abstract class Volume {
     this.conf.ephemeral = value;
   }
 
-  setRw(value: boolean): void { this.conf.rw = value; }
+  setRw(value: boolean): void {
+    this.conf.rw = value;
+  }
 
   /** driver limits on revisions_to_keep (the range check is the caller's) */
-  setRevisionsToKeep(value: number): void { this.conf.revisionsToKeep = value; }
+  setRevisionsToKeep(value: number): void {
+    this.conf.revisionsToKeep = value;
+  }
 
   protected notImplemented(method: string): Error {
     return NotImplementedErr(`Volume ${this.pool.pythonVolumeClass} has ${method}() not implemented`);
@@ -116,8 +143,12 @@ export abstract class Volume {
 
 /** Common engine of the `file` and `file-reflink` drivers; subclasses choose names and Qubes' wording. */
 export abstract class ImageVolume extends Volume {
-  protected get cleanPath(): string { return pathInPool(this.pool.dirPath, this.vid, '.img'); }
-  protected get importPath(): string { return pathInPool(this.pool.dirPath, this.vid, '-import.img'); }
+  protected get cleanPath(): string {
+    return pathInPool(this.pool.dirPath, this.vid, '.img');
+  }
+  protected get importPath(): string {
+    return pathInPool(this.pool.dirPath, this.vid, '-import.img');
+  }
   protected abstract get runningPath(): string;
   protected abstract listRevisions(): Promise<Revision[]>;
   /** the file the next revision goes to (may replace the only one) */
@@ -132,13 +163,17 @@ export abstract class ImageVolume extends Volume {
     return this.source.cleanPath;
   }
 
-  override async revisions(): Promise<Revision[]> { return this.listRevisions(); }
+  override async revisions(): Promise<Revision[]> {
+    return this.listRevisions();
+  }
 
   override async isDirty(): Promise<boolean> {
     return this.saveOnStop && this.runningPath !== this.cleanPath && exists(this.runningPath);
   }
 
-  override blockDevice(): string { return this.runningPath; }
+  override blockDevice(): string {
+    return this.runningPath;
+  }
 
   override async size(): Promise<number> {
     for (const f of this.sizeFiles()) {
@@ -151,7 +186,9 @@ export abstract class ImageVolume extends Volume {
   protected abstract sizeFiles(): string[];
 
   /** which volumes get an image at creation (the `file` driver also makes the volatile one) */
-  protected get createsImage(): boolean { return this.saveOnStop && !this.snapOnStart; }
+  protected get createsImage(): boolean {
+    return this.saveOnStop && !this.snapOnStart;
+  }
 
   override async create(): Promise<void> {
     if (this.createsImage) {
@@ -167,7 +204,11 @@ export abstract class ImageVolume extends Volume {
     const dir = path.dirname(this.cleanPath);
     const base = path.basename(this.cleanPath, '.img');
     let names: string[] = [];
-    try { names = await fsp.readdir(dir); } catch { /* no directory: nothing more */ }
+    try {
+      names = await fsp.readdir(dir);
+    } catch {
+      /* no directory: nothing more */
+    }
     // leftovers of interrupted writes: "<vid>*.img*~<random>"
     for (const n of names) {
       if ((n.startsWith(base + '.') || n.startsWith(base + '-')) && n.includes('.img') && n.includes('~')) files.push(path.join(dir, n));
@@ -210,7 +251,11 @@ export abstract class ImageVolume extends Volume {
     await this.addRevision();
     await this.prune(this.revisionsToKeep);
     const fh = await fsp.open(from, 'r');
-    try { await fh.sync(); } finally { await fh.close(); }
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
     await renameFile(from, this.cleanPath);
   }
 
@@ -254,7 +299,9 @@ export abstract class ImageVolume extends Volume {
     }
   }
 
-  protected async removeSnapshotLink(): Promise<void> { /* only file-reflink keeps one */ }
+  protected async removeSnapshotLink(): Promise<void> {
+    /* only file-reflink keeps one */
+  }
 
   protected abstract checkResizable(): void;
 
@@ -300,12 +347,19 @@ export abstract class ImageVolume extends Volume {
   }
 
   override async importEnd(success: boolean): Promise<void> {
-    if (!success) { await removeFile(this.importPath); return; }
+    if (!success) {
+      await removeFile(this.importPath);
+      return;
+    }
     if (!(await exists(this.importPath))) throw StoragePoolException(`No import in progress for volume ${this.vid}`);
     if (this.importKeepsRevision) await this.commit(this.importPath);
     else {
       const fh = await fsp.open(this.importPath, 'r');
-      try { await fh.sync(); } finally { await fh.close(); }
+      try {
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
       await renameFile(this.importPath, this.cleanPath);
     }
     this.conf.size = (await fileSize(this.cleanPath)) ?? this.conf.size;
@@ -332,9 +386,13 @@ export class FileVolume extends ImageVolume {
     if ((!this.saveOnStop && !this.snapOnStart) || this.snapshotsDisabled) return this.cleanPath;
     return pathInPool(this.pool.dirPath, this.vid, '-cow.img');
   }
-  private get oldPath(): string { return pathInPool(this.pool.dirPath, this.vid, '-cow.img.old'); }
+  private get oldPath(): string {
+    return pathInPool(this.pool.dirPath, this.vid, '-cow.img.old');
+  }
   /** an empty volatile volume (a kernel volume placed here) has nothing to hold */
-  protected override get createsImage(): boolean { return !this.snapOnStart && (this.saveOnStop || this.conf.size > 0); }
+  protected override get createsImage(): boolean {
+    return !this.snapOnStart && (this.saveOnStop || this.conf.size > 0);
+  }
 
   override path(): string {
     return this.snapOnStart ? this.sourceCleanOrOwn() : this.cleanPath;
@@ -344,7 +402,9 @@ export class FileVolume extends ImageVolume {
     return this.source instanceof ImageVolume ? this.sourceClean() : pathInPool(this.pool.dirPath, this.conf.source ?? this.vid, '.img');
   }
 
-  protected override sizeFiles(): string[] { return [this.path()]; }
+  protected override sizeFiles(): string[] {
+    return [this.path()];
+  }
 
   override async usage(): Promise<number> {
     let u = 0;
@@ -353,18 +413,28 @@ export class FileVolume extends ImageVolume {
     return u;
   }
 
-  override async isOutdated(): Promise<boolean> { return false; }
+  override async isOutdated(): Promise<boolean> {
+    return false;
+  }
 
   protected override async listRevisions(): Promise<Revision[]> {
     try {
       const st = await fsp.stat(this.oldPath);
       return [{ id: 'old', timestamp: isodate(st.ctimeMs / 1000), file: this.oldPath }];
-    } catch { return []; }
+    } catch {
+      return [];
+    }
   }
 
-  protected override nextRevision(): Revision { return { id: 'old', timestamp: '', file: this.oldPath }; }
-  protected override async revisionTimestamp(): Promise<string> { return ''; }
-  protected override get importKeepsRevision(): boolean { return false; }
+  protected override nextRevision(): Revision {
+    return { id: 'old', timestamp: '', file: this.oldPath };
+  }
+  protected override async revisionTimestamp(): Promise<string> {
+    return '';
+  }
+  protected override get importKeepsRevision(): boolean {
+    return false;
+  }
 
   override setRevisionsToKeep(value: number): void {
     if (value > 1 || value < -1) throw NotImplementedErr('FileVolume supports maximum 1 volume revision to keep');
@@ -396,10 +466,16 @@ const REVISION_RE = /^(\d+)@(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)Z$/;
 
 /** Qubes' `file-reflink` driver: <vid>.img, <vid>-dirty.img while running, revisions <vid>.img.<n>@<time>Z. */
 export class ReflinkVolume extends ImageVolume {
-  protected override get runningPath(): string { return pathInPool(this.pool.dirPath, this.vid, '-dirty.img'); }
+  protected override get runningPath(): string {
+    return pathInPool(this.pool.dirPath, this.vid, '-dirty.img');
+  }
 
-  override path(): string { return this.runningPath; }
-  protected override sizeFiles(): string[] { return [this.runningPath, this.cleanPath]; }
+  override path(): string {
+    return this.runningPath;
+  }
+  protected override sizeFiles(): string[] {
+    return [this.runningPath, this.cleanPath];
+  }
 
   override async usage(): Promise<number> {
     for (const f of [this.runningPath, this.cleanPath]) if (await exists(f)) return diskUsage(f);
@@ -411,14 +487,20 @@ export class ReflinkVolume extends ImageVolume {
     try {
       const [a, b] = await Promise.all([fsp.stat(this.sourceClean()), fsp.stat(this.cleanPath)]);
       return a.ino !== b.ino || a.dev !== b.dev;
-    } catch { return false; }
+    } catch {
+      return false;
+    }
   }
 
   protected override async listRevisions(): Promise<Revision[]> {
     const clean = this.cleanPath;
     const prefix = path.basename(clean) + '.';
     let names: string[] = [];
-    try { names = await fsp.readdir(path.dirname(clean)); } catch { return []; }
+    try {
+      names = await fsp.readdir(path.dirname(clean));
+    } catch {
+      return [];
+    }
     const revs: Revision[] = [];
     for (const n of names) {
       if (!n.startsWith(prefix)) continue;
@@ -437,7 +519,9 @@ export class ReflinkVolume extends ImageVolume {
     return isodate((await fsp.stat(clean)).mtimeMs / 1000);
   }
 
-  protected override get importKeepsRevision(): boolean { return true; }
+  protected override get importKeepsRevision(): boolean {
+    return true;
+  }
 
   protected override async startSnapshot(running: string): Promise<void> {
     const src = this.sourceClean();
@@ -447,7 +531,9 @@ export class ReflinkVolume extends ImageVolume {
     await this.copy(this.cleanPath, running);
   }
 
-  protected override async removeSnapshotLink(): Promise<void> { await removeFile(this.cleanPath); }
+  protected override async removeSnapshotLink(): Promise<void> {
+    await removeFile(this.cleanPath);
+  }
 
   protected override checkResizable(): void {
     if (!this.rw) throw StoragePoolException(`Cannot resize: ${this.vid} is read-only`);
@@ -465,7 +551,12 @@ export class ReflinkVolume extends ImageVolume {
 
 /** A kernel from the linux-kernel pool: read-only, its vid is the qube's kernel version. */
 export class KernelVolume extends Volume {
-  constructor(pool: VolumePool, vm: StorageVm, conf: VolumeConf, private readonly kernelVersion: string | null) {
+  constructor(
+    pool: VolumePool,
+    vm: StorageVm,
+    conf: VolumeConf,
+    private readonly kernelVersion: string | null,
+  ) {
     super(pool, vm, { ...conf, vid: kernelVersion ?? '', rw: false, revisionsToKeep: 0 }, null);
   }
 
@@ -473,27 +564,67 @@ export class KernelVolume extends Volume {
     return this.kernelVersion ? pathInPool(this.pool.dirPath, this.kernelVersion) : null;
   }
 
-  override get ephemeral(): boolean { return false; }
-  override setEphemeral(): void { throw QubesValueError('LinuxModules does not support setting ephemeral value'); }
-  override setRw(value: boolean): void { if (value) throw QubesValueError('LinuxModules supports only read-only volumes'); }
-  override setRevisionsToKeep(value: number): void { if (value) throw QubesValueError('LinuxModules supports only revisions_to_keep=0'); }
+  override get ephemeral(): boolean {
+    return false;
+  }
+  override setEphemeral(): void {
+    throw QubesValueError('LinuxModules does not support setting ephemeral value');
+  }
+  override setRw(value: boolean): void {
+    if (value) throw QubesValueError('LinuxModules supports only read-only volumes');
+  }
+  override setRevisionsToKeep(value: number): void {
+    if (value) throw QubesValueError('LinuxModules supports only revisions_to_keep=0');
+  }
 
-  override async size(): Promise<number> { return this.conf.size; }
-  override async usage(): Promise<number> { return 0; }
-  override path(): string | null { const d = this.kernelsDir; return d ? path.join(d, 'modules.img') : null; }
-  override async revisions(): Promise<Revision[]> { return []; }
-  override async isOutdated(): Promise<boolean> { return false; }
-  override async isDirty(): Promise<boolean> { return false; }
+  override async size(): Promise<number> {
+    return this.conf.size;
+  }
+  override async usage(): Promise<number> {
+    return 0;
+  }
+  override path(): string | null {
+    const d = this.kernelsDir;
+    return d ? path.join(d, 'modules.img') : null;
+  }
+  override async revisions(): Promise<Revision[]> {
+    return [];
+  }
+  override async isOutdated(): Promise<boolean> {
+    return false;
+  }
+  override async isDirty(): Promise<boolean> {
+    return false;
+  }
   /** modules.img is a disk only when the kernel ships one */
-  override blockDevice(): string | null { const p = this.path(); return p && existsSync(p) ? p : null; }
-  override async create(): Promise<void> { /* kernels are installed, not created */ }
-  override async remove(): Promise<void> { /* shared by every qube using this kernel */ }
-  override async start(): Promise<void> { /* nothing to prepare */ }
-  override async stop(): Promise<void> { /* nothing to commit */ }
-  override async resize(): Promise<void> { throw this.notImplemented('resize'); }
-  override async revert(): Promise<void> { throw this.notImplemented('revert'); }
-  override async importBegin(): Promise<string> { throw this.notImplemented('import_data'); }
-  override async importEnd(): Promise<void> { throw this.notImplemented('import_data_end'); }
+  override blockDevice(): string | null {
+    const p = this.path();
+    return p && existsSync(p) ? p : null;
+  }
+  override async create(): Promise<void> {
+    /* kernels are installed, not created */
+  }
+  override async remove(): Promise<void> {
+    /* shared by every qube using this kernel */
+  }
+  override async start(): Promise<void> {
+    /* nothing to prepare */
+  }
+  override async stop(): Promise<void> {
+    /* nothing to commit */
+  }
+  override async resize(): Promise<void> {
+    throw this.notImplemented('resize');
+  }
+  override async revert(): Promise<void> {
+    throw this.notImplemented('revert');
+  }
+  override async importBegin(): Promise<string> {
+    throw this.notImplemented('import_data');
+  }
+  override async importEnd(): Promise<void> {
+    throw this.notImplemented('import_data_end');
+  }
   override async exportPath(): Promise<string> {
     const p = this.path();
     if (!p) throw StoragePoolException(`Volume ${this.name} of ${this.vm.name} has no kernel`);
@@ -503,5 +634,7 @@ export class KernelVolume extends Volume {
     if (src instanceof KernelVolume) return null;
     throw StoragePoolException('clone of LinuxModules volume from different volume type is not supported');
   }
-  override async ownFiles(): Promise<string[]> { return []; }
+  override async ownFiles(): Promise<string[]> {
+    return [];
+  }
 }

@@ -69,7 +69,10 @@ function validRecordEnd(buf: Buffer, off: number): number {
 }
 
 export class JournalCorruption extends Error {
-  constructor(readonly offset: number, readonly record: number) {
+  constructor(
+    readonly offset: number,
+    readonly record: number,
+  ) {
     super(`record ${record} at byte ${offset} is damaged and valid records follow it`);
     this.name = 'JournalCorruption';
   }

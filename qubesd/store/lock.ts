@@ -18,11 +18,17 @@ import { open, type FileHandle } from 'node:fs/promises';
 const CONFLICT = 75; // the exit code we ask flock(1) to use when the lock is held
 
 export class LockError extends Error {
-  constructor(message: string) { super(message); this.name = 'LockError'; }
+  constructor(message: string) {
+    super(message);
+    this.name = 'LockError';
+  }
 }
 
 export class StoreLock {
-  private constructor(private fh: FileHandle | null, readonly path: string) {}
+  private constructor(
+    private fh: FileHandle | null,
+    readonly path: string,
+  ) {}
 
   /** Takes the lock without waiting; throws LockError if another process holds it. */
   static async acquire(path: string, what: string): Promise<StoreLock> {
@@ -36,8 +42,10 @@ export class StoreLock {
       const { code, stderr } = await runFlock(fh.fd);
       if (code === CONFLICT) {
         const holder = (await fh.readFile('utf8').catch(() => '')).trim();
-        throw new LockError(`${what} is in use by another qubesd${/^[0-9]+$/.test(holder) ? ` (pid ${holder})` : ''}; ` +
-          `only one daemon may use a store at a time (lock file ${path})`);
+        throw new LockError(
+          `${what} is in use by another qubesd${/^[0-9]+$/.test(holder) ? ` (pid ${holder})` : ''}; ` +
+            `only one daemon may use a store at a time (lock file ${path})`,
+        );
       }
       if (code !== 0) throw new LockError(`cannot lock ${path}: flock exited with ${code}${stderr ? `: ${stderr.trim()}` : ''}`);
       const pid = Buffer.from(`${process.pid}\n`);
@@ -64,11 +72,17 @@ function runFlock(fd: number): Promise<{ code: number | null; stderr: string }> 
       stdio: ['ignore', 'ignore', 'pipe', fd],
     });
     let stderr = '';
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+    });
     child.on('error', (e: NodeJS.ErrnoException) => {
-      reject(new LockError(e.code === 'ENOENT'
-        ? 'cannot lock the store: flock(1) from util-linux is not installed'
-        : `cannot lock the store: running flock(1) failed: ${e.message}`));
+      reject(
+        new LockError(
+          e.code === 'ENOENT'
+            ? 'cannot lock the store: flock(1) from util-linux is not installed'
+            : `cannot lock the store: running flock(1) failed: ${e.message}`,
+        ),
+      );
     });
     child.on('close', (code) => resolve({ code, stderr }));
   });

@@ -18,13 +18,14 @@
 // not know are kept verbatim (as serialized XML) where the document allows.
 
 import type { DomainDoc, LabelDoc, PoolDoc, QubesDoc, VolumeConfigDoc } from './document.js';
-import {
-  type XmlElement, type XmlNode, escapeAttr, escapeText, indent, isElement, openTag, parseXml, serializeElement,
-} from './xml.js';
+import { type XmlElement, type XmlNode, escapeAttr, escapeText, indent, isElement, openTag, parseXml, serializeElement } from './xml.js';
 
 /** A well-formed XML file that is not a usable Qubes store. */
 export class QubesXmlError extends Error {
-  constructor(message: string) { super(message); this.name = 'QubesXmlError'; }
+  constructor(message: string) {
+    super(message);
+    this.name = 'QubesXmlError';
+  }
 }
 
 /** Domain classes that Qubes writes without <volume-config> (they have no storage). */
@@ -186,7 +187,16 @@ export function serializeGlobals(g: Pick<QubesDoc, 'labels' | 'pools' | 'propert
   if (g.labels.length === 0) s += '  <labels/>\n';
   else {
     s += '  <labels>\n';
-    for (const l of g.labels) s += '    ' + openTag('label', [['id', l.id], ['color', l.color]]) + '>' + escapeText(l.name) + '</label>\n';
+    for (const l of g.labels)
+      s +=
+        '    ' +
+        openTag('label', [
+          ['id', l.id],
+          ['color', l.color],
+        ]) +
+        '>' +
+        escapeText(l.name) +
+        '</label>\n';
     s += '  </labels>\n';
   }
   if (g.pools.length === 0) s += '  <pools/>\n';
@@ -210,7 +220,13 @@ function properties(props: ReadonlyArray<readonly [string, string]>, depth: numb
 
 /** One <domain> at depth 2, newline-terminated. Throws XmlWriteError on data XML cannot hold. */
 export function serializeDomain(d: DomainDoc): string {
-  let s = '    ' + openTag('domain', [['id', d.id], ['class', d.klass]]) + '>\n';
+  let s =
+    '    ' +
+    openTag('domain', [
+      ['id', d.id],
+      ['class', d.klass],
+    ]) +
+    '>\n';
   s += properties(d.properties, 3);
   if (d.features.length === 0) s += '      <features/>\n';
   else {

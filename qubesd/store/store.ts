@@ -33,7 +33,10 @@ import { parseQubesXml, serializeDomain, serializeGlobals, serializeQubesXml } f
 import { parseXml, XmlError } from './xml.js';
 
 export class StoreError extends Error {
-  constructor(readonly path: string, message: string) {
+  constructor(
+    readonly path: string,
+    message: string,
+  ) {
     super(message);
     this.name = 'StoreError';
   }
@@ -52,8 +55,19 @@ const DEFAULT_COMPACT_RECORDS = 10_000;
 const MIN_COMPACT_BYTES = 8 << 20;
 
 /** `size` is the end of the last record; the file is zero-filled up to `allocated`. */
-interface Journal { seq: number; path: string; fh: FileHandle; size: number; allocated: number; records: number }
-interface Pending { json: string; resolve: () => void; reject: (e: Error) => void }
+interface Journal {
+  seq: number;
+  path: string;
+  fh: FileHandle;
+  size: number;
+  allocated: number;
+  records: number;
+}
+interface Pending {
+  json: string;
+  resolve: () => void;
+  reject: (e: Error) => void;
+}
 
 export class Store {
   /**
@@ -196,7 +210,10 @@ export class Store {
    */
   private async flush(writeNow: boolean): Promise<void> {
     for (;;) {
-      if (this.queue.length === 0) { this.flushing = false; return; }
+      if (this.queue.length === 0) {
+        this.flushing = false;
+        return;
+      }
       try {
         await this.writeBatch(writeNow);
         writeNow = false;
@@ -291,7 +308,9 @@ export class Store {
         // qubes.xml is either the old or the new complete file, and every
         // journal is still there: nothing is lost, a later snapshot retries.
       }
-    })().finally(() => { this.compaction = null; });
+    })().finally(() => {
+      this.compaction = null;
+    });
   }
 
   private snapshotXml(): string {
@@ -317,9 +336,15 @@ class DocState {
 
   apply(c: Change): void {
     switch (c.kind) {
-      case 'domain': this.domains.set(c.doc.id, c.doc); break;
-      case 'domain-removed': this.domains.delete(c.id); break;
-      case 'globals': this.globals = { labels: c.labels, pools: c.pools, properties: c.properties, extra: c.extra }; break;
+      case 'domain':
+        this.domains.set(c.doc.id, c.doc);
+        break;
+      case 'domain-removed':
+        this.domains.delete(c.id);
+        break;
+      case 'globals':
+        this.globals = { labels: c.labels, pools: c.pools, properties: c.properties, extra: c.extra };
+        break;
     }
   }
 
@@ -339,7 +364,9 @@ function propertyOf(d: DomainDoc, name: string): string | undefined {
 /** Refuses what qubes.xml could not hold (and malformed changes) before anything is written. */
 function checkChange(c: Change): void {
   switch (c?.kind) {
-    case 'domain': serializeDomain(c.doc); return;
+    case 'domain':
+      serializeDomain(c.doc);
+      return;
     case 'domain-removed':
       if (typeof c.id !== 'string') throw new Error('domain-removed without an id');
       return;
@@ -347,7 +374,8 @@ function checkChange(c: Change): void {
       serializeGlobals(c);
       for (const x of c.extra) parseXml(x);
       return;
-    default: throw new Error(`unknown change kind ${JSON.stringify((c as { kind?: unknown })?.kind)}`);
+    default:
+      throw new Error(`unknown change kind ${JSON.stringify((c as { kind?: unknown })?.kind)}`);
   }
 }
 
@@ -356,8 +384,13 @@ function isChange(v: unknown): v is Change {
   const c = v as Record<string, unknown>;
   if (c.kind === 'domain') {
     const d = c.doc as Record<string, unknown> | null;
-    return typeof d === 'object' && d !== null && typeof d.id === 'string' && typeof d.klass === 'string' &&
-      ['properties', 'features', 'tags', 'devices', 'volumeConfig', 'extra'].every((k) => Array.isArray(d[k]));
+    return (
+      typeof d === 'object' &&
+      d !== null &&
+      typeof d.id === 'string' &&
+      typeof d.klass === 'string' &&
+      ['properties', 'features', 'tags', 'devices', 'volumeConfig', 'extra'].every((k) => Array.isArray(d[k]))
+    );
   }
   if (c.kind === 'domain-removed') return typeof c.id === 'string';
   if (c.kind === 'globals') return ['labels', 'pools', 'properties', 'extra'].every((k) => Array.isArray(c[k]));
@@ -368,7 +401,9 @@ function isChange(v: unknown): v is Change {
 // Files
 
 /** a unique name per snapshot, recognisable as a leftover by its '~' */
-function tempPath(path: string): string { return `${path}~new.${randomBytes(6).toString('hex')}`; }
+function tempPath(path: string): string {
+  return `${path}~new.${randomBytes(6).toString('hex')}`;
+}
 /** Snapshots a killed daemon left half-written (also the older fixed name `qubes.xml~new`). */
 async function removeTempLeftovers(path: string): Promise<void> {
   const stem = basename(path) + '~new';
@@ -376,7 +411,9 @@ async function removeTempLeftovers(path: string): Promise<void> {
     if (n === stem || n.startsWith(stem + '.')) await unlink(join(dirname(path), n)).catch(() => {});
   }
 }
-function journalPath(path: string, seq: number): string { return `${path}.journal.${seq}`; }
+function journalPath(path: string, seq: number): string {
+  return `${path}.journal.${seq}`;
+}
 
 async function listJournals(path: string): Promise<Array<{ seq: number; path: string }>> {
   const prefix = basename(path) + '.journal.';
@@ -395,8 +432,10 @@ async function loadXml(path: string, haveJournals: boolean, fresh?: () => QubesD
     const err = e as NodeJS.ErrnoException;
     if (err.code !== 'ENOENT') throw new StoreError(path, `cannot read store ${path}: ${err.message}`);
     if (haveJournals) {
-      throw new StoreError(path, `store ${path} is missing but journal files exist beside it; refusing to start ` +
-        '(restore qubes.xml or move the journal files away)');
+      throw new StoreError(
+        path,
+        `store ${path} is missing but journal files exist beside it; refusing to start ` + '(restore qubes.xml or move the journal files away)',
+      );
     }
     if (!fresh) throw new StoreError(path, `store ${path} does not exist`);
     return { doc: fresh(), size: 0, created: true };
@@ -410,8 +449,7 @@ async function loadXml(path: string, haveJournals: boolean, fresh?: () => QubesD
 }
 
 async function replay(file: string, state: DocState, store: string): Promise<void> {
-  const bad = (why: string) => new StoreError(store, `journal ${file} of store ${store} is damaged: ${why}; ` +
-    'refusing to start (nothing was modified)');
+  const bad = (why: string) => new StoreError(store, `journal ${file} of store ${store} is damaged: ${why}; ` + 'refusing to start (nothing was modified)');
   let buf: Buffer;
   try {
     buf = await readFile(file);
@@ -427,7 +465,11 @@ async function replay(file: string, state: DocState, store: string): Promise<voi
   }
   payloads.forEach((p, i) => {
     let changes: unknown;
-    try { changes = JSON.parse(p.toString('utf8')); } catch { throw bad(`record ${i + 1} is not valid JSON`); }
+    try {
+      changes = JSON.parse(p.toString('utf8'));
+    } catch {
+      throw bad(`record ${i + 1} is not valid JSON`);
+    }
     if (!Array.isArray(changes) || !changes.every(isChange)) throw bad(`record ${i + 1} does not hold a list of changes`);
     for (const c of changes) state.apply(c);
   });

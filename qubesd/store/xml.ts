@@ -21,7 +21,9 @@ export interface XmlElement {
   attrs: Array<[string, string]>;
   children: XmlNode[];
 }
-export interface XmlComment { comment: string }
+export interface XmlComment {
+  comment: string;
+}
 /** A text node is a plain string. */
 export type XmlNode = XmlElement | XmlComment | string;
 
@@ -30,7 +32,11 @@ export function isElement(n: XmlNode): n is XmlElement {
 }
 
 export class XmlError extends Error {
-  constructor(readonly reason: string, readonly line: number, readonly column: number) {
+  constructor(
+    readonly reason: string,
+    readonly line: number,
+    readonly column: number,
+  ) {
     super(`line ${line}, column ${column}: ${reason}`);
     this.name = 'XmlError';
   }
@@ -66,23 +72,44 @@ for (let c = 0; c < 128; c++) {
 
 function isNameStart(c: number): boolean {
   if (c < 128) return (ASCII_NAME[c]! & 1) !== 0;
-  return (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || c === 0x5f || c === 0x3a ||
-    (c >= 0xc0 && c <= 0xd6) || (c >= 0xd8 && c <= 0xf6) || (c >= 0xf8 && c <= 0x2ff) ||
-    (c >= 0x370 && c <= 0x37d) || (c >= 0x37f && c <= 0x1fff) || (c >= 0x200c && c <= 0x200d) ||
-    (c >= 0x2070 && c <= 0x218f) || (c >= 0x2c00 && c <= 0x2fef) || (c >= 0x3001 && c <= 0xd7ff) ||
-    (c >= 0xf900 && c <= 0xfdcf) || (c >= 0xfdf0 && c <= 0xfffd) ||
-    (c >= 0xd800 && c <= 0xdbff); // first half of a supplementary-plane character (U+10000-U+EFFFF)
+  return (
+    (c >= 0x61 && c <= 0x7a) ||
+    (c >= 0x41 && c <= 0x5a) ||
+    c === 0x5f ||
+    c === 0x3a ||
+    (c >= 0xc0 && c <= 0xd6) ||
+    (c >= 0xd8 && c <= 0xf6) ||
+    (c >= 0xf8 && c <= 0x2ff) ||
+    (c >= 0x370 && c <= 0x37d) ||
+    (c >= 0x37f && c <= 0x1fff) ||
+    (c >= 0x200c && c <= 0x200d) ||
+    (c >= 0x2070 && c <= 0x218f) ||
+    (c >= 0x2c00 && c <= 0x2fef) ||
+    (c >= 0x3001 && c <= 0xd7ff) ||
+    (c >= 0xf900 && c <= 0xfdcf) ||
+    (c >= 0xfdf0 && c <= 0xfffd) ||
+    (c >= 0xd800 && c <= 0xdbff)
+  ); // first half of a supplementary-plane character (U+10000-U+EFFFF)
 }
 function isNameChar(c: number): boolean {
   if (c < 128) return ASCII_NAME[c] !== 0;
-  return isNameStart(c) || (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x2e || c === 0xb7 ||
-    (c >= 0x300 && c <= 0x36f) || (c >= 0x203f && c <= 0x2040) || (c >= 0xdc00 && c <= 0xdfff);
+  return (
+    isNameStart(c) ||
+    (c >= 0x30 && c <= 0x39) ||
+    c === 0x2d ||
+    c === 0x2e ||
+    c === 0xb7 ||
+    (c >= 0x300 && c <= 0x36f) ||
+    (c >= 0x203f && c <= 0x2040) ||
+    (c >= 0xdc00 && c <= 0xdfff)
+  );
 }
 function isXmlCodePoint(c: number): boolean {
-  return c === 0x9 || c === 0xa || c === 0xd || (c >= 0x20 && c <= 0xd7ff) ||
-    (c >= 0xe000 && c <= 0xfffd) || (c >= 0x10000 && c <= 0x10ffff);
+  return c === 0x9 || c === 0xa || c === 0xd || (c >= 0x20 && c <= 0xd7ff) || (c >= 0xe000 && c <= 0xfffd) || (c >= 0x10000 && c <= 0x10ffff);
 }
-function isSpace(c: number): boolean { return c === 0x20 || c === 0x0a || c === 0x09 || c === 0x0d; }
+function isSpace(c: number): boolean {
+  return c === 0x20 || c === 0x0a || c === 0x09 || c === 0x0d;
+}
 
 const PREDEFINED: Record<string, string> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" };
 const UTF8 = new TextDecoder('utf-8', { fatal: true });
@@ -92,17 +119,27 @@ export function parseXml(input: string | Uint8Array, opts: ParseOptions = {}): X
   let text: string;
   if (typeof input === 'string') text = input;
   else {
-    try { text = UTF8.decode(input); } catch { throw invalidUtf8(input); }
+    try {
+      text = UTF8.decode(input);
+    } catch {
+      throw invalidUtf8(input);
+    }
   }
   return new Parser(text, opts.keepBlank ?? false).document();
 }
 
 function invalidUtf8(b: Uint8Array): XmlError {
   // Find the first undecodable byte to report where it is.
-  let lo = 0, hi = b.length;
+  let lo = 0,
+    hi = b.length;
   while (hi - lo > 1) {
     const mid = (lo + hi) >>> 1;
-    try { UTF8.decode(b.subarray(0, mid)); lo = mid; } catch { hi = mid; }
+    try {
+      UTF8.decode(b.subarray(0, mid));
+      lo = mid;
+    } catch {
+      hi = mid;
+    }
   }
   // Back up to the start of the sequence that failed.
   let at = lo;
@@ -113,15 +150,22 @@ function invalidUtf8(b: Uint8Array): XmlError {
 }
 
 function lineCol(s: string, offset: number): { line: number; column: number } {
-  let line = 1, start = 0;
-  for (let i = s.indexOf('\n'); i !== -1 && i < offset; i = s.indexOf('\n', i + 1)) { line++; start = i + 1; }
+  let line = 1,
+    start = 0;
+  for (let i = s.indexOf('\n'); i !== -1 && i < offset; i = s.indexOf('\n', i + 1)) {
+    line++;
+    start = i + 1;
+  }
   return { line, column: offset - start + 1 };
 }
 
 class Parser {
   private s: string;
   private pos = 0;
-  constructor(s: string, private readonly keepBlank: boolean) {
+  constructor(
+    s: string,
+    private readonly keepBlank: boolean,
+  ) {
     // XML end-of-line handling: CRLF and lone CR read as LF (line numbers are unchanged).
     this.s = s.includes('\r') ? s.replace(/\r\n?/g, '\n') : s;
   }
@@ -154,10 +198,14 @@ class Parser {
     const end = s.indexOf('?>', start);
     if (end === -1) this.fail('unterminated XML declaration');
     const body = s.slice(start + 5, end);
-    const m = /^\s+version\s*=\s*(?:"(1\.\d+)"|'(1\.\d+)')(?:\s+encoding\s*=\s*(?:"([A-Za-z][-\w.]*)"|'([A-Za-z][-\w.]*)'))?(?:\s+standalone\s*=\s*(?:"(yes|no)"|'(yes|no)'))?\s*$/.exec(body);
+    const m =
+      /^\s+version\s*=\s*(?:"(1\.\d+)"|'(1\.\d+)')(?:\s+encoding\s*=\s*(?:"([A-Za-z][-\w.]*)"|'([A-Za-z][-\w.]*)'))?(?:\s+standalone\s*=\s*(?:"(yes|no)"|'(yes|no)'))?\s*$/.exec(
+        body,
+      );
     if (!m) this.fail('malformed XML declaration', start);
     const enc = (m[3] ?? m[4])?.toLowerCase();
-    if (enc !== undefined && !['utf-8', 'utf8', 'us-ascii', 'ascii'].includes(enc)) this.fail(`unsupported encoding ${m[3] ?? m[4]} (only UTF-8 is supported)`, start);
+    if (enc !== undefined && !['utf-8', 'utf8', 'us-ascii', 'ascii'].includes(enc))
+      this.fail(`unsupported encoding ${m[3] ?? m[4]} (only UTF-8 is supported)`, start);
     this.pos = end + 2;
   }
 
@@ -166,7 +214,10 @@ class Parser {
     const s = this.s;
     for (;;) {
       while (this.pos < s.length && isSpace(s.charCodeAt(this.pos))) this.pos++;
-      if (s.startsWith('<!--', this.pos)) { this.comment(); continue; }
+      if (s.startsWith('<!--', this.pos)) {
+        this.comment();
+        continue;
+      }
       if (s.startsWith('<?', this.pos)) this.pi();
       if (s.startsWith('<!', this.pos)) this.fail(s.startsWith('<!DOCTYPE', this.pos) ? 'DOCTYPE is not allowed' : 'malformed markup');
       return;
@@ -174,7 +225,8 @@ class Parser {
   }
 
   private pi(): never {
-    if (this.s.startsWith('<?xml', this.pos) && !isNameChar(this.s.charCodeAt(this.pos + 5))) this.fail('XML declaration is only allowed at the start of the document');
+    if (this.s.startsWith('<?xml', this.pos) && !isNameChar(this.s.charCodeAt(this.pos + 5)))
+      this.fail('XML declaration is only allowed at the start of the document');
     this.fail('processing instructions are not supported');
   }
 
@@ -216,7 +268,10 @@ class Parser {
     for (;;) {
       const spaced = this.skipSpace();
       const c = s.charCodeAt(this.pos);
-      if (c === 0x3e) { this.pos++; return { el, empty: false }; }
+      if (c === 0x3e) {
+        this.pos++;
+        return { el, empty: false };
+      }
       if (c === 0x2f) {
         if (s.charCodeAt(this.pos + 1) !== 0x3e) this.fail("expected '>' after '/'", this.pos + 1);
         this.pos += 2;
@@ -291,7 +346,8 @@ class Parser {
         this.pos = lt;
       }
       const c = s.charCodeAt(lt + 1);
-      if (c === 0x2f) { // end tag
+      if (c === 0x2f) {
+        // end tag
         this.pos = lt + 2;
         const at = this.pos;
         const name = this.name('an element name');
@@ -302,7 +358,8 @@ class Parser {
         stack.pop();
         if (!this.keepBlank) dropBlankText(top);
         if (stack.length === 0) return top;
-      } else if (c === 0x21) { // <!
+      } else if (c === 0x21) {
+        // <!
         if (s.startsWith('<!--', lt)) top.children.push({ comment: this.comment() });
         else if (s.startsWith('<![CDATA[', lt)) {
           const end = s.indexOf(']]>', lt + 9);
@@ -310,7 +367,8 @@ class Parser {
           this.text(top, s.slice(lt + 9, end));
           this.pos = end + 3;
         } else this.fail(s.startsWith('<!DOCTYPE', lt) ? 'DOCTYPE is not allowed' : 'malformed markup', lt);
-      } else if (c === 0x3f) { // <?
+      } else if (c === 0x3f) {
+        // <?
         this.pos = lt;
         this.pi();
       } else {
@@ -340,7 +398,10 @@ function dropBlankText(el: XmlElement): void {
 
 /** A string refused by the writer: it would not make a loadable document. */
 export class XmlWriteError extends Error {
-  constructor(message: string) { super(message); this.name = 'XmlWriteError'; }
+  constructor(message: string) {
+    super(message);
+    this.name = 'XmlWriteError';
+  }
 }
 
 function checkChars(s: string, what: string): void {
@@ -373,13 +434,20 @@ export function escapeAttr(s: string): string {
   if (!ATTR_SPECIAL.test(s)) return s;
   return s.replace(/[&<>"\t\n\r]/g, (c) => {
     switch (c) {
-      case '&': return '&amp;';
-      case '<': return '&lt;';
-      case '>': return '&gt;';
-      case '"': return '&quot;';
-      case '\t': return '&#9;';
-      case '\n': return '&#10;';
-      default: return '&#13;';
+      case '&':
+        return '&amp;';
+      case '<':
+        return '&lt;';
+      case '>':
+        return '&gt;';
+      case '"':
+        return '&quot;';
+      case '\t':
+        return '&#9;';
+      case '\n':
+        return '&#10;';
+      default:
+        return '&#13;';
     }
   });
 }
@@ -419,7 +487,10 @@ export function serializeXml(root: XmlElement): string {
 function writeElement(el: XmlElement, depth: number, format: boolean, out: string[]): void {
   out.push(openTag(el.name, el.attrs));
   const ch = el.children;
-  if (ch.length === 0) { out.push('/>'); return; }
+  if (ch.length === 0) {
+    out.push('/>');
+    return;
+  }
   out.push('>');
   const fmt = format && !ch.some((n) => typeof n === 'string');
   const inner = fmt ? '\n' + indent(depth + 1) : '';

@@ -40,11 +40,18 @@ async function api(method, path, body, type) {
   const headers = {};
   if (method !== 'GET') headers['X-Qubes-Console'] = '1';
   const init = { method, headers, credentials: 'same-origin' };
-  if (body !== undefined) { headers['Content-Type'] = type ?? 'application/json'; init.body = type ? body : JSON.stringify(body); }
+  if (body !== undefined) {
+    headers['Content-Type'] = type ?? 'application/json';
+    init.body = type ? body : JSON.stringify(body);
+  }
   const res = await fetch(path.startsWith('/') && !path.startsWith(API) ? API + path : path, init);
   const text = await res.text();
   let json = null;
-  try { json = text ? JSON.parse(text) : null; } catch { json = null; }
+  try {
+    json = text ? JSON.parse(text) : null;
+  } catch {
+    json = null;
+  }
   if (!res.ok) {
     if (res.status === 401 && session) signedOut('Your session ended: sign in again.');
     throw new ApiError(res.status, json);
@@ -115,8 +122,14 @@ async function enter() {
 
 function signedOut(message) {
   session = null;
-  if (events) { events.close(); events = null; }
-  if (asks) { asks.close(); asks = null; }
+  if (events) {
+    events.close();
+    events = null;
+  }
+  if (asks) {
+    asks.close();
+    asks = null;
+  }
   $('#asks').replaceChildren();
   $('#app').hidden = true;
   $('#who').hidden = true;
@@ -130,7 +143,8 @@ let poller = null;
 function show(view) {
   current = view;
   for (const b of document.querySelectorAll('.tabs button')) {
-    if (b.dataset.view === view) b.setAttribute('aria-current', 'page'); else b.removeAttribute('aria-current');
+    if (b.dataset.view === view) b.setAttribute('aria-current', 'page');
+    else b.removeAttribute('aria-current');
   }
   for (const v of ['qubes', 'tasks', 'backups', 'policy']) $(`#view-${v}`).hidden = v !== view;
   clearInterval(poller);
@@ -143,8 +157,13 @@ function show(view) {
 
 /** Qubes' events mapped to the state they mean, so the table changes at once. */
 const EVENT_STATE = {
-  'domain-pre-start': 'Transient', 'domain-start': 'Running', 'domain-start-failed': 'Halted',
-  'domain-pre-shutdown': 'Halting', 'domain-shutdown': 'Halted', 'domain-paused': 'Paused', 'domain-unpaused': 'Running',
+  'domain-pre-start': 'Transient',
+  'domain-start': 'Running',
+  'domain-start-failed': 'Halted',
+  'domain-pre-shutdown': 'Halting',
+  'domain-shutdown': 'Halted',
+  'domain-paused': 'Paused',
+  'domain-unpaused': 'Running',
 };
 const backupListeners = new Set();
 
@@ -153,8 +172,15 @@ function openEvents() {
   events = new EventSource(`${API}/events`);
   events.onmessage = (m) => {
     let e;
-    try { e = JSON.parse(m.data); } catch { return; }
-    if (e.event === 'backup-progress') { for (const f of backupListeners) f(e.kwargs); return; }
+    try {
+      e = JSON.parse(m.data);
+    } catch {
+      return;
+    }
+    if (e.event === 'backup-progress') {
+      for (const f of backupListeners) f(e.kwargs);
+      return;
+    }
     const state = EVENT_STATE[e.event];
     if (state && qubes.has(e.subject)) {
       qubes.get(e.subject).state = state;
@@ -167,17 +193,33 @@ function openEvents() {
 let refreshTimer = null;
 function refreshSoon() {
   clearTimeout(refreshTimer);
-  refreshTimer = setTimeout(() => { if (current === 'qubes') void loadQubes(); }, 400);
+  refreshTimer = setTimeout(() => {
+    if (current === 'qubes') void loadQubes();
+  }, 400);
 }
 
 // ---------------------------------------------------------------- qubes
 
 const LABEL_COLOURS = {
-  red: '#cc0000', orange: '#f57900', yellow: '#edd400', green: '#73d216', gray: '#555753', grey: '#555753',
-  blue: '#3465a4', purple: '#75507b', black: '#000000',
+  red: '#cc0000',
+  orange: '#f57900',
+  yellow: '#edd400',
+  green: '#73d216',
+  gray: '#555753',
+  grey: '#555753',
+  blue: '#3465a4',
+  purple: '#75507b',
+  black: '#000000',
 };
 const FIELDS = 'uuid,name_label,label,state,type,template,netvm,memory';
-const COLUMNS = [['name_label', 'Name'], ['state', 'State'], ['type', 'Class'], ['template', 'Template'], ['netvm', 'NetVM'], ['memory', 'Memory (MiB)']];
+const COLUMNS = [
+  ['name_label', 'Name'],
+  ['state', 'State'],
+  ['type', 'Class'],
+  ['template', 'Template'],
+  ['netvm', 'NetVM'],
+  ['memory', 'Memory (MiB)'],
+];
 /** name -> the qube's row object */
 const qubes = new Map();
 let filter = '';
@@ -188,16 +230,47 @@ function renderQubes() {
   const v = $('#view-qubes');
   const filterInput = h('input', { id: 'filter', type: 'search', value: filter, placeholder: 'e.g. type:AppVM label:red', 'aria-describedby': 'filter-error' });
   v.replaceChildren(
-    h('form.toolbar', {
-      onsubmit: (ev) => { ev.preventDefault(); filter = filterInput.value.trim(); void loadQubes(); },
-    }, h('label', { for: 'filter' }, 'Filter'), filterInput, h('button', { type: 'submit' }, 'Apply'),
-    h('button', { type: 'button', onclick: () => openCreate() }, 'New qube')),
+    h(
+      'form.toolbar',
+      {
+        onsubmit: (ev) => {
+          ev.preventDefault();
+          filter = filterInput.value.trim();
+          void loadQubes();
+        },
+      },
+      h('label', { for: 'filter' }, 'Filter'),
+      filterInput,
+      h('button', { type: 'submit' }, 'Apply'),
+      h('button', { type: 'button', onclick: () => openCreate() }, 'New qube'),
+    ),
     h('p.error#filter-error', { id: 'filter-error', role: 'alert' }),
     h('div#create', { id: 'create' }),
-    h('div.scroll', {}, h('table', { id: 'qubes' }, h('thead', {}, h('tr', {},
-      COLUMNS.map(([f, title]) => h('th', { scope: 'col', 'aria-sort': sortBy === f ? (sortDir > 0 ? 'ascending' : 'descending') : undefined },
-        h('button', { type: 'button', 'data-sort': f, onclick: () => sortOn(f) }, title))),
-      h('th', { scope: 'col' }, 'Actions'))), h('tbody'))),
+    h(
+      'div.scroll',
+      {},
+      h(
+        'table',
+        { id: 'qubes' },
+        h(
+          'thead',
+          {},
+          h(
+            'tr',
+            {},
+            COLUMNS.map(([f, title]) =>
+              h(
+                'th',
+                { scope: 'col', 'aria-sort': sortBy === f ? (sortDir > 0 ? 'ascending' : 'descending') : undefined },
+                h('button', { type: 'button', 'data-sort': f, onclick: () => sortOn(f) }, title),
+              ),
+            ),
+            h('th', { scope: 'col' }, 'Actions'),
+          ),
+        ),
+        h('tbody'),
+      ),
+    ),
     h('section#detail', { id: 'detail' }),
   );
   void loadQubes();
@@ -232,7 +305,8 @@ function sortOn(f) {
 }
 
 function compare(a, b) {
-  const x = a[sortBy], y = b[sortBy];
+  const x = a[sortBy],
+    y = b[sortBy];
   if (typeof x === 'number' && typeof y === 'number') return (x - y) * sortDir;
   return String(x ?? '').localeCompare(String(y ?? '')) * sortDir;
 }
@@ -256,12 +330,29 @@ const ACTIONS = [
 
 function row(o) {
   const dom0 = o.type === 'AdminVM';
-  return h('tr', { 'data-name': o.name_label },
+  return h(
+    'tr',
+    { 'data-name': o.name_label },
     h('td', {}, h('span.swatch', { 'data-label': o.label ?? '' }), h('button.link', { type: 'button', onclick: () => openDetail(o.name_label) }, o.name_label)),
     h('td', {}, h('span.state', { 'data-state': o.state }, o.state)),
-    h('td', {}, o.type), h('td', {}, o.template ?? ''), h('td', {}, o.netvm ?? ''), h('td', {}, o.memory ?? ''),
-    h('td', {}, h('div.actions', {}, dom0 ? [] : ACTIONS.map(([a, title, when]) =>
-      h('button', { type: 'button', 'data-action': a, disabled: !when(o.state), onclick: () => act(o, a, title) }, title)))));
+    h('td', {}, o.type),
+    h('td', {}, o.template ?? ''),
+    h('td', {}, o.netvm ?? ''),
+    h('td', {}, o.memory ?? ''),
+    h(
+      'td',
+      {},
+      h(
+        'div.actions',
+        {},
+        dom0
+          ? []
+          : ACTIONS.map(([a, title, when]) =>
+              h('button', { type: 'button', 'data-action': a, disabled: !when(o.state), onclick: () => act(o, a, title) }, title),
+            ),
+      ),
+    ),
+  );
 }
 
 /** Colours set through the CSSOM (CSP forbids style attributes from markup, not this). */
@@ -276,7 +367,6 @@ function updateRow(name) {
   tr.replaceWith(fresh);
   paint(fresh);
 }
-
 
 /** Runs an action as a task and says how it ended, in words. */
 async function act(o, action, title, body) {
@@ -304,29 +394,47 @@ async function waitTask(href, onProgress) {
 
 function openCreate() {
   const box = $('#create');
-  const labelSel = h('select', { id: 'new-label' }, Object.keys(LABEL_COLOURS).filter((l) => l !== 'grey').map((l) => h('option', { value: l }, l)));
-  const klass = h('select', { id: 'new-class' }, ['AppVM', 'TemplateVM', 'StandaloneVM', 'DispVM'].map((c) => h('option', { value: c }, c)));
+  const labelSel = h(
+    'select',
+    { id: 'new-label' },
+    Object.keys(LABEL_COLOURS)
+      .filter((l) => l !== 'grey')
+      .map((l) => h('option', { value: l }, l)),
+  );
+  const klass = h(
+    'select',
+    { id: 'new-class' },
+    ['AppVM', 'TemplateVM', 'StandaloneVM', 'DispVM'].map((c) => h('option', { value: c }, c)),
+  );
   const name = h('input', { id: 'new-name', required: true, 'aria-describedby': 'new-error' });
   const template = h('input', { id: 'new-template', placeholder: '(default template)' });
-  box.replaceChildren(h('form.card', {
-    onsubmit: async (ev) => {
-      ev.preventDefault();
-      const body = { name_label: name.value.trim(), type: klass.value, label: labelSel.value };
-      if (template.value.trim()) body.template = template.value.trim();
-      try {
-        await api('POST', '/vms', body);
-        box.replaceChildren();
-        say(`Created ${body.name_label}.`);
-        await loadQubes();
-      } catch (e) { $('#new-error').textContent = errorText(e); }
-    },
-  }, h('h2', {}, 'New qube'),
-  h('div.field', {}, h('label', { for: 'new-name' }, 'Name'), name),
-  h('div.field', {}, h('label', { for: 'new-class' }, 'Class'), klass),
-  h('div.field', {}, h('label', { for: 'new-template' }, 'Template'), template),
-  h('div.field', {}, h('label', { for: 'new-label' }, 'Label'), labelSel),
-  h('p.error', { id: 'new-error', role: 'alert' }),
-  h('div.actions', {}, h('button.primary', { type: 'submit' }, 'Create'), h('button', { type: 'button', onclick: () => box.replaceChildren() }, 'Cancel'))));
+  box.replaceChildren(
+    h(
+      'form.card',
+      {
+        onsubmit: async (ev) => {
+          ev.preventDefault();
+          const body = { name_label: name.value.trim(), type: klass.value, label: labelSel.value };
+          if (template.value.trim()) body.template = template.value.trim();
+          try {
+            await api('POST', '/vms', body);
+            box.replaceChildren();
+            say(`Created ${body.name_label}.`);
+            await loadQubes();
+          } catch (e) {
+            $('#new-error').textContent = errorText(e);
+          }
+        },
+      },
+      h('h2', {}, 'New qube'),
+      h('div.field', {}, h('label', { for: 'new-name' }, 'Name'), name),
+      h('div.field', {}, h('label', { for: 'new-class' }, 'Class'), klass),
+      h('div.field', {}, h('label', { for: 'new-template' }, 'Template'), template),
+      h('div.field', {}, h('label', { for: 'new-label' }, 'Label'), labelSel),
+      h('p.error', { id: 'new-error', role: 'alert' }),
+      h('div.actions', {}, h('button.primary', { type: 'submit' }, 'Create'), h('button', { type: 'button', onclick: () => box.replaceChildren() }, 'Cancel')),
+    ),
+  );
   name.focus();
 }
 
@@ -338,90 +446,275 @@ async function openDetail(name) {
   const o = qubes.get(name);
   if (!o) return;
   let vm;
-  try { vm = (await api('GET', `/vms/${o.uuid}`)).json; } catch (e) { say(errorText(e), true); return; }
+  try {
+    vm = (await api('GET', `/vms/${o.uuid}`)).json;
+  } catch (e) {
+    say(errorText(e), true);
+    return;
+  }
   const href = `/vms/${o.uuid}`;
-  const props = Object.entries(vm).filter(([k]) => !NOT_PROPERTIES.has(k)).sort(([a], [b]) => a.localeCompare(b));
+  const props = Object.entries(vm)
+    .filter(([k]) => !NOT_PROPERTIES.has(k))
+    .sort(([a], [b]) => a.localeCompare(b));
   const inputs = new Map();
   const fieldRows = props.map(([k, v]) => {
     const id = `prop-${k}`;
-    const input = typeof v === 'boolean' ? h('input', { id, type: 'checkbox', checked: v, 'aria-describedby': `${id}-error` })
-      : h('input', { id, type: typeof v === 'number' ? 'number' : 'text', value: v ?? '', 'aria-describedby': `${id}-error` });
+    const input =
+      typeof v === 'boolean'
+        ? h('input', { id, type: 'checkbox', checked: v, 'aria-describedby': `${id}-error` })
+        : h('input', { id, type: typeof v === 'number' ? 'number' : 'text', value: v ?? '', 'aria-describedby': `${id}-error` });
     inputs.set(k, input);
     return h('div.field', { 'data-field': k }, h('label', { for: id }, k), input, h('p.error', { id: `${id}-error`, role: 'alert' }));
   });
-  const valueOf = (k, input) => (input.type === 'checkbox' ? input.checked : input.type === 'number' ? (input.value === '' ? null : Number(input.value)) : input.value);
-  const propsForm = h('form', {
-    onsubmit: async (ev) => {
-      ev.preventDefault();
-      for (const p of box.querySelectorAll('.field .error')) p.textContent = '';
-      const body = {};
-      for (const [k, input] of inputs) {
-        const nv = valueOf(k, input);
-        if (nv !== (vm[k] ?? (input.type === 'text' ? '' : null))) body[k] = nv;
-      }
-      if (!Object.keys(body).length) { say('Nothing changed.'); return; }
-      try {
-        await api('PATCH', href, body);
-        say(`Saved ${Object.keys(body).join(', ')} of ${vm.name_label}.`);
-        await loadQubes();
-        await openDetail(body.name_label ?? name);
-      } catch (e) {
-        const f = e.body?.field === 'name' ? 'name_label' : e.body?.field;
-        const slot = f && box.querySelector(`#prop-${CSS.escape(f)}-error`);
-        if (slot) { slot.textContent = errorText(e); inputs.get(f)?.focus(); } else say(errorText(e), true);
-      }
+  const valueOf = (k, input) =>
+    input.type === 'checkbox' ? input.checked : input.type === 'number' ? (input.value === '' ? null : Number(input.value)) : input.value;
+  const propsForm = h(
+    'form',
+    {
+      onsubmit: async (ev) => {
+        ev.preventDefault();
+        for (const p of box.querySelectorAll('.field .error')) p.textContent = '';
+        const body = {};
+        for (const [k, input] of inputs) {
+          const nv = valueOf(k, input);
+          if (nv !== (vm[k] ?? (input.type === 'text' ? '' : null))) body[k] = nv;
+        }
+        if (!Object.keys(body).length) {
+          say('Nothing changed.');
+          return;
+        }
+        try {
+          await api('PATCH', href, body);
+          say(`Saved ${Object.keys(body).join(', ')} of ${vm.name_label}.`);
+          await loadQubes();
+          await openDetail(body.name_label ?? name);
+        } catch (e) {
+          const f = e.body?.field === 'name' ? 'name_label' : e.body?.field;
+          const slot = f && box.querySelector(`#prop-${CSS.escape(f)}-error`);
+          if (slot) {
+            slot.textContent = errorText(e);
+            inputs.get(f)?.focus();
+          } else say(errorText(e), true);
+        }
+      },
     },
-  }, h('div.props', {}, fieldRows), h('div.actions', {}, h('button.primary', { type: 'submit' }, 'Save properties')));
+    h('div.props', {}, fieldRows),
+    h('div.actions', {}, h('button.primary', { type: 'submit' }, 'Save properties')),
+  );
 
   const tagInput = h('input', { id: 'new-tag', 'aria-describedby': 'tag-error' });
-  const tags = h('div', {}, h('h3', {}, 'Tags'), h('ul.chips', {}, (vm.tags ?? []).map((t) =>
-    h('li', {}, t, h('button', { type: 'button', 'aria-label': `remove tag ${t}`, onclick: () => change('DELETE', `${href}/tags/${encodeURIComponent(t)}`, undefined, 'tag-error') }, '×')))),
-  h('form.toolbar', { onsubmit: (ev) => { ev.preventDefault(); void change('PUT', `${href}/tags/${encodeURIComponent(tagInput.value.trim())}`, undefined, 'tag-error'); } },
-    h('label', { for: 'new-tag' }, 'Add tag'), tagInput, h('button', { type: 'submit' }, 'Add')), h('p.error', { id: 'tag-error', role: 'alert' }));
+  const tags = h(
+    'div',
+    {},
+    h('h3', {}, 'Tags'),
+    h(
+      'ul.chips',
+      {},
+      (vm.tags ?? []).map((t) =>
+        h(
+          'li',
+          {},
+          t,
+          h(
+            'button',
+            {
+              type: 'button',
+              'aria-label': `remove tag ${t}`,
+              onclick: () => change('DELETE', `${href}/tags/${encodeURIComponent(t)}`, undefined, 'tag-error'),
+            },
+            '×',
+          ),
+        ),
+      ),
+    ),
+    h(
+      'form.toolbar',
+      {
+        onsubmit: (ev) => {
+          ev.preventDefault();
+          void change('PUT', `${href}/tags/${encodeURIComponent(tagInput.value.trim())}`, undefined, 'tag-error');
+        },
+      },
+      h('label', { for: 'new-tag' }, 'Add tag'),
+      tagInput,
+      h('button', { type: 'submit' }, 'Add'),
+    ),
+    h('p.error', { id: 'tag-error', role: 'alert' }),
+  );
 
   const fName = h('input', { id: 'new-feature', 'aria-describedby': 'feature-error' });
   const fValue = h('input', { id: 'new-feature-value' });
-  const features = h('div', {}, h('h3', {}, 'Features'), h('ul.chips', {}, Object.entries(vm.features ?? {}).map(([k, v]) =>
-    h('li', {}, `${k} = ${v}`, h('button', { type: 'button', 'aria-label': `remove feature ${k}`, onclick: () => change('DELETE', `${href}/features/${encodeURIComponent(k)}`, undefined, 'feature-error') }, '×')))),
-  h('form.toolbar', { onsubmit: (ev) => { ev.preventDefault(); void change('PUT', `${href}/features/${encodeURIComponent(fName.value.trim())}`, fValue.value, 'feature-error'); } },
-    h('label', { for: 'new-feature' }, 'Feature'), fName, h('label', { for: 'new-feature-value' }, 'Value'), fValue, h('button', { type: 'submit' }, 'Set')),
-  h('p.error', { id: 'feature-error', role: 'alert' }));
+  const features = h(
+    'div',
+    {},
+    h('h3', {}, 'Features'),
+    h(
+      'ul.chips',
+      {},
+      Object.entries(vm.features ?? {}).map(([k, v]) =>
+        h(
+          'li',
+          {},
+          `${k} = ${v}`,
+          h(
+            'button',
+            {
+              type: 'button',
+              'aria-label': `remove feature ${k}`,
+              onclick: () => change('DELETE', `${href}/features/${encodeURIComponent(k)}`, undefined, 'feature-error'),
+            },
+            '×',
+          ),
+        ),
+      ),
+    ),
+    h(
+      'form.toolbar',
+      {
+        onsubmit: (ev) => {
+          ev.preventDefault();
+          void change('PUT', `${href}/features/${encodeURIComponent(fName.value.trim())}`, fValue.value, 'feature-error');
+        },
+      },
+      h('label', { for: 'new-feature' }, 'Feature'),
+      fName,
+      h('label', { for: 'new-feature-value' }, 'Value'),
+      fValue,
+      h('button', { type: 'submit' }, 'Set'),
+    ),
+    h('p.error', { id: 'feature-error', role: 'alert' }),
+  );
 
   async function change(method, path, body, errId) {
     try {
       await api(method, path, body);
       await openDetail(name);
-    } catch (e) { const p = box.querySelector(`#${errId}`); if (p) p.textContent = errorText(e); }
+    } catch (e) {
+      const p = box.querySelector(`#${errId}`);
+      if (p) p.textContent = errorText(e);
+    }
   }
 
   const notes = notesSection(href);
 
   const cloneName = h('input', { id: 'clone-name' });
-  const lifecycle = h('div.actions', {}, vm.type === 'AdminVM' ? [] : [
-    ...ACTIONS.map(([a, title]) => h('button', { type: 'button', onclick: async () => { await act(o, a, title); await loadQubes(); } }, title)),
-    h('button.danger', {
-      type: 'button',
-      onclick: async () => {
-        if (!confirm(`Remove ${vm.name_label} and its volumes?`)) return;
-        try { await api('DELETE', href); say(`Removed ${vm.name_label}.`); box.replaceChildren(); await loadQubes(); } catch (e) { say(errorText(e), true); }
-      },
-    }, 'Remove'),
-  ]);
-  const cloneForm = vm.type === 'AdminVM' ? null : h('form.toolbar', {
-    onsubmit: async (ev) => { ev.preventDefault(); const t = await act(o, 'clone', 'Clone', { name: cloneName.value.trim() }); if (t?.status === 'success') await loadQubes(); },
-  }, h('label', { for: 'clone-name' }, 'Clone as'), cloneName, h('button', { type: 'submit' }, 'Clone'));
+  const lifecycle = h(
+    'div.actions',
+    {},
+    vm.type === 'AdminVM'
+      ? []
+      : [
+          ...ACTIONS.map(([a, title]) =>
+            h(
+              'button',
+              {
+                type: 'button',
+                onclick: async () => {
+                  await act(o, a, title);
+                  await loadQubes();
+                },
+              },
+              title,
+            ),
+          ),
+          h(
+            'button.danger',
+            {
+              type: 'button',
+              onclick: async () => {
+                if (!confirm(`Remove ${vm.name_label} and its volumes?`)) return;
+                try {
+                  await api('DELETE', href);
+                  say(`Removed ${vm.name_label}.`);
+                  box.replaceChildren();
+                  await loadQubes();
+                } catch (e) {
+                  say(errorText(e), true);
+                }
+              },
+            },
+            'Remove',
+          ),
+        ],
+  );
+  const cloneForm =
+    vm.type === 'AdminVM'
+      ? null
+      : h(
+          'form.toolbar',
+          {
+            onsubmit: async (ev) => {
+              ev.preventDefault();
+              const t = await act(o, 'clone', 'Clone', { name: cloneName.value.trim() });
+              if (t?.status === 'success') await loadQubes();
+            },
+          },
+          h('label', { for: 'clone-name' }, 'Clone as'),
+          cloneName,
+          h('button', { type: 'submit' }, 'Clone'),
+        );
 
   const volumes = h('div', {}, h('h3', {}, 'Volumes'), h('p', {}, 'Loading…'));
-  box.replaceChildren(h('div.card', {}, h('h2', {}, h('span.swatch', { 'data-label': vm.label ?? '' }), vm.name_label),
-    h('p', {}, `${vm.type} · ${vm.state}`), lifecycle, cloneForm, h('h3', {}, 'Properties'), propsForm, tags, features, notes, volumes,
-    h('button', { type: 'button', onclick: () => box.replaceChildren() }, 'Close')));
+  box.replaceChildren(
+    h(
+      'div.card',
+      {},
+      h('h2', {}, h('span.swatch', { 'data-label': vm.label ?? '' }), vm.name_label),
+      h('p', {}, `${vm.type} · ${vm.state}`),
+      lifecycle,
+      cloneForm,
+      h('h3', {}, 'Properties'),
+      propsForm,
+      tags,
+      features,
+      notes,
+      volumes,
+      h('button', { type: 'button', onclick: () => box.replaceChildren() }, 'Close'),
+    ),
+  );
   paint(box);
   try {
-    const vdis = (await api('GET', `/vdis?fields=qube,volume,size,usage,pool,revisions_to_keep,snap_on_start,save_on_stop`)).json.filter((d) => d.qube === vm.name_label);
-    volumes.replaceChildren(h('h3', {}, 'Volumes'), h('div.scroll', {}, h('table', { id: 'volumes' },
-      h('thead', {}, h('tr', {}, ['Volume', 'Pool', 'Size', 'Used', 'Revisions kept'].map((t) => h('th', { scope: 'col' }, t)))),
-      h('tbody', {}, vdis.map((d) => h('tr', {}, h('td', {}, d.volume), h('td', {}, d.pool ?? ''), h('td', {}, bytes(d.size)), h('td', {}, bytes(d.usage)), h('td', {}, d.revisions_to_keep ?? '')))))));
-  } catch (e) { volumes.replaceChildren(h('h3', {}, 'Volumes'), h('p.error', {}, errorText(e))); }
+    const vdis = (await api('GET', `/vdis?fields=qube,volume,size,usage,pool,revisions_to_keep,snap_on_start,save_on_stop`)).json.filter(
+      (d) => d.qube === vm.name_label,
+    );
+    volumes.replaceChildren(
+      h('h3', {}, 'Volumes'),
+      h(
+        'div.scroll',
+        {},
+        h(
+          'table',
+          { id: 'volumes' },
+          h(
+            'thead',
+            {},
+            h(
+              'tr',
+              {},
+              ['Volume', 'Pool', 'Size', 'Used', 'Revisions kept'].map((t) => h('th', { scope: 'col' }, t)),
+            ),
+          ),
+          h(
+            'tbody',
+            {},
+            vdis.map((d) =>
+              h(
+                'tr',
+                {},
+                h('td', {}, d.volume),
+                h('td', {}, d.pool ?? ''),
+                h('td', {}, bytes(d.size)),
+                h('td', {}, bytes(d.usage)),
+                h('td', {}, d.revisions_to_keep ?? ''),
+              ),
+            ),
+          ),
+        ),
+      ),
+    );
+  } catch (e) {
+    volumes.replaceChildren(h('h3', {}, 'Volumes'), h('p.error', {}, errorText(e)));
+  }
 }
 
 /**
@@ -432,29 +725,68 @@ function notesSection(href) {
   const shown = h('pre.notes', { id: 'notes-text', 'aria-label': 'Notes' });
   const area = h('textarea.notes', { id: 'notes-edit', rows: 8, spellcheck: 'false', 'aria-describedby': 'notes-error' });
   const err = h('p.error', { id: 'notes-error', role: 'alert' });
-  const editor = h('form', {
-    hidden: true,
-    onsubmit: async (ev) => {
-      ev.preventDefault();
-      err.textContent = '';
-      try {
-        await api('PUT', `${href}/notes`, area.value, 'text/plain; charset=utf-8');
-        say('Notes saved.');
-        await load();
-        editor.hidden = true;
-        edit.hidden = false;
-        edit.focus();
-      } catch (e) { err.textContent = errorText(e); area.focus(); }
+  const editor = h(
+    'form',
+    {
+      hidden: true,
+      onsubmit: async (ev) => {
+        ev.preventDefault();
+        err.textContent = '';
+        try {
+          await api('PUT', `${href}/notes`, area.value, 'text/plain; charset=utf-8');
+          say('Notes saved.');
+          await load();
+          editor.hidden = true;
+          edit.hidden = false;
+          edit.focus();
+        } catch (e) {
+          err.textContent = errorText(e);
+          area.focus();
+        }
+      },
     },
-  }, h('label', { for: 'notes-edit' }, 'Edit the notes'), area,
-  h('div.actions', {}, h('button.primary', { type: 'submit' }, 'Save notes'),
-    h('button', { type: 'button', onclick: () => { editor.hidden = true; edit.hidden = false; err.textContent = ''; } }, 'Cancel')));
-  const edit = h('button', { type: 'button', id: 'notes-edit-button', onclick: () => { area.value = shown.textContent; editor.hidden = false; edit.hidden = true; area.focus(); } }, 'Edit notes');
+    h('label', { for: 'notes-edit' }, 'Edit the notes'),
+    area,
+    h(
+      'div.actions',
+      {},
+      h('button.primary', { type: 'submit' }, 'Save notes'),
+      h(
+        'button',
+        {
+          type: 'button',
+          onclick: () => {
+            editor.hidden = true;
+            edit.hidden = false;
+            err.textContent = '';
+          },
+        },
+        'Cancel',
+      ),
+    ),
+  );
+  const edit = h(
+    'button',
+    {
+      type: 'button',
+      id: 'notes-edit-button',
+      onclick: () => {
+        area.value = shown.textContent;
+        editor.hidden = false;
+        edit.hidden = true;
+        area.focus();
+      },
+    },
+    'Edit notes',
+  );
   async function load() {
     try {
       shown.textContent = (await api('GET', `${href}/notes`)).text;
       shown.classList.toggle('empty', !shown.textContent);
-    } catch (e) { err.textContent = errorText(e); edit.disabled = true; }
+    } catch (e) {
+      err.textContent = errorText(e);
+      edit.disabled = true;
+    }
   }
   void load();
   return h('div', { id: 'notes' }, h('h3', {}, 'Notes'), shown, edit, editor, err);
@@ -464,8 +796,12 @@ function bytes(n) {
   const v = Number(n);
   if (!Number.isFinite(v)) return '';
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0, x = v;
-  while (x >= 1024 && i < units.length - 1) { x /= 1024; i++; }
+  let i = 0,
+    x = v;
+  while (x >= 1024 && i < units.length - 1) {
+    x /= 1024;
+    i++;
+  }
   return `${x.toFixed(i ? 1 : 0)} ${units[i]}`;
 }
 
@@ -480,14 +816,50 @@ async function renderTasks() {
   const v = $('#view-tasks');
   const draw = async () => {
     let list;
-    try { list = (await api('GET', '/tasks?fields=*')).json; } catch (e) { say(errorText(e), true); return; }
+    try {
+      list = (await api('GET', '/tasks?fields=*')).json;
+    } catch (e) {
+      say(errorText(e), true);
+      return;
+    }
     list.sort((a, b) => b.start - a.start);
-    v.replaceChildren(h('div.scroll', {}, h('table', { id: 'tasks' },
-      h('thead', {}, h('tr', {}, ['Task', 'Object', 'Started', 'Status', 'Progress', 'Error'].map((t) => h('th', { scope: 'col' }, t)))),
-      h('tbody', {}, list.length ? list.map((t) => h('tr', { 'data-task': t.id },
-        h('td', {}, t.name), h('td', {}, (t.object ?? '').split('/').pop()), h('td', {}, new Date(t.start).toLocaleTimeString()),
-        h('td', {}, t.status), h('td', {}, progressOf(t)), h('td.error', {}, t.error ? `${t.error.error}: ${t.error.message}` : '')))
-        : h('tr', {}, h('td', { colspan: 6 }, 'No task yet.'))))));
+    v.replaceChildren(
+      h(
+        'div.scroll',
+        {},
+        h(
+          'table',
+          { id: 'tasks' },
+          h(
+            'thead',
+            {},
+            h(
+              'tr',
+              {},
+              ['Task', 'Object', 'Started', 'Status', 'Progress', 'Error'].map((t) => h('th', { scope: 'col' }, t)),
+            ),
+          ),
+          h(
+            'tbody',
+            {},
+            list.length
+              ? list.map((t) =>
+                  h(
+                    'tr',
+                    { 'data-task': t.id },
+                    h('td', {}, t.name),
+                    h('td', {}, (t.object ?? '').split('/').pop()),
+                    h('td', {}, new Date(t.start).toLocaleTimeString()),
+                    h('td', {}, t.status),
+                    h('td', {}, progressOf(t)),
+                    h('td.error', {}, t.error ? `${t.error.error}: ${t.error.message}` : ''),
+                  ),
+                )
+              : h('tr', {}, h('td', { colspan: 6 }, 'No task yet.')),
+          ),
+        ),
+      ),
+    );
   };
   await draw();
   poller = setInterval(draw, 1000);
@@ -498,7 +870,11 @@ async function renderTasks() {
 async function renderBackups() {
   const v = $('#view-backups');
   let known = [];
-  try { known = (await api('GET', '/backup-profiles?fields=name_label')).json.map((p) => p.name_label); } catch { /* shown by the actions */ }
+  try {
+    known = (await api('GET', '/backup-profiles?fields=name_label')).json.map((p) => p.name_label);
+  } catch {
+    /* shown by the actions */
+  }
   const profile = h('input', { id: 'profile', value: known[0] ?? '', list: 'profiles', required: true, 'aria-describedby': 'backup-error' });
   const info = h('pre', { id: 'backup-info', hidden: true });
   const bar = h('progress', { id: 'backup-progress', max: 100, value: 0, 'aria-label': 'backup progress' });
@@ -506,31 +882,76 @@ async function renderBackups() {
   const err = h('p.error', { id: 'backup-error', role: 'alert' });
   const showInfo = async () => {
     err.textContent = '';
-    try { const r = (await api('GET', `/backup-profiles/${encodeURIComponent(profile.value.trim())}`)).json; info.textContent = r.info; info.hidden = false; } catch (e) { err.textContent = errorText(e); }
+    try {
+      const r = (await api('GET', `/backup-profiles/${encodeURIComponent(profile.value.trim())}`)).json;
+      info.textContent = r.info;
+      info.hidden = false;
+    } catch (e) {
+      err.textContent = errorText(e);
+    }
   };
-  const setPct = (p) => { bar.value = p; pct.textContent = `${Math.round(p)} %`; };
+  const setPct = (p) => {
+    bar.value = p;
+    pct.textContent = `${Math.round(p)} %`;
+  };
   const run = async () => {
     err.textContent = '';
     const name = profile.value.trim();
     setPct(0);
-    const onEvent = (kw) => { if (kw.backup_profile === name && kw.progress !== undefined) setPct(Math.max(bar.value, Number(kw.progress))); };
+    const onEvent = (kw) => {
+      if (kw.backup_profile === name && kw.progress !== undefined) setPct(Math.max(bar.value, Number(kw.progress)));
+    };
     backupListeners.add(onEvent);
     try {
       const r = await api('POST', `/backup-profiles/${encodeURIComponent(name)}/actions/execute`);
       say(`Backup ${name} started.`);
-      const t = await waitTask(r.location, (t) => { if (t.progress !== undefined) setPct(Math.max(bar.value, t.progress)); });
-      if (t.status === 'success') { setPct(100); say(`Backup ${name}: done.`); } else { err.textContent = `Backup ${name} ${t.status}: ${t.error?.message ?? ''}`; }
-    } catch (e) { err.textContent = errorText(e); } finally { backupListeners.delete(onEvent); }
+      const t = await waitTask(r.location, (t) => {
+        if (t.progress !== undefined) setPct(Math.max(bar.value, t.progress));
+      });
+      if (t.status === 'success') {
+        setPct(100);
+        say(`Backup ${name}: done.`);
+      } else {
+        err.textContent = `Backup ${name} ${t.status}: ${t.error?.message ?? ''}`;
+      }
+    } catch (e) {
+      err.textContent = errorText(e);
+    } finally {
+      backupListeners.delete(onEvent);
+    }
   };
   const cancel = async () => {
-    try { await api('POST', `/backup-profiles/${encodeURIComponent(profile.value.trim())}/actions/cancel`); say('Cancel asked.'); } catch (e) { err.textContent = errorText(e); }
+    try {
+      await api('POST', `/backup-profiles/${encodeURIComponent(profile.value.trim())}/actions/cancel`);
+      say('Cancel asked.');
+    } catch (e) {
+      err.textContent = errorText(e);
+    }
   };
-  v.replaceChildren(h('div.card', {}, h('h2', {}, 'Backups'),
-    h('datalist', { id: 'profiles' }, known.map((n) => h('option', { value: n }))),
-    h('div.toolbar', {}, h('label', { for: 'profile' }, 'Profile'), profile,
-      h('button', { type: 'button', onclick: showInfo }, 'Info'), h('button.primary', { type: 'button', onclick: run }, 'Back up now'),
-      h('button.danger', { type: 'button', onclick: cancel }, 'Cancel')),
-    h('div.toolbar', {}, bar, pct), err, info));
+  v.replaceChildren(
+    h(
+      'div.card',
+      {},
+      h('h2', {}, 'Backups'),
+      h(
+        'datalist',
+        { id: 'profiles' },
+        known.map((n) => h('option', { value: n })),
+      ),
+      h(
+        'div.toolbar',
+        {},
+        h('label', { for: 'profile' }, 'Profile'),
+        profile,
+        h('button', { type: 'button', onclick: showInfo }, 'Info'),
+        h('button.primary', { type: 'button', onclick: run }, 'Back up now'),
+        h('button.danger', { type: 'button', onclick: cancel }, 'Cancel'),
+      ),
+      h('div.toolbar', {}, bar, pct),
+      err,
+      info,
+    ),
+  );
 }
 
 // ---------------------------------------------------------------- policy
@@ -538,16 +959,36 @@ async function renderBackups() {
 async function renderPolicy() {
   const v = $('#view-policy');
   let names;
-  try { names = (await api('GET', '/policies')).json; } catch (e) { v.replaceChildren(h('p.error', {}, errorText(e))); return; }
+  try {
+    names = (await api('GET', '/policies')).json;
+  } catch (e) {
+    v.replaceChildren(h('p.error', {}, errorText(e)));
+    return;
+  }
   const editor = h('div', { id: 'policy-editor' });
-  v.replaceChildren(h('div.card', {}, h('h2', {}, 'Policy files'),
-    h('ul.chips', { id: 'policy-list' }, names.map((n) => h('li', {}, h('button', { type: 'button', 'data-policy': n, onclick: () => openPolicy(n, editor) }, n))))),
-  editor);
+  v.replaceChildren(
+    h(
+      'div.card',
+      {},
+      h('h2', {}, 'Policy files'),
+      h(
+        'ul.chips',
+        { id: 'policy-list' },
+        names.map((n) => h('li', {}, h('button', { type: 'button', 'data-policy': n, onclick: () => openPolicy(n, editor) }, n))),
+      ),
+    ),
+    editor,
+  );
 }
 
 async function openPolicy(name, editor) {
   let file;
-  try { file = (await api('GET', `/policies/${encodeURIComponent(name)}`)).json; } catch (e) { say(errorText(e), true); return; }
+  try {
+    file = (await api('GET', `/policies/${encodeURIComponent(name)}`)).json;
+  } catch (e) {
+    say(errorText(e), true);
+    return;
+  }
   let token = file.token;
   const text = h('textarea.policy', { id: 'policy-text', spellcheck: 'false', 'aria-describedby': 'policy-error' });
   text.value = file.text;
@@ -560,15 +1001,26 @@ async function openPolicy(name, editor) {
       say(`Saved ${name}.`);
     } catch (e) {
       if (e.status === 409) {
-        err.replaceChildren(h('div.conflict', {}, h('p.error', {}, `Conflict: ${e.message}`),
-          h('p', {}, 'Your text was not saved and the file was not overwritten. '),
-          h('button', { type: 'button', onclick: () => openPolicy(name, editor) }, 'Load the current version (your changes are lost)')));
+        err.replaceChildren(
+          h(
+            'div.conflict',
+            {},
+            h('p.error', {}, `Conflict: ${e.message}`),
+            h('p', {}, 'Your text was not saved and the file was not overwritten. '),
+            h('button', { type: 'button', onclick: () => openPolicy(name, editor) }, 'Load the current version (your changes are lost)'),
+          ),
+        );
       } else if (e.status === 400 && e.body.line) {
         const lines = text.value.split('\n');
         const n = Number(e.body.line);
-        err.replaceChildren(h('p.error', {}, `Line ${n}: ${e.message}. Nothing was saved.`),
-          h('ol.lines', { start: Math.max(1, n - 2) }, lines.slice(Math.max(0, n - 3), n + 2).map((l, i) =>
-            h(Math.max(1, n - 2) + i === n ? 'li.line-error' : 'li', {}, l || ' '))));
+        err.replaceChildren(
+          h('p.error', {}, `Line ${n}: ${e.message}. Nothing was saved.`),
+          h(
+            'ol.lines',
+            { start: Math.max(1, n - 2) },
+            lines.slice(Math.max(0, n - 3), n + 2).map((l, i) => h(Math.max(1, n - 2) + i === n ? 'li.line-error' : 'li', {}, l || ' ')),
+          ),
+        );
         // put the cursor on the line
         const at = lines.slice(0, n - 1).reduce((s, l) => s + l.length + 1, 0);
         text.focus();
@@ -576,8 +1028,22 @@ async function openPolicy(name, editor) {
       } else err.replaceChildren(h('p.error', {}, errorText(e)));
     }
   };
-  editor.replaceChildren(h('div.card', {}, h('h2', {}, name), h('label', { for: 'policy-text' }, `Text of ${name}`), text, err,
-    h('div.actions', {}, h('button.primary', { type: 'button', onclick: save }, 'Save'), h('button', { type: 'button', onclick: () => openPolicy(name, editor) }, 'Reload'))));
+  editor.replaceChildren(
+    h(
+      'div.card',
+      {},
+      h('h2', {}, name),
+      h('label', { for: 'policy-text' }, `Text of ${name}`),
+      text,
+      err,
+      h(
+        'div.actions',
+        {},
+        h('button.primary', { type: 'button', onclick: save }, 'Save'),
+        h('button', { type: 'button', onclick: () => openPolicy(name, editor) }, 'Reload'),
+      ),
+    ),
+  );
 }
 
 // ---------------------------------------------------------------- ask prompts
@@ -588,22 +1054,46 @@ function openAsks() {
   asks = new EventSource(`${API}/asks`);
   asks.onmessage = (m) => {
     let q;
-    try { q = JSON.parse(m.data); } catch { return; }
+    try {
+      q = JSON.parse(m.data);
+    } catch {
+      return;
+    }
     const box = $('#asks');
     const existing = box.querySelector(`[data-ask="${CSS.escape(q.id)}"]`);
-    if (q.done) { existing?.remove(); return; }
+    if (q.done) {
+      existing?.remove();
+      return;
+    }
     if (existing) return;
-    const sel = h('select', { id: `ask-target-${q.id}` }, q.targets.map((t) => h('option', { value: t, selected: t === q.default_target }, t)));
+    const sel = h(
+      'select',
+      { id: `ask-target-${q.id}` },
+      q.targets.map((t) => h('option', { value: t, selected: t === q.default_target }, t)),
+    );
     const answer = async (allow) => {
-      try { await api('POST', `/asks/${encodeURIComponent(q.id)}`, allow ? { allow: true, target: sel.value } : { allow: false }); } catch (e) { say(errorText(e), true); }
+      try {
+        await api('POST', `/asks/${encodeURIComponent(q.id)}`, allow ? { allow: true, target: sel.value } : { allow: false });
+      } catch (e) {
+        say(errorText(e), true);
+      }
       card.remove();
     };
-    const card = h('section.card.ask', { 'data-ask': q.id, 'aria-label': 'Operation confirmation' },
+    const card = h(
+      'section.card.ask',
+      { 'data-ask': q.id, 'aria-label': 'Operation confirmation' },
       h('h2', {}, 'Allow this call?'),
       h('p', {}, h('strong', {}, q.source), ' asks for ', h('strong', {}, q.service), q.argument && q.argument !== '+' ? ` with argument ${q.argument}` : ''),
-      h('div.toolbar', {}, h('label', { for: `ask-target-${q.id}` }, 'Target'), sel,
-        h('button.primary', { type: 'button', onclick: () => answer(true) }, 'Allow'), h('button.danger', { type: 'button', onclick: () => answer(false) }, 'Deny')),
-      h('p', {}, `Denied on its own in ${Math.max(0, Math.round((q.deadline - Date.now()) / 1000))} s without an answer.`));
+      h(
+        'div.toolbar',
+        {},
+        h('label', { for: `ask-target-${q.id}` }, 'Target'),
+        sel,
+        h('button.primary', { type: 'button', onclick: () => answer(true) }, 'Allow'),
+        h('button.danger', { type: 'button', onclick: () => answer(false) }, 'Deny'),
+      ),
+      h('p', {}, `Denied on its own in ${Math.max(0, Math.round((q.deadline - Date.now()) / 1000))} s without an answer.`),
+    );
     box.append(card);
     sel.focus();
   };

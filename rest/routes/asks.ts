@@ -19,26 +19,41 @@ export function askRoutes(agent: AskAgent | null): (app: FastifyInstance, ctx: R
       reply.hijack();
       const res = reply.raw;
       res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no' });
-      const send = (o: unknown): void => { res.write(`data: ${JSON.stringify(o)}\n\n`); };
+      const send = (o: unknown): void => {
+        res.write(`data: ${JSON.stringify(o)}\n\n`);
+      };
       for (const q of agent.questions()) send(q);
       const stop = agent.subscribe(send);
       const keepalive = setInterval(() => res.write(': keepalive\n\n'), 30_000);
-      res.once('close', () => { clearInterval(keepalive); stop(); });
+      res.once('close', () => {
+        clearInterval(keepalive);
+        stop();
+      });
       return reply;
     });
-    app.post('/asks/:id', {
-      schema: {
-        tags: ['asks'], summary: 'answer a question: {"allow": true, "target": T} or {"allow": false}',
-        params: { type: 'object', properties: { id: { type: 'string', pattern: '^[0-9a-f]{1,64}$' } }, required: ['id'] },
-        body: { type: 'object', properties: { allow: { type: 'boolean' }, target: { type: 'string', maxLength: 64 } }, required: ['allow'], additionalProperties: false },
+    app.post(
+      '/asks/:id',
+      {
+        schema: {
+          tags: ['asks'],
+          summary: 'answer a question: {"allow": true, "target": T} or {"allow": false}',
+          params: { type: 'object', properties: { id: { type: 'string', pattern: '^[0-9a-f]{1,64}$' } }, required: ['id'] },
+          body: {
+            type: 'object',
+            properties: { allow: { type: 'boolean' }, target: { type: 'string', maxLength: 64 } },
+            required: ['allow'],
+            additionalProperties: false,
+          },
+        },
       },
-    }, async (req: FastifyRequest<{ Params: { id: string }; Body: { allow: boolean; target?: string } }>, reply) => {
-      onlyDom0(req);
-      if (!agent) throw notFound('no such question');
-      const r = agent.answer(req.params.id, req.body.allow, req.body.target);
-      if (r === 'gone') throw notFound('no such question (answered, or it timed out)');
-      if (r === 'bad target') throw badRequest('that target is not one the policy allows', { field: 'target' });
-      return reply.code(204).send();
-    });
+      async (req: FastifyRequest<{ Params: { id: string }; Body: { allow: boolean; target?: string } }>, reply) => {
+        onlyDom0(req);
+        if (!agent) throw notFound('no such question');
+        const r = agent.answer(req.params.id, req.body.allow, req.body.target);
+        if (r === 'gone') throw notFound('no such question (answered, or it timed out)');
+        if (r === 'bad target') throw badRequest('that target is not one the policy allows', { field: 'target' });
+        return reply.code(204).send();
+      },
+    );
   };
 }

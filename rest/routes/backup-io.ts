@@ -42,8 +42,11 @@ function passphraseOf(req: FastifyRequest): string {
   return p;
 }
 
-async function exportBackup(ctx: RestContext, req: FastifyRequest<{ Params: { id: string }; Querystring: { compress?: string } }>,
-  reply: FastifyReply): Promise<FastifyReply> {
+async function exportBackup(
+  ctx: RestContext,
+  req: FastifyRequest<{ Params: { id: string }; Querystring: { compress?: string } }>,
+  reply: FastifyReply,
+): Promise<FastifyReply> {
   const dest = vmDest(req.params.id);
   const passphrase = passphraseOf(req);
   const c = req.query.compress ?? 'true';
@@ -54,10 +57,18 @@ async function exportBackup(ctx: RestContext, req: FastifyRequest<{ Params: { id
   const tr = await Transfer.start(ctx, req, 'vm.export.qbkp', `/rest/v0/vms/${req.params.id}`);
   tr.signal.addEventListener('abort', () => s.close(), { once: true });
   let bytes = 0;
-  async function* counted(): AsyncGenerator<Buffer> { for await (const b of s.content) { bytes += b.length; yield b; } }
+  async function* counted(): AsyncGenerator<Buffer> {
+    for await (const b of s.content) {
+      bytes += b.length;
+      yield b;
+    }
+  }
   reply.raw.once('close', () => {
     if (reply.raw.writableFinished) tr.succeed({ bytes });
-    else { s.close(); tr.fail(new RestError(500, 'transfer incomplete', 'the connection closed before the whole archive was sent')); }
+    else {
+      s.close();
+      tr.fail(new RestError(500, 'transfer incomplete', 'the connection closed before the whole archive was sent'));
+    }
   });
   return reply
     .header('content-type', 'application/octet-stream')
@@ -69,7 +80,9 @@ async function exportBackup(ctx: RestContext, req: FastifyRequest<{ Params: { id
 /** Restore errors as the client should read them: about the upload, not our files. */
 function restoreError(e: unknown, file: string): unknown {
   if (e instanceof RestError || (e as Error)?.name === 'QubesdException' || (e as Error)?.name === 'QubesdTransportError') return e;
-  const message = String((e as Error)?.message ?? e).split(file).join('the uploaded archive');
+  const message = String((e as Error)?.message ?? e)
+    .split(file)
+    .join('the uploaded archive');
   if (e instanceof BackupError && e.code === 'bad-passphrase') return new RestError(400, 'bad passphrase', message);
   return badRequest(message);
 }
@@ -133,20 +146,30 @@ export async function backupIoRoutes(parent: FastifyInstance, ctx: RestContext):
     app.addContentTypeParser('*', { bodyLimit: Number.MAX_SAFE_INTEGER }, (_req, _payload, done) => done(null));
     app.removeContentTypeParser('application/json');
     app.addContentTypeParser('application/json', { bodyLimit: Number.MAX_SAFE_INTEGER }, (_req, _payload, done) => done(null));
-    app.get('/vms/:id.qbkp', {
-      schema: {
-        tags: ['vms'], summary: `the qube as a Qubes backup archive (format 4); passphrase in the ${PASSPHRASE_HEADER} header`,
-        params: idParams,
-        querystring: { type: 'object', additionalProperties: false, properties: { compress: { type: 'string', enum: COMPRESS } } },
+    app.get(
+      '/vms/:id.qbkp',
+      {
+        schema: {
+          tags: ['vms'],
+          summary: `the qube as a Qubes backup archive (format 4); passphrase in the ${PASSPHRASE_HEADER} header`,
+          params: idParams,
+          querystring: { type: 'object', additionalProperties: false, properties: { compress: { type: 'string', enum: COMPRESS } } },
+        },
       },
-    }, (req: FastifyRequest<{ Params: { id: string }; Querystring: { compress?: string } }>, reply) => exportBackup(ctx, req, reply));
-    app.post('/pools/:id/vms', {
-      bodyLimit: Number.MAX_SAFE_INTEGER,
-      schema: {
-        tags: ['pools'], summary: `restore the qubes of an uploaded Qubes backup archive; passphrase in the ${PASSPHRASE_HEADER} header`,
-        params: idParams,
-        querystring: { type: 'object', additionalProperties: false, properties: { sr: { type: 'string' }, sync: {} } },
+      (req: FastifyRequest<{ Params: { id: string }; Querystring: { compress?: string } }>, reply) => exportBackup(ctx, req, reply),
+    );
+    app.post(
+      '/pools/:id/vms',
+      {
+        bodyLimit: Number.MAX_SAFE_INTEGER,
+        schema: {
+          tags: ['pools'],
+          summary: `restore the qubes of an uploaded Qubes backup archive; passphrase in the ${PASSPHRASE_HEADER} header`,
+          params: idParams,
+          querystring: { type: 'object', additionalProperties: false, properties: { sr: { type: 'string' }, sync: {} } },
+        },
       },
-    }, (req: FastifyRequest<{ Params: { id: string }; Querystring: { sr?: string; sync?: unknown } }>, reply) => importBackup(ctx, req, reply));
+      (req: FastifyRequest<{ Params: { id: string }; Querystring: { sr?: string; sync?: unknown } }>, reply) => importBackup(ctx, req, reply),
+    );
   });
 }

@@ -111,13 +111,25 @@ export async function diskRoutes(parent: FastifyInstance, ctx: RestContext): Pro
     app.removeContentTypeParser('application/json');
     app.addContentTypeParser('application/json', { bodyLimit: Number.MAX_SAFE_INTEGER }, (_req, _payload, done) => done(null));
     for (const format of ['raw', 'vhd'] as const) {
-      app.get(`/vdis/:id.${format}`, {
-        schema: { tags, summary: `export a volume as ${format === 'raw' ? 'raw bytes' : 'a dynamic VHD'} (admin.vm.volume.Export)`, params },
-      }, (req: IdReq, reply) => exportDisk(ctx, req, reply, format));
-      app.put(`/vdis/:id.${format}`, {
-        bodyLimit: Number.MAX_SAFE_INTEGER,
-        schema: { tags, summary: `import ${format === 'raw' ? 'raw bytes' : 'a dynamic VHD'} into a volume of the same size (admin.vm.volume.Import)`, params },
-      }, (req: IdReq, reply) => importDisk(ctx, req, reply, format));
+      app.get(
+        `/vdis/:id.${format}`,
+        {
+          schema: { tags, summary: `export a volume as ${format === 'raw' ? 'raw bytes' : 'a dynamic VHD'} (admin.vm.volume.Export)`, params },
+        },
+        (req: IdReq, reply) => exportDisk(ctx, req, reply, format),
+      );
+      app.put(
+        `/vdis/:id.${format}`,
+        {
+          bodyLimit: Number.MAX_SAFE_INTEGER,
+          schema: {
+            tags,
+            summary: `import ${format === 'raw' ? 'raw bytes' : 'a dynamic VHD'} into a volume of the same size (admin.vm.volume.Import)`,
+            params,
+          },
+        },
+        (req: IdReq, reply) => importDisk(ctx, req, reply, format),
+      );
     }
   });
 }

@@ -38,21 +38,19 @@ async function label(caller: AdminCaller, name: string): Promise<Record<string, 
 }
 
 export async function installationRoutes(app: FastifyInstance): Promise<void> {
-  app.get('/pools', { schema: { tags: ['pools'], summary: 'this installation', querystring: collectionQuerySchema } },
-    async (req, reply) => {
-      const q = parseQuery(req.query as CollectionQuery);
-      return sendCollection(reply, q, q.fields === null && q.predicate === null ? [{ href: `${BASE}/pools/${POOL_ID}` }] : [await pool(req.caller)]);
-    });
+  app.get('/pools', { schema: { tags: ['pools'], summary: 'this installation', querystring: collectionQuerySchema } }, async (req, reply) => {
+    const q = parseQuery(req.query as CollectionQuery);
+    return sendCollection(reply, q, q.fields === null && q.predicate === null ? [{ href: `${BASE}/pools/${POOL_ID}` }] : [await pool(req.caller)]);
+  });
   app.get('/pools/:id', { schema: { tags: ['pools'], params: idParams } }, async (req: IdReq) => {
     if (req.params.id !== POOL_ID) throw notFound(`no pool ${req.params.id}`);
     return pool(req.caller);
   });
 
-  app.get('/hosts', { schema: { tags: ['hosts'], summary: 'this dom0', querystring: collectionQuerySchema } },
-    async (req, reply) => {
-      const q = parseQuery(req.query as CollectionQuery);
-      return sendCollection(reply, q, q.fields === null && q.predicate === null ? [{ href: `${BASE}/hosts/${HOST_ID}` }] : [await host(req.caller)]);
-    });
+  app.get('/hosts', { schema: { tags: ['hosts'], summary: 'this dom0', querystring: collectionQuerySchema } }, async (req, reply) => {
+    const q = parseQuery(req.query as CollectionQuery);
+    return sendCollection(reply, q, q.fields === null && q.predicate === null ? [{ href: `${BASE}/hosts/${HOST_ID}` }] : [await host(req.caller)]);
+  });
   app.get('/hosts/:id', { schema: { tags: ['hosts'], params: idParams } }, async (req: IdReq) => {
     if (req.params.id !== HOST_ID) throw notFound(`no host ${req.params.id}`);
     return host(req.caller);
@@ -61,9 +59,10 @@ export async function installationRoutes(app: FastifyInstance): Promise<void> {
   app.get('/labels', { schema: { tags: ['labels'], querystring: collectionQuerySchema } }, async (req, reply) => {
     const q = parseQuery(req.query as CollectionQuery);
     const names = parseLines(await req.caller.call('admin.label.List', 'dom0'));
-    const objects = q.fields === null && q.predicate === null
-      ? names.map((n) => ({ href: `${BASE}/labels/${n}` }))
-      : await Promise.all(names.map((n) => label(req.caller, n)));
+    const objects =
+      q.fields === null && q.predicate === null
+        ? names.map((n) => ({ href: `${BASE}/labels/${n}` }))
+        : await Promise.all(names.map((n) => label(req.caller, n)));
     return sendCollection(reply, q, objects);
   });
   app.get('/labels/:id', { schema: { tags: ['labels'], params: idParams } }, async (req: IdReq) => label(req.caller, argName('label', req.params.id)));

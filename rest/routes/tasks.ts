@@ -19,36 +19,49 @@ export async function taskRoutes(app: FastifyInstance, ctx: RestContext): Promis
     return t;
   };
 
-  app.get('/tasks', { schema: { tags, summary: 'the tasks of this identity (all, for dom0)', querystring: collectionQuerySchema } },
-    async (req, reply) => sendCollection(reply, parseQuery(req.query as CollectionQuery), tasks.list(req.token.identity).map(taskView)));
+  app.get('/tasks', { schema: { tags, summary: 'the tasks of this identity (all, for dom0)', querystring: collectionQuerySchema } }, async (req, reply) =>
+    sendCollection(reply, parseQuery(req.query as CollectionQuery), tasks.list(req.token.identity).map(taskView)),
+  );
 
-  app.get('/tasks/:id', {
-    schema: {
-      tags, summary: 'one task; ?wait=result waits for its end, ?watch streams updates as NDJSON', params: idParams,
-      querystring: { type: 'object', properties: { wait: { type: 'string', enum: ['result'] }, watch: {} }, additionalProperties: false },
+  app.get(
+    '/tasks/:id',
+    {
+      schema: {
+        tags,
+        summary: 'one task; ?wait=result waits for its end, ?watch streams updates as NDJSON',
+        params: idParams,
+        querystring: { type: 'object', properties: { wait: { type: 'string', enum: ['result'] }, watch: {} }, additionalProperties: false },
+      },
     },
-  }, async (req: IdReq, reply) => {
-    let t = find(req);
-    if (req.query.watch !== undefined) {
-      reply.hijack();
-      const res = reply.raw;
-      res.writeHead(200, { 'Content-Type': 'application/x-ndjson', 'Cache-Control': 'no-store' });
-      res.write(JSON.stringify(taskView(t)) + '\n');
-      if (t.status !== 'pending') { res.end(); return reply; }
-      const stop = tasks.watch(t.id, (u) => {
-        res.write(JSON.stringify(taskView(u)) + '\n');
-        if (u.status !== 'pending') { stop(); res.end(); }
-      });
-      reply.raw.once('close', stop);
-      return reply;
-    }
-    if (req.query.wait === 'result' && t.status === 'pending') {
-      const ac = new AbortController();
-      reply.raw.once('close', () => ac.abort());
-      t = (await tasks.wait(t.id, ac.signal)) ?? t;
-    }
-    return taskView(t);
-  });
+    async (req: IdReq, reply) => {
+      let t = find(req);
+      if (req.query.watch !== undefined) {
+        reply.hijack();
+        const res = reply.raw;
+        res.writeHead(200, { 'Content-Type': 'application/x-ndjson', 'Cache-Control': 'no-store' });
+        res.write(JSON.stringify(taskView(t)) + '\n');
+        if (t.status !== 'pending') {
+          res.end();
+          return reply;
+        }
+        const stop = tasks.watch(t.id, (u) => {
+          res.write(JSON.stringify(taskView(u)) + '\n');
+          if (u.status !== 'pending') {
+            stop();
+            res.end();
+          }
+        });
+        reply.raw.once('close', stop);
+        return reply;
+      }
+      if (req.query.wait === 'result' && t.status === 'pending') {
+        const ac = new AbortController();
+        reply.raw.once('close', () => ac.abort());
+        t = (await tasks.wait(t.id, ac.signal)) ?? t;
+      }
+      return taskView(t);
+    },
+  );
 
   app.delete('/tasks/:id', { schema: { tags, summary: 'forget a completed task', params: idParams } }, async (req: IdReq, reply) => {
     const t = find(req);

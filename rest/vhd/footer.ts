@@ -25,13 +25,13 @@ export interface Footer {
 export function encodeFooter(f: { size: number; timestamp: number; uniqueId: Buffer; dataOffset: bigint; diskType: number }): Buffer {
   const b = Buffer.alloc(SECTOR);
   b.write(FOOTER_COOKIE, 0, 'latin1');
-  b.writeUInt32BE(0x00000002, 8);         // features: reserved bit, always set
-  b.writeUInt32BE(0x00010000, 12);        // file format version 1.0
+  b.writeUInt32BE(0x00000002, 8); // features: reserved bit, always set
+  b.writeUInt32BE(0x00010000, 12); // file format version 1.0
   b.writeBigUInt64BE(f.dataOffset, 16);
   b.writeUInt32BE(f.timestamp, 24);
   CREATOR_APP.copy(b, 28);
-  b.writeUInt32BE(0x00010000, 32);        // creator version
-  b.write('Wi2k', 36, 'latin1');          // creator host OS, as XAPI and qemu write it
+  b.writeUInt32BE(0x00010000, 32); // creator version
+  b.write('Wi2k', 36, 'latin1'); // creator host OS, as XAPI and qemu write it
   b.writeBigUInt64BE(BigInt(f.size), 40); // original size
   b.writeBigUInt64BE(BigInt(f.size), 48); // current size
   const g = chsGeometry(f.size);

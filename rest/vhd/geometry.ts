@@ -5,7 +5,11 @@
 
 export const SECTOR = 512;
 
-export interface Geometry { cylinders: number; heads: number; sectorsPerTrack: number }
+export interface Geometry {
+  cylinders: number;
+  heads: number;
+  sectorsPerTrack: number;
+}
 
 export function chsGeometry(size: number): Geometry {
   let totalSectors = Math.floor(size / SECTOR);
@@ -44,5 +48,5 @@ export function vhdTimestamp(date: Date): number {
 export function vhdChecksum(buf: Buffer, at: number): number {
   let sum = 0;
   for (let i = 0; i < buf.length; i++) if (i < at || i >= at + 4) sum += buf[i]!;
-  return (~sum) >>> 0;
+  return ~sum >>> 0;
 }

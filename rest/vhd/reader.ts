@@ -15,7 +15,9 @@ class StreamReader {
   private buf: Buffer = Buffer.alloc(0);
   pos = 0; // bytes consumed so far
   private readonly it: AsyncIterator<Buffer>;
-  constructor(input: AsyncIterable<Buffer>) { this.it = input[Symbol.asyncIterator](); }
+  constructor(input: AsyncIterable<Buffer>) {
+    this.it = input[Symbol.asyncIterator]();
+  }
 
   private async fill(n: number): Promise<boolean> {
     while (this.buf.length < n) {
@@ -69,7 +71,10 @@ export async function readVhd(input: AsyncIterable<Buffer>): Promise<VhdStream> 
   const first = await r.read(SECTOR, 'its footer copy');
   const footer = decodeFooter(first);
   if (footer.diskType === DISK_FIXED) throw new VhdFormatError('fixed VHDs are not accepted here: upload a dynamic VHD or the raw image');
-  if (footer.diskType !== DISK_DYNAMIC) throw new VhdFormatError(footer.diskType === 4 ? 'differencing VHDs are not accepted: the disk needs its parent' : `unknown VHD disk type ${footer.diskType}`);
+  if (footer.diskType !== DISK_DYNAMIC)
+    throw new VhdFormatError(
+      footer.diskType === 4 ? 'differencing VHDs are not accepted: the disk needs its parent' : `unknown VHD disk type ${footer.diskType}`,
+    );
   if (footer.dataOffset < BigInt(SECTOR) || footer.dataOffset > 1n << 40n) throw new VhdFormatError('bad VHD header offset');
   await r.skipTo(Number(footer.dataOffset), 'its dynamic header');
   const header = decodeHeader(await r.read(HEADER_SIZE, 'its dynamic header'));

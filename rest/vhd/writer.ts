@@ -45,14 +45,16 @@ export interface VhdWriteOptions {
  * The VHD's bytes. `pieces` are the volume's data as [offset, bytes], in
  * ascending order, inside `extents` (lib/volume-export.ts extentPieces).
  */
-export async function* writeVhd(size: number, extents: ExtentMap, pieces: AsyncIterable<[number, Buffer]>,
-  opts: VhdWriteOptions = {}): AsyncGenerator<Buffer> {
+export async function* writeVhd(size: number, extents: ExtentMap, pieces: AsyncIterable<[number, Buffer]>, opts: VhdWriteOptions = {}): AsyncGenerator<Buffer> {
   if (size % SECTOR !== 0) throw new RangeError('a VHD holds whole 512-byte sectors');
   const plan = planVhd(size, extents);
   const entries = Math.ceil(size / BLOCK_SIZE);
   const footer = encodeFooter({
-    size, timestamp: vhdTimestamp(opts.date ?? new Date()), uniqueId: opts.uniqueId ?? randomBytes(16),
-    dataOffset: BigInt(SECTOR), diskType: DISK_DYNAMIC,
+    size,
+    timestamp: vhdTimestamp(opts.date ?? new Date()),
+    uniqueId: opts.uniqueId ?? randomBytes(16),
+    dataOffset: BigInt(SECTOR),
+    diskType: DISK_DYNAMIC,
   });
   yield footer;
   yield encodeHeader({ tableOffset: TABLE_OFFSET, maxTableEntries: entries, blockSize: BLOCK_SIZE });
@@ -67,7 +69,11 @@ export async function* writeVhd(size: number, extents: ExtentMap, pieces: AsyncI
   let current = -1;
   let block: Buffer | null = null;
   const flush = function* (): Generator<Buffer> {
-    if (block) { yield bitmap; yield block; block = null; }
+    if (block) {
+      yield bitmap;
+      yield block;
+      block = null;
+    }
   };
   let next = 0; // index into plan.blocks
   for await (const [offset, data] of pieces) {

@@ -35,7 +35,10 @@ export function parseClientArgs(argv: string[], env: NodeJS.ProcessEnv): ClientA
   };
   for (; i < argv.length; i++) {
     const a = argv[i]!;
-    if (a === '--') { i++; break; }
+    if (a === '--') {
+      i++;
+      break;
+    }
     if (!a.startsWith('-') || a === '-') break;
     if (a === '-h' || a === '--help') throw new UsageError('');
     else if (a === '--socket' || a.startsWith('--socket=')) socket = value(a, '--socket');
@@ -43,8 +46,9 @@ export function parseClientArgs(argv: string[], env: NodeJS.ProcessEnv): ClientA
       if (!/^[0-9]+$/.test(value(a, '--buffer-size'))) throw new UsageError('Bad buffer size');
     } else if (a === '-t' || a === '--filter-escape-chars-stdout') filterStdout = true;
     else if (a === '--no-filter-escape-chars-stdout' || a === '--no-filter-stdout') filterStdout = false;
-    else if (a === '-T' || a === '--filter-escape-chars-stderr' || a === '--no-filter-escape-chars-stderr' || a === '--no-filter-stderr') { /* the service's stderr never reaches us */ }
-    else if (a === '-p' || a === '--prefix-data' || a.startsWith('--prefix-data=')) prefix = Buffer.from(value(a, a === '-p' ? '-p' : '--prefix-data'));
+    else if (a === '-T' || a === '--filter-escape-chars-stderr' || a === '--no-filter-escape-chars-stderr' || a === '--no-filter-stderr') {
+      /* the service's stderr never reaches us */
+    } else if (a === '-p' || a === '--prefix-data' || a.startsWith('--prefix-data=')) prefix = Buffer.from(value(a, a === '-p' ? '-p' : '--prefix-data'));
     else throw new UsageError(`unknown option ${a}`);
   }
   const rest = argv.slice(i);
@@ -79,13 +83,24 @@ export async function runClient(a: ClientArgs): Promise<number> {
       const child = childProcess.spawn(a.localProgram[0]!, a.localProgram.slice(1), { stdio: ['pipe', 'pipe', 'inherit'] });
       out = child.stdin!;
       input = child.stdout!;
-      child.stdin!.on('error', () => { /* local program stopped reading */ });
+      child.stdin!.on('error', () => {
+        /* local program stopped reading */
+      });
       localExit = new Promise((res) => child.once('close', (code) => res(code ?? EXIT_PROBLEM)));
     }
     if (a.prefix) sock.write(frame(Kind.STDIN, a.prefix));
-    input.on('data', (d: Buffer) => { if (!sock.write(frame(Kind.STDIN, d))) { input.pause(); sock.once('drain', () => input.resume()); } });
-    input.once('end', () => { if (!sock.destroyed) sock.write(frame(Kind.STDIN_EOF)); });
-    input.on('error', () => { if (!sock.destroyed) sock.write(frame(Kind.STDIN_EOF)); });
+    input.on('data', (d: Buffer) => {
+      if (!sock.write(frame(Kind.STDIN, d))) {
+        input.pause();
+        sock.once('drain', () => input.resume());
+      }
+    });
+    input.once('end', () => {
+      if (!sock.destroyed) sock.write(frame(Kind.STDIN_EOF));
+    });
+    input.on('error', () => {
+      if (!sock.destroyed) sock.write(frame(Kind.STDIN_EOF));
+    });
   };
   return new Promise<number>((resolve) => {
     let done = false;
@@ -94,24 +109,46 @@ export async function runClient(a: ClientArgs): Promise<number> {
       done = true;
       if (message) process.stderr.write(`${message}\n`);
       sock.destroy();
-      if (localExit) { out.end(); void localExit.then(resolve); } else resolve(code);
+      if (localExit) {
+        out.end();
+        void localExit.then(resolve);
+      } else resolve(code);
     };
     sock.once('connect', () => sock.write(frame(Kind.REQUEST, `${a.target}\0${a.service}`)));
     sock.on('error', (e) => finish(EXIT_PROBLEM, accepted ? undefined : `qrexec-client-vm: cannot reach the qrexec dispatcher at ${a.socket}: ${e.message}`));
     sock.once('close', () => finish(EXIT_PROBLEM, accepted ? undefined : 'qrexec-client-vm: the qrexec dispatcher closed the connection'));
     sock.on('data', (chunk: Buffer) => {
       let frames;
-      try { frames = reader.push(chunk); } catch (e) { finish(EXIT_PROBLEM, `qrexec-client-vm: ${(e as Error).message}`); return; }
+      try {
+        frames = reader.push(chunk);
+      } catch (e) {
+        finish(EXIT_PROBLEM, `qrexec-client-vm: ${(e as Error).message}`);
+        return;
+      }
       for (const f of frames) {
         switch (f.kind) {
-          case Kind.ACCEPTED: accepted = true; startInput(); break;
-          case Kind.REFUSED: finish(EXIT_REFUSED, REFUSED_MESSAGE); return;
-          case Kind.PROBLEM: finish(EXIT_PROBLEM, f.data.toString('utf8')); return;
-          case Kind.STDOUT:
-            if (!out.write(a.filterStdout ? filtered(f.data) : f.data)) { sock.pause(); out.once('drain', () => sock.resume()); }
+          case Kind.ACCEPTED:
+            accepted = true;
+            startInput();
             break;
-          case Kind.EXIT: finish(Number(f.data.toString('latin1')) || 0); return;
-          default: finish(EXIT_PROBLEM, 'qrexec-client-vm: unexpected frame from the dispatcher'); return;
+          case Kind.REFUSED:
+            finish(EXIT_REFUSED, REFUSED_MESSAGE);
+            return;
+          case Kind.PROBLEM:
+            finish(EXIT_PROBLEM, f.data.toString('utf8'));
+            return;
+          case Kind.STDOUT:
+            if (!out.write(a.filterStdout ? filtered(f.data) : f.data)) {
+              sock.pause();
+              out.once('drain', () => sock.resume());
+            }
+            break;
+          case Kind.EXIT:
+            finish(Number(f.data.toString('latin1')) || 0);
+            return;
+          default:
+            finish(EXIT_PROBLEM, 'qrexec-client-vm: unexpected frame from the dispatcher');
+            return;
         }
       }
     });

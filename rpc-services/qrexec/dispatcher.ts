@@ -17,7 +17,11 @@ import { findEntry, startService, type RunningService } from '../../lib/service-
 import { FrameError, FrameReader, Kind, frame, EXIT_NOT_FOUND } from './protocol.js';
 
 /** Who may open one qube's socket: its owner, group and mode (unset: root, root's group, 0660). */
-export interface SocketAccess { uid?: number; gid?: number; mode?: number }
+export interface SocketAccess {
+  uid?: number;
+  gid?: number;
+  mode?: number;
+}
 
 export interface DispatcherOptions {
   socketDir: string;
@@ -47,13 +51,18 @@ export class QrexecDispatcher {
     mkdirSync(o.socketDir, { recursive: true });
   }
 
-  get qubes(): string[] { return [...this.servers.keys()].sort(); }
+  get qubes(): string[] {
+    return [...this.servers.keys()].sort();
+  }
 
   /** Open a socket for each named qube and close those of qubes that are gone. */
   async setQubes(names: Iterable<string>): Promise<void> {
     const want = new Set(names);
     for (const [name, server] of this.servers) {
-      if (!want.has(name)) { this.servers.delete(name); await closeServer(server, socketPathFor(this.o.socketDir, name)); }
+      if (!want.has(name)) {
+        this.servers.delete(name);
+        await closeServer(server, socketPathFor(this.o.socketDir, name));
+      }
     }
     for (const name of want) if (!this.servers.has(name)) this.servers.set(name, await this.listen(name));
   }
@@ -66,7 +75,10 @@ export class QrexecDispatcher {
     const server = net.createServer((sock) => this.serve(qube, sock));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(path, () => { server.off('error', reject); resolve(); });
+      server.listen(path, () => {
+        server.off('error', reject);
+        resolve();
+      });
     });
     const access = this.o.socketAccess?.(qube) ?? null;
     try {
@@ -89,27 +101,39 @@ export class QrexecDispatcher {
     this.live.add(sock);
     const reader = new FrameReader();
     const early: Buffer[] = [];
-    let earlySize = 0, earlyEof = false;
+    let earlySize = 0,
+      earlyEof = false;
     let service: RunningService | null = null;
-    let requested = false, gone = false;
+    let requested = false,
+      gone = false;
     const t0 = performance.now();
 
     const finish = (what: string) => this.o.log(`${source}: ${what} (${(performance.now() - t0).toFixed(1)} ms)`);
-    sock.on('error', () => { /* 'close' follows */ });
-    sock.once('close', () => { gone = true; this.live.delete(sock); service?.kill(); });
+    sock.on('error', () => {
+      /* 'close' follows */
+    });
+    sock.once('close', () => {
+      gone = true;
+      this.live.delete(sock);
+      service?.kill();
+    });
 
     const toService = (kind: number, data: Buffer): void => {
       if (kind === Kind.STDIN) {
         if (!service) {
           earlySize += data.length;
-          if (earlySize > MAX_EARLY_INPUT) { sock.destroy(); return; }
+          if (earlySize > MAX_EARLY_INPUT) {
+            sock.destroy();
+            return;
+          }
           early.push(Buffer.from(data));
         } else if (!service.stdin.write(data)) {
           sock.pause();
           service.stdin.once('drain', () => sock.resume());
         }
       } else if (kind === Kind.STDIN_EOF) {
-        if (service) service.stdin.end(); else earlyEof = true;
+        if (service) service.stdin.end();
+        else earlyEof = true;
       } else {
         sock.destroy();
       }
@@ -117,19 +141,38 @@ export class QrexecDispatcher {
 
     sock.on('data', (chunk: Buffer) => {
       let frames;
-      try { frames = reader.push(chunk); } catch (e) { finish(`dropped: ${(e as FrameError).message}`); sock.destroy(); return; }
+      try {
+        frames = reader.push(chunk);
+      } catch (e) {
+        finish(`dropped: ${(e as FrameError).message}`);
+        sock.destroy();
+        return;
+      }
       for (const f of frames) {
         if (!requested) {
           requested = true;
-          if (f.kind !== Kind.REQUEST) { finish('dropped: first frame is not a request'); sock.destroy(); return; }
-          void this.decide(source, f.data, sock).then((started) => {
-            if (!started || gone) { started?.kill(); return; }
-            service = started;
-            for (const d of early) toService(Kind.STDIN, d);
-            if (earlyEof) service.stdin.end();
-            early.length = 0;
-            pipeOut(service, sock, (code) => finish(`exit ${code}`));
-          }, (e) => { finish(`problem: ${(e as Error).message}`); sock.end(frame(Kind.PROBLEM, (e as Error).message)); });
+          if (f.kind !== Kind.REQUEST) {
+            finish('dropped: first frame is not a request');
+            sock.destroy();
+            return;
+          }
+          void this.decide(source, f.data, sock).then(
+            (started) => {
+              if (!started || gone) {
+                started?.kill();
+                return;
+              }
+              service = started;
+              for (const d of early) toService(Kind.STDIN, d);
+              if (earlyEof) service.stdin.end();
+              early.length = 0;
+              pipeOut(service, sock, (code) => finish(`exit ${code}`));
+            },
+            (e) => {
+              finish(`problem: ${(e as Error).message}`);
+              sock.end(frame(Kind.PROBLEM, (e as Error).message));
+            },
+          );
         } else {
           toService(f.kind, f.data);
         }
@@ -143,7 +186,11 @@ export class QrexecDispatcher {
     const nul = text.indexOf('\0');
     const target = nul < 0 ? '' : text.slice(0, nul) || '@default';
     const desc = nul < 0 ? '' : text.slice(nul + 1);
-    const refuse = (why: string) => { this.o.log(`${source}: ${desc || '?'} -> ${target || '?'}: refused: ${why}`); sock.end(frame(Kind.REFUSED)); return null; };
+    const refuse = (why: string) => {
+      this.o.log(`${source}: ${desc || '?'} -> ${target || '?'}: refused: ${why}`);
+      sock.end(frame(Kind.REFUSED));
+      return null;
+    };
     if (nul < 0 || !isValidRequestedTarget(target) || !isValidServiceDescriptor(desc)) return refuse('malformed request');
     const plus = desc.indexOf('+');
     const serviceAndArg = plus < 0 ? `${desc}+` : desc;
@@ -165,11 +212,14 @@ export class QrexecDispatcher {
     }
     const effective = answer.service ?? serviceAndArg;
     const p = effective.indexOf('+');
-    const service = effective.slice(0, p), arg = effective.slice(p + 1);
+    const service = effective.slice(0, p),
+      arg = effective.slice(p + 1);
     const keyword = answer.requestedTarget.startsWith('@');
     const call = {
-      service, arg, source,
-      targetType: keyword ? 'keyword' as const : 'name' as const,
+      service,
+      arg,
+      source,
+      targetType: keyword ? ('keyword' as const) : ('name' as const),
       target: keyword ? answer.requestedTarget.slice(1) : answer.requestedTarget,
     };
     const entry = findEntry(this.o.serviceDirs, service, arg);
@@ -207,7 +257,10 @@ function pipeOut(service: RunningService, sock: net.Socket, done: (code: number)
       sock.once('drain', () => service.stdout.resume());
     }
   });
-  const ended = new Promise<void>((resolve) => { service.stdout.once('end', resolve); service.stdout.once('close', resolve); });
+  const ended = new Promise<void>((resolve) => {
+    service.stdout.once('end', resolve);
+    service.stdout.once('close', resolve);
+  });
   void Promise.all([service.exit, ended]).then(([code]) => {
     if (!sock.destroyed) sock.end(frame(Kind.EXIT, String(code)));
     done(code);
@@ -215,8 +268,14 @@ function pipeOut(service: RunningService, sock: net.Socket, done: (code: number)
 }
 
 function closeServer(server: net.Server, path: string): Promise<void> {
-  return new Promise((resolve) => server.close(() => {
-    try { unlinkSync(path); } catch { /* gone already */ }
-    resolve();
-  }));
+  return new Promise((resolve) =>
+    server.close(() => {
+      try {
+        unlinkSync(path);
+      } catch {
+        /* gone already */
+      }
+      resolve();
+    }),
+  );
 }

@@ -52,7 +52,8 @@ export function dispatcherArgs(v: ConfigValues): DispatcherArgs {
     if (eq <= 0) throw new Error(`socket_owner ${JSON.stringify(o)}: expected QUBE=[USER]:[GROUP][:MODE]`);
     a.socketOwners.set(o.slice(0, eq), parseSocketOwner(o.slice(eq + 1)));
   }
-  const policyDir = String(v.policy_dir), infoSocket = String(v.system_info_socket);
+  const policyDir = String(v.policy_dir),
+    infoSocket = String(v.system_info_socket);
   if (policyDir && infoSocket) a.explain = { policyDir, runtimeDir: String(v.runtime_policy_dir) || null, systemInfoSocket: infoSocket };
   if (!a.socketDir || !a.serviceDirs.length || !a.policySocket) throw new Error('socket_dir, service_dir and policy_socket are required');
   if (!a.qubes.length && !a.qubesdSocket) throw new Error('either qube (--qube NAME) or qubesd_socket (--qubesd-socket PATH) is needed');
@@ -65,9 +66,7 @@ export function parseDispatcherArgs(argv: string[]): DispatcherArgs {
 }
 
 function logTo(target: string): (m: string) => void {
-  return target === 'stderr'
-    ? (m) => process.stderr.write(`qrexec: ${m}\n`)
-    : (m) => appendFileSync(target, `${new Date().toISOString()} ${m}\n`);
+  return target === 'stderr' ? (m) => process.stderr.write(`qrexec: ${m}\n`) : (m) => appendFileSync(target, `${new Date().toISOString()} ${m}\n`);
 }
 
 export async function main(argv = process.argv.slice(2)): Promise<void> {
@@ -82,7 +81,10 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
   let logLine = logTo(a.log);
   const log = (m: string) => logLine(m);
   const opts: DispatcherOptions = {
-    socketDir: a.socketDir, serviceDirs: a.serviceDirs, policySocket: a.policySocket, log,
+    socketDir: a.socketDir,
+    serviceDirs: a.serviceDirs,
+    policySocket: a.policySocket,
+    log,
     socketAccess: (qube) => a.socketOwners.get(qube) ?? a.socketOwners.get('*') ?? null,
     ...(a.explain ? { explainRefusal: refusalExplainer(a.explain) } : {}),
   };
@@ -100,10 +102,19 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
   }
   announceReady(a.readyFile, 'qrexec-dispatcher');
   console.log(`qrexec-dispatcher: serving ${d.qubes.length} qube sockets in ${a.socketDir}`);
-  reloadOnSighup('qrexec-dispatcher', cfg, (next, keys) => {
-    if (keys.includes('log')) logLine = logTo(String(next.values.log));
-  }, (m) => console.error(m));
+  reloadOnSighup(
+    'qrexec-dispatcher',
+    cfg,
+    (next, keys) => {
+      if (keys.includes('log')) logLine = logTo(String(next.values.log));
+    },
+    (m) => console.error(m),
+  );
   for (const sig of ['SIGTERM', 'SIGINT'] as const) {
-    process.once(sig, () => { withdrawReady(a.readyFile); watcher?.stop(); void d.close().then(() => process.exit(0)); });
+    process.once(sig, () => {
+      withdrawReady(a.readyFile);
+      watcher?.stop();
+      void d.close().then(() => process.exit(0));
+    });
   }
 }

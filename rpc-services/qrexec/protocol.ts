@@ -7,14 +7,14 @@
 //   or PROBLEM "<message>" (qrexec could not run it); after ACCEPTED, STDOUT
 //   chunks and finally EXIT "<code>".
 export const enum Kind {
-  REQUEST = 0x52,     // 'R'
-  STDIN = 0x49,       // 'I'
-  STDIN_EOF = 0x45,   // 'E'
-  ACCEPTED = 0x41,    // 'A'
-  REFUSED = 0x44,     // 'D'
-  PROBLEM = 0x50,     // 'P'
-  STDOUT = 0x4f,      // 'O'
-  EXIT = 0x58,        // 'X'
+  REQUEST = 0x52, // 'R'
+  STDIN = 0x49, // 'I'
+  STDIN_EOF = 0x45, // 'E'
+  ACCEPTED = 0x41, // 'A'
+  REFUSED = 0x44, // 'D'
+  PROBLEM = 0x50, // 'P'
+  STDOUT = 0x4f, // 'O'
+  EXIT = 0x58, // 'X'
 }
 
 /** Exit codes as qrexec-client-vm reports them (a service that could not run:

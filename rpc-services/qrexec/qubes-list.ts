@@ -55,7 +55,10 @@ export class QubeWatcher {
       if (this.stopped) return;
       // qubesd went away: list again once it is back, then follow anew
       this.timer = setTimeout(() => {
-        this.sync().then(() => this.follow(), () => this.follow());
+        this.sync().then(
+          () => this.follow(),
+          () => this.follow(),
+        );
       }, 1000);
     };
     stream.finished.then(ended, ended);

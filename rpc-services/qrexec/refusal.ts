@@ -20,14 +20,25 @@ export function refusalExplainer(o: RefusalExplainerOptions): (source: string, t
     watcher ??= new PolicyWatcher({ policyDir: o.policyDir, runtimeDir: o.runtimeDir, pollMs: 0 });
     const system = await fetchSystemInfo(o.systemInfoSocket);
     const plus = serviceAndArg.indexOf('+');
-    const res = watcher.current().evaluate({
-      service: serviceAndArg.slice(0, plus), argument: serviceAndArg.slice(plus), source, target, requestedSource: null,
-    }, system);
+    const res = watcher.current().evaluate(
+      {
+        service: serviceAndArg.slice(0, plus),
+        argument: serviceAndArg.slice(plus),
+        source,
+        target,
+        requestedSource: null,
+      },
+      system,
+    );
     switch (res.result) {
-      case 'deny': return res.reason;
-      case 'error': return res.error;
-      case 'ask': return `the rule at ${ruleLocation(res.rule)} says ask (choices: ${res.targetsForAsk.join(', ')}) and the policy daemon's agent did not approve`;
-      case 'allow': return `the policy daemon refused what ${ruleLocation(res.rule)} allows (a target it cannot serve, or the policy changed meanwhile)`;
+      case 'deny':
+        return res.reason;
+      case 'error':
+        return res.error;
+      case 'ask':
+        return `the rule at ${ruleLocation(res.rule)} says ask (choices: ${res.targetsForAsk.join(', ')}) and the policy daemon's agent did not approve`;
+      case 'allow':
+        return `the policy daemon refused what ${ruleLocation(res.rule)} allows (a target it cannot serve, or the policy changed meanwhile)`;
     }
   };
 }

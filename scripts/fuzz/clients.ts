@@ -51,8 +51,16 @@ export function call(path: string, data: Buffer, o: CallOptions = {}): Promise<O
     sock.on('close', () => finish(true));
     sock.on('error', (e: NodeJS.ErrnoException) => finish(false, e.code ?? e.message));
     sock.on('connect', async () => {
-      if (o.readPauseMs) { sock.pause(); setTimeout(() => { if (!done) sock.resume(); }, o.readPauseMs); }
-      if (!o.slowWrite) { sock.end(data); return; }
+      if (o.readPauseMs) {
+        sock.pause();
+        setTimeout(() => {
+          if (!done) sock.resume();
+        }, o.readPauseMs);
+      }
+      if (!o.slowWrite) {
+        sock.end(data);
+        return;
+      }
       for (let i = 0; i < data.length && !done; i += o.slowWrite.chunk) {
         sock.write(data.subarray(i, i + o.slowWrite.chunk));
         await new Promise((r) => setTimeout(r, o.slowWrite!.delayMs));
@@ -66,8 +74,15 @@ export function call(path: string, data: Buffer, o: CallOptions = {}): Promise<O
 export function vanish(path: string, data: Buffer, part: number, afterMs: number, endWrite: boolean): Promise<void> {
   return new Promise((resolve) => {
     const sock = net.connect({ path, allowHalfOpen: true });
-    const t = setTimeout(() => { sock.destroy(); resolve(); }, afterMs);
-    sock.on('error', () => { clearTimeout(t); sock.destroy(); resolve(); });
+    const t = setTimeout(() => {
+      sock.destroy();
+      resolve();
+    }, afterMs);
+    sock.on('error', () => {
+      clearTimeout(t);
+      sock.destroy();
+      resolve();
+    });
     sock.on('connect', () => {
       if (part > 0) sock.write(data.subarray(0, part));
       if (endWrite) sock.end();
@@ -96,15 +111,27 @@ export function subscribe(path: string, request: Buffer, mode: SubscriberMode): 
   const chunks: Buffer[] = [];
   let peerClosed = false;
   let timer: NodeJS.Timeout | null = null;
-  const gone = new Promise<void>((r) => sock.once('close', () => { if (timer) clearInterval(timer); r(); }));
-  sock.on('error', () => { /* close follows */ });
-  sock.on('end', () => { peerClosed = true; });
+  const gone = new Promise<void>((r) =>
+    sock.once('close', () => {
+      if (timer) clearInterval(timer);
+      r();
+    }),
+  );
+  sock.on('error', () => {
+    /* close follows */
+  });
+  sock.on('end', () => {
+    peerClosed = true;
+  });
   sock.on('connect', () => {
     sock.end(request);
     if (mode === 'never') sock.pause();
     if (mode === 'slow') {
       sock.pause();
-      timer = setInterval(() => { sock.resume(); setTimeout(() => sock.pause(), 5); }, 200);
+      timer = setInterval(() => {
+        sock.resume();
+        setTimeout(() => sock.pause(), 5);
+      }, 200);
     }
   });
   sock.on('data', (d: Buffer) => {
@@ -145,7 +172,12 @@ export function dispatcherCall(path: string, bytes: Buffer, endWrite: boolean, t
     sock.on('connect', () => (endWrite ? sock.end(bytes) : sock.write(bytes)));
     let streamTimer: NodeJS.Timeout | null = null;
     sock.on('data', (d: Buffer) => {
-      try { frames.push(...reader.push(d)); } catch (e) { finish(true, (e as Error).message); return; }
+      try {
+        frames.push(...reader.push(d));
+      } catch (e) {
+        finish(true, (e as Error).message);
+        return;
+      }
       // an event stream through qrexec never ends by itself: look at it briefly
       const firstOut = frames.find((f) => f.kind === 0x4f);
       if (!streamTimer && firstOut && firstOut.data[0] === 0x31) streamTimer = setTimeout(() => finish(false), 300);

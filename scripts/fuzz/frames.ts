@@ -29,7 +29,11 @@ function fieldsFrom(buf: Buffer, pos: number): { fields: Buffer[]; rest: Buffer 
 function checkException(buf: Buffer): { malformed?: string; texts: string[] } {
   const { fields, rest } = fieldsFrom(buf, 2);
   const texts = fields.map((f) => f.toString('utf8'));
-  if (fields.length !== 3 || rest.length !== 0) return { malformed: `EXCEPTION frame with ${fields.length} fields${rest.length ? ' and unterminated bytes' : ''}`, texts: [...texts, rest.toString('utf8')] };
+  if (fields.length !== 3 || rest.length !== 0)
+    return {
+      malformed: `EXCEPTION frame with ${fields.length} fields${rest.length ? ' and unterminated bytes' : ''}`,
+      texts: [...texts, rest.toString('utf8')],
+    };
   if (!TYPE_NAME.test(texts[0]!)) return { malformed: `EXCEPTION type ${JSON.stringify(texts[0])} is not a class name`, texts };
   return { texts };
 }
@@ -74,7 +78,8 @@ export function checkReply(buf: Buffer, complete: boolean): Verdict {
       const end = eventEnd(buf, pos, names);
       texts.push(...names);
       if (end < 0) return complete ? { kind: 'events', malformed: 'stream ends inside an event frame', texts } : { kind: 'events', texts };
-      if (first && names[1] !== 'connection-established') return { kind: 'events', malformed: `event stream starts with ${JSON.stringify(names[1])}, not connection-established`, texts };
+      if (first && names[1] !== 'connection-established')
+        return { kind: 'events', malformed: `event stream starts with ${JSON.stringify(names[1])}, not connection-established`, texts };
       first = false;
       pos = end;
       continue;
@@ -90,7 +95,8 @@ export function checkReply(buf: Buffer, complete: boolean): Verdict {
   return { kind: 'events', texts };
 }
 
-const NODE_CODE = /\bE[A-Z]{2,}(?:_[A-Z]+)*:|\b(?:ENOENT|EISDIR|ENOTDIR|EACCES|EPERM|ENAMETOOLONG|EEXIST|EINVAL|EMFILE|ENFILE|EPIPE|ECONNRESET|ECONNREFUSED|EAGAIN|EBADF|EBUSY|ENOSPC|ENOTEMPTY|ELOOP|EROFS|EXDEV|ENOTSOCK|EADDRINUSE|ETIMEDOUT|ENOTCONN)\b|\bERR_[A-Z_]{3,}\b/;
+const NODE_CODE =
+  /\bE[A-Z]{2,}(?:_[A-Z]+)*:|\b(?:ENOENT|EISDIR|ENOTDIR|EACCES|EPERM|ENAMETOOLONG|EEXIST|EINVAL|EMFILE|ENFILE|EPIPE|ECONNRESET|ECONNREFUSED|EAGAIN|EBADF|EBUSY|ENOSPC|ENOTEMPTY|ELOOP|EROFS|EXDEV|ENOTSOCK|EADDRINUSE|ETIMEDOUT|ENOTCONN)\b|\bERR_[A-Z_]{3,}\b/;
 const STACK = /(?:^|\n)\s*at [^\n]*(?:\(|:\d+:\d+)|node:internal|\.js:\d+:\d+/;
 
 /** What is wrong with text a client received, or null. `paths`: internal directories. */

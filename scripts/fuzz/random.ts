@@ -5,7 +5,9 @@
 /** mulberry32: small, fast, good enough to pick inputs. */
 export class Rng {
   private s: number;
-  constructor(seed: number) { this.s = seed >>> 0; }
+  constructor(seed: number) {
+    this.s = seed >>> 0;
+  }
   next(): number {
     this.s = (this.s + 0x6d2b79f5) >>> 0;
     let t = this.s;
@@ -13,9 +15,15 @@ export class Rng {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   }
-  int(n: number): number { return Math.floor(this.next() * n); }
-  chance(p: number): boolean { return this.next() < p; }
-  pick<T>(items: readonly T[]): T { return items[this.int(items.length)]!; }
+  int(n: number): number {
+    return Math.floor(this.next() * n);
+  }
+  chance(p: number): boolean {
+    return this.next() < p;
+  }
+  pick<T>(items: readonly T[]): T {
+    return items[this.int(items.length)]!;
+  }
   bytes(n: number): Buffer {
     const b = Buffer.allocUnsafe(n);
     for (let i = 0; i < n; i++) b[i] = this.int(256);
@@ -32,16 +40,66 @@ export class Rng {
 
 /** Strings that must never get a name past a validator, or a byte into a frame. */
 export const HOSTILE = [
-  '', '.', '..', '/', '../', '../../etc/passwd', 'a/b', '-', '-h', '--help', '\0', 'a\0b', ' ', 'a b', '\n', 'a\nb', '\t', '\\',
-  '__proto__', 'constructor', 'prototype', 'toString', 'hasOwnProperty', 'dom0/..', 'Domain-0', 'none', 'default', 'x'.repeat(32),
-  'x'.repeat(251), 'x'.repeat(300), '\u00e9', '\ud800', '\u202e', '%2f', '*', '$tag:x', '@anyvm', 'uuid:', 'uuid:zzzz',
-  'uuid:00000000-0000-0000-0000-000000000000', '0', '-1', '99999999999999999999', 'x.conf', 'x.policy', '.hidden', 'a-dm',
+  '',
+  '.',
+  '..',
+  '/',
+  '../',
+  '../../etc/passwd',
+  'a/b',
+  '-',
+  '-h',
+  '--help',
+  '\0',
+  'a\0b',
+  ' ',
+  'a b',
+  '\n',
+  'a\nb',
+  '\t',
+  '\\',
+  '__proto__',
+  'constructor',
+  'prototype',
+  'toString',
+  'hasOwnProperty',
+  'dom0/..',
+  'Domain-0',
+  'none',
+  'default',
+  'x'.repeat(32),
+  'x'.repeat(251),
+  'x'.repeat(300),
+  '\u00e9',
+  '\ud800',
+  '\u202e',
+  '%2f',
+  '*',
+  '$tag:x',
+  '@anyvm',
+  'uuid:',
+  'uuid:zzzz',
+  'uuid:00000000-0000-0000-0000-000000000000',
+  '0',
+  '-1',
+  '99999999999999999999',
+  'x.conf',
+  'x.policy',
+  '.hidden',
+  'a-dm',
 ];
 
 /** Bytes that are not valid UTF-8, and other byte-level oddities. */
 export const ODD_BYTES: readonly Buffer[] = [
-  Buffer.from([0xff]), Buffer.from([0xc3]), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from([0xf8, 0x88, 0x80, 0x80, 0x80]),
-  Buffer.from([0x00]), Buffer.from([0x00, 0x00]), Buffer.from([0x80]), Buffer.from([0x7f]), Buffer.from([0x1b, 0x5b, 0x32, 0x4a]),
+  Buffer.from([0xff]),
+  Buffer.from([0xc3]),
+  Buffer.from([0xed, 0xa0, 0x80]),
+  Buffer.from([0xf8, 0x88, 0x80, 0x80, 0x80]),
+  Buffer.from([0x00]),
+  Buffer.from([0x00, 0x00]),
+  Buffer.from([0x80]),
+  Buffer.from([0x7f]),
+  Buffer.from([0x1b, 0x5b, 0x32, 0x4a]),
 ];
 
 /** A hostile string, a valid-looking one with a hostile piece spliced in, or random bytes as latin1. */

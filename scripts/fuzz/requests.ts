@@ -31,7 +31,23 @@ export interface Generated {
 const FEATURES = ['f0', 'f1', 'f2', 'f3', 'gui', 'service.x', 'qrexec', 'supported-service.y', 'preload-dispvm', 'os'];
 const TAGS = ['t0', 't1', 't2', 'created-by-dom0', 'created-by-x', 'audiovm-dom0'];
 const VOLUMES = ['root', 'private', 'volatile', 'kernel'];
-const VALUES = ['', '1', '0', 'True', 'False', 'red', 'fz-tpl', 'fz-work', 'default', '-1', '4096', '0x123456', 'name=x', '*default*', 'uuid:00000000-0000-0000-0000-000000000000'];
+const VALUES = [
+  '',
+  '1',
+  '0',
+  'True',
+  'False',
+  'red',
+  'fz-tpl',
+  'fz-work',
+  'default',
+  '-1',
+  '4096',
+  '0x123456',
+  'name=x',
+  '*default*',
+  'uuid:00000000-0000-0000-0000-000000000000',
+];
 const DRIVERS = ['file', 'file-reflink', 'linux-kernel', 'lvm_thin', 'zfs'];
 
 /** Plausible argument for a method. */
@@ -59,7 +75,17 @@ function payloadFor(rng: Rng, spec: MethodSpec, w: World, arg: string): string |
   if (n.startsWith('admin.vm.Create')) {
     const name = rng.pick(w.scratch);
     // values with a NUL inside: anything echoed into an error message must not break the frame
-    const extra = rng.pick(['', ' pool=varlibqubes', ' pool:private=varlibqubes', ' pool=nope', ' label=nope', ' pool=x\0y', ' pool:root=a\0b', ' label=re\0d', ' x\0=1']);
+    const extra = rng.pick([
+      '',
+      ' pool=varlibqubes',
+      ' pool:private=varlibqubes',
+      ' pool=nope',
+      ' label=nope',
+      ' pool=x\0y',
+      ' pool:root=a\0b',
+      ' label=re\0d',
+      ' x\0=1',
+    ]);
     return `name=${name} label=${rng.pick(w.labels)}${extra}`;
   }
   if (n === 'admin.vm.CreateDisposable') return '';
@@ -72,7 +98,8 @@ function payloadFor(rng: Rng, spec: MethodSpec, w: World, arg: string): string |
   if (n.includes('.property.Set')) return rng.chance(0.2) ? `${rng.pick(VALUES)}\0${rng.pick(VALUES)}` : rng.pick(VALUES);
   if (n === 'admin.vm.feature.Set') return rng.chance(0.2) ? 'v'.repeat(4096) : rng.pick(VALUES);
   if (n === 'admin.vm.notes.Set') return rng.chance(0.1) ? 'n'.repeat(rng.int(60000)) : 'some notes\n';
-  if (n === 'admin.vm.firewall.Set') return rng.pick(['action=accept\n', 'action=drop proto=tcp dstports=80-80\n', 'action=accept dsthost=example.com\n', 'bogus\n']);
+  if (n === 'admin.vm.firewall.Set')
+    return rng.pick(['action=accept\n', 'action=drop proto=tcp dstports=80-80\n', 'action=accept dsthost=example.com\n', 'bogus\n']);
   if (n.includes('.Set.revisions_to_keep')) return rng.pick(['1', '-1', '0', '99999999999999999999', 'x']);
   if (n.includes('.Set.')) return rng.pick(['True', 'False', '1', 'maybe']);
   if (n === 'admin.vm.volume.Resize' || n.startsWith('internal.vm.volume.Import')) return rng.pick(['1073741824', '0', '-1', '99999999999999999999', 'x']);
@@ -95,26 +122,56 @@ function mutate(rng: Rng, b: Buffer): Buffer {
   for (let k = 1 + rng.int(3); k > 0; k--) {
     const at = rng.int(out.length + 1);
     switch (rng.int(7)) {
-      case 0: if (out.length) out[Math.min(at, out.length - 1)] = rng.int(256); break;
-      case 1: out = Buffer.concat([out.subarray(0, at), rng.pick(ODD_BYTES), out.subarray(at)]); break;
-      case 2: out = Buffer.concat([out.subarray(0, at), out.subarray(Math.min(out.length, at + 1 + rng.int(8)))]); break;
-      case 3: out = out.subarray(0, at); break;
-      case 4: { const sp = out.indexOf(0x20, at); if (sp >= 0) out[sp] = rng.pick([0x00, 0x2b, 0x20]); break; }
-      case 5: out = Buffer.concat([out.subarray(0, at), Buffer.from(rng.pick(['  ', ' name ', '+', '+../', 'keyword adminvm', '\0\0'])), out.subarray(at)]); break;
-      default: out = Buffer.concat([out, rng.bytes(rng.length(64))]);
+      case 0:
+        if (out.length) out[Math.min(at, out.length - 1)] = rng.int(256);
+        break;
+      case 1:
+        out = Buffer.concat([out.subarray(0, at), rng.pick(ODD_BYTES), out.subarray(at)]);
+        break;
+      case 2:
+        out = Buffer.concat([out.subarray(0, at), out.subarray(Math.min(out.length, at + 1 + rng.int(8)))]);
+        break;
+      case 3:
+        out = out.subarray(0, at);
+        break;
+      case 4: {
+        const sp = out.indexOf(0x20, at);
+        if (sp >= 0) out[sp] = rng.pick([0x00, 0x2b, 0x20]);
+        break;
+      }
+      case 5:
+        out = Buffer.concat([out.subarray(0, at), Buffer.from(rng.pick(['  ', ' name ', '+', '+../', 'keyword adminvm', '\0\0'])), out.subarray(at)]);
+        break;
+      default:
+        out = Buffer.concat([out, rng.bytes(rng.length(64))]);
     }
   }
   return out;
 }
 
 const MALFORMED = [
-  '', '\0', 'admin.vm.List', 'admin.vm.List dom0 name dom0', 'admin.vm.List+ dom0 dom0\0', 'admin.vm.List+ dom0 keyword default\0',
-  'admin.vm.List+ dom0 uuid dom0\0', 'admin.vm.List+ dom0 name\0', ' \0', '   \0', '\xff\xfe dom0 name dom0\0',
+  '',
+  '\0',
+  'admin.vm.List',
+  'admin.vm.List dom0 name dom0',
+  'admin.vm.List+ dom0 dom0\0',
+  'admin.vm.List+ dom0 keyword default\0',
+  'admin.vm.List+ dom0 uuid dom0\0',
+  'admin.vm.List+ dom0 name\0',
+  ' \0',
+  '   \0',
+  '\xff\xfe dom0 name dom0\0',
 ];
 
 function expectDropFor(bytes: Buffer): boolean {
   if (bytes.length > MAX_REQUEST) return true;
-  try { parseRequest(bytes); return false; } catch (e) { if (e instanceof FramingError) return true; throw e; }
+  try {
+    parseRequest(bytes);
+    return false;
+  } catch (e) {
+    if (e instanceof FramingError) return true;
+    throw e;
+  }
 }
 
 const ADMIN = METHODS.filter((m) => m.socket === 'admin');
@@ -125,7 +182,9 @@ export function generate(rng: Rng, w: World): Generated {
   const r = rng.next();
   const socket: 'admin' | 'internal' = rng.chance(0.05) ? 'internal' : 'admin';
   if (r < 0.05) {
-    const bytes = rng.chance(0.3) ? Buffer.concat([Buffer.from('admin.vm.List+ dom0 name dom0'), rng.bytes(rng.int(MAX_REQUEST + 100))]) : Buffer.from(rng.pick(MALFORMED), 'latin1');
+    const bytes = rng.chance(0.3)
+      ? Buffer.concat([Buffer.from('admin.vm.List+ dom0 name dom0'), rng.bytes(rng.int(MAX_REQUEST + 100))])
+      : Buffer.from(rng.pick(MALFORMED), 'latin1');
     return { socket, bytes, method: '(malformed)', expectDrop: expectDropFor(bytes) };
   }
   const spec = socket === 'internal' && rng.chance(0.8) ? rng.pick(INTERNAL) : rng.pick(ADMIN);
@@ -138,18 +197,43 @@ export function generate(rng: Rng, w: World): Generated {
   // one hostile part in about a third of the calls
   if (rng.chance(0.35)) {
     switch (rng.int(6)) {
-      case 0: arg = hostileName(rng, names); break;
-      case 1: dest = hostileName(rng, w.stable); break;
-      case 2: src = rng.chance(0.5) ? hostileName(rng, w.stable) : rng.pick(w.stable); break;
-      case 3: payload = randomPayload(rng, [typeof payload === 'string' ? payload : 'x', `name=${rng.pick(w.scratch)} label=red pool=x`, 'name=a label=red pool=x\0y']); break;
-      case 4: method = rng.chance(0.5) ? hostileName(rng, ALL_NAMES) : rng.pick(ALL_NAMES) + rng.pick(['.', 'x', '.List', '\0', '+']); break;
-      default: if (spec.name.startsWith('admin.vm.Create')) payload = `name=${hostileName(rng, w.scratch)} label=${rng.pick(w.labels)}`; else arg = hostileName(rng, names);
+      case 0:
+        arg = hostileName(rng, names);
+        break;
+      case 1:
+        dest = hostileName(rng, w.stable);
+        break;
+      case 2:
+        src = rng.chance(0.5) ? hostileName(rng, w.stable) : rng.pick(w.stable);
+        break;
+      case 3:
+        payload = randomPayload(rng, [
+          typeof payload === 'string' ? payload : 'x',
+          `name=${rng.pick(w.scratch)} label=red pool=x`,
+          'name=a label=red pool=x\0y',
+        ]);
+        break;
+      case 4:
+        method = rng.chance(0.5) ? hostileName(rng, ALL_NAMES) : rng.pick(ALL_NAMES) + rng.pick(['.', 'x', '.List', '\0', '+']);
+        break;
+      default:
+        if (spec.name.startsWith('admin.vm.Create')) payload = `name=${hostileName(rng, w.scratch)} label=${rng.pick(w.labels)}`;
+        else arg = hostileName(rng, names);
     }
   }
   // strings are sent as they are (latin1 keeps every byte of a random name)
   const enc = (s: string) => Buffer.from(s, 'latin1');
-  let bytes: Buffer = Buffer.concat([enc(method), enc('+'), enc(arg), enc(' '), enc(src), enc(' name '), enc(dest), Buffer.from([0]),
-    typeof payload === 'string' ? Buffer.from(payload) : payload]);
+  let bytes: Buffer = Buffer.concat([
+    enc(method),
+    enc('+'),
+    enc(arg),
+    enc(' '),
+    enc(src),
+    enc(' name '),
+    enc(dest),
+    Buffer.from([0]),
+    typeof payload === 'string' ? Buffer.from(payload) : payload,
+  ]);
   if (rng.chance(0.15)) bytes = mutate(rng, bytes);
   // qubesd creates a pool's directory: after hostile parts and mutations, a
   // dir_path must still be one of the soak's own, or the call is made safe

@@ -20,7 +20,10 @@ export interface Part {
   exited: Promise<void>;
 }
 
-export interface ProcStats { rssMB: number; fds: number }
+export interface ProcStats {
+  rssMB: number;
+  fds: number;
+}
 
 /** VmRSS and the number of open descriptors of a live process, or null when it is gone. */
 export function procStats(pid: number): ProcStats | null {
@@ -54,19 +57,29 @@ export class System {
     const proc = spawn(cmd.argv[0]!, cmd.argv.slice(1), { env: unitEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
     let err = '';
     let sawLine = false;
-    proc.stderr!.on('data', (d: Buffer) => { err = (err + d.toString()).slice(-8192); });
-    proc.stdout!.on('data', () => { sawLine = true; });
+    proc.stderr!.on('data', (d: Buffer) => {
+      err = (err + d.toString()).slice(-8192);
+    });
+    proc.stdout!.on('data', () => {
+      sawLine = true;
+    });
     const part: Part = {
-      name, proc, stderr: () => err, killedOnPurpose: false,
+      name,
+      proc,
+      stderr: () => err,
+      killedOnPurpose: false,
       exited: new Promise((r) => proc.once('exit', () => r())),
     };
     // an exit during start-up is reported by start() itself, not as a crash
     let ready = false;
-    proc.once('exit', (code, signal) => { if (ready && !part.killedOnPurpose) this.onUnexpectedExit(part, code, signal); });
+    proc.once('exit', (code, signal) => {
+      if (ready && !part.killedOnPurpose) this.onUnexpectedExit(part, code, signal);
+    });
     this.parts.set(name, part);
     const deadline = Date.now() + timeoutMs;
     while (!(cmd.ready === 'line' ? sawLine : readReady(cmd.ready)?.pid === proc.pid)) {
-      if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`${name} exited during start-up (${proc.exitCode ?? proc.signalCode}): ${err.slice(-2000)}`);
+      if (proc.exitCode !== null || proc.signalCode !== null)
+        throw new Error(`${name} exited during start-up (${proc.exitCode ?? proc.signalCode}): ${err.slice(-2000)}`);
       if (Date.now() > deadline) throw new Error(`${name} not ready after ${timeoutMs} ms: ${err.slice(-2000)}`);
       await new Promise((r) => setTimeout(r, 20));
     }

@@ -62,8 +62,12 @@ const IMPORT_RE = /^\s*(?:import|export)\b[^'"]*?from\s*['"](\.{1,2}\/[^'"]+)['"
 
 function sources(dir: string): string[] {
   let entries;
-  try { entries = readdirSync(join(ROOT, dir), { withFileTypes: true }); } catch { return []; }
-  return entries.flatMap((e) => e.isDirectory() ? sources(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []);
+  try {
+    entries = readdirSync(join(ROOT, dir), { withFileTypes: true });
+  } catch {
+    return [];
+  }
+  return entries.flatMap((e) => (e.isDirectory() ? sources(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []));
 }
 
 t.test('the layer rule itself refuses an upward import', async (t) => {

@@ -39,7 +39,11 @@ t.test('Info, Execute, restore: what was backed up comes back byte for byte', as
   t.ok(progress.length >= 1, 'progress reported');
   t.ok(progress.every((e) => e.subject === '' && e.kwargs.backup_profile === 'daily'));
   const values = progress.map((e) => Number(e.kwargs.progress));
-  t.same(values, [...values].sort((a, b) => a - b), 'progress only grows');
+  t.same(
+    values,
+    [...values].sort((a, b) => a - b),
+    'progress only grows',
+  );
   t.equal(progress.at(-1)!.kwargs.progress, '100.0', 'ends at 100.0 as a Python float');
   t.equal(progress.filter((e) => e.kwargs.progress === '100.0').length, 1, 'once');
 
@@ -49,7 +53,10 @@ t.test('Info, Execute, restore: what was backed up comes back byte for byte', as
 
   const listing = await listBackup(files[0]!, { passphrase: 's3cret' });
   t.equal(listing.header.compressed, true);
-  t.same(listing.qubes.map((q) => [q.name, q.klass, q.path]), [['work', 'AppVM', 'vm2/']]);
+  t.same(
+    listing.qubes.map((q) => [q.name, q.klass, q.path]),
+    [['work', 'AppVM', 'vm2/']],
+  );
   t.equal(listing.qubes[0]!.size, 2 ** 31 + FIREWALL.length + 'my notes\n'.length, 'backup-size: the bytes stored');
   t.match(listing.qubesXml, /<feature name="backup-content"><\/feature>/, 'other qubes marked as not in the backup');
 
@@ -97,7 +104,10 @@ t.test('profile names, missing and broken profiles', async (t) => {
 
 t.test('compression off and a custom filter', async (t) => {
   const env = await setup(t);
-  for (const [name, compression, filter] of [['plain', 'False', null], ['bz', 'bzip2', 'bzip2']] as const) {
+  for (const [name, compression, filter] of [
+    ['plain', 'False', null],
+    ['bz', 'bzip2', 'bzip2'],
+  ] as const) {
     const out = join(env.out, name);
     mkdirSync(out);
     profile(env, name, `include: [work]\ndestination_vm: dom0\ndestination_path: ${out}\npassphrase_text: pw\ncompression: ${compression}\n`);
@@ -108,7 +118,10 @@ t.test('compression off and a custom filter', async (t) => {
     t.equal(listing.header.compressed, filter !== null, `${name}: compressed flag`);
     if (filter) t.equal(listing.header.compressionFilter, filter);
     const res = await restoreToDirectory(file!, join(out, 'r'), { passphrase: 'pw' });
-    t.same(res.qubes.map((q) => q.name), ['work']);
+    t.same(
+      res.qubes.map((q) => q.name),
+      ['work'],
+    );
     t.ok(readAt(join(out, 'r', 'work', 'private.img'), 64 << 20, env.data.length).equals(env.data), `${name}: data identical`);
   }
 });

@@ -8,7 +8,14 @@ import { call, cleanup, startDaemon, type Daemon } from '../helpers/qubesd.js';
 
 export const FIREWALL = '<firewall version="2"><rules/></firewall>\n';
 
-export interface Env { d: Daemon; profiles: string; out: string; guests: string; dom0rpc: string; data: Buffer }
+export interface Env {
+  d: Daemon;
+  profiles: string;
+  out: string;
+  guests: string;
+  dom0rpc: string;
+  data: Buffer;
+}
 
 /** A daemon with a template, `work` (tagged, with data, notes and a
  * firewall), `other`, and the directories backups use. */
@@ -36,14 +43,30 @@ export async function setup(t: Test): Promise<Env> {
   writeSync(fd, Buffer.from('end'), 0, 3, 2 ** 31 - 3);
   closeSync(fd);
   writeFileSync(join(first.base, 'appvms', 'work', 'firewall.xml'), FIREWALL);
-  const profiles = join(first.dir, 'profiles'), out = join(first.dir, 'out'), guests = join(first.dir, 'guests'), dom0rpc = join(first.dir, 'dom0-rpc');
+  const profiles = join(first.dir, 'profiles'),
+    out = join(first.dir, 'out'),
+    guests = join(first.dir, 'guests'),
+    dom0rpc = join(first.dir, 'dom0-rpc');
   for (const p of [profiles, out, guests, dom0rpc, join(first.dir, 'policy.d'), join(first.dir, 'runtime-policy.d')]) mkdirSync(p);
   const d = await startDaemon({
     dir: first.dir,
-    args: ['--log', 'none', '--backup-profile-dir', profiles, '--services-dir', dom0rpc, '--guest-services-dir', guests,
-      '--runtime-policy-dir', join(first.dir, 'runtime-policy.d')],
+    args: [
+      '--log',
+      'none',
+      '--backup-profile-dir',
+      profiles,
+      '--services-dir',
+      dom0rpc,
+      '--guest-services-dir',
+      guests,
+      '--runtime-policy-dir',
+      join(first.dir, 'runtime-policy.d'),
+    ],
   });
-  t.teardown(async () => { await d.stop(); cleanup(d); });
+  t.teardown(async () => {
+    await d.stop();
+    cleanup(d);
+  });
   return { d, profiles, out, guests, dom0rpc, data };
 }
 
@@ -66,11 +89,14 @@ export function readAt(path: string, offset: number, length: number): Buffer {
     const buf = Buffer.alloc(length);
     readSync(fd, buf, 0, length, offset);
     return buf;
-  } finally { closeSync(fd); }
+  } finally {
+    closeSync(fd);
+  }
 }
 
-export function archives(dir: string): string[] { return readdirSync(dir).map((f) => join(dir, f)); }
-
+export function archives(dir: string): string[] {
+  return readdirSync(dir).map((f) => join(dir, f));
+}
 
 /** Enough incompressible data in work's image for an xz backup to take a
  * few seconds, so that it can be interrupted. */

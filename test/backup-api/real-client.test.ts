@@ -17,8 +17,11 @@ import { configPath } from '../../lib/stack-config.js';
 
 const CLIENT = process.env.QUBES_CORE_ADMIN_CLIENT ?? join(ROOT, '..', 'ref', 'qubes-core-admin-client');
 const PYTHON = ['/usr/bin/python3', 'python3'].find((py) => spawnSync(py, ['-c', 'import lxml, yaml'], { stdio: 'ignore' }).status === 0);
-const skip = !existsSync(join(CLIENT, 'qubesadmin')) ? `no qubesadmin checkout at ${CLIENT}`
-  : !PYTHON ? 'no python3 with lxml and yaml (apt-get install python3-lxml python3-yaml)' : false;
+const skip = !existsSync(join(CLIENT, 'qubesadmin'))
+  ? `no qubesadmin checkout at ${CLIENT}`
+  : !PYTHON
+    ? 'no python3 with lxml and yaml (apt-get install python3-lxml python3-yaml)'
+    : false;
 
 t.test('qvm-backup makes a backup through our qubesd; qvm-backup-restore restores it into another', { skip }, async (t) => {
   // The system that is backed up.
@@ -28,24 +31,32 @@ t.test('qvm-backup makes a backup through our qubesd; qvm-backup-restore restore
     ['admin.vm.Create.AppVM', 'dom0', 'tpl', 'name=work label=red'],
     ['admin.vm.property.Set', 'work', 'memory', '1234'],
     ['admin.vm.notes.Set', 'work', '', 'remember this\n'],
-  ] as const) t.ok((await call(a.socket, m, dest, arg, payload)).ok, m);
+  ] as const)
+    t.ok((await call(a.socket, m, dest, arg, payload)).ok, m);
   await a.stop();
   const image = join(a.base, 'appvms', 'work', 'private.img');
   const fd = openSync(image, 'r+');
   writeSync(fd, randomBytes(5 << 20), 0, 5 << 20, 300 << 20);
   writeSync(fd, Buffer.from('tail'), 0, 4, 2 ** 31 - 4);
   closeSync(fd);
-  const profiles = join(a.dir, 'profiles'), out = join(a.dir, 'out');
-  mkdirSync(profiles); mkdirSync(out);
+  const profiles = join(a.dir, 'profiles'),
+    out = join(a.dir, 'out');
+  mkdirSync(profiles);
+  mkdirSync(out);
   const a2 = await startDaemon({ dir: a.dir, args: ['--log', 'none', '--backup-profile-dir', profiles] });
-  t.teardown(async () => { await a2.stop(); cleanup(a2); });
+  t.teardown(async () => {
+    await a2.stop();
+    cleanup(a2);
+  });
 
   const pw = join(a.dir, 'pw');
   writeFileSync(pw, 'correct horse\n');
-  const qvm = (socket: string, env: NodeJS.ProcessEnv, ...args: string[]) => spawnSync(PYTHON!, [join(ROOT, 'test', 'backup', 'qvm-tool.py'), ...args], {
-    env: { ...process.env, QVM_PY: join(SHARED, 'conformance', 'tools', 'qvm.py'), QUBES_CORE_ADMIN_CLIENT: CLIENT, QUBESD_SOCKET: socket, ...env },
-    encoding: 'utf8', timeout: 300000,
-  });
+  const qvm = (socket: string, env: NodeJS.ProcessEnv, ...args: string[]) =>
+    spawnSync(PYTHON!, [join(ROOT, 'test', 'backup', 'qvm-tool.py'), ...args], {
+      env: { ...process.env, QVM_PY: join(SHARED, 'conformance', 'tools', 'qvm.py'), QUBES_CORE_ADMIN_CLIENT: CLIENT, QUBESD_SOCKET: socket, ...env },
+      encoding: 'utf8',
+      timeout: 300000,
+    });
   const made = qvm(a2.socket, { QVM_BACKUP_PROFILE_DIR: profiles }, 'qvm-backup', '--yes', '--passphrase-file', pw, '--compress', out, 'work');
   t.equal(made.status, 0, `qvm-backup: ${made.stderr}`);
   t.match(made.stdout, /^ +work \| +VM \| +2\.0 GiB \|$/m, 'the summary from admin.backup.Info');
@@ -58,11 +69,15 @@ t.test('qvm-backup makes a backup through our qubesd; qvm-backup-restore restore
   // The system it is restored to: an installation (for the handler program
   // that streams volume data) whose qubesd already has a `work`.
   const b = await startDaemon({ from: 'fresh', args: ['--log', 'none'] });
-  t.teardown(async () => { await b.stop(); cleanup(b); });
+  t.teardown(async () => {
+    await b.stop();
+    cleanup(b);
+  });
   for (const [m, dest, arg, payload] of [
     ['admin.vm.Create.TemplateVM', 'dom0', '', 'name=tpl label=black'],
     ['admin.vm.Create.AppVM', 'dom0', 'tpl', 'name=work label=green'],
-  ] as const) t.ok((await call(b.socket, m, dest, arg, payload)).ok, m);
+  ] as const)
+    t.ok((await call(b.socket, m, dest, arg, payload)).ok, m);
   const prefix = join(b.dir, 'stack');
   install({ prefix });
   const cfg = JSON.parse(readFileSync(configPath(prefix), 'utf8'));
@@ -70,8 +85,15 @@ t.test('qvm-backup makes a backup through our qubesd; qvm-backup-restore restore
   cfg.qubesd.internalSocket = b.internalSocket;
   writeFileSync(configPath(prefix), JSON.stringify(cfg));
 
-  const restored = qvm(b.socket, { QREXEC_SERVICES_DIR: join(prefix, 'etc', 'qubes-rpc'), HOME: b.dir },
-    'qvm-backup-restore', '--passphrase-file', pw, '--rename-conflicting', archive);
+  const restored = qvm(
+    b.socket,
+    { QREXEC_SERVICES_DIR: join(prefix, 'etc', 'qubes-rpc'), HOME: b.dir },
+    'qvm-backup-restore',
+    '--passphrase-file',
+    pw,
+    '--rename-conflicting',
+    archive,
+  );
   t.equal(restored.status, 0, `qvm-backup-restore: ${restored.stderr}`);
   t.notMatch(restored.stderr, /Failed|ERROR/, restored.stderr);
   const list = (await call(b.socket, 'admin.vm.List', 'dom0')).content;

@@ -34,7 +34,8 @@ t.test('a backup restores into another qubesd through the Admin API', async (t) 
     ['admin.vm.feature.Set', 'work', 'service.crond', '1'],
     ['admin.vm.tag.Set', 'other', 'blue', ''],
     ['admin.vm.firewall.Set', 'work', '', RULES],
-  ] as const) t.ok((await call(src.d.socket, m, dest, arg, payload)).ok, m);
+  ] as const)
+    t.ok((await call(src.d.socket, m, dest, arg, payload)).ok, m);
   profile(src, 'two', `include: [work, other]\ndestination_vm: dom0\ndestination_path: ${src.out}\npassphrase_text: pw\n`);
   const made = await call(src.d.socket, 'admin.backup.Execute', 'dom0', 'two');
   t.ok(made.ok, made.message ?? '');
@@ -43,11 +44,15 @@ t.test('a backup restores into another qubesd through the Admin API', async (t) 
   writeFileSync(pw, 'pw\n');
 
   const dst = await startDaemon({ from: 'fresh', args: ['--log', 'none'] });
-  t.teardown(async () => { await dst.stop(); cleanup(dst); });
+  t.teardown(async () => {
+    await dst.stop();
+    cleanup(dst);
+  });
   for (const [m, dest, arg, payload] of [
     ['admin.vm.Create.TemplateVM', 'dom0', '', 'name=tpl label=black'],
     ['admin.vm.Create.AppVM', 'dom0', 'tpl', 'name=work label=green'],
-  ] as const) t.ok((await call(dst.socket, m, dest, arg, payload)).ok, m);
+  ] as const)
+    t.ok((await call(dst.socket, m, dest, arg, payload)).ok, m);
   const before = (await call(dst.socket, 'admin.vm.List', 'dom0')).content;
 
   // Damage first: nothing may be created.
@@ -104,7 +109,10 @@ t.test('a restore that fails half-way removes the qubes it created', async (t) =
   writeFileSync(pw, 'pw\n');
   // A template that does not exist here: refused before anything is created.
   const dst = await startDaemon({ from: 'fresh', args: ['--log', 'none'] });
-  t.teardown(async () => { await dst.stop(); cleanup(dst); });
+  t.teardown(async () => {
+    await dst.stop();
+    cleanup(dst);
+  });
   const missing = await restoreCli([archive, '--passphrase-file', pw, '--qubesd-socket', dst.socket]);
   t.equal(missing.code, 1);
   t.match(missing.stderr, /nothing restored: work: its template tpl is neither on this system nor in the restore/);
@@ -124,12 +132,18 @@ t.test('an archive written by another implementation (labels by id, a standalone
   const image = Buffer.alloc(3 << 20);
   image.fill(5, 1 << 20, 2 << 20);
   const root = sampleData(100_000);
-  const r = await runBackup(sourceOf([{ name: 'solo', klass: 'StandaloneVM', subdir: 'vm1/', files: { 'private.img': image, 'root.img': root } }]),
-    await dom0PathDestination(dir), { passphrase: 'pw', scrypt: FAST });
+  const r = await runBackup(
+    sourceOf([{ name: 'solo', klass: 'StandaloneVM', subdir: 'vm1/', files: { 'private.img': image, 'root.img': root } }]),
+    await dom0PathDestination(dir),
+    { passphrase: 'pw', scrypt: FAST },
+  );
   const pw = join(dir, 'pw');
   writeFileSync(pw, 'pw\n');
   const dst = await startDaemon({ from: 'fresh', args: ['--log', 'none'] });
-  t.teardown(async () => { await dst.stop(); cleanup(dst); });
+  t.teardown(async () => {
+    await dst.stop();
+    cleanup(dst);
+  });
   const out = await restoreCli([r.location, '--passphrase-file', pw, '--qubesd-socket', dst.socket]);
   t.equal(out.code, 0, out.stderr);
   t.match(out.stdout, /^solo: private\.img root\.img$/m);

@@ -22,15 +22,25 @@ t.test('one qube streamed as an archive, restored through a call function', asyn
   await pipeline(Readable.from(s.content), createWriteStream(archive));
 
   const listing = await listBackup(archive, { passphrase: 's3cret' });
-  t.same(listing.qubes.map((q) => [q.name, q.klass]), [['work', 'AppVM']]);
+  t.same(
+    listing.qubes.map((q) => [q.name, q.klass]),
+    [['work', 'AppVM']],
+  );
   t.equal(listing.header.compressed, false);
 
   const calls: string[] = [];
   const restored = await restoreThroughAdminApi(archive, {
-    passphrase: 's3cret', internalSocket: d.internalSocket,
-    call: (method, dest, arg = '', payload = '') => { calls.push(`${method} ${dest}`); return adminCall(d.socket, method, dest, arg, payload); },
+    passphrase: 's3cret',
+    internalSocket: d.internalSocket,
+    call: (method, dest, arg = '', payload = '') => {
+      calls.push(`${method} ${dest}`);
+      return adminCall(d.socket, method, dest, arg, payload);
+    },
   });
-  t.same(restored.map((r) => r.name), ['work-1']);
+  t.same(
+    restored.map((r) => r.name),
+    ['work-1'],
+  );
   t.ok(calls.includes('admin.vm.Create.AppVM dom0'), 'the qube was created through the given function');
   t.ok(calls.includes('admin.vm.tag.Set work-1'));
   t.equal((await call(d.socket, 'admin.vm.notes.Get', 'work-1')).content, 'my notes\n');
@@ -38,13 +48,20 @@ t.test('one qube streamed as an archive, restored through a call function', asyn
   // the restored private volume holds the same bytes (read with Export)
   const ex = await parseExport((await callStream(d.socket, { method: 'admin.vm.volume.Export', dest: 'work-1', arg: 'private' })).content);
   t.equal(ex.size, 2 ** 31);
-  const want = new Map([[64 << 20, env.data], [2 ** 31 - 3, Buffer.from('end')]]);
+  const want = new Map([
+    [64 << 20, env.data],
+    [2 ** 31 - 3, Buffer.from('end')],
+  ]);
   let pos = 0;
   let checked = 0;
   for await (const chunk of rawBytes(ex)) {
     for (const [at, bytes] of want) {
-      const from = Math.max(at, pos), to = Math.min(at + bytes.length, pos + chunk.length);
-      if (from < to) { t.ok(chunk.subarray(from - pos, to - pos).equals(bytes.subarray(from - at, to - at)) || t.fail(`differs at ${from}`)); checked += to - from; }
+      const from = Math.max(at, pos),
+        to = Math.min(at + bytes.length, pos + chunk.length);
+      if (from < to) {
+        t.ok(chunk.subarray(from - pos, to - pos).equals(bytes.subarray(from - at, to - at)) || t.fail(`differs at ${from}`));
+        checked += to - from;
+      }
     }
     pos += chunk.length;
   }

@@ -53,8 +53,12 @@ function markingProgram(dir: string, name: string): { path: string; ran(): boole
 function restoreCli(args: string[], o: { cwd?: string; env?: NodeJS.ProcessEnv } = {}) {
   const env = { ...process.env, ...o.env };
   delete env.NODE_OPTIONS;
-  return spawnSync(process.execPath, [join(ROOT, 'bin', 'qubes-backup-restore'), ...args],
-    { input: PASS + '\n', encoding: 'utf8', ...(o.cwd ? { cwd: o.cwd } : {}), env });
+  return spawnSync(process.execPath, [join(ROOT, 'bin', 'qubes-backup-restore'), ...args], {
+    input: PASS + '\n',
+    encoding: 'utf8',
+    ...(o.cwd ? { cwd: o.cwd } : {}),
+    env,
+  });
 }
 
 t.test('the filter functions refuse anything but a bare program name on PATH', async (t) => {
@@ -75,8 +79,14 @@ t.test('an archive naming a path: refused, the program never runs', { skip: have
   const archive = join(dir, 'a.bin');
   writeFileSync(archive, await archiveNaming(evil.path));
   // even when a caller passes that path as an allowed filter
-  await t.rejects(readBackup(Readable.from([await archiveNaming(evil.path)]), { passphrase: PASS, allowedFilters: [evil.path] }, { select: () => ['vm1/'], onFile: async () => undefined }),
-    { code: 'unsupported', message: `compression filter ${JSON.stringify(evil.path)} is not allowed` });
+  await t.rejects(
+    readBackup(
+      Readable.from([await archiveNaming(evil.path)]),
+      { passphrase: PASS, allowedFilters: [evil.path] },
+      { select: () => ['vm1/'], onFile: async () => undefined },
+    ),
+    { code: 'unsupported', message: `compression filter ${JSON.stringify(evil.path)} is not allowed` },
+  );
   const r = restoreCli([archive, '--list']);
   t.equal(r.status, 1, r.stderr);
   t.equal(r.stderr, `qubes-backup-restore: unsupported: compression filter ${JSON.stringify(evil.path)} is not allowed\n`);
@@ -91,7 +101,7 @@ t.test('an archive naming a path: refused, the program never runs', { skip: have
   t.equal(evil.ran(), false, 'the program named by the archive never ran');
 });
 
-t.test('a bare name outside the list needs the user\'s consent, then runs from PATH', { skip: have('gzip') ? false : 'gzip not installed' }, async (t) => {
+t.test("a bare name outside the list needs the user's consent, then runs from PATH", { skip: have('gzip') ? false : 'gzip not installed' }, async (t) => {
   const dir = tempDir(t);
   const prog = markingProgram(dir, 'mygz');
   const archive = join(dir, 'c.bin');

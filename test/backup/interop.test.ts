@@ -22,7 +22,12 @@ function runShim(args: string[], input?: string) {
 const noScrypt = have('scrypt') ? false : 'scrypt tool not installed (apt-get install scrypt)';
 
 const QUBES: SampleQube[] = [
-  { name: 'work', klass: 'AppVM', subdir: 'vm1/', files: { 'private.img': sampleData(2_500_000), 'firewall.xml': Buffer.from('<firewall version="2"><rules/></firewall>\n') } },
+  {
+    name: 'work',
+    klass: 'AppVM',
+    subdir: 'vm1/',
+    files: { 'private.img': sampleData(2_500_000), 'firewall.xml': Buffer.from('<firewall version="2"><rules/></firewall>\n') },
+  },
   { name: 'empty', klass: 'DispVM', subdir: 'vm2/', files: {} },
 ];
 
@@ -33,11 +38,21 @@ function sh(t: Test, script: string, env: Record<string, string> = {}): string {
 }
 
 for (const compression of [true, false, 'bzip2'] as const) {
-  t.test(`our backup (${compression === true ? 'gzip' : compression || 'uncompressed'}) restores by the documented emergency procedure`, { skip: noScrypt }, async (t) => {
-    const dir = tempDir(t);
-    const { location } = await runBackup(sourceOf(QUBES), await dom0PathDestination(dir), { passphrase: PASS, compression, scrypt: FAST, chunkSize: 1 << 20 });
-    const decompress = compression === true ? 'gzip -d' : compression === 'bzip2' ? 'bzip2 -d' : 'cat';
-    sh(t, `
+  t.test(
+    `our backup (${compression === true ? 'gzip' : compression || 'uncompressed'}) restores by the documented emergency procedure`,
+    { skip: noScrypt },
+    async (t) => {
+      const dir = tempDir(t);
+      const { location } = await runBackup(sourceOf(QUBES), await dom0PathDestination(dir), {
+        passphrase: PASS,
+        compression,
+        scrypt: FAST,
+        chunkSize: 1 << 20,
+      });
+      const decompress = compression === true ? 'gzip -d' : compression === 'bzip2' ? 'bzip2 -d' : 'cat';
+      sh(
+        t,
+        `
       mkdir -p "$D/x" && cd "$D/x"
       tar -i -xf "$A" backup-header backup-header.hmac qubes.xml.000.enc
       echo "backup-header!$P" | scrypt dec -P backup-header.hmac backup-header.verified
@@ -47,10 +62,13 @@ for (const compression of [true, false, 'bzip2'] as const) {
       tar -i -xf "$A" vm1/ vm2/
       for f in private.img firewall.xml; do
         ls vm1/$f.*.enc | sort -V | while read -r enc; do echo "$id!\${enc%.enc}!$P" | scrypt dec -P "$enc"; done | ${decompress} | tar -x
-      done`, { D: dir, A: location, P: PASS });
-    t.ok(readFileSync(join(dir, 'x', 'qubes.xml')).equals(sourceOf(QUBES).qubesXml), 'qubes.xml identical');
-    for (const [name, data] of Object.entries(QUBES[0]!.files)) t.ok(readFileSync(join(dir, 'x', 'vm1', name)).equals(data), `vm1/${name} identical`);
-  });
+      done`,
+        { D: dir, A: location, P: PASS },
+      );
+      t.ok(readFileSync(join(dir, 'x', 'qubes.xml')).equals(sourceOf(QUBES).qubesXml), 'qubes.xml identical');
+      for (const [name, data] of Object.entries(QUBES[0]!.files)) t.ok(readFileSync(join(dir, 'x', 'vm1', name)).equals(data), `vm1/${name} identical`);
+    },
+  );
 }
 
 /** Builds an archive with GNU tar, split and the scrypt tool following the
@@ -72,7 +90,9 @@ function buildReferenceArchive(t: Test, dir: string, compressed: boolean, chunk:
   // dom0's home is stored as a directory tree.
   mkdirSync(join(src, 'dom0-home', 'user', '.config'), { recursive: true });
   writeFileSync(join(src, 'dom0-home', 'user', '.config', 'settings'), 'x=1\n');
-  writeFileSync(join(dir, 'build.sh'), `
+  writeFileSync(
+    join(dir, 'build.sh'),
+    `
     cd "$SRC"; work="$DIR/work"; mkdir -p "$work/vm1" "$work/dom0-home"; out="$DIR/archive"; : > "$out"
     id=20240102T030405-4242
     printf 'version=4\\nencrypted=True\\ncompressed=%s\\ncompression-filter=gzip\\nhmac-algorithm=scrypt\\nbackup-id=%s\\n' "$COMPRESSED" "$id" > "$work/backup-header"
@@ -93,43 +113,62 @@ function buildReferenceArchive(t: Test, dir: string, compressed: boolean, chunk:
     store "tar -c --posix --sparse --sparse-version=1.0 vm1/private.img" vm1/private.img
     store "tar -c --sparse vm1/firewall.xml" vm1/firewall.xml
     store "tar -c dom0-home/user" dom0-home/user
-  `);
+  `,
+  );
   sh(t, 'bash -euo pipefail "$DIR/build.sh"', { DIR: dir, SRC: src, P: PASS, COMPRESSED: compressed ? 'True' : 'False', CHUNK: String(chunk) });
   return join(dir, 'archive');
 }
 
-for (const [compressed, chunk] of [[true, 1 << 20], [false, 51200]] as const) {
-  t.test(`an archive built by real tools the way Qubes does (${compressed ? 'gzip' : 'uncompressed, with an empty last chunk'}) restores with ours`, { skip: noScrypt }, async (t) => {
-    const dir = tempDir(t);
-    const archive = buildReferenceArchive(t, dir, compressed, chunk);
-    const listing = await listBackup(archive, { passphrase: PASS });
-    t.same(listing.qubes.map((q) => q.name), ['work']);
-    t.equal(listing.header.backupId, '20240102T030405-4242');
-    const out = join(dir, 'out');
-    await restoreToDirectory(archive, out, { passphrase: PASS });
-    t.ok(readFileSync(join(out, 'work', 'private.img')).equals(readFileSync(join(dir, 'src', 'vm1', 'private.img'))), 'sparse volume identical');
-    t.ok(readFileSync(join(out, 'work', 'firewall.xml')).equals(readFileSync(join(dir, 'src', 'vm1', 'firewall.xml'))), 'firewall.xml identical');
-    // A stored directory tree (dom0's home) is read and authenticated but not handed out.
-    const delivered: string[] = [];
-    await readBackup(createReadStream(archive), { passphrase: PASS }, {
-      select: () => ['vm1/', 'dom0-home/'],
-      async onFile(f) { delivered.push(f.dir + f.name); f.stream.resume(); },
-    });
-    t.same(delivered, ['vm1/private.img', 'vm1/firewall.xml']);
-    // And through the command line shim.
-    writeFileSync(join(dir, 'pass'), PASS + '\n');
-    const cli = runShim([archive, '--passphrase-file', join(dir, 'pass'), '--list']);
-    t.equal(cli.status, 0, String(cli.stderr));
-    t.match(String(cli.stdout), /^work\tAppVM\tvm1\/\t4\.0 MiB$/m);
-    const bad = runShim([archive, '--dest-dir', join(dir, 'out2')], 'wrong\n');
-    t.equal(bad.status, 1);
-    t.match(String(bad.stderr), /bad-passphrase/);
-  });
+for (const [compressed, chunk] of [
+  [true, 1 << 20],
+  [false, 51200],
+] as const) {
+  t.test(
+    `an archive built by real tools the way Qubes does (${compressed ? 'gzip' : 'uncompressed, with an empty last chunk'}) restores with ours`,
+    { skip: noScrypt },
+    async (t) => {
+      const dir = tempDir(t);
+      const archive = buildReferenceArchive(t, dir, compressed, chunk);
+      const listing = await listBackup(archive, { passphrase: PASS });
+      t.same(
+        listing.qubes.map((q) => q.name),
+        ['work'],
+      );
+      t.equal(listing.header.backupId, '20240102T030405-4242');
+      const out = join(dir, 'out');
+      await restoreToDirectory(archive, out, { passphrase: PASS });
+      t.ok(readFileSync(join(out, 'work', 'private.img')).equals(readFileSync(join(dir, 'src', 'vm1', 'private.img'))), 'sparse volume identical');
+      t.ok(readFileSync(join(out, 'work', 'firewall.xml')).equals(readFileSync(join(dir, 'src', 'vm1', 'firewall.xml'))), 'firewall.xml identical');
+      // A stored directory tree (dom0's home) is read and authenticated but not handed out.
+      const delivered: string[] = [];
+      await readBackup(
+        createReadStream(archive),
+        { passphrase: PASS },
+        {
+          select: () => ['vm1/', 'dom0-home/'],
+          async onFile(f) {
+            delivered.push(f.dir + f.name);
+            f.stream.resume();
+          },
+        },
+      );
+      t.same(delivered, ['vm1/private.img', 'vm1/firewall.xml']);
+      // And through the command line shim.
+      writeFileSync(join(dir, 'pass'), PASS + '\n');
+      const cli = runShim([archive, '--passphrase-file', join(dir, 'pass'), '--list']);
+      t.equal(cli.status, 0, String(cli.stderr));
+      t.match(String(cli.stdout), /^work\tAppVM\tvm1\/\t4\.0 MiB$/m);
+      const bad = runShim([archive, '--dest-dir', join(dir, 'out2')], 'wrong\n');
+      t.equal(bad.status, 1);
+      t.match(String(bad.stderr), /bad-passphrase/);
+    },
+  );
 }
 
 const client = process.env.QUBES_CORE_ADMIN_CLIENT;
 const python = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
-const clientSkip = !client ? 'set QUBES_CORE_ADMIN_CLIENT to a qubes-core-admin-client checkout to run the real client\'s restore code'
+const clientSkip = !client
+  ? "set QUBES_CORE_ADMIN_CLIENT to a qubes-core-admin-client checkout to run the real client's restore code"
   : noScrypt || (spawnSync(python, ['-c', 'import lxml'], { stdio: 'ignore' }).status !== 0 ? 'python3-lxml not installed (needed by qubesadmin)' : false);
 
 for (const compression of [true, false, 'bzip2'] as const) {
@@ -138,8 +177,10 @@ for (const compression of [true, false, 'bzip2'] as const) {
     const { location } = await runBackup(sourceOf(QUBES), await dom0PathDestination(dir), { passphrase: PASS, compression, scrypt: FAST, chunkSize: 1 << 20 });
     const out = join(dir, 'out');
     const files = ['vm1/private.img', 'vm1/firewall.xml', 'vm2/empty'];
-    const r = spawnSync(python, [join(ROOT, 'test', 'backup', 'qubes-client-restore.py'), location, PASS, out],
-      { env: { ...process.env, FILES: JSON.stringify(files) }, timeout: 120_000 });
+    const r = spawnSync(python, [join(ROOT, 'test', 'backup', 'qubes-client-restore.py'), location, PASS, out], {
+      env: { ...process.env, FILES: JSON.stringify(files) },
+      timeout: 120_000,
+    });
     t.equal(r.status, 0, `client restore: ${String(r.stderr).slice(-800)}`);
     t.same(JSON.parse(String(r.stdout)), { version: 4, compressed: compression !== false, qubes: { work: 'vm1/', empty: 'vm2/' } });
     for (const [name, data] of Object.entries(QUBES[0]!.files)) t.ok(readFileSync(join(out, 'vm1', name)).equals(data), `vm1/${name} identical`);
@@ -152,25 +193,29 @@ for (const compression of [true, false, 'bzip2'] as const) {
 }
 
 const admin = process.env.QUBES_CORE_ADMIN;
-t.test('the inner tar of Qubes\' own volume writer (qubes/tarwriter.py) reads back identically', {
-  skip: admin ? false : 'set QUBES_CORE_ADMIN to a qubes-core-admin checkout to run Qubes\' tar writer',
-}, async (t) => {
-  const dir = tempDir(t);
-  const img = join(dir, 'volume');
-  const fd = openSync(img, 'w');
-  ftruncateSync(fd, 3 * 1024 * 1024);
-  writeSync(fd, sampleData(5000), 0, 5000, 700_001);
-  writeSync(fd, Buffer.from('tail'), 0, 4, 3 * 1024 * 1024 - 4);
-  closeSync(fd);
-  const r = spawnSync(python, [join(admin!, 'qubes', 'tarwriter.py'), '--override-name=vm7/private.img', img, join(dir, 'inner.tar')]);
-  t.equal(r.status, 0, String(r.stderr));
-  const { ByteSource, tarEntries } = await import('../../qubesd/backup/tar.js');
-  const seen: string[] = [];
-  for await (const e of tarEntries(ByteSource.from(createReadStream(join(dir, 'inner.tar'))))) {
-    const parts: Buffer[] = [];
-    for await (const p of e.body()) parts.push(Buffer.from(p));
-    seen.push(e.name);
-    t.ok(Buffer.concat(parts).equals(readFileSync(img)), 'sparse volume identical');
-  }
-  t.same(seen, ['vm7/private.img']);
-});
+t.test(
+  "the inner tar of Qubes' own volume writer (qubes/tarwriter.py) reads back identically",
+  {
+    skip: admin ? false : "set QUBES_CORE_ADMIN to a qubes-core-admin checkout to run Qubes' tar writer",
+  },
+  async (t) => {
+    const dir = tempDir(t);
+    const img = join(dir, 'volume');
+    const fd = openSync(img, 'w');
+    ftruncateSync(fd, 3 * 1024 * 1024);
+    writeSync(fd, sampleData(5000), 0, 5000, 700_001);
+    writeSync(fd, Buffer.from('tail'), 0, 4, 3 * 1024 * 1024 - 4);
+    closeSync(fd);
+    const r = spawnSync(python, [join(admin!, 'qubes', 'tarwriter.py'), '--override-name=vm7/private.img', img, join(dir, 'inner.tar')]);
+    t.equal(r.status, 0, String(r.stderr));
+    const { ByteSource, tarEntries } = await import('../../qubesd/backup/tar.js');
+    const seen: string[] = [];
+    for await (const e of tarEntries(ByteSource.from(createReadStream(join(dir, 'inner.tar'))))) {
+      const parts: Buffer[] = [];
+      for await (const p of e.body()) parts.push(Buffer.from(p));
+      seen.push(e.name);
+      t.ok(Buffer.concat(parts).equals(readFileSync(img)), 'sparse volume identical');
+    }
+    t.same(seen, ['vm7/private.img']);
+  },
+);

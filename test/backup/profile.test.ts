@@ -2,7 +2,14 @@ import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  PassphraseCancelledError, ProfileError, ProfileNotFoundError, loadProfile, parseProfileText, resolvePassphrase, selectQubes, type QubeInfo,
+  PassphraseCancelledError,
+  ProfileError,
+  ProfileNotFoundError,
+  loadProfile,
+  parseProfileText,
+  resolvePassphrase,
+  selectQubes,
+  type QubeInfo,
 } from '../../qubesd/backup/profile.js';
 import { tempDir } from './util.js';
 
@@ -10,8 +17,18 @@ const F = '/etc/qubes/backup/test.conf';
 const valid = 'destination_vm: dom0\ndestination_path: /backups\npassphrase_text: secret\n';
 
 t.test('a complete profile', async (t) => {
-  const p = parseProfileText(`include:\n  - work\n  - $tag:important\n  - $type:TemplateVM\nexclude: [sys-net, '@tag:nobackup']\ndestination_vm: sys-usb\ndestination_path: /media/disk\ncompression: bzip2\npassphrase_vm: vault\n`, F);
-  t.same(p, { include: ['work', '$tag:important', '$type:TemplateVM'], exclude: ['sys-net', '@tag:nobackup'], destinationVm: 'sys-usb', destinationPath: '/media/disk', compression: 'bzip2', passphraseVm: 'vault' });
+  const p = parseProfileText(
+    `include:\n  - work\n  - $tag:important\n  - $type:TemplateVM\nexclude: [sys-net, '@tag:nobackup']\ndestination_vm: sys-usb\ndestination_path: /media/disk\ncompression: bzip2\npassphrase_vm: vault\n`,
+    F,
+  );
+  t.same(p, {
+    include: ['work', '$tag:important', '$type:TemplateVM'],
+    exclude: ['sys-net', '@tag:nobackup'],
+    destinationVm: 'sys-usb',
+    destinationPath: '/media/disk',
+    compression: 'bzip2',
+    passphraseVm: 'vault',
+  });
 });
 
 t.test('defaults and YAML 1.1 booleans as in PyYAML', async (t) => {
@@ -20,7 +37,16 @@ t.test('defaults and YAML 1.1 booleans as in PyYAML', async (t) => {
   t.same(p.exclude, []);
   t.equal(p.compression, true, 'compressed unless told otherwise');
   t.equal(parseProfileText(valid + 'include:\n', F).include, null, 'empty include is the default too');
-  for (const [text, want] of [['True', true], ['False', false], ['yes', true], ['no', false], ['off', false], ['"gzip"', 'gzip'], ['xz', 'xz'], ['zstd', 'zstd']] as const) {
+  for (const [text, want] of [
+    ['True', true],
+    ['False', false],
+    ['yes', true],
+    ['no', false],
+    ['off', false],
+    ['"gzip"', 'gzip'],
+    ['xz', 'xz'],
+    ['zstd', 'zstd'],
+  ] as const) {
     t.equal(parseProfileText(valid + `compression: ${text}\n`, F).compression, want, `compression: ${text}`);
   }
 });
@@ -36,19 +62,34 @@ t.test('every kind of mistake names the file and the key', async (t) => {
     ['exclude null', valid + 'exclude:\n', /test\.conf: exclude: must be array/],
     ['compression number', valid + 'compression: 5\n', /test\.conf: compression: wrong type/],
     ['compression shell', valid + 'compression: "gzip; rm -rf /"\n', /test\.conf: compression: unsupported compression filter "gzip; rm -rf \/"/],
-    ['compression unknown to Qubes', valid + 'compression: "xz -9"\n', /test\.conf: compression: unsupported compression filter "xz -9" \(use True, False or one of gzip, bzip2, xz/],
+    [
+      'compression unknown to Qubes',
+      valid + 'compression: "xz -9"\n',
+      /test\.conf: compression: unsupported compression filter "xz -9" \(use True, False or one of gzip, bzip2, xz/,
+    ],
     ['destination_vm type', 'destination_vm: [a]\ndestination_path: /x\npassphrase_text: x\n', /destination_vm: must be string/],
     ['empty destination_path', 'destination_vm: dom0\ndestination_path: ""\npassphrase_text: x\n', /destination_path: must NOT have fewer than 1 characters/],
     ['two passphrases', valid + 'passphrase_vm: vault\n', /passphrase_text: give only one of passphrase_text and passphrase_vm/],
     ['passphrase number', 'destination_vm: dom0\ndestination_path: /x\npassphrase_text: 1234\n', /passphrase_text: must be string/],
-    ['several mistakes at once', 'destination_vm: dom0\nfoo: 1\nbar: 2\npassphrase_text: x\n', /test\.conf: .*foo: unknown key.*bar: unknown key.*destination_path: missing required key|destination_path: missing.*foo.*bar/],
+    [
+      'several mistakes at once',
+      'destination_vm: dom0\nfoo: 1\nbar: 2\npassphrase_text: x\n',
+      /test\.conf: .*foo: unknown key.*bar: unknown key.*destination_path: missing required key|destination_path: missing.*foo.*bar/,
+    ],
     ['not a mapping', '- a\n- b\n', /test\.conf: must be object/],
     ['empty file', '', /test\.conf: must be object/],
     ['YAML syntax', 'include: [a\n', /test\.conf: YAML syntax error at line \d/],
     ['duplicate key', valid + 'destination_vm: other\n', /test\.conf: YAML syntax error at line 4: Map keys must be unique/],
   ];
   for (const [label, text, re] of cases) {
-    const err = (() => { try { parseProfileText(text, F); return undefined; } catch (e) { return e; } })();
+    const err = (() => {
+      try {
+        parseProfileText(text, F);
+        return undefined;
+      } catch (e) {
+        return e;
+      }
+    })();
     t.type(err, ProfileError, `${label}: ProfileError`);
     t.match((err as Error)?.message, re, `${label}: ${(err as Error)?.message}`);
   }
@@ -79,7 +120,11 @@ t.test('selection: include, exclude, tags, types, defaults', async (t) => {
   t.same(names(selectQubes({ include: null, exclude: ['work'] }, QUBES)), ['fedora', 'vault'], 'exclude applies to the default too');
   t.same(names(selectQubes({ include: ['$tag:important'], exclude: [] }, QUBES)), ['work', 'vault', 'disp1'], 'tag, regardless of include_in_backups');
   t.same(names(selectQubes({ include: ['@tag:important'], exclude: ['$tag:offline'] }, QUBES)), ['work', 'disp1'], '@ and $ forms, exclude after include');
-  t.same(names(selectQubes({ include: ['$type:AppVM', 'fedora'], exclude: ['$type:DispVM', 'sys-net'] }, QUBES)), ['fedora', 'work', 'vault'], 'types and names');
+  t.same(
+    names(selectQubes({ include: ['$type:AppVM', 'fedora'], exclude: ['$type:DispVM', 'sys-net'] }, QUBES)),
+    ['fedora', 'work', 'vault'],
+    'types and names',
+  );
   t.same(names(selectQubes({ include: [], exclude: [] }, QUBES)), [], 'an empty include list selects nothing');
   const s = selectQubes({ include: ['work', 'wrok', '$tag:nosuch'], exclude: ['$type:Nope'] }, QUBES);
   t.same(names(s), ['work']);
@@ -89,16 +134,34 @@ t.test('selection: include, exclude, tags, types, defaults', async (t) => {
 t.test('passphrase sources', async (t) => {
   const none = parseProfileText('destination_vm: dom0\ndestination_path: /x\n', F);
   t.equal(none.passphraseText, undefined, 'a profile without passphrase is valid (for Info)');
-  await t.rejects(resolvePassphrase(none, 'daily', async () => Buffer.from('x')), /Invalid backup profile - you need to specify passphrase_text or passphrase_vm/);
+  await t.rejects(
+    resolvePassphrase(none, 'daily', async () => Buffer.from('x')),
+    /Invalid backup profile - you need to specify passphrase_text or passphrase_vm/,
+  );
   const text = parseProfileText(valid, F);
-  t.equal((await resolvePassphrase(text, 'test', async () => { throw new Error('not called'); })).toString(), 'secret');
+  t.equal(
+    (
+      await resolvePassphrase(text, 'test', async () => {
+        throw new Error('not called');
+      })
+    ).toString(),
+    'secret',
+  );
   const vm = parseProfileText('destination_vm: dom0\ndestination_path: /x\npassphrase_vm: vault\n', F);
   const calls: string[] = [];
-  const answer = (a: string) => async (v: string, svc: string) => { calls.push(`${v} ${svc}`); return Buffer.from(a); };
+  const answer = (a: string) => async (v: string, svc: string) => {
+    calls.push(`${v} ${svc}`);
+    return Buffer.from(a);
+  };
   t.equal((await resolvePassphrase(vm, 'daily', answer('from vault\n'))).toString(), 'from vault', 'trailing newline stripped');
   t.same(calls, ['vault qubes.BackupPassphrase+daily']);
   await t.rejects(resolvePassphrase(vm, 'daily', answer('')), PassphraseCancelledError, 'empty answer cancels');
   await t.rejects(resolvePassphrase(vm, 'daily', answer(' \n')), PassphraseCancelledError, 'blank answer cancels');
   await t.rejects(resolvePassphrase(vm, 'daily', answer('two\nlines')), /must not contain newline/);
-  await t.rejects(resolvePassphrase(vm, 'daily', async () => { throw new Error('service refused'); }), /Failed to retrieve passphrase from 'vault' VM: service refused/);
+  await t.rejects(
+    resolvePassphrase(vm, 'daily', async () => {
+      throw new Error('service refused');
+    }),
+    /Failed to retrieve passphrase from 'vault' VM: service refused/,
+  );
 });

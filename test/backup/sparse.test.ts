@@ -17,8 +17,17 @@ function image(path: string, size: number, writes: Array<[number, Buffer]>): voi
 }
 
 const SIZE = 64 * 1024 * 1024 + 1000; // not a multiple of the block size
-const WRITES: Array<[number, Buffer]> = [[5000, Buffer.from('x'.repeat(10))], [8192, Buffer.alloc(8192, 1)], [40 << 20, Buffer.alloc(1, 7)], [SIZE - 3, Buffer.from('end')]];
-const EXPECTED = [[4096, 12288], [40 << 20, 4096], [SIZE - 1000, 1000]];
+const WRITES: Array<[number, Buffer]> = [
+  [5000, Buffer.from('x'.repeat(10))],
+  [8192, Buffer.alloc(8192, 1)],
+  [40 << 20, Buffer.alloc(1, 7)],
+  [SIZE - 3, Buffer.from('end')],
+];
+const EXPECTED = [
+  [4096, 12288],
+  [40 << 20, 4096],
+  [SIZE - 1000, 1000],
+];
 
 async function check(t: Test, dir: string, label: string): Promise<void> {
   const path = join(dir, 'img');
@@ -38,13 +47,22 @@ async function check(t: Test, dir: string, label: string): Promise<void> {
 t.test('data regions of a sparse image', async (t) => {
   await check(t, tempDir(t), 'disk');
   const mnt = mountTmpfs(tempDir(t), 'tmpfs', '200M');
-  if (typeof mnt === 'string') { t.comment(`tmpfs case skipped: ${mnt}`); return; }
+  if (typeof mnt === 'string') {
+    t.comment(`tmpfs case skipped: ${mnt}`);
+    return;
+  }
   t.teardown(mnt.unmount);
   await check(t, mnt.dir, 'tmpfs (no O_DIRECT)');
 });
 
 t.test('the sparse map as GNU tar writes it', async (t) => {
-  const m = encodeSparseMap([[0, 512], [4096, 10]], 8192);
+  const m = encodeSparseMap(
+    [
+      [0, 512],
+      [4096, 10],
+    ],
+    8192,
+  );
   t.equal(m.length, 512);
   t.equal(m.toString('ascii').replace(/\0+$/, ''), '3\n0\n512\n4096\n10\n8192\n0\n');
 });

@@ -11,14 +11,23 @@ t.test('sizes as Qubes prints them', async (t) => {
 });
 
 t.test('summary table', async (t) => {
-  const text = backupSummary([
-    { name: 'work', klass: 'AppVM', size: 2 * 1024 ** 3 },
-    { name: 'fedora', klass: 'TemplateVM', size: 1024, updateable: true },
-    { name: 'standalone', klass: 'StandaloneVM', size: 10, updateable: true, running: true },
-  ], ['sys-net', 'dom0']);
+  const text = backupSummary(
+    [
+      { name: 'work', klass: 'AppVM', size: 2 * 1024 ** 3 },
+      { name: 'fedora', klass: 'TemplateVM', size: 1024, updateable: true },
+      { name: 'standalone', klass: 'StandaloneVM', size: 10, updateable: true, running: true },
+    ],
+    ['sys-net', 'dom0'],
+  );
   const lines = text.split('\n');
   const width = lines[0]!.length;
-  t.ok(lines.slice(0, 9).filter((l) => !l.includes('<--')).every((l) => l.length === width), 'table columns line up');
+  t.ok(
+    lines
+      .slice(0, 9)
+      .filter((l) => !l.includes('<--'))
+      .every((l) => l.length === width),
+    'table columns line up',
+  );
   t.match(lines[1], /^\s+VM \|\s+type \|\s+size \|$/);
   t.match(lines[3], /^\s+work \|\s+VM \|\s+2\.0 GiB \|$/);
   t.match(lines[4], /^\s+fedora \|\s+Template VM \|\s+1\.0 KiB \|$/);

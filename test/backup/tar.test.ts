@@ -24,7 +24,11 @@ function archive(files: Array<[string, Buffer]>): Buffer {
 t.test('GNU tar reads what we write, including long names', { skip: have('tar') ? false : 'no tar' }, async (t) => {
   const dir = tempDir(t);
   const long = 'd/' + 'x'.repeat(150);
-  const files: Array<[string, Buffer]> = [['vm1/private.img', sampleData(70_000)], [long, Buffer.from('long name')], ['empty', Buffer.alloc(0)]];
+  const files: Array<[string, Buffer]> = [
+    ['vm1/private.img', sampleData(70_000)],
+    [long, Buffer.from('long name')],
+    ['empty', Buffer.alloc(0)],
+  ];
   const a = archive(files);
   t.equal(a.length, files.reduce((n, [name, d]) => n + tarEntrySize(name, d.length), 0) + TAR_END.length, 'tarEntrySize predicts the layout');
   writeFileSync(join(dir, 'a.tar'), a);
@@ -35,12 +39,18 @@ t.test('GNU tar reads what we write, including long names', { skip: have('tar') 
 });
 
 t.test('we read what we write, split at awkward places', async (t) => {
-  const files: Array<[string, Buffer]> = [['a', sampleData(1000)], ['b/' + 'y'.repeat(120), sampleData(513)]];
+  const files: Array<[string, Buffer]> = [
+    ['a', sampleData(1000)],
+    ['b/' + 'y'.repeat(120), sampleData(513)],
+  ];
   const a = archive(files);
   const pieces: Buffer[] = [];
   for (let i = 0; i < a.length; i += 77) pieces.push(a.subarray(i, i + 77));
   const got = await readTar(pieces);
-  t.same(got.map((e) => e.name), files.map((f) => f[0]));
+  t.same(
+    got.map((e) => e.name),
+    files.map((f) => f[0]),
+  );
   files.forEach(([, d], i) => t.ok(got[i]!.data.equals(d)));
 });
 
@@ -65,7 +75,10 @@ t.test('we read GNU tar archives: pax, sparse 1.0, long names, concatenated', { 
   t.equal(one.status, 0, String(one.stderr));
   const two = spawnSync('tar', ['-c', '--posix', '-C', dir, 'z'.repeat(130)]);
   const got = await readTar([one.stdout, two.stdout], { ignoreZeros: true });
-  t.same(got.map((e) => e.name), ['disk.img', 'z'.repeat(130), 'z'.repeat(130)]);
+  t.same(
+    got.map((e) => e.name),
+    ['disk.img', 'z'.repeat(130), 'z'.repeat(130)],
+  );
   t.ok(got[0]!.data.equals(readFileSync(sparse)), 'sparse file expands to identical bytes');
   t.equal(got[1]!.data.toString(), 'long');
 });
@@ -74,6 +87,7 @@ t.test('damage is detected', async (t) => {
   const a = archive([['f', sampleData(2000)]]);
   await t.rejects(readTar(a.subarray(0, 1500)), TarError, 'truncated data');
   await t.rejects(readTar(a.subarray(0, a.length - 1024)), { code: 'truncated' }, 'missing end marker');
-  const bad = Buffer.from(a); bad[10]! ^= 1;
+  const bad = Buffer.from(a);
+  bad[10]! ^= 1;
   await t.rejects(readTar(bad), { code: 'corrupt' }, 'header checksum');
 });

@@ -35,11 +35,15 @@ export function sampleData(size: number): Buffer {
  * global properties, domains with backup-* features), so that the real
  * client's parser accepts it too. */
 export function qubesXmlFor(qubes: Array<{ name: string; klass: string; path: string; size: number }>): Buffer {
-  const doms = qubes.map((q, i) => `    <domain id="domain-${i + 1}" class="${q.klass}">
+  const doms = qubes
+    .map(
+      (q, i) => `    <domain id="domain-${i + 1}" class="${q.klass}">
       <properties><property name="qid">${i + 1}</property><property name="name">${q.name}</property><property name="label">label-1</property></properties>
       <features><feature name="backup-content">1</feature><feature name="backup-path">${q.path}</feature><feature name="backup-size">${q.size}</feature></features>
       <tags/>
-    </domain>`).join('\n');
+    </domain>`,
+    )
+    .join('\n');
   return Buffer.from(`<?xml version='1.0' encoding='UTF-8'?>
 <qubes version="3.0">
   <labels><label id="label-1" color="0xcc0000">red</label></labels>
@@ -52,7 +56,12 @@ ${doms}
 `);
 }
 
-export interface SampleQube { name: string; klass: string; subdir: string; files: Record<string, Buffer> }
+export interface SampleQube {
+  name: string;
+  klass: string;
+  subdir: string;
+  files: Record<string, Buffer>;
+}
 
 export function sourceOf(qubes: SampleQube[]): BackupSource {
   return {
@@ -77,7 +86,10 @@ export function memorySink(failAfter = Infinity, error?: NodeJS.ErrnoException):
   const w = new Writable({
     write(chunk: Buffer, _e, cb) {
       n += chunk.length;
-      if (n > failAfter) { cb(error ?? new Error('destination failed')); return; }
+      if (n > failAfter) {
+        cb(error ?? new Error('destination failed'));
+        return;
+      }
       parts.push(chunk);
       cb();
     },

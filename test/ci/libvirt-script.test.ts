@@ -12,16 +12,22 @@ import { join } from 'node:path';
 import { ROOT } from '../helpers/qubesd.js';
 
 const LIBDIR = '/usr/lib/x86_64-linux-gnu';
-const why = process.getuid?.() !== 0 ? 'not root'
-  : spawnSync('unshare', ['--mount', '--propagation', 'private', 'true']).status !== 0 ? 'no mount namespaces here'
-  : !existsSync(LIBDIR) ? `no ${LIBDIR}` : null;
+const why =
+  process.getuid?.() !== 0
+    ? 'not root'
+    : spawnSync('unshare', ['--mount', '--propagation', 'private', 'true']).status !== 0
+      ? 'no mount namespaces here'
+      : !existsSync(LIBDIR)
+        ? `no ${LIBDIR}`
+        : null;
 
 if (why) {
   t.test('.ci/libvirt.sh in a sandbox', { skip: why }, () => {});
 } else {
   const dir = mkdtempSync(join(tmpdir(), 'ci-libvirt-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const bin = join(dir, 'bin'), state = join(dir, 'lv');
+  const bin = join(dir, 'bin'),
+    state = join(dir, 'lv');
   mkdirSync(bin);
   mkdirSync(join(dir, 'up', 'libvirt', 'connection-driver'), { recursive: true });
   mkdirSync(join(dir, 'work'));
@@ -31,11 +37,23 @@ if (why) {
   // this one has (.ci/run installs it before the tests run)
   for (const f of ['passwd', 'group', 'shadow', 'gshadow']) {
     const p = join(dir, 'etc', f);
-    if (existsSync(p)) writeFileSync(p, readFileSync(p, 'utf8').split('\n').filter((l) => !/^(libvirt-qemu|libvirt|kvm):/.test(l)).join('\n'));
+    if (existsSync(p))
+      writeFileSync(
+        p,
+        readFileSync(p, 'utf8')
+          .split('\n')
+          .filter((l) => !/^(libvirt-qemu|libvirt|kvm):/.test(l))
+          .join('\n'),
+      );
   }
-  const tool = (name: string, text: string) => { writeFileSync(join(bin, name), text); chmodSync(join(bin, name), 0o755); };
+  const tool = (name: string, text: string) => {
+    writeFileSync(join(bin, name), text);
+    chmodSync(join(bin, name), 0o755);
+  };
   // libvirtd: serves its socket in unix_sock_dir and leaves a mark in /run/libvirt
-  tool('libvirtd', `#!/usr/bin/env python3
+  tool(
+    'libvirtd',
+    `#!/usr/bin/env python3
 import os, re, socket, sys
 conf = sys.argv[sys.argv.index('-f') + 1]; pidfile = sys.argv[sys.argv.index('-p') + 1]
 sockdir = re.search(r'unix_sock_dir = "(.*)"', open(conf).read()).group(1)
@@ -43,7 +61,8 @@ open(pidfile, 'w').write(str(os.getpid()))
 open('/run/libvirt/our-libvirtd-was-here', 'w').write('')
 s = socket.socket(socket.AF_UNIX); s.bind(sockdir + '/libvirt-sock'); s.listen(5)
 while True: s.accept()[0].close()
-`);
+`,
+  );
   tool('virtlogd', '#!/bin/sh\nsleep 600 </dev/null >/dev/null 2>&1 &\necho $! > "$3"\n');
   tool('virsh', '#!/bin/sh\nexec python3 -c "import socket, sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1]); print(\'fake 1.0\')" "${3#*socket=}"\n');
   tool('qemu-system-x86_64', '#!/bin/sh\nexit 0\n');
@@ -53,9 +72,13 @@ mount --bind ${dir}/etc /etc
 mount -t overlay overlay -o lowerdir=${LIBDIR},upperdir=${dir}/up,workdir=${dir}/work ${LIBDIR}
 mount -t tmpfs tmpfs /run
 mkdir -p /run/libvirt
-${held ? `python3 -c "import socket, time; s = socket.socket(socket.AF_UNIX); s.bind('/run/libvirt/libvirt-sock'); s.listen(1); time.sleep(60)" &
+${
+  held
+    ? `python3 -c "import socket, time; s = socket.socket(socket.AF_UNIX); s.bind('/run/libvirt/libvirt-sock'); s.listen(1); time.sleep(60)" &
 SYSTEM=$!
-while [ ! -S /run/libvirt/libvirt-sock ]; do sleep 0.05; done` : ''}
+while [ ! -S /run/libvirt/libvirt-sock ]; do sleep 0.05; done`
+    : ''
+}
 export PATH=${bin}:$PATH QUBES_LIBVIRT_NO_INSTALL=1
 sh ${script} ${state} >/dev/null; echo "first=$?"
 sh ${script} ${state} >/dev/null; echo "second=$?"
@@ -69,12 +92,13 @@ ${held ? 'kill $SYSTEM' : ''}
   };
   const alive = (pidfile: string) => existsSync(pidfile) && spawnSync('kill', ['-0', readFileSync(pidfile, 'utf8').trim()]).status === 0;
 
-  t.test('libvirtd without libvirt-daemon-system: QEMU\'s user and groups are created, once', async (t) => {
+  t.test("libvirtd without libvirt-daemon-system: QEMU's user and groups are created, once", async (t) => {
     const { out, err } = run(false);
     t.match(out, /^first=0\nsecond=0\nrun=our-libvirtd-was-here \nstop=0\n$/, 'both starts succeed');
     t.match(err, /creating user libvirt-qemu/);
     t.equal(err.match(/creating user/g)?.length, 1, 'the second run creates nothing');
-    const passwd = readFileSync(join(dir, 'etc', 'passwd'), 'utf8'), group = readFileSync(join(dir, 'etc', 'group'), 'utf8');
+    const passwd = readFileSync(join(dir, 'etc', 'passwd'), 'utf8'),
+      group = readFileSync(join(dir, 'etc', 'group'), 'utf8');
     const user = passwd.split('\n').filter((l) => l.startsWith('libvirt-qemu:'));
     t.equal(user.length, 1);
     const kvm = group.split('\n').find((l) => l.startsWith('kvm:'))!;
@@ -85,7 +109,7 @@ ${held ? 'kill $SYSTEM' : ''}
 
   t.test('a system libvirtd holds /run/libvirt: ours keeps its state apart', async (t) => {
     const { out, err } = run(true);
-    t.match(out, /^first=0\nsecond=0\nrun=libvirt-sock \nstop=0\n$/, 'both starts succeed; the system\'s /run/libvirt holds only its own socket');
+    t.match(out, /^first=0\nsecond=0\nrun=libvirt-sock \nstop=0\n$/, "both starts succeed; the system's /run/libvirt holds only its own socket");
     t.match(err, /another libvirtd holds \/run\/libvirt; ours gets private state under/);
     t.ok(existsSync(join(state, 'state', 'run', 'libvirt', 'our-libvirtd-was-here')), 'ours wrote into its private /run/libvirt');
     t.notOk(alive(join(state, 'libvirtd.pid')) || alive(join(state, 'virtlogd.pid')), 'stop leaves nothing running');

@@ -30,28 +30,31 @@ t.test('qubesd --config FILE --print-config: every key, its value and its source
   const r = run([QUBESD, '--config', join(d, 'qubesd.conf'), '--print-config', '--stream-buffer', '64K']);
   t.equal(r.status, 0, r.stderr);
   t.equal(r.stderr, '');
-  t.equal(r.stdout, [
-    `base_dir = ${d}/base  # ${d}/qubesd.conf:2`,
-    `store = ${d}/base/qubes.xml  # default`,
-    'socket_dir = /var/run  # default',
-    'backend = sim  # default',
-    'libvirt_uri =  # default',
-    'libvirt_socket =  # default',
-    `sim_state_file = ${d}/base/sim-domains.json  # default`,
-    'policy_dir = /etc/qubes/policy.d  # default',
-    'runtime_policy_dir = /run/qubes/policy.d  # default',
-    'backup_profile_dir = /etc/qubes/backup  # default',
-    'services_dir = /etc/qubes-rpc  # default',
-    'guest_services_dir =  # default',
-    `log = none  # ${d}/qubesd.conf:4`,
-    `log_level = info  # ${d}/qubesd.conf.d/60-level.conf:1`,
-    `request_timeout = 45  # ${d}/qubesd.conf.d/50-limits.conf:1`,
-    `max_connections = 64  # ${d}/qubesd.conf.d/50-limits.conf:2`,
-    'stream_buffer = 65536  # command line',
-    'stream_buffer_total = 67108864  # default',
-    'ready_file =  # default',
-    '',
-  ].join('\n'));
+  t.equal(
+    r.stdout,
+    [
+      `base_dir = ${d}/base  # ${d}/qubesd.conf:2`,
+      `store = ${d}/base/qubes.xml  # default`,
+      'socket_dir = /var/run  # default',
+      'backend = sim  # default',
+      'libvirt_uri =  # default',
+      'libvirt_socket =  # default',
+      `sim_state_file = ${d}/base/sim-domains.json  # default`,
+      'policy_dir = /etc/qubes/policy.d  # default',
+      'runtime_policy_dir = /run/qubes/policy.d  # default',
+      'backup_profile_dir = /etc/qubes/backup  # default',
+      'services_dir = /etc/qubes-rpc  # default',
+      'guest_services_dir =  # default',
+      `log = none  # ${d}/qubesd.conf:4`,
+      `log_level = info  # ${d}/qubesd.conf.d/60-level.conf:1`,
+      `request_timeout = 45  # ${d}/qubesd.conf.d/50-limits.conf:1`,
+      `max_connections = 64  # ${d}/qubesd.conf.d/50-limits.conf:2`,
+      'stream_buffer = 65536  # command line',
+      'stream_buffer_total = 67108864  # default',
+      'ready_file =  # default',
+      '',
+    ].join('\n'),
+  );
   t.notOk(existsSync(join(d, 'base')), 'printing starts nothing');
 });
 
@@ -98,43 +101,52 @@ t.test('the policy daemon and the dispatcher take --config and --print-config to
   writeFileSync(join(d, 'qubes-policy-daemon.conf.d', 'ask.conf'), 'ask_answer = allow\n');
   const p = run([POLICY, 'daemon', '--config', join(d, 'qubes-policy-daemon.conf'), '--print-config', '--policy-dir', '/srv/policy.d']);
   t.equal(p.status, 0, p.stderr);
-  t.equal(p.stdout, [
-    `socket = ${d}/policy.sock  # ${d}/qubes-policy-daemon.conf:1`,
-    'eval_socket =  # default',
-    'gui_socket =  # default',
-    'policy_dir = /srv/policy.d  # command line',
-    'runtime_dir =  # default',
-    'legacy_dir =  # default',
-    'system_info_socket =  # default',
-    `system_info = ${d}/info.json  # ${d}/qubes-policy-daemon.conf:2`,
-    `ask_answer = allow  # ${d}/qubes-policy-daemon.conf.d/ask.conf:1`,
-    'ask_command =  # default',
-    'ask_socket =  # default',
-    'log = stderr  # default',
-    'ready_file =  # default',
-    '',
-  ].join('\n'));
+  t.equal(
+    p.stdout,
+    [
+      `socket = ${d}/policy.sock  # ${d}/qubes-policy-daemon.conf:1`,
+      'eval_socket =  # default',
+      'gui_socket =  # default',
+      'policy_dir = /srv/policy.d  # command line',
+      'runtime_dir =  # default',
+      'legacy_dir =  # default',
+      'system_info_socket =  # default',
+      `system_info = ${d}/info.json  # ${d}/qubes-policy-daemon.conf:2`,
+      `ask_answer = allow  # ${d}/qubes-policy-daemon.conf.d/ask.conf:1`,
+      'ask_command =  # default',
+      'ask_socket =  # default',
+      'log = stderr  # default',
+      'ready_file =  # default',
+      '',
+    ].join('\n'),
+  );
   const bad = run([POLICY, 'daemon', '--ask-answer', 'maybe']);
   t.equal(bad.status, 2);
   t.equal(bad.stderr, 'qubes-policy daemon: command line: ask_answer: must be one of (empty), allow, deny, got "maybe"\n');
 
-  writeFileSync(join(d, 'qrexec-dispatcher.conf'), `socket_dir = ${d}/run\nservice_dir = ${d}/rpc /etc/qubes-rpc\npolicy_socket = ${d}/policy.sock\nsocket_owner = work=root:root:0600\n`);
+  writeFileSync(
+    join(d, 'qrexec-dispatcher.conf'),
+    `socket_dir = ${d}/run\nservice_dir = ${d}/rpc /etc/qubes-rpc\npolicy_socket = ${d}/policy.sock\nsocket_owner = work=root:root:0600\n`,
+  );
   const q = run([DISPATCHER, '--config', join(d, 'qrexec-dispatcher.conf'), '--print-config', '--qube', 'work', '--qube', 'vault']);
   t.equal(q.status, 0, q.stderr);
-  t.equal(q.stdout, [
-    `socket_dir = ${d}/run  # ${d}/qrexec-dispatcher.conf:1`,
-    `service_dir = ${d}/rpc /etc/qubes-rpc  # ${d}/qrexec-dispatcher.conf:2`,
-    `policy_socket = ${d}/policy.sock  # ${d}/qrexec-dispatcher.conf:3`,
-    'qubesd_socket =  # default',
-    'qube = work vault  # command line',
-    `socket_owner = work=root:root:0600  # ${d}/qrexec-dispatcher.conf:4`,
-    'policy_dir =  # default',
-    'runtime_policy_dir =  # default',
-    'system_info_socket =  # default',
-    'log = stderr  # default',
-    'ready_file =  # default',
-    '',
-  ].join('\n'));
+  t.equal(
+    q.stdout,
+    [
+      `socket_dir = ${d}/run  # ${d}/qrexec-dispatcher.conf:1`,
+      `service_dir = ${d}/rpc /etc/qubes-rpc  # ${d}/qrexec-dispatcher.conf:2`,
+      `policy_socket = ${d}/policy.sock  # ${d}/qrexec-dispatcher.conf:3`,
+      'qubesd_socket =  # default',
+      'qube = work vault  # command line',
+      `socket_owner = work=root:root:0600  # ${d}/qrexec-dispatcher.conf:4`,
+      'policy_dir =  # default',
+      'runtime_policy_dir =  # default',
+      'system_info_socket =  # default',
+      'log = stderr  # default',
+      'ready_file =  # default',
+      '',
+    ].join('\n'),
+  );
   writeFileSync(join(d, 'qrexec-dispatcher.conf'), 'policy_dir = relative/dir\n');
   const qb = run([DISPATCHER, '--config', join(d, 'qrexec-dispatcher.conf')]);
   t.equal(qb.status, 2);
@@ -151,8 +163,8 @@ t.test('qubes-install lays out every packaged file with commented defaults and a
   }
   const text = readFileSync(join(etc, 'qubesd.conf'), 'utf8');
   t.match(text, /^#request_timeout = 30$/m, 'a default, commented');
-  t.match(text, /^#sim_state_file = BASE_DIR\/sim-domains\.json$/m, "a derived default, commented");
-  t.ok(text.includes(`\nsocket_dir = ${prefix}/var/run\n`), 'the installation\'s paths, set');
+  t.match(text, /^#sim_state_file = BASE_DIR\/sim-domains\.json$/m, 'a derived default, commented');
+  t.ok(text.includes(`\nsocket_dir = ${prefix}/var/run\n`), "the installation's paths, set");
   t.ok(text.includes(`\nready_file = ${prefix}/var/run/qubes/qubesd.ready\n`));
   const rest = readFileSync(join(etc, 'qubes-rest.conf'), 'utf8');
   for (const line of ['#hsts_max_age = 0', '#pending_task_timeout = 86400', '#completed_task_timeout = 3900', '#max_tasks = 200', '#listen = 127.0.0.1:8080']) {
@@ -177,7 +189,8 @@ t.test('docs/CONFIGURATION.md is current with the key declarations', async (t) =
   for (const line of [
     '| `request_timeout` | integer 1–86400 (seconds) | `30` | reload | How long a client may take to send its whole request before the connection is dropped. Flag: `--request-timeout`. |',
     '| `pending_task_timeout` | integer 1–… (seconds) | `86400` | reload | How long a task may stay pending or running before it is cancelled. Flag: `--pending-task-timeout`. |',
-  ]) t.ok(doc.split('\n').includes(line), line);
+  ])
+    t.ok(doc.split('\n').includes(line), line);
   const other = join(tmp(), 'CONF.md');
   writeFileSync(other, doc.replace('`30`', '`31`'));
   const stale = run([join(ROOT, 'dist', 'rpc-services', 'gen-config-docs.js'), other, '--check']);

@@ -24,7 +24,11 @@ const SCHEMA: DaemonSchema = {
 
 /** The message of what fn throws (a ConfigError), or "no error". */
 function errorOf(fn: () => unknown): string {
-  try { fn(); } catch (e) { return `${e instanceof ConfigError ? 'ConfigError' : 'other'}: ${(e as Error).message}`; }
+  try {
+    fn();
+  } catch (e) {
+    return `${e instanceof ConfigError ? 'ConfigError' : 'other'}: ${(e as Error).message}`;
+  }
   return 'no error';
 }
 
@@ -63,17 +67,20 @@ t.test('defaults < main file < drop-ins in name order < command line', async (t)
   const flagged = loadConfig(SCHEMA, { file: join(d, 'demo.conf'), flags: { timeout: '3', dirs: ['/x', '/y'] } });
   t.equal(flagged.values.timeout, 3, 'a flag beats every file');
   t.same(flagged.values.dirs, ['/x', '/y'], 'a repeated flag is a list');
-  t.equal(printConfig(flagged), [
-    'timeout = 3  # command line',
-    `mode = fast  # ${d}/demo.conf:4`,
-    'dir = /var/lib/demo  # default',
-    'dirs = /x /y  # command line',
-    `names = work personal  # ${d}/demo.conf.d/10-a.conf:2`,
-    `verbose = true  # ${d}/demo.conf:5`,
-    'ratio = 0.5  # default',
-    'log = stderr  # default',
-    '',
-  ].join('\n'));
+  t.equal(
+    printConfig(flagged),
+    [
+      'timeout = 3  # command line',
+      `mode = fast  # ${d}/demo.conf:4`,
+      'dir = /var/lib/demo  # default',
+      'dirs = /x /y  # command line',
+      `names = work personal  # ${d}/demo.conf.d/10-a.conf:2`,
+      `verbose = true  # ${d}/demo.conf:5`,
+      'ratio = 0.5  # default',
+      'log = stderr  # default',
+      '',
+    ].join('\n'),
+  );
 });
 
 t.test('no file: defaults and flags only; a missing drop-in directory is fine', async (t) => {
@@ -111,8 +118,18 @@ t.test('every error form is file:line: key: problem', async (t) => {
   ];
   for (const [text, problem] of cases) {
     const d = setup({ 'demo.conf': 'mode = safe\n', 'demo.conf.d/10-bad.conf': `# a comment\n${text}` });
-    t.equal(errorOf(() => loadConfig(SCHEMA, { file: join(d, 'demo.conf') })), `ConfigError: ${d}/demo.conf.d/10-bad.conf:2: ${problem}`, text.trim());
+    t.equal(
+      errorOf(() => loadConfig(SCHEMA, { file: join(d, 'demo.conf') })),
+      `ConfigError: ${d}/demo.conf.d/10-bad.conf:2: ${problem}`,
+      text.trim(),
+    );
   }
-  t.equal(errorOf(() => loadConfig(SCHEMA, { file: '/nonexistent/demo.conf' })), 'ConfigError: /nonexistent/demo.conf: cannot read: no such file');
-  t.equal(errorOf(() => loadConfig(SCHEMA, { flags: { timeout: 'x' } })), 'ConfigError: command line: timeout: expected an integer, got "x"');
+  t.equal(
+    errorOf(() => loadConfig(SCHEMA, { file: '/nonexistent/demo.conf' })),
+    'ConfigError: /nonexistent/demo.conf: cannot read: no such file',
+  );
+  t.equal(
+    errorOf(() => loadConfig(SCHEMA, { flags: { timeout: 'x' } })),
+    'ConfigError: command line: timeout: expected an integer, got "x"',
+  );
 });

@@ -13,13 +13,22 @@ import { systemInfo } from '../policy/helpers.js';
 
 const ENV = { ...process.env, NODE_OPTIONS: '' };
 
-interface Proc { proc: ChildProcess; out(): string; waitFor(text: string, ms?: number): Promise<void>; stop(): Promise<void> }
+interface Proc {
+  proc: ChildProcess;
+  out(): string;
+  waitFor(text: string, ms?: number): Promise<void>;
+  stop(): Promise<void>;
+}
 
 function start(argv: string[]): Proc {
   const proc = spawn(process.execPath, argv, { env: ENV, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
-  proc.stdout!.on('data', (d) => { out += d; });
-  proc.stderr!.on('data', (d) => { out += d; });
+  proc.stdout!.on('data', (d) => {
+    out += d;
+  });
+  proc.stderr!.on('data', (d) => {
+    out += d;
+  });
   const exited = new Promise<void>((r) => proc.once('exit', () => r()));
   const p: Proc = {
     proc,
@@ -31,7 +40,10 @@ function start(argv: string[]): Proc {
         await new Promise((r) => setTimeout(r, 20));
       }
     },
-    async stop() { if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM'); await exited; },
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+      await exited;
+    },
   };
   t.teardown(() => p.stop());
   return p;
@@ -50,8 +62,14 @@ function heldFor(socket: string, limit: number): Promise<number> {
     const c = net.connect(socket);
     c.on('connect', () => c.write('admin.vm.List'));
     c.on('error', () => undefined);
-    c.on('close', () => { clearTimeout(timer); resolve(Date.now() - t0); });
-    const timer = setTimeout(() => { c.destroy(); resolve(Infinity); }, limit);
+    c.on('close', () => {
+      clearTimeout(timer);
+      resolve(Date.now() - t0);
+    });
+    const timer = setTimeout(() => {
+      c.destroy();
+      resolve(Infinity);
+    }, limit);
   });
 }
 
@@ -69,7 +87,10 @@ t.test('qubesd: timeouts, limits, log level and log file apply at once; the back
   await new Promise((r) => setTimeout(r, 100));
   t.match(readFileSync(join(d, 'one.log'), 'utf8'), /"ev":"call".*"method":"admin.vm.List"/, 'calls are logged');
 
-  writeFileSync(join(d, 'qubesd.conf.d', '50-ops.conf'), `request_timeout = 1\nmax_connections = 100\nlog_level = info\nlog = ${d}/two.log\nbackend = libvirt\n`);
+  writeFileSync(
+    join(d, 'qubesd.conf.d', '50-ops.conf'),
+    `request_timeout = 1\nmax_connections = 100\nlog_level = info\nlog = ${d}/two.log\nbackend = libvirt\n`,
+  );
   q.proc.kill('SIGHUP');
   const line = `qubesd: reloaded configuration; applied: log=${d}/two.log, log_level=info, request_timeout=1, max_connections=100; needs a restart: backend=libvirt`;
   await q.waitFor(line);
@@ -94,14 +115,15 @@ t.test('qubesd: timeouts, limits, log level and log file apply at once; the back
   t.equal(q.proc.exitCode, 0);
 });
 
-const exchange = (path: string, data: string): Promise<string> => new Promise((resolve, reject) => {
-  const s = net.connect(path);
-  let out = '';
-  s.on('connect', () => s.end(data));
-  s.on('data', (b) => (out += b));
-  s.on('end', () => resolve(out));
-  s.on('error', reject);
-});
+const exchange = (path: string, data: string): Promise<string> =>
+  new Promise((resolve, reject) => {
+    const s = net.connect(path);
+    let out = '';
+    s.on('connect', () => s.end(data));
+    s.on('data', (b) => (out += b));
+    s.on('end', () => resolve(out));
+    s.on('error', reject);
+  });
 
 t.test('policy daemon: the ask agent changes on SIGHUP; the socket needs a restart', async (t) => {
   const d = tmp();

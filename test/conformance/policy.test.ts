@@ -21,8 +21,11 @@ t.test('policy engine conformance replay', { skip: existsSync(compare) ? false :
   const selected = cases.filter((c) => linksIntact || c !== 'includes');
   if (!linksIntact) t.comment('NOTE: skipping the "includes" case: its symbolic links are missing in this copy of the corpus');
   const cmd = `${process.execPath} ${join(ROOT, 'bin', 'qubes-policy-eval')} --policy-dir {policy_dir} --system-info {system_info} {opts}`;
-  const r = spawnSync('python3', [compare, '--crash-as-deny', ...selected.flatMap((c) => ['--case', c]), '--', cmd],
-    { encoding: 'utf8', timeout: 600000, env: { ...process.env, NODE_OPTIONS: '' } });
+  const r = spawnSync('python3', [compare, '--crash-as-deny', ...selected.flatMap((c) => ['--case', c]), '--', cmd], {
+    encoding: 'utf8',
+    timeout: 600000,
+    env: { ...process.env, NODE_OPTIONS: '' },
+  });
   const last = r.stdout.trim().split('\n').pop() ?? '';
   const m = /^(\d+) passed, (\d+) failed$/.exec(last);
   t.ok(m, `compare.py printed a summary (got: ${last} ${r.stderr.slice(0, 500)})`);

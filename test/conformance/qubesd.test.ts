@@ -12,7 +12,10 @@ const replay = join(SHARED, 'conformance', 'qubesd', 'replay.py');
 
 t.test('Admin API conformance replay', { skip: existsSync(replay) ? false : `no conformance data at ${replay}` }, async (t) => {
   const d = await startDaemon();
-  t.teardown(async () => { await d.stop(); cleanup(d); });
+  t.teardown(async () => {
+    await d.stop();
+    cleanup(d);
+  });
   const r = spawnSync('python3', [replay, d.socket, '--lenient', '--base', d.base, '--show', '30'], { encoding: 'utf8', timeout: 300000 });
   const last = r.stdout.trim().split('\n').pop() ?? '';
   const m = /^(\d+) passed, (\d+) failed$/.exec(last);

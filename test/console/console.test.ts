@@ -46,7 +46,9 @@ const EVIL_NOTES = '<script>window.__pwned=1</script><img src=x onerror="window.
 await s.dom0('admin.vm.notes.Set', 'vault', '', EVIL_NOTES);
 
 const consoles: Console[] = [];
-t.teardown(async () => { for (const c of consoles) await c.close(); });
+t.teardown(async () => {
+  for (const c of consoles) await c.close();
+});
 async function open(url: string, size: 'desktop' | 'phone' = 'desktop'): Promise<Console> {
   const c = await openConsole(url, size);
   consoles.push(c);
@@ -98,7 +100,10 @@ t.test('sign in by the link: the token leaves the address bar; the qubes listed'
   t.equal(await c.page.textContent('#qubes tr[data-name="work"] td:nth-child(4)'), 'tpl');
   t.equal(await c.page.locator('#qubes tr[data-name="work"] .swatch').evaluate((e) => getComputedStyle(e).backgroundColor), 'rgb(52, 101, 164)', 'blue label');
   const cookies = await c.context.cookies();
-  t.same(cookies.map((k) => [k.name, k.httpOnly, k.sameSite]), [['authenticationToken', true, 'Strict']]);
+  t.same(
+    cookies.map((k) => [k.name, k.httpOnly, k.sameSite]),
+    [['authenticationToken', true, 'Strict']],
+  );
   t.equal(await c.page.evaluate(() => document.cookie), '', 'the page script cannot read it');
 
   // filter with the API's syntax, sort by a column
@@ -114,8 +119,11 @@ t.test('sign in by the link: the token leaves the address bar; the qubes listed'
   await c.page.press('#filter', 'Enter');
   await c.page.waitForFunction(() => document.querySelectorAll('#qubes tbody tr').length === 5);
   await c.page.click('#qubes th:nth-child(1) button');
-  t.same(await c.page.locator('#qubes tbody tr').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-name'))),
-    ['work', 'vault', 'tpl', 'mgmt', 'dom0'], 'sorted by name, descending');
+  t.same(
+    await c.page.locator('#qubes tbody tr').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-name'))),
+    ['work', 'vault', 'tpl', 'mgmt', 'dom0'],
+    'sorted by name, descending',
+  );
   await c.shot('qubes');
   t.same(c.problems, []);
 
@@ -131,7 +139,9 @@ t.test('sign in by the link: the token leaves the address bar; the qubes listed'
 t.test('start a qube: its state changes without a reload', async (t) => {
   const c = await open(`${origin}/#token=${s.token}`);
   await c.page.waitForSelector('#qubes tr[data-name="work"]');
-  await c.page.evaluate(() => { (window as unknown as { marker: number }).marker = 42; });
+  await c.page.evaluate(() => {
+    (window as unknown as { marker: number }).marker = 42;
+  });
   t.equal(await c.page.textContent('#qubes tr[data-name="work"] .state'), 'Halted');
   await c.page.click('#qubes tr[data-name="work"] button[data-action="start"]');
   await c.page.waitForFunction(() => document.querySelector('#qubes tr[data-name="work"] .state')?.textContent === 'Running');
@@ -218,8 +228,10 @@ t.test('notes: shown as text, never run; edited and saved', async (t) => {
 
 t.test('backup: progress reaches 100 %', async (t) => {
   const out = mkdtempSync(join(tmpdir(), 'console-backup-'));
-  writeFileSync(join(s.config.qubesd.backupProfileDir, 'nightly.conf'),
-    `include: [vault]\ndestination_vm: dom0\ndestination_path: ${out}\npassphrase_text: s3cret\ncompression: True\n`);
+  writeFileSync(
+    join(s.config.qubesd.backupProfileDir, 'nightly.conf'),
+    `include: [vault]\ndestination_vm: dom0\ndestination_path: ${out}\npassphrase_text: s3cret\ncompression: True\n`,
+  );
   const c = await open(`${origin}/#token=${s.token}`);
   await c.page.waitForSelector('#qubes tbody tr');
   await c.page.click('.tabs button[data-view="backups"]');
@@ -276,7 +288,10 @@ t.test('policy: edit a file, meet a conflict, see a syntax error at its line', a
 
   // someone else saves first
   const other = await http(`${s.url}/policies/40-edit`, 'GET', s.token);
-  const put = await http(`${s.url}/policies/40-edit`, 'PUT', s.token, { text: 'test.Echo * work vault allow\n', token: (other.json as { token: string }).token });
+  const put = await http(`${s.url}/policies/40-edit`, 'PUT', s.token, {
+    text: 'test.Echo * work vault allow\n',
+    token: (other.json as { token: string }).token,
+  });
   t.equal(put.status, 200);
   await c.page.fill('#policy-text', 'test.Echo * work @anyvm deny\n');
   await c.page.click('#policy-editor button:text("Save")');
@@ -312,7 +327,11 @@ t.test('an ask rule: the dom0 console asks, the person allows, the qrexec call g
   const call = qrexecClient(sock, ['dom0', 'admin.vm.List']);
   await c.page.waitForSelector('#asks section.ask', { timeout: 20_000 });
   t.match(await c.page.textContent('#asks section.ask p'), 'work asks for admin.vm.List');
-  t.equal(await c.page.locator('#asks select').inputValue(), await c.page.locator('#asks select option').first().getAttribute('value'), 'the default target selected');
+  t.equal(
+    await c.page.locator('#asks select').inputValue(),
+    await c.page.locator('#asks select option').first().getAttribute('value'),
+    'the default target selected',
+  );
   await c.shot('ask');
   await c.page.click('#asks button:text("Allow")');
   const r = await call;

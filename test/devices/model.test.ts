@@ -21,28 +21,32 @@ t.test('reading stored assignments as Qubes loads them', async (t) => {
   const vm = app.getVm('work')!;
   vm.devices = [
     '<devices class="pci"/>',
-    '<devices class="block">'
-    + '<device backend-domain="sys-net" id="sda" required="yes"/>'
-    + '<device backend-domain="sys-net" id="sdb" required="no"><option name="identity">dead:beef</option><option name="read-only"></option></device>'
-    + '<device backend-domain="nosuch" id="sdc" mode="required"/>'
-    + '<device backend-domain="*" id="sdd" mode="required"/>'
-    + '<device backend-domain="sys-net" id="sde" mode="manual"/>'
-    + '<device backend-domain="sys-net" id="sdf" mode="bogus"/>'
-    + '<device backend-domain="sys-net" id="sdg"/>'
-    + '<device id="sdh" mode="ask-to-attach" identity="x"/>'
-    + '</devices>',
+    '<devices class="block">' +
+      '<device backend-domain="sys-net" id="sda" required="yes"/>' +
+      '<device backend-domain="sys-net" id="sdb" required="no"><option name="identity">dead:beef</option><option name="read-only"></option></device>' +
+      '<device backend-domain="nosuch" id="sdc" mode="required"/>' +
+      '<device backend-domain="*" id="sdd" mode="required"/>' +
+      '<device backend-domain="sys-net" id="sde" mode="manual"/>' +
+      '<device backend-domain="sys-net" id="sdf" mode="bogus"/>' +
+      '<device backend-domain="sys-net" id="sdg"/>' +
+      '<device id="sdh" mode="ask-to-attach" identity="x"/>' +
+      '</devices>',
   ];
   t.same(assignmentsOf(vm, 'pci'), []);
-  t.same(assignmentsOf(vm, 'block'), [
-    { backend: 'sys-net', port: 'sda', deviceId: '*', mode: 'required', options: [] },
-    { backend: 'sys-net', port: 'sdb', deviceId: 'dead:beef', mode: 'auto-attach', options: [['read-only', 'None']] },
-    { backend: 'sys-net', port: 'sdg', deviceId: '*', mode: 'required', options: [] },
-    { backend: '*', port: 'sdh', deviceId: 'x', mode: 'ask-to-attach', options: [] },
-  ], 'legacy required=, identity option, empty option text; unknown or "*" backends and manual/unknown modes skipped');
+  t.same(
+    assignmentsOf(vm, 'block'),
+    [
+      { backend: 'sys-net', port: 'sda', deviceId: '*', mode: 'required', options: [] },
+      { backend: 'sys-net', port: 'sdb', deviceId: 'dead:beef', mode: 'auto-attach', options: [['read-only', 'None']] },
+      { backend: 'sys-net', port: 'sdg', deviceId: '*', mode: 'required', options: [] },
+      { backend: '*', port: 'sdh', deviceId: 'x', mode: 'ask-to-attach', options: [] },
+    ],
+    'legacy required=, identity option, empty option text; unknown or "*" backends and manual/unknown modes skipped',
+  );
   t.same(app.drainChanges(), [], 'reading changes nothing');
 });
 
-t.test('writing one class: Qubes\' layout, other classes untouched, the qube marked for saving', async (t) => {
+t.test("writing one class: Qubes' layout, other classes untouched, the qube marked for saving", async (t) => {
   const app = fixtureApp();
   const vm = app.getVm('vault')!;
   t.same(vm.devices, ['<devices class="pci"/>']);
@@ -51,8 +55,8 @@ t.test('writing one class: Qubes\' layout, other classes untouched, the qube mar
   ]);
   t.same(vm.devices, [
     '<devices class="pci"/>',
-    '<devices class="block">\n  <device backend-domain="sys-usb" id="2-1" mode="auto-attach" identity="1234:5678">\n'
-    + '    <option name="read-only">yes</option>\n  </device>\n</devices>',
+    '<devices class="block">\n  <device backend-domain="sys-usb" id="2-1" mode="auto-attach" identity="1234:5678">\n' +
+      '    <option name="read-only">yes</option>\n  </device>\n</devices>',
   ]);
   t.equal(assignmentsOf(vm, 'block')[0]!.frontend, null, 'held in memory as given');
   setAssignments(vm, 'pci', [{ backend: '*', port: '00_1f.2', deviceId: '*', mode: 'required', options: [] }]);

@@ -10,15 +10,22 @@ import { cleanup, FIXTURE, SHARED, type Daemon } from '../helpers/qubesd.js';
 import { caller, eventually, snapshotFiles, startDaemon, watchEvents } from '../helpers/daemon-session.js';
 
 let d: Daemon;
-t.before(async () => { d = await startDaemon(); });
-t.teardown(async () => { await d.stop(); cleanup(d); });
+t.before(async () => {
+  d = await startDaemon();
+});
+t.teardown(async () => {
+  await d.stop();
+  cleanup(d);
+});
 const { ok, err } = caller(() => d);
 
 const fwFile = (qube: string) => join(d.base, 'appvms', qube, 'firewall.xml');
 
 t.test('Get: the rules of firewall.xml written by Qubes, the default without one', async (t) => {
-  t.equal(await ok('admin.vm.firewall.Get', 'work'),
-    'action=accept dsthost=qubes-os.org proto=tcp dstports=443-443\naction=accept specialtarget=dns\naction=drop\n');
+  t.equal(
+    await ok('admin.vm.firewall.Get', 'work'),
+    'action=accept dsthost=qubes-os.org proto=tcp dstports=443-443\naction=accept specialtarget=dns\naction=drop\n',
+  );
   t.equal(await ok('admin.vm.firewall.Get', 'fedora-41'), 'action=accept\n', 'no file: accept everything');
   t.notOk(existsSync(join(d.base, 'vm-templates', 'fedora-41', 'firewall.xml')), 'reading does not create the file');
   t.equal(await err('admin.vm.firewall.Get', 'dom0'), 'ProtocolError: expected destination to not be AdminVM');
@@ -30,26 +37,40 @@ t.test('Get: the rules of firewall.xml written by Qubes, the default without one
 t.test('Set: rules in, the same rules out; expired ones hidden and not saved', async (t) => {
   const watch = await watchEvents(d.socket);
   t.teardown(() => watch.close());
-  const rules = 'action=accept proto=tcp dstports=1-1024\n'
-    + 'action=drop proto=icmp comment=No ICMP\n'
-    + 'action=drop expire=1499450306 proto=udp\n'
-    + 'action=drop proto=udp expire=2099450306\n'
-    + 'action=accept dst4=192.168.0.1 proto=udp dstports=53\n'
-    + 'action=accept\n';
+  const rules =
+    'action=accept proto=tcp dstports=1-1024\n' +
+    'action=drop proto=icmp comment=No ICMP\n' +
+    'action=drop expire=1499450306 proto=udp\n' +
+    'action=drop proto=udp expire=2099450306\n' +
+    'action=accept dst4=192.168.0.1 proto=udp dstports=53\n' +
+    'action=accept\n';
   t.equal(await ok('admin.vm.firewall.Set', 'personal', '', rules), '');
-  t.equal(await ok('admin.vm.firewall.Get', 'personal'),
-    'action=accept proto=tcp dstports=1-1024\n'
-    + 'action=drop proto=icmp comment=No ICMP\n'
-    + 'action=drop expire=2099450306 proto=udp\n'
-    + 'action=accept dst4=192.168.0.1/32 proto=udp dstports=53-53\n'
-    + 'action=accept\n');
+  t.equal(
+    await ok('admin.vm.firewall.Get', 'personal'),
+    'action=accept proto=tcp dstports=1-1024\n' +
+      'action=drop proto=icmp comment=No ICMP\n' +
+      'action=drop expire=2099450306 proto=udp\n' +
+      'action=accept dst4=192.168.0.1/32 proto=udp dstports=53-53\n' +
+      'action=accept\n',
+  );
   const file = readFileSync(fwFile('personal'), 'utf8');
-  t.match(file, /^<firewall version="2">\n  <rules>\n    <rule>\n      <properties>\n        <property name="action">accept<\/property>\n        <property name="proto">tcp<\/property>\n        <property name="dstports">1-1024<\/property>\n/);
-  t.match(file, /<property name="action">drop<\/property>\n        <property name="comment">No ICMP<\/property>\n        <property name="proto">icmp<\/property>/, 'comment is stored in Qubes\' property order');
+  t.match(
+    file,
+    /^<firewall version="2">\n  <rules>\n    <rule>\n      <properties>\n        <property name="action">accept<\/property>\n        <property name="proto">tcp<\/property>\n        <property name="dstports">1-1024<\/property>\n/,
+  );
+  t.match(
+    file,
+    /<property name="action">drop<\/property>\n        <property name="comment">No ICMP<\/property>\n        <property name="proto">icmp<\/property>/,
+    "comment is stored in Qubes' property order",
+  );
   t.notMatch(file, /1499450306/, 'the expired rule is not written');
   t.match(file, /<property name="dsthost">192.168.0.1\/32<\/property>/);
   t.equal(statSync(fwFile('personal')).mode & 0o777, 0o664);
-  t.same(readdirSync(join(d.base, 'appvms', 'personal')).filter((f) => f.includes('~')), [], 'no temporary file left');
+  t.same(
+    readdirSync(join(d.base, 'appvms', 'personal')).filter((f) => f.includes('~')),
+    [],
+    'no temporary file left',
+  );
   await eventually(() => watch.events.some(([s, e]) => s === 'personal' && e === 'firewall-changed'), 'firewall-changed');
 });
 
@@ -129,15 +150,21 @@ t.test('rules survive a restart; a broken firewall.xml is refused cleanly', asyn
 
 const client = process.env.QUBES_CORE_ADMIN_CLIENT;
 t.test('the real qvm-firewall reads and writes through this daemon', { skip: !client && 'QUBES_CORE_ADMIN_CLIENT not set' }, async (t) => {
-  const qvm = (...args: string[]) => spawnSync('python3', [join(SHARED, 'conformance', 'tools', 'qvm.py'), ...args],
-    { env: { ...process.env, QUBESD_SOCKET: d.socket }, encoding: 'utf8', timeout: 60000 });
+  const qvm = (...args: string[]) =>
+    spawnSync('python3', [join(SHARED, 'conformance', 'tools', 'qvm.py'), ...args], {
+      env: { ...process.env, QUBESD_SOCKET: d.socket },
+      encoding: 'utf8',
+      timeout: 60000,
+    });
   const list = qvm('qvm-firewall', 'work', 'list');
   t.equal(list.status, 0, list.stderr);
   t.match(list.stdout, /^0\s+accept\s+qubes-os\.org\s+tcp\s+443\s/m);
   t.match(list.stdout, /^1\s+accept\s+-\s+-\s+-\s+dns\s/m);
   const add = qvm('qvm-firewall', 'work', 'add', '--before', '2', 'accept', 'dst4=10.1.0.0/16', 'proto=udp', 'dstports=53', 'comment=lab dns');
   t.equal(add.status, 0, add.stderr);
-  t.equal(await ok('admin.vm.firewall.Get', 'work'),
-    'action=accept dsthost=qubes-os.org proto=tcp dstports=443-443\naction=accept specialtarget=dns\n'
-    + 'action=accept dst4=10.1.0.0/16 proto=udp dstports=53-53 comment=lab dns\naction=drop\n');
+  t.equal(
+    await ok('admin.vm.firewall.Get', 'work'),
+    'action=accept dsthost=qubes-os.org proto=tcp dstports=443-443\naction=accept specialtarget=dns\n' +
+      'action=accept dst4=10.1.0.0/16 proto=udp dstports=53-53 comment=lab dns\naction=drop\n',
+  );
 });

@@ -25,7 +25,7 @@ t.test('loaded once per qube; dom0 has none', async (t) => {
   t.equal(firewallOf(app.getVm('dom0')!), null);
 });
 
-t.test('clone: the template\'s rules, in memory only, until the first change', async (t) => {
+t.test("clone: the template's rules, in memory only, until the first change", async (t) => {
   const dvm = app.getVm('personal')!;
   firewalls.clone(app.getVm('work')!, dvm);
   t.equal(firewallOf(dvm)!.apiText(), firewallOf(app.getVm('work')!)!.apiText());

@@ -7,7 +7,11 @@ import { parseFirewallXml, serializeFirewallXml } from '../../qubesd/firewall/fi
 import { isInet4, isInet6, pySplitLines } from '../../qubesd/firewall/pytext.js';
 
 const line = (s: string): string => {
-  try { return apiRule(parseApiRule(s)) ?? '(expired)'; } catch (e) { return 'ERR ' + (e as Error).message; }
+  try {
+    return apiRule(parseApiRule(s)) ?? '(expired)';
+  } catch (e) {
+    return 'ERR ' + (e as Error).message;
+  }
 };
 
 t.test('accepted lines and how Qubes writes them back', async (t) => {
@@ -27,14 +31,16 @@ t.test('accepted lines and how Qubes writes them back', async (t) => {
     ['action=accept comment=', 'action=accept'],
     [' action=accept proto=tcp ', 'action=accept proto=tcp'],
     ['action=accept expire=1499450306', '(expired)'],
-    ['action=drop proto=udp dstports=53 dsthost=10.0.0.0/8 expire=2099450306 comment=DNS thing',
-      'action=drop expire=2099450306 dst4=10.0.0.0/8 proto=udp dstports=53-53 comment=DNS thing'],
+    [
+      'action=drop proto=udp dstports=53 dsthost=10.0.0.0/8 expire=2099450306 comment=DNS thing',
+      'action=drop expire=2099450306 dst4=10.0.0.0/8 proto=udp dstports=53-53 comment=DNS thing',
+    ],
     ['action=accept dsthost=a.b dstports=22 proto=tcp specialtarget=dns', 'action=accept dsthost=a.b proto=tcp specialtarget=dns dstports=22-22'],
   ];
   for (const [input, out] of cases) t.equal(line(input), out, input);
 });
 
-t.test('refused lines carry Qubes\' messages', async (t) => {
+t.test("refused lines carry Qubes' messages", async (t) => {
   const cases: Array<[string, string]> = [
     ['action=acc%pt', 'strange characters in rule'],
     ['action=accept proto=tcp dstports=1__0', "invalid literal for int() with base 10: '1__0'"],
@@ -71,20 +77,24 @@ t.test('payload lines split as Python splitlines', async (t) => {
 });
 
 t.test('an R3 (version 1) firewall.xml', async (t) => {
-  const v1 = '<QubesFirewallRules policy="allow" dns="allow" icmp="deny" yumProxy="allow">\n'
-    + '  <rule address="1.2.3.4" netmask="24" proto="tcp" port="80" toport="90"/>\n'
-    + '  <rule address="example.com" port="443"/>\n'
-    + '  <rule address="10.0.0.0" netmask="0" proto="any" expire="2099450306"/>\n'
-    + '  <rule proto="udp" port="53"/>\n'
-    + '</QubesFirewallRules>\n';
-  t.same(parseFirewallXml(v1).map((r) => apiRule(r)), [
-    'action=accept specialtarget=dns',
-    'action=drop proto=icmp',
-    'action=drop dst4=1.2.3.4/24 proto=tcp dstports=80-90',
-    'action=drop dsthost=example.com proto=tcp dstports=443-443',
-    'action=drop expire=2099450306 dst4=10.0.0.0/32',
-    'action=drop proto=udp dstports=53-53',
-    'action=accept',
-  ]);
+  const v1 =
+    '<QubesFirewallRules policy="allow" dns="allow" icmp="deny" yumProxy="allow">\n' +
+    '  <rule address="1.2.3.4" netmask="24" proto="tcp" port="80" toport="90"/>\n' +
+    '  <rule address="example.com" port="443"/>\n' +
+    '  <rule address="10.0.0.0" netmask="0" proto="any" expire="2099450306"/>\n' +
+    '  <rule proto="udp" port="53"/>\n' +
+    '</QubesFirewallRules>\n';
+  t.same(
+    parseFirewallXml(v1).map((r) => apiRule(r)),
+    [
+      'action=accept specialtarget=dns',
+      'action=drop proto=icmp',
+      'action=drop dst4=1.2.3.4/24 proto=tcp dstports=80-90',
+      'action=drop dsthost=example.com proto=tcp dstports=443-443',
+      'action=drop expire=2099450306 dst4=10.0.0.0/32',
+      'action=drop proto=udp dstports=53-53',
+      'action=accept',
+    ],
+  );
   t.equal(serializeFirewallXml([]), '<firewall version="2">\n  <rules/>\n</firewall>\n');
 });

@@ -12,7 +12,9 @@ export function runs(n: number): fc.Parameters<unknown> {
   return { numRuns: Math.max(1, Math.round(n * factor)), ...(seedText ? { seed: Number(seedText) } : {}) };
 }
 
-interface Assert { ok(v: unknown, msg: string, extra: { todo?: string }): unknown }
+interface Assert {
+  ok(v: unknown, msg: string, extra: { todo?: string }): unknown;
+}
 
 /**
  * Check a property; one tap assertion, with fast-check's report when it
@@ -25,7 +27,31 @@ export async function holds<T>(t: Assert, name: string, prop: fc.IProperty<T> | 
 }
 
 /** Pieces of names that must never get past a validator whose names become paths or argv. */
-export const HOSTILE_PIECES = ['/', '..', '.', '\0', '\n', ' ', '-', '--', '\\', '%2f', '\u2215', '\u0000/', '../', '/..', '~', '*', '$', ':', '+', '@', '\u00e9', '\ud800', '\x7f'] as const;
+export const HOSTILE_PIECES = [
+  '/',
+  '..',
+  '.',
+  '\0',
+  '\n',
+  ' ',
+  '-',
+  '--',
+  '\\',
+  '%2f',
+  '\u2215',
+  '\u0000/',
+  '../',
+  '/..',
+  '~',
+  '*',
+  '$',
+  ':',
+  '+',
+  '@',
+  '\u00e9',
+  '\ud800',
+  '\x7f',
+] as const;
 
 /** Names close to valid ones with hostile pieces mixed in, plus plain hostile constants and random text. */
 export function nameLike(valid: fc.Arbitrary<string>): fc.Arbitrary<string> {
@@ -35,8 +61,31 @@ export function nameLike(valid: fc.Arbitrary<string>): fc.Arbitrary<string> {
     return v.slice(0, i) + p + v.slice(i);
   });
   const prefixed = fc.tuple(piece, valid).map(([p, v]) => p + v);
-  const constants = fc.constantFrom('', '.', '..', '/', '-', '-h', '--help', '../etc', 'a/../b', 'a\0b', '\0', 'x'.repeat(256),
-    '__proto__', 'constructor', 'dom0/..', '/etc/passwd', 'a\nb', ' a', 'a ', '\u202ea', '.hidden', 'x.conf', 'x.policy');
+  const constants = fc.constantFrom(
+    '',
+    '.',
+    '..',
+    '/',
+    '-',
+    '-h',
+    '--help',
+    '../etc',
+    'a/../b',
+    'a\0b',
+    '\0',
+    'x'.repeat(256),
+    '__proto__',
+    'constructor',
+    'dom0/..',
+    '/etc/passwd',
+    'a\nb',
+    ' a',
+    'a ',
+    '\u202ea',
+    '.hidden',
+    'x.conf',
+    'x.policy',
+  );
   return fc.oneof(spliced, prefixed, constants, fc.string({ unit: 'binary', maxLength: 40 }), valid);
 }
 

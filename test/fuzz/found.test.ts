@@ -31,8 +31,16 @@ t.test('a label reset on dom0 is accepted, as in Qubes, and the store still load
 t.test('a kernel is a directory directly under vm-kernels, never one reached through ..', async (t) => {
   const d = await startDaemon({ from: 'fresh' });
   t.teardown(() => d.stop().then(() => cleanup(d)));
-  for (const k of ['vm-kernels/6.1', 'outside']) { mkdirSync(join(d.base, k), { recursive: true }); writeFileSync(join(d.base, k, 'vmlinuz'), ''); }
-  for (const [k, shown] of [['..', "'..'"], ['../outside', "'../outside'"], ['.', "'.'"], ['6.1/../../outside', "'6.1/../../outside'"]] as const) {
+  for (const k of ['vm-kernels/6.1', 'outside']) {
+    mkdirSync(join(d.base, k), { recursive: true });
+    writeFileSync(join(d.base, k, 'vmlinuz'), '');
+  }
+  for (const [k, shown] of [
+    ['..', "'..'"],
+    ['../outside', "'../outside'"],
+    ['.', "'.'"],
+    ['6.1/../../outside', "'6.1/../../outside'"],
+  ] as const) {
     const r = await call(d.socket, 'admin.property.Set', 'dom0', 'default_kernel', k);
     t.same([r.type, r.message], ['QubesPropertyValueError', `Kernel ${shown} not installed`], `${k} refused`);
   }
@@ -48,7 +56,17 @@ t.test('an event encoded once for every stream: each stream gets each event, in 
   for (const s of subs) {
     await s.waitFor((e) => e.event === 'domain-feature-set:fz' && e.kwargs.value === 'two');
     const seen = s.events.filter((e) => e.event === 'domain-feature-set:fz').map((e) => e.pairs);
-    t.same(seen, [[['feature', 'fz'], ['value', 'one']], [['feature', 'fz'], ['value', 'two'], ['oldvalue', 'one']]]);
+    t.same(seen, [
+      [
+        ['feature', 'fz'],
+        ['value', 'one'],
+      ],
+      [
+        ['feature', 'fz'],
+        ['value', 'two'],
+        ['oldvalue', 'one'],
+      ],
+    ]);
     s.close();
   }
 });

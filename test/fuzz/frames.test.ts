@@ -10,7 +10,11 @@ t.test('OK and EXCEPTION frames', async (t) => {
   t.same(checkReply(b('0\0dom0 class=AdminVM\n'), true), { kind: 'ok', texts: ['dom0 class=AdminVM\n'] });
   t.same(checkReply(b('0\0'), true), { kind: 'ok', texts: [''] });
   t.same(checkReply(b('2\0QubesException\0\0boom\0'), true), { kind: 'exception', texts: ['QubesException', '', 'boom'] });
-  t.equal(checkReply(b('2\0QubesException\0\0Unknown storage pool x\0y\0'), true).malformed, 'EXCEPTION frame with 4 fields', 'finding 3 as it looks on the wire');
+  t.equal(
+    checkReply(b('2\0QubesException\0\0Unknown storage pool x\0y\0'), true).malformed,
+    'EXCEPTION frame with 4 fields',
+    'finding 3 as it looks on the wire',
+  );
   t.equal(checkReply(b('2\0QubesException\0\0boom'), true).malformed, 'EXCEPTION frame with 2 fields and unterminated bytes');
   t.match(checkReply(b('2\0bad type\0\0m\0'), true).malformed, /not a class name/);
   t.match(checkReply(b('9\0x'), true).malformed, /unknown reply kind 0x39/);
@@ -30,10 +34,14 @@ t.test('event streams', async (t) => {
 });
 
 t.test('leaks', async (t) => {
-  t.match(leakIn(["Cannot read backup profile adir: EISDIR: illegal operation on a directory, read"], []), /Node error code "EISDIR:"/);
+  t.match(leakIn(['Cannot read backup profile adir: EISDIR: illegal operation on a directory, read'], []), /Node error code "EISDIR:"/);
   t.match(leakIn(['open failed ENAMETOOLONG'], []), /ENAMETOOLONG/);
   t.match(leakIn(['Error: x\n    at Foo.bar (/srv/a.js:1:2)'], []), /stack frame/);
   t.match(leakIn(['no such file /tmp/qubes-fuzz-abc/var/lib'], ['/tmp/qubes-fuzz-abc']), /internal path/);
   t.match(leakIn(['internal error: Cannot read properties of undefined'], []), /unhandled error/);
-  t.equal(leakIn(['No such domain: \'x\'', 'QubesVMNotFoundError', 'Label must be in safe set: abc', 'at least one', 'EXCEPTION'], ['/tmp/qubes-fuzz-abc']), null, 'ordinary Qubes messages pass');
+  t.equal(
+    leakIn(["No such domain: 'x'", 'QubesVMNotFoundError', 'Label must be in safe set: abc', 'at least one', 'EXCEPTION'], ['/tmp/qubes-fuzz-abc']),
+    null,
+    'ordinary Qubes messages pass',
+  );
 });

@@ -40,7 +40,10 @@ const printableAscii = (name: string) => /^[\x21-\x7e]+$/.test(name);
 
 /** true: accepted; false: refused with the validator's own error type; anything else escapes. */
 function accepts(fn: () => unknown, refusal: (e: unknown) => boolean): boolean {
-  try { fn(); return true; } catch (e) {
+  try {
+    fn();
+    return true;
+  } catch (e) {
     if (refusal(e)) return false;
     throw e;
   }
@@ -48,42 +51,78 @@ function accepts(fn: () => unknown, refusal: (e: unknown) => boolean): boolean {
 const qubesError = (e: unknown) => e instanceof QubesError;
 /** The wire type of the QubesError fn throws ('' when it throws nothing). */
 function refusalType(fn: () => unknown): string {
-  try { fn(); return ''; } catch (e) { return e instanceof QubesError ? e.type : `not a QubesError: ${String(e)}`; }
+  try {
+    fn();
+    return '';
+  } catch (e) {
+    return e instanceof QubesError ? e.type : `not a QubesError: ${String(e)}`;
+  }
 }
 
 t.test('qube names (qubesd: validateVmName)', async (t) => {
-  await holds(t, 'accepted names are one plain path component, no option', fc.property(qubeish, (n) => {
-    if (!accepts(() => validateVmName(n), qubesError)) return true;
-    return staysInDir(n) && noOption(n) && printableAscii(n) && n.length <= 31;
-  }), 3000);
-  t.equal(refusalType(() => validateVmName('..')), 'QubesValueError');
-  t.equal(refusalType(() => validateVmName('-x')), 'QubesValueError');
+  await holds(
+    t,
+    'accepted names are one plain path component, no option',
+    fc.property(qubeish, (n) => {
+      if (!accepts(() => validateVmName(n), qubesError)) return true;
+      return staysInDir(n) && noOption(n) && printableAscii(n) && n.length <= 31;
+    }),
+    3000,
+  );
+  t.equal(
+    refusalType(() => validateVmName('..')),
+    'QubesValueError',
+  );
+  t.equal(
+    refusalType(() => validateVmName('-x')),
+    'QubesValueError',
+  );
 });
 
 t.test('qube and target names (handler program / dispatcher)', async (t) => {
-  await holds(t, 'isValidQubeName / isValidTargetName', fc.property(qubeish, (n) => {
-    if (isValidQubeName(n) && !(staysInDir(n) && noOption(n) && printableAscii(n))) return false;
-    return !isValidTargetName(n) || (staysInDir(n) && noOption(n) && printableAscii(n));
-  }), 3000);
-  await holds(t, 'isValidRequestedTarget: no path or control characters', fc.property(qubeish, (n) => {
-    return !isValidRequestedTarget(n) || (!n.includes('/') && !n.includes('\0') && /^[\x21-\x7e]*$/.test(n));
-  }), 2000);
+  await holds(
+    t,
+    'isValidQubeName / isValidTargetName',
+    fc.property(qubeish, (n) => {
+      if (isValidQubeName(n) && !(staysInDir(n) && noOption(n) && printableAscii(n))) return false;
+      return !isValidTargetName(n) || (staysInDir(n) && noOption(n) && printableAscii(n));
+    }),
+    3000,
+  );
+  await holds(
+    t,
+    'isValidRequestedTarget: no path or control characters',
+    fc.property(qubeish, (n) => {
+      return !isValidRequestedTarget(n) || (!n.includes('/') && !n.includes('\0') && /^[\x21-\x7e]*$/.test(n));
+    }),
+    2000,
+  );
   const service = fromChars(LETTERS + DIGITS + '._-', 20).filter((s) => s.length > 0);
-  await holds(t, 'isValidServiceDescriptor / isValidArgument: no path separator, NUL or control characters', fc.property(nameLike(service), nameLike(service), (s, a) => {
-    const desc = `${s}+${a}`;
-    if (isValidServiceDescriptor(desc) && !/^[\x21-\x7e]+$/.test(desc)) return false;
-    if (isValidServiceDescriptor(desc) && desc.includes('/')) return false;
-    return !isValidArgument(a) || !/[/\0\s]/.test(a);
-  }), 3000);
+  await holds(
+    t,
+    'isValidServiceDescriptor / isValidArgument: no path separator, NUL or control characters',
+    fc.property(nameLike(service), nameLike(service), (s, a) => {
+      const desc = `${s}+${a}`;
+      if (isValidServiceDescriptor(desc) && !/^[\x21-\x7e]+$/.test(desc)) return false;
+      if (isValidServiceDescriptor(desc) && desc.includes('/')) return false;
+      return !isValidArgument(a) || !/[/\0\s]/.test(a);
+    }),
+    3000,
+  );
 });
 
 t.test('label names (validateLabelName)', async (t) => {
   // Qubes' safe set has '-' and '.': '..' and '-x' are valid label names there
   // (labels are never paths), so only path separators and controls are refused.
-  await holds(t, 'accepted labels: printable ASCII, no separator', fc.property(nameLike(fromChars(LETTERS + DIGITS + '-_.', 12)), fc.boolean(), (n, creation) => {
-    if (!accepts(() => validateLabelName(n, creation), qubesError)) return true;
-    return printableAscii(n) && !n.includes('/');
-  }), 2000);
+  await holds(
+    t,
+    'accepted labels: printable ASCII, no separator',
+    fc.property(nameLike(fromChars(LETTERS + DIGITS + '-_.', 12)), fc.boolean(), (n, creation) => {
+      if (!accepts(() => validateLabelName(n, creation), qubesError)) return true;
+      return printableAscii(n) && !n.includes('/');
+    }),
+    2000,
+  );
 });
 
 /** A call to a handler with a stub destination that records what it was asked to store. */
@@ -94,47 +133,94 @@ function stubCall(arg: string, payload: Buffer, stored: string[]): Call {
 
 t.test('tag and feature names (admin.vm.tag.Set, admin.vm.feature.Set)', async (t) => {
   const tagish = nameLike(fromChars(LETTERS + DIGITS + '_-', 16));
-  await holds(t, 'a stored tag is a plain word', fc.property(tagish, (n) => {
-    const stored: string[] = [];
-    if (!accepts(() => tagHandlers['admin.vm.tag.Set']!(stubCall(n, Buffer.alloc(0), stored)), qubesError)) return stored.length === 0;
-    return stored.length === 1 && stored[0] === n && staysInDir(n) && printableAscii(n) && !n.includes('.');
-  }), 2000);
+  await holds(
+    t,
+    'a stored tag is a plain word',
+    fc.property(tagish, (n) => {
+      const stored: string[] = [];
+      if (!accepts(() => tagHandlers['admin.vm.tag.Set']!(stubCall(n, Buffer.alloc(0), stored)), qubesError)) return stored.length === 0;
+      return stored.length === 1 && stored[0] === n && staysInDir(n) && printableAscii(n) && !n.includes('.');
+    }),
+    2000,
+  );
   // Qubes' feature names allow '.' and a leading '-'; features are never paths
   const featureish = nameLike(fromChars(LETTERS + DIGITS + '_.-', 16));
-  await holds(t, 'a stored feature name is printable ASCII without separator', fc.property(featureish, fc.uint8Array({ maxLength: 8 }), (n, v) => {
-    const stored: string[] = [];
-    if (!accepts(() => featureHandlers['admin.vm.feature.Set']!(stubCall(n, Buffer.from(v), stored)), qubesError)) return stored.length === 0;
-    return stored.length === 1 && printableAscii(n) && !n.includes('/');
-  }), 2000);
-  t.equal(refusalType(() => tagHandlers['admin.vm.tag.Set']!(stubCall('../x', Buffer.alloc(0), []))), 'QubesInvalidTagError');
+  await holds(
+    t,
+    'a stored feature name is printable ASCII without separator',
+    fc.property(featureish, fc.uint8Array({ maxLength: 8 }), (n, v) => {
+      const stored: string[] = [];
+      if (!accepts(() => featureHandlers['admin.vm.feature.Set']!(stubCall(n, Buffer.from(v), stored)), qubesError)) return stored.length === 0;
+      return stored.length === 1 && printableAscii(n) && !n.includes('/');
+    }),
+    2000,
+  );
+  t.equal(
+    refusalType(() => tagHandlers['admin.vm.tag.Set']!(stubCall('../x', Buffer.alloc(0), []))),
+    'QubesInvalidTagError',
+  );
 });
 
 t.test('pool names and volume ids (storage)', async (t) => {
-  await holds(t, 'pool names: Qubes\' safe set has no separator', fc.property(nameLike(fromChars(POOL_NAME_CHARS, 12)), (n) => {
-    return !allIn(n, POOL_NAME_CHARS) || (!n.includes('/') && !n.includes('\0') && /^[\x21-\x7e]*$/.test(n));
-  }), 2000);
-  await holds(t, 'isSafeComponent: one plain component, no option', fc.property(nameLike(fromChars(LETTERS + DIGITS + '_.+-', 16)), (n) => {
-    return !isSafeComponent(n) || (staysInDir(n) && noOption(n) && printableAscii(n));
-  }), 3000);
+  await holds(
+    t,
+    "pool names: Qubes' safe set has no separator",
+    fc.property(nameLike(fromChars(POOL_NAME_CHARS, 12)), (n) => {
+      return !allIn(n, POOL_NAME_CHARS) || (!n.includes('/') && !n.includes('\0') && /^[\x21-\x7e]*$/.test(n));
+    }),
+    2000,
+  );
+  await holds(
+    t,
+    'isSafeComponent: one plain component, no option',
+    fc.property(nameLike(fromChars(LETTERS + DIGITS + '_.+-', 16)), (n) => {
+      return !isSafeComponent(n) || (staysInDir(n) && noOption(n) && printableAscii(n));
+    }),
+    3000,
+  );
   const vidish = fc.array(nameLike(fromChars(LETTERS + DIGITS + '_.-', 10)), { minLength: 1, maxLength: 4 }).map((p) => p.join('/'));
   const pool = '/var/lib/qubes/pool';
-  await holds(t, 'pathInPool: inside the pool directory or StoragePoolException', fc.property(vidish, fc.constantFrom('', '.img', '-cow.img', '/x'), (vid, suffix) => {
-    let p: string;
-    try { p = pathInPool(pool, vid, suffix); } catch (e) { return e instanceof QubesError && e.type === 'StoragePoolException' && !isSafeVid(vid); }
-    return p.startsWith(pool + '/') && !p.slice(pool.length).split('/').some((c) => c === '..' || c === '.') && !p.includes('\0');
-  }), 3000);
+  await holds(
+    t,
+    'pathInPool: inside the pool directory or StoragePoolException',
+    fc.property(vidish, fc.constantFrom('', '.img', '-cow.img', '/x'), (vid, suffix) => {
+      let p: string;
+      try {
+        p = pathInPool(pool, vid, suffix);
+      } catch (e) {
+        return e instanceof QubesError && e.type === 'StoragePoolException' && !isSafeVid(vid);
+      }
+      return (
+        p.startsWith(pool + '/') &&
+        !p
+          .slice(pool.length)
+          .split('/')
+          .some((c) => c === '..' || c === '.') &&
+        !p.includes('\0')
+      );
+    }),
+    3000,
+  );
 });
 
 t.test('kernel names (validateKernel): only directories under vm-kernels', async (t) => {
   const base = mkdtempSync(join(tmpdir(), 'fuzz-kernel-'));
   t.teardown(() => rmSync(base, { recursive: true, force: true }));
-  for (const d of ['vm-kernels/6.1', 'outside', '']) { mkdirSync(join(base, d), { recursive: true }); writeFileSync(join(base, d, 'vmlinuz'), ''); }
+  for (const d of ['vm-kernels/6.1', 'outside', '']) {
+    mkdirSync(join(base, d), { recursive: true });
+    writeFileSync(join(base, d, 'vmlinuz'), '');
+  }
   const holder = { app: { baseDir: base } };
   const kernelish = fc.oneof(nameLike(fc.constantFrom('6.1', 'x')), fc.constantFrom('..', '../outside', '../..' + base, '6.1/../../outside', '.'));
-  await holds(t, 'an accepted kernel resolves to a directory directly under vm-kernels', fc.property(kernelish, (k) => {
-    if (!accepts(() => validateKernel(holder, k), qubesError)) return true;
-    return k === '' || dirname(resolve(base, 'vm-kernels', k)) === join(base, 'vm-kernels');
-  }), 500);
+  await holds(
+    t,
+    'an accepted kernel resolves to a directory directly under vm-kernels',
+    fc.property(kernelish, (k) => {
+      if (!accepts(() => validateKernel(holder, k), qubesError)) return true;
+      return k === '' || dirname(resolve(base, 'vm-kernels', k)) === join(base, 'vm-kernels');
+    }),
+    500,
+  );
 });
 
 t.test('backup profile names (profileNameValid, loadProfile)', async (t) => {
@@ -144,18 +230,30 @@ t.test('backup profile names (profileNameValid, loadProfile)', async (t) => {
   mkdirSync(join(dir, 'adir.conf'));
   const profileish = nameLike(fromChars(LETTERS + DIGITS + '_.-', 16));
   // Qubes refuses only '/' in a profile name; a leading '-' is allowed (it never reaches a command line)
-  await holds(t, 'a valid profile name is one plain file name', fc.property(profileish, (n) => {
-    return !profileNameValid(n) || (staysInDir(n + '.conf') && printableAscii(n) && n !== '.' && n !== '..');
-  }), 3000);
-  await holds(t, 'loadProfile: only its own errors, never Node\'s text or the directory', fc.asyncProperty(
-    fc.oneof(profileish, fc.constantFrom('good', 'adir', 'a'.repeat(251), 'a'.repeat(300))), async (n) => {
-      try { await loadProfile(n, dir); return true; } catch (e) {
+  await holds(
+    t,
+    'a valid profile name is one plain file name',
+    fc.property(profileish, (n) => {
+      return !profileNameValid(n) || (staysInDir(n + '.conf') && printableAscii(n) && n !== '.' && n !== '..');
+    }),
+    3000,
+  );
+  await holds(
+    t,
+    "loadProfile: only its own errors, never Node's text or the directory",
+    fc.asyncProperty(fc.oneof(profileish, fc.constantFrom('good', 'adir', 'a'.repeat(251), 'a'.repeat(300))), async (n) => {
+      try {
+        await loadProfile(n, dir);
+        return true;
+      } catch (e) {
         if (!(e instanceof ProfileNotFoundError || e instanceof ProfileError)) return false;
         // the name itself may be echoed (as Qubes does) and may look like a code ("ECCF")
         const own = e.message.split(n).join('');
         return !/\bE[A-Z]{3,}\b/.test(own) && !e.message.includes(dir);
       }
-    }), 500);
+    }),
+    500,
+  );
 });
 
 t.test('policy file names (policy admin API)', async (t) => {
@@ -171,7 +269,11 @@ t.test('policy file names (policy admin API)', async (t) => {
   const services = fc.constantFrom('policy.Get', 'policy.include.Get', 'policy.Replace', 'policy.include.Replace', 'policy.Remove', 'policy.include.Remove');
   const before = readdirSync(root).sort().join(',');
   const call = (svc: string, n: string): unknown => {
-    const payload = svc.endsWith('Replace') ? Buffer.from('any\nadmin.vm.List * dom0 @adminvm allow\n') : svc.endsWith('Remove') ? Buffer.from('any') : Buffer.alloc(0);
+    const payload = svc.endsWith('Replace')
+      ? Buffer.from('any\nadmin.vm.List * dom0 @adminvm allow\n')
+      : svc.endsWith('Remove')
+        ? Buffer.from('any')
+        : Buffer.alloc(0);
     try {
       const out = admin.handleRequest(svc, n, payload);
       if (out && out.includes('not yours')) return 'read a file outside the policy directory';
@@ -181,8 +283,22 @@ t.test('policy file names (policy admin API)', async (t) => {
     if (readdirSync(root).sort().join(',') !== before) return 'wrote outside the policy directory';
     return null;
   };
-  await holds(t, 'files read or written are inside the policy directory; refusals are PolicyAdminException', fc.property(services, policyish.filter((n) => n.length <= 64), (svc, n) => call(svc, n) === null), 1500);
+  await holds(
+    t,
+    'files read or written are inside the policy directory; refusals are PolicyAdminException',
+    fc.property(
+      services,
+      policyish.filter((n) => n.length <= 64),
+      (svc, n) => call(svc, n) === null,
+    ),
+    1500,
+  );
   // Long names once let Node's ENAMETOOLONG escape PolicyAdmin (the service
   // program turned it into "Internal error", exit 2).
-  await holds(t, 'same for names of any length', fc.property(services, fc.oneof(policyish, fc.constantFrom('x'.repeat(248), 'x'.repeat(250), 'x'.repeat(300))), (svc, n) => call(svc, n) === null), 300);
+  await holds(
+    t,
+    'same for names of any length',
+    fc.property(services, fc.oneof(policyish, fc.constantFrom('x'.repeat(248), 'x'.repeat(250), 'x'.repeat(300))), (svc, n) => call(svc, n) === null),
+    300,
+  );
 });

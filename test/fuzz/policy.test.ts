@@ -23,25 +23,71 @@ t.teardown(() => rmSync(root, { recursive: true, force: true }));
 const file = join(resolvePath(policyDir), '50-fuzz.policy');
 
 const word = fc.oneof(
-  fc.constantFrom('admin.vm.List', 'qubes.Filecopy', '*', '+', '+arg', '+a+b', '@anyvm', '@adminvm', '@default', '@dispvm', '@dispvm:tpl',
-    '@tag:work', '@tag:', '@type:AppVM', '@type:', '@uuid:00000000-0000-0000-0000-000000000000', 'dom0', 'work', 'vault', 'allow', 'deny', 'ask',
-    'target=dom0', 'target=@adminvm', 'default_target=vault', 'user=root', 'notify=yes', 'notify=maybe', 'autostart=no', 'service=other',
-    '@dispvm:@tag:x', '@anyvm@', '#', '\\', '"', '=', ',', 'allow,target=dom0', '!include', '!include-dir', '!include-service', '!compat-4.0'),
+  fc.constantFrom(
+    'admin.vm.List',
+    'qubes.Filecopy',
+    '*',
+    '+',
+    '+arg',
+    '+a+b',
+    '@anyvm',
+    '@adminvm',
+    '@default',
+    '@dispvm',
+    '@dispvm:tpl',
+    '@tag:work',
+    '@tag:',
+    '@type:AppVM',
+    '@type:',
+    '@uuid:00000000-0000-0000-0000-000000000000',
+    'dom0',
+    'work',
+    'vault',
+    'allow',
+    'deny',
+    'ask',
+    'target=dom0',
+    'target=@adminvm',
+    'default_target=vault',
+    'user=root',
+    'notify=yes',
+    'notify=maybe',
+    'autostart=no',
+    'service=other',
+    '@dispvm:@tag:x',
+    '@anyvm@',
+    '#',
+    '\\',
+    '"',
+    '=',
+    ',',
+    'allow,target=dom0',
+    '!include',
+    '!include-dir',
+    '!include-service',
+    '!compat-4.0',
+  ),
   fc.string({ unit: 'binary-ascii', maxLength: 8 }),
   fc.string({ unit: 'grapheme', maxLength: 4 }),
 );
 /** A rule made of plausible columns, so that many generated policies load. */
-const rule = fc.tuple(
-  fc.constantFrom('admin.vm.List', 'qubes.Filecopy', '*', 'svc'), fc.constantFrom('*', '+', '+arg'),
-  fc.constantFrom('@anyvm', 'work', '@tag:work', '@type:AppVM', 'dom0', '*'),
-  fc.constantFrom('@anyvm', '@adminvm', '@default', '@dispvm', '@dispvm:work', 'vault', '@tag:x', '*', '@type:TemplateVM'),
-  fc.constantFrom('allow', 'deny', 'ask'),
-  fc.subarray(['target=dom0', 'default_target=vault', 'user=root', 'notify=yes', 'autostart=no', 'target=@dispvm']),
-).map(([s, a, src, tgt, act, params]) => [s, a, src, tgt, act, ...params].join(' '));
+const rule = fc
+  .tuple(
+    fc.constantFrom('admin.vm.List', 'qubes.Filecopy', '*', 'svc'),
+    fc.constantFrom('*', '+', '+arg'),
+    fc.constantFrom('@anyvm', 'work', '@tag:work', '@type:AppVM', 'dom0', '*'),
+    fc.constantFrom('@anyvm', '@adminvm', '@default', '@dispvm', '@dispvm:work', 'vault', '@tag:x', '*', '@type:TemplateVM'),
+    fc.constantFrom('allow', 'deny', 'ask'),
+    fc.subarray(['target=dom0', 'default_target=vault', 'user=root', 'notify=yes', 'autostart=no', 'target=@dispvm']),
+  )
+  .map(([s, a, src, tgt, act, params]) => [s, a, src, tgt, act, ...params].join(' '));
 const line = fc.oneof(
   { weight: 4, arbitrary: rule },
   { weight: 4, arbitrary: fc.array(word, { minLength: 0, maxLength: 8 }).map((w) => w.join(' ')) },
-  { weight: 1, arbitrary: fc.constantFrom('', '# comment', '   ', '\t', '!include missing.policy', '!include-dir /nonexistent', '!include-service a b c', '!compat-4.0 x') },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom('', '# comment', '   ', '\t', '!include missing.policy', '!include-dir /nonexistent', '!include-service a b c', '!compat-4.0 x'),
+  },
   { weight: 1, arbitrary: fc.string({ unit: 'binary', maxLength: 40 }) },
 );
 const policyText = fc.array(line, { maxLength: 12 }).map((l) => l.join('\n'));
@@ -57,20 +103,50 @@ function load(text: string): ReturnType<typeof loadPolicy> | null {
   }
 }
 
-t.test('policy text: loads or is refused with the engine\'s own errors', async (t) => {
-  await holds(t, 'no other exception', fc.property(policyText, (text) => { load(text); return true; }), 1500);
+t.test("policy text: loads or is refused with the engine's own errors", async (t) => {
+  await holds(
+    t,
+    'no other exception',
+    fc.property(policyText, (text) => {
+      load(text);
+      return true;
+    }),
+    1500,
+  );
   t.equal(load('admin.vm.List * work @adminvm allow target=dom0')?.rules.length, 1, 'a valid rule loads');
   t.equal(load('admin.vm.List * work'), null, 'a short rule is refused');
 });
 
 t.test('policy bytes: invalid UTF-8 is a PolicySyntaxError with a line', async (t) => {
-  await holds(t, 'decode or refuse', fc.property(fc.uint8Array({ maxLength: 200 }), (b) => {
-    try { decodePolicyText(b, file); return true; } catch (e) { return e instanceof PolicySyntaxError && e.file === file; }
-  }), 1500);
+  await holds(
+    t,
+    'decode or refuse',
+    fc.property(fc.uint8Array({ maxLength: 200 }), (b) => {
+      try {
+        decodePolicyText(b, file);
+        return true;
+      } catch (e) {
+        return e instanceof PolicySyntaxError && e.file === file;
+      }
+    }),
+    1500,
+  );
 });
 
 const sys = systemInfo();
-const names = [...Object.keys(sys.domains), '@default', '@adminvm', '@dispvm', '@dispvm:nope', 'uuid:00000000-0000-0000-0000-000000000000', 'nope', '', '@anyvm', '@tag:x', '..'];
+const names = [
+  ...Object.keys(sys.domains),
+  '@default',
+  '@adminvm',
+  '@dispvm',
+  '@dispvm:nope',
+  'uuid:00000000-0000-0000-0000-000000000000',
+  'nope',
+  '',
+  '@anyvm',
+  '@tag:x',
+  '..',
+];
 const request = fc.record({
   service: fc.oneof(fc.constantFrom('admin.vm.List', 'qubes.Filecopy', '', '*', 'a+b'), fc.string({ unit: 'binary-ascii', maxLength: 12 })),
   argument: fc.oneof(fc.constantFrom('', '+', '+arg', '+a+b', 'noplus'), fc.string({ unit: 'binary', maxLength: 12 })),
@@ -81,27 +157,52 @@ const request = fc.record({
 
 t.test('evaluation: any loaded policy answers any request with a resolution', async (t) => {
   let loadedCount = 0;
-  await holds(t, 'never throws; result is one of allow/ask/deny/error', fc.property(policyText, fc.array(request, { minLength: 1, maxLength: 5 }), (text, reqs) => {
-    const loaded = load(text);
-    if (!loaded) return true;
-    loadedCount++;
-    const policy = new PolicyEvaluator(loaded.rules, loaded.warnings);
-    return reqs.every((r) => ['allow', 'ask', 'deny', 'error'].includes(policy.evaluate(r, sys).result));
-  }), 800);
+  await holds(
+    t,
+    'never throws; result is one of allow/ask/deny/error',
+    fc.property(policyText, fc.array(request, { minLength: 1, maxLength: 5 }), (text, reqs) => {
+      const loaded = load(text);
+      if (!loaded) return true;
+      loadedCount++;
+      const policy = new PolicyEvaluator(loaded.rules, loaded.warnings);
+      return reqs.every((r) => ['allow', 'ask', 'deny', 'error'].includes(policy.evaluate(r, sys).result));
+    }),
+    800,
+  );
   t.ok(loadedCount >= (runs(800).numRuns ?? 800) * 0.05, `enough generated policies loaded to mean something (${loadedCount})`);
 });
 
 t.test('policy daemon requests: parsed or refused, never thrown', async (t) => {
   const keyLine = fc.oneof(
-    fc.tuple(fc.constantFrom('source', 'intended_target', 'service_and_arg', 'assume_yes_for_ask', 'just_evaluate', 'requested_source', 'domain_id', 'process_ident', 'x', ''),
-      fc.string({ unit: 'binary', maxLength: 12 })).map(([k, v]) => `${k}=${v}`),
+    fc
+      .tuple(
+        fc.constantFrom(
+          'source',
+          'intended_target',
+          'service_and_arg',
+          'assume_yes_for_ask',
+          'just_evaluate',
+          'requested_source',
+          'domain_id',
+          'process_ident',
+          'x',
+          '',
+        ),
+        fc.string({ unit: 'binary', maxLength: 12 }),
+      )
+      .map(([k, v]) => `${k}=${v}`),
     fc.string({ unit: 'binary', maxLength: 20 }),
   );
-  await holds(t, 'a map with the required keys, or null after one complaint', fc.property(fc.array(keyLine, { maxLength: 6 }), fc.boolean(), (lines, latin) => {
-    const raw = Buffer.from(lines.join('\n') + '\n\n', latin ? 'latin1' : 'utf8');
-    const complaints: string[] = [];
-    const m = parseDaemonRequest(raw, (msg) => complaints.push(msg));
-    if (m === null) return complaints.length === 1;
-    return complaints.length === 0 && ['source', 'intended_target', 'service_and_arg'].every((k) => m.has(k));
-  }), 1500);
+  await holds(
+    t,
+    'a map with the required keys, or null after one complaint',
+    fc.property(fc.array(keyLine, { maxLength: 6 }), fc.boolean(), (lines, latin) => {
+      const raw = Buffer.from(lines.join('\n') + '\n\n', latin ? 'latin1' : 'utf8');
+      const complaints: string[] = [];
+      const m = parseDaemonRequest(raw, (msg) => complaints.push(msg));
+      if (m === null) return complaints.length === 1;
+      return complaints.length === 0 && ['source', 'intended_target', 'service_and_arg'].every((k) => m.has(k));
+    }),
+    1500,
+  );
 });

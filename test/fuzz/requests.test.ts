@@ -7,21 +7,38 @@ import { Rng } from '../../scripts/fuzz/random.js';
 
 const root = '/tmp/qubes-fuzz-pools-Ab12Cd';
 const world: World = {
-  stable: ['fz-tpl', 'fz-work', 'fz-mgmt'], scratch: ['fz-c0'], properties: ['label', 'netvm'], labels: ['red'],
-  pools: ['varlibqubes'], profiles: ['fz'], poolRoot: root,
+  stable: ['fz-tpl', 'fz-work', 'fz-mgmt'],
+  scratch: ['fz-c0'],
+  properties: ['label', 'netvm'],
+  labels: ['red'],
+  pools: ['varlibqubes'],
+  profiles: ['fz'],
+  poolRoot: root,
 };
 
 t.test('poolPathsSafe', async (t) => {
-  t.ok(poolPathsSafe(Buffer.from(`x\0name=p\ndir_path=${root}/a\n`), root), 'the soak\'s own directory');
+  t.ok(poolPathsSafe(Buffer.from(`x\0name=p\ndir_path=${root}/a\n`), root), "the soak's own directory");
   t.ok(poolPathsSafe(Buffer.from('admin.vm.List+ dom0 name dom0\0'), root), 'no dir_path at all');
-  for (const bad of [`${root}/a\x85/../x`, `${root}`, '/tmp', '/', `${root}/../x`, `${root}/a/../../etc`, `${root}/ab`, `${root}/a\0/x`, 'a', `${root.slice(0, -3)}/a`]) {
+  for (const bad of [
+    `${root}/a\x85/../x`,
+    `${root}`,
+    '/tmp',
+    '/',
+    `${root}/../x`,
+    `${root}/a/../../etc`,
+    `${root}/ab`,
+    `${root}/a\0/x`,
+    'a',
+    `${root.slice(0, -3)}/a`,
+  ]) {
     t.notOk(poolPathsSafe(Buffer.from(`x\0name=p\ndir_path=${bad}\n`, 'latin1'), root), JSON.stringify(bad));
   }
 });
 
-t.test('5 000 generated requests: every dir_path is the soak\'s own', async (t) => {
+t.test("5 000 generated requests: every dir_path is the soak's own", async (t) => {
   const rng = new Rng(12345);
-  let pools = 0, unsafe = 0;
+  let pools = 0,
+    unsafe = 0;
   for (let i = 0; i < 5_000; i++) {
     const g = generate(rng, world);
     if (g.bytes.includes('dir_path=')) pools++;

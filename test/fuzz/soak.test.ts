@@ -20,19 +20,31 @@ t.test(`soak of ${seconds} s finds nothing`, { timeout: (seconds + 180) * 1000 }
   const env = { ...process.env };
   delete env.NODE_OPTIONS;
   const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '', stderr = '';
-  child.stdout.on('data', (d) => { stdout += d; });
-  child.stderr.on('data', (d) => { stderr += d; });
+  let stdout = '',
+    stderr = '';
+  child.stdout.on('data', (d) => {
+    stdout += d;
+  });
+  child.stderr.on('data', (d) => {
+    stderr += d;
+  });
   const code = await new Promise<number | null>((r) => child.once('close', (c) => r(c)));
   const line = stdout.trim().split('\n').at(-1) ?? '';
   t.comment(`fuzz summary: ${line}`);
   let summary: Record<string, unknown> | null = null;
-  try { summary = JSON.parse(line) as Record<string, unknown>; } catch { /* reported below */ }
+  try {
+    summary = JSON.parse(line) as Record<string, unknown>;
+  } catch {
+    /* reported below */
+  }
   t.ok(summary, `the fuzzer printed its summary line${summary ? '' : `\n${stderr.slice(-4000)}`}`);
   if (!summary) return;
   t.ok((summary.requests as number) > 0, 'requests were sent');
   t.ok((summary.restarts as number) >= 1, 'qubesd was killed and restarted at least once');
-  const findings = stderr.split('\n').filter((l) => l.startsWith('  [')).join('\n');
+  const findings = stderr
+    .split('\n')
+    .filter((l) => l.startsWith('  ['))
+    .join('\n');
   t.equal(summary.findings, 0, `no findings${findings ? `:\n${findings}` : ''}`);
   t.equal(code, 0, 'the fuzzer exits 0');
 });

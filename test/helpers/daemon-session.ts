@@ -30,7 +30,12 @@ export type Event = [subject: string, event: string, kwargs: Array<[string, stri
 /** An admin.Events stream on dom0: the events seen so far, until close(). */
 export async function watchEvents(socket: string): Promise<{ readonly events: Event[]; close(): void }> {
   const sub = await subscribeEvents(socket);
-  return { get events() { return sub.events.map((e): Event => [e.subject, e.event, e.pairs]); }, close: sub.close };
+  return {
+    get events() {
+      return sub.events.map((e): Event => [e.subject, e.event, e.pairs]);
+    },
+    close: sub.close,
+  };
 }
 
 /** Poll until `check` holds (the daemon works asynchronously); fails after a generous limit. */

@@ -37,8 +37,11 @@ export interface StartOptions {
 
 export async function startDaemon(o: StartOptions = {}): Promise<Daemon> {
   const dir = o.dir ?? mkdtempSync(join(tmpdir(), 'qubesd-test-'));
-  const base = join(dir, 'base'), run = join(dir, 'run'), store = join(dir, 'qubes.xml');
-  mkdirSync(base, { recursive: true }); mkdirSync(run, { recursive: true });
+  const base = join(dir, 'base'),
+    run = join(dir, 'run'),
+    store = join(dir, 'qubes.xml');
+  mkdirSync(base, { recursive: true });
+  mkdirSync(run, { recursive: true });
   if (!o.dir && (o.from ?? 'fixture') === 'fixture') {
     writeFileSync(store, readFileSync(join(FIXTURE, 'qubes.xml'), 'utf8').replaceAll('@BASE@', base));
     cpSync(join(FIXTURE, 'base'), base, { recursive: true });
@@ -47,10 +50,29 @@ export async function startDaemon(o: StartOptions = {}): Promise<Daemon> {
   // tap's NODE_OPTIONS (its loaders) must not leak into the daemon.
   const env: NodeJS.ProcessEnv = { ...process.env, ...o.env };
   delete env.NODE_OPTIONS;
-  const proc = spawn(process.execPath, [...QUBESD_NODE_FLAGS, join(ROOT, 'bin', 'qubesd'), '--store', store, '--base-dir', base, '--socket-dir', run,
-    '--policy-dir', join(dir, 'policy.d'), '--log', logFile, ...(o.args ?? [])], { stdio: ['ignore', 'ignore', 'pipe'], env });
+  const proc = spawn(
+    process.execPath,
+    [
+      ...QUBESD_NODE_FLAGS,
+      join(ROOT, 'bin', 'qubesd'),
+      '--store',
+      store,
+      '--base-dir',
+      base,
+      '--socket-dir',
+      run,
+      '--policy-dir',
+      join(dir, 'policy.d'),
+      '--log',
+      logFile,
+      ...(o.args ?? []),
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'], env },
+  );
   let stderr = '';
-  proc.stderr!.on('data', (d) => { stderr += d; });
+  proc.stderr!.on('data', (d) => {
+    stderr += d;
+  });
   const socket = join(run, 'qubesd.sock');
   const exited = new Promise<number | null>((res) => proc.once('exit', (code) => res(code)));
   const deadline = Date.now() + 15000;
@@ -62,9 +84,17 @@ export async function startDaemon(o: StartOptions = {}): Promise<Daemon> {
     await new Promise((r) => setTimeout(r, 25));
   }
   return {
-    dir, base, store, socket, internalSocket: join(run, 'qubesd.internal.sock'), proc,
+    dir,
+    base,
+    store,
+    socket,
+    internalSocket: join(run, 'qubesd.internal.sock'),
+    proc,
     log: () => (existsSync(logFile) ? readFileSync(logFile, 'utf8') : '') + stderr,
-    stop: async (signal = 'SIGTERM') => { if (proc.exitCode === null) proc.kill(signal); return exited; },
+    stop: async (signal = 'SIGTERM') => {
+      if (proc.exitCode === null) proc.kill(signal);
+      return exited;
+    },
   };
 }
 
@@ -81,7 +111,10 @@ export function startFixtureDaemon(dir?: string, o: { keepSimState?: boolean } =
 function canConnect(path: string): Promise<boolean> {
   return new Promise((res) => {
     const c = net.connect(path);
-    c.once('connect', () => { c.destroy(); res(true); });
+    c.once('connect', () => {
+      c.destroy();
+      res(true);
+    });
     c.once('error', () => res(false));
   });
 }
@@ -91,14 +124,22 @@ export function rawCall(socket: string, data: Buffer): Promise<Buffer> {
   return new Promise((res, rej) => {
     const c = net.connect(socket);
     const chunks: Buffer[] = [];
-    c.on('connect', () => { c.end(data); });
+    c.on('connect', () => {
+      c.end(data);
+    });
     c.on('data', (d) => chunks.push(d));
     c.on('error', (e: NodeJS.ErrnoException) => (e.code === 'ECONNRESET' || e.code === 'EPIPE' ? res(Buffer.concat(chunks)) : rej(e)));
     c.on('close', () => res(Buffer.concat(chunks)));
   });
 }
 
-export interface Reply { ok: boolean; content: string; type?: string; message?: string; raw: Buffer }
+export interface Reply {
+  ok: boolean;
+  content: string;
+  type?: string;
+  message?: string;
+  raw: Buffer;
+}
 
 /** One Admin API call; resolves with the reply as lib/qubesd-client.ts decodes it ('dropped': no reply at all). */
 export async function call(socket: string, method: string, dest = 'dom0', arg = '', payload: string | Buffer = '', source = 'dom0'): Promise<Reply> {
@@ -113,7 +154,12 @@ export function cleanup(d: Daemon): void {
   rmSync(d.dir, { recursive: true, force: true });
 }
 
-export interface QEvent { subject: string; event: string; kwargs: Record<string, string>; pairs: Array<[string, string]> }
+export interface QEvent {
+  subject: string;
+  event: string;
+  kwargs: Record<string, string>;
+  pairs: Array<[string, string]>;
+}
 
 export interface EventSubscription {
   events: QEvent[];
@@ -138,7 +184,13 @@ export function subscribeEvents(socket: string, dest = 'dom0', source = 'dom0', 
         if (found) return Promise.resolve(found);
         return new Promise((res, rej) => {
           const t = setTimeout(() => rej(new Error('timed out waiting for an event; got: ' + events.map((e) => `${e.subject}:${e.event}`).join(', '))), ms);
-          waiters.push({ pred, res: (e) => { clearTimeout(t); res(e); } });
+          waiters.push({
+            pred,
+            res: (e) => {
+              clearTimeout(t);
+              res(e);
+            },
+          });
         });
       },
       close: () => stream.close(),
@@ -150,11 +202,19 @@ export function subscribeEvents(socket: string, dest = 'dom0', source = 'dom0', 
         started = true;
         resolveSub(sub);
       }
-      for (let i = waiters.length - 1; i >= 0; i--) if (waiters[i]!.pred(ev)) { waiters[i]!.res(ev); waiters.splice(i, 1); }
+      for (let i = waiters.length - 1; i >= 0; i--)
+        if (waiters[i]!.pred(ev)) {
+          waiters[i]!.res(ev);
+          waiters.splice(i, 1);
+        }
     });
     stream.finished.then(
-      () => { if (!started) rejectSub(new Error('the event stream ended before connection-established')); },
-      (e: unknown) => { if (!started) rejectSub(e); },
+      () => {
+        if (!started) rejectSub(new Error('the event stream ended before connection-established'));
+      },
+      (e: unknown) => {
+        if (!started) rejectSub(e);
+      },
     );
   });
 }

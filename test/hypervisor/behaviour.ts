@@ -18,8 +18,12 @@ const errType = (e: unknown) => (e as { type?: string }).type;
 
 export function behaviourSuite(t: Test, opts: SuiteOptions): void {
   let b: HypervisorBackend;
-  t.before(async () => { b = await opts.make(); });
-  t.teardown(async () => { await b.close(); });
+  t.before(async () => {
+    b = await opts.make();
+  });
+  t.teardown(async () => {
+    await b.close();
+  });
 
   t.test('define, inspect and undefine a domain', async (t) => {
     const spec = tinySpec(uniqueName('bh-def'));
@@ -34,7 +38,10 @@ export function behaviourSuite(t: Test, opts: SuiteOptions): void {
     await log.waitFor((e) => e.event === 'defined' && e.detail === 'updated', undefined, 'defined/updated');
     await b.undefine(spec.name);
     await log.waitFor((e) => e.event === 'undefined', undefined, 'undefined');
-    t.notOk((await b.list()).some((d) => d.name === spec.name), 'gone from the list');
+    t.notOk(
+      (await b.list()).some((d) => d.name === spec.name),
+      'gone from the list',
+    );
     await rejectsWith(t, b.undefine(spec.name), 'QubesVMNotFoundError');
     log.stop();
   });
@@ -69,11 +76,17 @@ export function behaviourSuite(t: Test, opts: SuiteOptions): void {
     const stopped = await log.waitFor((e) => e.event === 'stopped', undefined, 'stopped');
     t.equal(stopped.detail, 'destroyed');
     t.equal(await b.state(spec.name), 'Halted');
-    t.notOk((await b.stats()).some((s) => s.name === spec.name), 'no stats once halted');
+    t.notOk(
+      (await b.stats()).some((s) => s.name === spec.name),
+      'no stats once halted',
+    );
     await rejectsWith(t, b.destroy(spec.name), 'QubesVMNotStartedError', 'destroy twice');
     await rejectsWith(t, b.pause(spec.name), 'QubesVMNotRunningError', 'pause a halted domain');
-    t.same(log.kinds().filter((k) => !k.startsWith('defined')),
-      ['started/booted', 'paused/paused', 'resumed/unpaused', 'stopped/destroyed'], 'event sequence');
+    t.same(
+      log.kinds().filter((k) => !k.startsWith('defined')),
+      ['started/booted', 'paused/paused', 'resumed/unpaused', 'stopped/destroyed'],
+      'event sequence',
+    );
     await b.undefine(spec.name);
     log.stop();
   });
@@ -121,7 +134,10 @@ export function behaviourSuite(t: Test, opts: SuiteOptions): void {
       await log.waitFor((e) => e.event === 'started' && e.detail === 'wakeup', undefined, 'started/wakeup');
       t.equal(await b.state(spec.name), 'Running');
     } else {
-      const err = await b.suspend(spec.name).then(() => null, (e: unknown) => e);
+      const err = await b.suspend(spec.name).then(
+        () => null,
+        (e: unknown) => e,
+      );
       t.equal(errType(err), 'QubesNotImplementedError', 'the driver says it cannot');
       t.equal(await b.state(spec.name), 'Running', 'and nothing changed');
     }

@@ -14,11 +14,23 @@ import { libvirtSocket, skipLoudly, uniqueName } from './helpers.js';
 const goldenDir = join(dirname(fileURLToPath(import.meta.url)), '../../../test/hypervisor/golden');
 
 const tiny: DomainSpec = {
-  name: 'tiny', uuid: '3f1c9a52-8d0e-4b7a-9c61-2e5f0d4b8a17', memoryMb: 64, maxmemMb: 0, vcpus: 1, virtMode: 'hvm', kernel: null,
+  name: 'tiny',
+  uuid: '3f1c9a52-8d0e-4b7a-9c61-2e5f0d4b8a17',
+  memoryMb: 64,
+  maxmemMb: 0,
+  vcpus: 1,
+  virtMode: 'hvm',
+  kernel: null,
 };
 const appvm: DomainSpec = {
-  name: 'work', uuid: 'a0f5e1c2-6b3d-4e8f-9a71-0c2d3e4f5a6b', memoryMb: 400, maxmemMb: 4000, vcpus: 2, virtMode: 'pvh',
-  kernel: '/var/lib/qubes/vm-kernels/6.6.48-1/vmlinuz', initramfs: '/var/lib/qubes/vm-kernels/6.6.48-1/initramfs',
+  name: 'work',
+  uuid: 'a0f5e1c2-6b3d-4e8f-9a71-0c2d3e4f5a6b',
+  memoryMb: 400,
+  maxmemMb: 4000,
+  vcpus: 2,
+  virtMode: 'pvh',
+  kernel: '/var/lib/qubes/vm-kernels/6.6.48-1/vmlinuz',
+  initramfs: '/var/lib/qubes/vm-kernels/6.6.48-1/initramfs',
   kernelopts: 'swiotlb=2048 console=hvc0',
   disks: [
     { path: '/dev/qubes_dom0/vm-fedora-40-root-snap', target: 'xvda', readonly: true },
@@ -29,12 +41,20 @@ const appvm: DomainSpec = {
   network: { ip: '10.137.0.12', ip6: null, mac: '00:16:3e:5e:6c:00', backendDomain: 'sys-firewall' },
 };
 const pvNetvm: DomainSpec = {
-  name: 'sys-net', uuid: '0b6d3f2e-1a4c-4d5e-8f9a-7b6c5d4e3f21', memoryMb: 400, vcpus: 2, virtMode: 'pv',
-  kernel: '/var/lib/qubes/vm-kernels/6.6.48-1/vmlinuz', kernelopts: 'nopat iommu=soft swiotlb=8192',
+  name: 'sys-net',
+  uuid: '0b6d3f2e-1a4c-4d5e-8f9a-7b6c5d4e3f21',
+  memoryMb: 400,
+  vcpus: 2,
+  virtMode: 'pv',
+  kernel: '/var/lib/qubes/vm-kernels/6.6.48-1/vmlinuz',
+  kernelopts: 'nopat iommu=soft swiotlb=8192',
   disks: [{ path: '/dev/qubes_dom0/vm-sys-net-private', target: 'xvdb', backendDomain: 'sys-storage' }],
 };
 const hvmWithNet: DomainSpec = {
-  ...tiny, name: 'win10', uuid: 'c3d4e5f6-a7b8-4c9d-8e0f-1a2b3c4d5e6f', memoryMb: 4096,
+  ...tiny,
+  name: 'win10',
+  uuid: 'c3d4e5f6-a7b8-4c9d-8e0f-1a2b3c4d5e6f',
+  memoryMb: 4096,
   disks: [{ path: '/var/lib/qubes/appvms/win10/root.img', target: 'xvda' }],
   network: { ip: '10.137.0.30', ip6: 'fd09:24ef:4179::a89:1e', mac: '00:16:3e:5e:6c:1e', backendDomain: 'sys-firewall' },
 };
@@ -88,7 +108,15 @@ t.test('invalid specs are refused with the field named', async (t) => {
     [{ virtMode: 'hvx' as never }, /invalid virt_mode/],
     [{ disks: [{ path: 'relative', target: 'xvda' }] }, /absolute/],
     [{ disks: [{ path: '/a', target: 'sda' }] }, /invalid disk target/],
-    [{ disks: [{ path: '/a', target: 'xvda' }, { path: '/b', target: 'xvda' }] }, /used twice/],
+    [
+      {
+        disks: [
+          { path: '/a', target: 'xvda' },
+          { path: '/b', target: 'xvda' },
+        ],
+      },
+      /used twice/,
+    ],
     [{ network: { ip: '10.0.0.1', mac: 'zz', backendDomain: 'n' } }, /invalid MAC/],
     [{ initramfs: '/i' }, /needs a kernel/],
   ];
@@ -98,10 +126,20 @@ t.test('invalid specs are refused with the field named', async (t) => {
 
 t.test('libvirtd accepts the generated XML', async (t) => {
   const sock = await libvirtSocket();
-  if (!sock) { t.plan(0, skipLoudly('domain XML against libvirtd')); return; }
-  for (const [uri, flavour, spec] of [['qemu:///system', 'qemu', hvmWithNet], ['qemu:///system', 'kvm', appvm], ['test:///default', 'test', appvm]] as const) {
+  if (!sock) {
+    t.plan(0, skipLoudly('domain XML against libvirtd'));
+    return;
+  }
+  for (const [uri, flavour, spec] of [
+    ['qemu:///system', 'qemu', hvmWithNet],
+    ['qemu:///system', 'kvm', appvm],
+    ['test:///default', 'test', appvm],
+  ] as const) {
     // libvirt refuses domain type 'kvm' where the machine has no /dev/kvm (VIR_ERR_CONFIG_UNSUPPORTED)
-    if (flavour === 'kvm' && !existsSync('/dev/kvm')) { t.comment('NOTE: no /dev/kvm here: the kvm flavour is not tried against libvirtd'); continue; }
+    if (flavour === 'kvm' && !existsSync('/dev/kvm')) {
+      t.comment('NOTE: no /dev/kvm here: the kvm flavour is not tried against libvirtd');
+      continue;
+    }
     const c = new LibvirtClient({ socketPath: sock, uri, reconnect: false });
     await c.connect();
     const s = { ...spec, name: uniqueName('xml'), uuid: crypto.randomUUID() };

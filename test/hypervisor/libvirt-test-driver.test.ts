@@ -11,7 +11,11 @@ if (!sock) {
 } else {
   t.test('behaviour suite on libvirt (test driver)', async (t) => {
     behaviourSuite(t, {
-      make: async () => { const b = new LibvirtBackend({ uri: 'test:///default', socket: sock }); await b.connect(); return b; },
+      make: async () => {
+        const b = new LibvirtBackend({ uri: 'test:///default', socket: sock });
+        await b.connect();
+        return b;
+      },
       pmSuspend: false,
     });
   });

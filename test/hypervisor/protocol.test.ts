@@ -10,25 +10,49 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { decodePacket, encodePacket, FramingError, MessageStatus, MessageType, PacketSplitter, type Packet } from '../../qubesd/hypervisor/libvirt/packet.js';
 import {
-  args, AuthType, DomainEventType, DomainState, DrvFeature, ErrorCode, KEEPALIVE_PROGRAM, KeepaliveProc, LIST_DOMAINS_ACTIVE,
-  LIST_DOMAINS_INACTIVE, Proc, readError, readLifecycleMessage, REMOTE_PROGRAM, ret, StatsType,
+  args,
+  AuthType,
+  DomainEventType,
+  DomainState,
+  DrvFeature,
+  ErrorCode,
+  KEEPALIVE_PROGRAM,
+  KeepaliveProc,
+  LIST_DOMAINS_ACTIVE,
+  LIST_DOMAINS_INACTIVE,
+  Proc,
+  readError,
+  readLifecycleMessage,
+  REMOTE_PROGRAM,
+  ret,
+  StatsType,
 } from '../../qubesd/hypervisor/libvirt/protocol.js';
 import { XdrReader } from '../../qubesd/hypervisor/libvirt/xdr.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const fixtureDir = join(here, '../../../test/hypervisor/fixtures');
-interface Recorded { dir: 'c2s' | 's2c'; hex: string; bytes: Buffer; packet: Packet }
+interface Recorded {
+  dir: 'c2s' | 's2c';
+  hex: string;
+  bytes: Buffer;
+  packet: Packet;
+}
 function load(name: string): Recorded[] {
   const raw = JSON.parse(readFileSync(join(fixtureDir, name), 'utf8')) as { packets: Array<{ dir: 'c2s' | 's2c'; hex: string }> };
-  return raw.packets.map((p) => { const bytes = Buffer.from(p.hex, 'hex'); return { ...p, bytes, packet: decodePacket(bytes) }; });
+  return raw.packets.map((p) => {
+    const bytes = Buffer.from(p.hex, 'hex');
+    return { ...p, bytes, packet: decodePacket(bytes) };
+  });
 }
 
 const TEST_DOM = { name: 'test', uuid: '6695eb01-f6a4-8304-79aa-97f2502e193f', id: 1 };
 const virsh = load('virsh-session.json');
 const ours = load('client-events.json');
 
-const calls = (rec: Recorded[], proc: number) => rec.filter((r) => r.dir === 'c2s' && r.packet.header.procedure === proc && r.packet.header.program === REMOTE_PROGRAM);
-const replyTo = (rec: Recorded[], call: Recorded) => rec.find((r) => r.dir === 's2c' && r.packet.header.type === MessageType.Reply && r.packet.header.serial === call.packet.header.serial)!;
+const calls = (rec: Recorded[], proc: number) =>
+  rec.filter((r) => r.dir === 'c2s' && r.packet.header.procedure === proc && r.packet.header.program === REMOTE_PROGRAM);
+const replyTo = (rec: Recorded[], call: Recorded) =>
+  rec.find((r) => r.dir === 's2c' && r.packet.header.type === MessageType.Reply && r.packet.header.serial === call.packet.header.serial)!;
 const encodeCall = (proc: number, serial: number, body: Buffer) =>
   encodePacket({ program: REMOTE_PROGRAM, version: 1, procedure: proc, type: MessageType.Call, serial, status: MessageStatus.Ok }, body);
 
@@ -65,7 +89,7 @@ t.test('libvirtd replies decode to the test driver facts', async (t) => {
   t.equal(ret.int(body(Proc.ConnectSupportsFeature)), 1, 'keepalive supported');
   t.same(ret.domain(body(Proc.DomainLookupByName)), TEST_DOM);
   const state = body(Proc.DomainGetState);
-  t.same(ret.state(state), { state: DomainState.Running, reason: 0 }, "running, reason unknown (the recording followed a resume)");
+  t.same(ret.state(state), { state: DomainState.Running, reason: 0 }, 'running, reason unknown (the recording followed a resume)');
   state.end();
   const info = ret.info(body(Proc.DomainGetInfo));
   t.same({ ...info, cpuTimeNs: 0 }, { state: DomainState.Running, maxMemKb: 8388608, memoryKb: 2097152, nrVirtCpu: 2, cpuTimeNs: 0 });
@@ -88,17 +112,25 @@ t.test('events and keepalive as libvirtd sends them', async (t) => {
   const register = calls(ours, Proc.ConnectDomainEventCallbackRegisterAny)[0]!;
   t.same(register.packet.body, args.eventRegister(0, null), 'lifecycle registration for all domains');
   const callbackId = ret.int(new XdrReader(replyTo(ours, register).packet.body));
-  const events = ours.filter((r) => r.packet.header.type === MessageType.Message && r.packet.header.program === REMOTE_PROGRAM)
-    .map((r) => { t.equal(r.packet.header.procedure, Proc.DomainEventCallbackLifecycle); return readLifecycleMessage(new XdrReader(r.packet.body)); });
+  const events = ours
+    .filter((r) => r.packet.header.type === MessageType.Message && r.packet.header.program === REMOTE_PROGRAM)
+    .map((r) => {
+      t.equal(r.packet.header.procedure, Proc.DomainEventCallbackLifecycle);
+      return readLifecycleMessage(new XdrReader(r.packet.body));
+    });
   t.same(events, [
     { callbackId, domain: TEST_DOM, event: DomainEventType.Suspended, detail: 0 },
     { callbackId, domain: TEST_DOM, event: DomainEventType.Resumed, detail: 0 },
   ]);
   const ka = ours.filter((r) => r.packet.header.program === KEEPALIVE_PROGRAM);
-  t.same(ka.map((r) => [r.dir, r.packet.header.procedure, r.packet.header.type, r.packet.body.length]), [
-    ['c2s', KeepaliveProc.Ping, MessageType.Message, 0],
-    ['s2c', KeepaliveProc.Pong, MessageType.Message, 0],
-  ], 'our PING is answered by a PONG');
+  t.same(
+    ka.map((r) => [r.dir, r.packet.header.procedure, r.packet.header.type, r.packet.body.length]),
+    [
+      ['c2s', KeepaliveProc.Ping, MessageType.Message, 0],
+      ['s2c', KeepaliveProc.Pong, MessageType.Message, 0],
+    ],
+    'our PING is answered by a PONG',
+  );
 });
 
 t.test('framing', async (t) => {

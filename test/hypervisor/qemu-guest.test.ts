@@ -29,7 +29,11 @@ if (!sock) {
 
     await b.start(spec);
     await log.waitFor((e) => e.event === 'started', 30_000, 'started');
-    t.same(log.kinds().filter((k) => !k.startsWith('defined')), ['started/booted'], 'same start events as the simulator');
+    t.same(
+      log.kinds().filter((k) => !k.startsWith('defined')),
+      ['started/booted'],
+      'same start events as the simulator',
+    );
     t.equal(await b.state(spec.name), 'Running');
     const dom = await b.client.lookupByName(spec.name);
     const pid = Number(readFileSync(`/run/libvirt/qemu/${spec.name}.pid`, 'utf8'));
@@ -46,7 +50,10 @@ if (!sock) {
     await b.resume(spec.name);
     await log.waitFor((e) => e.event === 'resumed', 10_000, 'resumed');
     t.equal(await b.state(spec.name), 'Running');
-    const pm = await b.suspend(spec.name).then(() => null, (e: { type?: string }) => e);
+    const pm = await b.suspend(spec.name).then(
+      () => null,
+      (e: { type?: string }) => e,
+    );
     t.equal(pm?.type, 'QubesNotImplementedError', 'S3 suspend without a guest agent is refused cleanly');
     t.equal(await b.state(spec.name), 'Running');
 
@@ -64,7 +71,11 @@ if (!sock) {
     t.equal(stopped.detail, 'destroyed');
     t.equal(await b.state(spec.name), 'Halted');
     let gone = false;
-    try { readFileSync(`/proc/${pid}/cmdline`); } catch { gone = true; }
+    try {
+      readFileSync(`/proc/${pid}/cmdline`);
+    } catch {
+      gone = true;
+    }
     t.ok(gone, 'the QEMU process is gone (reaped)');
     await b.undefine(spec.name);
     await b.close();

@@ -25,27 +25,50 @@ class PrivateLibvirtd {
 
   constructor() {
     chmodSync(this.dir, 0o755);
-    for (const d of ['run', 'home']) { mkdirSync(join(this.dir, d)); chownSync(join(this.dir, d), NOBODY, NOBODY); }
-    writeFileSync(join(this.dir, 'libvirtd.conf'),
-      `unix_sock_dir = "${join(this.dir, 'run')}"\nauth_unix_rw = "none"\nkeepalive_interval = 1\nkeepalive_count = 2\n`);
+    for (const d of ['run', 'home']) {
+      mkdirSync(join(this.dir, d));
+      chownSync(join(this.dir, d), NOBODY, NOBODY);
+    }
+    writeFileSync(
+      join(this.dir, 'libvirtd.conf'),
+      `unix_sock_dir = "${join(this.dir, 'run')}"\nauth_unix_rw = "none"\nkeepalive_interval = 1\nkeepalive_count = 2\n`,
+    );
   }
 
   async start(): Promise<void> {
     const home = join(this.dir, 'home');
     this.child = spawn('setpriv', [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', 'libvirtd', '-f', join(this.dir, 'libvirtd.conf')], {
-      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: home, XDG_RUNTIME_DIR: join(this.dir, 'run'), XDG_CONFIG_HOME: join(home, '.config'), XDG_CACHE_HOME: join(home, '.cache') },
+      env: {
+        PATH: '/usr/sbin:/usr/bin:/sbin:/bin',
+        HOME: home,
+        XDG_RUNTIME_DIR: join(this.dir, 'run'),
+        XDG_CONFIG_HOME: join(home, '.config'),
+        XDG_CACHE_HOME: join(home, '.cache'),
+      },
       stdio: 'ignore',
     });
     const deadline = Date.now() + 20_000;
     while (Date.now() < deadline) {
-      if (await new Promise<boolean>((res) => { const s = connect(this.sock); s.once('connect', () => { s.destroy(); res(true); }); s.once('error', () => res(false)); })) return;
+      if (
+        await new Promise<boolean>((res) => {
+          const s = connect(this.sock);
+          s.once('connect', () => {
+            s.destroy();
+            res(true);
+          });
+          s.once('error', () => res(false));
+        })
+      )
+        return;
       if (this.child.exitCode !== null) break;
       await new Promise((r) => setTimeout(r, 50));
     }
     throw new Error('private libvirtd did not start');
   }
 
-  signal(sig: NodeJS.Signals): void { this.child?.kill(sig); }
+  signal(sig: NodeJS.Signals): void {
+    this.child?.kill(sig);
+  }
 
   async stop(): Promise<void> {
     const c = this.child;
@@ -59,7 +82,10 @@ class PrivateLibvirtd {
     clearTimeout(timer);
   }
 
-  async remove(): Promise<void> { await this.stop(); rmSync(this.dir, { recursive: true, force: true }); }
+  async remove(): Promise<void> {
+    await this.stop();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
 }
 
 function canRunPrivateDaemon(): string | null {
@@ -79,11 +105,17 @@ if (why) {
   t.test('idle connection survives: libvirtd PINGs are answered', async (t) => {
     let pings = 0;
     const c = new LibvirtClient({
-      socketPath: daemon.sock, uri: 'test:///default', keepaliveIntervalMs: 60_000,
-      onPacket: (dir, bytes) => { if (dir === 'in' && bytes.readUInt32BE(4) === KEEPALIVE_PROGRAM && bytes.readInt32BE(12) === KeepaliveProc.Ping) pings++; },
+      socketPath: daemon.sock,
+      uri: 'test:///default',
+      keepaliveIntervalMs: 60_000,
+      onPacket: (dir, bytes) => {
+        if (dir === 'in' && bytes.readUInt32BE(4) === KEEPALIVE_PROGRAM && bytes.readInt32BE(12) === KeepaliveProc.Ping) pings++;
+      },
     });
     let dropped = false;
-    c.on('disconnect', () => { dropped = true; });
+    c.on('disconnect', () => {
+      dropped = true;
+    });
     await c.connect();
     // libvirtd (keepalive_interval 1, count 2) drops a client that ignores
     // its pings after about 3 s.
@@ -122,18 +154,34 @@ if (why) {
 
     await daemon.stop();
     await new Promise((r) => setImmediate(r));
-    t.same(conn.map((e) => e.connected), [false], 'disconnection reported');
-    const err = await b.state(running.name).then(() => null, (e: { type?: string; message: string }) => e);
+    t.same(
+      conn.map((e) => e.connected),
+      [false],
+      'disconnection reported',
+    );
+    const err = await b.state(running.name).then(
+      () => null,
+      (e: { type?: string; message: string }) => e,
+    );
     t.equal(err?.type, 'QubesException', 'calls fail cleanly while libvirtd is away');
     t.match(err?.message, /not connected to libvirtd \(reconnecting\)/);
 
     const resync = new Promise<Array<{ name: string; state: string }>>((r) => b.once('resync', r));
     await daemon.start();
     const now = await resync;
-    t.ok(conn.some((e) => e.connected), 'reconnection reported');
+    t.ok(
+      conn.some((e) => e.connected),
+      'reconnection reported',
+    );
     // The test driver forgets everything on restart: both our domains vanished.
-    t.notOk(now.some((d) => d.name === running.name || d.name === halted.name), 'resync lists what libvirtd has now');
-    t.ok(now.some((d) => d.name === 'test' && d.state === 'Running'), 'including its built-in running domain');
+    t.notOk(
+      now.some((d) => d.name === running.name || d.name === halted.name),
+      'resync lists what libvirtd has now',
+    );
+    t.ok(
+      now.some((d) => d.name === 'test' && d.state === 'Running'),
+      'including its built-in running domain',
+    );
     const about = (n: string) => log.events.filter((e) => e.name === n).map((e) => `${e.event}/${e.detail}`);
     t.same(about(running.name), ['stopped/resync', 'undefined/resync'], 'the running domain stopped meanwhile');
     t.same(about(halted.name), ['undefined/resync'], 'the defined one disappeared');

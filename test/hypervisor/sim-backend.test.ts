@@ -7,7 +7,14 @@ import { behaviourSuite } from './behaviour.js';
 import { EventLog, tinySpec } from './helpers.js';
 
 t.test('behaviour suite on the simulator', async (t) => {
-  behaviourSuite(t, { make: async () => { const b = new SimBackend({ shutdownDelayMs: 20 }); await b.connect(); return b; }, pmSuspend: true });
+  behaviourSuite(t, {
+    make: async () => {
+      const b = new SimBackend({ shutdownDelayMs: 20 });
+      await b.connect();
+      return b;
+    },
+    pmSuspend: true,
+  });
 });
 
 t.test('shutdown passes through Halting-era events in libvirt order', async (t) => {
@@ -48,7 +55,10 @@ t.test('with a state file, running domains outlive the daemon', async (t) => {
 t.test('an injected start failure leaves the domain defined and halted', async (t) => {
   const b = new SimBackend({ failStart: (s) => (s.name === 'broken' ? 'qemu exploded' : null) });
   await b.connect();
-  const err = await b.start(tinySpec('broken')).then(() => null, (e: Error & { type?: string }) => e);
+  const err = await b.start(tinySpec('broken')).then(
+    () => null,
+    (e: Error & { type?: string }) => e,
+  );
   t.equal(err?.type, 'QubesVMError');
   t.equal(err?.message, 'qemu exploded');
   t.equal(await b.state('broken'), 'Halted');

@@ -10,19 +10,37 @@ t.test('strings are length-prefixed and padded to 4 bytes (RFC 4506 4.11)', asyn
 });
 
 t.test('integers, hypers, booleans, optionals, arrays', async (t) => {
-  const w = new XdrWriter(4).int(-2).uint(0xffffffff).hyper(-1n).uhyper(2n ** 63n).bool(true)
-    .optional(null, (x, v: number) => x.int(v)).optional(7, (x, v) => x.int(v)).array([1, 2], (x, v) => x.uint(v));
-  t.equal(w.toBuffer().toString('hex'),
-    'fffffffe' + 'ffffffff' + 'ffffffffffffffff' + '8000000000000000' + '00000001' + '00000000' + '0000000100000007' + '000000020000000100000002');
+  const w = new XdrWriter(4)
+    .int(-2)
+    .uint(0xffffffff)
+    .hyper(-1n)
+    .uhyper(2n ** 63n)
+    .bool(true)
+    .optional(null, (x, v: number) => x.int(v))
+    .optional(7, (x, v) => x.int(v))
+    .array([1, 2], (x, v) => x.uint(v));
+  t.equal(
+    w.toBuffer().toString('hex'),
+    'fffffffe' + 'ffffffff' + 'ffffffffffffffff' + '8000000000000000' + '00000001' + '00000000' + '0000000100000007' + '000000020000000100000002',
+  );
   const r = new XdrReader(w.toBuffer());
   t.equal(r.int(), -2);
   t.equal(r.uint(), 0xffffffff);
   t.equal(r.hyper(), -1n);
   t.equal(r.uhyper(), 2n ** 63n);
   t.equal(r.bool(), true);
-  t.equal(r.optional((x) => x.int()), null);
-  t.equal(r.optional((x) => x.int()), 7);
-  t.same(r.array((x) => x.uint()), [1, 2]);
+  t.equal(
+    r.optional((x) => x.int()),
+    null,
+  );
+  t.equal(
+    r.optional((x) => x.int()),
+    7,
+  );
+  t.same(
+    r.array((x) => x.uint()),
+    [1, 2],
+  );
   r.end();
 });
 

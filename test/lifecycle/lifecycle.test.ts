@@ -12,11 +12,16 @@ import { call, startDaemon, subscribeEvents, type Daemon } from '../helpers/qube
 
 const LIBVIRT_URI = process.env.QUBES_TEST_LIBVIRT_URI;
 
-interface Backend { name: string; args: string[] }
+interface Backend {
+  name: string;
+  args: string[];
+}
 const backends: Backend[] = [{ name: 'sim', args: ['--backend', 'sim'] }];
 if (LIBVIRT_URI) backends.push({ name: 'libvirt-qemu', args: ['--backend', 'libvirt', '--libvirt-uri', LIBVIRT_URI] });
 else {
-  console.error('\n*** lifecycle: QUBES_TEST_LIBVIRT_URI is not set and no libvirtd answers: the real-QEMU lifecycle test is SKIPPED (run sh .ci/libvirt.sh) ***\n');
+  console.error(
+    '\n*** lifecycle: QUBES_TEST_LIBVIRT_URI is not set and no libvirtd answers: the real-QEMU lifecycle test is SKIPPED (run sh .ci/libvirt.sh) ***\n',
+  );
   t.test('life cycle on a real QEMU guest', { skip: 'no libvirtd (run sh .ci/libvirt.sh)' }, async () => {});
 }
 
@@ -38,18 +43,32 @@ for (const b of backends) {
     chmodSync(dir, 0o755);
     const vm = `lc${process.pid % 10000}`;
     let d = await startDaemon({ dir, args: b.args });
-    t.teardown(async () => { await d.stop('SIGKILL'); rmSync(dir, { recursive: true, force: true }); });
+    t.teardown(async () => {
+      await d.stop('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    });
 
     await ok(d, 'admin.vm.Create.StandaloneVM', 'dom0', '', `name=${vm} label=red`);
-    for (const [p, v] of [['virt_mode', 'hvm'], ['kernel', ''], ['memory', '64'], ['maxmem', '0'], ['vcpus', '1'], ['shutdown_timeout', '2']]) {
+    for (const [p, v] of [
+      ['virt_mode', 'hvm'],
+      ['kernel', ''],
+      ['memory', '64'],
+      ['maxmem', '0'],
+      ['vcpus', '1'],
+      ['shutdown_timeout', '2'],
+    ]) {
       await ok(d, 'admin.vm.property.Set', vm, p!, v!);
     }
     const ev = await subscribeEvents(d.socket);
     t.teardown(() => ev.close());
 
     // refusals that depend on the power state
-    for (const [m, type] of [['admin.vm.Pause', 'QubesVMNotRunningError'], ['admin.vm.Unpause', 'QubesVMNotPausedError'],
-      ['admin.vm.Kill', 'QubesVMNotStartedError'], ['admin.vm.Shutdown', 'QubesVMNotStartedError']]) {
+    for (const [m, type] of [
+      ['admin.vm.Pause', 'QubesVMNotRunningError'],
+      ['admin.vm.Unpause', 'QubesVMNotPausedError'],
+      ['admin.vm.Kill', 'QubesVMNotStartedError'],
+      ['admin.vm.Shutdown', 'QubesVMNotStartedError'],
+    ]) {
       const r = await call(d.socket, m!, vm);
       t.equal(r.type, type, `${m} on a halted qube`);
     }
@@ -57,9 +76,12 @@ for (const b of backends) {
     await ok(d, 'admin.vm.Start', vm);
     t.equal(await state(d, vm), 'Running', 'running after Start');
     await ev.waitFor((e) => e.subject === vm && e.event === 'domain-start');
-    t.same(ev.events.filter((e) => e.subject === vm && /^domain-(pre-start|spawn|start)$/.test(e.event)).map((e) => e.event),
-      ['domain-pre-start', 'domain-spawn', 'domain-start'], 'start events in Qubes order');
-    t.equal((await ok(d, 'admin.vm.Start', vm)), '', 'starting a running qube is a no-op, as in Qubes');
+    t.same(
+      ev.events.filter((e) => e.subject === vm && /^domain-(pre-start|spawn|start)$/.test(e.event)).map((e) => e.event),
+      ['domain-pre-start', 'domain-spawn', 'domain-start'],
+      'start events in Qubes order',
+    );
+    t.equal(await ok(d, 'admin.vm.Start', vm), '', 'starting a running qube is a no-op, as in Qubes');
     t.match(await ok(d, 'admin.vm.CurrentState', vm), /^mem=\d+ mem_static_max=\d+ cputime=\d+ power_state=Running$/);
     const rm = await call(d.socket, 'admin.vm.Remove', vm);
     t.equal(rm.type, 'QubesVMNotHaltedError', 'a running qube cannot be removed');
@@ -102,7 +124,10 @@ for (const b of backends) {
 t.test('disposables: created from a disposable template, streamed stats, removed with their files when they stop', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'qubes-disp-'));
   const d = await startDaemon({ dir, args: ['--backend', 'sim'] });
-  t.teardown(async () => { await d.stop('SIGKILL'); rmSync(dir, { recursive: true, force: true }); });
+  t.teardown(async () => {
+    await d.stop('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  });
   await ok(d, 'admin.vm.Create.TemplateVM', 'dom0', '', 'name=tpl label=black');
   await ok(d, 'admin.vm.Create.AppVM', 'dom0', 'tpl', 'name=dvm label=red');
   const refused = await call(d.socket, 'admin.vm.CreateDisposable', 'dvm');
@@ -122,7 +147,11 @@ t.test('disposables: created from a disposable template, streamed stats, removed
   const st = await stats.waitFor((e) => e.event === 'vm-stats' && e.subject === name);
   stats.close();
   t.ok(Number(st.kwargs.memory_kb) > 0, 'vm-stats carries memory_kb');
-  t.match(Object.keys(st.kwargs), ['memory_kb', 'memory_assigned_total', 'memory_assigned_usable', 'memory_with_swap_used', 'cpu_time', 'cpu_usage', 'online_vcpus'], 'with Qubes\' keys');
+  t.match(
+    Object.keys(st.kwargs),
+    ['memory_kb', 'memory_assigned_total', 'memory_assigned_usable', 'memory_with_swap_used', 'cpu_time', 'cpu_usage', 'online_vcpus'],
+    "with Qubes' keys",
+  );
 
   const ev = await subscribeEvents(d.socket);
   t.teardown(() => ev.close());

@@ -7,8 +7,13 @@ import { join } from 'node:path';
 import { call, cleanup, startFixtureDaemon, subscribeEvents, type Daemon } from '../helpers/qubesd.js';
 
 let d: Daemon;
-t.before(async () => { d = await startFixtureDaemon(); });
-t.teardown(async () => { await d.stop(); cleanup(d); });
+t.before(async () => {
+  d = await startFixtureDaemon();
+});
+t.teardown(async () => {
+  await d.stop();
+  cleanup(d);
+});
 
 const ok = async (method: string, dest = 'dom0', arg = '', payload: string | Buffer = '', source = 'dom0') => {
   const r = await call(d.socket, method, dest, arg, payload, source);
@@ -38,8 +43,10 @@ t.test('global properties', async (t) => {
   t.equal(await ok('admin.property.Reset', 'dom0', 'stats_interval'), '');
   t.equal(await ok('admin.property.Get', 'dom0', 'stats_interval'), 'default=True type=int 3');
   t.equal(await err('admin.property.Set', 'dom0', 'stats_interval', 'x'), 'QubesValueError: Failed to parse property value as int');
-  t.equal(await err('admin.property.Set', 'dom0', 'default_template', 'work'),
-    "QubesPropertyValueError: wrong VM class: domains['work'] is of type AppVM and not TemplateVM");
+  t.equal(
+    await err('admin.property.Set', 'dom0', 'default_template', 'work'),
+    "QubesPropertyValueError: wrong VM class: domains['work'] is of type AppVM and not TemplateVM",
+  );
   t.equal(await err('admin.property.Set', 'dom0', 'default_pool', 'nosuch'), 'QubesPropertyValueError: No such storage pool');
   t.equal(await err('admin.property.Set', 'dom0', 'no_cpus', '4'), "QubesPropertyValueError: property 'no_cpus' on Qubes instance cannot be set");
   t.equal(await err('admin.property.Get', 'dom0', 'nosuch'), "QubesNoSuchPropertyError: Invalid property 'nosuch' of Qubes");
@@ -54,15 +61,20 @@ t.test('qube properties', async (t) => {
   t.equal(await ok('admin.vm.property.Reset', 'work', 'kernelopts'), '');
   t.equal(await err('admin.vm.property.Set', 'work', 'vcpus', '0'), 'QubesPropertyValueError: vcpus must be positive');
   t.equal(await err('admin.vm.property.Set', 'work', 'name', 'other'), "QubesException: property 'name' is write-once and already set");
-  t.equal(await err('admin.vm.property.Set', 'work', 'template', ''),
-    "QubesPropertyValueError: Invalid value None for property 'template' of " + (await reprOf('work')));
-  t.equal(await err('admin.vm.property.Reset', 'work', 'template'),
-    'QubesValueError: Cannot unset template. You can set it to the current default (fedora-41) instead');
-  t.equal(await err('admin.vm.property.Set', 'work', 'default_user', 'a b'),
-    'QubesPropertyValueError: Username can contain only those characters: abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-+,.');
+  t.equal(
+    await err('admin.vm.property.Set', 'work', 'template', ''),
+    "QubesPropertyValueError: Invalid value None for property 'template' of " + (await reprOf('work')),
+  );
+  t.equal(
+    await err('admin.vm.property.Reset', 'work', 'template'),
+    'QubesValueError: Cannot unset template. You can set it to the current default (fedora-41) instead',
+  );
+  t.equal(
+    await err('admin.vm.property.Set', 'work', 'default_user', 'a b'),
+    'QubesPropertyValueError: Username can contain only those characters: abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-+,.',
+  );
   t.equal(await err('admin.vm.property.Set', 'work', 'label', 'caf\u00e9'), 'QubesValueError: Non-ASCII bytes in property value');
-  t.equal(await err('admin.vm.property.Set', 'work', 'keyboard_layout', 'us'),
-    'QubesPropertyValueError: invalid number of keyboard layout parameters');
+  t.equal(await err('admin.vm.property.Set', 'work', 'keyboard_layout', 'us'), 'QubesPropertyValueError: invalid number of keyboard layout parameters');
   t.equal(await ok('admin.vm.property.Set', 'work', 'netvm', ''), '');
   t.equal(await ok('admin.vm.property.Get', 'work', 'netvm'), 'default=False type=vm ');
   t.equal(await ok('admin.vm.property.Get', 'work', 'ip'), 'default=True type=str ');
@@ -82,8 +94,10 @@ t.test('features', async (t) => {
   t.equal(await err('admin.vm.feature.Set', 'work', 'f/1', 'v'), 'ProtocolError: feature name contains illegal characters');
   t.equal(await err('admin.vm.feature.Set', 'work', 'f2', 'a\tb'), 'ProtocolError: f2 value contains illegal characters');
   t.equal(await err('admin.vm.feature.Set', 'work', 'service.' + 'x'.repeat(49), '1'), 'QubesValueError: Service name must not exceed 48 bytes');
-  t.equal(await err('admin.vm.feature.Set', 'work', 'preload-dispvm', '1'),
-    'PermissionDenied: changing this feature is prohibited by qubes.ext.admin.AdminExtension');
+  t.equal(
+    await err('admin.vm.feature.Set', 'work', 'preload-dispvm', '1'),
+    'PermissionDenied: changing this feature is prohibited by qubes.ext.admin.AdminExtension',
+  );
   t.equal(await ok('admin.vm.feature.CheckWithTemplate', 'work', 'os'), 'Linux');
   t.equal(await err('admin.vm.feature.CheckWithNetvm', 'work', 'os'), 'QubesFeatureNotFoundError: Feature not set for domain work: os');
   t.equal(await ok('admin.vm.feature.Remove', 'work', 'f1'), '');
@@ -96,8 +110,10 @@ t.test('tags', async (t) => {
   t.equal(await ok('admin.vm.tag.Get', 'work', 't1'), '1');
   t.equal(await ok('admin.vm.tag.Get', 'work', 'nosuch'), '0');
   t.equal(await err('admin.vm.tag.Set', 'work', 'a.b'), 'QubesInvalidTagError: disallowed characters');
-  t.equal(await err('admin.vm.tag.Set', 'work', 'created-by-x', '', 'vault'),
-    'PermissionDenied: changing this tag is prohibited by qubes.ext.admin.AdminExtension');
+  t.equal(
+    await err('admin.vm.tag.Set', 'work', 'created-by-x', '', 'vault'),
+    'PermissionDenied: changing this tag is prohibited by qubes.ext.admin.AdminExtension',
+  );
   t.equal(await ok('admin.vm.tag.Remove', 'work', 't1'), '');
   t.equal(await err('admin.vm.tag.Remove', 'work', 't1'), 'QubesTagNotFoundError: Tag not set for domain work: t1');
 });
@@ -136,25 +152,29 @@ t.test('create, use and remove qubes', async (t) => {
   t.equal(await err('admin.vm.Create.AppVM', 'dom0', '', 'name=c1 label=green'), 'QubesVMAlreadyExistsError: Qube already exists: c1');
   t.equal(await err('admin.vm.Create.AppVM', 'dom0', '', 'name=c4 label=green name=c5'), 'ProtocolError: Options must be unique');
   t.equal(await err('admin.vm.Create.AppVM', 'dom0', '', 'name=c4'), 'ProtocolError: Creation requested without key: label');
-  t.equal(await err('admin.vm.Create.AppVM', 'dom0', '', 'name=c4 label=red pool=varlibqubes'),
-    "ProtocolError: Pool option specified but 'allow_pool' is False");
-  t.equal(await err('admin.vm.CreateInPool.AppVM', 'dom0', '', 'name=c4 label=red pool=varlibqubes pool:root=varlibqubes'),
-    "ProtocolError: Conflicting options specified: 'pool=', 'pool:volume='");
-  t.equal(await err('admin.vm.CreateInPool.AppVM', 'dom0', '', 'name=c4 label=red pool=nosuch'),
-    'QubesException: Unknown storage pool nosuch');
-  t.equal(await err('admin.vm.Create.TemplateVM', 'dom0', 'fedora-41', 'name=c4 label=red'),
-    'ProtocolError: TemplateVM cannot be based on template');
+  t.equal(
+    await err('admin.vm.Create.AppVM', 'dom0', '', 'name=c4 label=red pool=varlibqubes'),
+    "ProtocolError: Pool option specified but 'allow_pool' is False",
+  );
+  t.equal(
+    await err('admin.vm.CreateInPool.AppVM', 'dom0', '', 'name=c4 label=red pool=varlibqubes pool:root=varlibqubes'),
+    "ProtocolError: Conflicting options specified: 'pool=', 'pool:volume='",
+  );
+  t.equal(await err('admin.vm.CreateInPool.AppVM', 'dom0', '', 'name=c4 label=red pool=nosuch'), 'QubesException: Unknown storage pool nosuch');
+  t.equal(await err('admin.vm.Create.TemplateVM', 'dom0', 'fedora-41', 'name=c4 label=red'), 'ProtocolError: TemplateVM cannot be based on template');
   t.equal(await err('admin.vm.Create.AppVM', 'dom0', 'nosuch', 'name=c4 label=red'), "QubesVMNotFoundError: No such domain: 'nosuch'");
-  t.equal(await err('admin.vm.Create.AppVM', 'dom0', '', 'name=1x label=red'),
-    'QubesValueError: VM name cannot start with hyphen, underscore, dot or numbers');
-  t.equal(await err('admin.vm.Create.DispVM', 'dom0', 'work', 'name=c4 label=red'),
-    'QubesValueError: template for disposable (work) needs to be an AppVM with template_for_dispvms=True');
+  t.equal(await err('admin.vm.Create.AppVM', 'dom0', '', 'name=1x label=red'), 'QubesValueError: VM name cannot start with hyphen, underscore, dot or numbers');
+  t.equal(
+    await err('admin.vm.Create.DispVM', 'dom0', 'work', 'name=c4 label=red'),
+    'QubesValueError: template for disposable (work) needs to be an AppVM with template_for_dispvms=True',
+  );
   t.equal(await ok('admin.vm.property.Set', 'c1', 'template_for_dispvms', 'True'), '');
   t.equal(await ok('admin.vm.Create.DispVM', 'dom0', 'c1', 'name=c5 label=red'), '');
-  t.equal(await err('admin.vm.Remove', 'c1'),
-    "QubesVMInUseError: Domain is in use: 'c1';  see 'journalctl -u qubesd -e' in dom0 for details");
-  t.equal(await err('admin.vm.property.Set', 'c1', 'template_for_dispvms', 'False'),
-    'QubesVMInUseError: Cannot change template_for_dispvms to False while it is the disposable template of a qube by any of these properties: default_dispvm, management_dispvm, template');
+  t.equal(await err('admin.vm.Remove', 'c1'), "QubesVMInUseError: Domain is in use: 'c1';  see 'journalctl -u qubesd -e' in dom0 for details");
+  t.equal(
+    await err('admin.vm.property.Set', 'c1', 'template_for_dispvms', 'False'),
+    'QubesVMInUseError: Cannot change template_for_dispvms to False while it is the disposable template of a qube by any of these properties: default_dispvm, management_dispvm, template',
+  );
   t.equal(await err('admin.vm.Remove', 'dom0'), "QubesVMInUseError: 'dom0' cannot be removed");
   for (const n of ['c5', 'c1', 'c2', 'c3']) t.equal(await ok('admin.vm.Remove', n), '', `remove ${n}`);
   t.equal(await err('admin.vm.List', 'c1'), "QubesVMNotFoundError: No such domain: 'c1'");
@@ -165,8 +185,10 @@ t.test('create, use and remove qubes', async (t) => {
 t.test('a qube created by another qube is tagged with its creator', async (t) => {
   t.equal(await ok('admin.vm.Create.AppVM', 'dom0', '', 'name=byvault label=red', 'vault'), '');
   t.match(await ok('admin.vm.tag.List', 'byvault'), /^created-by-vault$/m);
-  t.equal(await err('admin.vm.tag.Remove', 'byvault', 'created-by-vault', '', 'vault'),
-    'PermissionDenied: changing this tag is prohibited by qubes.ext.admin.AdminExtension');
+  t.equal(
+    await err('admin.vm.tag.Remove', 'byvault', 'created-by-vault', '', 'vault'),
+    'PermissionDenied: changing this tag is prohibited by qubes.ext.admin.AdminExtension',
+  );
   t.equal(await ok('admin.vm.tag.Remove', 'byvault', 'created-by-vault'), '', 'dom0 may');
   t.equal(await ok('admin.vm.Remove', 'byvault'), '');
 });
@@ -177,9 +199,18 @@ t.test('system info for the policy engine', async (t) => {
   t.match(r.content, /^\{"domains": \{"dom0": \{/, "Python's json.dumps layout");
   const info = JSON.parse(r.content) as { domains: Record<string, Record<string, unknown>> };
   t.same(info.domains['fedora-41-dvm'], {
-    internal: null, tags: ['guivm-dom0', 'audiovm-dom0', 'created-by-dom0'], type: 'AppVM', template_for_dispvms: true,
-    default_dispvm: 'fedora-41-dvm', icon: 'appvm-red', label: 'red', guivm: 'dom0', relayvm: null, transport_rpc: null,
-    power_state: 'Halted', uuid: '13ca5d81-4ea9-44f6-ab64-cf618730c8a9',
+    internal: null,
+    tags: ['guivm-dom0', 'audiovm-dom0', 'created-by-dom0'],
+    type: 'AppVM',
+    template_for_dispvms: true,
+    default_dispvm: 'fedora-41-dvm',
+    icon: 'appvm-red',
+    label: 'red',
+    guivm: 'dom0',
+    relayvm: null,
+    transport_rpc: null,
+    power_state: 'Halted',
+    uuid: '13ca5d81-4ea9-44f6-ab64-cf618730c8a9',
   });
   t.equal(info.domains['dom0']!['icon'], 'adminvm-black');
 });
@@ -216,11 +247,11 @@ t.test('event streams', async (t) => {
     await ok('admin.vm.tag.Set', 'work', 'ev2');
     await ok('admin.vm.property.Set', 'vault', 'vcpus', '3');
   });
-  t.same(one.slice(0, 3), [
-    '|connection-established|',
-    'vault|property-pre-set:vcpus|name=vcpus,newvalue=3,oldvalue=2',
-    'vault|property-set:vcpus|name=vcpus,newvalue=3,oldvalue=2',
-  ], 'a qube stream carries only that qube');
+  t.same(
+    one.slice(0, 3),
+    ['|connection-established|', 'vault|property-pre-set:vcpus|name=vcpus,newvalue=3,oldvalue=2', 'vault|property-set:vcpus|name=vcpus,newvalue=3,oldvalue=2'],
+    'a qube stream carries only that qube',
+  );
 });
 
 t.test('refused calls leave the store as it was, also after a restart', async (t) => {

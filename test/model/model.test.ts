@@ -27,7 +27,12 @@ function recordEvents(app: QubesApp): string[] {
 }
 
 function qubesError(fn: () => unknown): QubesError {
-  try { fn(); } catch (e) { if (e instanceof QubesError) return e; throw e; }
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof QubesError) return e;
+    throw e;
+  }
   throw new Error('expected a QubesError');
 }
 
@@ -48,13 +53,15 @@ t.test('computed defaults follow templates, netvm and globals', async (t) => {
   t.equal(serializeProperty(work, lookup(work, 'ip')), 'default=True type=str 10.137.0.6');
   t.equal(serializeProperty(work, lookup(work, 'visible_gateway')), 'default=True type=str 10.137.0.4');
   t.equal(serializeProperty(app.getVm('vault')!, lookup(app.getVm('vault')!, 'dns')), 'default=True type=str ');
-  t.equal(serializeProperty(app.getVm('win-hvm')!, lookup(app.getVm('win-hvm')!, 'maxmem')), 'default=True type=int 0',
-    'no memory balancing for an HVM without qrexec');
+  t.equal(
+    serializeProperty(app.getVm('win-hvm')!, lookup(app.getVm('win-hvm')!, 'maxmem')),
+    'default=True type=int 0',
+    'no memory balancing for an HVM without qrexec',
+  );
   t.equal(serializeDefault(work, lookup(work, 'label')), null, 'label has no default');
   const tpl = app.getVm('fedora-41')!;
   setFromApi(tpl, 'vcpus', Buffer.from('3'));
-  t.equal(serializeProperty(app.getVm('sys-net')!, lookup(app.getVm('sys-net')!, 'vcpus')), 'default=True type=int 3',
-    'children inherit the template value');
+  t.equal(serializeProperty(app.getVm('sys-net')!, lookup(app.getVm('sys-net')!, 'vcpus')), 'default=True type=int 3', 'children inherit the template value');
   t.equal(serializeProperty(work, lookup(work, 'vcpus')), 'default=False type=int 4', 'an explicit value wins');
 });
 
@@ -74,8 +81,12 @@ t.test('refused sets change nothing and fire nothing', async (t) => {
     ['updateable', 'True', 'QubesPropertyValueError', "property 'updateable' on AppVM instance cannot be set"],
     ['kernel', 'a/b', 'QubesPropertyValueError', "Kernel name cannot contain '/'"],
     ['virt_mode', 'xen', 'QubesPropertyValueError', 'Invalid virtualization mode, supported values: hvm, pv, pvh'],
-    ['default_dispvm', 'work', 'QubesPropertyValueError',
-      "Cannot set invalid property to qube 'work', default_dispvm 'work' has template_for_dispvms set to False"],
+    [
+      'default_dispvm',
+      'work',
+      'QubesPropertyValueError',
+      "Cannot set invalid property to qube 'work', default_dispvm 'work' has template_for_dispvms set to False",
+    ],
     ['nosuch', '1', 'QubesNoSuchPropertyError', "Invalid property 'nosuch' of work"],
   ];
   for (const [prop, value, type, message] of cases) {
@@ -172,7 +183,10 @@ t.test('a disposable starts as a copy of its disposable template', async (t) => 
   t.notOk(disp.features.has('preload-dispvm-delay'), 'preloading settings are not copied');
   t.ok(disp.tags.has('from-template'));
   t.ok(seen.includes('|domain-add|vm=disp1'));
-  t.notOk(seen.some((e) => e.includes('created-by')), 'the created-by tag came with the template tags: no tag event');
+  t.notOk(
+    seen.some((e) => e.includes('created-by')),
+    'the created-by tag came with the template tags: no tag event',
+  );
 });
 
 t.test('store round trip keeps what was set', async (t) => {

@@ -19,7 +19,10 @@ import { encodeRequest } from '../../lib/protocol/request.js';
 import { FrameStreamParser } from '../../lib/qubesd-client.js';
 import { prefixDir, runBin, runBinSync, runStack } from './stack.js';
 
-interface Stream { frames: string[]; ended: Promise<{ clean: boolean; leftover: number }> }
+interface Stream {
+  frames: string[];
+  ended: Promise<{ clean: boolean; leftover: number }>;
+}
 
 /**
  * An admin.Events client that also sees how its stream ended: frames are
@@ -32,15 +35,22 @@ function eventStream(socket: string): Promise<Stream> {
     const frames: string[] = [];
     let error = false;
     let settle: (r: { clean: boolean; leftover: number }) => void = () => {};
-    const ended = new Promise<{ clean: boolean; leftover: number }>((r) => { settle = r; });
+    const ended = new Promise<{ clean: boolean; leftover: number }>((r) => {
+      settle = r;
+    });
     const parser = new FrameStreamParser((e) => {
       frames.push(`${e.subject}:${e.event}`);
       if (e.event === 'connection-established' && frames.length === 1) resolve({ frames, ended });
     });
     c.on('connect', () => c.end(encodeRequest('admin.Events', '', 'dom0', 'dom0')));
-    c.on('error', () => { error = true; });
+    c.on('error', () => {
+      error = true;
+    });
     c.on('data', (d: Buffer) => parser.push(d));
-    c.on('close', () => { settle({ clean: !error, leftover: parser.trailer()?.length ?? 0 }); if (!frames.length) reject(new Error('no stream')); });
+    c.on('close', () => {
+      settle({ clean: !error, leftover: parser.trailer()?.length ?? 0 });
+      if (!frames.length) reject(new Error('no stream'));
+    });
   });
 }
 
@@ -54,7 +64,9 @@ const LIBVIRT_URI = process.env.QUBES_TEST_LIBVIRT_URI;
 const backends: Array<'sim' | 'libvirt'> = ['sim'];
 if (LIBVIRT_URI) backends.push('libvirt');
 else {
-  process.stderr.write('\n*** ops/restart: QUBES_TEST_LIBVIRT_URI is not set: the whole-stack restart with a real QEMU guest is SKIPPED (run sh .ci/libvirt.sh) ***\n');
+  process.stderr.write(
+    '\n*** ops/restart: QUBES_TEST_LIBVIRT_URI is not set: the whole-stack restart with a real QEMU guest is SKIPPED (run sh .ci/libvirt.sh) ***\n',
+  );
   t.test('whole-stack restart with a running QEMU guest', { skip: 'no libvirtd (run sh .ci/libvirt.sh)' }, async () => {});
 }
 
@@ -71,8 +83,17 @@ for (const backend of backends) {
     const sock = join(prefix, 'var', 'run', 'qubesd.sock');
     const vm = `keep${process.pid % 10000}`;
     await ok(sock, 'admin.vm.Create.StandaloneVM', 'dom0', '', `name=${vm} label=red`);
-    for (const [p, v] of [['virt_mode', 'hvm'], ['kernel', ''], ['memory', '64'], ['maxmem', '0'], ['vcpus', '1']]) await ok(sock, 'admin.vm.property.Set', vm, p!, v!);
-    t.teardown(async () => { await call(sock, 'admin.vm.Kill', vm).catch(() => undefined); });
+    for (const [p, v] of [
+      ['virt_mode', 'hvm'],
+      ['kernel', ''],
+      ['memory', '64'],
+      ['maxmem', '0'],
+      ['vcpus', '1'],
+    ])
+      await ok(sock, 'admin.vm.property.Set', vm, p!, v!);
+    t.teardown(async () => {
+      await call(sock, 'admin.vm.Kill', vm).catch(() => undefined);
+    });
     await ok(sock, 'admin.vm.Start', vm);
     t.match(await ok(sock, 'admin.vm.List', vm), new RegExp(`^${vm} class=StandaloneVM state=Running uuid=\\S+\n$`), 'running before');
     const qemuPidFile = `/run/libvirt/qemu/${vm}.pid`;
@@ -87,12 +108,17 @@ for (const backend of backends) {
     closeSync(fd);
     const out = join(prefix, 'backups');
     mkdirSync(out);
-    writeFileSync(join(prefix, 'etc', 'qubes', 'backup', 'slow.conf'), `include: [work]\ndestination_vm: dom0\ndestination_path: ${out}\npassphrase_text: pw\ncompression: xz\n`);
+    writeFileSync(
+      join(prefix, 'etc', 'qubes', 'backup', 'slow.conf'),
+      `include: [work]\ndestination_vm: dom0\ndestination_path: ${out}\npassphrase_text: pw\ncompression: xz\n`,
+    );
 
     const events = await eventStream(sock);
     const backup = call(sock, 'admin.backup.Execute', 'dom0', 'slow');
     let early = '';
-    void backup.then((r) => { early = `${r.type ?? 'OK'} ${r.message ?? ''}`; });
+    void backup.then((r) => {
+      early = `${r.type ?? 'OK'} ${r.message ?? ''}`;
+    });
     const deadline = Date.now() + 30000;
     // in flight: the archive is being written under its temporary name
     while (readdirSync(out).length === 0) {
@@ -105,7 +131,10 @@ for (const backend of backends) {
 
     const restart = await runBin('qubes-stack', ['restart', '--prefix', prefix]);
     t.equal(restart.status, 0, restart.stderr);
-    t.equal(restart.stdout, `qubes-stack restart: the daemons are restarting in order; wait for them with: qubes-wait-init-complete SECONDS --prefix ${prefix}\n`);
+    t.equal(
+      restart.stdout,
+      `qubes-stack restart: the daemons are restarting in order; wait for them with: qubes-wait-init-complete SECONDS --prefix ${prefix}\n`,
+    );
 
     const r = await backup;
     t.equal(r.type, 'BackupCancelledError', `the backup's caller is told it was cancelled (${r.type}: ${r.message})`);
@@ -130,7 +159,10 @@ for (const backend of backends) {
     await ok(sock, 'admin.vm.Kill', vm);
     await stack.stop();
     t.equal(stack.proc.exitCode, 0);
-    t.equal(runBinSync('qubes-stack', ['restart', '--prefix', prefix]).stderr,
-      `qubes-stack restart: no running qubes-stack for ${prefix} (no ${prefix}/var/run/qubes/qubes-stack.pid)\n`, 'restart needs a running stack');
+    t.equal(
+      runBinSync('qubes-stack', ['restart', '--prefix', prefix]).stderr,
+      `qubes-stack restart: no running qubes-stack for ${prefix} (no ${prefix}/var/run/qubes/qubes-stack.pid)\n`,
+      'restart needs a running stack',
+    );
   });
 }

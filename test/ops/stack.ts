@@ -19,20 +19,32 @@ export function prefixDir(opts: { backend?: 'sim' | 'libvirt' } = {}): string {
 }
 
 export interface Stack {
-  proc: ChildProcess; out(): string; waitFor(text: string, ms?: number): Promise<void>; exited: Promise<number | null>; stop(): Promise<void>;
+  proc: ChildProcess;
+  out(): string;
+  waitFor(text: string, ms?: number): Promise<void>;
+  exited: Promise<number | null>;
+  stop(): Promise<void>;
 }
 
 export function runStack(prefix: string): Stack {
   const proc = spawn(process.execPath, [join(BIN, 'qubes-stack'), '--prefix', prefix], { env: ENV, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
-  proc.stdout!.on('data', (d) => { out += d; });
-  proc.stderr!.on('data', (d) => { out += d; });
+  proc.stdout!.on('data', (d) => {
+    out += d;
+  });
+  proc.stderr!.on('data', (d) => {
+    out += d;
+  });
   const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
   // a test runner timeout must not leave the stack running
-  const onExit = () => { if (proc.exitCode === null) proc.kill('SIGTERM'); };
+  const onExit = () => {
+    if (proc.exitCode === null) proc.kill('SIGTERM');
+  };
   process.once('exit', onExit);
   const s: Stack = {
-    proc, exited, out: () => out,
+    proc,
+    exited,
+    out: () => out,
     async waitFor(text, ms = 30000) {
       const deadline = Date.now() + ms;
       while (!out.includes(text)) {
@@ -41,7 +53,10 @@ export function runStack(prefix: string): Stack {
         await new Promise((r) => setTimeout(r, 25));
       }
     },
-    async stop() { if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM'); await exited; },
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+      await exited;
+    },
   };
   t.teardown(() => s.stop());
   return s;
@@ -52,9 +67,14 @@ export function runBin(name: string, args: string[]): Promise<{ status: number |
   const t0 = Date.now();
   return new Promise((resolve) => {
     const p = spawn(process.execPath, [join(BIN, name), ...args], { env: ENV, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '', stderr = '';
-    p.stdout!.on('data', (d) => { stdout += d; });
-    p.stderr!.on('data', (d) => { stderr += d; });
+    let stdout = '',
+      stderr = '';
+    p.stdout!.on('data', (d) => {
+      stdout += d;
+    });
+    p.stderr!.on('data', (d) => {
+      stderr += d;
+    });
     p.once('exit', (status) => resolve({ status, stdout, stderr, ms: Date.now() - t0 }));
   });
 }

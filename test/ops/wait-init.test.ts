@@ -9,8 +9,9 @@ import { join } from 'node:path';
 import { liveReady } from '../../lib/config/ready.js';
 import { prefixDir, runBin, runBinSync, runStack } from './stack.js';
 
-const ALL_MISSING = 'qubesd (store loaded, hypervisor connected, running qubes reconciled); '
-  + 'qubes-policy-daemon (policy loaded, socket listening); qrexec-dispatcher (qube sockets listening)';
+const ALL_MISSING =
+  'qubesd (store loaded, hypervisor connected, running qubes reconciled); ' +
+  'qubes-policy-daemon (policy loaded, socket listening); qrexec-dispatcher (qube sockets listening)';
 
 t.test('nothing running: fails after SECONDS naming every part; stale ready files do not count', async (t) => {
   const prefix = prefixDir();
@@ -37,7 +38,9 @@ t.test('slow start: waits until the whole stack is up, then exits 0', async (t) 
   const prefix = prefixDir();
   const waiting = runBin('qubes-wait-init-complete', ['60', '--prefix', prefix]);
   let done = false;
-  void waiting.then(() => { done = true; });
+  void waiting.then(() => {
+    done = true;
+  });
   await new Promise((r) => setTimeout(r, 1500));
   t.notOk(done, 'still waiting before the stack is started');
   const stack = runStack(prefix);
@@ -57,8 +60,10 @@ t.test('slow start: waits until the whole stack is up, then exits 0', async (t) 
 
 t.test('failed start: the part that did not come up is named', async (t) => {
   const prefix = prefixDir();
-  writeFileSync(join(prefix, 'etc', 'qubes', 'qubesd.conf.d', 'libvirt.conf'),
-    `backend = libvirt\nlibvirt_uri = qemu+unix:///system?socket=${prefix}/no-libvirt-sock\n`);
+  writeFileSync(
+    join(prefix, 'etc', 'qubes', 'qubesd.conf.d', 'libvirt.conf'),
+    `backend = libvirt\nlibvirt_uri = qemu+unix:///system?socket=${prefix}/no-libvirt-sock\n`,
+  );
   const stack = runStack(prefix);
   const r = await runBin('qubes-wait-init-complete', ['3', '--prefix', prefix]);
   t.equal(r.status, 1);

@@ -38,7 +38,10 @@ t.test('Get returns the sha256 token and the content; List lists', async (t) => 
   t.match(computeToken(data), /^sha256:[0-9a-f]{64}$/);
   t.equal(admin.handleRequest('policy.List', '', Buffer.alloc(0))!.toString(), '10-base\n');
   t.equal(admin.handleRequest('policy.include.List', '', Buffer.alloc(0))!.toString(), 'shared\n');
-  t.equal(thrown(() => admin.handleRequest('policy.Get', 'missing', Buffer.alloc(0))), `PolicyAdminFileNotFoundException Not found: ${pd}/missing.policy`);
+  t.equal(
+    thrown(() => admin.handleRequest('policy.Get', 'missing', Buffer.alloc(0))),
+    `PolicyAdminFileNotFoundException Not found: ${pd}/missing.policy`,
+  );
 });
 
 t.test('tokens: current, new, any, stale, unrecognised', async (t) => {
@@ -55,12 +58,24 @@ t.test('tokens: current, new, any, stale, unrecognised', async (t) => {
   t.equal(rep('20-new', 'sha1:abc', 'x\n'), 'PolicyAdminProtocolException Unrecognized token');
   t.equal(rep('20-new', 'any', 'e * @anyvm @anyvm deny\n'), 'no error');
   t.equal(readFileSync(join(pd, '20-new.policy'), 'utf8'), 'e * @anyvm @anyvm deny\n');
-  t.equal(thrown(() => admin.handleRequest('policy.Replace', '20-new', Buffer.from('no newline'))), 'PolicyAdminProtocolException Payload needs to include first line with token');
-  t.equal(thrown(() => admin.handleRequest('policy.Remove', '20-new', Buffer.from(token))), 'PolicyAdminTokenException Token mismatch');
+  t.equal(
+    thrown(() => admin.handleRequest('policy.Replace', '20-new', Buffer.from('no newline'))),
+    'PolicyAdminProtocolException Payload needs to include first line with token',
+  );
+  t.equal(
+    thrown(() => admin.handleRequest('policy.Remove', '20-new', Buffer.from(token))),
+    'PolicyAdminTokenException Token mismatch',
+  );
   const cur = computeToken(readFileSync(join(pd, '20-new.policy')));
-  t.equal(thrown(() => admin.handleRequest('policy.Remove', '20-new', Buffer.from(cur))), 'no error');
+  t.equal(
+    thrown(() => admin.handleRequest('policy.Remove', '20-new', Buffer.from(cur))),
+    'no error',
+  );
   t.notOk(existsSync(join(pd, '20-new.policy')));
-  t.equal(thrown(() => admin.handleRequest('policy.Remove', '20-new', Buffer.from('any'))), `PolicyAdminFileNotFoundException Not found: ${pd}/20-new.policy`);
+  t.equal(
+    thrown(() => admin.handleRequest('policy.Remove', '20-new', Buffer.from('any'))),
+    `PolicyAdminFileNotFoundException Not found: ${pd}/20-new.policy`,
+  );
 });
 
 t.test('the whole resulting policy is validated before anything is written', async (t) => {
@@ -68,36 +83,81 @@ t.test('the whole resulting policy is validated before anything is written', asy
   t.teardown(cleanup);
   const admin = new PolicyAdmin(pd);
   const before = readFileSync(join(pd, '10-base.policy'), 'utf8');
-  t.equal(thrown(() => admin.handleRequest('policy.Replace', '10-base', Buffer.from('any\nbad line\n'))),
-    `PolicyAdminSyntaxException Policy change validation failed: ${pd}/10-base.policy:1: wrong number of fields`);
+  t.equal(
+    thrown(() => admin.handleRequest('policy.Replace', '10-base', Buffer.from('any\nbad line\n'))),
+    `PolicyAdminSyntaxException Policy change validation failed: ${pd}/10-base.policy:1: wrong number of fields`,
+  );
   t.equal(readFileSync(join(pd, '10-base.policy'), 'utf8'), before, 'unchanged');
-  t.equal(thrown(() => admin.handleRequest('policy.Replace', '20-inc', Buffer.from('new\n!include include/missing\n'))),
-    `PolicyAdminSyntaxException Policy change validation failed: ${pd}/20-inc.policy:1: not a file: ${pd}/include/missing`);
+  t.equal(
+    thrown(() => admin.handleRequest('policy.Replace', '20-inc', Buffer.from('new\n!include include/missing\n'))),
+    `PolicyAdminSyntaxException Policy change validation failed: ${pd}/20-inc.policy:1: not a file: ${pd}/include/missing`,
+  );
   t.notOk(existsSync(join(pd, '20-inc.policy')));
-  t.equal(thrown(() => admin.handleRequest('policy.Replace', '20-inc', Buffer.from('new\n!include include/shared\n'))), 'no error');
-  t.equal(thrown(() => admin.handleRequest('policy.include.Remove', 'shared', Buffer.from('any'))),
-    `PolicyAdminSyntaxException Policy change validation failed: ${pd}/20-inc.policy:1: including a file that will be removed: ${pd}/include/shared`);
-  t.equal(thrown(() => admin.handleRequest('policy.include.Replace', 'shared', Buffer.from('any\nbroken\n'))),
-    `PolicyAdminSyntaxException Policy change validation failed: ${pd}/include/shared:1: wrong number of fields`);
-  t.equal(thrown(() => admin.handleRequest('policy.include.Replace', 'shared', Buffer.from('any\nnew * @anyvm @anyvm deny\n'))), 'no error');
-  t.match(thrown(() => admin.handleRequest('policy.Replace', '30-u', Buffer.from('any\nsvc * caf\xe9 @anyvm deny\n', 'latin1'))), /PolicyAdminSyntaxException .*30-u\.policy:1: file is not valid UTF-8/);
+  t.equal(
+    thrown(() => admin.handleRequest('policy.Replace', '20-inc', Buffer.from('new\n!include include/shared\n'))),
+    'no error',
+  );
+  t.equal(
+    thrown(() => admin.handleRequest('policy.include.Remove', 'shared', Buffer.from('any'))),
+    `PolicyAdminSyntaxException Policy change validation failed: ${pd}/20-inc.policy:1: including a file that will be removed: ${pd}/include/shared`,
+  );
+  t.equal(
+    thrown(() => admin.handleRequest('policy.include.Replace', 'shared', Buffer.from('any\nbroken\n'))),
+    `PolicyAdminSyntaxException Policy change validation failed: ${pd}/include/shared:1: wrong number of fields`,
+  );
+  t.equal(
+    thrown(() => admin.handleRequest('policy.include.Replace', 'shared', Buffer.from('any\nnew * @anyvm @anyvm deny\n'))),
+    'no error',
+  );
+  t.match(
+    thrown(() => admin.handleRequest('policy.Replace', '30-u', Buffer.from('any\nsvc * caf\xe9 @anyvm deny\n', 'latin1'))),
+    /PolicyAdminSyntaxException .*30-u\.policy:1: file is not valid UTF-8/,
+  );
   writeFileSync(join(pd, '40-broken.policy'), 'broken\n');
-  t.match(thrown(() => admin.handleRequest('policy.Replace', '50-ok', Buffer.from('any\nok * @anyvm @anyvm deny\n'))), /validation failed: .*40-broken\.policy:1/, 'an already broken policy is reported, not made worse');
+  t.match(
+    thrown(() => admin.handleRequest('policy.Replace', '50-ok', Buffer.from('any\nok * @anyvm @anyvm deny\n'))),
+    /validation failed: .*40-broken\.policy:1/,
+    'an already broken policy is reported, not made worse',
+  );
 });
 
 t.test('names: no escape from the directories, no name the loader refuses', async (t) => {
   const { pd, cleanup } = setup();
   t.teardown(cleanup);
   const admin = new PolicyAdmin(pd);
-  t.equal(thrown(() => admin.handleRequest('policy.Get', '../etc', Buffer.alloc(0))), 'PolicyAdminProtocolException Invalid argument: "../etc"\nValid characters are letters, numbers, dot, plus, hyphen and underline');
-  t.equal(thrown(() => admin.handleRequest('policy.Get', 'a.b', Buffer.alloc(0))), 'PolicyAdminInvalidFileNameException Invalid policy file name: a.b\nNames must contain only alphanumeric characters, underscore and hyphen.');
-  t.equal(thrown(() => admin.handleRequest('policy.Get', '', Buffer.alloc(0))), 'PolicyAdminInvalidFileNameException Invalid policy file name: \nNames must contain only alphanumeric characters, underscore and hyphen.');
-  t.match(thrown(() => admin.handleRequest('policy.Replace', 'Upper', Buffer.from('new\nx * @anyvm @anyvm deny\n'))), /^PolicyAdminInvalidFileNameException Invalid policy file name: Upper\n/);
+  t.equal(
+    thrown(() => admin.handleRequest('policy.Get', '../etc', Buffer.alloc(0))),
+    'PolicyAdminProtocolException Invalid argument: "../etc"\nValid characters are letters, numbers, dot, plus, hyphen and underline',
+  );
+  t.equal(
+    thrown(() => admin.handleRequest('policy.Get', 'a.b', Buffer.alloc(0))),
+    'PolicyAdminInvalidFileNameException Invalid policy file name: a.b\nNames must contain only alphanumeric characters, underscore and hyphen.',
+  );
+  t.equal(
+    thrown(() => admin.handleRequest('policy.Get', '', Buffer.alloc(0))),
+    'PolicyAdminInvalidFileNameException Invalid policy file name: \nNames must contain only alphanumeric characters, underscore and hyphen.',
+  );
+  t.match(
+    thrown(() => admin.handleRequest('policy.Replace', 'Upper', Buffer.from('new\nx * @anyvm @anyvm deny\n'))),
+    /^PolicyAdminInvalidFileNameException Invalid policy file name: Upper\n/,
+  );
   t.notOk(existsSync(join(pd, 'Upper.policy')), 'an upper-case name that would break the policy is refused');
-  t.equal(thrown(() => admin.handleRequest('policy.List', 'x', Buffer.alloc(0))), 'PolicyAdminProtocolException Unexpected argument');
-  t.equal(thrown(() => admin.handleRequest('policy.Get', 'x', Buffer.from('p'))), 'PolicyAdminProtocolException Unexpected payload');
-  t.equal(thrown(() => admin.handleRequest('policy.Nope', '', Buffer.alloc(0))), 'PolicyAdminProtocolException unrecognized method: policy.Nope');
-  t.equal(thrown(() => admin.handleRequest('policy.GetFiles', '', Buffer.alloc(0))), 'PolicyAdminProtocolException Service cannot be empty.');
+  t.equal(
+    thrown(() => admin.handleRequest('policy.List', 'x', Buffer.alloc(0))),
+    'PolicyAdminProtocolException Unexpected argument',
+  );
+  t.equal(
+    thrown(() => admin.handleRequest('policy.Get', 'x', Buffer.from('p'))),
+    'PolicyAdminProtocolException Unexpected payload',
+  );
+  t.equal(
+    thrown(() => admin.handleRequest('policy.Nope', '', Buffer.alloc(0))),
+    'PolicyAdminProtocolException unrecognized method: policy.Nope',
+  );
+  t.equal(
+    thrown(() => admin.handleRequest('policy.GetFiles', '', Buffer.alloc(0))),
+    'PolicyAdminProtocolException Service cannot be empty.',
+  );
   t.equal(admin.handleRequest('policy.GetFiles', 'inc', Buffer.alloc(0))!.toString(), '');
 });
 
@@ -155,14 +215,17 @@ t.test('a policy directory nobody may write to can still be read', { skip: proce
   t.equal(new PolicyAdmin(pd).handleRequest('policy.List', '', Buffer.alloc(0))!.toString(), '10-base\n');
 });
 
-t.test('names too long for a file: the policy admin\'s own refusal, and the longest one still works', async (t) => {
+t.test("names too long for a file: the policy admin's own refusal, and the longest one still works", async (t) => {
   const { pd, cleanup } = setup();
   t.teardown(cleanup);
   const long = 'x'.repeat(249);
   const r = await call(pd, `policy.Replace+${long}`, 'new\nx * @anyvm @anyvm deny\n');
   t.same([r.code, r.out, r.err], [1, '', `PolicyAdminInvalidFileNameException Invalid policy file name: ${long}\nNames must be at most 248 characters long.`]);
   const inc = await call(pd, `policy.include.Replace+${'y'.repeat(256)}`, 'new\nx * @anyvm @anyvm deny\n');
-  t.same([inc.code, inc.err], [1, `PolicyAdminInvalidFileNameException Invalid policy file name: ${'y'.repeat(256)}\nNames must be at most 255 characters long.`]);
+  t.same(
+    [inc.code, inc.err],
+    [1, `PolicyAdminInvalidFileNameException Invalid policy file name: ${'y'.repeat(256)}\nNames must be at most 255 characters long.`],
+  );
   const ok = await call(pd, `policy.Replace+${'x'.repeat(248)}`, 'new\nx * @anyvm @anyvm deny\n');
   t.same([ok.code, ok.err], [0, ''], 'a 248-character name (255 with .policy) is written');
   t.same(readdirSync(pd).sort(), ['10-base.policy', 'include', `${'x'.repeat(248)}.policy`], 'no temporary file left');

@@ -12,12 +12,13 @@ import { PolicyWatcher } from '../../policy/watcher.js';
 import { systemInfo, tempTree } from './helpers.js';
 
 const system = systemInfo();
-const POLICY = [
-  'test.Allow * @anyvm @anyvm allow',
-  'test.Ask * @anyvm @anyvm ask default_target=vault',
-  'test.Dvm * @anyvm @dispvm allow',
-  'admin.vm.List * work vault ask target=dom0',
-].join('\n') + '\n';
+const POLICY =
+  [
+    'test.Allow * @anyvm @anyvm allow',
+    'test.Ask * @anyvm @anyvm ask default_target=vault',
+    'test.Dvm * @anyvm @dispvm allow',
+    'admin.vm.List * work vault ask target=dom0',
+  ].join('\n') + '\n';
 
 function exchange(path: string, data: string | Buffer): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -35,8 +36,12 @@ async function startDaemon(t: { teardown: (fn: () => Promise<void>) => void }, a
   const tree = tempTree({ 'policy.d/50.policy': POLICY });
   const watcher = new PolicyWatcher({ policyDir: join(tree.dir, 'policy.d'), legacyDir: join(tree.dir, 'legacy'), pollMs: 0, settleMs: 20 });
   const daemon = new PolicyDaemon({
-    socketPath: join(tree.dir, 'policy.sock'), evalSocketPath: join(tree.dir, 'eval.sock'),
-    watcher, systemInfo: async () => system, askAgent, log: () => undefined,
+    socketPath: join(tree.dir, 'policy.sock'),
+    evalSocketPath: join(tree.dir, 'eval.sock'),
+    watcher,
+    systemInfo: async () => system,
+    askAgent,
+    log: () => undefined,
   });
   await daemon.start();
   t.teardown(async () => {
@@ -47,18 +52,29 @@ async function startDaemon(t: { teardown: (fn: () => Promise<void>) => void }, a
   return { dir: tree.dir, sock: join(tree.dir, 'policy.sock'), watcher };
 }
 
-const req = (fields: Record<string, string>) => Object.entries(fields).map(([k, v]) => `${k}=${v}\n`).join('') + '\n';
+const req = (fields: Record<string, string>) =>
+  Object.entries(fields)
+    .map(([k, v]) => `${k}=${v}\n`)
+    .join('') + '\n';
 
 t.test('allow and deny answers', async (t) => {
   const { sock } = await startDaemon(t);
   const uuid = system.domains['vault']!.uuid;
-  t.equal(await exchange(sock, req({ source: 'work', intended_target: 'vault', service_and_arg: 'test.Allow+x' })),
-    `user=DEFAULT\nresult=allow\ntarget=vault\ntarget_uuid=uuid:${uuid}\nautostart=True\nrequested_target=vault`);
-  t.equal(await exchange(sock, req({ domain_id: '3', source: 'work', intended_target: 'vault', service_and_arg: 'test.Allow', process_ident: '1 work 3' })),
-    `user=DEFAULT\nresult=allow\ntarget=vault\ntarget_uuid=uuid:${uuid}\nautostart=True\nrequested_target=vault`, 'the older protocol fields are accepted');
+  t.equal(
+    await exchange(sock, req({ source: 'work', intended_target: 'vault', service_and_arg: 'test.Allow+x' })),
+    `user=DEFAULT\nresult=allow\ntarget=vault\ntarget_uuid=uuid:${uuid}\nautostart=True\nrequested_target=vault`,
+  );
+  t.equal(
+    await exchange(sock, req({ domain_id: '3', source: 'work', intended_target: 'vault', service_and_arg: 'test.Allow', process_ident: '1 work 3' })),
+    `user=DEFAULT\nresult=allow\ntarget=vault\ntarget_uuid=uuid:${uuid}\nautostart=True\nrequested_target=vault`,
+    'the older protocol fields are accepted',
+  );
   t.equal(await exchange(sock, req({ source: 'work', intended_target: 'vault', service_and_arg: 'test.Other' })), 'result=deny');
   t.equal(await exchange(sock, req({ source: 'work', intended_target: 'vault', service_and_arg: 'test.Allow', just_evaluate: 'yes' })), 'result=allow');
-  t.match(await exchange(sock, req({ source: 'work', intended_target: '@dispvm', service_and_arg: 'test.Dvm' })), /^user=DEFAULT\nresult=allow\ntarget=@dispvm:work-dvm\ntarget_uuid=@dispvm:uuid:/);
+  t.match(
+    await exchange(sock, req({ source: 'work', intended_target: '@dispvm', service_and_arg: 'test.Dvm' })),
+    /^user=DEFAULT\nresult=allow\ntarget=@dispvm:work-dvm\ntarget_uuid=@dispvm:uuid:/,
+  );
 });
 
 t.test('malformed requests get no answer', async (t) => {
@@ -79,7 +95,11 @@ t.test('ask: assume_yes_for_ask, no agent, fixed and command agents', async (t) 
 
   const yes = await startDaemon(t, fixedAskAgent('allow'));
   t.match(await exchange(yes.sock, ask()), /\ntarget=vault\n/, 'the agent takes the default target');
-  t.equal(await exchange(yes.sock, req({ source: 'dom0', intended_target: 'personal', service_and_arg: 'test.Ask' })), 'result=deny', 'no GUI qube for dom0: deny');
+  t.equal(
+    await exchange(yes.sock, req({ source: 'dom0', intended_target: 'personal', service_and_arg: 'test.Ask' })),
+    'result=deny',
+    'no GUI qube for dom0: deny',
+  );
   const no = await startDaemon(t, fixedAskAgent('deny'));
   t.equal(await exchange(no.sock, ask()), 'result=deny');
 
@@ -94,10 +114,13 @@ t.test('ask: assume_yes_for_ask, no agent, fixed and command agents', async (t) 
   t.equal(await exchange(bad.sock, ask()), 'result=deny', 'a target that was not offered is refused');
 });
 
-t.test('`ask target=dom0`: the agent is offered dom0 and its choice is the answer, as Qubes\' handle_user_response gives', async (t) => {
+t.test("`ask target=dom0`: the agent is offered dom0 and its choice is the answer, as Qubes' handle_user_response gives", async (t) => {
   const list = req({ source: 'work', intended_target: 'vault', service_and_arg: 'admin.vm.List+' });
   const asked: unknown[] = [];
-  const yes = await startDaemon(t, async (q) => { asked.push(q); return fixedAskAgent('allow')(q); });
+  const yes = await startDaemon(t, async (q) => {
+    asked.push(q);
+    return fixedAskAgent('allow')(q);
+  });
   t.equal(await exchange(yes.sock, list), 'user=DEFAULT\nresult=allow\ntarget=dom0\nautostart=True\nrequested_target=vault');
   t.same(asked, [{ source: 'work', service: 'admin.vm.List', argument: '+', targets: ['dom0'], default_target: '', intended_target: 'vault', guivm: 'dom0' }]);
   const no = await startDaemon(t, fixedAskAgent('deny'));
@@ -110,7 +133,10 @@ t.test('`ask target=dom0`: the agent is offered dom0 and its choice is the answe
   const server = createServer({ allowHalfOpen: true }, (s) => {
     let got = '';
     s.on('data', (d) => (got += d));
-    s.on('end', () => { seen.push(got); s.end(answers[seen.length - 1]); });
+    s.on('end', () => {
+      seen.push(got);
+      s.end(answers[seen.length - 1]);
+    });
   });
   await new Promise<void>((r) => server.listen(agentPath, r));
   t.teardown(() => new Promise<void>((r) => server.close(() => r())));
@@ -126,7 +152,11 @@ t.test('policy.EvalSimple socket service', async (t) => {
   const { dir } = await startDaemon(t);
   const ev = (body: string) => exchange(join(dir, 'eval.sock'), `policy.EvalSimple+test.Allow+x sys-gui\0${body}`);
   t.equal(await ev('work\0vault'), 'result=allow\n');
-  t.equal(await exchange(join(dir, 'eval.sock'), `policy.EvalSimple+test.Ask sys-gui\0work\0personal`), 'result=allow\n', 'ask counts as yes for the intended target');
+  t.equal(
+    await exchange(join(dir, 'eval.sock'), `policy.EvalSimple+test.Ask sys-gui\0work\0personal`),
+    'result=allow\n',
+    'ask counts as yes for the intended target',
+  );
   t.equal(await ev('work\0bad/name'), '', 'invalid names: no answer');
 });
 
@@ -151,8 +181,14 @@ t.test('the watcher notices changes on its own', async (t) => {
     // the watcher's own timers do not keep a process alive: this one does
     const limit = setTimeout(() => reject(new Error('no reload within 10 s')), 10000);
     const w = new PolicyWatcher({
-      policyDir: join(tree.dir, 'policy.d'), settleMs: 10, pollMs: 50,
-      onReload: (e) => { clearTimeout(limit); w.close(); resolve(e.policy.rules.length); },
+      policyDir: join(tree.dir, 'policy.d'),
+      settleMs: 10,
+      pollMs: 50,
+      onReload: (e) => {
+        clearTimeout(limit);
+        w.close();
+        resolve(e.policy.rules.length);
+      },
     });
     setTimeout(() => writeFileSync(join(tree.dir, 'policy.d', '60.policy'), 'b * @anyvm @anyvm deny\n'), 20);
   });

@@ -25,11 +25,7 @@ function engineFor(policy: string) {
 }
 
 t.test('the first matching rule decides; service and argument wildcards', async (t) => {
-  const ev = engineFor([
-    'svc +a work vault deny notify=no',
-    'svc * work vault allow',
-    '* * @anyvm @anyvm deny',
-  ].join('\n'));
+  const ev = engineFor(['svc +a work vault deny notify=no', 'svc * work vault allow', '* * @anyvm @anyvm deny'].join('\n'));
   t.match(ev('svc', '+a', 'work', 'vault'), { result: 'deny', reason: /denied by policy .*50-test\.policy:1$/, notify: false });
   t.match(ev('svc', '+b', 'work', 'vault'), { result: 'allow', target: 'vault', rule: { line: 2 } });
   t.match(ev('svc', '', 'work', 'vault'), { result: 'allow', rule: { line: 2 } });
@@ -39,18 +35,20 @@ t.test('the first matching rule decides; service and argument wildcards', async 
 });
 
 t.test('source and target tokens against the system', async (t) => {
-  const ev = engineFor([
-    's +tag @tag:work @anyvm allow',
-    's +type @type:TemplateVM @anyvm allow',
-    's +admin @anyvm @adminvm allow',
-    's +dom0 @anyvm dom0 allow',
-    's +uuid ' + uuidOf('work') + ' ' + uuidOf('vault') + ' allow',
-    's +star * * allow',
-    's +dvm @anyvm @dispvm:work-dvm allow',
-    's +dvmtag @anyvm @dispvm:@tag:dvm-tag allow',
-    's +dvmkw @anyvm @dispvm allow',
-    's +def @anyvm @default allow target=vault',
-  ].join('\n'));
+  const ev = engineFor(
+    [
+      's +tag @tag:work @anyvm allow',
+      's +type @type:TemplateVM @anyvm allow',
+      's +admin @anyvm @adminvm allow',
+      's +dom0 @anyvm dom0 allow',
+      's +uuid ' + uuidOf('work') + ' ' + uuidOf('vault') + ' allow',
+      's +star * * allow',
+      's +dvm @anyvm @dispvm:work-dvm allow',
+      's +dvmtag @anyvm @dispvm:@tag:dvm-tag allow',
+      's +dvmkw @anyvm @dispvm allow',
+      's +def @anyvm @default allow target=vault',
+    ].join('\n'),
+  );
   t.match(ev('s', '+tag', 'work', 'vault'), { result: 'allow' });
   t.match(ev('s', '+tag', 'personal', 'vault'), { result: 'deny', rule: null });
   t.match(ev('s', '+type', 'fedora-41', 'vault'), { result: 'allow' });
@@ -67,12 +65,21 @@ t.test('source and target tokens against the system', async (t) => {
   t.match(ev('s', '+dvmtag', 'personal', '@dispvm'), { result: 'allow', target: '@dispvm:default-dvm' });
   t.match(ev('s', '+dvmkw', 'vault', '@dispvm'), { result: 'deny', reason: /no DispVM base is set for this VM/ });
   t.match(ev('s', '+def', 'work', ''), { result: 'allow', target: 'vault' });
-  t.match(ev('s', '+def', 'work', 'no-such-qube'), { result: 'allow', target: 'vault', warnings: [/target 'no-such-qube' does not exist, using @default instead/] });
+  t.match(ev('s', '+def', 'work', 'no-such-qube'), {
+    result: 'allow',
+    target: 'vault',
+    warnings: [/target 'no-such-qube' does not exist, using @default instead/],
+  });
 });
 
 t.test('invalid requests are refused with the reason', async (t) => {
   const ev = engineFor('* * @anyvm @anyvm allow\n');
-  t.match(ev('s', '', 'work', '@anyvm'), { result: 'error', stage: 'request', errorType: 'PolicySyntaxError', error: "<unknown>:0: invalid intendedtarget token: '@anyvm'" });
+  t.match(ev('s', '', 'work', '@anyvm'), {
+    result: 'error',
+    stage: 'request',
+    errorType: 'PolicySyntaxError',
+    error: "<unknown>:0: invalid intendedtarget token: '@anyvm'",
+  });
   t.match(ev('s', '', 'work', '@dispvm:work'), { result: 'error', stage: 'request', errorType: 'AccessDenied', error: 'not a template for dispvm: work' });
   t.match(ev('s', 'x', 'work', 'vault'), { result: 'error', stage: 'request', errorType: 'RequestError' });
   t.match(ev('s', '', 'work', 'vault', 'ghost'), { result: 'error', errorType: 'RequestError', error: "unknown requested source qube 'ghost'" });
@@ -84,21 +91,25 @@ t.test('invalid requests are refused with the reason', async (t) => {
 });
 
 t.test('allow: redirects, autostart, response text', async (t) => {
-  const ev = engineFor([
-    'r +tgt @anyvm @anyvm allow target=vault user=root',
-    'r +adm @anyvm @anyvm allow target=@adminvm',
-    'r +dvm @anyvm @anyvm allow target=@dispvm',
-    'r +ghost @anyvm @anyvm allow target=ghost',
-    'r +noauto @anyvm @anyvm allow autostart=no notify=yes',
-    'r +remote @anyvm @anyvm allow',
-  ].join('\n'));
+  const ev = engineFor(
+    [
+      'r +tgt @anyvm @anyvm allow target=vault user=root',
+      'r +adm @anyvm @anyvm allow target=@adminvm',
+      'r +dvm @anyvm @anyvm allow target=@dispvm',
+      'r +ghost @anyvm @anyvm allow target=ghost',
+      'r +noauto @anyvm @anyvm allow autostart=no notify=yes',
+      'r +remote @anyvm @anyvm allow',
+    ].join('\n'),
+  );
   const a = ev('r', '+tgt', 'work', 'personal');
   t.match(a, { result: 'allow', target: 'vault', user: 'root' });
   t.equal(responseFor(a), `user=root\nresult=allow\ntarget=vault\ntarget_uuid=${uuidOf('vault')}\nautostart=True\nrequested_target=personal`);
   t.equal(responseFor(a, { justEvaluate: true }), 'result=allow');
   t.equal(responseFor(ev('r', '+adm', 'work', '')), 'user=DEFAULT\nresult=allow\ntarget=dom0\nautostart=True\nrequested_target=@default');
-  t.equal(responseFor(ev('r', '+dvm', 'work', '')),
-    `user=DEFAULT\nresult=allow\ntarget=@dispvm:work-dvm\ntarget_uuid=@dispvm:${uuidOf('work-dvm')}\nautostart=True\nrequested_target=@default`);
+  t.equal(
+    responseFor(ev('r', '+dvm', 'work', '')),
+    `user=DEFAULT\nresult=allow\ntarget=@dispvm:work-dvm\ntarget_uuid=@dispvm:${uuidOf('work-dvm')}\nautostart=True\nrequested_target=@default`,
+  );
   t.match(ev('r', '+ghost', 'work', 'vault'), { result: 'deny', reason: /but no target is specified by caller or policy/ });
   t.match(ev('r', '+noauto', 'work', 'sys-net'), { result: 'allow', autostart: false, notify: true });
   t.match(ev('r', '+noauto', 'work', 'vault'), { result: 'deny', reason: 'target vault is denied because it would require autostart', notify: true });
@@ -106,21 +117,25 @@ t.test('allow: redirects, autostart, response text', async (t) => {
   t.equal(responseFor(ev('r', '+tgt', 'vault', 'work')), 'result=deny', 'loopback call is refused');
   const rec = resolutionRecord('x', ev('r', '+tgt', 'vault', 'work'));
   t.match(rec, { result: 'allow', response: 'result=deny', response_error: 'loopback qrexec connection not supported' });
-  t.equal(responseFor(ev('r', '+remote', 'work', 'remote1')),
-    `user=DEFAULT\nresult=allow\ntarget=sys-relay\ntarget_uuid=${uuidOf('sys-relay')}\nautostart=True\nrequested_target=remote1\nservice=qubesair.SSHProxy+remote1+r+remote`);
+  t.equal(
+    responseFor(ev('r', '+remote', 'work', 'remote1')),
+    `user=DEFAULT\nresult=allow\ntarget=sys-relay\ntarget_uuid=${uuidOf('sys-relay')}\nautostart=True\nrequested_target=remote1\nservice=qubesair.SSHProxy+remote1+r+remote`,
+  );
   t.match(resolutionRecord('x', ev('r', '+remote', 'work', 'remote2')), { response: 'result=deny', response_error: 'remote2: transport RPC is not set' });
 });
 
 t.test('ask: the choices, the default, autostart=no, approval', async (t) => {
-  const ev = engineFor([
-    'a +x work vault deny',
-    'a +x work @tag:net ask',
-    'a +x @anyvm @anyvm ask default_target=personal',
-    'a +dvm @anyvm @anyvm ask target=@dispvm',
-    'a +noauto @anyvm @anyvm ask autostart=no',
-    'a +def @anyvm @anyvm ask default_target=@dispvm',
-    'a +none @anyvm @anyvm ask target=vault autostart=no',
-  ].join('\n'));
+  const ev = engineFor(
+    [
+      'a +x work vault deny',
+      'a +x work @tag:net ask',
+      'a +x @anyvm @anyvm ask default_target=personal',
+      'a +dvm @anyvm @anyvm ask target=@dispvm',
+      'a +noauto @anyvm @anyvm ask autostart=no',
+      'a +def @anyvm @anyvm ask default_target=@dispvm',
+      'a +none @anyvm @anyvm ask target=vault autostart=no',
+    ].join('\n'),
+  );
   const r = ev('a', '+x', 'work', 'personal');
   if (r.result !== 'ask') throw new Error('expected ask');
   t.notOk(r.targetsForAsk.includes('vault'), 'a deny rule removes its target');
@@ -133,21 +148,24 @@ t.test('ask: the choices, the default, autostart=no, approval', async (t) => {
   t.equal(responseFor(r), 'result=deny', 'nobody asked: deny');
   t.match(responseFor(r, { assumeYesForAsk: true }), /^user=DEFAULT\nresult=allow\ntarget=personal\n/);
   t.equal(responseFor(r, { assumeYesForAsk: true, justEvaluate: true }), 'result=allow');
-  t.match(resolutionRecord('x', ev('a', '+x', 'work', '@dispvm')), { result: 'ask', response: 'result=deny', response_error: 'target @dispvm is not a valid choice' });
+  t.match(resolutionRecord('x', ev('a', '+x', 'work', '@dispvm')), {
+    result: 'ask',
+    response: 'result=deny',
+    response_error: 'target @dispvm is not a valid choice',
+  });
   t.match(ev('a', '+dvm', 'work', 'vault'), { result: 'ask', targetsForAsk: ['@dispvm'] });
   const noauto = ev('a', '+noauto', 'work', 'vault');
   if (noauto.result !== 'ask') throw new Error('expected ask');
-  t.ok(noauto.targetsForAsk.every((n) => n === 'dom0' || system.domains[n]?.power_state === 'Running'), 'only running qubes without autostart');
+  t.ok(
+    noauto.targetsForAsk.every((n) => n === 'dom0' || system.domains[n]?.power_state === 'Running'),
+    'only running qubes without autostart',
+  );
   t.match(ev('a', '+def', 'personal', 'vault'), { result: 'ask', defaultTarget: '@dispvm:default-dvm' });
   t.match(ev('a', '+none', 'work', 'vault'), { result: 'deny', reason: /but no target is available to choose from/ });
 });
 
 t.test('where the reference engine crashes, a clean refusal', async (t) => {
-  const ev = engineFor([
-    'c +ask @anyvm @anyvm ask',
-    'c +dvm @anyvm @dispvm:work-dvm allow',
-    'c +ghost @anyvm @anyvm ask target=@dispvm:ghost',
-  ].join('\n'));
+  const ev = engineFor(['c +ask @anyvm @anyvm ask', 'c +dvm @anyvm @dispvm:work-dvm allow', 'c +ghost @anyvm @anyvm ask target=@dispvm:ghost'].join('\n'));
   const unknown = ev('c', '+ask', 'no-such-source', 'vault');
   t.match(unknown, { result: 'error', stage: 'evaluate', rule: { line: 1 } });
   t.ok(unknown.result === 'error' && unknown.cause instanceof AccessDenied);
@@ -156,7 +174,9 @@ t.test('where the reference engine crashes, a clean refusal', async (t) => {
 });
 
 t.test('qubesd filters: admin.vm.List per target, ask is not allowed', async (t) => {
-  const tree = tempTree({ 'policy.d/50.policy': 'admin.vm.List * mgmt @tag:managed allow\nadmin.vm.List * mgmt vault ask\nadmin.Events +domain-start mgmt work allow\n' });
+  const tree = tempTree({
+    'policy.d/50.policy': 'admin.vm.List * mgmt @tag:managed allow\nadmin.vm.List * mgmt vault ask\nadmin.Events +domain-start mgmt work allow\n',
+  });
   t.teardown(tree.cleanup);
   const engine = PolicyEngine.load({ policyDir: join(tree.dir, 'policy.d') });
   const sys = structuredClone(system);
@@ -183,7 +203,8 @@ t.test('conformance corpus replays in process', { skip: !existsSync(corpusDir) &
       continue;
     }
     const opts = {
-      policyDir: join(root, meta.policy_dir), runtimeDir: meta.runtime_dir ? join(root, meta.runtime_dir) : null,
+      policyDir: join(root, meta.policy_dir),
+      runtimeDir: meta.runtime_dir ? join(root, meta.runtime_dir) : null,
       legacyDir: join(root, meta.legacy_dir ?? 'legacy'),
     };
     let engine: PolicyEngine | AccessDenied;
@@ -192,16 +213,28 @@ t.test('conformance corpus replays in process', { skip: !existsSync(corpusDir) &
     } catch (err) {
       engine = err as AccessDenied;
     }
-    const canon = (s: string) => s.replaceAll(opts.policyDir, '/etc/qubes/policy.d').replaceAll(opts.runtimeDir ?? '\0', '/run/qubes/policy.d').replaceAll(opts.legacyDir, '/etc/qubes-rpc/policy');
-    const queries = readFileSync(join(corpusDir, 'queries', c + '.jsonl'), 'utf8').split('\n').filter(Boolean);
-    const expected = readFileSync(join(corpusDir, 'expected', c + '.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    const canon = (s: string) =>
+      s
+        .replaceAll(opts.policyDir, '/etc/qubes/policy.d')
+        .replaceAll(opts.runtimeDir ?? '\0', '/run/qubes/policy.d')
+        .replaceAll(opts.legacyDir, '/etc/qubes-rpc/policy');
+    const queries = readFileSync(join(corpusDir, 'queries', c + '.jsonl'), 'utf8')
+      .split('\n')
+      .filter(Boolean);
+    const expected = readFileSync(join(corpusDir, 'expected', c + '.jsonl'), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l));
     let bad = 0;
     queries.forEach((q, i) => {
       const got = JSON.parse(canon(JSON.stringify(answerLine(q, engine, view, []))));
       const exp = expected[i];
-      const ok = exp.error_type === 'internal'
-        ? got.result === 'deny' || got.result === 'error'
-        : Object.keys(exp).filter((k) => k !== 'warnings').every((k) => JSON.stringify(got[k]) === JSON.stringify(exp[k]));
+      const ok =
+        exp.error_type === 'internal'
+          ? got.result === 'deny' || got.result === 'error'
+          : Object.keys(exp)
+              .filter((k) => k !== 'warnings')
+              .every((k) => JSON.stringify(got[k]) === JSON.stringify(exp[k]));
       if (!ok && bad++ < 3) t.fail(`${exp.id}: expected ${JSON.stringify(exp)} got ${JSON.stringify(got)}`);
     });
     t.equal(bad, 0, `${c}: ${queries.length} answers match`);

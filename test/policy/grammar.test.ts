@@ -16,7 +16,11 @@ function load(files: Record<string, string | Buffer>, extra: { runtime?: Record<
   all['policy.d/.keep'] = '';
   const tree = tempTree(all);
   try {
-    const res = loadPolicy({ policyDir: join(tree.dir, 'policy.d'), runtimeDir: extra.runtime ? join(tree.dir, 'runtime') : null, legacyDir: join(tree.dir, 'legacy') });
+    const res = loadPolicy({
+      policyDir: join(tree.dir, 'policy.d'),
+      runtimeDir: extra.runtime ? join(tree.dir, 'runtime') : null,
+      legacyDir: join(tree.dir, 'legacy'),
+    });
     return { rules: res.rules, warnings: res.warnings, dir: tree.dir };
   } finally {
     tree.cleanup();
@@ -48,16 +52,22 @@ t.test('rules, comments, blank lines and whitespace', async (t) => {
 });
 
 t.test('files are read in name order, only *.policy, no dot files; runtime files win', async (t) => {
-  const { rules } = load({
-    '20-b.policy': 'b * @anyvm @anyvm deny\n',
-    '10-a.policy': 'a * @anyvm @anyvm deny\n',
-    '30-c.policy': 'c * @anyvm @anyvm deny\n',
-    '.hidden.policy': 'garbage',
-    'README': 'garbage',
-    '40-d.policy.rpmsave': 'garbage',
-    '50-e.Policy': 'garbage',
-  }, { runtime: { '20-b.policy': 'rt * @anyvm @anyvm deny\n', '25-r.policy': 'r * @anyvm @anyvm deny\n' } });
-  t.same(rules.map((r) => r.service), ['a', 'rt', 'r', 'c']);
+  const { rules } = load(
+    {
+      '20-b.policy': 'b * @anyvm @anyvm deny\n',
+      '10-a.policy': 'a * @anyvm @anyvm deny\n',
+      '30-c.policy': 'c * @anyvm @anyvm deny\n',
+      '.hidden.policy': 'garbage',
+      README: 'garbage',
+      '40-d.policy.rpmsave': 'garbage',
+      '50-e.Policy': 'garbage',
+    },
+    { runtime: { '20-b.policy': 'rt * @anyvm @anyvm deny\n', '25-r.policy': 'r * @anyvm @anyvm deny\n' } },
+  );
+  t.same(
+    rules.map((r) => r.service),
+    ['a', 'rt', 'r', 'c'],
+  );
 });
 
 t.test('file names the loader refuses', async (t) => {
@@ -155,7 +165,10 @@ t.test('the first mistake of a line is the one reported, on the right line', asy
   t.equal(errorOf('svc * @foo @bar permit\n'), "D/50-x.policy:1: invalid source token: '@foo'");
   t.equal(errorOf('# c\n\nsvc * @anyvm @anyvm deny\r\nbad\n'), 'D/50-x.policy:4: wrong number of fields');
   t.equal(errorOf('# c\rbad\n'), 'D/50-x.policy:2: wrong number of fields', 'a lone CR ends a line');
-  t.equal(errorOf('ok * @anyvm @anyvm deny\n', '10-ok.policy', { '20-bad.policy': 'bad\n', '30-bad.policy': 'bad\n' }), 'D/20-bad.policy:1: wrong number of fields');
+  t.equal(
+    errorOf('ok * @anyvm @anyvm deny\n', '10-ok.policy', { '20-bad.policy': 'bad\n', '30-bad.policy': 'bad\n' }),
+    'D/20-bad.policy:1: wrong number of fields',
+  );
 });
 
 t.test('directives', async (t) => {
@@ -176,9 +189,18 @@ t.test('directives', async (t) => {
     'include/old': '# old format\n$anyvm $anyvm allow,target=work\nwork vault deny\n$include:include/old2\n',
     'include/old2': '@anyvm @adminvm ask\n',
   });
-  t.same(rules.map((r) => r.service), ['first', 'inc', 'inc2', 'dira', 'dirb', 'svc.S', 'svc.S', 'svc.S', 'svc.S', 'svc.S', 'svc.S', 'last']);
-  t.same(rules.slice(5, 8).map((r) => r.argument), [null, null, null]);
-  t.same(rules.slice(8, 11).map((r) => r.argument), ['+arg', '+arg', '+arg']);
+  t.same(
+    rules.map((r) => r.service),
+    ['first', 'inc', 'inc2', 'dira', 'dirb', 'svc.S', 'svc.S', 'svc.S', 'svc.S', 'svc.S', 'svc.S', 'last'],
+  );
+  t.same(
+    rules.slice(5, 8).map((r) => r.argument),
+    [null, null, null],
+  );
+  t.same(
+    rules.slice(8, 11).map((r) => r.argument),
+    ['+arg', '+arg', '+arg'],
+  );
   t.equal(rules[5]!.redirect!.text, 'work');
   t.match(rules[1]!.file, /include\/inc$/);
   t.equal(rules[1]!.line, 1);
@@ -190,13 +212,23 @@ t.test('directives', async (t) => {
   t.equal(errorOf('!foo\n'), 'D/50-x.policy:1: invalid directive');
   t.match(errorOf('!include include/missing\n'), /^D\/50-x\.policy:1: not a file: .*\/include\/missing$/);
   t.match(errorOf('!include-dir include/missing\n'), /^D\/50-x\.policy:1: not a directory: .*\/include\/missing$/);
-  t.equal(errorOf('!include-service svc arg include/x\n', '50-x.policy', { 'include/x': '@anyvm @anyvm deny\n' }), "D/50-x.policy:1: argument 'arg' does not start with +");
+  t.equal(
+    errorOf('!include-service svc arg include/x\n', '50-x.policy', { 'include/x': '@anyvm @anyvm deny\n' }),
+    "D/50-x.policy:1: argument 'arg' does not start with +",
+  );
   t.match(errorOf('!include-service svc * include/x\n', '50-x.policy', { 'include/x': '!compat-4.0\n' }), /include\/x:1: invalid directive$/);
-  t.match(errorOf('!include include/x\n', '50-x.policy', { 'include/x': 'ok * @anyvm @anyvm deny\nbad line\n' }), /include\/x:2: wrong number of fields$/, 'errors name the included file');
+  t.match(
+    errorOf('!include include/x\n', '50-x.policy', { 'include/x': 'ok * @anyvm @anyvm deny\nbad line\n' }),
+    /include\/x:2: wrong number of fields$/,
+    'errors name the included file',
+  );
 });
 
 t.test('include cycles, symlinks, unreadable and non-UTF-8 files give clean errors', async (t) => {
-  t.match(errorOf('!include include/a\n', '50-x.policy', { 'include/a': '!include include/b\n', 'include/b': '!include include/a\n' }), /include\/b:1: include cycle: /);
+  t.match(
+    errorOf('!include include/a\n', '50-x.policy', { 'include/a': '!include include/b\n', 'include/b': '!include include/a\n' }),
+    /include\/b:1: include cycle: /,
+  );
   t.match(errorOf('!include include/a\n', '50-x.policy', { 'include/a': '!include include/a\n' }), /include\/a:1: include cycle/);
   t.equal(errorOf(Buffer.from('svc * @anyvm @anyvm deny\nsvc * caf\xe9 @anyvm deny\n', 'latin1')), 'D/50-x.policy:2: file is not valid UTF-8');
 
@@ -231,16 +263,19 @@ t.test('!compat-4.0 reads the legacy per-service files', async (t) => {
       },
     },
   );
-  t.same(rules.map((r) => `${r.service} ${r.argument ?? '*'} ${r.source.text} ${r.target.text} ${r.action} ${r.line}`), [
-    'pre * @anyvm @anyvm deny 1',
-    'legacy.Other * @anyvm @dispvm allow 1',
-    'legacy.Svc +a work vault allow 1',
-    'legacy.Svc +a work personal deny 1',
-    'legacy.Svc +a @anyvm @anyvm deny null',
-    'legacy.Svc +a @anyvm @adminvm deny null',
-    'legacy.Svc * @anyvm @anyvm ask 1',
-    'post * @anyvm @anyvm deny 3',
-  ]);
+  t.same(
+    rules.map((r) => `${r.service} ${r.argument ?? '*'} ${r.source.text} ${r.target.text} ${r.action} ${r.line}`),
+    [
+      'pre * @anyvm @anyvm deny 1',
+      'legacy.Other * @anyvm @dispvm allow 1',
+      'legacy.Svc +a work vault allow 1',
+      'legacy.Svc +a work personal deny 1',
+      'legacy.Svc +a @anyvm @anyvm deny null',
+      'legacy.Svc +a @anyvm @adminvm deny null',
+      'legacy.Svc * @anyvm @anyvm ask 1',
+      'post * @anyvm @anyvm deny 3',
+    ],
+  );
   t.equal(rules[1]!.user, 'root');
   t.match(warnings[0], /!compat-4\.0 directive in file .*10\.policy line 2 is transitional/);
 });

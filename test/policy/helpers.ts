@@ -42,7 +42,11 @@ export function binCommand(name: string, args: string[] = []): [string, string[]
   return ['/bin/sh', ['-c', 'unset NODE_OPTIONS; exec "$@"', 'sh', process.execPath, join(repoRoot, 'bin', name), ...args]];
 }
 
-export interface RunResult { code: number; out: string; err: string }
+export interface RunResult {
+  code: number;
+  out: string;
+  err: string;
+}
 
 /** Runs one of the bin/ programs (see binCommand) with `input` on its
  * standard input; resolves with its exit code and what it printed. */

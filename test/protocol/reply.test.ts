@@ -16,7 +16,10 @@ t.test('EXCEPTION frame: type NUL traceback NUL message NUL', async (t) => {
 });
 
 t.test('EVENT frame keeps kwargs order and ends with an empty field', async (t) => {
-  const f = eventFrame('work', 'domain-feature-set:f', [['feature', 'f'], ['value', '1']]);
+  const f = eventFrame('work', 'domain-feature-set:f', [
+    ['feature', 'f'],
+    ['value', '1'],
+  ]);
   t.equal(f.toString('latin1'), '1\x00work\x00domain-feature-set:f\x00feature\x00f\x00value\x001\x00\x00');
   t.equal(eventFrame('', 'connection-established').toString('latin1'), '1\0\0connection-established\0\0');
 });

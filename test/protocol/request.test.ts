@@ -26,8 +26,15 @@ t.test('keyword adminvm means dom0; the destination keeps extra spaces', async (
 });
 
 t.test('framing errors', async (t) => {
-  for (const bad of ['', '\0', 'admin.vm.List+ dom0 name dom0', 'admin.vm.List+ dom0 dom0\0',
-    'admin.vm.List+ dom0 keyword default\0', 'admin.vm.List+ dom0 uuid 0\0', 'admin.vm.List+  dom0 name dom0\0']) {
+  for (const bad of [
+    '',
+    '\0',
+    'admin.vm.List+ dom0 name dom0',
+    'admin.vm.List+ dom0 dom0\0',
+    'admin.vm.List+ dom0 keyword default\0',
+    'admin.vm.List+ dom0 uuid 0\0',
+    'admin.vm.List+  dom0 name dom0\0',
+  ]) {
     t.throws(() => p(bad), { name: 'FramingError' }, JSON.stringify(bad));
   }
 });

@@ -24,7 +24,10 @@ t.test('sockets: mode 0660, a stale socket is replaced, a live one is never stol
   spawnSync(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(path)}, () => process.kill(process.pid, 'SIGKILL'))`]);
   t.ok(statSync(path).isSocket(), 'a stale socket file is in the way');
   const d = await startDaemon({ dir });
-  t.teardown(async () => { await d.stop(); cleanup(d); });
+  t.teardown(async () => {
+    await d.stop();
+    cleanup(d);
+  });
   t.equal(statSync(d.socket).mode & 0o777, 0o660, 'admin socket mode 0660');
   t.equal(statSync(d.internalSocket).mode & 0o777, 0o660, 'internal socket mode 0660');
   t.ok((await call(d.socket, 'admin.vm.List', 'dom0')).ok, 'serving on the reclaimed path');
@@ -40,7 +43,10 @@ t.test('sockets: mode 0660, a stale socket is replaced, a live one is never stol
 
 t.test('a second daemon on the same store is refused while the first runs', async (t) => {
   const d = await startDaemon();
-  t.teardown(async () => { await d.stop(); cleanup(d); });
+  t.teardown(async () => {
+    await d.stop();
+    cleanup(d);
+  });
   const run2 = join(d.dir, 'run2');
   const r = runQubesd(['--store', d.store, '--base-dir', d.base, '--socket-dir', run2, '--log', 'none']);
   t.not(r.status, 0);
@@ -51,7 +57,11 @@ t.test('a second daemon on the same store is refused while the first runs', asyn
 t.test('a corrupt store stops the daemon with a clear message and is never overwritten', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'qubesd-corrupt-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  for (const [what, text] of [['truncated', '<qubes>\n  <labels>\n    <label id="label-1" color="0xcc0000">red'], ['not qubes', '<html><body/></html>\n'], ['binary', '\u0000\u0001garbage']]) {
+  for (const [what, text] of [
+    ['truncated', '<qubes>\n  <labels>\n    <label id="label-1" color="0xcc0000">red'],
+    ['not qubes', '<html><body/></html>\n'],
+    ['binary', '\u0000\u0001garbage'],
+  ]) {
     const store = join(dir, `${what.replace(' ', '-')}.xml`);
     writeFileSync(store, text);
     const r = runQubesd(['--store', store, '--base-dir', join(dir, 'base'), '--socket-dir', join(dir, 'run'), '--log', 'none']);
@@ -93,29 +103,50 @@ t.test('SIGKILL during a burst of writes loses no acknowledged write', async (t)
   const left = readdirSync(dir).filter((f) => f.startsWith('qubes.xml.journal'));
   t.same(left, [], 'no journal left after a clean stop');
   const xml = readFileSync(join(dir, 'qubes.xml'), 'utf8');
-  t.ok(acked.every((n) => xml.includes(`<feature name="${n}">`)), 'qubes.xml holds every acknowledged write');
+  t.ok(
+    acked.every((n) => xml.includes(`<feature name="${n}">`)),
+    'qubes.xml holds every acknowledged write',
+  );
 });
 
 t.test('every call leaves one structured audit line, dom0 included', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'qubesd-audit-'));
   const logFile = join(dir, 'audit.log');
   const d = await startDaemon({ args: ['--log', logFile] });
-  t.teardown(async () => { await d.stop(); cleanup(d); rmSync(dir, { recursive: true, force: true }); });
+  t.teardown(async () => {
+    await d.stop();
+    cleanup(d);
+    rmSync(dir, { recursive: true, force: true });
+  });
   await call(d.socket, 'admin.vm.property.Get', 'work', 'netvm');
   await call(d.socket, 'admin.vm.property.Get', 'nosuchvm', 'netvm', '', 'dom0');
   await rawCall(d.socket, Buffer.from('garbage without a header end'));
   await new Promise((r) => setTimeout(r, 200));
-  const lines = readFileSync(logFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.ev === 'call');
+  const lines = readFileSync(logFile, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+    .filter((l) => l.ev === 'call');
   const ok = lines.find((l) => l.method === 'admin.vm.property.Get' && l.dest === 'work');
   t.match(ok, { source: 'dom0', arg: 'netvm', outcome: 'ok', socket: 'admin' }, 'successful call logged with source, method, argument, destination, outcome');
   t.type(ok?.ms, 'number', 'with its duration');
-  t.match(lines.find((l) => l.dest === 'nosuchvm'), { outcome: 'QubesVMNotFoundError' }, 'refused call logged with the exception type');
-  t.ok(lines.some((l) => l.outcome === 'dropped'), 'a framing error is logged as dropped');
+  t.match(
+    lines.find((l) => l.dest === 'nosuchvm'),
+    { outcome: 'QubesVMNotFoundError' },
+    'refused call logged with the exception type',
+  );
+  t.ok(
+    lines.some((l) => l.outcome === 'dropped'),
+    'a framing error is logged as dropped',
+  );
 });
 
 t.test('oversized and malformed requests are dropped without a reply, and change nothing', async (t) => {
   const d = await startDaemon();
-  t.teardown(async () => { await d.stop(); cleanup(d); });
+  t.teardown(async () => {
+    await d.stop();
+    cleanup(d);
+  });
   const before = await call(d.socket, 'admin.vm.feature.List', 'work');
   const big = Buffer.concat([Buffer.from('admin.vm.feature.Set+x dom0 name work\0'), Buffer.alloc(70000, 0x61)]);
   t.equal((await rawCall(d.socket, big)).length, 0, 'over 64 KiB: no reply');

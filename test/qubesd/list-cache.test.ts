@@ -5,7 +5,10 @@ import { call, cleanup, startDaemon } from '../helpers/qubesd.js';
 
 t.test('admin.vm.List follows power states, creation and removal', async (t) => {
   const d = await startDaemon({ from: 'fresh', args: ['--log', 'none'] });
-  t.teardown(async () => { await d.stop(); cleanup(d); });
+  t.teardown(async () => {
+    await d.stop();
+    cleanup(d);
+  });
   const list = async () => (await call(d.socket, 'admin.vm.List', 'dom0')).content;
   t.ok((await call(d.socket, 'admin.vm.Create.TemplateVM', 'dom0', '', 'name=tpl label=black')).ok);
   t.match(await list(), /^tpl class=TemplateVM state=Halted /m);

@@ -16,13 +16,20 @@ t.test('every method qubesd serves has a handler, every handler a table entry', 
   // admin.vm.Console's handler is being written on another branch; when it
   // lands this list must become empty.
   t.same(missing, [], 'methods without a handler');
-  t.same(Object.keys(HANDLERS).filter((n) => !lookupMethod(n)), [], 'handlers without a table entry');
+  t.same(
+    Object.keys(HANDLERS).filter((n) => !lookupMethod(n)),
+    [],
+    'handlers without a table entry',
+  );
 });
 
 t.test('internal.SuspendPre suspends running qubes, SuspendPost resumes them; paused ones stay paused', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'qubes-suspend-'));
   const d = await startDaemon({ dir, from: 'fresh', args: ['--backend', 'sim'] });
-  t.teardown(async () => { await d.stop('SIGKILL'); rmSync(dir, { recursive: true, force: true }); });
+  t.teardown(async () => {
+    await d.stop('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  });
   const ok = async (socket: string, method: string, dest: string, arg = '', payload = '') => {
     const r = await call(socket, method, dest, arg, payload);
     if (!r.ok) throw new Error(`${method} ${dest}: ${r.type}: ${r.message}`);

@@ -8,11 +8,17 @@ import { encodeRequest } from '../../lib/protocol/request.js';
 
 async function daemon(t: Test): Promise<Daemon> {
   const d = await startDaemon();
-  t.teardown(async () => { await d.stop(); cleanup(d); });
+  t.teardown(async () => {
+    await d.stop();
+    cleanup(d);
+  });
   return d;
 }
 
-const errorOf = async (p: ReturnType<typeof call>) => { const r = await p; return r.ok ? `ok: ${r.content}` : `${r.type}: ${r.message}`; };
+const errorOf = async (p: ReturnType<typeof call>) => {
+  const r = await p;
+  return r.ok ? `ok: ${r.content}` : `${r.type}: ${r.message}`;
+};
 
 t.test('lifecycle calls on dom0 answer as AdminVM does', async (t) => {
   const d = await daemon(t);
@@ -32,7 +38,10 @@ t.test('admin.vm.Console', async (t) => {
   t.equal(await errorOf(call(d.socket, 'admin.vm.Console', 'work', '', 'x')), 'ProtocolError: unexpected payload');
   // (the fixture's qubes have no volume files: a qube of a fresh store can start)
   const f = await startDaemon({ from: 'fresh' });
-  t.teardown(async () => { await f.stop(); cleanup(f); });
+  t.teardown(async () => {
+    await f.stop();
+    cleanup(f);
+  });
   t.equal(await errorOf(call(f.socket, 'admin.vm.Create.StandaloneVM', 'dom0', '', 'name=c1 label=red')), 'ok: ');
   t.equal(await errorOf(call(f.socket, 'admin.vm.property.Set', 'c1', 'kernel', '')), 'ok: ');
   t.equal(await errorOf(call(f.socket, 'admin.vm.Start', 'c1')), 'ok: ');
@@ -47,9 +56,10 @@ t.test('admin.vm.Stats of a halted qube: connection-established, then the except
     c.on('data', (b) => parts.push(b));
     c.on('close', () => res(Buffer.concat(parts)));
   });
-  t.equal(raw.toString('latin1'),
-    '1\0\0connection-established\0\0'
-    + "2\0QubesVMNotRunningError\0\0Domain not running (either powered off or paused): 'work'\0");
+  t.equal(
+    raw.toString('latin1'),
+    '1\0\0connection-established\0\0' + "2\0QubesVMNotRunningError\0\0Domain not running (either powered off or paused): 'work'\0",
+  );
 });
 
 t.test('notes.Set replaces what libqubes-pure does not call safe for display', async (t) => {
@@ -62,10 +72,14 @@ t.test('notes.Set replaces what libqubes-pure does not call safe for display', a
   t.equal(await errorOf(call(d.socket, 'admin.vm.notes.Get', 'work')), 'ok: a_b é\u3042€\t\n_e______.');
 });
 
-t.test('disposables and volume clone tokens, in Qubes\' words', async (t) => {
+t.test("disposables and volume clone tokens, in Qubes' words", async (t) => {
   const d = await daemon(t);
-  t.equal(await errorOf(call(d.socket, 'admin.vm.CreateDisposable', 'work')),
-    'QubesException: Refusing to create disposable out of app qube which has template_for_dispvms=False');
-  t.equal(await errorOf(call(d.socket, 'admin.vm.volume.CloneTo', 'work', 'private', 'no-such-token')),
-    "QubesVolumeCopyTokenNotFoundError: 'Token to clone volume of qube was not found'");
+  t.equal(
+    await errorOf(call(d.socket, 'admin.vm.CreateDisposable', 'work')),
+    'QubesException: Refusing to create disposable out of app qube which has template_for_dispvms=False',
+  );
+  t.equal(
+    await errorOf(call(d.socket, 'admin.vm.volume.CloneTo', 'work', 'private', 'no-such-token')),
+    "QubesVolumeCopyTokenNotFoundError: 'Token to clone volume of qube was not found'",
+  );
 });

@@ -14,7 +14,10 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function daemon(t: Test, args: string[] = []): Promise<Daemon> {
   const d = await startDaemon({ args });
-  t.teardown(async () => { await d.stop(); cleanup(d); });
+  t.teardown(async () => {
+    await d.stop();
+    cleanup(d);
+  });
   return d;
 }
 
@@ -35,11 +38,18 @@ t.test('24 concurrent notes.Set on one qube all succeed; the file is one of them
   const d = await daemon(t);
   const texts = Array.from({ length: 24 }, (_, i) => `note ${i} `.repeat(200 + i));
   const replies = await Promise.all(texts.map((text) => call(d.socket, 'admin.vm.notes.Set', 'work', '', text)));
-  t.same(replies.map((r) => r.ok ? 'ok' : `${r.type}: ${r.message}`), texts.map(() => 'ok'));
+  t.same(
+    replies.map((r) => (r.ok ? 'ok' : `${r.type}: ${r.message}`)),
+    texts.map(() => 'ok'),
+  );
   const file = readFileSync(join(d.base, 'appvms', 'work', 'notes.txt'), 'utf8');
   t.ok(texts.includes(file), 'notes.txt holds exactly one of the texts');
   t.equal((await call(d.socket, 'admin.vm.notes.Get', 'work')).content, file);
-  t.same(readdirSync(join(d.base, 'appvms', 'work')).filter((f) => f.includes('tmp')), [], 'no temporary file left');
+  t.same(
+    readdirSync(join(d.base, 'appvms', 'work')).filter((f) => f.includes('tmp')),
+    [],
+    'no temporary file left',
+  );
 });
 
 t.test('no Node error text in replies', async (t) => {
@@ -80,15 +90,28 @@ t.test('event streams that do not read are disconnected; memory stays bounded', 
   const N = 150;
   const closed: boolean[] = [];
   const socks: net.Socket[] = [];
-  await Promise.all(Array.from({ length: N }, (_, i) => new Promise<void>((res) => {
-    const c = net.connect(d.socket, () => { c.end(encodeRequest('admin.Events', '', 'dom0', 'dom0')); c.once('readable', () => res()); });
-    c.pause(); // never reads
-    closed[i] = false;
-    c.on('close', () => { closed[i] = true; });
-    c.on('error', () => undefined);
-    socks.push(c);
-  })));
-  t.teardown(() => { for (const c of socks) c.destroy(); });
+  await Promise.all(
+    Array.from(
+      { length: N },
+      (_, i) =>
+        new Promise<void>((res) => {
+          const c = net.connect(d.socket, () => {
+            c.end(encodeRequest('admin.Events', '', 'dom0', 'dom0'));
+            c.once('readable', () => res());
+          });
+          c.pause(); // never reads
+          closed[i] = false;
+          c.on('close', () => {
+            closed[i] = true;
+          });
+          c.on('error', () => undefined);
+          socks.push(c);
+        }),
+    ),
+  );
+  t.teardown(() => {
+    for (const c of socks) c.destroy();
+  });
   const value = 'v'.repeat(4096);
   let peak = 0;
   for (let i = 0; i < 300; i++) {
@@ -113,18 +136,23 @@ t.test('closed event streams free their descriptors at once', async (t) => {
   const pid = d.proc.pid!;
   const base = fdCount(pid);
   for (let i = 0; i < 2000; i += 50) {
-    await Promise.all(Array.from({ length: 50 }, async () => {
-      const s = await subscribeEvents(d.socket);
-      s.close();
-    }));
+    await Promise.all(
+      Array.from({ length: 50 }, async () => {
+        const s = await subscribeEvents(d.socket);
+        s.close();
+      }),
+    );
   }
   const deadline = Date.now() + 5000;
   let now = fdCount(pid);
-  while (now > base + 5 && Date.now() < deadline) { await sleep(100); now = fdCount(pid); }
+  while (now > base + 5 && Date.now() < deadline) {
+    await sleep(100);
+    now = fdCount(pid);
+  }
   t.ok(now <= base + 5, `descriptors: ${base} before, ${now} after 2000 open/read/close cycles`);
 });
 
-t.test('a low cap: other callers\' streams are refused, dom0 still gets in', async (t) => {
+t.test("a low cap: other callers' streams are refused, dom0 still gets in", async (t) => {
   const d = await daemon(t, ['--max-connections', '16']);
   const streams: net.Socket[] = [];
   let refused: { type?: string; message?: string } | null = null;
@@ -135,14 +163,19 @@ t.test('a low cap: other callers\' streams are refused, dom0 still gets in', asy
       c.on('error', () => undefined);
       streams.push(c);
     });
-    if (raw[0] === 0x32) { const f = fields(raw); refused = { type: f[0], message: f[2] }; }
+    if (raw[0] === 0x32) {
+      const f = fields(raw);
+      refused = { type: f[0], message: f[2] };
+    }
   }
-  t.teardown(() => { for (const c of streams) c.destroy(); });
+  t.teardown(() => {
+    for (const c of streams) c.destroy();
+  });
   t.same(refused, { type: 'QubesException', message: 'Too many event streams open, try again later' });
-  t.equal(streams.length, 13, '12 streams (16 less dom0\'s 4) then a refusal');
+  t.equal(streams.length, 13, "12 streams (16 less dom0's 4) then a refusal");
   t.ok((await call(d.socket, 'admin.vm.List', 'dom0')).ok, 'dom0 calls get in');
   const s = await subscribeEvents(d.socket);
-  t.equal(s.events[0]!.event, 'connection-established', 'and so do dom0\'s streams');
+  t.equal(s.events[0]!.event, 'connection-established', "and so do dom0's streams");
   s.close();
 });
 
@@ -150,9 +183,15 @@ t.test('past the connection cap, a clear refusal', async (t) => {
   const d = await daemon(t, ['--max-connections', '16']);
   const held: net.Socket[] = [];
   for (let i = 0; i < 16; i++) {
-    await new Promise<void>((res) => { const c = net.connect(d.socket, () => res()); c.on('error', () => undefined); held.push(c); });
+    await new Promise<void>((res) => {
+      const c = net.connect(d.socket, () => res());
+      c.on('error', () => undefined);
+      held.push(c);
+    });
   }
-  t.teardown(() => { for (const c of held) c.destroy(); });
+  t.teardown(() => {
+    for (const c of held) c.destroy();
+  });
   await sleep(100);
   const r = await call(d.socket, 'admin.vm.List', 'dom0');
   t.same([r.type, r.message], ['QubesException', 'Too many connections to qubesd, try again later']);

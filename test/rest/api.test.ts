@@ -25,8 +25,12 @@ await s.dom0('admin.vm.Create.TemplateVM', 'dom0', '', 'name=tpl label=black');
 await s.dom0('admin.vm.Create.AppVM', 'dom0', 'tpl', 'name=work label=blue');
 await s.dom0('admin.vm.Create.AppVM', 'dom0', 'tpl', 'name=vault label=black');
 /** name -> uuid, as qubesd itself lists them */
-const uuids = new Map((await s.dom0('admin.vm.List')).content.split('\n').filter(Boolean)
-  .map((l) => [l.split(' ')[0]!, /uuid=(\S+)/.exec(l)![1]!]));
+const uuids = new Map(
+  (await s.dom0('admin.vm.List')).content
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => [l.split(' ')[0]!, /uuid=(\S+)/.exec(l)![1]!]),
+);
 const workHref = `/rest/v0/vms/${uuids.get('work')}`;
 const prop = async (vm: string, p: string) => (await s.dom0('admin.vm.property.Get', vm, p)).content;
 const tagsOf = async (vm: string) => (await s.dom0('admin.vm.tag.List', vm)).content.split('\n').filter(Boolean).sort();
@@ -55,8 +59,17 @@ t.test('authentication', async (t) => {
 t.test('the root lists the collections', async (t) => {
   const r = await get('/');
   t.equal(r.status, 200);
-  t.same(r.json, ['/rest/v0/vms', '/rest/v0/vdis', '/rest/v0/srs', '/rest/v0/pools', '/rest/v0/hosts', '/rest/v0/labels',
-    '/rest/v0/tasks', '/rest/v0/backup-profiles', '/rest/v0/events']);
+  t.same(r.json, [
+    '/rest/v0/vms',
+    '/rest/v0/vdis',
+    '/rest/v0/srs',
+    '/rest/v0/pools',
+    '/rest/v0/hosts',
+    '/rest/v0/labels',
+    '/rest/v0/tasks',
+    '/rest/v0/backup-profiles',
+    '/rest/v0/events',
+  ]);
 });
 
 t.test('vms collection: hrefs, fields, filter, limit, ndjson', async (t) => {
@@ -84,7 +97,10 @@ t.test('vms collection: hrefs, fields, filter, limit, ndjson', async (t) => {
 
   const nd = await get('/vms?fields=name_label,power_state&ndjson');
   t.equal(nd.headers.get('content-type')?.split(';')[0], 'application/x-ndjson');
-  const lines = nd.text.trimEnd().split('\n').map((l) => JSON.parse(l) as { name_label: string });
+  const lines = nd.text
+    .trimEnd()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { name_label: string });
   t.same(lines.map((l) => l.name_label).sort(), ['dom0', 'tpl', 'vault', 'work']);
 
   const all = await get('/vms?fields=*&filter=name_label:work');
@@ -234,7 +250,14 @@ t.test('clone, create_disposable, create and remove', async (t) => {
   t.equal(d.type, 'DispVM');
   t.equal(d.template, 'vault2');
 
-  const created = await req('POST', '/vms', { name_label: 'fresh', template: 'tpl', label: 'red', properties: { memory: 500 }, tags: ['t1'], features: { f: 'v' } });
+  const created = await req('POST', '/vms', {
+    name_label: 'fresh',
+    template: 'tpl',
+    label: 'red',
+    properties: { memory: 500 },
+    tags: ['t1'],
+    features: { f: 'v' },
+  });
   t.equal(created.status, 201, created.text);
   t.equal(created.headers.get('location'), (created.json as { href: string }).href);
   t.equal(await prop('fresh', 'memory'), 'default=False type=int 500');
@@ -271,8 +294,9 @@ t.test('vdis, srs, pools, hosts, labels, backup profiles', async (t) => {
   const pool = (await get('/pools/local')).json as Record<string, unknown>;
   t.equal(pool.default_pool, 'varlibqubes');
   t.equal(pool.master, '/rest/v0/hosts/00000000-0000-0000-0000-000000000000');
-  t.same((await get('/hosts?fields=name_label,power_state')).json,
-    [{ name_label: hostname(), power_state: 'Running', href: '/rest/v0/hosts/00000000-0000-0000-0000-000000000000' }]);
+  t.same((await get('/hosts?fields=name_label,power_state')).json, [
+    { name_label: hostname(), power_state: 'Running', href: '/rest/v0/hosts/00000000-0000-0000-0000-000000000000' },
+  ]);
 
   t.equal(((await get('/labels')).json as string[]).length, 8);
   t.same((await get('/labels/red')).json, { id: 'red', name_label: 'red', color: '0xcc0000', index: 1, href: '/rest/v0/labels/red' });
@@ -308,11 +332,18 @@ t.test('events: admin.Events as Server-Sent Events', async (t) => {
 
 t.test('events: a client that does not read is dropped when its buffer overflows', async (t) => {
   // a second gateway on the same installation, with a small buffer
-  const proc = spawnPlain(process.execPath, [join(BIN, 'qubes-rest'), '--prefix', s.prefix, '--listen', '127.0.0.1:0', '--events-buffer', '4096', '--access-log', 'none'],
-    { stdio: ['ignore', 'pipe', 'inherit'] });
-  t.teardown(() => { proc.kill('SIGTERM'); });
+  const proc = spawnPlain(
+    process.execPath,
+    [join(BIN, 'qubes-rest'), '--prefix', s.prefix, '--listen', '127.0.0.1:0', '--events-buffer', '4096', '--access-log', 'none'],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  t.teardown(() => {
+    proc.kill('SIGTERM');
+  });
   let out = '';
-  proc.stdout!.on('data', (d) => { out += d; });
+  proc.stdout!.on('data', (d) => {
+    out += d;
+  });
   while (!/listening on (\S+)/.test(out)) {
     if (proc.exitCode !== null) throw new Error('qubes-rest exited');
     await new Promise((r) => setTimeout(r, 25));
@@ -322,11 +353,22 @@ t.test('events: a client that does not read is dropped when its buffer overflows
   await new Promise((r) => sock.once('connect', r));
   sock.write(`GET /rest/v0/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\n\r\n`);
   let head = '';
-  await new Promise<void>((r) => { const on = (d: Buffer) => { head += d.toString('latin1'); if (head.includes('connection-established')) { sock.off('data', on); r(); } }; sock.on('data', on); });
+  await new Promise<void>((r) => {
+    const on = (d: Buffer) => {
+      head += d.toString('latin1');
+      if (head.includes('connection-established')) {
+        sock.off('data', on);
+        r();
+      }
+    };
+    sock.on('data', on);
+  });
   t.match(head, /^HTTP\/1\.1 200/);
   sock.pause();
   let closed = false;
-  sock.once('close', () => { closed = true; });
+  sock.once('close', () => {
+    closed = true;
+  });
   sock.on('error', () => {});
   const big = 'x'.repeat(60_000);
   // far more than the kernel's socket buffers hold, so the gateway's own queue grows
@@ -368,8 +410,11 @@ t.test('access log: one line per request, with the token id, never the token', a
   await get('/labels');
   const log = readFileSync(join(s.prefix, 'var', 'log', 'qubes', 'qubes-rest.log'), 'utf8');
   t.notOk(log.includes(token), 'the token never appears');
-  const lines = log.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
-  const ids = (JSON.parse(qubesRest(['token', 'list', '--prefix', s.prefix, '--json']).stdout) as Array<{ id: string; description?: string }>);
+  const lines = log
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+  const ids = JSON.parse(qubesRest(['token', 'list', '--prefix', s.prefix, '--json']).stdout) as Array<{ id: string; description?: string }>;
   const firstId = ids.find((x) => x.description === 'created by qubes-stack on first start')!.id;
   const l = lines.reverse().find((x) => x.path === '/rest/v0/labels')!;
   t.equal(l.token, firstId);
@@ -377,7 +422,10 @@ t.test('access log: one line per request, with the token id, never the token', a
   t.equal(l.method, 'GET');
   t.equal(l.status, 200);
   t.type(l.ms, 'number');
-  t.ok(lines.some((x) => x.status === 401 && x.token === null), 'refused requests are logged too');
+  t.ok(
+    lines.some((x) => x.status === 401 && x.token === null),
+    'refused requests are logged too',
+  );
 });
 
 t.test('OpenAPI document and Swagger UI', async (t) => {
@@ -403,8 +451,21 @@ t.test("Xen Orchestra's curl examples, host and ids changed", async (t) => {
   const nd = await curl('-b', `authenticationToken=${token}`, `${url}/vms?fields=name_label,power_state&ndjson`);
   t.equal(nd.trim().split('\n').length, listed.length);
   // properties update: Qubes names cannot change, so the example sets what a qube has
-  await curl('-X', 'PATCH', '-b', `authenticationToken=${token}`, '-H', 'X-Qubes-Console: 1', '-H', 'Content-Type: application/json', '-H', 'Accept: application/json',
-    '-d', '{ "label": "purple", "memory": 450 }', vm);
+  await curl(
+    '-X',
+    'PATCH',
+    '-b',
+    `authenticationToken=${token}`,
+    '-H',
+    'X-Qubes-Console: 1',
+    '-H',
+    'Content-Type: application/json',
+    '-H',
+    'Accept: application/json',
+    '-d',
+    '{ "label": "purple", "memory": 450 }',
+    vm,
+  );
   t.equal(await prop('vault', 'label'), 'default=False type=label purple');
   await curl('-X', 'PUT', '-b', `authenticationToken=${token}`, '-H', 'X-Qubes-Console: 1', `${vm}/tags/My_tag`);
   t.ok((await tagsOf('vault')).includes('My_tag'));
@@ -415,7 +476,10 @@ t.test("Xen Orchestra's curl examples, host and ids changed", async (t) => {
   await curl('-X', 'POST', '-b', `authenticationToken=${token}`, '-H', 'X-Qubes-Console: 1', `${vm}/actions/start?sync`);
   const task = JSON.parse(await curl('-X', 'POST', '-b', `authenticationToken=${token}`, '-H', 'X-Qubes-Console: 1', `${vm}/actions/clean_reboot`)) as string;
   t.match(task, /^\/rest\/v0\/tasks\//);
-  t.equal((JSON.parse(await curl('-b', `authenticationToken=${token}`, `${url}${task.slice('/rest/v0'.length)}?wait=result`)) as { status: string }).status, 'success');
+  t.equal(
+    (JSON.parse(await curl('-b', `authenticationToken=${token}`, `${url}${task.slice('/rest/v0'.length)}?wait=result`)) as { status: string }).status,
+    'success',
+  );
   t.equal(await curl('-X', 'POST', '-b', `authenticationToken=${token}`, '-H', 'X-Qubes-Console: 1', `${vm}/actions/hard_shutdown?sync`), 'null');
   await curl('-X', 'DELETE', '-b', `authenticationToken=${token}`, '-H', 'X-Qubes-Console: 1', vm);
   t.notOk((await s.dom0('admin.vm.List')).content.includes('vault '));

@@ -23,7 +23,10 @@ data.fill('e', 4 * MiB - 10);
 const put = await fetch(`${s.url}/vdis/work:private.raw`, { method: 'PUT', headers: { authorization: `Bearer ${s.token}` }, body: await sized() });
 async function sized(): Promise<Buffer> {
   // the private volume gets 4 MiB first (ImportWithSize's protocol, as dom0)
-  for (const [m, p] of [['internal.vm.volume.ImportBegin', String(4 * MiB)], ['internal.vm.volume.ImportEnd', 'ok']]) {
+  for (const [m, p] of [
+    ['internal.vm.volume.ImportBegin', String(4 * MiB)],
+    ['internal.vm.volume.ImportEnd', 'ok'],
+  ]) {
     const r = await call(s.config.qubesd.internalSocket, m!, 'work', 'private', p!);
     if (!r.ok) throw new Error(`${m}: ${r.type} ${r.message}`);
   }
@@ -39,11 +42,20 @@ async function download(path: string, headers: Record<string, string>): Promise<
   return { status: res.status, body: Buffer.from(await res.arrayBuffer()), headers: res.headers };
 }
 async function upload(query: string, body: Buffer, headers: Record<string, string>, token = s.token): Promise<{ status: number; json: any; headers: Headers }> {
-  const res = await fetch(`${s.url}/pools/local/vms${query}`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/octet-stream', ...headers }, body });
+  const res = await fetch(`${s.url}/pools/local/vms${query}`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/octet-stream', ...headers },
+    body,
+  });
   const text = await res.text();
   return { status: res.status, json: text ? JSON.parse(text) : undefined, headers: res.headers };
 }
-const names = async () => (await s.dom0('admin.vm.List')).content.split('\n').filter(Boolean).map((l) => l.split(' ')[0]).sort();
+const names = async () =>
+  (await s.dom0('admin.vm.List')).content
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => l.split(' ')[0])
+    .sort();
 
 t.test('export a qube as an archive', async (t) => {
   const r = await download('/vms/work.qbkp?compress=false', PASS);
@@ -51,7 +63,10 @@ t.test('export a qube as an archive', async (t) => {
   t.match(r.headers.get('x-task'), /^\/rest\/v0\/tasks\/[0-9a-f]+$/);
   writeFileSync(archive, r.body);
   const listing = await listBackup(archive, { passphrase: 'correct horse' });
-  t.same(listing.qubes.map((q) => q.name), ['work']);
+  t.same(
+    listing.qubes.map((q) => q.name),
+    ['work'],
+  );
   t.equal(listing.header.compressed, false);
   const gz = await download('/vms/work.qbkp?compress=gzip', PASS);
   t.equal(gz.status, 200);

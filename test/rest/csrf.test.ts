@@ -17,9 +17,18 @@ await s.dom0('admin.vm.tag.Set', 'work', 'keep');
 /** the tags this test sets or removes (qubesd adds others of its own) */
 const MINE = ['keep', 'added', 'bearer'];
 const state = async () => /power_state=(\w+)/.exec((await s.dom0('admin.vm.CurrentState', 'work')).content)![1];
-const tags = async () => (await s.dom0('admin.vm.tag.List', 'work')).content.split('\n').filter((x) => MINE.includes(x)).sort();
+const tags = async () =>
+  (await s.dom0('admin.vm.tag.List', 'work')).content
+    .split('\n')
+    .filter((x) => MINE.includes(x))
+    .sort();
 const memory = async () => (await s.dom0('admin.vm.property.Get', 'work', 'memory')).content;
-const qubes = async () => (await s.dom0('admin.vm.List')).content.split('\n').filter(Boolean).map((l) => l.split(' ')[0]).sort();
+const qubes = async () =>
+  (await s.dom0('admin.vm.List')).content
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => l.split(' ')[0])
+    .sort();
 
 const cookie = { cookie: `authenticationToken=${token}` };
 /** What a browser, a script and a stripping proxy send around a request. */

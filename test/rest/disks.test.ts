@@ -10,7 +10,11 @@ import { call } from '../helpers/qubesd.js';
 import { createToken, http, startRestStack } from './helpers.js';
 
 let qemu = true;
-try { execFileSync('qemu-img', ['--version'], { stdio: 'ignore' }); } catch { qemu = false; }
+try {
+  execFileSync('qemu-img', ['--version'], { stdio: 'ignore' });
+} catch {
+  qemu = false;
+}
 if (!qemu) console.error('\n*** qemu-img not installed (apt-get install qemu-utils): VHD parts SKIPPED ***\n');
 
 const grant = (service: string, target: string) => `${service.padEnd(28)} * mgmt ${target.padEnd(8)} allow target=dom0`;
@@ -20,7 +24,10 @@ t.teardown(() => s.stop());
 await s.dom0('admin.vm.Create.StandaloneVM', 'dom0', '', 'name=work label=red');
 await s.dom0('admin.vm.Create.StandaloneVM', 'dom0', '', 'name=mgmt label=red');
 // a 4 MiB private volume (ImportWithSize's protocol, as dom0)
-for (const [m, p] of [['internal.vm.volume.ImportBegin', '4194304'], ['internal.vm.volume.ImportEnd', 'ok']]) {
+for (const [m, p] of [
+  ['internal.vm.volume.ImportBegin', '4194304'],
+  ['internal.vm.volume.ImportEnd', 'ok'],
+]) {
   const r = await call(s.config.qubesd.internalSocket, m!, 'work', 'private', p!);
   if (!r.ok) throw new Error(`${m}: ${r.type} ${r.message}`);
 }
@@ -73,7 +80,8 @@ t.test('VHD out, read by qemu-img; VHD from qemu-img in', { skip: !qemu }, async
   const down = await get(`${VDI}.vhd`);
   t.equal(down.status, 200);
   t.equal(down.body.length, 512 + 1024 + 512 + 2 * (512 + 2 * MiB) + 512, 'blocks 0 and 1 hold data, nothing else is stored');
-  const vhd = join(tmp, 'out.vhd'), raw = join(tmp, 'out.raw');
+  const vhd = join(tmp, 'out.vhd'),
+    raw = join(tmp, 'out.raw');
   writeFileSync(vhd, down.body);
   t.equal(JSON.parse(execFileSync('qemu-img', ['info', '--output=json', vhd]).toString()).format, 'vpc');
   execFileSync('qemu-img', ['convert', '-f', 'vpc', '-O', 'raw', vhd, raw]);
@@ -81,7 +89,8 @@ t.test('VHD out, read by qemu-img; VHD from qemu-img in', { skip: !qemu }, async
 
   const other = Buffer.alloc(4 * MiB);
   other.fill('s', MiB + 100, 2 * MiB + 100);
-  const src = join(tmp, 'in.raw'), qvhd = join(tmp, 'in.vhd');
+  const src = join(tmp, 'in.raw'),
+    qvhd = join(tmp, 'in.vhd');
   writeFileSync(src, other);
   execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'vpc', '-o', 'subformat=dynamic,force_size=on', src, qvhd]);
   const up = await put(`${VDI}.vhd`, readFileSync(qvhd));
@@ -92,7 +101,8 @@ t.test('VHD out, read by qemu-img; VHD from qemu-img in', { skip: !qemu }, async
   execFileSync('qemu-img', ['create', '-f', 'vpc', '-o', 'subformat=dynamic,force_size=on', join(tmp, 'big.vhd'), '8M'], { stdio: 'ignore' });
   const big = await put(`${VDI}.vhd`, readFileSync(join(tmp, 'big.vhd')));
   t.same([big.status, big.json.message], [400, "the VHD's disk is 8388608 bytes, the volume 4194304 bytes: sizes must match exactly"]);
-  const damaged = Buffer.from(readFileSync(qvhd)); damaged[70] ^= 0xff;
+  const damaged = Buffer.from(readFileSync(qvhd));
+  damaged[70] ^= 0xff;
   const bad = await put(`${VDI}.vhd`, damaged);
   t.same([bad.status, bad.json.message], [400, 'VHD footer checksum mismatch']);
   const cut = readFileSync(qvhd).subarray(0, 4096);

@@ -21,18 +21,35 @@ const tokenFile = join(prefix, 'etc', 'qubes', 'rest-tokens.json');
 
 /** Starts bin/qubes-rest; resolves with its URL once it printed its line. */
 async function serve(args: string[]): Promise<{ url: string; line: string; proc: ChildProcess; stop(): Promise<void> }> {
-  const proc = spawnPlain(process.execPath, [join(BIN, 'qubes-rest'), '--prefix', prefix, '--listen', '127.0.0.1:0', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawnPlain(process.execPath, [join(BIN, 'qubes-rest'), '--prefix', prefix, '--listen', '127.0.0.1:0', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
-  proc.stdout!.on('data', (d) => { out += d; });
-  proc.stderr!.on('data', (d) => { out += d; });
+  proc.stdout!.on('data', (d) => {
+    out += d;
+  });
+  proc.stderr!.on('data', (d) => {
+    out += d;
+  });
   const exited = new Promise<void>((r) => proc.once('exit', () => r()));
   const deadline = Date.now() + 30_000;
   while (!/listening on/.test(out)) {
-    if (proc.exitCode !== null || Date.now() > deadline) { proc.kill(); throw new Error(`qubes-rest did not start: ${out}`); }
+    if (proc.exitCode !== null || Date.now() > deadline) {
+      proc.kill();
+      throw new Error(`qubes-rest did not start: ${out}`);
+    }
     await new Promise((r) => setTimeout(r, 25));
   }
   const line = out.split('\n').find((l) => l.includes('listening on'))!;
-  return { url: line.split(' ').pop()!, line, proc, stop: async () => { proc.kill('SIGTERM'); await exited; } };
+  return {
+    url: line.split(' ').pop()!,
+    line,
+    proc,
+    stop: async () => {
+      proc.kill('SIGTERM');
+      await exited;
+    },
+  };
 }
 
 t.test('token create, list, revoke', async (t) => {
@@ -78,17 +95,43 @@ t.test('plain HTTP: the listening line, no HSTS even when asked', async (t) => {
 t.test('HTTPS, with HSTS when hsts_max_age > 0', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'rest-tls-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const cert = join(dir, 'cert.pem'), key = join(dir, 'key.pem');
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1',
-    '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+  const cert = join(dir, 'cert.pem'),
+    key = join(dir, 'key.pem');
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+      '-days',
+      '1',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+    ],
+    { stdio: 'ignore' },
+  );
   const tok = createToken(prefix, 'dom0');
-  const get = (url: string) => new Promise<{ status: number; hsts: string | undefined }>((resolve, reject) => {
-    https.get(url, { ca: readFileSync(cert), headers: { authorization: `Bearer ${tok}` } }, (res) => {
-      res.resume();
-      res.on('end', () => resolve({ status: res.statusCode!, hsts: res.headers['strict-transport-security'] as string | undefined }));
-    }).on('error', reject);
-  });
-  for (const [age, want] of [['300', 'max-age=300'], ['0', undefined]] as const) {
+  const get = (url: string) =>
+    new Promise<{ status: number; hsts: string | undefined }>((resolve, reject) => {
+      https
+        .get(url, { ca: readFileSync(cert), headers: { authorization: `Bearer ${tok}` } }, (res) => {
+          res.resume();
+          res.on('end', () => resolve({ status: res.statusCode!, hsts: res.headers['strict-transport-security'] as string | undefined }));
+        })
+        .on('error', reject);
+    });
+  for (const [age, want] of [
+    ['300', 'max-age=300'],
+    ['0', undefined],
+  ] as const) {
     const g = await serve(['--tls-cert', cert, '--tls-key', key, '--hsts-max-age', age]);
     t.match(g.line, /^qubes-rest: listening on https:\/\/127\.0\.0\.1:\d+\/rest\/v0$/);
     const r = await get(`${g.url}/`);
@@ -102,10 +145,33 @@ t.test('a task pending when the gateway stopped is interrupted after its restart
   const taskFile = join(prefix, 'var', 'lib', 'qubes', 'rest', 'tasks.json');
   mkdirSync(join(prefix, 'var', 'lib', 'qubes', 'rest'), { recursive: true });
   // what a gateway killed during a task leaves behind
-  writeFileSync(taskFile, JSON.stringify({ version: 1, tasks: [
-    { id: 'aaaa', name: 'vm.clone', identity: 'dom0', status: 'pending', start: Date.now() - 1000, updatedAt: Date.now() - 1000, object: '/rest/v0/vms/work' },
-    { id: 'bbbb', name: 'vm.start', identity: 'mgmt', status: 'success', start: Date.now() - 900, end: Date.now() - 800, updatedAt: Date.now() - 800, result: null },
-  ] }));
+  writeFileSync(
+    taskFile,
+    JSON.stringify({
+      version: 1,
+      tasks: [
+        {
+          id: 'aaaa',
+          name: 'vm.clone',
+          identity: 'dom0',
+          status: 'pending',
+          start: Date.now() - 1000,
+          updatedAt: Date.now() - 1000,
+          object: '/rest/v0/vms/work',
+        },
+        {
+          id: 'bbbb',
+          name: 'vm.start',
+          identity: 'mgmt',
+          status: 'success',
+          start: Date.now() - 900,
+          end: Date.now() - 800,
+          updatedAt: Date.now() - 800,
+          result: null,
+        },
+      ],
+    }),
+  );
   const g = await serve([]);
   t.teardown(g.stop);
   const tok = createToken(prefix, 'dom0');
@@ -140,7 +206,11 @@ t.test('task limits: expiry, pending timeout, max_tasks, abort', async (t) => {
   const p3 = m.run('dom0', 'slow', undefined, forever);
   t.equal(m.get(done.id, 'dom0'), null, 'the oldest completed task made room');
   let refused: unknown;
-  try { m.run('dom0', 'slow', undefined, forever); } catch (e) { refused = e; }
+  try {
+    m.run('dom0', 'slow', undefined, forever);
+  } catch (e) {
+    refused = e;
+  }
   t.equal((refused as { status?: number })?.status, 503, 'every kept task pending: refused');
 
   t.ok(m.abort(p2.id, 'aborted by dom0'));
@@ -172,19 +242,33 @@ t.test('configuration: --print-config names a drop-in; the ready file; SIGHUP ap
   t.ok(lines.includes(`hsts_max_age = 600  # ${dropIn}:2`), 'the drop-in and its line');
   t.ok(lines.includes('listen = 127.0.0.1:0  # command line'));
   t.ok(lines.includes('max_tasks = 200  # default'));
-  t.ok(lines.some((l) => l.startsWith(`ready_file = ${p}/var/run/qubes/qubes-rest.ready  # ${p}/etc/qubes/qubes-rest.conf:`)), 'the packaged file sets the ready file');
-  t.ok(lines.includes(`token_file = ${p}/etc/qubes/rest-tokens.json  # default`), 'the installation\'s paths are the defaults');
+  t.ok(
+    lines.some((l) => l.startsWith(`ready_file = ${p}/var/run/qubes/qubes-rest.ready  # ${p}/etc/qubes/qubes-rest.conf:`)),
+    'the packaged file sets the ready file',
+  );
+  t.ok(lines.includes(`token_file = ${p}/etc/qubes/rest-tokens.json  # default`), "the installation's paths are the defaults");
 
-  const proc = spawnPlain(process.execPath, [join(BIN, 'qubes-rest'), '--prefix', p, '--listen', '127.0.0.1:0', '--access-log', 'none'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawnPlain(process.execPath, [join(BIN, 'qubes-rest'), '--prefix', p, '--listen', '127.0.0.1:0', '--access-log', 'none'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
-  proc.stdout!.on('data', (d) => { out += d; });
-  proc.stderr!.on('data', (d) => { out += d; });
+  proc.stdout!.on('data', (d) => {
+    out += d;
+  });
+  proc.stderr!.on('data', (d) => {
+    out += d;
+  });
   const exited = new Promise<number | null>((r) => proc.once('exit', (c) => r(c)));
-  t.teardown(() => { if (proc.exitCode === null) proc.kill('SIGKILL'); });
+  t.teardown(() => {
+    if (proc.exitCode === null) proc.kill('SIGKILL');
+  });
   const waitFor = async (re: RegExp) => {
     const deadline = Date.now() + 30_000;
     while (!re.test(out)) {
-      if (proc.exitCode !== null || Date.now() > deadline) { proc.kill(); throw new Error(`no ${re} in: ${out}`); }
+      if (proc.exitCode !== null || Date.now() > deadline) {
+        proc.kill();
+        throw new Error(`no ${re} in: ${out}`);
+      }
       await new Promise((r) => setTimeout(r, 25));
     }
   };

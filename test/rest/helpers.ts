@@ -42,10 +42,16 @@ export async function startRestStack(policy: Record<string, string> = {}, entrie
   }
   const stack: ChildProcess = spawnPlain(process.execPath, [join(BIN, 'qubes-stack'), '--prefix', prefix], { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
-  stack.stdout!.on('data', (d) => { output += d; });
-  stack.stderr!.on('data', (d) => { output += d; });
+  stack.stdout!.on('data', (d) => {
+    output += d;
+  });
+  stack.stderr!.on('data', (d) => {
+    output += d;
+  });
   const exited = new Promise<void>((r) => stack.once('exit', () => r()));
-  process.once('exit', () => { if (stack.exitCode === null) stack.kill('SIGTERM'); });
+  process.once('exit', () => {
+    if (stack.exitCode === null) stack.kill('SIGTERM');
+  });
   const deadline = Date.now() + 60_000;
   while (!output.includes('qubes-stack: ready')) {
     if (stack.exitCode !== null || Date.now() > deadline) {
@@ -58,7 +64,10 @@ export async function startRestStack(policy: Record<string, string> = {}, entrie
   const token = /^qubes-rest: dom0 token .*: (\S+)$/m.exec(output)?.[1];
   if (!url || !token) throw new Error(`no gateway line or token in:\n${output}`);
   return {
-    prefix, config, url, token,
+    prefix,
+    config,
+    url,
+    token,
     output: () => output,
     dom0: async (method, dest = 'dom0', arg = '', payload = '') => {
       const r = await call(config.qubesd.socket, method, dest, arg, payload);
@@ -86,7 +95,12 @@ export function createToken(prefix: string, identity: string, extra: string[] = 
   return r.stdout.trim();
 }
 
-export interface HttpResult { status: number; headers: Headers; text: string; json: unknown }
+export interface HttpResult {
+  status: number;
+  headers: Headers;
+  text: string;
+  json: unknown;
+}
 
 /** One request; `body` objects are sent as JSON. */
 export async function http(url: string, method: string, token: string | null, body?: unknown, headers: Record<string, string> = {}): Promise<HttpResult> {
@@ -100,6 +114,10 @@ export async function http(url: string, method: string, token: string | null, bo
   const res = await fetch(url, { method, headers: h, ...(payload !== undefined ? { body: payload } : {}), redirect: 'manual' });
   const text = await res.text();
   let json: unknown;
-  try { json = text ? JSON.parse(text) : undefined; } catch { json = undefined; }
+  try {
+    json = text ? JSON.parse(text) : undefined;
+  } catch {
+    json = undefined;
+  }
   return { status: res.status, headers: res.headers, text, json };
 }

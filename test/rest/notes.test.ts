@@ -58,7 +58,7 @@ t.test('bodies refused by the gateway change nothing', async (t) => {
   t.same(await big.json(), { error: 'bad request', message: 'notes are at most 65464 bytes (65465 given)' });
   t.equal(await notesOf('work'), 'kept\n', 'unchanged');
   const huge = await putText('/vms/work/notes', 'z'.repeat(2 << 20));
-  t.equal(huge.status, 400, 'past the gateway\'s general body limit too');
+  t.equal(huge.status, 400, "past the gateway's general body limit too");
   t.same(await huge.json(), { error: 'bad request', message: 'notes are at most 65464 bytes (2097152 given)' });
   t.equal(await notesOf('work'), 'kept\n', 'unchanged');
 
@@ -86,7 +86,8 @@ t.test('the policy decides, as for every route', async (t) => {
   const put = await putText('/vms/work/notes', 'by mgmt\n', mgmt);
   t.equal(put.status, 403);
   t.same(await put.json(), {
-    error: 'forbidden', message: 'the policy does not let mgmt call admin.vm.notes.Set+ on work',
+    error: 'forbidden',
+    message: 'the policy does not let mgmt call admin.vm.notes.Set+ on work',
     call: { service: 'admin.vm.notes.Set+', target: 'work' },
   });
   t.equal(await notesOf('work'), 'by dom0\n', 'unchanged');

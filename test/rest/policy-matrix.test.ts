@@ -32,7 +32,14 @@ const s = await startRestStack({ '30-matrix.policy': policy }, 'socket');
 t.teardown(() => s.stop());
 
 await s.dom0('admin.vm.Create.TemplateVM', 'dom0', '', 'name=tpl label=black');
-for (const [name, label] of [['mgmt', 'red'], ['auditor', 'orange'], ['nobody', 'gray'], ['work', 'blue'], ['personal', 'yellow'], ['vault', 'black']]) {
+for (const [name, label] of [
+  ['mgmt', 'red'],
+  ['auditor', 'orange'],
+  ['nobody', 'gray'],
+  ['work', 'blue'],
+  ['personal', 'yellow'],
+  ['vault', 'black'],
+]) {
   await s.dom0('admin.vm.Create.AppVM', 'dom0', 'tpl', `name=${name} label=${label}`);
 }
 await s.dom0('admin.vm.tag.Set', 'work', 'managed-by-mgmt');
@@ -53,41 +60,57 @@ const running = async (vm: string) => (await s.dom0('admin.vm.CurrentState', vm)
 const limit = pLimit(4);
 
 t.test('listing: the same qubes', async (t) => {
-  await Promise.all(identities.map((id) => limit(async () => {
-    const q = await viaQrexec(id, 'dom0', 'admin.vm.List');
-    const h = await viaHttp(id, 'GET', '/vms?fields=name_label');
-    if (refusedQ(q)) {
-      t.equal(h.status, 403, `${id}: refused both ways`);
-      t.same((h.json as { call: unknown }).call, { service: 'admin.vm.List+', target: 'dom0' }, `${id}: the 403 names the call`);
-      return;
-    }
-    const names = okContent(q)!.split('\n').filter(Boolean).map((l) => l.split(' ')[0]).sort();
-    t.equal(h.status, 200, `${id}: allowed both ways`);
-    t.same((h.json as Array<{ name_label: string }>).map((o) => o.name_label).sort(), names, `${id}: the same qubes`);
-  })));
+  await Promise.all(
+    identities.map((id) =>
+      limit(async () => {
+        const q = await viaQrexec(id, 'dom0', 'admin.vm.List');
+        const h = await viaHttp(id, 'GET', '/vms?fields=name_label');
+        if (refusedQ(q)) {
+          t.equal(h.status, 403, `${id}: refused both ways`);
+          t.same((h.json as { call: unknown }).call, { service: 'admin.vm.List+', target: 'dom0' }, `${id}: the 403 names the call`);
+          return;
+        }
+        const names = okContent(q)!
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => l.split(' ')[0])
+          .sort();
+        t.equal(h.status, 200, `${id}: allowed both ways`);
+        t.same((h.json as Array<{ name_label: string }>).map((o) => o.name_label).sort(), names, `${id}: the same qubes`);
+      }),
+    ),
+  );
   // the expected answers, written out, so that both ways cannot be wrong together
-  t.same(((await viaHttp('mgmt', 'GET', '/vms?fields=name_label')).json as Array<{ name_label: string }>).map((o) => o.name_label).sort(), ['dom0', 'personal', 'work']);
+  t.same(((await viaHttp('mgmt', 'GET', '/vms?fields=name_label')).json as Array<{ name_label: string }>).map((o) => o.name_label).sort(), [
+    'dom0',
+    'personal',
+    'work',
+  ]);
   t.equal((await viaHttp('nobody', 'GET', '/vms')).status, 403);
 });
 
 t.test('reads: vm.List on a target, tags, properties', async (t) => {
   const cases = identities.flatMap((id) => targets.map((target) => ({ id, target })));
-  await Promise.all(cases.map(({ id, target }) => limit(async () => {
-    const label = `${id} -> ${target}`;
-    const [qList, hGet] = await Promise.all([viaQrexec(id, target, 'admin.vm.List'), viaHttp(id, 'GET', `/vms/${target}`)]);
-    t.equal(hGet.status === 403, refusedQ(qList), `${label}: GET /vms/{id} refused iff admin.vm.List is (${hGet.status}, ${qList.code})`);
+  await Promise.all(
+    cases.map(({ id, target }) =>
+      limit(async () => {
+        const label = `${id} -> ${target}`;
+        const [qList, hGet] = await Promise.all([viaQrexec(id, target, 'admin.vm.List'), viaHttp(id, 'GET', `/vms/${target}`)]);
+        t.equal(hGet.status === 403, refusedQ(qList), `${label}: GET /vms/{id} refused iff admin.vm.List is (${hGet.status}, ${qList.code})`);
 
-    const [qTags, hTags] = await Promise.all([viaQrexec(id, target, 'admin.vm.tag.List'), viaHttp(id, 'GET', `/vms/${target}/tags`)]);
-    t.equal(hTags.status === 403, refusedQ(qTags), `${label}: tags refused alike`);
-    if (!refusedQ(qTags)) t.same(((hTags.json as string[]) ?? []).sort(), okContent(qTags)!.split('\n').filter(Boolean).sort(), `${label}: same tags`);
+        const [qTags, hTags] = await Promise.all([viaQrexec(id, target, 'admin.vm.tag.List'), viaHttp(id, 'GET', `/vms/${target}/tags`)]);
+        t.equal(hTags.status === 403, refusedQ(qTags), `${label}: tags refused alike`);
+        if (!refusedQ(qTags)) t.same(((hTags.json as string[]) ?? []).sort(), okContent(qTags)!.split('\n').filter(Boolean).sort(), `${label}: same tags`);
 
-    // in a collection, what the policy hides is left out of the object
-    const qProps = await viaQrexec(id, target, 'admin.vm.property.GetAll');
-    if (hGet.status === 200) {
-      const o = hGet.json as Record<string, unknown>;
-      t.equal('label' in o, !refusedQ(qProps), `${label}: properties shown iff GetAll is allowed`);
-    }
-  })));
+        // in a collection, what the policy hides is left out of the object
+        const qProps = await viaQrexec(id, target, 'admin.vm.property.GetAll');
+        if (hGet.status === 200) {
+          const o = hGet.json as Record<string, unknown>;
+          t.equal('label' in o, !refusedQ(qProps), `${label}: properties shown iff GetAll is allowed`);
+        }
+      }),
+    ),
+  );
   // spelled out
   t.equal((await viaHttp('auditor', 'GET', '/vms/vault/tags')).status, 403, 'the explicit deny');
   t.equal((await viaHttp('auditor', 'GET', '/vms/work/tags')).status, 200);
@@ -101,20 +124,24 @@ t.test('reads: vm.List on a target, tags, properties', async (t) => {
 
 t.test('writes: tag.Set with an argument-specific rule, start', async (t) => {
   for (const target of targets.filter((x) => x !== 'dom0')) {
-    await Promise.all(identities.map((id) => limit(async () => {
-      for (const tag of [`ok-${id}`, `no-${id}`]) {
-        const label = `${id} -> ${target} tag ${tag}`;
-        const q = await viaQrexec(id, target, `admin.vm.tag.Set+${tag}`);
-        const qHas = (await tagsOf(target)).includes(tag);
-        if (qHas) await s.dom0('admin.vm.tag.Remove', target, tag);
-        const h = await viaHttp(id, 'PUT', `/vms/${target}/tags/${tag}`);
-        const hHas = (await tagsOf(target)).includes(tag);
-        if (hHas) await s.dom0('admin.vm.tag.Remove', target, tag);
-        t.equal(h.status === 403, refusedQ(q), `${label}: refused alike (${h.status}, ${q.code})`);
-        t.equal(hHas, qHas, `${label}: same effect`);
-        if (h.status === 403) t.same((h.json as { call: unknown }).call, { service: `admin.vm.tag.Set+${tag}`, target }, `${label}: names the call`);
-      }
-    })));
+    await Promise.all(
+      identities.map((id) =>
+        limit(async () => {
+          for (const tag of [`ok-${id}`, `no-${id}`]) {
+            const label = `${id} -> ${target} tag ${tag}`;
+            const q = await viaQrexec(id, target, `admin.vm.tag.Set+${tag}`);
+            const qHas = (await tagsOf(target)).includes(tag);
+            if (qHas) await s.dom0('admin.vm.tag.Remove', target, tag);
+            const h = await viaHttp(id, 'PUT', `/vms/${target}/tags/${tag}`);
+            const hHas = (await tagsOf(target)).includes(tag);
+            if (hHas) await s.dom0('admin.vm.tag.Remove', target, tag);
+            t.equal(h.status === 403, refusedQ(q), `${label}: refused alike (${h.status}, ${q.code})`);
+            t.equal(hHas, qHas, `${label}: same effect`);
+            if (h.status === 403) t.same((h.json as { call: unknown }).call, { service: `admin.vm.tag.Set+${tag}`, target }, `${label}: names the call`);
+          }
+        }),
+      ),
+    );
   }
   t.same(await tagsOf('vault'), ['audiovm-dom0', 'created-by-dom0', 'guivm-dom0'], 'vault untouched');
 
@@ -139,7 +166,10 @@ t.test('writes: tag.Set with an argument-specific rule, start', async (t) => {
 t.test('an action refused by the policy fails its task with the 403 body', async (t) => {
   const r = await viaHttp('auditor', 'POST', '/vms/work/actions/start');
   t.equal(r.status, 202);
-  const task = (await viaHttp('auditor', 'GET', `${r.headers.get('location')!.slice('/rest/v0'.length)}?wait=result`)).json as { status: string; error: { error: string; call: unknown } };
+  const task = (await viaHttp('auditor', 'GET', `${r.headers.get('location')!.slice('/rest/v0'.length)}?wait=result`)).json as {
+    status: string;
+    error: { error: string; call: unknown };
+  };
   t.equal(task.status, 'failure');
   t.equal(task.error.error, 'forbidden');
   t.same(task.error.call, { service: 'admin.vm.Start+', target: 'work' });

@@ -8,9 +8,15 @@ import { isSharedRead, SharedReads } from '../../rest/shared-reads.js';
 function deferredCall(log: string[], name: string): { call: () => Promise<Buffer>; answer: () => void; fail: () => void } {
   let resolve!: (b: Buffer) => void;
   let reject!: (e: Error) => void;
-  const p = new Promise<Buffer>((res, rej) => { resolve = res; reject = rej; });
+  const p = new Promise<Buffer>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
   return {
-    call: () => { log.push(`start ${name}`); return p; },
+    call: () => {
+      log.push(`start ${name}`);
+      return p;
+    },
     answer: () => resolve(Buffer.from(name)),
     fail: () => reject(new Error(`${name} failed`)),
   };
@@ -21,7 +27,9 @@ const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
 t.test('a request arriving during a call waits for the next one, shared with later arrivals', async (t) => {
   const s = new SharedReads();
   const log: string[] = [];
-  const a = deferredCall(log, 'A'), b = deferredCall(log, 'B'), c = deferredCall(log, 'C');
+  const a = deferredCall(log, 'A'),
+    b = deferredCall(log, 'B'),
+    c = deferredCall(log, 'C');
   const r1 = s.run('k', a.call);
   const r2 = s.run('k', b.call); // A is in flight: r2 must not get A's answer
   const r3 = s.run('k', c.call); // joins r2's queued call
@@ -45,7 +53,9 @@ t.test('a request arriving during a call waits for the next one, shared with lat
 t.test('keys are separate; a failed call fails its own requests only', async (t) => {
   const s = new SharedReads();
   const log: string[] = [];
-  const a = deferredCall(log, 'A'), b = deferredCall(log, 'B'), c = deferredCall(log, 'C');
+  const a = deferredCall(log, 'A'),
+    b = deferredCall(log, 'B'),
+    c = deferredCall(log, 'C');
   const r1 = s.run('dom0\0admin.vm.List', a.call);
   const r2 = s.run('work\0admin.vm.List', b.call);
   const r3 = s.run('dom0\0admin.vm.List', c.call);

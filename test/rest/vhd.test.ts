@@ -13,7 +13,11 @@ import { chsGeometry, vhdTimestamp } from '../../rest/vhd/geometry.js';
 import type { ExtentMap } from '../../lib/volume-export.js';
 
 let qemu = true;
-try { execFileSync('qemu-img', ['--version'], { stdio: 'ignore' }); } catch { qemu = false; }
+try {
+  execFileSync('qemu-img', ['--version'], { stdio: 'ignore' });
+} catch {
+  qemu = false;
+}
 if (!qemu) console.error('\n*** qemu-img not installed (apt-get install qemu-utils): VHD interop tests SKIPPED ***\n');
 
 const dir = mkdtempSync(join(tmpdir(), 'vhd-test-'));
@@ -35,7 +39,9 @@ async function* piecesOf(raw: Buffer, extents: ExtentMap): AsyncGenerator<[numbe
 }
 
 async function rawFromVhd(input: Buffer, chunk = 65536): Promise<Buffer> {
-  async function* chunks(): AsyncGenerator<Buffer> { for (let i = 0; i < input.length; i += chunk) yield input.subarray(i, i + chunk); }
+  async function* chunks(): AsyncGenerator<Buffer> {
+    for (let i = 0; i < input.length; i += chunk) yield input.subarray(i, i + chunk);
+  }
   const v = await readVhd(chunks());
   const out = Buffer.alloc(v.size);
   for await (const [o, b] of v.pieces) b.copy(out, o);
@@ -55,7 +61,11 @@ t.test('our VHD, read by qemu-img', { skip: !qemu }, async (t) => {
   raw.fill('A', 0, 4096);
   raw.fill('B', (5 << 20) + 512, (5 << 20) + 1512);
   raw.fill('C', size - 700, size);
-  const extents: ExtentMap = [[0, 4096], [(5 << 20) + 512, 1000], [size - 700, 700]];
+  const extents: ExtentMap = [
+    [0, 4096],
+    [(5 << 20) + 512, 1000],
+    [size - 700, 700],
+  ];
   const vhd = await collect(writeVhd(size, extents, piecesOf(raw, extents), { date: new Date('2024-01-01T00:00:00Z'), uniqueId: Buffer.alloc(16, 7) }));
   // footer copy, header, table (one sector), blocks 0, 2, 4 with bitmaps, footer
   t.equal(vhd.length, 512 + 1024 + 512 + 3 * (512 + (2 << 20)) + 512, 'only the three blocks with data are stored');
@@ -109,9 +119,11 @@ t.test('damaged VHDs are refused', async (t) => {
   const size = 4 << 20;
   const raw = Buffer.alloc(size, 'z');
   const good = await collect(writeVhd(size, [[0, size]], piecesOf(raw, [[0, size]])));
-  const bad = Buffer.from(good); bad[100] ^= 1;
+  const bad = Buffer.from(good);
+  bad[100] ^= 1;
   await t.rejects(rawFromVhd(bad), new VhdFormatError('VHD footer checksum mismatch'));
-  const badHeader = Buffer.from(good); badHeader[512 + 40] ^= 1;
+  const badHeader = Buffer.from(good);
+  badHeader[512 + 40] ^= 1;
   await t.rejects(rawFromVhd(badHeader), new VhdFormatError('VHD header checksum mismatch'));
   await t.rejects(rawFromVhd(good.subarray(0, good.length - 600)), new VhdFormatError('VHD ends inside block 1'));
   await t.rejects(rawFromVhd(good.subarray(0, good.length - 512)), new VhdFormatError('VHD ends without its footer'));

@@ -22,15 +22,21 @@ chmodSync(agent, 0o755);
 install({ prefix, ask: `command:${agent}` });
 const c = loadConfig(join(prefix, 'etc', 'qubes', 'stack.json'));
 const policyFile = join(c.policy.dir, '30-ask.policy');
-writeFileSync(policyFile, [
-  'admin.vm.List          * mgmt vault ask target=dom0',
-  'admin.vm.property.Get  * mgmt vault ask target=dom0',
-  'admin.vm.property.Set  * mgmt vault deny',
-  '',
-].join('\n'));
+writeFileSync(
+  policyFile,
+  [
+    'admin.vm.List          * mgmt vault ask target=dom0',
+    'admin.vm.property.Get  * mgmt vault ask target=dom0',
+    'admin.vm.property.Set  * mgmt vault deny',
+    '',
+  ].join('\n'),
+);
 
 const stack = await runStack(prefix);
-t.teardown(async () => { await stack.stop(); rmSync(prefix, { recursive: true, force: true }); });
+t.teardown(async () => {
+  await stack.stop();
+  rmSync(prefix, { recursive: true, force: true });
+});
 
 const dom0 = async (method: string, dest: string, arg: string, payload: string) => {
   const r = await call(c.qubesd.socket, method, dest, arg, payload);
@@ -42,11 +48,20 @@ await dom0('admin.vm.Create.AppVM', 'dom0', 'tpl', 'name=vault label=black');
 const mgmtSocket = join(c.qrexec.socketDir, 'qrexec.mgmt');
 for (let i = 0; i < 400 && !existsSync(mgmtSocket); i++) await new Promise((r) => setTimeout(r, 25));
 const audit = () => readFileSync(c.qubesd.log, 'utf8');
-const auditCalls = () => audit().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>).filter((r) => r['ev'] === 'call');
+const auditCalls = () =>
+  audit()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+    .filter((r) => r['ev'] === 'call');
 
 t.test('starting the stack leaves no bogus call in the audit log', async (t) => {
   const calls = auditCalls();
-  t.same(calls.filter((r) => r['outcome'] === 'dropped' || r['source'] === ''), [], 'no dropped call, no call without a source');
+  t.same(
+    calls.filter((r) => r['outcome'] === 'dropped' || r['source'] === ''),
+    [],
+    'no dropped call, no call without a source',
+  );
   t.ok(calls.length > 0, 'the calls made so far are there');
 });
 
@@ -56,19 +71,32 @@ t.test('an approved `ask target=dom0` runs in dom0 for the requested target', as
   t.equal(r.stderr, '');
   t.equal(r.code, 0);
   t.equal(r.stdout.toString('latin1'), '0\0default=False type=label black');
-  t.same(JSON.parse(readFileSync(join(prefix, 'question.json'), 'utf8')), {
-    source: 'mgmt', service: 'admin.vm.property.Get', argument: '+label', targets: ['dom0'], default_target: '',
-    intended_target: 'vault', guivm: 'dom0',
-  }, 'the agent was offered the rule\'s only choice, dom0, and no default');
+  t.same(
+    JSON.parse(readFileSync(join(prefix, 'question.json'), 'utf8')),
+    {
+      source: 'mgmt',
+      service: 'admin.vm.property.Get',
+      argument: '+label',
+      targets: ['dom0'],
+      default_target: '',
+      intended_target: 'vault',
+      guivm: 'dom0',
+    },
+    "the agent was offered the rule's only choice, dom0, and no default",
+  );
   const seen = await eventually(audit, /"method":"admin\.vm\.property\.Get"/);
-  t.match(seen, /"source":"mgmt","method":"admin\.vm\.property\.Get","arg":"label","dest":"vault","payloadBytes":0,"socket":"admin","outcome":"ok"/, 'qubesd served mgmt for vault');
+  t.match(
+    seen,
+    /"source":"mgmt","method":"admin\.vm\.property\.Get","arg":"label","dest":"vault","payloadBytes":0,"socket":"admin","outcome":"ok"/,
+    'qubesd served mgmt for vault',
+  );
 
   const list = await qrexecClient(mgmtSocket, ['vault', 'admin.vm.List']);
-  t.equal(list.code, 0, 'admin.vm.List, the issue\'s example, goes through as well');
+  t.equal(list.code, 0, "admin.vm.List, the issue's example, goes through as well");
   t.equal(list.stdout.toString('latin1'), '0\0', 'and qubesd lists nothing: for its listing filter an ask is not an allow, as in Qubes');
 });
 
-t.test('a refused `ask` is qrexec\'s refusal', async (t) => {
+t.test("a refused `ask` is qrexec's refusal", async (t) => {
   writeFileSync(join(prefix, 'answer'), 'deny\n');
   const r = await qrexecClient(mgmtSocket, ['vault', 'admin.vm.property.Get+label']);
   t.equal(r.code, 126);
@@ -78,7 +106,7 @@ t.test('a refused `ask` is qrexec\'s refusal', async (t) => {
   t.equal((await qrexecClient(mgmtSocket, ['vault', 'admin.vm.property.Get+label'])).code, 126, 'a target that was not offered is refused');
 });
 
-t.test('a refusal names the caller, the call and the deciding rule in the dispatcher\'s log', async (t) => {
+t.test("a refusal names the caller, the call and the deciding rule in the dispatcher's log", async (t) => {
   const r = await qrexecClient(mgmtSocket, ['vault', 'admin.vm.property.Set+label'], 'red');
   t.equal(r.code, 126);
   t.equal(r.stderr, 'Request refused\n', 'the caller is told what qrexec tells it, nothing more');

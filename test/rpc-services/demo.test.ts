@@ -18,7 +18,12 @@ const get = async (method: string, dest = 'dom0', arg = '') => {
   if (!r.ok) throw new Error(`${method} ${dest} ${arg}: ${r.type} ${r.message}`);
   return r.content;
 };
-const listing = async () => (await get('admin.vm.List')).split('\n').filter(Boolean).map((l) => l.replace(/ uuid=\S+/, '')).sort();
+const listing = async () =>
+  (await get('admin.vm.List'))
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => l.replace(/ uuid=\S+/, ''))
+    .sort();
 
 t.test('an empty system gets the demo qubes', async (t) => {
   const stack = await runStack(prefix, ['--demo']);
@@ -48,5 +53,8 @@ t.test('a system with qubes is left alone', async (t) => {
   const stack = await runStack(prefix, ['--demo']);
   t.teardown(() => stack.stop());
   t.match(stack.output(), /qubes-stack: --demo: the system has qubes already; nothing created\n/);
-  t.notOk((await listing()).some((l) => l.startsWith('untrusted ')), 'the removed qube is not recreated');
+  t.notOk(
+    (await listing()).some((l) => l.startsWith('untrusted ')),
+    'the removed qube is not recreated',
+  );
 });

@@ -11,10 +11,18 @@ import { QrexecDispatcher, socketPathFor } from '../../rpc-services/qrexec/dispa
 import { qrexecClient, spawnPlain, startFakePolicyDaemon, BIN } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'rpc-dispatch-'));
-const services = join(dir, 'services'), sockets = join(dir, 'sockets'), policySock = join(dir, 'policy.sock');
+const services = join(dir, 'services'),
+  sockets = join(dir, 'sockets'),
+  policySock = join(dir, 'policy.sock');
 mkdirSync(services);
-const script = (name: string, body: string) => { writeFileSync(join(services, name), `#!/bin/sh\n${body}\n`); chmodSync(join(services, name), 0o755); };
-script('test.Echo', 'echo "$QREXEC_REMOTE_DOMAIN|$QREXEC_SERVICE_FULL_NAME|$QREXEC_SERVICE_ARGUMENT|$QREXEC_REQUESTED_TARGET_TYPE|$QREXEC_REQUESTED_TARGET|$QREXEC_REQUESTED_TARGET_KEYWORD|$1"; cat');
+const script = (name: string, body: string) => {
+  writeFileSync(join(services, name), `#!/bin/sh\n${body}\n`);
+  chmodSync(join(services, name), 0o755);
+};
+script(
+  'test.Echo',
+  'echo "$QREXEC_REMOTE_DOMAIN|$QREXEC_SERVICE_FULL_NAME|$QREXEC_SERVICE_ARGUMENT|$QREXEC_REQUESTED_TARGET_TYPE|$QREXEC_REQUESTED_TARGET|$QREXEC_REQUESTED_TARGET_KEYWORD|$1"; cat',
+);
 script('test.Exit', 'exit 7');
 script('test.Specific', 'echo generic');
 script('test.Specific+one', 'echo specific');
@@ -27,14 +35,19 @@ const sockSeen: Buffer[] = [];
 const sockServer = net.createServer({ allowHalfOpen: true }, (s) => {
   const c: Buffer[] = [];
   s.on('data', (d) => c.push(d));
-  s.on('end', () => { const all = Buffer.concat(c); sockSeen.push(all); s.end(Buffer.concat([Buffer.from('got:'), all])); });
+  s.on('end', () => {
+    const all = Buffer.concat(c);
+    sockSeen.push(all);
+    s.end(Buffer.concat([Buffer.from('got:'), all]));
+  });
 });
 await new Promise<void>((r) => sockServer.listen(join(services, 'test.Sock'), r));
 
 const policy = await startFakePolicyDaemon(policySock, (q) => {
   if (q.service_and_arg.startsWith('test.Denied')) return 'deny';
   if (q.service_and_arg.startsWith('test.Ask')) return 'ask';
-  if (q.service_and_arg.startsWith('test.Elsewhere')) return { raw: 'user=DEFAULT\nresult=allow\ntarget=work\ntarget_uuid=uuid:00000000-0000-0000-0000-000000000001\nautostart=True\nrequested_target=work' };
+  if (q.service_and_arg.startsWith('test.Elsewhere'))
+    return { raw: 'user=DEFAULT\nresult=allow\ntarget=work\ntarget_uuid=uuid:00000000-0000-0000-0000-000000000001\nautostart=True\nrequested_target=work' };
   if (q.service_and_arg.startsWith('test.Garbage')) return { raw: 'result=maybe' };
   return 'allow';
 });
@@ -42,11 +55,17 @@ const logs: string[] = [];
 const make = () => new QrexecDispatcher({ socketDir: sockets, serviceDirs: [services], policySocket: policySock, log: (m) => logs.push(m) });
 const d = make();
 await d.setQubes(['alpha', 'beta']);
-const alpha = socketPathFor(sockets, 'alpha'), beta = socketPathFor(sockets, 'beta');
+const alpha = socketPathFor(sockets, 'alpha'),
+  beta = socketPathFor(sockets, 'beta');
 
-t.teardown(async () => { await d.close(); await policy.close(); sockServer.close(); rmSync(dir, { recursive: true, force: true }); });
+t.teardown(async () => {
+  await d.close();
+  await policy.close();
+  sockServer.close();
+  rmSync(dir, { recursive: true, force: true });
+});
 
-t.test('an allowed call runs the service with qrexec\'s environment and the caller\'s data', async (t) => {
+t.test("an allowed call runs the service with qrexec's environment and the caller's data", async (t) => {
   const r = await qrexecClient(alpha, ['dom0', 'test.Echo+arg1'], 'payload bytes');
   t.equal(r.code, 0);
   t.equal(r.stdout.toString(), 'alpha|test.Echo+arg1|arg1|name|dom0||arg1\npayload bytes');
@@ -60,11 +79,17 @@ t.test('the caller is the socket it came through', async (t) => {
   policy.queries.length = 0;
   await qrexecClient(alpha, ['dom0', 'test.Echo']);
   await qrexecClient(beta, ['dom0', 'test.Echo']);
-  t.same(policy.queries.map((q) => q.source), ['alpha', 'beta']);
-  t.same(policy.queries.map((q) => q.service_and_arg), ['test.Echo+', 'test.Echo+']);
+  t.same(
+    policy.queries.map((q) => q.source),
+    ['alpha', 'beta'],
+  );
+  t.same(
+    policy.queries.map((q) => q.service_and_arg),
+    ['test.Echo+', 'test.Echo+'],
+  );
 });
 
-t.test('a refused call gets qrexec-client-vm\'s refusal', async (t) => {
+t.test("a refused call gets qrexec-client-vm's refusal", async (t) => {
   const r = await qrexecClient(alpha, ['dom0', 'test.Denied'], 'x');
   t.equal(r.code, 126);
   t.equal(r.stderr, 'Request refused\n');
@@ -123,7 +148,11 @@ t.test('a caller that goes away takes its service with it', async (t) => {
   let alive = true;
   for (let i = 0; i < 100 && alive; i++) {
     await new Promise((r) => setTimeout(r, 50));
-    try { process.kill(pid, 0); } catch { alive = false; }
+    try {
+      process.kill(pid, 0);
+    } catch {
+      alive = false;
+    }
   }
   t.notOk(alive, 'the service process was stopped');
   const after = await qrexecClient(alpha, ['dom0', 'test.Echo']);
@@ -139,7 +168,7 @@ t.test('garbage on the socket is dropped without harm', async (t) => {
   t.equal((await qrexecClient(alpha, ['dom0', 'test.Echo'])).code, 0);
 });
 
-t.test('an ask is the policy daemon\'s to decide: one plain query, its answer is final', async (t) => {
+t.test("an ask is the policy daemon's to decide: one plain query, its answer is final", async (t) => {
   policy.queries.length = 0;
   const denied = await qrexecClient(alpha, ['dom0', 'test.Ask']);
   t.equal(denied.code, 126, 'the daemon (without an agent here) said no');

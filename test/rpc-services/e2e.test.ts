@@ -27,23 +27,40 @@ async function run(): Promise<void> {
   const c = loadConfig(join(prefix, 'etc', 'qubes', 'stack.json'));
   const grant = (service: string, target: string) => `${service.padEnd(24)} * mgmt ${target.padEnd(22)} allow target=dom0`;
   const managed = ['@tag:managed-by-mgmt', '@tag:created-by-mgmt'];
-  writeFileSync(join(c.policy.dir, '30-mgmt.policy'), [
-    '# mgmt manages the qubes tagged managed-by-mgmt and those it created',
-    grant('admin.vm.List', '@adminvm'),
-    grant('admin.vm.Create.AppVM', '@adminvm'),
-    grant('admin.Events', '@adminvm'),
-    ...['admin.Events', 'admin.vm.List', 'admin.vm.property.Get', 'admin.vm.property.Set', 'admin.vm.tag.List', 'admin.vm.tag.Get',
-      'admin.vm.tag.Set', 'admin.vm.tag.Remove'].flatMap((s) => managed.map((m) => grant(s, m))),
-    '',
-  ].join('\n'));
+  writeFileSync(
+    join(c.policy.dir, '30-mgmt.policy'),
+    [
+      '# mgmt manages the qubes tagged managed-by-mgmt and those it created',
+      grant('admin.vm.List', '@adminvm'),
+      grant('admin.vm.Create.AppVM', '@adminvm'),
+      grant('admin.Events', '@adminvm'),
+      ...[
+        'admin.Events',
+        'admin.vm.List',
+        'admin.vm.property.Get',
+        'admin.vm.property.Set',
+        'admin.vm.tag.List',
+        'admin.vm.tag.Get',
+        'admin.vm.tag.Set',
+        'admin.vm.tag.Remove',
+      ].flatMap((s) => managed.map((m) => grant(s, m))),
+      '',
+    ].join('\n'),
+  );
 
   const stack = spawnPlain(process.execPath, [join(BIN, 'qubes-stack'), '--prefix', prefix], { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
-  stack.stdout!.on('data', (d) => { output += d; });
-  stack.stderr!.on('data', (d) => { output += d; });
+  stack.stdout!.on('data', (d) => {
+    output += d;
+  });
+  stack.stderr!.on('data', (d) => {
+    output += d;
+  });
   const stackExit = new Promise<void>((r) => stack.once('exit', () => r()));
   // a test runner timeout must not leave the stack running
-  process.once('exit', () => { if (stack.exitCode === null) stack.kill('SIGTERM'); });
+  process.once('exit', () => {
+    if (stack.exitCode === null) stack.kill('SIGTERM');
+  });
   t.teardown(async () => {
     if (stack.exitCode === null) stack.kill('SIGTERM');
     await stackExit;
@@ -63,7 +80,12 @@ async function run(): Promise<void> {
     return r;
   };
   await dom0('admin.vm.Create.TemplateVM', 'dom0', '', 'name=tpl label=black');
-  for (const [name, label] of [['mgmt', 'red'], ['work', 'blue'], ['personal', 'yellow'], ['vault', 'black']]) {
+  for (const [name, label] of [
+    ['mgmt', 'red'],
+    ['work', 'blue'],
+    ['personal', 'yellow'],
+    ['vault', 'black'],
+  ]) {
     await dom0('admin.vm.Create.AppVM', 'dom0', 'tpl', `name=${name} label=${label}`);
   }
   await dom0('admin.vm.tag.Set', 'work', 'managed-by-mgmt');
@@ -89,9 +111,12 @@ async function run(): Promise<void> {
     return out.join('\n');
   };
 
-  t.test('the installed entry prints qubesd\'s framed reply, as qrexec sees it', async (t) => {
+  t.test("the installed entry prints qubesd's framed reply, as qrexec sees it", async (t) => {
     const entry = join(c.qrexec.serviceDir, 'admin.vm.List');
-    const p = spawnPlain(entry, [], { env: { PATH: process.env.PATH, QREXEC_REMOTE_DOMAIN: 'dom0', QREXEC_REQUESTED_TARGET: 'dom0' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawnPlain(entry, [], {
+      env: { PATH: process.env.PATH, QREXEC_REMOTE_DOMAIN: 'dom0', QREXEC_REQUESTED_TARGET: 'dom0' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const chunks: Buffer[] = [];
     p.stdout!.on('data', (d) => chunks.push(d));
     const code = await new Promise((r) => p.once('close', r));
@@ -103,15 +128,25 @@ async function run(): Promise<void> {
     const r = await asMgmt('dom0', 'admin.vm.List');
     const content = okContent(r);
     t.ok(content !== null, `listing allowed (${r.code} ${r.stderr})`);
-    const names = content!.split('\n').filter(Boolean).map((l) => l.split(' ')[0]).filter((n) => n !== 'dom0').sort();
+    const names = content!
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => l.split(' ')[0])
+      .filter((n) => n !== 'dom0')
+      .sort();
     t.same(names, ['personal', 'work'], 'dom0 aside (the call itself is granted on it), only managed qubes');
   });
 
   t.test('events stream through qrexec to the caller, filtered for it', async (t) => {
-    const p = spawnPlain(process.execPath, [join(BIN, 'qrexec-client-vm'), 'dom0', 'admin.Events'], { env: { ...process.env, QREXEC_SOCKET: mgmtSocket }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const p = spawnPlain(process.execPath, [join(BIN, 'qrexec-client-vm'), 'dom0', 'admin.Events'], {
+      env: { ...process.env, QREXEC_SOCKET: mgmtSocket },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     p.stdin!.end();
     let seen = Buffer.alloc(0);
-    p.stdout!.on('data', (d: Buffer) => { seen = Buffer.concat([seen, d]); });
+    p.stdout!.on('data', (d: Buffer) => {
+      seen = Buffer.concat([seen, d]);
+    });
     const got = async (needle: string) => {
       const deadline = Date.now() + 10_000;
       while (!seen.includes(needle)) {
@@ -182,7 +217,7 @@ async function run(): Promise<void> {
       const f = await asMgmt('work', `admin.vm.tag.Set+${forged}`);
       t.equal(exceptionOf(f.stdout)?.type, 'PermissionDenied', `${forged} refused`);
     }
-    t.same(await tags('work'), workTags, 'work\'s tags unchanged');
+    t.same(await tags('work'), workTags, "work's tags unchanged");
     t.notOk(workTags.includes('created-by-mgmt'));
     const own = await asMgmt('work', 'admin.vm.tag.Set+mgmt-note');
     t.equal(okContent(own), '', 'ordinary tags are fine');
@@ -190,27 +225,36 @@ async function run(): Promise<void> {
 
   // the real Python client in its "running in a qube" mode, if a checkout is at hand
   const clientCheckout = process.env.QUBES_CORE_ADMIN_CLIENT ?? join(ROOT, '..', 'ref', 'qubes-core-admin-client');
-  t.test('qubesadmin in a qube drives the Admin API through policy', { skip: existsSync(join(clientCheckout, 'qubesadmin', 'app.py')) ? false : 'no qubesadmin checkout (set QUBES_CORE_ADMIN_CLIENT)' }, async (t) => {
-    const script = [
-      'import sys',
-      `sys.path.insert(0, ${JSON.stringify(clientCheckout)})`,
-      'import qubesadmin.config, qubesadmin.app',
-      `qubesadmin.config.QREXEC_CLIENT_VM = ${JSON.stringify(join(BIN, 'qrexec-client-vm'))}`,
-      'app = qubesadmin.app.QubesRemote()',
-      'print(" ".join(sorted(vm.name for vm in app.domains if vm.name != "dom0")))',
-      'print(app.domains["personal"].label.name)',
-      'app.domains["personal"].label = "purple"',
-      'print("vault" in app.domains)',
-    ].join('\n');
-    const p = spawnPlain('python3', ['-c', script], { env: { ...process.env, QREXEC_SOCKET: mgmtSocket }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '', err = '';
-    p.stdout!.on('data', (d) => { out += d; });
-    p.stderr!.on('data', (d) => { err += d; });
-    const code = await new Promise((r) => p.once('close', r));
-    t.equal(code, 0, err);
-    t.same(out.trim().split('\n'), ['mgmt-made personal work', 'yellow', 'False']);
-    t.equal((await dom0('admin.vm.property.Get', 'personal', 'label')).content, 'default=False type=label purple');
-  });
+  t.test(
+    'qubesadmin in a qube drives the Admin API through policy',
+    { skip: existsSync(join(clientCheckout, 'qubesadmin', 'app.py')) ? false : 'no qubesadmin checkout (set QUBES_CORE_ADMIN_CLIENT)' },
+    async (t) => {
+      const script = [
+        'import sys',
+        `sys.path.insert(0, ${JSON.stringify(clientCheckout)})`,
+        'import qubesadmin.config, qubesadmin.app',
+        `qubesadmin.config.QREXEC_CLIENT_VM = ${JSON.stringify(join(BIN, 'qrexec-client-vm'))}`,
+        'app = qubesadmin.app.QubesRemote()',
+        'print(" ".join(sorted(vm.name for vm in app.domains if vm.name != "dom0")))',
+        'print(app.domains["personal"].label.name)',
+        'app.domains["personal"].label = "purple"',
+        'print("vault" in app.domains)',
+      ].join('\n');
+      const p = spawnPlain('python3', ['-c', script], { env: { ...process.env, QREXEC_SOCKET: mgmtSocket }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '',
+        err = '';
+      p.stdout!.on('data', (d) => {
+        out += d;
+      });
+      p.stderr!.on('data', (d) => {
+        err += d;
+      });
+      const code = await new Promise((r) => p.once('close', r));
+      t.equal(code, 0, err);
+      t.same(out.trim().split('\n'), ['mgmt-made personal work', 'yellow', 'False']);
+      t.equal((await dom0('admin.vm.property.Get', 'personal', 'label')).content, 'default=False type=label purple');
+    },
+  );
 
   t.test('bad input through the dispatcher: clean refusals, no change', async (t) => {
     const before = await snapshot();
@@ -222,10 +266,13 @@ async function run(): Promise<void> {
     t.equal(badTarget.code, 126, 'bad target refused');
     const big = await asMgmt('work', 'admin.vm.property.Set+label', Buffer.alloc(70_000, 0x61));
     t.not(big.code, 0, 'oversized payload fails');
-    t.equal(exceptionOf(big.stdout)?.type, 'ProtocolError', 'with the Admin API\'s exception frame');
+    t.equal(exceptionOf(big.stdout)?.type, 'ProtocolError', "with the Admin API's exception frame");
 
     // a caller that goes away before sending its payload
-    const p = spawnPlain(process.execPath, [join(BIN, 'qrexec-client-vm'), 'work', 'admin.vm.property.Set+label'], { env: { ...process.env, QREXEC_SOCKET: mgmtSocket }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const p = spawnPlain(process.execPath, [join(BIN, 'qrexec-client-vm'), 'work', 'admin.vm.property.Set+label'], {
+      env: { ...process.env, QREXEC_SOCKET: mgmtSocket },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     p.stdin!.write('pur');
     await new Promise((r) => setTimeout(r, 300));
     p.kill('SIGKILL');

@@ -16,9 +16,12 @@ const prefix = mkdtempSync(join(tmpdir(), 'rpc-handler-'));
 install({ prefix });
 const cfg = loadConfig(configPath(prefix));
 cfg.qubesd.socket = d.socket;
-cfg.qubesd.internalSocket = join(prefix, 'fake-internal.sock');   // a stand-in qubesd for the import test
+cfg.qubesd.internalSocket = join(prefix, 'fake-internal.sock'); // a stand-in qubesd for the import test
 writeFileSync(configPath(prefix), JSON.stringify(cfg));
-t.teardown(async () => { await d.stop(); rmSync(prefix, { recursive: true, force: true }); });
+t.teardown(async () => {
+  await d.stop();
+  rmSync(prefix, { recursive: true, force: true });
+});
 
 /** The installed entry; for names the installer does not place, a link made the same way. */
 function entry(name: string): string {
@@ -27,7 +30,11 @@ function entry(name: string): string {
   return p;
 }
 
-interface Run { code: number | null; out: Buffer; err: string }
+interface Run {
+  code: number | null;
+  out: Buffer;
+  err: string;
+}
 function run(service: string, env: Record<string, string>, input: Buffer | string = '', args: string[] = []): Promise<Run> {
   return new Promise((resolve) => {
     const base: NodeJS.ProcessEnv = { PATH: process.env.PATH };
@@ -35,16 +42,22 @@ function run(service: string, env: Record<string, string>, input: Buffer | strin
     const out: Buffer[] = [];
     let err = '';
     p.stdout!.on('data', (b) => out.push(b));
-    p.stderr!.on('data', (b) => { err += b; });
+    p.stderr!.on('data', (b) => {
+      err += b;
+    });
     p.stdin!.on('error', () => {});
     p.stdin!.end(input);
     p.once('close', (code) => resolve({ code, out: Buffer.concat(out), err }));
   });
 }
 
-const auditLines = () => d.log().split('\n').filter((l) => l.includes('"method"')).length;
+const auditLines = () =>
+  d
+    .log()
+    .split('\n')
+    .filter((l) => l.includes('"method"')).length;
 
-t.test('forwards a call and copies qubesd\'s reply byte for byte', async (t) => {
+t.test("forwards a call and copies qubesd's reply byte for byte", async (t) => {
   const direct = await rawCall(d.socket, encodeRequest('admin.vm.List', '', 'dom0', 'dom0'));
   const r = await run('admin.vm.List', { QREXEC_REMOTE_DOMAIN: 'dom0', QREXEC_REQUESTED_TARGET_TYPE: 'name', QREXEC_REQUESTED_TARGET: 'dom0' });
   t.equal(r.code, 0);
@@ -52,9 +65,15 @@ t.test('forwards a call and copies qubesd\'s reply byte for byte', async (t) => 
   t.equal(r.out[0], 0x30);
 });
 
-t.test('the checkout\'s bin/qubes-rpc-handler is the same program', async (t) => {
+t.test("the checkout's bin/qubes-rpc-handler is the same program", async (t) => {
   const p = spawnPlain(process.execPath, [join(ROOT, 'bin', 'qubes-rpc-handler')], {
-    env: { PATH: process.env.PATH, QUBES_STACK_CONFIG: configPath(prefix), QREXEC_SERVICE_FULL_NAME: 'admin.vm.List+', QREXEC_REMOTE_DOMAIN: 'dom0', QREXEC_REQUESTED_TARGET: 'dom0' },
+    env: {
+      PATH: process.env.PATH,
+      QUBES_STACK_CONFIG: configPath(prefix),
+      QREXEC_SERVICE_FULL_NAME: 'admin.vm.List+',
+      QREXEC_REMOTE_DOMAIN: 'dom0',
+      QREXEC_REQUESTED_TARGET: 'dom0',
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const out: Buffer[] = [];
@@ -71,7 +90,11 @@ t.test('argument from the command line, from QREXEC_SERVICE_ARGUMENT, and keywor
   const byEnv = await run('admin.vm.property.Get', { QREXEC_REMOTE_DOMAIN: 'dom0', QREXEC_REQUESTED_TARGET: 'work', QREXEC_SERVICE_ARGUMENT: 'label' });
   t.same(byEnv.out, expected.raw);
   const labels = await call(d.socket, 'admin.label.List');
-  const keyword = await run('admin.label.List', { QREXEC_REMOTE_DOMAIN: 'dom0', QREXEC_REQUESTED_TARGET_TYPE: 'keyword', QREXEC_REQUESTED_TARGET_KEYWORD: 'adminvm' });
+  const keyword = await run('admin.label.List', {
+    QREXEC_REMOTE_DOMAIN: 'dom0',
+    QREXEC_REQUESTED_TARGET_TYPE: 'keyword',
+    QREXEC_REQUESTED_TARGET_KEYWORD: 'adminvm',
+  });
   t.same(keyword.out, labels.raw);
 });
 
@@ -83,7 +106,7 @@ t.test('a payload reaches qubesd and the change is made', async (t) => {
   t.equal(now.content, 'on');
 });
 
-t.test('qubesd\'s exceptions pass through unchanged with exit code 0', async (t) => {
+t.test("qubesd's exceptions pass through unchanged with exit code 0", async (t) => {
   const direct = await call(d.socket, 'admin.vm.property.Get', 'nonexistent-qube', 'label');
   const r = await run('admin.vm.property.Get', { QREXEC_REMOTE_DOMAIN: 'dom0', QREXEC_REQUESTED_TARGET: 'nonexistent-qube' }, '', ['label']);
   t.equal(r.code, 0);
@@ -100,7 +123,13 @@ t.test('invalid calls are refused without reaching qubesd', async (t) => {
     ['caller not a qube name', 'admin.vm.List', { QREXEC_REMOTE_DOMAIN: '-x', QREXEC_REQUESTED_TARGET: 'dom0' }, '', []],
     ['target missing', 'admin.vm.List', { QREXEC_REMOTE_DOMAIN: 'dom0' }, '', []],
     ['target with a space', 'admin.vm.List', { QREXEC_REMOTE_DOMAIN: 'dom0', QREXEC_REQUESTED_TARGET: 'a b' }, '', []],
-    ['unknown keyword', 'admin.vm.List', { QREXEC_REMOTE_DOMAIN: 'dom0', QREXEC_REQUESTED_TARGET_TYPE: 'keyword', QREXEC_REQUESTED_TARGET_KEYWORD: 'default' }, '', []],
+    [
+      'unknown keyword',
+      'admin.vm.List',
+      { QREXEC_REMOTE_DOMAIN: 'dom0', QREXEC_REQUESTED_TARGET_TYPE: 'keyword', QREXEC_REQUESTED_TARGET_KEYWORD: 'default' },
+      '',
+      [],
+    ],
     ['unknown target type', 'admin.vm.List', { QREXEC_REMOTE_DOMAIN: 'dom0', QREXEC_REQUESTED_TARGET_TYPE: 'uuid', QREXEC_REQUESTED_TARGET: 'dom0' }, '', []],
     ['payload where none is taken', 'admin.vm.List', { QREXEC_REMOTE_DOMAIN: 'dom0', QREXEC_REQUESTED_TARGET: 'dom0' }, 'x', []],
     ['payload over the request limit', 'admin.vm.feature.Set', ok, Buffer.alloc(MAX_REQUEST, 0x61), ['big']],
@@ -118,7 +147,7 @@ t.test('invalid calls are refused without reaching qubesd', async (t) => {
   t.equal(auditLines(), before, 'qubesd saw none of them');
 });
 
-t.test('policy.* calls reach the policy admin program with the installation\'s policy', async (t) => {
+t.test("policy.* calls reach the policy admin program with the installation's policy", async (t) => {
   mkdirSync(cfg.policy.dir, { recursive: true });
   writeFileSync(join(cfg.policy.dir, '30-handler-test.policy'), 'admin.vm.List * mgmt @adminvm allow target=dom0\n');
   const env = { QREXEC_REMOTE_DOMAIN: 'dom0', QREXEC_REQUESTED_TARGET: 'dom0' };
@@ -129,7 +158,7 @@ t.test('policy.* calls reach the policy admin program with the installation\'s p
   t.match(get.out.toString(), /admin\.vm\.List \* mgmt @adminvm allow target=dom0/);
   const bad = await run('policy.Get', env, '', ['../../etc/passwd']);
   t.not(bad.code, 0);
-  t.equal(exceptionOf(bad.out)?.type, 'ProtocolError', 'refused by the handler\'s own checks');
+  t.equal(exceptionOf(bad.out)?.type, 'ProtocolError', "refused by the handler's own checks");
 });
 
 t.test('admin.Events streams until the caller goes away', async (t) => {

@@ -20,23 +20,43 @@ export function spawnPlain(cmd: string, args: string[], opts: SpawnOptions = {})
   return spawn('/usr/bin/env', ['-u', 'NODE_OPTIONS', cmd, ...args], opts);
 }
 
-export interface Qubesd { dir: string; socket: string; internalSocket: string; log(): string; stop(): Promise<void> }
+export interface Qubesd {
+  dir: string;
+  socket: string;
+  internalSocket: string;
+  log(): string;
+  stop(): Promise<void>;
+}
 
 /** bin/qubesd on a copy of the conformance fixture (or a fresh store) in a
  * temporary directory (test/helpers/qubesd.ts), removed again on stop(). */
 export async function startQubesd(from: 'fixture' | 'fresh' = 'fixture'): Promise<Qubesd> {
   const d = await startDaemon({ from });
   return {
-    dir: d.dir, socket: d.socket, internalSocket: d.internalSocket, log: d.log,
-    stop: async () => { await d.stop(); rmSync(d.dir, { recursive: true, force: true }); },
+    dir: d.dir,
+    socket: d.socket,
+    internalSocket: d.internalSocket,
+    log: d.log,
+    stop: async () => {
+      await d.stop();
+      rmSync(d.dir, { recursive: true, force: true });
+    },
   };
 }
 
-export interface PolicyQuery { source: string; intended_target: string; service_and_arg: string; assume_yes_for_ask?: string }
+export interface PolicyQuery {
+  source: string;
+  intended_target: string;
+  service_and_arg: string;
+  assume_yes_for_ask?: string;
+}
 /** 'allow' | 'deny' | 'ask' | a full raw answer */
 export type Decide = (q: PolicyQuery) => 'allow' | 'deny' | 'ask' | { raw: string };
 
-export interface FakePolicy { queries: PolicyQuery[]; close(): Promise<void> }
+export interface FakePolicy {
+  queries: PolicyQuery[];
+  close(): Promise<void>;
+}
 
 /** A policy daemon whose decisions come from a function; 'ask' behaves as the real daemon without a user agent. */
 export async function startFakePolicyDaemon(path: string, decide: Decide): Promise<FakePolicy> {
@@ -47,7 +67,12 @@ export async function startFakePolicyDaemon(path: string, decide: Decide): Promi
     sock.on('data', (d) => {
       buf += d;
       if (!buf.endsWith('\n\n')) return;
-      const q = Object.fromEntries(buf.trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)])) as unknown as PolicyQuery;
+      const q = Object.fromEntries(
+        buf
+          .trim()
+          .split('\n')
+          .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+      ) as unknown as PolicyQuery;
       queries.push(q);
       const d0 = decide(q);
       const allow = (target: string) => `user=DEFAULT\nresult=allow\ntarget=dom0\nautostart=True\nrequested_target=${target}`;
@@ -63,7 +88,11 @@ export async function startFakePolicyDaemon(path: string, decide: Decide): Promi
   return { queries, close: () => new Promise((r) => server.close(() => r())) };
 }
 
-export interface ClientResult { code: number | null; stdout: Buffer; stderr: string }
+export interface ClientResult {
+  code: number | null;
+  stdout: Buffer;
+  stderr: string;
+}
 
 /** Run bin/qrexec-client-vm as the qube whose dispatcher socket is `socket`. */
 export function qrexecClient(socket: string, args: string[], input: Buffer | string = '', env: NodeJS.ProcessEnv = {}): Promise<ClientResult> {
@@ -72,7 +101,9 @@ export function qrexecClient(socket: string, args: string[], input: Buffer | str
     const out: Buffer[] = [];
     let err = '';
     p.stdout!.on('data', (d) => out.push(d));
-    p.stderr!.on('data', (d) => { err += d; });
+    p.stderr!.on('data', (d) => {
+      err += d;
+    });
     p.stdin!.on('error', () => {});
     p.stdin!.end(input);
     p.once('close', (code) => resolve({ code, stdout: Buffer.concat(out), stderr: err }));
@@ -85,17 +116,27 @@ export function exceptionOf(reply: Buffer): { type: string; message: string } | 
   return r.kind === 'exception' ? { type: r.type, message: r.message } : null;
 }
 
-export interface StackRun { output(): string; waitFor(re: RegExp, ms?: number): Promise<string>; stop(): Promise<void> }
+export interface StackRun {
+  output(): string;
+  waitFor(re: RegExp, ms?: number): Promise<string>;
+  stop(): Promise<void>;
+}
 
 /** bin/qubes-stack on an installation under `prefix`, ready; output is its standard output and error together. */
 export async function runStack(prefix: string, args: string[] = []): Promise<StackRun> {
   const stack = spawnPlain(process.execPath, [join(BIN, 'qubes-stack'), '--prefix', prefix, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
-  stack.stdout!.on('data', (d) => { output += d; });
-  stack.stderr!.on('data', (d) => { output += d; });
+  stack.stdout!.on('data', (d) => {
+    output += d;
+  });
+  stack.stderr!.on('data', (d) => {
+    output += d;
+  });
   const exited = new Promise<void>((r) => stack.once('exit', () => r()));
   // a test runner timeout must not leave the stack running
-  process.once('exit', () => { if (stack.exitCode === null) stack.kill('SIGTERM'); });
+  process.once('exit', () => {
+    if (stack.exitCode === null) stack.kill('SIGTERM');
+  });
   const waitFor = async (re: RegExp, ms = 30_000): Promise<string> => {
     const deadline = Date.now() + ms;
     for (;;) {
@@ -109,7 +150,10 @@ export async function runStack(prefix: string, args: string[] = []): Promise<Sta
   return {
     output: () => output,
     waitFor,
-    stop: async () => { if (stack.exitCode === null) stack.kill('SIGTERM'); await exited; },
+    stop: async () => {
+      if (stack.exitCode === null) stack.kill('SIGTERM');
+      await exited;
+    },
   };
 }
 

@@ -12,7 +12,10 @@ import { ROOT, SHARED, call, startDaemon } from '../helpers/qubesd.js';
 t.test('storage over the sockets', async (t) => {
   const d = await startDaemon();
   const running = [d];
-  t.teardown(async () => { for (const x of running) await x.stop(); rmSync(d.dir, { recursive: true, force: true }); });
+  t.teardown(async () => {
+    for (const x of running) await x.stop();
+    rmSync(d.dir, { recursive: true, force: true });
+  });
   const ok = async (method: string, dest: string, arg = '', payload = '', source = 'dom0') => {
     const r = await call(method.startsWith('internal.') ? d.internalSocket : d.socket, method, dest, arg, payload, source);
     if (!r.ok) t.fail(`${method} ${arg}: ${r.type}: ${r.message}`);
@@ -23,7 +26,10 @@ t.test('storage over the sockets', async (t) => {
   t.match(await ok('admin.pool.List', 'dom0'), /^varlibqubes\nlinux-kernel\npool2\n$/);
   await ok('admin.vm.CreateInPool.StandaloneVM', 'dom0', '', 'name=stor label=red pool=pool2');
   t.equal(await ok('admin.vm.volume.List', 'stor'), 'root\nprivate\nvolatile\nkernel\n');
-  t.match(await ok('admin.vm.volume.Info', 'stor', 'private'), new RegExp(`^pool=pool2\nvid=appvms/stor/private\nsize=2147483648\n[^]*path=${poolDir}/appvms/stor/private.img\n`));
+  t.match(
+    await ok('admin.vm.volume.Info', 'stor', 'private'),
+    new RegExp(`^pool=pool2\nvid=appvms/stor/private\nsize=2147483648\n[^]*path=${poolDir}/appvms/stor/private.img\n`),
+  );
 
   // the import script's protocol, with dd as the writer
   const data = join(d.dir, 'data.bin');
@@ -32,7 +38,15 @@ t.test('storage over the sockets', async (t) => {
   const [size, path] = begin.split(' ');
   t.equal(size, '65536');
   t.equal(path, `${poolDir}/appvms/stor/private-import.img`);
-  execFileSync('dd', [`if=${data}`, `of=${path}`, 'bs=128K', 'count=65536', 'iflag=count_bytes,fullblock', 'conv=sparse,notrunc,nocreat,fdatasync', 'status=none']);
+  execFileSync('dd', [
+    `if=${data}`,
+    `of=${path}`,
+    'bs=128K',
+    'count=65536',
+    'iflag=count_bytes,fullblock',
+    'conv=sparse,notrunc,nocreat,fdatasync',
+    'status=none',
+  ]);
   await ok('internal.vm.volume.ImportEnd', 'stor', 'private', 'ok');
   t.match(await ok('admin.vm.volume.Info', 'stor', 'private'), /size=65536\n/);
 
@@ -69,28 +83,38 @@ t.test('storage over the sockets', async (t) => {
 // The real Qubes client tools, when a qubesadmin checkout is at hand.
 const CLIENT = process.env.QUBES_CORE_ADMIN_CLIENT ?? join(ROOT, '..', 'ref', 'qubes-core-admin-client');
 
-t.test('qvm-pool and qvm-volume (the real Qubes tools) against our socket', { skip: existsSync(join(CLIENT, 'qubesadmin')) ? false : `no qubesadmin checkout at ${CLIENT}` }, async (t) => {
-  const d = await startDaemon();
-  t.teardown(async () => { await d.stop(); rmSync(d.dir, { recursive: true, force: true }); });
-  const qvm = (...args: string[]): string => execFileSync('python3', [join(SHARED, 'conformance/tools/qvm.py'), ...args], {
-    env: { ...process.env, QUBES_CORE_ADMIN_CLIENT: CLIENT, QUBESD_SOCKET: d.socket }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  t.match(qvm('qvm-pool'), /^NAME +DRIVER\nvarlibqubes +file\nlinux-kernel +linux-kernel\n$/);
-  t.match(qvm('qvm-pool', 'info', 'varlibqubes'), new RegExp(`dir_path +${d.base}\n`));
-  t.match(qvm('qvm-pool', 'drivers'), /file-reflink +revisions_to_keep, dir_path, setup_check, ephemeral_volatile/);
-  qvm('qvm-pool', 'add', 'extra', 'file', '-o', `dir_path=${join(d.dir, 'extra')}`);
-  qvm('qvm-pool', 'set', 'extra', '-o', 'revisions_to_keep=0');
-  t.match(qvm('qvm-pool', 'info', 'extra'), /revisions_to_keep +0\n/);
-  qvm('qvm-create', '-t', 'fedora-41', '-l', 'red', '-P', 'extra', 'newvm');
-  t.ok(existsSync(join(d.dir, 'extra/appvms/newvm/private.img')));
-  qvm('qvm-volume', 'resize', 'newvm:private', '3G');
-  t.match(qvm('qvm-volume', 'info', 'newvm:private'), /pool +extra\n[^]*size +3000000000\n/);
-  t.throws(() => qvm('qvm-volume', 'resize', 'newvm:private', '1G'), /Refusing to shrink/, 'the client guards shrinking');
-  qvm('qvm-volume', 'config', 'newvm:private', 'rw', 'false');
-  t.match(qvm('qvm-volume', 'info', 'newvm:private', 'rw'), /^False\n$/);
-  t.throws(() => qvm('qvm-pool', 'remove', 'extra'), /Storage pool is in use/);
-  qvm('qvm-remove', '-f', 'newvm');
-  qvm('qvm-pool', 'remove', 'extra');
-  t.notOk(existsSync(join(d.dir, 'extra/appvms/newvm')), 'nothing left of the removed qube');
-  t.match(qvm('qvm-volume', 'list', 'work'), /varlibqubes:appvms\/work\/private +work +private +No/);
-});
+t.test(
+  'qvm-pool and qvm-volume (the real Qubes tools) against our socket',
+  { skip: existsSync(join(CLIENT, 'qubesadmin')) ? false : `no qubesadmin checkout at ${CLIENT}` },
+  async (t) => {
+    const d = await startDaemon();
+    t.teardown(async () => {
+      await d.stop();
+      rmSync(d.dir, { recursive: true, force: true });
+    });
+    const qvm = (...args: string[]): string =>
+      execFileSync('python3', [join(SHARED, 'conformance/tools/qvm.py'), ...args], {
+        env: { ...process.env, QUBES_CORE_ADMIN_CLIENT: CLIENT, QUBESD_SOCKET: d.socket },
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+    t.match(qvm('qvm-pool'), /^NAME +DRIVER\nvarlibqubes +file\nlinux-kernel +linux-kernel\n$/);
+    t.match(qvm('qvm-pool', 'info', 'varlibqubes'), new RegExp(`dir_path +${d.base}\n`));
+    t.match(qvm('qvm-pool', 'drivers'), /file-reflink +revisions_to_keep, dir_path, setup_check, ephemeral_volatile/);
+    qvm('qvm-pool', 'add', 'extra', 'file', '-o', `dir_path=${join(d.dir, 'extra')}`);
+    qvm('qvm-pool', 'set', 'extra', '-o', 'revisions_to_keep=0');
+    t.match(qvm('qvm-pool', 'info', 'extra'), /revisions_to_keep +0\n/);
+    qvm('qvm-create', '-t', 'fedora-41', '-l', 'red', '-P', 'extra', 'newvm');
+    t.ok(existsSync(join(d.dir, 'extra/appvms/newvm/private.img')));
+    qvm('qvm-volume', 'resize', 'newvm:private', '3G');
+    t.match(qvm('qvm-volume', 'info', 'newvm:private'), /pool +extra\n[^]*size +3000000000\n/);
+    t.throws(() => qvm('qvm-volume', 'resize', 'newvm:private', '1G'), /Refusing to shrink/, 'the client guards shrinking');
+    qvm('qvm-volume', 'config', 'newvm:private', 'rw', 'false');
+    t.match(qvm('qvm-volume', 'info', 'newvm:private', 'rw'), /^False\n$/);
+    t.throws(() => qvm('qvm-pool', 'remove', 'extra'), /Storage pool is in use/);
+    qvm('qvm-remove', '-f', 'newvm');
+    qvm('qvm-pool', 'remove', 'extra');
+    t.notOk(existsSync(join(d.dir, 'extra/appvms/newvm')), 'nothing left of the removed qube');
+    t.match(qvm('qvm-volume', 'list', 'work'), /varlibqubes:appvms\/work\/private +work +private +No/);
+  },
+);

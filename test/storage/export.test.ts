@@ -11,7 +11,10 @@ import { parseExport, rawBytes } from '../../lib/volume-export.js';
 
 t.test('volume export over the socket', async (t) => {
   const d = await startDaemon();
-  t.teardown(async () => { await d.stop(); rmSync(d.dir, { recursive: true, force: true }); });
+  t.teardown(async () => {
+    await d.stop();
+    rmSync(d.dir, { recursive: true, force: true });
+  });
   const ok = async (method: string, dest: string, arg = '', payload = '') => {
     const r = await call(method.startsWith('internal.') ? d.internalSocket : d.socket, method, dest, arg, payload);
     if (!r.ok) t.fail(`${method} ${arg}: ${r.type}: ${r.message}`);
@@ -36,13 +39,25 @@ t.test('volume export over the socket', async (t) => {
   // the client side: streamed, parsed, holes filled back in
   const s = await callStream(d.socket, { method: 'admin.vm.volume.Export', dest: 'exp', arg: 'private' });
   const parsed = await parseExport(s.content);
-  t.same([parsed.size, parsed.extents], [4194304, [[0, 8192], [3145728, 4096]]]);
+  t.same(
+    [parsed.size, parsed.extents],
+    [
+      4194304,
+      [
+        [0, 8192],
+        [3145728, 4096],
+      ],
+    ],
+  );
   const back: Buffer[] = [];
   for await (const c of rawBytes(parsed)) back.push(Buffer.from(c));
   const all = Buffer.concat(back);
   t.equal(all.length, 4194304);
   t.equal(all.subarray(0, 8192).toString('latin1'), 'a'.repeat(8192));
-  t.equal(all.subarray(8192, 3 << 20).every((b) => b === 0), true);
+  t.equal(
+    all.subarray(8192, 3 << 20).every((b) => b === 0),
+    true,
+  );
   t.equal(all.subarray(3 << 20, (3 << 20) + 4096).toString('latin1'), 'b'.repeat(4096));
 
   // 10 GiB, still 12 KiB of data: a header and 12 KiB, quickly
@@ -58,6 +73,9 @@ t.test('volume export over the socket', async (t) => {
   t.same([badVol.type, badVol.message], ['PermissionDenied', "Argument not in 'exp volumes'"]);
   const withPayload = await call(d.socket, 'admin.vm.volume.Export', 'exp', 'private', 'x');
   t.same([withPayload.type, withPayload.message], ['ProtocolError', 'unexpected payload']);
-  await t.rejects(callStream(d.socket, { method: 'admin.vm.volume.Export', dest: 'exp', arg: 'nope' }),
-    { name: 'QubesdException', type: 'PermissionDenied', message: "Argument not in 'exp volumes'" });
+  await t.rejects(callStream(d.socket, { method: 'admin.vm.volume.Export', dest: 'exp', arg: 'nope' }), {
+    name: 'QubesdException',
+    type: 'PermissionDenied',
+    message: "Argument not in 'exp volumes'",
+  });
 });

@@ -14,15 +14,29 @@ import { mountTmpfs, mountReflinkFs } from './mounts.js';
 
 const MiB = 1024 * 1024;
 const head = (file: string, n: number): string => {
-  const fd = openSync(file, 'r'); const b = Buffer.alloc(n); readSync(fd, b, 0, n, 0); closeSync(fd); return b.toString();
+  const fd = openSync(file, 'r');
+  const b = Buffer.alloc(n);
+  readSync(fd, b, 0, n, 0);
+  closeSync(fd);
+  return b.toString();
 };
-const mark = (file: string, text: string): void => { const fd = openSync(file, 'r+'); writeSync(fd, Buffer.from(text), 0, text.length, 0); closeSync(fd); };
-function* randomChunks(total: number): Generator<Buffer> { for (let p = 0; p < total; p += MiB) yield randomBytes(Math.min(MiB, total - p)); }
+const mark = (file: string, text: string): void => {
+  const fd = openSync(file, 'r+');
+  writeSync(fd, Buffer.from(text), 0, text.length, 0);
+  closeSync(fd);
+};
+function* randomChunks(total: number): Generator<Buffer> {
+  for (let p = 0; p < total; p += MiB) yield randomBytes(Math.min(MiB, total - p));
+}
 
 t.test('disk full (8 MiB tmpfs): import, clone and start fail cleanly, data intact', async (t) => {
-  const env = makeEnv(); t.teardown(env.cleanup);
+  const env = makeEnv();
+  t.teardown(env.cleanup);
   const mnt = mountTmpfs(env.dir, 'small', '8M');
-  if (typeof mnt === 'string') { t.comment(`skipped: ${mnt}`); return; }
+  if (typeof mnt === 'string') {
+    t.comment(`skipped: ${mnt}`);
+    return;
+  }
   t.teardown(mnt.unmount);
   t.comment(`disk full simulated with a real ${mnt.kind}`);
   const { app, m } = env;
@@ -33,8 +47,10 @@ t.test('disk full (8 MiB tmpfs): import, clone and start fail cleanly, data inta
   await importFromStream(m, vm, 'private', Readable.from(randomChunks(5 * MiB)), 5 * MiB);
   mark(priv, 'KEEP-ME');
 
-  await t.rejects(importFromStream(m, vm, 'private', Readable.from(randomChunks(6 * MiB)), 6 * MiB),
-    { type: 'QubesException', message: 'Data import failed: error copying data' });
+  await t.rejects(importFromStream(m, vm, 'private', Readable.from(randomChunks(6 * MiB)), 6 * MiB), {
+    type: 'QubesException',
+    message: 'Data import failed: error copying data',
+  });
   t.equal(head(priv, 7), 'KEEP-ME', 'import on a full disk: old data intact');
   t.equal(statSync(priv).size, 5 * MiB);
   t.notOk(existsSync(join(mnt.dir, 'pool/appvms/tiny/private-import.img')));
@@ -45,7 +61,11 @@ t.test('disk full (8 MiB tmpfs): import, clone and start fail cleanly, data inta
   await t.rejects(m.cloneTo(vm, 'private', token), { type: 'StoragePoolException', message: /Error while copying .* No space left on device/ });
   t.equal(head(priv, 7), 'KEEP-ME', 'clone on a full disk: old data intact');
   t.equal(attrsOf(vm, 'private').get('size'), String(5 * MiB));
-  await t.rejects(m.cloneTo(vm, 'private', token), { type: 'QubesVolumeCopyTokenNotFoundError', message: "'Token to clone volume of qube was not found'" }, 'the token was spent by the failed clone');
+  await t.rejects(
+    m.cloneTo(vm, 'private', token),
+    { type: 'QubesVolumeCopyTokenNotFoundError', message: "'Token to clone volume of qube was not found'" },
+    'the token was spent by the failed clone',
+  );
 
   await t.rejects(m.startVolumes(vm), { type: 'StoragePoolException', message: /No space left on device/ });
   t.notOk(existsSync(join(mnt.dir, 'pool/appvms/tiny/private-cow.img')), 'a failed start leaves no running images');
@@ -56,7 +76,8 @@ t.test('disk full (8 MiB tmpfs): import, clone and start fail cleanly, data inta
 });
 
 t.test('disk full (simulated ENOSPC writer): import fails cleanly, data intact', async (t) => {
-  const env = makeEnv(); t.teardown(env.cleanup);
+  const env = makeEnv();
+  t.teardown(env.cleanup);
   const { app, m, base } = env;
   const vm = await app.addVm('sim', 'StandaloneVM');
   const priv = join(base, 'appvms/sim/private.img');
@@ -76,24 +97,36 @@ t.test('disk full (simulated ENOSPC writer): import fails cleanly, data intact',
     return fh;
   };
   t.comment('disk full simulated by a writer failing with ENOSPC after 1 MiB');
-  await t.rejects(importFromStream(m, vm, 'private', Readable.from(randomChunks(3 * MiB)), 3 * MiB, { open: fullAfter1MiB }),
-    { type: 'QubesException', message: 'Data import failed: error copying data' });
+  await t.rejects(importFromStream(m, vm, 'private', Readable.from(randomChunks(3 * MiB)), 3 * MiB, { open: fullAfter1MiB }), {
+    type: 'QubesException',
+    message: 'Data import failed: error copying data',
+  });
   t.equal(head(priv, 7), 'KEEP-ME');
   t.equal(statSync(priv).size, 4 * MiB);
   t.notOk(existsSync(join(base, 'appvms/sim/private-import.img')));
 });
 
 t.test('file-reflink: reflinks where the filesystem can, copies where not, and says which', async (t) => {
-  const env = makeEnv(); t.teardown(env.cleanup);
+  const env = makeEnv();
+  t.teardown(env.cleanup);
   const { app, m, dir } = env;
   // on this test's own filesystem: the setup check speaks the truth
   const here = await supportsReflink(dir);
   if (!here) {
-    await t.rejects(m.addPool('file-reflink', 'rl0', new Map([['dir_path', join(dir, 'rl0')]])),
-      { type: 'StoragePoolException', message: `The filesystem for '${join(dir, 'rl0')}' does not support reflinks. If you can live with delays on VM startup/shutdown/etc. and wasted disk space, pass the 'setup_check=False' option.` });
+    await t.rejects(m.addPool('file-reflink', 'rl0', new Map([['dir_path', join(dir, 'rl0')]])), {
+      type: 'StoragePoolException',
+      message: `The filesystem for '${join(dir, 'rl0')}' does not support reflinks. If you can live with delays on VM startup/shutdown/etc. and wasted disk space, pass the 'setup_check=False' option.`,
+    });
     t.notOk(existsSync(join(dir, 'rl0')), 'a refused pool leaves no directory');
   }
-  await m.addPool('file-reflink', 'rlcopy', new Map([['dir_path', join(dir, 'rlcopy')], ['setup_check', 'False']]));
+  await m.addPool(
+    'file-reflink',
+    'rlcopy',
+    new Map([
+      ['dir_path', join(dir, 'rlcopy')],
+      ['setup_check', 'False'],
+    ]),
+  );
   const a = await app.addVm('a', 'StandaloneVM', null, { pool: 'rlcopy' });
   mark(join(dir, 'rlcopy/appvms/a/private.img'), 'DATA');
   const b = await app.addVm('b', 'StandaloneVM', null, { pool: 'rlcopy' });
@@ -103,7 +136,10 @@ t.test('file-reflink: reflinks where the filesystem can, copies where not, and s
   t.equal(m.recentCopies.at(-1)?.method, method);
 
   const mnt = mountReflinkFs(dir, 'xfs');
-  if (typeof mnt === 'string') { t.comment(`skipped: ${mnt}`); return; }
+  if (typeof mnt === 'string') {
+    t.comment(`skipped: ${mnt}`);
+    return;
+  }
   t.teardown(mnt.unmount);
   await m.addPool('file-reflink', 'rl', new Map([['dir_path', join(mnt.dir, 'pool')]]));
   const c = await app.addVm('c', 'StandaloneVM', null, { pool: 'rl' });
@@ -113,5 +149,6 @@ t.test('file-reflink: reflinks where the filesystem can, copies where not, and s
   t.equal(head(join(mnt.dir, 'pool/appvms/d/private.img'), 4096), head(join(mnt.dir, 'pool/appvms/c/private.img'), 4096));
   // a clone across filesystems cannot be a reflink: falls back to a copy
   t.equal(await m.cloneTo(a, 'private', m.cloneFrom(c, 'private')), 'copy', 'across filesystems: copy');
-  await app.removeVm(c); await app.removeVm(d);
+  await app.removeVm(c);
+  await app.removeVm(d);
 });

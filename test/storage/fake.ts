@@ -11,7 +11,12 @@ import type { StorageApp, StorageVm, Placement } from '../../qubesd/storage/inde
 export class FakeVm implements StorageVm {
   power = 'Halted';
   volumeConfig: VolumeConfigDoc[] = [];
-  constructor(readonly name: string, readonly klass: string, public template: FakeVm | null = null, public kernel: string | null = null) {}
+  constructor(
+    readonly name: string,
+    readonly klass: string,
+    public template: FakeVm | null = null,
+    public kernel: string | null = null,
+  ) {}
 }
 
 export class FakeApp implements StorageApp {
@@ -24,29 +29,58 @@ export class FakeApp implements StorageApp {
   props = new Map<string, string>();
   events = {
     fired: [] as Array<[string, string, ReadonlyArray<readonly [string, string]>]>,
-    fire(s: string, e: string, kw: ReadonlyArray<readonly [string, string]> = []) { this.fired.push([s, e, kw]); },
+    fire(s: string, e: string, kw: ReadonlyArray<readonly [string, string]> = []) {
+      this.fired.push([s, e, kw]);
+    },
   };
   constructor(readonly baseDir: string) {
     this.pools = [
-      { attrs: [['name', 'varlibqubes'], ['dir_path', baseDir], ['driver', 'file'], ['revisions_to_keep', '1'], ['ephemeral_volatile', 'False']] },
-      { attrs: [['name', 'linux-kernel'], ['dir_path', join(baseDir, 'vm-kernels')], ['driver', 'linux-kernel']] },
+      {
+        attrs: [
+          ['name', 'varlibqubes'],
+          ['dir_path', baseDir],
+          ['driver', 'file'],
+          ['revisions_to_keep', '1'],
+          ['ephemeral_volatile', 'False'],
+        ],
+      },
+      {
+        attrs: [
+          ['name', 'linux-kernel'],
+          ['dir_path', join(baseDir, 'vm-kernels')],
+          ['driver', 'linux-kernel'],
+        ],
+      },
     ];
     this.props.set('default_pool_kernel', 'linux-kernel');
     this.vms.set('dom0', new FakeVm('dom0', 'AdminVM'));
     this.vms.get('dom0')!.power = 'Running';
   }
-  markDirty(vm: StorageVm): void { this.dirty.add(vm.name); }
-  markGlobalsDirty(): void { this.globalsDirty++; }
-  getVm(name: string): FakeVm | undefined { return this.vms.get(name); }
+  markDirty(vm: StorageVm): void {
+    this.dirty.add(vm.name);
+  }
+  markGlobalsDirty(): void {
+    this.globalsDirty++;
+  }
+  getVm(name: string): FakeVm | undefined {
+    return this.vms.get(name);
+  }
   allVms(): FakeVm[] {
     return [...this.vms.values()].sort((a, b) => (a.klass === 'AdminVM' ? -1 : b.klass === 'AdminVM' ? 1 : a.name < b.name ? -1 : 1));
   }
-  globalValue(name: string): string | null { return this.props.get(name) ?? null; }
+  globalValue(name: string): string | null {
+    return this.props.get(name) ?? null;
+  }
   /** add a qube and create its volumes through the storage manager */
   async addVm(name: string, klass: string, template: FakeVm | null = null, placement: Placement = {}): Promise<FakeVm> {
     const vm = new FakeVm(name, klass, template, klass === 'AdminVM' ? null : '6.1.0');
     this.vms.set(name, vm);
-    try { await this.storage!.createVolumes(vm, placement); } catch (e) { this.vms.delete(name); throw e; }
+    try {
+      await this.storage!.createVolumes(vm, placement);
+    } catch (e) {
+      this.vms.delete(name);
+      throw e;
+    }
     return vm;
   }
   async removeVm(vm: FakeVm): Promise<void> {
@@ -55,7 +89,13 @@ export class FakeApp implements StorageApp {
   }
 }
 
-export interface Env { dir: string; base: string; app: FakeApp; m: StorageManager; cleanup(): void }
+export interface Env {
+  dir: string;
+  base: string;
+  app: FakeApp;
+  m: StorageManager;
+  cleanup(): void;
+}
 
 export function makeEnv(prefix = 'storage-test-'): Env {
   const dir = mkdtempSync(join(tmpdir(), prefix));
@@ -73,5 +113,10 @@ export function attrsOf(vm: StorageVm, volume: string): Map<string, string> {
 }
 
 export function parseInfo(text: string): Map<string, string> {
-  return new Map(text.trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)] as [string, string]));
+  return new Map(
+    text
+      .trim()
+      .split('\n')
+      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)] as [string, string]),
+  );
 }

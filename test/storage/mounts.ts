@@ -5,7 +5,11 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 
-export interface Mounted { dir: string; kind: string; unmount(): void }
+export interface Mounted {
+  dir: string;
+  kind: string;
+  unmount(): void;
+}
 
 function run(cmd: string, args: string[]): void {
   execFileSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -13,7 +17,15 @@ function run(cmd: string, args: string[]): void {
 
 function unmounter(dir: string, extra?: () => void): () => void {
   return () => {
-    try { run('umount', [dir]); } catch { try { run('umount', ['-l', dir]); } catch { /* already gone */ } }
+    try {
+      run('umount', [dir]);
+    } catch {
+      try {
+        run('umount', ['-l', dir]);
+      } catch {
+        /* already gone */
+      }
+    }
     extra?.();
   };
 }
@@ -22,7 +34,9 @@ function unmounter(dir: string, extra?: () => void): () => void {
 export function mountTmpfs(parent: string, name: string, size: string): Mounted | string {
   const dir = join(parent, name);
   mkdirSync(dir, { recursive: true });
-  try { run('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir]); } catch (e) {
+  try {
+    run('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir]);
+  } catch (e) {
     return `cannot mount tmpfs: ${String((e as { stderr?: Buffer }).stderr ?? e).trim()}`;
   }
   return { dir, kind: `tmpfs size=${size}`, unmount: unmounter(dir) };

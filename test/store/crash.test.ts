@@ -11,7 +11,10 @@ import { Store } from '../../qubesd/store/store.js';
 import { syntheticStore } from './helpers/synthetic.js';
 import { startChild, tempDir } from './helpers/tmp.js';
 
-interface Ack { n: number; id: string }
+interface Ack {
+  n: number;
+  id: string;
+}
 
 /** Runs a burst in a child, SIGKILLs it after `killAfter` acks, returns every ack it printed. */
 async function burstThenKill(path: string, killAfter: number, env: Record<string, string>): Promise<Ack[]> {
@@ -23,7 +26,10 @@ async function burstThenKill(path: string, killAfter: number, env: Record<string
     const m = /^ack (\d+) (\S+)$/.exec(line);
     if (!m) continue;
     acks.push({ n: Number(m[1]), id: m[2]! });
-    if (acks.length === killAfter && !killed) { killed = true; child.kill('SIGKILL'); }
+    if (acks.length === killAfter && !killed) {
+      killed = true;
+      child.kill('SIGKILL');
+    }
   }
   const [code, signal] = await exited;
   if (signal !== 'SIGKILL') throw new Error(`the child ended by itself (code ${code}) after ${acks.length} acks`);

@@ -17,7 +17,9 @@ t.test('mutated qubes.xml: loads or is refused cleanly', async (t) => {
   const src = readFileSync(FIXTURE);
   const rnd = prng(42);
   const interesting = Buffer.from('<>&;/="\'!?-[]# \n\u00e9');
-  let refused = 0, loaded = 0, other = 0;
+  let refused = 0,
+    loaded = 0,
+    other = 0;
   for (let i = 0; i < 3000; i++) {
     const b = Buffer.from(src);
     const edits = 1 + Math.floor(rnd() * 3);
@@ -34,7 +36,10 @@ t.test('mutated qubes.xml: loads or is refused cleanly', async (t) => {
       loaded++;
     } catch (e) {
       if (e instanceof XmlError || e instanceof QubesXmlError) refused++;
-      else { other++; t.comment(String(e)); }
+      else {
+        other++;
+        t.comment(String(e));
+      }
     }
   }
   t.equal(other, 0, `${loaded} loaded, ${refused} refused, none crashed or changed on a round trip`);

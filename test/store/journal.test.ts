@@ -35,10 +35,18 @@ t.test('damage followed by valid records is refused', async (t) => {
   const parts = [rec('["a"]'), rec('["b"]'), rec('["c"]')];
   const buf = Buffer.concat(parts);
   const middle = parts[0]!.length + HEADER_SIZE + 2;
-  for (const [what, at] of [['payload', middle], ['length', parts[0]!.length + 5], ['magic', parts[0]!.length]] as const) {
+  for (const [what, at] of [
+    ['payload', middle],
+    ['length', parts[0]!.length + 5],
+    ['magic', parts[0]!.length],
+  ] as const) {
     const bad = Buffer.from(buf);
     bad[at] ^= 0x55;
     t.throws(() => readRecords(bad), JournalCorruption, `damaged ${what}`);
-    try { readRecords(bad); } catch (e) { t.match((e as Error).message, /record 2 at byte \d+ is damaged/); }
+    try {
+      readRecords(bad);
+    } catch (e) {
+      t.match((e as Error).message, /record 2 at byte \d+ is damaged/);
+    }
   }
 });

@@ -63,7 +63,10 @@ t.test('qubes.xml as lxml writes it', { skip: python ? false : 'python3 with lxm
   vm.features.push(['tricky', `a & b < c > d "e" 'f'\ttab\nnewline\rcr é €`], ['empty', ''], ['spaces', '  ']);
   vm.properties.push(['netvm', ''], ['kernelopts', 'x="1" & y']);
   vm.tags.push('created-by-sys-usb');
-  vm.devices = ['<devices class="usb"><device backend-domain="sys-usb" id="2-1" mode="required" identity="0951:1666 Kingston &quot;DT&quot;"><option name="a&amp;b">x\ty</option><option name="e"/></device></devices>', '<devices class="pci"/>'];
+  vm.devices = [
+    '<devices class="usb"><device backend-domain="sys-usb" id="2-1" mode="required" identity="0951:1666 Kingston &quot;DT&quot;"><option name="a&amp;b">x\ty</option><option name="e"/></device></devices>',
+    '<devices class="pci"/>',
+  ];
   vm.volumeConfig[0]!.attrs.push(['odd', 'tab\there "q" <&> \n nl']);
   doc.pools[0]!.attrs.push(['note', "it's <fine>"]);
   doc.labels[0]!.name = 'red & "crimson"';

@@ -16,7 +16,10 @@ t.test('the conformance fixture (written by the real qubesd) round-trips byte fo
   const work = doc.domains.find((d) => d.properties.some(([k, v]) => k === 'name' && v === 'fedora-41'))!;
   t.same(work.tags, ['guivm-dom0', 'audiovm-dom0', 'created-by-dom0']);
   t.same(work.devices, ['<devices class="pci"/>']);
-  t.same(work.volumeConfig[0]!.attrs.map(([k]) => k), ['name', 'pool', 'vid', 'revisions_to_keep', 'rw', 'save_on_stop', 'snap_on_start', 'size']);
+  t.same(
+    work.volumeConfig[0]!.attrs.map(([k]) => k),
+    ['name', 'pool', 'vid', 'revisions_to_keep', 'rw', 'save_on_stop', 'snap_on_start', 'size'],
+  );
 });
 
 // What Qubes writes beyond the fixture: devices with options, None-valued
@@ -84,7 +87,14 @@ const GENERAL = `<qubes>
 t.test('documents Qubes writes in general round-trip byte for byte', async (t) => {
   const doc = parseQubesXml(GENERAL);
   t.equal(serializeQubesXml(doc), GENERAL);
-  t.same(doc.properties, [['default_netvm', ''], ['default_kernel', '6.6']], 'an empty property reads as an explicit None');
+  t.same(
+    doc.properties,
+    [
+      ['default_netvm', ''],
+      ['default_kernel', '6.6'],
+    ],
+    'an empty property reads as an explicit None',
+  );
   const usb = doc.domains[1]!;
   t.same(usb.properties[3], ['kernelopts', 'a="1" b']);
   t.equal(usb.devices.length, 2);
@@ -96,17 +106,37 @@ t.test('documents Qubes writes in general round-trip byte for byte', async (t) =
 
 t.test('verbatim elements given in any indentation are re-indented', async (t) => {
   const doc = parseQubesXml(GENERAL);
-  doc.domains[1]!.devices = ['<devices class="usb"><device backend-domain="sys-usb" id="2-1" mode="auto-attach" identity="*"><option name="x">y</option></device></devices>'];
+  doc.domains[1]!.devices = [
+    '<devices class="usb"><device backend-domain="sys-usb" id="2-1" mode="auto-attach" identity="*"><option name="x">y</option></device></devices>',
+  ];
   const again = parseQubesXml(serializeQubesXml(doc));
-  t.same(again.domains[1]!.devices, ['<devices class="usb">\n  <device backend-domain="sys-usb" id="2-1" mode="auto-attach" identity="*">\n    <option name="x">y</option>\n  </device>\n</devices>']);
+  t.same(again.domains[1]!.devices, [
+    '<devices class="usb">\n  <device backend-domain="sys-usb" id="2-1" mode="auto-attach" identity="*">\n    <option name="x">y</option>\n  </device>\n</devices>',
+  ]);
 });
 
 t.test('Qubes layout rules: empty sections, volume-config, an XML declaration on input', async (t) => {
   const doc = parseQubesXml('<?xml version=\'1.0\' encoding=\'UTF-8\'?>\n<qubes><domains><domain id="domain-4" class="DispVM"/></domains></qubes>');
-  t.equal(serializeQubesXml(doc), [
-    '<qubes>', '  <labels/>', '  <pools/>', '  <properties/>', '  <domains>',
-    '    <domain id="domain-4" class="DispVM">', '      <properties/>', '      <features/>', '      <tags/>', '      <volume-config/>', '    </domain>',
-    '  </domains>', '</qubes>', ''].join('\n'), 'no declaration (lxml omits it for UTF-8); qubes with storage always get <volume-config>');
+  t.equal(
+    serializeQubesXml(doc),
+    [
+      '<qubes>',
+      '  <labels/>',
+      '  <pools/>',
+      '  <properties/>',
+      '  <domains>',
+      '    <domain id="domain-4" class="DispVM">',
+      '      <properties/>',
+      '      <features/>',
+      '      <tags/>',
+      '      <volume-config/>',
+      '    </domain>',
+      '  </domains>',
+      '</qubes>',
+      '',
+    ].join('\n'),
+    'no declaration (lxml omits it for UTF-8); qubes with storage always get <volume-config>',
+  );
 });
 
 t.test('a property saved by reference reads as its reference, as Qubes reads it', async (t) => {
@@ -128,13 +158,22 @@ const broken: Array<[string, string, RegExp, unknown]> = [
   ['a domain without class', '<qubes><domains><domain id="domain-1"/></domains></qubes>', /domain #1 \(domain-1\): <domain> has no class/, QubesXmlError],
   ['junk in <domains>', '<qubes><domains><vm/></domains></qubes>', /unexpected <vm> in <domains>/, QubesXmlError],
   ['text in <qubes>', '<qubes>hello</qubes>', /unexpected text "hello"/, QubesXmlError],
-  ['an element inside a property', '<qubes><properties><property name="a"><b/></property></properties></qubes>', /unexpected <b> inside <property>/, QubesXmlError],
+  [
+    'an element inside a property',
+    '<qubes><properties><property name="a"><b/></property></properties></qubes>',
+    /unexpected <b> inside <property>/,
+    QubesXmlError,
+  ],
   ['truncated XML', '<qubes>\n  <labels>\n', /line 3, column 1: unexpected end of input/, XmlError],
 ];
 for (const [name, xml, msg, cls] of broken) {
   t.test(`rejects ${name}`, async (t) => {
     t.throws(() => parseQubesXml(xml), msg as RegExp);
-    try { parseQubesXml(xml); } catch (e) { t.ok(e instanceof (cls as typeof Error)); }
+    try {
+      parseQubesXml(xml);
+    } catch (e) {
+      t.ok(e instanceof (cls as typeof Error));
+    }
   });
 }
 

@@ -11,8 +11,10 @@ import { crashCopy, FIXTURE, startChild, tempDir, waitForLine } from './helpers/
 
 const byId = (domains: DomainDoc[], id: string) => domains.find((d) => d.id === id);
 const feature = (d: DomainDoc | undefined, name: string) => d?.features.find(([k]) => k === name)?.[1];
-const withFeature = (d: DomainDoc, name: string, value: string): DomainDoc =>
-  ({ ...d, features: d.features.filter(([k]) => k !== name).concat([[name, value]]) });
+const withFeature = (d: DomainDoc, name: string, value: string): DomainDoc => ({
+  ...d,
+  features: d.features.filter(([k]) => k !== name).concat([[name, value]]),
+});
 const files = (dir: string) => readdirSync(dir).sort();
 
 async function fixtureStore(t: { teardown(fn: () => void): void }): Promise<{ dir: string; path: string }> {
@@ -37,7 +39,11 @@ t.test('creates a missing store from fresh(), and refuses a missing one without 
   const path = join(dir, 'qubes.xml');
   await t.rejects(Store.open(path), { name: 'StoreError', message: /store .*qubes\.xml does not exist/ });
   const s = await Store.open(path, { fresh: () => syntheticStore(2) });
-  t.same(parseQubesXml(readFileSync(path)).domains.map((d) => d.id), ['domain-0', 'domain-1'], 'written at once');
+  t.same(
+    parseQubesXml(readFileSync(path)).domains.map((d) => d.id),
+    ['domain-0', 'domain-1'],
+    'written at once',
+  );
   await s.close();
 });
 
@@ -47,7 +53,10 @@ t.test('commits are durable: a crash copy replays them', async (t) => {
   const vm = s.doc.domains[3]!;
   const added = syntheticAppVm(42, 'added');
   await s.commit([{ kind: 'domain', doc: withFeature(vm, 'x', '1') }]);
-  await s.commit([{ kind: 'domain', doc: added }, { kind: 'domain-removed', id: 'domain-7' }]);
+  await s.commit([
+    { kind: 'domain', doc: added },
+    { kind: 'domain-removed', id: 'domain-7' },
+  ]);
   await s.commit([{ kind: 'globals', labels: s.doc.labels, pools: [], properties: [['default_netvm', '']], extra: [] }]);
   const copy = crashCopy(t, path);
   t.equal(readFileSync(path, 'utf8'), readFileSync(FIXTURE, 'utf8'), 'qubes.xml itself is untouched until compaction');
@@ -104,15 +113,26 @@ t.test('a journal damaged in the middle stops open, and nothing is touched', asy
   writeFileSync(journal, bytes);
   const before = files(join(copy, '..')).map((f) => [f, readFileSync(join(copy, '..', f)).toString('base64')]);
   for (let attempt = 0; attempt < 2; attempt++) {
-    await t.rejects(Store.open(copy), { name: 'StoreError', message: /journal .*qubes\.xml\.journal\.1 of store .* is damaged: record 1 at byte 0 is damaged/ });
+    await t.rejects(Store.open(copy), {
+      name: 'StoreError',
+      message: /journal .*qubes\.xml\.journal\.1 of store .* is damaged: record 1 at byte 0 is damaged/,
+    });
   }
   const after = files(join(copy, '..')).map((f) => [f, readFileSync(join(copy, '..', f)).toString('base64')]);
-  t.same(after.filter(([f]) => !f!.endsWith('.lock')), before.filter(([f]) => !f!.endsWith('.lock')), 'files unchanged; the lock was released (same error twice)');
+  t.same(
+    after.filter(([f]) => !f!.endsWith('.lock')),
+    before.filter(([f]) => !f!.endsWith('.lock')),
+    'files unchanged; the lock was released (same error twice)',
+  );
 });
 
 t.test('a corrupt or unreadable qubes.xml stops open with the reason, and is never overwritten', async (t) => {
   const cases: Array<[string, (p: string) => void, RegExp]> = [
-    ['truncated', (p) => writeFileSync(p, readFileSync(FIXTURE, 'utf8').slice(0, 5000)), /is not a loadable Qubes store: malformed XML at line \d+, column \d+: unexpected end of input/],
+    [
+      'truncated',
+      (p) => writeFileSync(p, readFileSync(FIXTURE, 'utf8').slice(0, 5000)),
+      /is not a loadable Qubes store: malformed XML at line \d+, column \d+: unexpected end of input/,
+    ],
     ['not a Qubes document', (p) => writeFileSync(p, '<html/>\n'), /is not a loadable Qubes store: root element is <html>/],
     ['binary junk', (p) => writeFileSync(p, Buffer.from([0x3c, 0x71, 0xfe, 0xff])), /invalid UTF-8/],
     ['empty', (p) => writeFileSync(p, ''), /no root element/],
@@ -124,7 +144,11 @@ t.test('a corrupt or unreadable qubes.xml stops open with the reason, and is nev
     make(path);
     const before = name === 'a directory' ? '' : readFileSync(path).toString('base64');
     await t.rejects(Store.open(path, { fresh: () => syntheticStore(2) }), { name: 'StoreError', message: msg }, name);
-    try { await Store.open(path); } catch (e) { t.ok((e as StoreError).message.includes(path), `${name}: the message names the file`); }
+    try {
+      await Store.open(path);
+    } catch (e) {
+      t.ok((e as StoreError).message.includes(path), `${name}: the message names the file`);
+    }
     if (name !== 'a directory') t.equal(readFileSync(path).toString('base64'), before, `${name}: left as it was`);
     t.same(files(dir), ['qubes.xml', 'qubes.xml.lock'], `${name}: no journal, no temporary file`);
   }
@@ -160,8 +184,7 @@ t.test('compaction folds the journal into qubes.xml while commits continue', asy
   const vm = s.doc.domains[5]!;
   for (let i = 0; i < 25; i++) {
     // pairs of concurrent commits, so that some land while a snapshot is written
-    await Promise.all([s.commit([{ kind: 'domain', doc: withFeature(vm, 'n', String(i)) }]),
-      s.commit([{ kind: 'domain', doc: syntheticAppVm(1000 + i) }])]);
+    await Promise.all([s.commit([{ kind: 'domain', doc: withFeature(vm, 'n', String(i)) }]), s.commit([{ kind: 'domain', doc: syntheticAppVm(1000 + i) }])]);
   }
   const onDisk = parseQubesXml(readFileSync(path));
   t.ok(Number(feature(byId(onDisk.domains, vm.id), 'n')) >= 10, 'qubes.xml already holds compacted commits');

@@ -2,15 +2,23 @@ import t from 'tap';
 import { parseXml, serializeElement, serializeXml, escapeAttr, escapeText, XmlError, XmlWriteError, type XmlElement } from '../../qubesd/store/xml.js';
 
 t.test('parses elements, attributes, text, entities and character references', async (t) => {
-  const root = parseXml('<?xml version="1.0" encoding="UTF-8"?>\n<!-- head -->\n<a x="1" y=\'&quot;2&apos;\'>t &amp; &lt;u&gt; &#65;&#x42;&#x1F600;<b/><![CDATA[<raw>&]]></a>\n');
+  const root = parseXml(
+    '<?xml version="1.0" encoding="UTF-8"?>\n<!-- head -->\n<a x="1" y=\'&quot;2&apos;\'>t &amp; &lt;u&gt; &#65;&#x42;&#x1F600;<b/><![CDATA[<raw>&]]></a>\n',
+  );
   t.equal(root.name, 'a');
-  t.same(root.attrs, [['x', '1'], ['y', '"2\'']]);
+  t.same(root.attrs, [
+    ['x', '1'],
+    ['y', '"2\''],
+  ]);
   t.same(root.children, ['t & <u> AB\u{1F600}', { name: 'b', attrs: [], children: [] }, '<raw>&']);
 });
 
 t.test('keeps attribute order and normalises literal whitespace in attribute values', async (t) => {
   const root = parseXml('<a z="1" a="2" m="x\ty\nz" r="x&#9;y&#10;z"/>');
-  t.same(root.attrs.map(([k]) => k), ['z', 'a', 'm', 'r']);
+  t.same(
+    root.attrs.map(([k]) => k),
+    ['z', 'a', 'm', 'r'],
+  );
   t.equal(root.attrs[2]![1], 'x y z');
   t.equal(root.attrs[3]![1], 'x\ty\nz');
 });
@@ -89,25 +97,37 @@ t.test('escapes text and attribute values as libxml2 does', async (t) => {
 
 t.test('writes the lxml pretty_print layout', async (t) => {
   const el: XmlElement = {
-    name: 'qubes', attrs: [], children: [
-      { name: 'empty', attrs: [['b', '2'], ['a', '1']], children: [] },
+    name: 'qubes',
+    attrs: [],
+    children: [
+      {
+        name: 'empty',
+        attrs: [
+          ['b', '2'],
+          ['a', '1'],
+        ],
+        children: [],
+      },
       { name: 'blank', attrs: [], children: [''] },
       { name: 'list', attrs: [], children: [{ name: 'i', attrs: [], children: ['x'] }, { comment: ' c ' }] },
       { name: 'mixed', attrs: [], children: ['t', { name: 'b', attrs: [], children: [{ name: 'c', attrs: [], children: [] }] }, 'u'] },
     ],
   };
-  t.equal(serializeXml(el), [
-    '<qubes>',
-    '  <empty b="2" a="1"/>',
-    '  <blank></blank>',
-    '  <list>',
-    '    <i>x</i>',
-    '    <!-- c -->',
-    '  </list>',
-    '  <mixed>t<b><c/></b>u</mixed>',
-    '</qubes>',
-    '',
-  ].join('\n'));
+  t.equal(
+    serializeXml(el),
+    [
+      '<qubes>',
+      '  <empty b="2" a="1"/>',
+      '  <blank></blank>',
+      '  <list>',
+      '    <i>x</i>',
+      '    <!-- c -->',
+      '  </list>',
+      '  <mixed>t<b><c/></b>u</mixed>',
+      '</qubes>',
+      '',
+    ].join('\n'),
+  );
   t.equal(serializeElement({ name: 'd', attrs: [], children: [{ name: 'e', attrs: [], children: [] }] }, 2), '<d>\n      <e/>\n    </d>');
 });
 

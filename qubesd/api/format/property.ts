@@ -8,7 +8,9 @@ import { wireStr, type Value } from '../../model/values.js';
 /** admin.*property.Get: "default=<bool> type=<type> <value>". */
 export function serializeProperty(h: Holder, def: PropDef): string {
   let v: Value;
-  try { v = getValue(h, def); } catch (e) {
+  try {
+    v = getValue(h, def);
+  } catch (e) {
     if (e instanceof NoValue) return `default=True type=${def.wire} `;
     throw e;
   }
@@ -18,7 +20,9 @@ export function serializeProperty(h: Holder, def: PropDef): string {
 /** admin.*property.GetDefault: "type=<type> <value>", or nothing when no default. */
 export function serializeDefault(h: Holder, def: PropDef): string | null {
   let v: Value;
-  try { v = getDefault(h, def); } catch (e) {
+  try {
+    v = getDefault(h, def);
+  } catch (e) {
     if (e instanceof NoValue) return null;
     throw e;
   }

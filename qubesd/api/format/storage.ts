@@ -15,7 +15,10 @@ const byKey = ([a]: readonly [string, unknown], [b]: readonly [string, unknown])
 /** admin.pool.Info body: sorted config, then size, usage, included_in. */
 export async function poolInfoText(storage: StorageManager, name: string): Promise<string> {
   const pool = storage.mustPool(name);
-  let out = [...pool.config()].sort(byKey).map(([k, v]) => `${k}=${v}\n`).join('');
+  let out = [...pool.config()]
+    .sort(byKey)
+    .map(([k, v]) => `${k}=${v}\n`)
+    .join('');
   const size = await pool.size();
   if (size !== null) out += `size=${size}\n`;
   const usage = await pool.usage();
@@ -28,7 +31,10 @@ export async function poolInfoText(storage: StorageManager, name: string): Promi
 /** admin.pool.UsageDetails body, sorted by key. */
 export async function poolUsageText(storage: StorageManager, name: string): Promise<string> {
   const d = await storage.mustPool(name).usageDetails();
-  return d.sort((a, b) => (a[0] < b[0] ? -1 : 1)).map(([k, v]) => `${k}=${v}\n`).join('');
+  return d
+    .sort((a, b) => (a[0] < b[0] ? -1 : 1))
+    .map(([k, v]) => `${k}=${v}\n`)
+    .join('');
 }
 
 /** admin.vm.volume.Info body. */

@@ -12,9 +12,12 @@ function profileName(call: Call): string {
 
 export const handlers: Handlers = {
   'admin.backup.Info': (call) => call.services.backups.info(profileName(call), (vm) => call.filter.vm(vm), call.source.isAdmin),
-  'admin.backup.Execute': async (call) => { await call.services.backups.execute(profileName(call), call.signal); },
-  'admin.backup.Cancel': (call) => { call.services.backups.cancel(profileName(call)); },
+  'admin.backup.Execute': async (call) => {
+    await call.services.backups.execute(profileName(call), call.signal);
+  },
+  'admin.backup.Cancel': (call) => {
+    call.services.backups.cancel(profileName(call));
+  },
   // our extension: the destination qube's archive is the reply (backup/stream.ts)
-  'admin.vm.backup.Stream': async (call) =>
-    new StreamedContent(await call.services.backups.stream(call.dest, parseStreamPayload(call.payload), call.signal)),
+  'admin.vm.backup.Stream': async (call) => new StreamedContent(await call.services.backups.stream(call.dest, parseStreamPayload(call.payload), call.signal)),
 };

@@ -41,7 +41,8 @@ function pack(key: string, value: string): string {
 
 /** DeviceSerializer.unpack_properties: key='value' pairs; '_key' ones are options. */
 function unpack(text: string): { props: Map<string, string>; options: Map<string, string> } {
-  const props = new Map<string, string>(), options = new Map<string, string>();
+  const props = new Map<string, string>(),
+    options = new Map<string, string>();
   const s = pyStrip(text);
   if (!s) return { props, options };
   const partition = (x: string, sep: string): [string, string] => {
@@ -49,7 +50,8 @@ function unpack(text: string): { props: Map<string, string>; options: Map<string
     return i < 0 ? [x, ''] : [x.slice(0, i), x.slice(i + sep.length)];
   };
   const unescape = (v: string) => v.replaceAll("\\'", "'");
-  const keys: string[] = [], values: string[] = [];
+  const keys: string[] = [],
+    values: string[] = [];
   const [key, first] = partition(s, "='");
   let rest = first;
   keys.push(sanitize(pyStrip(key), KEY_CHARS, 'name: '));
@@ -164,8 +166,7 @@ function serializeAssignment(vm: Vm, devclass: string, a: StoredAssignment): str
 }
 
 /** Python's repr of the options dict, as event kwargs carry it. */
-const optionsRepr = (options: ReadonlyArray<readonly [string, string]>) =>
-  `{${options.map(([k, v]) => `${pyRepr(k)}: ${pyRepr(v)}`).join(', ')}}`;
+const optionsRepr = (options: ReadonlyArray<readonly [string, string]>) => `{${options.map(([k, v]) => `${pyRepr(k)}: ${pyRepr(v)}`).join(', ')}}`;
 
 const fire = (vm: Vm, event: string, kwargs: Array<[string, string]>) => vm.app.events.fire(vm.name, event, kwargs);
 
@@ -209,10 +210,18 @@ function classHandlers(devclass: string): Record<string, Handler> {
       }
       if (req.mode === 'manual') throw QubesValueError('Only auto-attachable devices can be assigned.');
       const added: StoredAssignment = {
-        backend: d.backend, port: d.port, deviceId: d.deviceId, mode: req.mode, options: req.options, frontend: req.frontend?.name ?? null,
+        backend: d.backend,
+        port: d.port,
+        deviceId: d.deviceId,
+        mode: req.mode,
+        options: req.options,
+        frontend: req.frontend?.name ?? null,
       };
       setAssignments(call.dest, devclass, [...list, added]);
-      const kw: Array<[string, string]> = [['device', deviceText(d)], ['options', optionsRepr(req.options)]];
+      const kw: Array<[string, string]> = [
+        ['device', deviceText(d)],
+        ['options', optionsRepr(req.options)],
+      ];
       fire(call.dest, `device-pre-assign:${devclass}`, kw);
       fire(call.dest, `device-assign:${devclass}`, kw);
     },
@@ -222,7 +231,11 @@ function classHandlers(devclass: string): Record<string, Handler> {
       const list = assignmentsOf(call.dest, devclass);
       const found = list.find((a) => sameDevice(a, d));
       if (!found) throw DeviceNotAssigned(`${devclass} device ${deviceText(d)} not assigned to ${call.dest.name}`);
-      setAssignments(call.dest, devclass, list.filter((a) => a !== found));
+      setAssignments(
+        call.dest,
+        devclass,
+        list.filter((a) => a !== found),
+      );
       fire(call.dest, `device-unassign:${devclass}`, [['device', deviceText(found)]]);
     },
 
@@ -249,7 +262,10 @@ function classHandlers(devclass: string): Record<string, Handler> {
       const found = list.find((a) => sameDevice(a, d));
       if (!found) throw QubesValueError(`Device ${deviceText(d)} not assigned to ${call.dest.name}`);
       if (found.mode === mode) return;
-      fire(call.dest, `device-pre-assign:${devclass}`, [['device', deviceText(d)], ['options', optionsRepr(found.options)]]);
+      fire(call.dest, `device-pre-assign:${devclass}`, [
+        ['device', deviceText(d)],
+        ['options', optionsRepr(found.options)],
+      ]);
       // Qubes re-adds the changed assignment, which moves it last
       setAssignments(call.dest, devclass, [...list.filter((a) => a !== found), { ...found, mode: mode as AssignmentMode }]);
       fire(call.dest, `device-assignment-changed:${devclass}`, [['device', deviceText(d)]]);
@@ -303,6 +319,6 @@ const deniedHandlers: Handlers = {
 
 export const handlers: Handlers = Object.freeze({
   'admin.deviceclass.List': () => DEVICE_CLASSES.map((c) => c + '\n').join(''),
-  ...Object.assign({}, ...DEVICE_CLASSES.map(classHandlers)) as Handlers,
+  ...(Object.assign({}, ...DEVICE_CLASSES.map(classHandlers)) as Handlers),
   ...deniedHandlers,
 });

@@ -18,7 +18,20 @@ import { handlers as devices } from './devices.js';
 import { handlers as backup } from './backup.js';
 
 export const families: Readonly<Record<string, Handlers>> = {
-  vm, property, feature, tag, label, notes, events, internal, pool, volume, lifecycle, firewall, devices, backup,
+  vm,
+  property,
+  feature,
+  tag,
+  label,
+  notes,
+  events,
+  internal,
+  pool,
+  volume,
+  lifecycle,
+  firewall,
+  devices,
+  backup,
 };
 
 function merge(all: Readonly<Record<string, Handlers>>): Handlers {

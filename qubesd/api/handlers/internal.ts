@@ -17,7 +17,13 @@ export function pyJson(v: unknown): string {
     return JSON.stringify(v).replace(/[\u007f-\uffff]/g, (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'));
   }
   if (Array.isArray(v)) return '[' + v.map(pyJson).join(', ') + ']';
-  return '{' + Object.entries(v as Record<string, unknown>).map(([k, x]) => `${pyJson(k)}: ${pyJson(x)}`).join(', ') + '}';
+  return (
+    '{' +
+    Object.entries(v as Record<string, unknown>)
+      .map(([k, x]) => `${pyJson(k)}: ${pyJson(x)}`)
+      .join(', ') +
+    '}'
+  );
 }
 
 /** Qubes paused or suspended before SuspendPre, left so by SuspendPost. Qubes
@@ -29,10 +35,17 @@ const qubesOf = (app: QubesApp) => app.allVms().filter((vm) => vm.isQubesVM);
 // Qubes also runs qubes.SuspendPreAll / qubes.SuspendPostAll in every qube
 // with qrexec; this dom0 reaches no guest agents, so that step is left out.
 async function suspendPre(app: QubesApp, lc: Lifecycle): Promise<void> {
-  const paused = new Set(qubesOf(app).filter((vm) => vm.power === 'Paused' || vm.power === 'Suspended').map((vm) => vm.name));
+  const paused = new Set(
+    qubesOf(app)
+      .filter((vm) => vm.power === 'Paused' || vm.power === 'Suspended')
+      .map((vm) => vm.name),
+  );
   pausedBeforeSuspend.set(app, paused);
   const results = await Promise.allSettled(
-    qubesOf(app).filter((vm) => !paused.has(vm.name) && vm.isRunning()).map((vm) => lc.suspend(vm)));
+    qubesOf(app)
+      .filter((vm) => !paused.has(vm.name) && vm.isRunning())
+      .map((vm) => lc.suspend(vm)),
+  );
   const failed = results.flatMap((r) => (r.status === 'rejected' ? [`\n${(r.reason as Error).message}`] : [])).join('');
   if (failed) throw QubesException(`Failed to suspend some qubes: ${failed}`);
 }
@@ -41,8 +54,11 @@ async function suspendPost(app: QubesApp, lc: Lifecycle): Promise<void> {
   const paused = pausedBeforeSuspend.get(app) ?? new Set<string>();
   pausedBeforeSuspend.delete(app);
   // Qubes waits for every resume and does not report failures here
-  await Promise.allSettled(qubesOf(app)
-    .filter((vm) => !paused.has(vm.name) && (vm.power === 'Paused' || vm.power === 'Suspended')).map((vm) => lc.resume(vm)));
+  await Promise.allSettled(
+    qubesOf(app)
+      .filter((vm) => !paused.has(vm.name) && (vm.power === 'Paused' || vm.power === 'Suspended'))
+      .map((vm) => lc.resume(vm)),
+  );
 }
 
 export const handlers: Handlers = {

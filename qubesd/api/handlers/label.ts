@@ -4,7 +4,11 @@ import { ProtocolError, QubesException, QubesLabelInUseError, pyRepr } from '../
 import { Label, MAX_DEFAULT_LABEL, validateLabelName, validateLabelValue } from '../../model/labels.js';
 
 export const handlers: Handlers = {
-  'admin.label.List': (call) => call.app.labels.all().map((l) => l.name + '\n').join(''),
+  'admin.label.List': (call) =>
+    call.app.labels
+      .all()
+      .map((l) => l.name + '\n')
+      .join(''),
   'admin.label.Get': (call) => {
     validateLabelName(call.arg);
     const label = call.app.labels.get(call.arg);
@@ -21,7 +25,11 @@ export const handlers: Handlers = {
     validateLabelName(call.arg, true);
     validateLabelValue(call.payload);
     let exists = true;
-    try { call.app.labels.get(call.arg); } catch { exists = false; }
+    try {
+      call.app.labels.get(call.arg);
+    } catch {
+      exists = false;
+    }
     if (exists) throw QubesLabelInUseError(pyRepr(call.arg));
     call.app.labels.add(new Label(call.app.labels.maxIndex() + 1, call.payload.toString('latin1'), call.arg, true));
     call.app.markGlobalsDirty();

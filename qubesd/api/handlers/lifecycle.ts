@@ -32,7 +32,12 @@ function shutdown(call: Call): Promise<void> {
 
 /** A dispid no qube uses (it also names the qube and picks its IP), random as in Qubes. */
 function freeDispid(call: Call): number {
-  const used = new Set(call.app.allVms().filter((v) => v.klass === 'DispVM').map((v) => Number(tryGet(v, 'dispid', 0))));
+  const used = new Set(
+    call.app
+      .allVms()
+      .filter((v) => v.klass === 'DispVM')
+      .map((v) => Number(tryGet(v, 'dispid', 0))),
+  );
   for (;;) {
     const n = 1 + Math.floor(Math.random() * 9999);
     if (!used.has(n) && !call.app.getVm(`disp${n}`)) return n;
@@ -45,9 +50,8 @@ async function createDisposable(call: Call): Promise<string> {
   const payload = call.payload.toString('latin1');
   if (payload !== '' && payload !== 'uuid') throw ProtocolError("Invalid payload, expected empty string or 'uuid'");
   const { app } = call;
-  const appvm: Vm | null = call.dest.name === 'dom0'
-    ? (call.source.has('default_dispvm') ? call.source.vmProp('default_dispvm') : app.globalVm('default_dispvm'))
-    : call.dest;
+  const appvm: Vm | null =
+    call.dest.name === 'dom0' ? (call.source.has('default_dispvm') ? call.source.vmProp('default_dispvm') : app.globalVm('default_dispvm')) : call.dest;
   // Qubes' DispVM.can_gen_disposable: no template at all gets the same words
   const refuse = () => QubesException('Refusing to create disposable out of app qube which has template_for_dispvms=False');
   if (!appvm) throw refuse();
@@ -95,7 +99,7 @@ async function stats(call: Call): Promise<void> {
       vm.cputime = s.cpuTimeNs;
       const p = prev.get(s.name);
       // cpu_usage in percent of one host CPU over the last interval, as Qubes reports it
-      const usage = p && now > p.at ? Math.round(((s.cpuTimeNs - p.cpu) / 1e6 / (now - p.at)) * 100 / Math.max(1, s.vcpus)) : 0;
+      const usage = p && now > p.at ? Math.round((((s.cpuTimeNs - p.cpu) / 1e6 / (now - p.at)) * 100) / Math.max(1, s.vcpus)) : 0;
       prev.set(s.name, { at: now, cpu: s.cpuTimeNs });
       // Keys and order as Qubes' _send_stats_single; memory figures beyond
       // memory_kb come from the guest's balloon driver in Qubes: without one,
@@ -113,19 +117,44 @@ async function stats(call: Call): Promise<void> {
     const interval = Math.max(1, Number(tryGet(app, 'stats_interval', 3)) || 3) * 1000;
     await new Promise<void>((resolve) => {
       const t = setTimeout(resolve, interval);
-      call.signal.addEventListener('abort', () => { clearTimeout(t); resolve(); }, { once: true });
+      call.signal.addEventListener(
+        'abort',
+        () => {
+          clearTimeout(t);
+          resolve();
+        },
+        { once: true },
+      );
     });
   }
 }
 
 export const handlers: Handlers = {
-  'admin.vm.Start': (call) => { refuseOnDom0(call, 'start'); return call.services.lifecycle.start(call.dest); },
+  'admin.vm.Start': (call) => {
+    refuseOnDom0(call, 'start');
+    return call.services.lifecycle.start(call.dest);
+  },
   'admin.vm.Shutdown': shutdown,
-  'admin.vm.Kill': (call) => { refuseOnDom0(call, 'kill'); return call.services.lifecycle.kill(call.dest); },
-  'admin.vm.Pause': (call) => { refuseOnDom0(call, 'pause'); return call.services.lifecycle.pause(call.dest); },
-  'admin.vm.Unpause': (call) => { refuseOnDom0(call, 'unpause'); return call.services.lifecycle.unpause(call.dest); },
-  'admin.vm.Suspend': (call) => { refuseOnDom0(call, 'suspend'); return call.services.lifecycle.suspend(call.dest); },
-  'admin.vm.Resume': (call) => { refuseOnDom0(call, 'resume'); return call.services.lifecycle.resume(call.dest); },
+  'admin.vm.Kill': (call) => {
+    refuseOnDom0(call, 'kill');
+    return call.services.lifecycle.kill(call.dest);
+  },
+  'admin.vm.Pause': (call) => {
+    refuseOnDom0(call, 'pause');
+    return call.services.lifecycle.pause(call.dest);
+  },
+  'admin.vm.Unpause': (call) => {
+    refuseOnDom0(call, 'unpause');
+    return call.services.lifecycle.unpause(call.dest);
+  },
+  'admin.vm.Suspend': (call) => {
+    refuseOnDom0(call, 'suspend');
+    return call.services.lifecycle.suspend(call.dest);
+  },
+  'admin.vm.Resume': (call) => {
+    refuseOnDom0(call, 'resume');
+    return call.services.lifecycle.resume(call.dest);
+  },
   'admin.vm.Console': (call) => call.services.lifecycle.consoleTty(call.dest),
   'admin.vm.CreateDisposable': createDisposable,
   'admin.vm.Stats': stats,

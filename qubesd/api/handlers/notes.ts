@@ -17,9 +17,8 @@ function notesPath(call: Call): string {
 
 /** Where and why Python's strict UTF-8 decoder stops, in its words. */
 function utf8Error(b: Buffer): string | null {
-  const where = (i: number, n: number) => (n <= 1
-    ? `can't decode byte 0x${b[i]!.toString(16).padStart(2, '0')} in position ${i}`
-    : `can't decode bytes in position ${i}-${i + n - 1}`);
+  const where = (i: number, n: number) =>
+    n <= 1 ? `can't decode byte 0x${b[i]!.toString(16).padStart(2, '0')} in position ${i}` : `can't decode bytes in position ${i}-${i + n - 1}`;
   for (let i = 0; i < b.length;) {
     const c = b[i]!;
     const need = c < 0x80 ? 0 : c >= 0xc2 && c <= 0xdf ? 1 : c >= 0xe0 && c <= 0xef ? 2 : c >= 0xf0 && c <= 0xf4 ? 3 : -1;

@@ -4,9 +4,7 @@ import { ProtocolError, QubesException, QubesPoolInUseError } from '../../errors
 import type { StorageManager } from '../../storage/manager.js';
 import { poolInfoText, poolUsageText } from '../format/storage.js';
 import { DRIVERS, driverInfo } from '../../storage/pools.js';
-import {
-  POOL_NAME_CHARS, allIn, ascii, enforce, enforceArg, parseBoolPayload, splitLines, validateNumber,
-} from '../../storage/api-args.js';
+import { POOL_NAME_CHARS, allIn, ascii, enforce, enforceArg, parseBoolPayload, splitLines, validateNumber } from '../../storage/api-args.js';
 
 const storage = (call: Call): StorageManager => call.services.storage;
 
@@ -17,7 +15,11 @@ function poolArg(call: Call): string {
 }
 
 export const handlers: Handlers = {
-  'admin.pool.List': (call) => storage(call).poolNames().map((n) => `${n}\n`).join(''),
+  'admin.pool.List': (call) =>
+    storage(call)
+      .poolNames()
+      .map((n) => `${n}\n`)
+      .join(''),
 
   'admin.pool.ListDrivers': () => DRIVERS.map((d) => `${d.name} ${d.params.map(([p]) => p).join(' ')}\n`).join(''),
 
@@ -29,9 +31,16 @@ export const handlers: Handlers = {
 
   'admin.pool.Add': async (call) => {
     const m = storage(call);
-    enforceArg(call.arg, DRIVERS.map((d) => d.name), 'available drivers');
+    enforceArg(
+      call.arg,
+      DRIVERS.map((d) => d.name),
+      'available drivers',
+    );
     const lines = splitLines(ascii(call.payload, 'Pool parameters contains non-ASCII characters'));
-    enforce(lines.every((l) => l.includes('=')), 'Options must be separated by equal sign');
+    enforce(
+      lines.every((l) => l.includes('=')),
+      'Options must be separated by equal sign',
+    );
     const pairs = lines.map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)] as const);
     enforce(new Set(pairs.map(([k]) => k)).size === pairs.length, 'Options must be unique');
     const config = new Map(pairs);

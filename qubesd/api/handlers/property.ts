@@ -12,8 +12,12 @@ const ops: Record<string, Op> = {
   GetAll: (h) => serializeAll(h),
   GetDefault: (h, call) => serializeDefault(h, lookup(h, call.arg)),
   Help: (h, call) => lookup(h, call.arg).help,
-  Set: (h, call) => { setFromApi(h, call.arg, call.payload); },
-  Reset: (h, call) => { resetProperty(h, lookup(h, call.arg)); },
+  Set: (h, call) => {
+    setFromApi(h, call.arg, call.payload);
+  },
+  Reset: (h, call) => {
+    resetProperty(h, lookup(h, call.arg));
+  },
 };
 
 function build(): Handlers {

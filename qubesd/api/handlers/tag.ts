@@ -15,7 +15,11 @@ function permitChange(call: Call): void {
 }
 
 export const handlers: Handlers = {
-  'admin.vm.tag.List': (call) => [...call.dest.tags].sort().map((t) => t + '\n').join(''),
+  'admin.vm.tag.List': (call) =>
+    [...call.dest.tags]
+      .sort()
+      .map((t) => t + '\n')
+      .join(''),
   'admin.vm.tag.Get': (call) => {
     validateTag(call.arg);
     return call.dest.tags.has(call.arg) ? '1' : '0';

@@ -3,9 +3,7 @@
 import { mkdir } from 'node:fs/promises';
 import type { Call, Handler, Handlers } from '../call.js';
 import { VM_CLASSES } from '../../../lib/api-methods.js';
-import {
-  ProtocolError, QubesException, QubesVMAlreadyExistsError, QubesVMInUseError, QubesVMNotFoundError,
-} from '../../errors.js';
+import { ProtocolError, QubesException, QubesVMAlreadyExistsError, QubesVMInUseError, QubesVMNotFoundError } from '../../errors.js';
 import { validateVmName, type Vm } from '../../model/app.js';
 import { TABLES } from '../../model/properties-vm.js';
 import { validateLabelName, type Label } from '../../model/labels.js';
@@ -21,7 +19,11 @@ function listLine(vm: Vm): string {
  * removed and no power state changed (a qube's name, class and uuid never
  * change): tools poll admin.vm.List, and on 1000 qubes building its 77 KB
  * is most of the call. */
-interface ListCache { vms: readonly Vm[]; powers: string[]; reply: OkReply }
+interface ListCache {
+  vms: readonly Vm[];
+  powers: string[];
+  reply: OkReply;
+}
 const LIST_CACHE = new WeakMap<object, ListCache>();
 
 function fullList(app: { allVms(): Vm[] }): OkReply {
@@ -72,7 +74,12 @@ async function createVm(call: Call, klass: string, allowPool: boolean): Promise<
       given.add(key);
     } else if (key === 'label') {
       validateLabelName(value, true);
-      try { label = app.labels.get(value); given.add(key); } catch { /* reported after the permission check, as Qubes */ }
+      try {
+        label = app.labels.get(value);
+        given.add(key);
+      } catch {
+        /* reported after the permission check, as Qubes */
+      }
     } else if (key === 'pool' && allowPool) {
       if (poolSeen) throw ProtocolError("Option 'pool' must be unique");
       poolSeen = true;
@@ -134,7 +141,11 @@ function currentState(vm: Vm): string {
 
 function build(): Handlers {
   const out: Record<string, Handler> = {
-    'admin.vmclass.List': () => [...VM_CLASSES].sort().map((c) => c + '\n').join(''),
+    'admin.vmclass.List': () =>
+      [...VM_CLASSES]
+        .sort()
+        .map((c) => c + '\n')
+        .join(''),
     'admin.vm.List': (call) => {
       if (call.dest.name === 'dom0' && call.source.isAdmin) return fullList(call.app);
       const vms = call.dest.name === 'dom0' ? call.app.allVms() : [call.dest];

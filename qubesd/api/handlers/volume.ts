@@ -7,9 +7,7 @@ import type { StorageManager } from '../../storage/manager.js';
 import { volumeInfoText } from '../format/storage.js';
 import type { StorageVm } from '../../storage/model-view.js';
 import { QubesVolumeRevisionNotFoundError } from '../../storage/errors.js';
-import {
-  REVISION_CHARS, allIn, ascii, enforce, enforceArg, parseBoolPayload, stripBytes, validateNumber,
-} from '../../storage/api-args.js';
+import { REVISION_CHARS, allIn, ascii, enforce, enforceArg, parseBoolPayload, stripBytes, validateNumber } from '../../storage/api-args.js';
 
 const storage = (call: Call): StorageManager => call.services.storage;
 
@@ -33,12 +31,15 @@ function internalVolumeArg(call: Call): string {
 }
 
 export const handlers: Handlers = {
-  'admin.vm.volume.List': (call) => storage(call).volumeNames(dest(call)).map((n) => `${n}\n`).join(''),
+  'admin.vm.volume.List': (call) =>
+    storage(call)
+      .volumeNames(dest(call))
+      .map((n) => `${n}\n`)
+      .join(''),
 
   'admin.vm.volume.Info': (call) => volumeInfoText(storage(call), dest(call), volumeArg(call)),
 
-  'admin.vm.volume.ListSnapshots': async (call) =>
-    (await storage(call).listSnapshots(dest(call), volumeArg(call))).map((r) => `${r}\n`).join(''),
+  'admin.vm.volume.ListSnapshots': async (call) => (await storage(call).listSnapshots(dest(call), volumeArg(call))).map((r) => `${r}\n`).join(''),
 
   'admin.vm.volume.Revert': async (call) => {
     const name = volumeArg(call);

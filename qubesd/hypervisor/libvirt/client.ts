@@ -21,10 +21,29 @@ import { EventEmitter } from 'node:events';
 import { connect as netConnect, type Socket } from 'node:net';
 import { decodePacket, encodePacket, MessageStatus, MessageType, PacketSplitter, type Header } from './packet.js';
 import {
-  args, AuthType, DOMAIN_EVENT_ID_LIFECYCLE, DrvFeature, ErrorCode, KEEPALIVE_PROGRAM, KEEPALIVE_PROTOCOL_VERSION,
-  KeepaliveProc, LibvirtError, LIST_DOMAINS_ACTIVE, LIST_DOMAINS_INACTIVE, Proc, readError, readLifecycleMessage,
-  REMOTE_PROGRAM, REMOTE_PROTOCOL_VERSION, ret, SuspendTarget,
-  type DomainInfo, type DomainState, type DomainStatsRecord, type LifecycleMessage, type RemoteDomain,
+  args,
+  AuthType,
+  DOMAIN_EVENT_ID_LIFECYCLE,
+  DrvFeature,
+  ErrorCode,
+  KEEPALIVE_PROGRAM,
+  KEEPALIVE_PROTOCOL_VERSION,
+  KeepaliveProc,
+  LibvirtError,
+  LIST_DOMAINS_ACTIVE,
+  LIST_DOMAINS_INACTIVE,
+  Proc,
+  readError,
+  readLifecycleMessage,
+  REMOTE_PROGRAM,
+  REMOTE_PROTOCOL_VERSION,
+  ret,
+  SuspendTarget,
+  type DomainInfo,
+  type DomainState,
+  type DomainStatsRecord,
+  type LifecycleMessage,
+  type RemoteDomain,
 } from './protocol.js';
 import { XdrReader } from './xdr.js';
 import { systemErrorWords } from '../../../lib/system-error.js';
@@ -77,16 +96,25 @@ export class LibvirtClient extends EventEmitter {
   constructor(options: LibvirtClientOptions) {
     super();
     this.opts = {
-      keepaliveIntervalMs: 5000, keepaliveCount: 5, reconnect: true, reconnectMinMs: 100, reconnectMaxMs: 5000,
-      callTimeoutMs: 120_000, ...options,
+      keepaliveIntervalMs: 5000,
+      keepaliveCount: 5,
+      reconnect: true,
+      reconnectMinMs: 100,
+      reconnectMaxMs: 5000,
+      callTimeoutMs: 120_000,
+      ...options,
     };
     this.reconnectDelay = this.opts.reconnectMinMs;
   }
 
-  get connected(): boolean { return this.state === 'open'; }
+  get connected(): boolean {
+    return this.state === 'open';
+  }
 
   /** close() may run while a connection attempt awaits: re-read the state. */
-  private isClosed(): boolean { return this.state === 'closed'; }
+  private isClosed(): boolean {
+    return this.state === 'closed';
+  }
 
   /** Opens the connection; rejects (without retrying) when libvirtd cannot be reached. */
   async connect(): Promise<void> {
@@ -99,9 +127,16 @@ export class LibvirtClient extends EventEmitter {
   async close(): Promise<void> {
     const wasOpen = this.state === 'open';
     this.state = 'closed';
-    if (this.reconnectTimer) { clearTimeout(this.reconnectTimer); this.reconnectTimer = null; }
+    if (this.reconnectTimer) {
+      clearTimeout(this.reconnectTimer);
+      this.reconnectTimer = null;
+    }
     if (wasOpen && this.sock) {
-      try { await this.rawCall(Proc.ConnectClose, Buffer.alloc(0), ret.void, 2000); } catch { /* closing anyway */ }
+      try {
+        await this.rawCall(Proc.ConnectClose, Buffer.alloc(0), ret.void, 2000);
+      } catch {
+        /* closing anyway */
+      }
     }
     this.teardown(connectionLost('client closed'));
   }
@@ -111,28 +146,56 @@ export class LibvirtClient extends EventEmitter {
   async listAllDomains(flags = LIST_DOMAINS_ACTIVE | LIST_DOMAINS_INACTIVE): Promise<RemoteDomain[]> {
     return this.call(Proc.ConnectListAllDomains, args.listAllDomains(flags), ret.listAllDomains);
   }
-  lookupByName(name: string): Promise<RemoteDomain> { return this.call(Proc.DomainLookupByName, args.lookupByName(name), ret.domain); }
-  lookupByUuid(uuid: string): Promise<RemoteDomain> { return this.call(Proc.DomainLookupByUuid, args.lookupByUuid(uuid), ret.domain); }
-  defineXml(xml: string): Promise<RemoteDomain> { return this.call(Proc.DomainDefineXml, args.defineXml(xml), ret.domain); }
-  undefine(d: RemoteDomain, flags = 0): Promise<void> { return this.call(Proc.DomainUndefineFlags, args.domainFlags(d, flags), ret.void); }
+  lookupByName(name: string): Promise<RemoteDomain> {
+    return this.call(Proc.DomainLookupByName, args.lookupByName(name), ret.domain);
+  }
+  lookupByUuid(uuid: string): Promise<RemoteDomain> {
+    return this.call(Proc.DomainLookupByUuid, args.lookupByUuid(uuid), ret.domain);
+  }
+  defineXml(xml: string): Promise<RemoteDomain> {
+    return this.call(Proc.DomainDefineXml, args.defineXml(xml), ret.domain);
+  }
+  undefine(d: RemoteDomain, flags = 0): Promise<void> {
+    return this.call(Proc.DomainUndefineFlags, args.domainFlags(d, flags), ret.void);
+  }
   /** Starts a defined domain; returns it with its new id. */
-  create(d: RemoteDomain, flags = 0): Promise<RemoteDomain> { return this.call(Proc.DomainCreateWithFlags, args.domainFlags(d, flags), ret.domain); }
-  destroy(d: RemoteDomain): Promise<void> { return this.call(Proc.DomainDestroy, args.domain(d), ret.void); }
-  shutdown(d: RemoteDomain): Promise<void> { return this.call(Proc.DomainShutdown, args.domain(d), ret.void); }
-  suspend(d: RemoteDomain): Promise<void> { return this.call(Proc.DomainSuspend, args.domain(d), ret.void); }
-  resume(d: RemoteDomain): Promise<void> { return this.call(Proc.DomainResume, args.domain(d), ret.void); }
+  create(d: RemoteDomain, flags = 0): Promise<RemoteDomain> {
+    return this.call(Proc.DomainCreateWithFlags, args.domainFlags(d, flags), ret.domain);
+  }
+  destroy(d: RemoteDomain): Promise<void> {
+    return this.call(Proc.DomainDestroy, args.domain(d), ret.void);
+  }
+  shutdown(d: RemoteDomain): Promise<void> {
+    return this.call(Proc.DomainShutdown, args.domain(d), ret.void);
+  }
+  suspend(d: RemoteDomain): Promise<void> {
+    return this.call(Proc.DomainSuspend, args.domain(d), ret.void);
+  }
+  resume(d: RemoteDomain): Promise<void> {
+    return this.call(Proc.DomainResume, args.domain(d), ret.void);
+  }
   pmSuspend(d: RemoteDomain, target = SuspendTarget.Mem, durationS = 0): Promise<void> {
     return this.call(Proc.DomainPmSuspendForDuration, args.pmSuspend(d, target, durationS), ret.void);
   }
-  pmWakeup(d: RemoteDomain): Promise<void> { return this.call(Proc.DomainPmWakeup, args.domainFlags(d, 0), ret.void); }
-  getState(d: RemoteDomain): Promise<{ state: DomainState; reason: number }> { return this.call(Proc.DomainGetState, args.domainFlags(d, 0), ret.state); }
-  getInfo(d: RemoteDomain): Promise<DomainInfo> { return this.call(Proc.DomainGetInfo, args.domain(d), ret.info); }
-  getXmlDesc(d: RemoteDomain, flags = 0): Promise<string> { return this.call(Proc.DomainGetXmlDesc, args.domainFlags(d, flags), ret.string); }
+  pmWakeup(d: RemoteDomain): Promise<void> {
+    return this.call(Proc.DomainPmWakeup, args.domainFlags(d, 0), ret.void);
+  }
+  getState(d: RemoteDomain): Promise<{ state: DomainState; reason: number }> {
+    return this.call(Proc.DomainGetState, args.domainFlags(d, 0), ret.state);
+  }
+  getInfo(d: RemoteDomain): Promise<DomainInfo> {
+    return this.call(Proc.DomainGetInfo, args.domain(d), ret.info);
+  }
+  getXmlDesc(d: RemoteDomain, flags = 0): Promise<string> {
+    return this.call(Proc.DomainGetXmlDesc, args.domainFlags(d, flags), ret.string);
+  }
   /** Stats of all domains (or of `doms`), `stats` a mask of StatsType. */
   getAllDomainStats(stats: number, doms: RemoteDomain[] = [], flags = 0): Promise<DomainStatsRecord[]> {
     return this.call(Proc.ConnectGetAllDomainStats, args.getAllDomainStats(doms, stats, flags), ret.allDomainStats);
   }
-  async libVersion(): Promise<number> { return Number(await this.call(Proc.ConnectGetLibVersion, Buffer.alloc(0), ret.uhyper)); }
+  async libVersion(): Promise<number> {
+    return Number(await this.call(Proc.ConnectGetLibVersion, Buffer.alloc(0), ret.uhyper));
+  }
 
   /** Any remote-program call; fails at once when not connected. */
   call<T>(procedure: number, body: Buffer, decode: (r: XdrReader) => T): Promise<T> {
@@ -149,19 +212,26 @@ export class LibvirtClient extends EventEmitter {
     this.state = 'connecting';
     const sock = await new Promise<Socket>((resolve, reject) => {
       const s = netConnect(this.opts.socketPath);
-      s.once('connect', () => { s.off('error', reject); resolve(s); });
+      s.once('connect', () => {
+        s.off('error', reject);
+        resolve(s);
+      });
       s.once('error', reject);
     }).catch((e: NodeJS.ErrnoException) => {
       if (this.state === 'connecting') this.state = 'idle';
       throw new LibvirtError(`cannot connect to libvirtd socket ${this.opts.socketPath}: ${systemErrorWords(e)}`, ErrorCode.SystemError, 0);
     });
-    if (this.isClosed()) { sock.destroy(); throw connectionLost('client closed'); }
+    if (this.isClosed()) {
+      sock.destroy();
+      throw connectionLost('client closed');
+    }
     this.attach(sock);
     try {
       const t = this.opts.callTimeoutMs;
       const types = await this.rawCall(Proc.AuthList, Buffer.alloc(0), ret.authList, t);
       if (types.length > 0 && !types.includes(AuthType.None)) {
-        if (!types.includes(AuthType.Polkit)) throw new LibvirtError('libvirtd requires SASL authentication, which this client does not implement', ErrorCode.AuthUnavailable, 0);
+        if (!types.includes(AuthType.Polkit))
+          throw new LibvirtError('libvirtd requires SASL authentication, which this client does not implement', ErrorCode.AuthUnavailable, 0);
         await this.rawCall(Proc.AuthPolkit, Buffer.alloc(0), ret.authPolkit, t);
       }
       await this.rawCall(Proc.ConnectOpen, args.connectOpen(this.opts.uri), ret.void, t);
@@ -189,7 +259,12 @@ export class LibvirtClient extends EventEmitter {
       if (this.sock !== sock) return;
       this.lastReceived = Date.now();
       let messages: Buffer[];
-      try { messages = splitter.push(chunk); } catch (e) { this.lost(sock, (e as Error).message); return; }
+      try {
+        messages = splitter.push(chunk);
+      } catch (e) {
+        this.lost(sock, (e as Error).message);
+        return;
+      }
       for (const m of messages) this.dispatch(m);
     });
     sock.on('error', (e: Error) => this.lost(sock, e.message));
@@ -209,7 +284,10 @@ export class LibvirtClient extends EventEmitter {
       if (!p) return;
       this.pending.delete(header.serial);
       if (p.timer) clearTimeout(p.timer);
-      if (header.status === MessageStatus.Error) { p.reject(safe(() => readError(body))); return; }
+      if (header.status === MessageStatus.Error) {
+        p.reject(safe(() => readError(body)));
+        return;
+      }
       try {
         const r = new XdrReader(body);
         const v = p.decode(r);
@@ -221,7 +299,11 @@ export class LibvirtClient extends EventEmitter {
     }
     if (header.type === MessageType.Message && header.procedure === Proc.DomainEventCallbackLifecycle) {
       let msg: LifecycleMessage;
-      try { msg = readLifecycleMessage(new XdrReader(body)); } catch { return; }
+      try {
+        msg = readLifecycleMessage(new XdrReader(body));
+      } catch {
+        return;
+      }
       if (msg.callbackId === this.eventCallbackId) this.emit('lifecycle', msg);
     }
   }
@@ -232,11 +314,17 @@ export class LibvirtClient extends EventEmitter {
     this.serial = (this.serial + 1) >>> 0;
     return new Promise<T>((resolve, reject) => {
       const p: Pending = {
-        decode, resolve: resolve as (v: unknown) => void, reject, procedure,
-        timer: timeoutMs > 0 ? setTimeout(() => {
-          this.pending.delete(serial);
-          reject(new LibvirtError(`libvirtd did not answer procedure ${procedure} within ${timeoutMs} ms`, ErrorCode.OperationTimeout, 0));
-        }, timeoutMs) : null,
+        decode,
+        resolve: resolve as (v: unknown) => void,
+        reject,
+        procedure,
+        timer:
+          timeoutMs > 0
+            ? setTimeout(() => {
+                this.pending.delete(serial);
+                reject(new LibvirtError(`libvirtd did not answer procedure ${procedure} within ${timeoutMs} ms`, ErrorCode.OperationTimeout, 0));
+              }, timeoutMs)
+            : null,
       };
       this.pending.set(serial, p);
       this.send({ program: REMOTE_PROGRAM, version: REMOTE_PROTOCOL_VERSION, procedure, type: MessageType.Call, serial, status: MessageStatus.Ok }, body);
@@ -254,8 +342,9 @@ export class LibvirtClient extends EventEmitter {
     const interval = this.opts.keepaliveIntervalMs;
     this.keepaliveTimer = setInterval(() => {
       const quiet = Date.now() - this.lastReceived;
-      if (quiet >= interval * this.opts.keepaliveCount) { if (this.sock) this.lost(this.sock, 'keepalive timeout'); }
-      else if (quiet >= interval) this.send(keepaliveHeader(KeepaliveProc.Ping), Buffer.alloc(0));
+      if (quiet >= interval * this.opts.keepaliveCount) {
+        if (this.sock) this.lost(this.sock, 'keepalive timeout');
+      } else if (quiet >= interval) this.send(keepaliveHeader(KeepaliveProc.Ping), Buffer.alloc(0));
     }, interval);
     this.keepaliveTimer.unref();
   }
@@ -273,14 +362,20 @@ export class LibvirtClient extends EventEmitter {
   }
 
   private teardown(err: Error): void {
-    if (this.keepaliveTimer) { clearInterval(this.keepaliveTimer); this.keepaliveTimer = null; }
+    if (this.keepaliveTimer) {
+      clearInterval(this.keepaliveTimer);
+      this.keepaliveTimer = null;
+    }
     const sock = this.sock;
     this.sock = null;
     sock?.destroy();
     this.eventCallbackId = null;
     const pending = [...this.pending.values()];
     this.pending.clear();
-    for (const p of pending) { if (p.timer) clearTimeout(p.timer); p.reject(err); }
+    for (const p of pending) {
+      if (p.timer) clearTimeout(p.timer);
+      p.reject(err);
+    }
   }
 
   private scheduleReconnect(): void {
@@ -304,5 +399,9 @@ function keepaliveHeader(procedure: KeepaliveProc): Header {
 }
 
 function safe(f: () => LibvirtError): LibvirtError {
-  try { return f(); } catch (e) { return new LibvirtError(`undecodable error reply: ${(e as Error).message}`, ErrorCode.InternalError, 0); }
+  try {
+    return f();
+  } catch (e) {
+    return new LibvirtError(`undecodable error reply: ${(e as Error).message}`, ErrorCode.InternalError, 0);
+  }
 }

@@ -32,9 +32,14 @@ export interface Header {
   status: MessageStatus;
 }
 
-export interface Packet { header: Header; body: Buffer }
+export interface Packet {
+  header: Header;
+  body: Buffer;
+}
 
-export class FramingError extends Error { override name = 'FramingError'; }
+export class FramingError extends Error {
+  override name = 'FramingError';
+}
 
 export function encodePacket(header: Header, body: Buffer = Buffer.alloc(0)): Buffer {
   const total = LEN_SIZE + HEADER_SIZE + body.length;

@@ -10,7 +10,10 @@ export const REMOTE_PROTOCOL_VERSION = 1;
 export const KEEPALIVE_PROGRAM = 0x6b656570;
 export const KEEPALIVE_PROTOCOL_VERSION = 1;
 
-export enum KeepaliveProc { Ping = 1, Pong = 2 }
+export enum KeepaliveProc {
+  Ping = 1,
+  Pong = 2,
+}
 
 /** Procedure numbers of the remote program (only those used here). */
 export enum Proc {
@@ -43,10 +46,17 @@ export enum Proc {
   ConnectGetAllDomainStats = 344,
 }
 
-export enum AuthType { None = 0, Sasl = 1, Polkit = 2 }
+export enum AuthType {
+  None = 0,
+  Sasl = 1,
+  Polkit = 2,
+}
 
 /** virDrvFeature values asked with ConnectSupportsFeature. */
-export enum DrvFeature { ProgramKeepalive = 10, RemoteEventCallback = 14 }
+export enum DrvFeature {
+  ProgramKeepalive = 10,
+  RemoteEventCallback = 14,
+}
 
 /** virDomainEventID */
 export const DOMAIN_EVENT_ID_LIFECYCLE = 0;
@@ -94,13 +104,30 @@ export const LIST_DOMAINS_ACTIVE = 1;
 export const LIST_DOMAINS_INACTIVE = 2;
 
 /** virDomainStatsTypes */
-export enum StatsType { State = 1, CpuTotal = 2, Balloon = 4, Vcpu = 8 }
+export enum StatsType {
+  State = 1,
+  CpuTotal = 2,
+  Balloon = 4,
+  Vcpu = 8,
+}
 
 /** virNodeSuspendTarget, used by PM suspend. */
-export enum SuspendTarget { Mem = 0, Disk = 1, Hybrid = 2 }
+export enum SuspendTarget {
+  Mem = 0,
+  Disk = 1,
+  Hybrid = 2,
+}
 
 /** virTypedParameterType */
-enum TypedParamType { Int = 1, UInt = 2, LLong = 3, ULLong = 4, Double = 5, Boolean = 6, String = 7 }
+enum TypedParamType {
+  Int = 1,
+  UInt = 2,
+  LLong = 3,
+  ULLong = 4,
+  Double = 5,
+  Boolean = 6,
+  String = 7,
+}
 
 /** virErrorNumber values that callers look at (virterror.h). */
 export enum ErrorCode {
@@ -135,7 +162,11 @@ export class LibvirtError extends Error {
 
 export const UUID_LEN = 16;
 
-export interface RemoteDomain { name: string; uuid: string; id: number }
+export interface RemoteDomain {
+  name: string;
+  uuid: string;
+  id: number;
+}
 
 export function uuidToBytes(uuid: string): Buffer {
   const hex = uuid.replace(/-/g, '');
@@ -177,45 +208,86 @@ export function readTypedParam(r: XdrReader): [string, TypedValue] {
   const field = r.string();
   const type = r.int();
   switch (type) {
-    case TypedParamType.Int: return [field, r.int()];
-    case TypedParamType.UInt: return [field, r.uint()];
-    case TypedParamType.LLong: return [field, r.hyper()];
-    case TypedParamType.ULLong: return [field, r.uhyper()];
-    case TypedParamType.Double: return [field, r.double()];
-    case TypedParamType.Boolean: return [field, r.int() !== 0];
-    case TypedParamType.String: return [field, r.string()];
-    default: throw new LibvirtError(`unknown typed parameter type ${type} for ${field}`, ErrorCode.InternalError, 0);
+    case TypedParamType.Int:
+      return [field, r.int()];
+    case TypedParamType.UInt:
+      return [field, r.uint()];
+    case TypedParamType.LLong:
+      return [field, r.hyper()];
+    case TypedParamType.ULLong:
+      return [field, r.uhyper()];
+    case TypedParamType.Double:
+      return [field, r.double()];
+    case TypedParamType.Boolean:
+      return [field, r.int() !== 0];
+    case TypedParamType.String:
+      return [field, r.string()];
+    default:
+      throw new LibvirtError(`unknown typed parameter type ${type} for ${field}`, ErrorCode.InternalError, 0);
   }
 }
 
 // --- procedure bodies ----------------------------------------------------------
 
-const enc = (f: (w: XdrWriter) => void): Buffer => { const w = new XdrWriter(); f(w); return w.toBuffer(); };
+const enc = (f: (w: XdrWriter) => void): Buffer => {
+  const w = new XdrWriter();
+  f(w);
+  return w.toBuffer();
+};
 
 export const args = {
   connectOpen: (name: string | null, flags = 0) => enc((w) => w.optional(name, (x, n) => x.string(n)).uint(flags)),
   supportsFeature: (feature: number) => enc((w) => w.int(feature)),
   domain: (d: RemoteDomain) => enc((w) => writeDomain(w, d)),
-  domainFlags: (d: RemoteDomain, flags = 0) => enc((w) => { writeDomain(w, d); w.uint(flags); }),
+  domainFlags: (d: RemoteDomain, flags = 0) =>
+    enc((w) => {
+      writeDomain(w, d);
+      w.uint(flags);
+    }),
   defineXml: (xml: string) => enc((w) => w.string(xml)),
   lookupByName: (name: string) => enc((w) => w.string(name)),
   lookupByUuid: (uuid: string) => enc((w) => w.fixedOpaque(uuidToBytes(uuid), UUID_LEN)),
   pmSuspend: (d: RemoteDomain, target: SuspendTarget, durationS = 0, flags = 0) =>
-    enc((w) => { writeDomain(w, d); w.uint(target).uhyper(durationS).uint(flags); }),
+    enc((w) => {
+      writeDomain(w, d);
+      w.uint(target).uhyper(durationS).uint(flags);
+    }),
   listAllDomains: (flags: number) => enc((w) => w.int(1).uint(flags)),
   getAllDomainStats: (doms: RemoteDomain[], stats: number, flags = 0) =>
-    enc((w) => { w.array(doms, writeDomain); w.uint(stats).uint(flags); }),
+    enc((w) => {
+      w.array(doms, writeDomain);
+      w.uint(stats).uint(flags);
+    }),
   eventRegister: (eventId: number, dom: RemoteDomain | null) =>
-    enc((w) => { w.int(eventId); w.optional(dom, writeDomain); }),
+    enc((w) => {
+      w.int(eventId);
+      w.optional(dom, writeDomain);
+    }),
   eventDeregister: (callbackId: number) => enc((w) => w.int(callbackId)),
 };
 
-export interface DomainInfo { state: DomainState; maxMemKb: number; memoryKb: number; nrVirtCpu: number; cpuTimeNs: number }
-export interface DomainStatsRecord { domain: RemoteDomain; params: Map<string, TypedValue> }
-export interface LifecycleMessage { callbackId: number; domain: RemoteDomain; event: DomainEventType; detail: number }
+export interface DomainInfo {
+  state: DomainState;
+  maxMemKb: number;
+  memoryKb: number;
+  nrVirtCpu: number;
+  cpuTimeNs: number;
+}
+export interface DomainStatsRecord {
+  domain: RemoteDomain;
+  params: Map<string, TypedValue>;
+}
+export interface LifecycleMessage {
+  callbackId: number;
+  domain: RemoteDomain;
+  event: DomainEventType;
+  detail: number;
+}
 
 export const ret = {
-  void: (r: XdrReader): void => { r.end(); },
+  void: (r: XdrReader): void => {
+    r.end();
+  },
   authList: (r: XdrReader): AuthType[] => r.array((x) => x.int(), 20),
   authPolkit: (r: XdrReader): boolean => r.int() !== 0,
   int: (r: XdrReader): number => r.int(),
@@ -224,13 +296,22 @@ export const ret = {
   string: (r: XdrReader): string => r.string(),
   state: (r: XdrReader): { state: DomainState; reason: number } => ({ state: r.int(), reason: r.int() }),
   info: (r: XdrReader): DomainInfo => ({
-    state: r.uint(), maxMemKb: r.uhyperNumber(), memoryKb: r.uhyperNumber(), nrVirtCpu: r.uint(), cpuTimeNs: r.uhyperNumber(),
+    state: r.uint(),
+    maxMemKb: r.uhyperNumber(),
+    memoryKb: r.uhyperNumber(),
+    nrVirtCpu: r.uint(),
+    cpuTimeNs: r.uhyperNumber(),
   }),
-  listAllDomains: (r: XdrReader): RemoteDomain[] => { const doms = r.array(readDomain); r.uint(); return doms; },
-  allDomainStats: (r: XdrReader): DomainStatsRecord[] => r.array((x) => {
-    const domain = readDomain(x);
-    return { domain, params: new Map(x.array(readTypedParam)) };
-  }),
+  listAllDomains: (r: XdrReader): RemoteDomain[] => {
+    const doms = r.array(readDomain);
+    r.uint();
+    return doms;
+  },
+  allDomainStats: (r: XdrReader): DomainStatsRecord[] =>
+    r.array((x) => {
+      const domain = readDomain(x);
+      return { domain, params: new Map(x.array(readTypedParam)) };
+    }),
 };
 
 export function readLifecycleMessage(r: XdrReader): LifecycleMessage {

@@ -9,12 +9,18 @@ import { DomainState, DomainEventType, EVENT_DETAILS } from './protocol.js';
 export function powerStateOf(state: DomainState, active: boolean): PowerState {
   if (!active) return 'Halted';
   switch (state) {
-    case DomainState.Paused: return 'Paused';
-    case DomainState.Shutdown: return 'Halting';
-    case DomainState.Shutoff: return 'Dying';
-    case DomainState.Crashed: return 'Crashed';
-    case DomainState.PmSuspended: return 'Suspended';
-    default: return 'Running';
+    case DomainState.Paused:
+      return 'Paused';
+    case DomainState.Shutdown:
+      return 'Halting';
+    case DomainState.Shutoff:
+      return 'Dying';
+    case DomainState.Crashed:
+      return 'Crashed';
+    case DomainState.PmSuspended:
+      return 'Suspended';
+    default:
+      return 'Running';
   }
 }
 
@@ -30,7 +36,9 @@ const KINDS: Record<DomainEventType, LifecycleKind> = {
   [DomainEventType.Crashed]: 'crashed',
 };
 
-export function lifecycleKind(event: DomainEventType): LifecycleKind | null { return KINDS[event] ?? null; }
+export function lifecycleKind(event: DomainEventType): LifecycleKind | null {
+  return KINDS[event] ?? null;
+}
 
 export function eventDetail(event: DomainEventType, detail: number): string {
   return EVENT_DETAILS[event]?.[detail] ?? `detail-${detail}`;

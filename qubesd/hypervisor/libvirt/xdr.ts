@@ -5,13 +5,17 @@
 // a number variant because every quantity we decode (memory in KiB, CPU time
 // in ns) stays far below 2^53.
 
-export class XdrError extends Error { override name = 'XdrError'; }
+export class XdrError extends Error {
+  override name = 'XdrError';
+}
 
 export class XdrWriter {
   private buf: Buffer;
   private pos = 0;
 
-  constructor(initial = 256) { this.buf = Buffer.alloc(initial); }
+  constructor(initial = 256) {
+    this.buf = Buffer.alloc(initial);
+  }
 
   private reserve(n: number): void {
     if (this.pos + n <= this.buf.length) return;
@@ -24,23 +28,37 @@ export class XdrWriter {
 
   int(v: number): this {
     if (!Number.isInteger(v) || v < -0x80000000 || v > 0x7fffffff) throw new XdrError(`not a 32-bit signed integer: ${v}`);
-    this.reserve(4); this.buf.writeInt32BE(v, this.pos); this.pos += 4; return this;
+    this.reserve(4);
+    this.buf.writeInt32BE(v, this.pos);
+    this.pos += 4;
+    return this;
   }
 
   uint(v: number): this {
     if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new XdrError(`not a 32-bit unsigned integer: ${v}`);
-    this.reserve(4); this.buf.writeUInt32BE(v, this.pos); this.pos += 4; return this;
+    this.reserve(4);
+    this.buf.writeUInt32BE(v, this.pos);
+    this.pos += 4;
+    return this;
   }
 
   hyper(v: bigint | number): this {
-    this.reserve(8); this.buf.writeBigInt64BE(BigInt(v), this.pos); this.pos += 8; return this;
+    this.reserve(8);
+    this.buf.writeBigInt64BE(BigInt(v), this.pos);
+    this.pos += 8;
+    return this;
   }
 
   uhyper(v: bigint | number): this {
-    this.reserve(8); this.buf.writeBigUInt64BE(BigInt(v), this.pos); this.pos += 8; return this;
+    this.reserve(8);
+    this.buf.writeBigUInt64BE(BigInt(v), this.pos);
+    this.pos += 8;
+    return this;
   }
 
-  bool(v: boolean): this { return this.int(v ? 1 : 0); }
+  bool(v: boolean): this {
+    return this.int(v ? 1 : 0);
+  }
 
   /** Fixed-length opaque: exactly `len` bytes, padded. */
   fixedOpaque(data: Uint8Array, len: number): this {
@@ -49,14 +67,21 @@ export class XdrWriter {
   }
 
   /** Variable-length opaque: length, bytes, padding. */
-  opaque(data: Uint8Array): this { this.uint(data.length); return this.raw(data); }
+  opaque(data: Uint8Array): this {
+    this.uint(data.length);
+    return this.raw(data);
+  }
 
-  string(s: string): this { return this.opaque(Buffer.from(s, 'utf8')); }
+  string(s: string): this {
+    return this.opaque(Buffer.from(s, 'utf8'));
+  }
 
   /** An optional value (XDR pointer): present flag, then the value. */
   optional<T>(v: T | null | undefined, write: (w: this, v: T) => void): this {
     if (v === null || v === undefined) return this.bool(false);
-    this.bool(true); write(this, v); return this;
+    this.bool(true);
+    write(this, v);
+    return this;
   }
 
   /** A variable-length array: count, then each element. */
@@ -75,27 +100,63 @@ export class XdrWriter {
     return this;
   }
 
-  get length(): number { return this.pos; }
+  get length(): number {
+    return this.pos;
+  }
 
-  toBuffer(): Buffer { return Buffer.from(this.buf.subarray(0, this.pos)); }
+  toBuffer(): Buffer {
+    return Buffer.from(this.buf.subarray(0, this.pos));
+  }
 }
 
 export class XdrReader {
   private pos = 0;
 
-  constructor(private readonly buf: Buffer, private readonly limit = 16 * 1024 * 1024) {}
+  constructor(
+    private readonly buf: Buffer,
+    private readonly limit = 16 * 1024 * 1024,
+  ) {}
 
   private need(n: number): void {
     if (this.pos + n > this.buf.length) throw new XdrError(`XDR data truncated: need ${n} bytes at offset ${this.pos}, have ${this.buf.length - this.pos}`);
   }
 
-  int(): number { this.need(4); const v = this.buf.readInt32BE(this.pos); this.pos += 4; return v; }
-  uint(): number { this.need(4); const v = this.buf.readUInt32BE(this.pos); this.pos += 4; return v; }
-  hyper(): bigint { this.need(8); const v = this.buf.readBigInt64BE(this.pos); this.pos += 8; return v; }
-  uhyper(): bigint { this.need(8); const v = this.buf.readBigUInt64BE(this.pos); this.pos += 8; return v; }
-  hyperNumber(): number { return Number(this.hyper()); }
-  uhyperNumber(): number { return Number(this.uhyper()); }
-  double(): number { this.need(8); const v = this.buf.readDoubleBE(this.pos); this.pos += 8; return v; }
+  int(): number {
+    this.need(4);
+    const v = this.buf.readInt32BE(this.pos);
+    this.pos += 4;
+    return v;
+  }
+  uint(): number {
+    this.need(4);
+    const v = this.buf.readUInt32BE(this.pos);
+    this.pos += 4;
+    return v;
+  }
+  hyper(): bigint {
+    this.need(8);
+    const v = this.buf.readBigInt64BE(this.pos);
+    this.pos += 8;
+    return v;
+  }
+  uhyper(): bigint {
+    this.need(8);
+    const v = this.buf.readBigUInt64BE(this.pos);
+    this.pos += 8;
+    return v;
+  }
+  hyperNumber(): number {
+    return Number(this.hyper());
+  }
+  uhyperNumber(): number {
+    return Number(this.uhyper());
+  }
+  double(): number {
+    this.need(8);
+    const v = this.buf.readDoubleBE(this.pos);
+    this.pos += 8;
+    return v;
+  }
 
   bool(): boolean {
     const v = this.int();
@@ -117,9 +178,13 @@ export class XdrReader {
     return this.fixedOpaque(len);
   }
 
-  string(max = this.limit): string { return this.opaque(max).toString('utf8'); }
+  string(max = this.limit): string {
+    return this.opaque(max).toString('utf8');
+  }
 
-  optional<T>(read: (r: this) => T): T | null { return this.bool() ? read(this) : null; }
+  optional<T>(read: (r: this) => T): T | null {
+    return this.bool() ? read(this) : null;
+  }
 
   array<T>(read: (r: this) => T, max = 1 << 20): T[] {
     const n = this.uint();
@@ -129,8 +194,12 @@ export class XdrReader {
     return out;
   }
 
-  get offset(): number { return this.pos; }
-  get remaining(): number { return this.buf.length - this.pos; }
+  get offset(): number {
+    return this.pos;
+  }
+  get remaining(): number {
+    return this.buf.length - this.pos;
+  }
 
   /** Fails when a decoder did not consume the whole body: a layout mismatch. */
   end(): void {

@@ -17,15 +17,24 @@ import { fileURLToPath } from 'node:url';
 import { LibvirtClient } from '../../../qubesd/hypervisor/libvirt/client.js';
 import { PacketSplitter } from '../../../qubesd/hypervisor/libvirt/packet.js';
 
-interface Recorded { dir: 'c2s' | 's2c'; hex: string }
+interface Recorded {
+  dir: 'c2s' | 's2c';
+  hex: string;
+}
 
 function recordingProxy(listenPath: string, target: string, out: Recorded[]): Promise<Server> {
   const server = createServer((client) => {
     const upstream = createConnection(target);
     const c2s = new PacketSplitter();
     const s2c = new PacketSplitter();
-    client.on('data', (d: Buffer) => { for (const p of c2s.push(d)) out.push({ dir: 'c2s', hex: p.toString('hex') }); upstream.write(d); });
-    upstream.on('data', (d: Buffer) => { for (const p of s2c.push(d)) out.push({ dir: 's2c', hex: p.toString('hex') }); client.write(d); });
+    client.on('data', (d: Buffer) => {
+      for (const p of c2s.push(d)) out.push({ dir: 'c2s', hex: p.toString('hex') });
+      upstream.write(d);
+    });
+    upstream.on('data', (d: Buffer) => {
+      for (const p of s2c.push(d)) out.push({ dir: 's2c', hex: p.toString('hex') });
+      client.write(d);
+    });
     client.on('close', () => upstream.end());
     upstream.on('close', () => client.end());
     client.on('error', () => upstream.destroy());
@@ -47,15 +56,24 @@ async function main(): Promise<void> {
     const r = await new Promise<{ status: number | null; stderr: string }>((resolve) => {
       const c = spawn('virsh', ['-c', `test+unix:///default?socket=${p1}`, cmds], { stdio: ['ignore', 'inherit', 'pipe'] });
       let stderr = '';
-      c.stderr.on('data', (d: Buffer) => { stderr += d; });
+      c.stderr.on('data', (d: Buffer) => {
+        stderr += d;
+      });
       c.on('exit', (status) => resolve({ status, stderr }));
     });
     s1.close();
     process.stderr.write(`virsh exited ${r.status}: ${r.stderr}\n`);
-    writeFileSync(join(fixtures, 'virsh-session.json'), JSON.stringify({
-      note: `virsh -c test+unix:///default "${cmds}" against libvirtd ${spawnSync('libvirtd', ['--version']).stdout.toString().trim()}`,
-      packets: virsh,
-    }, null, 1) + '\n');
+    writeFileSync(
+      join(fixtures, 'virsh-session.json'),
+      JSON.stringify(
+        {
+          note: `virsh -c test+unix:///default "${cmds}" against libvirtd ${spawnSync('libvirtd', ['--version']).stdout.toString().trim()}`,
+          packets: virsh,
+        },
+        null,
+        1,
+      ) + '\n',
+    );
 
     const ours: Recorded[] = [];
     const p2 = join(dir, 'p2.sock');
@@ -70,10 +88,17 @@ async function main(): Promise<void> {
     await new Promise((res) => setTimeout(res, 800)); // quiet: we ping, libvirtd pongs
     await c.close();
     s2.close();
-    writeFileSync(join(fixtures, 'client-events.json'), JSON.stringify({
-      note: 'our client against the test driver: connect, list, suspend + resume "test", 800 ms of silence (keepalive), close',
-      packets: ours,
-    }, null, 1) + '\n');
+    writeFileSync(
+      join(fixtures, 'client-events.json'),
+      JSON.stringify(
+        {
+          note: 'our client against the test driver: connect, list, suspend + resume "test", 800 ms of silence (keepalive), close',
+          packets: ours,
+        },
+        null,
+        1,
+      ) + '\n',
+    );
     process.stderr.write(`recorded ${virsh.length} + ${ours.length} packets, ${events.length} events\n`);
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -8,20 +8,69 @@ const LABELS = ['red', 'orange', 'yellow', 'green', 'gray', 'blue', 'purple', 'b
 const COLORS = ['0xcc0000', '0xf57900', '0xedd400', '0x73d216', '0x555555', '0x3465a4', '0x75507b', '0x000000'];
 
 export function syntheticAppVm(qid: number, name = `vm-${qid}`): DomainDoc {
-  const vol = (v: string, extra: Array<[string, string]>): Array<[string, string]> =>
-    [['name', v], ['pool', 'varlibqubes'], ['vid', `appvms/${name}/${v}`], ...extra];
+  const vol = (v: string, extra: Array<[string, string]>): Array<[string, string]> => [
+    ['name', v],
+    ['pool', 'varlibqubes'],
+    ['vid', `appvms/${name}/${v}`],
+    ...extra,
+  ];
   return {
     id: `domain-${qid}`,
     klass: 'AppVM',
-    properties: [['label', LABELS[qid % LABELS.length]!], ['name', name], ['qid', String(qid)], ['uuid', randomUUID()], ['template', 'fedora-41']],
-    features: [['qrexec', '1'], ['gui', '1'], ['os', 'Linux']],
+    properties: [
+      ['label', LABELS[qid % LABELS.length]!],
+      ['name', name],
+      ['qid', String(qid)],
+      ['uuid', randomUUID()],
+      ['template', 'fedora-41'],
+    ],
+    features: [
+      ['qrexec', '1'],
+      ['gui', '1'],
+      ['os', 'Linux'],
+    ],
     tags: ['guivm-dom0', 'audiovm-dom0', 'created-by-dom0'],
     devices: ['<devices class="pci"/>'],
     volumeConfig: [
-      { attrs: vol('root', [['revisions_to_keep', '0'], ['rw', 'True'], ['save_on_stop', 'False'], ['snap_on_start', 'True'], ['size', '10737418240'], ['source', 'vm-templates/fedora-41/root']]) },
-      { attrs: vol('private', [['revisions_to_keep', '1'], ['rw', 'True'], ['save_on_stop', 'True'], ['snap_on_start', 'False'], ['size', '2147483648']]) },
-      { attrs: vol('volatile', [['revisions_to_keep', '0'], ['rw', 'True'], ['save_on_stop', 'False'], ['snap_on_start', 'False'], ['size', '10737418240']]) },
-      { attrs: [['name', 'kernel'], ['pool', 'linux-kernel'], ['vid', '6.6.33-1.fc37'], ['revisions_to_keep', '0'], ['rw', 'False'], ['save_on_stop', 'False'], ['snap_on_start', 'False']] },
+      {
+        attrs: vol('root', [
+          ['revisions_to_keep', '0'],
+          ['rw', 'True'],
+          ['save_on_stop', 'False'],
+          ['snap_on_start', 'True'],
+          ['size', '10737418240'],
+          ['source', 'vm-templates/fedora-41/root'],
+        ]),
+      },
+      {
+        attrs: vol('private', [
+          ['revisions_to_keep', '1'],
+          ['rw', 'True'],
+          ['save_on_stop', 'True'],
+          ['snap_on_start', 'False'],
+          ['size', '2147483648'],
+        ]),
+      },
+      {
+        attrs: vol('volatile', [
+          ['revisions_to_keep', '0'],
+          ['rw', 'True'],
+          ['save_on_stop', 'False'],
+          ['snap_on_start', 'False'],
+          ['size', '10737418240'],
+        ]),
+      },
+      {
+        attrs: [
+          ['name', 'kernel'],
+          ['pool', 'linux-kernel'],
+          ['vid', '6.6.33-1.fc37'],
+          ['revisions_to_keep', '0'],
+          ['rw', 'False'],
+          ['save_on_stop', 'False'],
+          ['snap_on_start', 'False'],
+        ],
+      },
     ],
     extra: [],
   };
@@ -40,10 +89,27 @@ export function syntheticStore(n: number, baseDir = '/var/lib/qubes'): QubesDoc 
   return {
     labels: LABELS.map((name, i) => ({ id: `label-${i + 1}`, color: COLORS[i]!, name })),
     pools: [
-      { attrs: [['name', 'varlibqubes'], ['dir_path', baseDir], ['driver', 'file'], ['revisions_to_keep', '1'], ['ephemeral_volatile', 'False']] },
-      { attrs: [['name', 'linux-kernel'], ['dir_path', `${baseDir}/vm-kernels`], ['driver', 'linux-kernel']] },
+      {
+        attrs: [
+          ['name', 'varlibqubes'],
+          ['dir_path', baseDir],
+          ['driver', 'file'],
+          ['revisions_to_keep', '1'],
+          ['ephemeral_volatile', 'False'],
+        ],
+      },
+      {
+        attrs: [
+          ['name', 'linux-kernel'],
+          ['dir_path', `${baseDir}/vm-kernels`],
+          ['driver', 'linux-kernel'],
+        ],
+      },
     ],
-    properties: [['default_template', 'fedora-41'], ['default_pool_kernel', 'linux-kernel']],
+    properties: [
+      ['default_template', 'fedora-41'],
+      ['default_pool_kernel', 'linux-kernel'],
+    ],
     domains,
     extra: [],
   };

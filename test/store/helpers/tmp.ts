@@ -9,7 +9,9 @@ import { fileURLToPath } from 'node:url';
 export const CHILD = join(dirname(fileURLToPath(import.meta.url)), 'store-child.js');
 export const FIXTURE = '/work/shared/conformance/qubesd/fixtures/default/qubes.xml';
 
-interface Teardown { teardown(fn: () => void): void }
+interface Teardown {
+  teardown(fn: () => void): void;
+}
 
 /** A fresh directory removed when the test ends. */
 export function tempDir(t: Teardown): string {
