@@ -1,12 +1,13 @@
-// The storage manager: the pools of one app, the volumes of its qubes (built
+// The storage manager: the volumes of one app's qubes (built
 // from each qube's <volume-config> on demand, so the store stays the single
 // source of truth), and every storage operation the Admin API handlers and
-// the lifecycle code call, serialised per qube. Clone tokens
-// (clone-tokens.ts) and open imports (import-sessions.ts) are kept in their
-// own files; the Admin API's reply text is api/format/storage.ts's.
+// the lifecycle code call, serialised per qube. The pools are
+// pool-registry.ts's (reached through this one service), clone tokens
+// clone-tokens.ts's and open imports import-sessions.ts's; the Admin API's
+// reply text is api/format/storage.ts's.
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { ProtocolError, QubesException, QubesPoolInUseError, QubesValueError, QubesVMNotHaltedError, StoragePoolException } from '../errors.js';
+import { ProtocolError, QubesException, QubesValueError, QubesVMNotHaltedError, StoragePoolException } from '../errors.js';
 import { defaultVolumes, parseVolumeConf, volumeConfDoc, type VolumeConf } from './config.js';
 import { QubesPoolNotFoundError, QubesVolumeNotFoundError } from './errors.js';
 import { CloneTokens } from './clone-tokens.js';
@@ -14,7 +15,8 @@ import { ImportSessions } from './import-sessions.js';
 import { fileSize, removeEmptyDir, type CopyMethod } from './fileops.js';
 import { defaultModelAccess, isHalted, type ModelAccess, type Placement, type StorageApp, type StorageVm } from './model-view.js';
 import { pathInPool } from './paths.js';
-import { DirPool, KernelPool, makePool, poolFromDoc, type Pool, type PoolContext, type VolumeSlot } from './pools.js';
+import { DirPool, KernelPool, type Pool, type PoolContext, type VolumeSlot } from './pools.js';
+import { PoolRegistry } from './pool-registry.js';
 import type { Volume } from './volumes.js';
 import type { VolumeConfigDoc } from '../store/document.js';
 
@@ -58,7 +60,7 @@ function frozenConf(doc: VolumeConfigDoc): Readonly<VolumeConf> {
 }
 
 export class StorageManager {
-  private readonly pools = new Map<string, Pool>();
+  private readonly pools: PoolRegistry;
   private readonly access: ModelAccess;
   private readonly clones = new CloneTokens();
   private readonly imports = new ImportSessions();
@@ -74,10 +76,7 @@ export class StorageManager {
   ) {
     this.baseDir = path.resolve(opts.baseDir);
     this.access = { ...defaultModelAccess(app), ...opts.access };
-    for (const doc of app.pools) {
-      const pool = poolFromDoc(doc, this.ctx());
-      this.pools.set(pool.name, pool);
-    }
+    this.pools = new PoolRegistry(app, this.access, this.baseDir, this.ctx(), (vm) => this.vidPrefix(vm));
   }
 
   private noteCopy(src: string, dst: string, method: CopyMethod): void {
@@ -107,118 +106,44 @@ export class StorageManager {
     this.app.events?.fire(vm.name, event, kwargs);
   }
 
-  // ---- pools -------------------------------------------------------------
+  // ---- pools (pool-registry.ts; kept here so callers see one storage service) ----
 
   poolNames(): string[] {
-    return [...this.pools.keys()];
+    return this.pools.names();
   }
   pool(name: string): Pool | undefined {
     return this.pools.get(name);
   }
   allPools(): Pool[] {
-    return [...this.pools.values()];
+    return this.pools.all();
   }
-
-  private savePools(): void {
-    this.app.pools = this.allPools().map((p) => p.toDoc());
-    this.app.markGlobalsDirty();
-  }
-
   /** Add a pool (parameters already checked against the driver's list by the caller). */
-  async addPool(driver: string, name: string, params: ReadonlyMap<string, string>): Promise<Pool> {
-    if (this.pools.has(name)) throw QubesException(`pool named ${name} already exists \n`);
-    const pool = makePool(driver, name, params, this.ctx());
-    await pool.setup();
-    this.pools.set(name, pool);
-    this.savePools();
-    this.app.events?.fire('', 'pool-add', [['pool', name]]);
-    return pool;
+  addPool(driver: string, name: string, params: ReadonlyMap<string, string>): Promise<Pool> {
+    return this.pools.add(driver, name, params);
   }
-
-  async removePool(name: string): Promise<void> {
-    const pool = this.pools.get(name);
-    if (!pool) return;
-    for (const vm of this.app.allVms()) {
-      for (const doc of vm.volumeConfig) {
-        if (this.effectivePoolName(parseVolumeConf(doc)) === name) throw QubesPoolInUseError(name, `Storage pool is in use: ${pool.pyRepr()}`);
-      }
-    }
-    for (const suffix of ['', '_kernel', '_private', '_root', '_volatile']) {
-      if (this.access.globalProperty('default_pool' + suffix) === name) {
-        throw QubesPoolInUseError(name, `Storage pool is in use: set as default_pool${suffix}`);
-      }
-    }
-    this.pools.delete(name);
-    this.savePools();
-    this.app.events?.fire('', 'pool-delete', [['pool', name]]);
+  removePool(name: string): Promise<void> {
+    return this.pools.remove(name);
   }
-
   setPoolRevisionsToKeep(name: string, value: number): void {
-    this.mustPool(name).setRevisionsToKeep(value);
-    this.savePools();
+    this.pools.setRevisionsToKeep(name, value);
   }
-
   setPoolEphemeralVolatile(name: string, value: boolean): void {
-    this.mustPool(name).setEphemeralVolatile(value);
-    this.savePools();
+    this.pools.setEphemeralVolatile(name, value);
   }
-
   /** The pool of that name (QubesException when there is none). */
   mustPool(name: string): Pool {
-    const p = this.pools.get(name);
-    if (!p) throw QubesException(`Unknown storage pool ${name}`);
-    return p;
+    return this.pools.mustGet(name);
   }
-
   /** Volume ids in a pool, as admin.pool.volume.List lists them. */
-  async poolVolumeIds(name: string): Promise<string[]> {
-    const pool = this.mustPool(name);
-    if (pool instanceof KernelPool) {
-      const ids = new Set(await pool.installed());
-      for (const vm of this.app.allVms()) {
-        for (const doc of vm.volumeConfig) {
-          if (this.effectivePoolName(parseVolumeConf(doc)) !== name) continue;
-          const k = this.access.kernel(vm);
-          if (k) ids.add(k);
-        }
-      }
-      return [...ids].sort();
-    }
-    const ids: string[] = [];
-    for (const vm of this.app.allVms()) {
-      for (const doc of vm.volumeConfig) {
-        const conf = parseVolumeConf(doc);
-        if (this.effectivePoolName(conf) !== name) continue;
-        ids.push(conf.vid ?? `${this.vidPrefix(vm)}/${conf.name}`);
-      }
-    }
-    return ids;
+  poolVolumeIds(name: string): Promise<string[]> {
+    return this.pools.volumeIds(name);
   }
-
-  // ---- default pools -----------------------------------------------------
-
   /** The pool a new volume of this name goes to: default_pool_<name>, default_pool, Qubes' fallback. */
   defaultPoolName(volumeName: string): string {
-    if (['root', 'private', 'volatile', 'kernel'].includes(volumeName)) {
-      const v = this.access.globalProperty(`default_pool_${volumeName}`);
-      if (v && this.pools.has(v)) return v;
-    }
-    const dp = this.access.globalProperty('default_pool');
-    if (dp && this.pools.has(dp)) return dp;
-    if (this.pools.has('default')) return 'default';
-    for (const p of this.pools.values()) {
-      if (p instanceof DirPool && path.resolve(p.dirPath) === this.baseDir) return p.name;
-    }
-    throw QubesException('Cannot determine default storage pool');
+    return this.pools.defaultPoolName(volumeName);
   }
-
   private effectivePoolName(conf: VolumeConf): string | undefined {
-    if (conf.pool) return conf.pool;
-    try {
-      return this.defaultPoolName(conf.name);
-    } catch {
-      return undefined;
-    }
+    return this.pools.effectivePoolName(conf);
   }
 
   // ---- volumes -----------------------------------------------------------
@@ -399,7 +324,7 @@ export class StorageManager {
   /** admin.vm.volume.CloneTo: the token is spent whatever happens next. */
   async cloneTo(vm: StorageVm, name: string, token: string): Promise<CopyMethod | null> {
     const src = this.clones.take(token);
-    if (!this.pools.has(src.pool)) throw QubesPoolNotFoundError();
+    if (!this.pools.get(src.pool)) throw QubesPoolNotFoundError();
     const srcVm = this.app.getVm(src.vm);
     if (!srcVm || !this.hasVolume(srcVm, src.volume)) throw QubesVolumeNotFoundError();
     const srcVol = this.volume(srcVm, src.volume);
@@ -517,7 +442,7 @@ export class StorageManager {
       throw ProtocolError("Conflicting options specified: 'pool=', 'pool:volume='");
     }
     for (const p of [placement.pool, ...Object.values(placement.pools ?? {})]) {
-      if (p !== undefined && !this.pools.has(p)) throw QubesException(`Unknown storage pool ${p}`);
+      if (p !== undefined && !this.pools.get(p)) throw QubesException(`Unknown storage pool ${p}`);
     }
     const confs = vm.volumeConfig.length ? vm.volumeConfig.map(parseVolumeConf) : this.defaultConfs(vm);
     const created: Volume[] = [];
