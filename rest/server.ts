@@ -23,6 +23,7 @@ import { AskAgent } from './ask-agent.js';
 import { TaskManager } from './tasks.js';
 import { TokenStore } from './tokens.js';
 import { SharedReads } from './shared-reads.js';
+import { drainBody } from './drain-body.js';
 
 /** The console's files (rest/console/ of the checkout; dist/rest/server.js is two levels down). */
 const CONSOLE_DIR = fileURLToPath(new URL('../../rest/console/', import.meta.url));
@@ -75,13 +76,14 @@ export async function buildGateway(options: RestOptions, build: BuildOptions = {
   app.decorateRequest('caller', null as never);
   app.decorateRequest('token', null as never);
 
-  app.setErrorHandler((err, _req, reply) => {
+  app.setErrorHandler(async (err, req, reply) => {
     const { status, body } = httpReplyFor(err);
     if (reply.raw.headersSent) {
       reply.raw.destroy();
-      return;
+      return reply;
     }
-    void reply.code(status).type('application/json').send(body);
+    if (status === 413) await drainBody(req.raw);
+    return reply.code(status).type('application/json').send(body);
   });
   app.setNotFoundHandler((req, reply) => {
     const { status, body } = httpReplyFor(notFound(`no route ${req.method} ${req.url.split('?')[0]}`));

@@ -215,6 +215,23 @@ export class StorageManager {
     this.app.markDirty(vm);
   }
 
+  /** End an import (commit when `ok`) and say how it ended; a failed commit is discarded and told as a failure. */
+  private async finishImport(vm: StorageVm, v: Volume, ok: boolean): Promise<void> {
+    const told = (success: boolean): void =>
+      this.fire(vm, 'domain-volume-import-end', [
+        ['volume', v.name],
+        ['success', py(success)],
+      ]);
+    try {
+      await v.importEnd(ok);
+    } catch (e) {
+      await v.importEnd(false).catch(() => undefined);
+      told(false);
+      throw e;
+    }
+    told(ok);
+  }
+
   private mustBeHalted(vm: StorageVm): void {
     if (!isHalted(vm)) throw QubesVMNotHaltedError(vm.name);
   }
@@ -267,20 +284,7 @@ export class StorageManager {
         ['volume', name],
         ['size', String(size)],
       ]);
-      try {
-        await v.importEnd(true);
-      } catch (e) {
-        await v.importEnd(false).catch(() => undefined);
-        this.fire(vm, 'domain-volume-import-end', [
-          ['volume', name],
-          ['success', 'False'],
-        ]);
-        throw e;
-      }
-      this.fire(vm, 'domain-volume-import-end', [
-        ['volume', name],
-        ['success', 'True'],
-      ]);
+      await this.finishImport(vm, v, true);
       this.save(vm, v);
     });
   }
@@ -384,20 +388,7 @@ export class StorageManager {
           reason = `size of imported data is ${actual ?? 'unknown'}, expected ${state.size} bytes`;
         }
       }
-      try {
-        await v.importEnd(ok);
-      } catch (e) {
-        await v.importEnd(false).catch(() => undefined);
-        this.fire(vm, 'domain-volume-import-end', [
-          ['volume', name],
-          ['success', 'False'],
-        ]);
-        throw e;
-      }
-      this.fire(vm, 'domain-volume-import-end', [
-        ['volume', name],
-        ['success', py(ok)],
-      ]);
+      await this.finishImport(vm, v, ok);
       if (ok) this.save(vm, v);
       else throw QubesException(`Data import failed: ${reason}`);
     });

@@ -368,17 +368,24 @@ function updateRow(name) {
   paint(fresh);
 }
 
+/** The newest action started: an older one that ends later must not hide what the newer one says. */
+let latestAct = 0;
+
 /** Runs an action as a task and says how it ended, in words. */
 async function act(o, action, title, body) {
-  say(`${title} ${o.name_label}…`);
+  const mine = ++latestAct;
+  const tell = (text, bad = false) => {
+    if (mine === latestAct) say(text, bad);
+  };
+  tell(`${title} ${o.name_label}…`);
   try {
     const r = await api('POST', `/vms/${o.uuid}/actions/${action}`, body);
     const task = await waitTask(r.location);
-    if (task.status === 'success') say(`${title} ${o.name_label}: done.`);
-    else say(`${title} ${o.name_label} failed: ${task.error?.message ?? task.status}`, true);
+    if (task.status === 'success') tell(`${title} ${o.name_label}: done.`);
+    else tell(`${title} ${o.name_label} failed: ${task.error?.message ?? task.status}`, true);
     return task;
   } catch (e) {
-    say(`${title} ${o.name_label} failed: ${errorText(e)}`, true);
+    tell(`${title} ${o.name_label} failed: ${errorText(e)}`, true);
     return null;
   }
 }

@@ -390,6 +390,11 @@ t.test('transport: every error is a 4xx JSON and changes nothing', async (t) => 
   const huge = await req('PATCH', '/vms/work', JSON.stringify({ memory: 500, pad: 'x'.repeat(2 << 20) }));
   t.equal(huge.status, 413);
   t.type((huge.json as { message: string }).message, 'string');
+  // the answer comes after the rest of the body was read: a client still
+  // sending is never cut off with EPIPE before it can read the 413
+  const statuses: number[] = [];
+  for (let i = 0; i < 8; i++) statuses.push((await req('PATCH', '/vms/work', JSON.stringify({ pad: 'y'.repeat(3 << 20) }))).status);
+  t.same(statuses, [413, 413, 413, 413, 413, 413, 413, 413], 'every oversized request gets its 413');
   const media = await req('PATCH', '/vms/work', 'memory=5', { 'content-type': 'application/x-www-form-urlencoded' });
   t.equal(media.status, 415);
   for (const path of ['/vms/..%2F..%2Fetc', '/vms/a%2Fb/tags/x', '/vms/work/tags/..%2Fx', '/vms/%00']) {

@@ -3,14 +3,14 @@
 // daemon, the qrexec dispatcher and bin/qubes-rest), the gateway's URL and
 // first dom0 token read from the stack's own output, tokens made with the
 // real `qubes-rest token create`, and a small HTTP client over fetch.
-import { spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { call, type Reply } from '../helpers/qubesd.js';
 import { install } from '../../rpc-services/install.js';
 import { loadConfig, type StackConfig } from '../../lib/stack-config.js';
-import { BIN, spawnPlain } from '../rpc-services/helpers.js';
+import { BIN, runStack } from '../rpc-services/helpers.js';
 
 export interface RestStack {
   prefix: string;
@@ -40,26 +40,9 @@ export async function startRestStack(policy: Record<string, string> = {}, entrie
     mkdirSync(dropIns, { recursive: true });
     writeFileSync(join(dropIns, '50-test.conf'), restConf);
   }
-  const stack: ChildProcess = spawnPlain(process.execPath, [join(BIN, 'qubes-stack'), '--prefix', prefix], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  stack.stdout!.on('data', (d) => {
-    output += d;
-  });
-  stack.stderr!.on('data', (d) => {
-    output += d;
-  });
-  const exited = new Promise<void>((r) => stack.once('exit', () => r()));
-  process.once('exit', () => {
-    if (stack.exitCode === null) stack.kill('SIGTERM');
-  });
-  const deadline = Date.now() + 60_000;
-  while (!output.includes('qubes-stack: ready')) {
-    if (stack.exitCode !== null || Date.now() > deadline) {
-      stack.kill('SIGTERM');
-      throw new Error(`the stack did not start:\n${output}`);
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  // a loaded machine starts the four processes slowly: a minute, not runStack's 30 s
+  const stack = await runStack(prefix, [], 60_000);
+  const output = stack.output();
   const url = /^qubes-rest: listening on (\S+)$/m.exec(output)?.[1];
   const token = /^qubes-rest: dom0 token .*: (\S+)$/m.exec(output)?.[1];
   if (!url || !token) throw new Error(`no gateway line or token in:\n${output}`);
@@ -68,15 +51,14 @@ export async function startRestStack(policy: Record<string, string> = {}, entrie
     config,
     url,
     token,
-    output: () => output,
+    output: () => stack.output(),
     dom0: async (method, dest = 'dom0', arg = '', payload = '') => {
       const r = await call(config.qubesd.socket, method, dest, arg, payload);
       if (!r.ok) throw new Error(`${method} ${dest} ${arg}: ${r.type} ${r.message}`);
       return r;
     },
     stop: async () => {
-      if (stack.exitCode === null) stack.kill('SIGTERM');
-      await exited;
+      await stack.stop();
       rmSync(prefix, { recursive: true, force: true });
     },
   };

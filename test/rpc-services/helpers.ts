@@ -123,7 +123,7 @@ export interface StackRun {
 }
 
 /** bin/qubes-stack on an installation under `prefix`, ready; output is its standard output and error together. */
-export async function runStack(prefix: string, args: string[] = []): Promise<StackRun> {
+export async function runStack(prefix: string, args: string[] = [], readyMs = 30_000): Promise<StackRun> {
   const stack = spawnPlain(process.execPath, [join(BIN, 'qubes-stack'), '--prefix', prefix, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   stack.stdout!.on('data', (d) => {
@@ -146,7 +146,7 @@ export async function runStack(prefix: string, args: string[] = []): Promise<Sta
       await new Promise((r) => setTimeout(r, 25));
     }
   };
-  await waitFor(/qubes-stack: ready/);
+  await waitFor(/qubes-stack: ready/, readyMs);
   return {
     output: () => output,
     waitFor,
