@@ -19,9 +19,22 @@ install({ prefix });
 t.teardown(() => rmSync(prefix, { recursive: true, force: true }));
 const tokenFile = join(prefix, 'etc', 'qubes', 'rest-tokens.json');
 
-/** Starts bin/qubes-rest; resolves with its URL once it printed its line. */
-async function serve(args: string[]): Promise<{ url: string; line: string; proc: ChildProcess; stop(): Promise<void> }> {
-  const proc = spawnPlain(process.execPath, [join(BIN, 'qubes-rest'), '--prefix', prefix, '--listen', '127.0.0.1:0', ...args], {
+interface Served {
+  url: string;
+  line: string;
+  proc: ChildProcess;
+  /** its standard output and error so far */
+  output(): string;
+  /** resolves once its output matches `re` (throws if it exits or 30 s pass first) */
+  waitFor(re: RegExp): Promise<void>;
+  /** its exit code, once it exited */
+  exited: Promise<number | null>;
+  stop(): Promise<void>;
+}
+
+/** Starts bin/qubes-rest on the installation under `at`; resolves with its URL once it printed its line. */
+async function serve(args: string[], at = prefix): Promise<Served> {
+  const proc = spawnPlain(process.execPath, [join(BIN, 'qubes-rest'), '--prefix', at, '--listen', '127.0.0.1:0', ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -31,20 +44,26 @@ async function serve(args: string[]): Promise<{ url: string; line: string; proc:
   proc.stderr!.on('data', (d) => {
     out += d;
   });
-  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
-  const deadline = Date.now() + 30_000;
-  while (!/listening on/.test(out)) {
-    if (proc.exitCode !== null || Date.now() > deadline) {
-      proc.kill();
-      throw new Error(`qubes-rest did not start: ${out}`);
+  const exited = new Promise<number | null>((r) => proc.once('exit', (c) => r(c)));
+  const waitFor = async (re: RegExp): Promise<void> => {
+    const deadline = Date.now() + 30_000;
+    while (!re.test(out)) {
+      if (proc.exitCode !== null || Date.now() > deadline) {
+        proc.kill();
+        throw new Error(`no ${re} from qubes-rest: ${out}`);
+      }
+      await new Promise((r) => setTimeout(r, 25));
     }
-    await new Promise((r) => setTimeout(r, 25));
-  }
+  };
+  await waitFor(/listening on/);
   const line = out.split('\n').find((l) => l.includes('listening on'))!;
   return {
     url: line.split(' ').pop()!,
     line,
     proc,
+    output: () => out,
+    waitFor,
+    exited,
     stop: async () => {
       proc.kill('SIGTERM');
       await exited;
@@ -248,38 +267,20 @@ t.test('configuration: --print-config names a drop-in; the ready file; SIGHUP ap
   );
   t.ok(lines.includes(`token_file = ${p}/etc/qubes/rest-tokens.json  # default`), "the installation's paths are the defaults");
 
-  const proc = spawnPlain(process.execPath, [join(BIN, 'qubes-rest'), '--prefix', p, '--listen', '127.0.0.1:0', '--access-log', 'none'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  proc.stdout!.on('data', (d) => {
-    out += d;
-  });
-  proc.stderr!.on('data', (d) => {
-    out += d;
-  });
-  const exited = new Promise<number | null>((r) => proc.once('exit', (c) => r(c)));
+  const g = await serve(['--access-log', 'none'], p);
   t.teardown(() => {
-    if (proc.exitCode === null) proc.kill('SIGKILL');
+    if (g.proc.exitCode === null) g.proc.kill('SIGKILL');
   });
-  const waitFor = async (re: RegExp) => {
-    const deadline = Date.now() + 30_000;
-    while (!re.test(out)) {
-      if (proc.exitCode !== null || Date.now() > deadline) {
-        proc.kill();
-        throw new Error(`no ${re} in: ${out}`);
-      }
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  };
-  await waitFor(/listening on/);
   const ready = join(p, 'var', 'run', 'qubes', 'qubes-rest.ready');
   t.ok(statSync(ready).isFile(), 'the ready file is written once it listens');
   writeFileSync(dropIn, 'hsts_max_age = 900\nmax_tasks = 5\nbody_limit = 2048\n');
-  proc.kill('SIGHUP');
-  await waitFor(/reloaded configuration/);
-  t.ok(out.split('\n').includes('qubes-rest: reloaded configuration; applied: hsts_max_age=900, max_tasks=5; needs a restart: body_limit=2048'), out);
-  proc.kill('SIGTERM');
-  t.equal(await exited, 0);
+  g.proc.kill('SIGHUP');
+  await g.waitFor(/reloaded configuration/);
+  t.ok(
+    g.output().split('\n').includes('qubes-rest: reloaded configuration; applied: hsts_max_age=900, max_tasks=5; needs a restart: body_limit=2048'),
+    g.output(),
+  );
+  g.proc.kill('SIGTERM');
+  t.equal(await g.exited, 0);
   t.throws(() => statSync(ready), 'the ready file is withdrawn at exit');
 });
