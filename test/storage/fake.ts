@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import type { PoolDoc, VolumeConfigDoc } from '../../qubesd/store/document.js';
 import { StorageManager } from '../../qubesd/storage/index.js';
 import type { StorageApp, StorageVm, Placement } from '../../qubesd/storage/index.js';
+import { QubesApp } from '../../qubesd/model/app.js';
 
 export class FakeVm implements StorageVm {
   power = 'Halted';
@@ -34,24 +35,7 @@ export class FakeApp implements StorageApp {
     },
   };
   constructor(readonly baseDir: string) {
-    this.pools = [
-      {
-        attrs: [
-          ['name', 'varlibqubes'],
-          ['dir_path', baseDir],
-          ['driver', 'file'],
-          ['revisions_to_keep', '1'],
-          ['ephemeral_volatile', 'False'],
-        ],
-      },
-      {
-        attrs: [
-          ['name', 'linux-kernel'],
-          ['dir_path', join(baseDir, 'vm-kernels')],
-          ['driver', 'linux-kernel'],
-        ],
-      },
-    ];
+    this.pools = QubesApp.freshDoc({ baseDir }).pools;
     this.props.set('default_pool_kernel', 'linux-kernel');
     this.vms.set('dom0', new FakeVm('dom0', 'AdminVM'));
     this.vms.get('dom0')!.power = 'Running';

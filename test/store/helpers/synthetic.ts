@@ -3,6 +3,7 @@
 // tags, devices and volume-config, for tests and the store benchmark.
 import { randomUUID } from 'node:crypto';
 import type { DomainDoc, QubesDoc } from '../../../qubesd/store/document.js';
+import { QubesApp } from '../../../qubesd/model/app.js';
 
 const LABELS = ['red', 'orange', 'yellow', 'green', 'gray', 'blue', 'purple', 'black'];
 const COLORS = ['0xcc0000', '0xf57900', '0xedd400', '0x73d216', '0x555555', '0x3465a4', '0x75507b', '0x000000'];
@@ -88,24 +89,7 @@ export function syntheticStore(n: number, baseDir = '/var/lib/qubes'): QubesDoc 
   for (let q = 2; q < n; q++) domains.push(syntheticAppVm(q));
   return {
     labels: LABELS.map((name, i) => ({ id: `label-${i + 1}`, color: COLORS[i]!, name })),
-    pools: [
-      {
-        attrs: [
-          ['name', 'varlibqubes'],
-          ['dir_path', baseDir],
-          ['driver', 'file'],
-          ['revisions_to_keep', '1'],
-          ['ephemeral_volatile', 'False'],
-        ],
-      },
-      {
-        attrs: [
-          ['name', 'linux-kernel'],
-          ['dir_path', `${baseDir}/vm-kernels`],
-          ['driver', 'linux-kernel'],
-        ],
-      },
-    ],
+    pools: QubesApp.freshDoc({ baseDir }).pools,
     properties: [
       ['default_template', 'fedora-41'],
       ['default_pool_kernel', 'linux-kernel'],
