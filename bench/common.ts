@@ -11,6 +11,7 @@ import { startStack, type RunningStack } from '../rpc-services/stack.js';
 import { ROOT } from '../test/helpers/qubesd.js';
 import { tokenFileFor } from '../rest/options.js';
 import { TokenStore } from '../rest/tokens.js';
+import { REST_NODE_FLAGS } from '../lib/node-flags.js';
 
 export interface Figure {
   bench: string;
@@ -97,9 +98,13 @@ export async function startRestBenchStack(prefixName: string): Promise<RestBench
   const prefix = mkdtempSync(join(tmpdir(), `${prefixName}-`));
   install({ prefix });
   const stack = await startStack(configPath(prefix), { quiet: true, rest: false });
-  const gateway = spawn(process.execPath, [join(ROOT, 'bin', 'qubes-rest'), '--prefix', prefix, '--listen', '127.0.0.1:0', '--access-log', 'none'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const gateway = spawn(
+    process.execPath,
+    [...REST_NODE_FLAGS, join(ROOT, 'bin', 'qubes-rest'), '--prefix', prefix, '--listen', '127.0.0.1:0', '--access-log', 'none'],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
   const stop = async (): Promise<void> => {
     gateway.kill('SIGTERM');
     await stack.stop();

@@ -13,6 +13,7 @@
 import net from 'node:net';
 import { encodeRequest } from './protocol/request.js';
 import { EVENT, EXCEPTION, OK } from './protocol/reply.js';
+import { RingReader, type RingOptions } from './ring-reader.js';
 
 /** What one call names: the method, its argument, who calls and on what. */
 export interface CallSpec {
@@ -284,9 +285,19 @@ export class QubesdClient {
  * iterator throws a QubesdTransportError if the connection fails mid-way;
  * `close()` drops the connection early.
  */
-export async function callStream(socketPath: string, spec: CallSpec, opts: CallOptions = {}): Promise<{ content: AsyncGenerator<Buffer>; close(): void }> {
+export async function callStream(
+  socketPath: string,
+  spec: CallSpec,
+  opts: CallOptions & {
+    /** Read into these buffers in turn (lib/ring-reader.ts): a chunk of the
+     * content is then valid only until the next one is asked for. */
+    ring?: RingOptions;
+  } = {},
+): Promise<{ content: AsyncGenerator<Buffer>; close(): void }> {
   const call = describe(spec);
-  const sock = net.connect({ path: socketPath, allowHalfOpen: true });
+  const ring = opts.ring ? new RingReader(opts.ring) : null;
+  const sock = net.connect({ path: socketPath, allowHalfOpen: true, ...(ring ? { onread: ring.onread } : {}) });
+  ring?.attach(sock);
   const onAbort = (): void => {
     sock.destroy(new QubesdTransportError('call aborted', call));
   };
@@ -297,7 +308,7 @@ export async function callStream(socketPath: string, spec: CallSpec, opts: CallO
     sock.destroy();
   };
   sock.once('connect', () => sock.end(requestBytes(spec)));
-  const it = (sock as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+  const it = ring ?? (sock as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
   const next = async (): Promise<IteratorResult<Buffer>> => {
     try {
       return await it.next();
@@ -316,7 +327,8 @@ export async function callStream(socketPath: string, spec: CallSpec, opts: CallO
     if (head[1] !== 0) throw new QubesdTransportError('malformed reply', call);
     if (head[0] === EXCEPTION) {
       const parts: Buffer[] = [head];
-      for (let r = await next(); !r.done; r = await next()) parts.push(r.value);
+      // copied: a ring's chunk is reused once the next is read
+      for (let r = await next(); !r.done; r = await next()) parts.push(Buffer.from(r.value));
       throw exceptionOf(Buffer.concat(parts).subarray(2), call);
     }
     if (head[0] !== OK) throw new QubesdTransportError(`unexpected reply kind 0x${head[0]!.toString(16)}`, call);

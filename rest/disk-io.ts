@@ -7,11 +7,13 @@
 //   path the handler program takes: internal.vm.volume.ImportBegin hands
 //   out a file, the storage layer's sparse copy fills it, ImportEnd commits
 //   or discards. A failed or short upload changes nothing.
+import type { FastifyReply } from 'fastify';
 import { dirname, join } from 'node:path';
 import { open } from 'node:fs/promises';
 import { callRaw, callStream } from '../lib/qubesd-client.js';
 import { parseExport, type ParsedExport } from '../lib/volume-export.js';
 import { copyStreamInto, writeSparse, type CopyResult } from '../lib/sparse-copy.js';
+import type { RingOptions } from '../lib/ring-reader.js';
 import type { AdminCaller } from './admin-caller.js';
 import type { RestOptions } from './options.js';
 
@@ -21,15 +23,44 @@ export function internalSocketOf(options: Readonly<RestOptions>): string {
 }
 
 /** A volume's content as qubesd exports it: size, extent map, data. */
-export async function exportVolume(caller: AdminCaller, qube: string, volume: string, signal?: AbortSignal): Promise<ParsedExport> {
+export async function exportVolume(caller: AdminCaller, qube: string, volume: string, signal?: AbortSignal, ring?: RingOptions): Promise<ParsedExport> {
   const { socketPath, spec } = await caller.authorize('admin.vm.volume.Export', qube, volume);
   caller.calls++;
-  const s = await callStream(socketPath, spec, signal ? { signal } : {});
+  const s = await callStream(socketPath, spec, { ...(signal ? { signal } : {}), ...(ring ? { ring } : {}) });
   try {
     return await parseExport(s.content);
   } catch (e) {
     s.close();
     throw e;
+  }
+}
+
+/**
+ * Sends `body` as the whole response, each chunk out of our hands (given to
+ * the kernel) before the next is asked for: the chunks may be views of
+ * buffers that are reused (a ring-read export, lib/ring-reader.ts), which a
+ * stream piped into the response would keep queued. The response is taken
+ * over from fastify (its onSend hooks do not run: the transport's headers
+ * are added here). A client that goes away ends the iteration.
+ */
+export async function sendInTurn(reply: FastifyReply, headers: Record<string, string>, body: AsyncIterable<Buffer>): Promise<void> {
+  reply.hijack();
+  const res = reply.raw;
+  res.writeHead(200, headers);
+  let closed = false;
+  const gone = new Promise<void>((resolve) => res.once('close', resolve)).then(() => {
+    closed = true;
+  });
+  try {
+    for await (const chunk of body) {
+      if (closed) break;
+      const written = new Promise<void>((resolve, reject) => res.write(chunk, (e) => (e ? reject(e) : resolve())));
+      written.catch(() => undefined);
+      await Promise.race([written, gone]);
+    }
+    if (!closed) res.end();
+  } catch {
+    res.destroy();
   }
 }
 

@@ -24,6 +24,7 @@ import { TaskManager } from './tasks.js';
 import { TokenStore } from './tokens.js';
 import { SharedReads } from './shared-reads.js';
 import { drainBody } from './drain-body.js';
+import { transportHeaders } from './transport-headers.js';
 
 /** The console's files (rest/console/ of the checkout; dist/rest/server.js is two levels down). */
 const CONSOLE_DIR = fileURLToPath(new URL('../../rest/console/', import.meta.url));
@@ -105,7 +106,7 @@ export async function buildGateway(options: RestOptions, build: BuildOptions = {
   if (https) {
     // read per response: SIGHUP may change hsts_max_age
     app.addHook('onSend', async (_req, reply) => {
-      if (options.hsts_max_age > 0) reply.header('Strict-Transport-Security', `max-age=${options.hsts_max_age}`);
+      for (const [k, v] of Object.entries(transportHeaders(options))) reply.header(k, v);
     });
   }
 

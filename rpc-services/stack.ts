@@ -13,7 +13,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { configPath, loadConfig, type StackConfig } from '../lib/stack-config.js';
 import { CHECKOUT, install } from './install.js';
-import { QUBESD_NODE_FLAGS } from '../lib/node-flags.js';
+import { QUBESD_NODE_FLAGS, REST_NODE_FLAGS } from '../lib/node-flags.js';
 import { populateDemo } from './demo.js';
 import { daemonConfigPath, readyPath } from './daemon-configs.js';
 import { readReady } from '../lib/config/ready.js';
@@ -69,7 +69,7 @@ export function commands(
           {
             name: 'qubes-rest',
             script: join(c.checkout, 'dist', 'rest', 'cli.js'),
-            argv: [node, join(c.checkout, 'dist', 'rest', 'cli.js'), '--prefix', c.prefix, '--listen', opts.restListen ?? '127.0.0.1:0'],
+            argv: [node, ...REST_NODE_FLAGS, join(c.checkout, 'dist', 'rest', 'cli.js'), '--prefix', c.prefix, '--listen', opts.restListen ?? '127.0.0.1:0'],
             ready: 'line' as const,
           },
         ];

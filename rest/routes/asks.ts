@@ -6,19 +6,20 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { AskAgent } from '../ask-agent.js';
 import type { RestContext } from '../context.js';
 import { badRequest, notFound, RestError } from '../errors.js';
+import { transportHeaders } from '../transport-headers.js';
 
 const onlyDom0 = (req: FastifyRequest): void => {
   if (req.token.identity !== 'dom0') throw new RestError(403, 'forbidden', 'only a dom0 session answers policy questions');
 };
 
 export function askRoutes(agent: AskAgent | null): (app: FastifyInstance, ctx: RestContext) => Promise<void> {
-  return async (app) => {
+  return async (app, ctx) => {
     app.get('/asks', { schema: { tags: ['asks'], summary: 'questions of `ask` policy rules, as Server-Sent Events (dom0 only)' } }, async (req, reply) => {
       onlyDom0(req);
       if (!agent) throw new RestError(503, 'unavailable', 'the ask agent is not running');
       reply.hijack();
       const res = reply.raw;
-      res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no' });
+      res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no', ...transportHeaders(ctx.options) });
       const send = (o: unknown): void => {
         res.write(`data: ${JSON.stringify(o)}\n\n`);
       };

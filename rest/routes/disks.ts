@@ -12,13 +12,18 @@ import { extentPieces, rawBytes } from '../../lib/volume-export.js';
 import type { RestContext } from '../context.js';
 import { badRequest, RestError } from '../errors.js';
 import { parseVdiId, vdiHref } from '../ids.js';
-import { ImportFailed, exportVolume, refuseUpload, importVolume, internalSocketOf, pieceWriter, rawWriter } from '../disk-io.js';
+import { ImportFailed, exportVolume, refuseUpload, importVolume, internalSocketOf, pieceWriter, rawWriter, sendInTurn } from '../disk-io.js';
+import { transportHeaders } from '../transport-headers.js';
 import { Transfer } from '../transfer-task.js';
 import { planVhd, writeVhd } from '../vhd/writer.js';
 import { readVhd, VhdFormatError } from '../vhd/reader.js';
 import { parseKeyValues } from '../wire.js';
 
 type Format = 'raw' | 'vhd';
+
+/** A raw export reads qubesd's socket into these buffers in turn (no
+ * allocation per read; reads as large as the socket has ready). */
+const EXPORT_RING = { count: 4, size: 512 << 10 };
 type IdReq = FastifyRequest<{ Params: { id: string } }>;
 const params = { type: 'object', properties: { id: { type: 'string', pattern: '^[A-Za-z0-9_.:-]{1,255}$' } }, required: ['id'] } as const;
 const tags = ['vdis'];
@@ -34,7 +39,7 @@ function settleOnClose(reply: FastifyReply, tr: Transfer, result: () => unknown)
 async function exportDisk(ctx: RestContext, req: IdReq, reply: FastifyReply, format: Format): Promise<FastifyReply> {
   const { qube, volume } = parseVdiId(req.params.id);
   const ac = new AbortController();
-  const ex = await exportVolume(req.caller, qube, volume, ac.signal);
+  const ex = await exportVolume(req.caller, qube, volume, ac.signal, format === 'raw' ? EXPORT_RING : undefined);
   if (format === 'vhd' && ex.size % 512 !== 0) {
     ac.abort();
     throw badRequest(`the volume's size (${ex.size} bytes) is not a whole number of sectors: export it as .raw`);
@@ -44,12 +49,18 @@ async function exportDisk(ctx: RestContext, req: IdReq, reply: FastifyReply, for
   const length = format === 'raw' ? ex.size : planVhd(ex.size, ex.extents).length;
   const body = format === 'raw' ? tr.count(rawBytes(ex), length) : tr.count(writeVhd(ex.size, ex.extents, extentPieces(ex)), length);
   settleOnClose(reply, tr, () => ({ bytes: length }));
-  return reply
-    .header('content-type', format === 'raw' ? 'application/octet-stream' : 'application/x-vhd')
-    .header('content-length', String(length))
-    .header('content-disposition', `attachment; filename="${qube}-${volume}.${format}"`)
-    .header('x-task', tr.href)
-    .send(Readable.from(body, { objectMode: false }));
+  const headers = {
+    'content-type': format === 'raw' ? 'application/octet-stream' : 'application/x-vhd',
+    'content-length': String(length),
+    'content-disposition': `attachment; filename="${qube}-${volume}.${format}"`,
+    'x-task': tr.href,
+  };
+  if (format === 'raw') {
+    await sendInTurn(reply, { ...headers, ...transportHeaders(ctx.options) }, body);
+    return reply;
+  }
+  for (const [k, v] of Object.entries(headers)) reply.header(k, v);
+  return reply.send(Readable.from(body, { objectMode: false }));
 }
 
 /** A refused upload: the rest of the body is read and dropped, and the

@@ -5,6 +5,7 @@
 // unbounded queue.
 import type { FastifyInstance } from 'fastify';
 import type { RestContext } from '../context.js';
+import { transportHeaders } from '../transport-headers.js';
 
 export async function eventRoutes(app: FastifyInstance, ctx: RestContext): Promise<void> {
   app.get(
@@ -37,7 +38,7 @@ export async function eventRoutes(app: FastifyInstance, ctx: RestContext): Promi
         send(`id: ${++seq}\ndata: ${JSON.stringify({ subject: e.subject, event: e.event, kwargs: Object.fromEntries(e.kwargs) })}\n\n`);
       });
       reply.hijack();
-      res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no' });
+      res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no', ...transportHeaders(ctx.options) });
       opened = true;
       for (const c of pending.splice(0)) send(c);
       const keepalive = setInterval(() => send(': keepalive\n\n'), 30_000);

@@ -6,6 +6,7 @@ import { collectionQuerySchema, parseQuery, sendCollection, type CollectionQuery
 import type { RestContext } from '../context.js';
 import { conflict, notFound } from '../errors.js';
 import { TASKS_BASE, taskView, type TaskRecord } from '../tasks.js';
+import { transportHeaders } from '../transport-headers.js';
 
 type IdReq = FastifyRequest<{ Params: { id: string }; Querystring: { wait?: string; watch?: unknown } }>;
 const idParams = { type: 'object', properties: { id: { type: 'string', pattern: '^[0-9a-f]{1,64}$' } }, required: ['id'] } as const;
@@ -38,7 +39,7 @@ export async function taskRoutes(app: FastifyInstance, ctx: RestContext): Promis
       if (req.query.watch !== undefined) {
         reply.hijack();
         const res = reply.raw;
-        res.writeHead(200, { 'Content-Type': 'application/x-ndjson', 'Cache-Control': 'no-store' });
+        res.writeHead(200, { 'Content-Type': 'application/x-ndjson', 'Cache-Control': 'no-store', ...transportHeaders(ctx.options) });
         res.write(JSON.stringify(taskView(t)) + '\n');
         if (t.status !== 'pending') {
           res.end();
