@@ -147,6 +147,15 @@ t.test('HTTPS, with HSTS when hsts_max_age > 0', async (t) => {
         })
         .on('error', reject);
     });
+  // a response the route writes itself (an event stream): its headers only
+  const head = (url: string) =>
+    new Promise<{ status: number; hsts: string | undefined }>((resolve, reject) => {
+      const req = https.get(url, { ca: readFileSync(cert), headers: { authorization: `Bearer ${tok}` } }, (res) => {
+        resolve({ status: res.statusCode!, hsts: res.headers['strict-transport-security'] as string | undefined });
+        req.destroy();
+      });
+      req.on('error', reject);
+    });
   for (const [age, want] of [
     ['300', 'max-age=300'],
     ['0', undefined],
@@ -156,6 +165,7 @@ t.test('HTTPS, with HSTS when hsts_max_age > 0', async (t) => {
     const r = await get(`${g.url}/`);
     t.equal(r.status, 200);
     t.equal(r.hsts, want, `hsts_max_age=${age}`);
+    t.same(await head(`${g.url}/events`), { status: 200, hsts: want }, `hsts_max_age=${age}, event stream`);
     await g.stop();
   }
 });
