@@ -7,7 +7,6 @@
 // else is a 400 and the volume is unchanged. Each transfer is a task
 // (header X-Task) with progress.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { Readable } from 'node:stream';
 import { extentPieces, rawBytes } from '../../lib/volume-export.js';
 import type { RestContext } from '../context.js';
 import { badRequest, RestError } from '../errors.js';
@@ -21,7 +20,7 @@ import { parseKeyValues } from '../wire.js';
 
 type Format = 'raw' | 'vhd';
 
-/** A raw export reads qubesd's socket into these buffers in turn (no
+/** An export reads qubesd's socket into these buffers in turn (no
  * allocation per read; reads as large as the socket has ready). */
 const EXPORT_RING = { count: 4, size: 512 << 10 };
 type IdReq = FastifyRequest<{ Params: { id: string } }>;
@@ -39,7 +38,7 @@ function settleOnClose(reply: FastifyReply, tr: Transfer, result: () => unknown)
 async function exportDisk(ctx: RestContext, req: IdReq, reply: FastifyReply, format: Format): Promise<FastifyReply> {
   const { qube, volume } = parseVdiId(req.params.id);
   const ac = new AbortController();
-  const ex = await exportVolume(req.caller, qube, volume, ac.signal, format === 'raw' ? EXPORT_RING : undefined);
+  const ex = await exportVolume(req.caller, qube, volume, ac.signal, EXPORT_RING);
   if (format === 'vhd' && ex.size % 512 !== 0) {
     ac.abort();
     throw badRequest(`the volume's size (${ex.size} bytes) is not a whole number of sectors: export it as .raw`);
@@ -47,7 +46,7 @@ async function exportDisk(ctx: RestContext, req: IdReq, reply: FastifyReply, for
   const tr = await Transfer.start(ctx, req, `vdi.export.${format}`, vdiHref(qube, volume));
   tr.signal.addEventListener('abort', () => ac.abort(), { once: true });
   const length = format === 'raw' ? ex.size : planVhd(ex.size, ex.extents).length;
-  const body = format === 'raw' ? tr.count(rawBytes(ex), length) : tr.count(writeVhd(ex.size, ex.extents, extentPieces(ex)), length);
+  const body = format === 'raw' ? tr.count(rawBytes(ex), length) : tr.count(writeVhd(ex.size, ex.extents, extentPieces(ex), { reuseBlocks: true }), length);
   settleOnClose(reply, tr, () => ({ bytes: length }));
   const headers = {
     'content-type': format === 'raw' ? 'application/octet-stream' : 'application/x-vhd',
@@ -55,12 +54,8 @@ async function exportDisk(ctx: RestContext, req: IdReq, reply: FastifyReply, for
     'content-disposition': `attachment; filename="${qube}-${volume}.${format}"`,
     'x-task': tr.href,
   };
-  if (format === 'raw') {
-    await sendInTurn(reply, { ...headers, ...transportHeaders(ctx.options) }, body);
-    return reply;
-  }
-  for (const [k, v] of Object.entries(headers)) reply.header(k, v);
-  return reply.send(Readable.from(body, { objectMode: false }));
+  await sendInTurn(reply, { ...headers, ...transportHeaders(ctx.options) }, body);
+  return reply;
 }
 
 /** A refused upload: the rest of the body is read and dropped, and the

@@ -39,6 +39,12 @@ export function planVhd(size: number, extents: ExtentMap): VhdPlan {
 export interface VhdWriteOptions {
   date?: Date;
   uniqueId?: Buffer;
+  /**
+   * The consumer is done with a yielded buffer once it asks for the next
+   * (rest/disk-io.ts sendInTurn): data blocks are then built in two buffers
+   * used in turn instead of a new 2 MiB buffer each.
+   */
+  reuseBlocks?: boolean;
 }
 
 /**
@@ -75,6 +81,13 @@ export async function* writeVhd(size: number, extents: ExtentMap, pieces: AsyncI
       block = null;
     }
   };
+  const spare = opts.reuseBlocks ? [Buffer.allocUnsafeSlow(BLOCK_SIZE), Buffer.allocUnsafeSlow(BLOCK_SIZE)] : null;
+  let turn = 0;
+  const newBlock = (): Buffer => {
+    if (!spare) return Buffer.alloc(BLOCK_SIZE);
+    turn ^= 1;
+    return spare[turn]!.fill(0);
+  };
   let next = 0; // index into plan.blocks
   for await (const [offset, data] of pieces) {
     let at = 0;
@@ -86,7 +99,7 @@ export async function* writeVhd(size: number, extents: ExtentMap, pieces: AsyncI
         if (plan.blocks[next] !== b) throw new Error(`data at ${pos} outside the announced extents`);
         next++;
         current = b;
-        block = Buffer.alloc(BLOCK_SIZE);
+        block = newBlock();
       }
       const inBlock = pos - b * BLOCK_SIZE;
       const n = Math.min(data.length - at, BLOCK_SIZE - inBlock);
