@@ -48,17 +48,26 @@ export class Transfer {
 
   /** Counts what flows through, for progress (total: expected bytes). */
   async *count<T extends Buffer | [number, Buffer]>(input: AsyncIterable<T>, total: number): AsyncGenerator<T> {
+    const add = this.counter(total);
+    for await (const item of input) {
+      add(Array.isArray(item) ? item[1].length : (item as Buffer).length);
+      yield item;
+    }
+  }
+
+  /** The same for a stream read by listeners: call it with each piece's
+   * length; it throws once the task was aborted. */
+  counter(total: number): (n: number) => void {
     let done = 0;
     let last = 0;
-    for await (const item of input) {
+    return (n) => {
       if (this.signal.aborted) throw new Error('the task was aborted');
-      done += Array.isArray(item) ? item[1].length : (item as Buffer).length;
+      done += n;
       const now = Date.now();
       if (now - last > 200) {
         last = now;
         this.progress(done, total);
       }
-      yield item;
-    }
+    };
   }
 }
