@@ -240,7 +240,11 @@ export class ConnectionLimits {
 
 /** The limits as one listening socket applies them. */
 export class SocketLimits {
-  private readonly open = new Set<net.Socket>();
+  /**
+   * connections admitted and not yet closed (a count, not a set: the server
+   * tells when one closes, see release)
+   */
+  private open = 0;
   private nonDom0Streams = 0;
 
   constructor(
@@ -248,9 +252,12 @@ export class SocketLimits {
     readonly name: string,
   ) {}
 
-  /** A new connection: false (and the client told why) when there are too many. */
+  /**
+   * A new connection: false (and the client told why) when there are too
+   * many. The caller calls release() once an admitted one has closed.
+   */
   admit(sock: net.Socket): boolean {
-    if (this.open.size >= this.all.maxConnections) {
+    if (this.open >= this.all.maxConnections) {
       sock.on('error', () => {
         /* the client may be gone already */
       });
@@ -260,15 +267,19 @@ export class SocketLimits {
       sock.once('end', () => sock.destroy());
       return false;
     }
-    this.open.add(sock);
-    sock.once('close', () => this.open.delete(sock));
+    this.open++;
     return true;
+  }
+
+  /** An admitted connection closed. */
+  release(): void {
+    this.open--;
   }
 
   /** How long a connection may take to send its request (less when the socket is crowded). */
   requestTimeout(): number {
     const normal = this.all.requestTimeoutMs;
-    return this.open.size >= this.all.maxConnections - this.all.dom0Reserve ? Math.min(normal, CROWDED_REQUEST_TIMEOUT_MS) : normal;
+    return this.open >= this.all.maxConnections - this.all.dom0Reserve ? Math.min(normal, CROWDED_REQUEST_TIMEOUT_MS) : normal;
   }
 
   /**
