@@ -129,7 +129,8 @@ export class ConnectionLimits {
 
   /** @internal write a frame on a stream, in order; false: `sock` is not a stream */
   send(sock: net.Socket, frame: Buffer): boolean {
-    const s = this.streams.get(sock);
+    // most calls are not streams, and most of the time there are none
+    const s = this.streams.size === 0 ? undefined : this.streams.get(sock);
     if (!s) return false;
     if (s.cut) return true;
     if (s.pending.length === 0 && !s.blocked) {
@@ -145,7 +146,7 @@ export class ConnectionLimits {
 
   /** @internal end a stream once its pending frames are written; false: not a stream */
   end(sock: net.Socket): boolean {
-    const s = this.streams.get(sock);
+    const s = this.streams.size === 0 ? undefined : this.streams.get(sock);
     if (!s) return false;
     if (s.pending.length && !s.cut) s.endWanted = true;
     else sock.end();
@@ -320,8 +321,11 @@ export class SocketLimits {
   }
 }
 
+/** Compared byte by byte here: Buffer.compare's call into C++ cost more than the loop. */
 function startsWithMethod(data: Buffer, m: Buffer): boolean {
-  if (data.length <= m.length || data.compare(m, 0, m.length, 0, m.length) !== 0) return false;
-  const next = data[m.length];
+  const n = m.length;
+  if (data.length <= n) return false;
+  for (let i = 0; i < n; i++) if (data[i] !== m[i]) return false;
+  const next = data[n];
   return next === 0x20 || next === 0x2b;
 }
