@@ -129,7 +129,8 @@ export class ConnectionLimits {
 
   /** @internal write a frame on a stream, in order; false: `sock` is not a stream */
   send(sock: net.Socket, frame: Buffer): boolean {
-    const s = this.streams.get(sock);
+    // most calls are not streams, and most of the time there are none
+    const s = this.streams.size === 0 ? undefined : this.streams.get(sock);
     if (!s) return false;
     if (s.cut) return true;
     if (s.pending.length === 0 && !s.blocked) {
@@ -145,7 +146,7 @@ export class ConnectionLimits {
 
   /** @internal end a stream once its pending frames are written; false: not a stream */
   end(sock: net.Socket): boolean {
-    const s = this.streams.get(sock);
+    const s = this.streams.size === 0 ? undefined : this.streams.get(sock);
     if (!s) return false;
     if (s.pending.length && !s.cut) s.endWanted = true;
     else sock.end();
@@ -240,7 +241,11 @@ export class ConnectionLimits {
 
 /** The limits as one listening socket applies them. */
 export class SocketLimits {
-  private readonly open = new Set<net.Socket>();
+  /**
+   * connections admitted and not yet closed (a count, not a set: the server
+   * tells when one closes, see release)
+   */
+  private open = 0;
   private nonDom0Streams = 0;
 
   constructor(
@@ -248,9 +253,12 @@ export class SocketLimits {
     readonly name: string,
   ) {}
 
-  /** A new connection: false (and the client told why) when there are too many. */
+  /**
+   * A new connection: false (and the client told why) when there are too
+   * many. The caller calls release() once an admitted one has closed.
+   */
   admit(sock: net.Socket): boolean {
-    if (this.open.size >= this.all.maxConnections) {
+    if (this.open >= this.all.maxConnections) {
       sock.on('error', () => {
         /* the client may be gone already */
       });
@@ -260,15 +268,19 @@ export class SocketLimits {
       sock.once('end', () => sock.destroy());
       return false;
     }
-    this.open.add(sock);
-    sock.once('close', () => this.open.delete(sock));
+    this.open++;
     return true;
+  }
+
+  /** An admitted connection closed. */
+  release(): void {
+    this.open--;
   }
 
   /** How long a connection may take to send its request (less when the socket is crowded). */
   requestTimeout(): number {
     const normal = this.all.requestTimeoutMs;
-    return this.open.size >= this.all.maxConnections - this.all.dom0Reserve ? Math.min(normal, CROWDED_REQUEST_TIMEOUT_MS) : normal;
+    return this.open >= this.all.maxConnections - this.all.dom0Reserve ? Math.min(normal, CROWDED_REQUEST_TIMEOUT_MS) : normal;
   }
 
   /**
@@ -309,8 +321,11 @@ export class SocketLimits {
   }
 }
 
+/** Compared byte by byte here: Buffer.compare's call into C++ cost more than the loop. */
 function startsWithMethod(data: Buffer, m: Buffer): boolean {
-  if (data.length <= m.length || data.compare(m, 0, m.length, 0, m.length) !== 0) return false;
-  const next = data[m.length];
+  const n = m.length;
+  if (data.length <= n) return false;
+  for (let i = 0; i < n; i++) if (data[i] !== m[i]) return false;
+  const next = data[n];
   return next === 0x20 || next === 0x2b;
 }

@@ -24,8 +24,8 @@ export async function claimSocketPath(path: string): Promise<void> {
   unlinkSync(path);
 }
 
-/** open connections: the sweep count they arrived at, or -1 once their request is complete */
-const CONNECTIONS = new WeakMap<net.Server, Map<net.Socket, number>>();
+/** the connections of each server still open */
+const CONNECTIONS = new WeakMap<net.Server, OpenConnections>();
 const SWEEPS = new WeakMap<net.Server, NodeJS.Timeout>();
 /** How long a client may take to send its whole request. */
 export const REQUEST_TIMEOUT_MS = 30_000;
@@ -36,21 +36,54 @@ export const REQUEST_TIMEOUT_MS = 30_000;
  */
 const SWEEP_MS = 1000;
 
+/**
+ * The open connections of one server, linked through the connections
+ * themselves. A Map or Set of sockets, added to and deleted from on every
+ * call, reallocated its hash table as it grew and shrank between one and
+ * no entry: about 1 us and two garbage tables a call (perf, 1 client).
+ */
+class OpenConnections {
+  head: SocketResponder | null = null;
+  /** how many are still sending their request (event streams and calls being answered are not counted) */
+  reading = 0;
+  /** timer ticks so far: a connection's `since` is compared with it */
+  sweeps = 0;
+
+  add(c: SocketResponder): void {
+    c.next = this.head;
+    if (this.head) this.head.prev = c;
+    this.head = c;
+    this.reading++;
+  }
+
+  remove(c: SocketResponder): void {
+    if (c.since >= 0) this.reading--;
+    c.since = -1;
+    if (c.prev) c.prev.next = c.next;
+    else if (this.head === c) this.head = c.next;
+    if (c.next) c.next.prev = c.prev;
+    c.prev = c.next = null;
+  }
+
+  /** the whole request arrived: no longer subject to the request timeout */
+  requestDone(c: SocketResponder): void {
+    if (c.since >= 0) this.reading--;
+    c.since = -1;
+  }
+
+  sockets(): net.Socket[] {
+    const out: net.Socket[] = [];
+    for (let c = this.head; c; c = c.next) out.push(c.sock);
+    return out;
+  }
+}
+
 export async function listen(path: string, dispatcher: Dispatcher, limits?: SocketLimits): Promise<net.Server> {
   await claimSocketPath(path);
-  // Whether a connection is still sending its request is the map's value:
-  // a second collection, added to and removed from on every call, would
-  // cost allocations on every call.
-  const open = new Map<net.Socket, number>();
-  // how many connections are still sending their request (event streams
-  // and calls being answered are not counted)
-  const reading = { count: 0 };
-  let sweeps = 0;
+  const open = new OpenConnections();
   const server = net.createServer({ allowHalfOpen: true }, (sock) => {
     if (limits && !limits.admit(sock)) return;
-    open.set(sock, sweeps);
-    reading.count++;
-    serveConnection(sock, dispatcher, open, reading, limits);
+    serveConnection(sock, dispatcher, open, limits);
   });
   CONNECTIONS.set(server, open);
   await new Promise<void>((resolve, reject) => {
@@ -65,9 +98,9 @@ export async function listen(path: string, dispatcher: Dispatcher, limits?: Sock
   // file descriptor) forever; one that is done sending is in no hurry.
   // When the socket is crowded, slow senders get less time (connection-limits.ts).
   const sweep = setInterval(() => {
-    sweeps++;
+    const sweeps = ++open.sweeps;
     const limit = Math.ceil((limits ? limits.requestTimeout() : REQUEST_TIMEOUT_MS) / SWEEP_MS);
-    for (const [sock, since] of open) if (since >= 0 && sweeps - since > limit) sock.destroy();
+    for (let c = open.head; c; c = c.next) if (c.since >= 0 && sweeps - c.since > limit) c.sock.destroy();
   }, SWEEP_MS);
   sweep.unref();
   SWEEPS.set(server, sweep);
@@ -90,10 +123,15 @@ class SocketResponder implements Responder {
   private ac: AbortController | null = null;
   closed = false;
   alone = false;
+  /** neighbours in the server's OpenConnections */
+  prev: SocketResponder | null = null;
+  next: SocketResponder | null = null;
 
   constructor(
-    private readonly sock: net.Socket,
+    readonly sock: net.Socket,
     private readonly limits: SocketLimits | undefined,
+    /** the sweep count it arrived at, or -1 once its request is complete */
+    public since: number,
   ) {}
 
   write(frame: Buffer): boolean {
@@ -144,11 +182,16 @@ class SocketResponder implements Responder {
   }
 }
 
-function serveConnection(sock: net.Socket, dispatcher: Dispatcher, open: Map<net.Socket, number>, reading: { count: number }, limits?: SocketLimits): void {
+function ignore(): void {
+  /* peer vanished; 'close' follows */
+}
+
+function serveConnection(sock: net.Socket, dispatcher: Dispatcher, open: OpenConnections, limits?: SocketLimits): void {
   const chunks: Buffer[] = [];
   let size = 0;
   let dropped = false;
-  const res = new SocketResponder(sock, limits);
+  const res = new SocketResponder(sock, limits, open.sweeps);
+  open.add(res);
   sock.on('data', (d: Buffer) => {
     if (dropped) return;
     size += d.length;
@@ -160,22 +203,19 @@ function serveConnection(sock: net.Socket, dispatcher: Dispatcher, open: Map<net
     chunks.push(d);
   });
   sock.on('end', () => {
-    if (open.get(sock)! >= 0) reading.count--;
-    open.set(sock, -1);
+    open.requestDone(res);
     if (dropped) return;
-    res.alone = reading.count === 0;
+    res.alone = open.reading === 0;
     const data = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
     if (limits && !limits.request(sock, data)) return;
     void dispatcher.handle(data, res);
   });
   sock.on('close', () => {
-    if (open.get(sock)! >= 0) reading.count--;
-    open.delete(sock);
+    open.remove(res);
+    limits?.release();
     res.close();
   });
-  sock.on('error', () => {
-    /* peer vanished; 'close' follows */
-  });
+  sock.on('error', ignore);
 }
 
 /**
@@ -184,10 +224,10 @@ function serveConnection(sock: net.Socket, dispatcher: Dispatcher, open: Map<net
  * went away while its stream was idle is only noticed on the next write.
  */
 export function closeServer(server: net.Server, path: string, graceMs = 2000): Promise<void> {
-  const open = CONNECTIONS.get(server) ?? new Map<net.Socket, number>();
+  const open = CONNECTIONS.get(server);
   clearInterval(SWEEPS.get(server));
   const timer = setTimeout(() => {
-    for (const s of open.keys()) s.destroy();
+    for (const s of open?.sockets() ?? []) s.destroy();
   }, graceMs);
   return new Promise((resolve) => {
     server.close(() => {

@@ -7,7 +7,7 @@
 import { lookupMethod, type MethodSpec } from '../../lib/api-methods.js';
 import { QubesError, ProtocolError, pyRepr, replyError, QubesVMInvalidUUIDError, QubesVMNotFoundError } from '../errors.js';
 import { StreamedContent, type Call, type CallFilter, type Handlers } from './call.js';
-import { FramingError, parseRequest } from '../../lib/protocol/request.js';
+import { FramingError, parseRequestText } from '../../lib/protocol/request.js';
 import { eventFrame, exceptionFrame, okFrame } from '../../lib/protocol/reply.js';
 import { validateVmName, type QubesApp, type Vm } from '../model/app.js';
 import type { AuditLog, CallRecord } from '../log/audit.js';
@@ -138,7 +138,7 @@ export class Dispatcher {
     const t0 = performance.now();
     let req;
     try {
-      req = parseRequest(data);
+      req = parseRequestText(data);
     } catch (e) {
       if (!(e instanceof FramingError)) throw e;
       this.o.audit.call({
@@ -160,10 +160,10 @@ export class Dispatcher {
     // allocation site ended up in the old generation, and each call's
     // strings it held were then kept until a full collection.
     const rec: CallRecord = {
-      source: req.source.toString('latin1'),
+      source: req.source,
       method: req.method,
-      arg: req.arg.toString('latin1'),
-      dest: req.dest.toString('latin1'),
+      arg: req.arg,
+      dest: req.dest,
       payloadBytes: req.payload.length,
       socket: this.o.socket,
       outcome: '',

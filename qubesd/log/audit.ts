@@ -9,6 +9,10 @@
 // when the process exits, and a SIGKILL can only take the last few
 // milliseconds of lines with it, as it would take the lines a stream had not
 // written yet.
+//
+// A call's line is the JSON of its record, spelt out here rather than by
+// JSON.stringify (a third of the cost), and its time is formatted once per
+// millisecond, not once per call; the bytes are the same.
 import { closeSync, openSync, writeSync } from 'node:fs';
 
 export interface CallRecord {
@@ -28,14 +32,47 @@ export interface CallRecord {
 const FLUSH_MS = 10;
 /** Write earlier once this much is waiting. */
 const FLUSH_BYTES = 64 * 1024;
+/** Strings that JSON.stringify would only put between quotes (printable ASCII but " and \). */
+const PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+
+function jsonString(s: string): string {
+  return PLAIN.test(s) ? '"' + s + '"' : JSON.stringify(s);
+}
+
+/**
+ * What JSON.stringify(r).slice(1) gives for a record of strings and
+ * numbers, keys in the record's own order (the dispatcher fills them in two
+ * orders).
+ */
+function recordFields(r: CallRecord): string {
+  let out = '';
+  for (const k in r) {
+    const v = r[k as keyof CallRecord];
+    if (v === undefined) continue;
+    out += (out === '' ? '"' : ',"') + k + '":' + (typeof v === 'string' ? jsonString(v) : Number.isFinite(v) ? '' + v : JSON.stringify(v));
+  }
+  return out + '}';
+}
 
 export class AuditLog {
   /** file descriptor written to, -1 when logging is off */
   private fd = -1;
   private ownFd = false;
   private pending = '';
+  /**
+   * Flushes what is pending every FLUSH_MS while lines keep coming, and
+   * stops at the first tick that finds nothing: a timer armed for every
+   * batch cost more than the write (Node builds its timer list anew each
+   * time).
+   */
   private timer: NodeJS.Timeout | null = null;
   private failed = false;
+  /** the time of the last line, formatted, and its millisecond */
+  private stampMs = NaN;
+  private stamp = '';
+  /** that time's second, formatted up to its fraction, and its start */
+  private secondMs = NaN;
+  private second = '';
   private readonly onExit = () => this.flush();
   /** false: only the daemon's own messages (log_level = info) */
   calls = true;
@@ -70,7 +107,30 @@ export class AuditLog {
     if (this.fd < 0 || !this.calls) return;
     // the record's own fields after t and ev, without spreading it into a
     // new object (one allocation less on every call)
-    this.add('{"t":"' + new Date().toISOString() + '","ev":"call",' + JSON.stringify(r).slice(1) + '\n');
+    this.add('{"t":"' + this.now() + '","ev":"call",' + recordFields(r) + '\n');
+  }
+
+  /**
+   * new Date().toISOString(): the date and time down to the second are
+   * formatted once a second, the milliseconds appended (a Date and its
+   * formatting for every call cost more than the rest of the line).
+   */
+  private now(): string {
+    const ms = Date.now();
+    if (ms !== this.stampMs) {
+      this.stampMs = ms;
+      const second = ms - (ms % 1000);
+      // (a clock before 1970 has negative remainders: formatted whole)
+      if (ms < 0) return (this.stamp = new Date(ms).toISOString());
+      if (second !== this.secondMs) {
+        this.secondMs = second;
+        // "YYYY-MM-DDTHH:MM:SS."
+        this.second = new Date(second).toISOString().slice(0, -4);
+      }
+      const frac = ms - second;
+      this.stamp = this.second + (frac < 10 ? '00' : frac < 100 ? '0' : '') + frac + 'Z';
+    }
+    return this.stamp;
   }
 
   info(msg: string, extra: Record<string, unknown> = {}): void {
@@ -79,6 +139,10 @@ export class AuditLog {
   }
 
   close(): Promise<void> {
+    if (this.timer) {
+      clearInterval(this.timer);
+      this.timer = null;
+    }
     if (this.fd >= 0) {
       this.flush();
       process.off('exit', this.onExit);
@@ -91,14 +155,19 @@ export class AuditLog {
   private add(line: string): void {
     this.pending += line;
     if (this.pending.length >= FLUSH_BYTES) this.flush();
-    else this.timer ??= setTimeout(() => this.flush(), FLUSH_MS);
+    else this.timer ??= setInterval(() => this.tick(), FLUSH_MS);
+  }
+
+  private tick(): void {
+    if (this.pending) {
+      this.flush();
+    } else if (this.timer) {
+      clearInterval(this.timer);
+      this.timer = null;
+    }
   }
 
   private flush(): void {
-    if (this.timer) {
-      clearTimeout(this.timer);
-      this.timer = null;
-    }
     if (!this.pending || this.fd < 0) return;
     const text = this.pending;
     this.pending = '';

@@ -199,3 +199,27 @@ t.test('past the connection cap, a clear refusal', async (t) => {
   await sleep(200);
   t.ok((await call(d.socket, 'admin.vm.List', 'dom0')).ok, 'room again once they left');
 });
+
+t.test('a client that never finishes its request is cut at request_timeout; one that is answered is not', async (t) => {
+  const d = await daemon(t, ['--request-timeout', '1']);
+  const t0 = Date.now();
+  const slow = net.connect(d.socket, () => slow.write('admin.vm.List dom0 name'));
+  slow.on('error', () => undefined);
+  // an event stream has sent its whole request: it is never cut for slowness
+  const events = await subscribeEvents(d.socket);
+  t.teardown(() => {
+    slow.destroy();
+    events.close();
+  });
+  // other calls come and go meanwhile
+  for (let i = 0; i < 5; i++) {
+    await sleep(150);
+    t.ok((await call(d.socket, 'admin.vm.property.Get', 'personal', 'netvm')).ok);
+  }
+  const cutAfter = await new Promise<number>((res) => slow.once('close', () => res(Date.now() - t0)));
+  t.ok(cutAfter >= 1000 && cutAfter < 3500, `cut after ${cutAfter} ms (request_timeout 1 s, checked every second)`);
+  await sleep(1200);
+  t.ok((await call(d.socket, 'admin.vm.feature.Set', 'personal', 'cut-test', 'v')).ok);
+  const e = await events.waitFor((e) => e.event === 'domain-feature-set:cut-test', 5000);
+  t.equal(e.subject, 'personal', 'the event stream still delivers');
+});
