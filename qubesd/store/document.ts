@@ -54,10 +54,30 @@ export interface QubesDoc {
 /**
  * A unit of durable change, produced by the model after a mutating call and
  * handed to the store, which makes it durable before the reply is sent.
- * 'domain' replaces (or adds) the whole domain with that id; 'globals'
- * replaces labels, pools and global properties at once.
+ * 'domain' replaces (or adds) the whole domain with that id;
+ * 'domain-entries' changes entries of an existing domain (what a feature,
+ * tag or property call changed, so that its record does not grow with the
+ * rest of the domain); 'globals' replaces labels, pools and global
+ * properties at once.
  */
 export type Change =
   | { kind: 'domain'; doc: DomainDoc }
+  | DomainEntriesChange
   | { kind: 'domain-removed'; id: string }
   | { kind: 'globals'; labels: LabelDoc[]; pools: PoolDoc[]; properties: Array<[string, string]>; extra: string[] };
+
+/**
+ * Entries of domain `id` changed, in the order they changed (replayed in
+ * that order, so a feature deleted and set again ends up last, as in the
+ * model). Each list is absent when nothing of its kind changed.
+ */
+export interface DomainEntriesChange {
+  kind: 'domain-entries';
+  id: string;
+  /** the domain's whole <properties> list (a short list, kept in Qubes' order by the model) */
+  properties?: Array<[string, string]>;
+  /** [name, value] sets a feature (in place, or appended when new); [name, null] deletes it */
+  features?: Array<[string, string | null]>;
+  /** [tag, true] adds a tag (appended unless present); [tag, false] removes it */
+  tags?: Array<[string, boolean]>;
+}

@@ -2,7 +2,7 @@
 //
 // Qubes rewrites the whole qubes.xml on every change, so a write costs time
 // proportional to the number of qubes. Here a commit appends one framed record
-// (the changed domains, as JSON) to `qubes.xml.journal.<n>`, written with
+// (the changed domains, or just the changed entries of one, as JSON) to `qubes.xml.journal.<n>`, written with
 // O_DSYNC so that it is on disk when the write returns: the cost depends on
 // what changed, not on the size of the store. Commits queued while a write is
 // in flight go out together as the next record (group commit), so concurrent
@@ -15,8 +15,9 @@
 // grows past a threshold, and on close. Before a snapshot is taken, new
 // commits are switched to a fresh journal file, so a commit that lands while
 // the snapshot is being written is never in a journal that gets deleted.
-// Replaying journals older than the snapshot is harmless (each record
-// replaces whole domains), so deleting them needs no particular ordering.
+// Replaying journals older than the snapshot is harmless (a record replaces
+// whole domains, or sets or deletes entries of one, which gives the same
+// result when done again), so deleting them needs no particular ordering.
 //
 // A corrupt or unreadable qubes.xml or journal stops open() with the path and
 // the reason, and nothing is written. See lock.ts for the one-daemon lock.
@@ -26,11 +27,11 @@ import { randomBytes } from 'node:crypto';
 import { open, readdir, readFile, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { atomicWriteFile, fsyncDir } from '../../lib/atomic-write.js';
-import type { Change, DomainDoc, QubesDoc } from './document.js';
+import type { Change, DomainDoc, DomainEntriesChange, QubesDoc } from './document.js';
 import { JournalCorruption, encodeRecord, readRecords } from './journal.js';
 import { LockError, StoreLock } from './lock.js';
 import { parseQubesXml, serializeDomain, serializeGlobals, serializeQubesXml } from './qubes-xml.js';
-import { parseXml, XmlError } from './xml.js';
+import { checkChars, parseXml, XmlError } from './xml.js';
 
 export class StoreError extends Error {
   constructor(
@@ -249,6 +250,7 @@ export class Store {
     }
     j.size += rec.length;
     j.records++;
+    // a change the state cannot take (entries of a domain it lacks) is the model's bug, not the disk's: the record stands
     if (this.state) for (const c of JSON.parse(payload) as Change[]) this.state.apply(c);
     for (const p of batch) p.resolve();
     if (!this.compaction && this.compactionDue()) await this.startCompaction();
@@ -334,11 +336,19 @@ class DocState {
     }
   }
 
-  apply(c: Change): void {
+  /** False when `c` changes entries of a domain that is not there. */
+  apply(c: Change): boolean {
     switch (c.kind) {
       case 'domain':
         this.domains.set(c.doc.id, c.doc);
         break;
+      case 'domain-entries': {
+        const d = this.domains.get(c.id);
+        if (!d) return false;
+        // a new object: the loaded document (Store.doc) may share the old one
+        this.domains.set(c.id, applyEntries(d, c));
+        break;
+      }
       case 'domain-removed':
         this.domains.delete(c.id);
         break;
@@ -346,6 +356,7 @@ class DocState {
         this.globals = { labels: c.labels, pools: c.pools, properties: c.properties, extra: c.extra };
         break;
     }
+    return true;
   }
 
   /** In Qubes' order: dom0 first, then by name. */
@@ -354,6 +365,31 @@ class DocState {
     domains.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
     return { ...this.globals, domains: domains.map((x) => x.d) };
   }
+}
+
+/** `d` with the entries of `c` changed, in their order, as Map and Set do it in the model. */
+function applyEntries(d: DomainDoc, c: DomainEntriesChange): DomainDoc {
+  let { features, tags } = d;
+  if (c.features) {
+    features = [...features];
+    for (const [k, v] of c.features) {
+      const i = features.findIndex(([name]) => name === k);
+      if (v === null) {
+        if (i >= 0) features.splice(i, 1);
+      } else if (i >= 0) features[i] = [k, v];
+      else features.push([k, v]);
+    }
+  }
+  if (c.tags) {
+    tags = [...tags];
+    for (const [t, add] of c.tags) {
+      const i = tags.indexOf(t);
+      if (!add) {
+        if (i >= 0) tags.splice(i, 1);
+      } else if (i < 0) tags.push(t);
+    }
+  }
+  return { ...d, properties: c.properties ?? d.properties, features, tags };
 }
 
 function propertyOf(d: DomainDoc, name: string): string | undefined {
@@ -366,6 +402,19 @@ function checkChange(c: Change): void {
   switch (c?.kind) {
     case 'domain':
       serializeDomain(c.doc);
+      return;
+    case 'domain-entries':
+      // what serializeDomain would refuse of these strings (all are text or attribute values)
+      if (!isEntries(c as unknown as Record<string, unknown>)) throw new Error('malformed domain-entries change');
+      for (const [k, v] of c.properties ?? []) {
+        checkChars(k, 'property name');
+        checkChars(v, 'property value');
+      }
+      for (const [k, v] of c.features ?? []) {
+        checkChars(k, 'feature name');
+        if (v !== null) checkChars(v, 'feature value');
+      }
+      for (const [t] of c.tags ?? []) checkChars(t, 'tag');
       return;
     case 'domain-removed':
       if (typeof c.id !== 'string') throw new Error('domain-removed without an id');
@@ -392,9 +441,21 @@ function isChange(v: unknown): v is Change {
       ['properties', 'features', 'tags', 'devices', 'volumeConfig', 'extra'].every((k) => Array.isArray(d[k]))
     );
   }
+  if (c.kind === 'domain-entries') return isEntries(c);
   if (c.kind === 'domain-removed') return typeof c.id === 'string';
   if (c.kind === 'globals') return ['labels', 'pools', 'properties', 'extra'].every((k) => Array.isArray(c[k]));
   return false;
+}
+
+function isEntries(c: Record<string, unknown>): boolean {
+  const pairs = (v: unknown, second: (x: unknown) => boolean) =>
+    v === undefined || (Array.isArray(v) && v.every((p) => Array.isArray(p) && p.length === 2 && typeof p[0] === 'string' && second(p[1])));
+  return (
+    typeof c.id === 'string' &&
+    pairs(c.properties, (x) => typeof x === 'string') &&
+    pairs(c.features, (x) => typeof x === 'string' || x === null) &&
+    pairs(c.tags, (x) => typeof x === 'boolean')
+  );
 }
 
 // ---------------------------------------------------------------------------
@@ -471,7 +532,9 @@ async function replay(file: string, state: DocState, store: string): Promise<voi
       throw bad(`record ${i + 1} is not valid JSON`);
     }
     if (!Array.isArray(changes) || !changes.every(isChange)) throw bad(`record ${i + 1} does not hold a list of changes`);
-    for (const c of changes) state.apply(c);
+    for (const c of changes) {
+      if (!state.apply(c)) throw bad(`record ${i + 1} changes entries of ${(c as DomainEntriesChange).id}, which is neither in qubes.xml nor added before`);
+    }
   });
 }
 

@@ -121,10 +121,22 @@ t.test('set and reset fire Qubes events and mark the qube dirty', async (t) => {
     'work|property-reset:memory|name=memory,oldvalue=700',
     'work|property-del:memory|name=memory,oldvalue=700',
   ]);
-  const changes = app.drainChanges();
-  t.equal(changes.length, 1);
-  t.equal(changes[0]!.kind === 'domain' && changes[0]!.doc.id, 'domain-6');
-  t.notOk(changes[0]!.kind === 'domain' && changes[0]!.doc.properties.some(([k]) => k === 'memory'), 'memory back to default');
+  // only the property list goes to the store (memory back to default), in Qubes' order
+  t.same(app.drainChanges(), [
+    {
+      kind: 'domain-entries',
+      id: 'domain-6',
+      properties: [
+        ['label', 'blue'],
+        ['maxmem', '4000'],
+        ['name', 'work'],
+        ['qid', '6'],
+        ['uuid', '103edb2e-47ad-4629-a9b7-61d9c421ba37'],
+        ['vcpus', '4'],
+        ['template', 'fedora-41'],
+      ],
+    },
+  ]);
 });
 
 t.test('label change resets the icon; guivm change moves the guivm tag', async (t) => {
@@ -225,4 +237,59 @@ t.test('qube name syntax', async (t) => {
   ] as const) {
     t.equal(qubesError(() => validateVmName(name)).message, msg, name);
   }
+});
+
+t.test('feature and tag changes go to the store as those entries only, in their order', async (t) => {
+  const { app } = load();
+  const work = app.getVm('work')!;
+  work.setFeature('gui', '1');
+  work.deleteFeature('service.crond');
+  work.setFeature('service.crond', '');
+  work.addTag('t1');
+  work.removeTag('proj-x');
+  app.getVm('sys-net')!.setFeature('x', 'y');
+  t.same(app.drainChanges(), [
+    {
+      kind: 'domain-entries',
+      id: 'domain-6',
+      features: [
+        ['gui', '1'],
+        ['service.crond', null],
+        ['service.crond', ''],
+      ],
+      tags: [
+        ['t1', true],
+        ['proj-x', false],
+      ],
+    },
+    { kind: 'domain-entries', id: 'domain-3', features: [['x', 'y']] },
+  ]);
+  t.same(app.drainChanges(), [], 'drained');
+});
+
+t.test('a qube stored whole, added or removed carries no entries record', async (t) => {
+  const { app } = load();
+  const work = app.getVm('work')!;
+  work.setFeature('before', '1');
+  app.markDirty(work); // e.g. its devices changed
+  work.setFeature('after', '1');
+  const changes = app.drainChanges();
+  t.same(
+    changes.map((c) => c.kind),
+    ['domain'],
+  );
+  t.same(changes[0]!.kind === 'domain' && changes[0]!.doc.features.slice(-2), [
+    ['before', '1'],
+    ['after', '1'],
+  ]);
+  const vm = app.addNewVm('AppVM', { name: 'new1', label: app.labels.get('red'), creator: app.getVm('dom0')! });
+  vm.setFeature('f', '1');
+  t.same(
+    app.drainChanges().map((c) => c.kind === 'domain' && c.doc.id),
+    ['domain-12'],
+    'a new qube is stored whole',
+  );
+  vm.setFeature('g', '1');
+  app.removeVm(vm);
+  t.same(app.drainChanges(), [{ kind: 'domain-removed', id: 'domain-12' }]);
 });
