@@ -39,9 +39,35 @@ t.test('feature, tag and property changes are replayed in their order after a cr
   await s.commit([entries({ features: [['service.crond', '0']] })]); // in place
   await s.commit([entries({ features: [['gui', '1']] })]); // appended
   await s.commit([entries({ features: [['menu-items', null]] })]); // deleted
-  await s.commit([entries({ features: [['x', 'a'], ['service.crond', null], ['service.crond', '']] })]); // deleted and set again: last
-  await s.commit([entries({ tags: [['proj-x', false], ['new-tag', true], ['audiovm-dom0', true]] })]);
-  await s.commit([entries({ properties: [['label', 'red'], ['name', 'work'], ['qid', '6'], ['uuid', '103edb2e-47ad-4629-a9b7-61d9c421ba37'], ['template', 'fedora-41']] })]);
+  await s.commit([
+    entries({
+      features: [
+        ['x', 'a'],
+        ['service.crond', null],
+        ['service.crond', ''],
+      ],
+    }),
+  ]); // deleted and set again: last
+  await s.commit([
+    entries({
+      tags: [
+        ['proj-x', false],
+        ['new-tag', true],
+        ['audiovm-dom0', true],
+      ],
+    }),
+  ]);
+  await s.commit([
+    entries({
+      properties: [
+        ['label', 'red'],
+        ['name', 'work'],
+        ['qid', '6'],
+        ['uuid', '103edb2e-47ad-4629-a9b7-61d9c421ba37'],
+        ['template', 'fedora-41'],
+      ],
+    }),
+  ]);
   const copy = crashCopy(t, path);
   const r = await Store.open(copy);
   const expected = {
@@ -178,8 +204,25 @@ t.test('replaying a journal again over the qubes.xml that holds it changes nothi
   // a crash after a snapshot was written but before the journals it holds were deleted
   const path = await fixtureStore(t);
   const s = await Store.open(path);
-  await s.commit([entries({ features: [['a', '1'], ['b', '2']], tags: [['x', true]] })]);
-  await s.commit([entries({ features: [['a', null], ['a', '3']], tags: [['proj-x', false]], properties: WORK_PROPERTIES.slice(1) })]);
+  await s.commit([
+    entries({
+      features: [
+        ['a', '1'],
+        ['b', '2'],
+      ],
+      tags: [['x', true]],
+    }),
+  ]);
+  await s.commit([
+    entries({
+      features: [
+        ['a', null],
+        ['a', '3'],
+      ],
+      tags: [['proj-x', false]],
+      properties: WORK_PROPERTIES.slice(1),
+    }),
+  ]);
   const journal = readFileSync(path + '.journal.1');
   await s.close();
   const snapshot = readFileSync(path, 'utf8');
