@@ -83,6 +83,11 @@ export class QubesApp implements Holder {
   private byUuid = new Map<string, Vm>();
   private byQid = new Map<number, Vm>();
   private sorted: Vm[] | null = null;
+  /**
+   * Changes whenever what admin.vm.List shows changes: a qube added or
+   * removed, or a power state (names, classes and uuids never change).
+   */
+  listVersion = 0;
   /** qubes to store whole (new ones, and changes the store has no smaller record for) */
   private dirty = new Set<Vm>();
   /** qubes of which only properties, features or tags changed: just those go to the store */
@@ -274,6 +279,7 @@ export class QubesApp implements Holder {
     this.byUuid.set(vm.uuid, vm);
     this.byQid.set(vm.qid, vm);
     this.sorted = null;
+    this.listVersion++;
   }
 
   // ------------------------------------------------------------ store
@@ -514,6 +520,7 @@ export class QubesApp implements Holder {
     this.byUuid.delete(vm.uuid);
     this.byQid.delete(vm.qid);
     this.sorted = null;
+    this.listVersion++;
     this.dirty.delete(vm);
     this.entries.delete(vm);
     this.removed.add('domain-' + vm.qid);

@@ -22,7 +22,7 @@ export class Vm implements Holder {
   readonly values = new Map<string, Value>();
   readonly features = new Map<string, string>();
   readonly tags = new Set<string>();
-  power: PowerState;
+  private powerState: PowerState;
   /** hypervisor domain id and start time while running (kept by the lifecycle code) */
   xid = -1;
   startTime: string | null = null;
@@ -42,7 +42,17 @@ export class Vm implements Holder {
     this.name = ident.name;
     this.qid = ident.qid;
     this.uuid = ident.uuid;
-    this.power = klass === 'AdminVM' || klass === 'RemoteVM' ? 'Running' : 'Halted';
+    this.powerState = klass === 'AdminVM' || klass === 'RemoteVM' ? 'Running' : 'Halted';
+  }
+
+  get power(): PowerState {
+    return this.powerState;
+  }
+  /** kept by the lifecycle code; admin.vm.List shows it (QubesApp.listVersion) */
+  set power(state: PowerState) {
+    if (state === this.powerState) return;
+    this.powerState = state;
+    this.app.listVersion++;
   }
 
   get subject(): string {

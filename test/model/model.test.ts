@@ -293,3 +293,19 @@ t.test('a qube stored whole, added or removed carries no entries record', async 
   app.removeVm(vm);
   t.same(app.drainChanges(), [{ kind: 'domain-removed', id: 'domain-12' }]);
 });
+
+t.test('listVersion moves when a qube is added or removed or its power state changes, and only then', async (t) => {
+  const { app } = load();
+  const work = app.getVm('work')!;
+  const v0 = app.listVersion;
+  work.power = 'Halted';
+  work.setFeature('x', '1');
+  t.equal(app.listVersion, v0, 'same power state, a feature: no change');
+  work.power = 'Running';
+  t.equal(app.listVersion, v0 + 1);
+  t.equal(work.power, 'Running');
+  const vm = app.addNewVm('AppVM', { name: 'new1', label: app.labels.get('red'), creator: app.getVm('dom0')! });
+  t.equal(app.listVersion, v0 + 2, 'added');
+  app.removeVm(vm);
+  t.equal(app.listVersion, v0 + 3, 'removed');
+});
