@@ -314,8 +314,10 @@ export class QubesApp implements Holder {
     for (const id of this.removed) out.push({ kind: 'domain-removed', id });
     for (const vm of this.dirty) out.push({ kind: 'domain', doc: vm.toDoc() });
     for (const [vm, c] of this.entries) {
-      // the property list as it is now: a qube's properties change together (defaults, hooks)
+      // whole lists as they are now (marked by an empty one)
       if (c.properties) c.properties = vm.propertyDocs();
+      if (c.features) c.features = [...vm.features];
+      if (c.tags) c.tags = [...vm.tags];
       out.push(c);
     }
     if (this.globalsDirty) {
@@ -347,20 +349,28 @@ export class QubesApp implements Holder {
     if (!c) this.entries.set(vm, (c = { kind: 'domain-entries', id: 'domain-' + vm.qid }));
     return c;
   }
-  /** A property of `vm` was set or reset (the list is read when the change is drained). */
+  /** A property of `vm` was set or reset (the whole list is read when the change is drained). */
   markProperties(vm: Vm): void {
     const c = this.entriesOf(vm);
     if (c) c.properties ??= [];
   }
-  /** Feature `key` of `vm` now has `value` (null: deleted). */
+  /** Feature `key` of `vm` now has `value` (null: deleted, which stores the whole list). */
   markFeature(vm: Vm, key: string, value: string | null): void {
     const c = this.entriesOf(vm);
-    if (c) (c.features ??= []).push([key, value]);
+    if (!c || c.features) return;
+    if (value === null) {
+      c.features = [];
+      delete c.setFeatures;
+    } else (c.setFeatures ??= []).push([key, value]);
   }
-  /** Tag `tag` was added to `vm` (true) or removed (false). */
+  /** Tag `tag` was added to `vm` (true) or removed (false, which stores the whole list). */
   markTag(vm: Vm, tag: string, added: boolean): void {
     const c = this.entriesOf(vm);
-    if (c) (c.tags ??= []).push([tag, added]);
+    if (!c || c.tags) return;
+    if (!added) {
+      c.tags = [];
+      delete c.addTags;
+    } else (c.addTags ??= []).push(tag);
   }
   markGlobalsDirty(): void {
     this.globalsDirty = true;

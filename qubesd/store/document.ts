@@ -67,17 +67,23 @@ export type Change =
   | { kind: 'globals'; labels: LabelDoc[]; pools: PoolDoc[]; properties: Array<[string, string]>; extra: string[] };
 
 /**
- * Entries of domain `id` changed, in the order they changed (replayed in
- * that order, so a feature deleted and set again ends up last, as in the
- * model). Each list is absent when nothing of its kind changed.
+ * Entries of domain `id` changed; each field is absent when nothing of its
+ * kind changed. Sets and additions are replayed in order; a deletion sends
+ * the whole list instead, because replaying "delete, then set again" over
+ * a qubes.xml that already holds the result would move the entry to the
+ * end, and a journal may be replayed over such a snapshot (store.ts).
  */
 export interface DomainEntriesChange {
   kind: 'domain-entries';
   id: string;
   /** the domain's whole <properties> list (a short list, kept in Qubes' order by the model) */
   properties?: Array<[string, string]>;
-  /** [name, value] sets a feature (in place, or appended when new); [name, null] deletes it */
-  features?: Array<[string, string | null]>;
-  /** [tag, true] adds a tag (appended unless present); [tag, false] removes it */
-  tags?: Array<[string, boolean]>;
+  /** the whole feature list, replacing the domain's (sent when a feature was deleted) */
+  features?: Array<[string, string]>;
+  /** features set, in order: in place when present, appended when new */
+  setFeatures?: Array<[string, string]>;
+  /** the whole tag list, replacing the domain's (sent when a tag was removed) */
+  tags?: string[];
+  /** tags added, in order (appended unless present) */
+  addTags?: string[];
 }

@@ -16,8 +16,9 @@
 // commits are switched to a fresh journal file, so a commit that lands while
 // the snapshot is being written is never in a journal that gets deleted.
 // Replaying journals older than the snapshot is harmless (a record replaces
-// whole domains, or sets or deletes entries of one, which gives the same
-// result when done again), so deleting them needs no particular ordering.
+// whole domains or lists, or sets entries in place, which gives the same
+// result when done again: README.md), so deleting them needs no particular
+// ordering.
 //
 // A corrupt or unreadable qubes.xml or journal stops open() with the path and
 // the reason, and nothing is written. See lock.ts for the one-daemon lock.
@@ -250,7 +251,6 @@ export class Store {
     }
     j.size += rec.length;
     j.records++;
-    // a change the state cannot take (entries of a domain it lacks) is the model's bug, not the disk's: the record stands
     if (this.state) for (const c of JSON.parse(payload) as Change[]) this.state.apply(c);
     for (const p of batch) p.resolve();
     if (!this.compaction && this.compactionDue()) await this.startCompaction();
@@ -336,17 +336,17 @@ class DocState {
     }
   }
 
-  /** False when `c` changes entries of a domain that is not there. */
-  apply(c: Change): boolean {
+  apply(c: Change): void {
     switch (c.kind) {
       case 'domain':
         this.domains.set(c.doc.id, c.doc);
         break;
       case 'domain-entries': {
+        // Missing when a newer qubes.xml is replayed over and a later record
+        // removed the domain (as 'domain-removed' of a missing one is ignored).
         const d = this.domains.get(c.id);
-        if (!d) return false;
         // a new object: the loaded document (Store.doc) may share the old one
-        this.domains.set(c.id, applyEntries(d, c));
+        if (d) this.domains.set(c.id, applyEntries(d, c));
         break;
       }
       case 'domain-removed':
@@ -356,7 +356,6 @@ class DocState {
         this.globals = { labels: c.labels, pools: c.pools, properties: c.properties, extra: c.extra };
         break;
     }
-    return true;
   }
 
   /** In Qubes' order: dom0 first, then by name. */
@@ -367,27 +366,26 @@ class DocState {
   }
 }
 
-/** `d` with the entries of `c` changed, in their order, as Map and Set do it in the model. */
+/**
+ * `d` with the entries of `c` changed, as Map and Set do it in the model.
+ * Whole lists replace; sets and additions, in order, keep an entry's place
+ * or append it. Done again over a domain that already holds the result, it
+ * changes nothing (no deletion is ever replayed as one).
+ */
 function applyEntries(d: DomainDoc, c: DomainEntriesChange): DomainDoc {
-  let { features, tags } = d;
-  if (c.features) {
+  let features = c.features ?? d.features;
+  if (c.setFeatures) {
     features = [...features];
-    for (const [k, v] of c.features) {
+    for (const [k, v] of c.setFeatures) {
       const i = features.findIndex(([name]) => name === k);
-      if (v === null) {
-        if (i >= 0) features.splice(i, 1);
-      } else if (i >= 0) features[i] = [k, v];
+      if (i >= 0) features[i] = [k, v];
       else features.push([k, v]);
     }
   }
-  if (c.tags) {
+  let tags = c.tags ?? d.tags;
+  if (c.addTags) {
     tags = [...tags];
-    for (const [t, add] of c.tags) {
-      const i = tags.indexOf(t);
-      if (!add) {
-        if (i >= 0) tags.splice(i, 1);
-      } else if (i < 0) tags.push(t);
-    }
+    for (const t of c.addTags) if (!tags.includes(t)) tags.push(t);
   }
   return { ...d, properties: c.properties ?? d.properties, features, tags };
 }
@@ -410,11 +408,11 @@ function checkChange(c: Change): void {
         checkChars(k, 'property name');
         checkChars(v, 'property value');
       }
-      for (const [k, v] of c.features ?? []) {
+      for (const [k, v] of [...(c.features ?? []), ...(c.setFeatures ?? [])]) {
         checkChars(k, 'feature name');
-        if (v !== null) checkChars(v, 'feature value');
+        checkChars(v, 'feature value');
       }
-      for (const [t] of c.tags ?? []) checkChars(t, 'tag');
+      for (const t of [...(c.tags ?? []), ...(c.addTags ?? [])]) checkChars(t, 'tag');
       return;
     case 'domain-removed':
       if (typeof c.id !== 'string') throw new Error('domain-removed without an id');
@@ -448,14 +446,10 @@ function isChange(v: unknown): v is Change {
 }
 
 function isEntries(c: Record<string, unknown>): boolean {
-  const pairs = (v: unknown, second: (x: unknown) => boolean) =>
-    v === undefined || (Array.isArray(v) && v.every((p) => Array.isArray(p) && p.length === 2 && typeof p[0] === 'string' && second(p[1])));
-  return (
-    typeof c.id === 'string' &&
-    pairs(c.properties, (x) => typeof x === 'string') &&
-    pairs(c.features, (x) => typeof x === 'string' || x === null) &&
-    pairs(c.tags, (x) => typeof x === 'boolean')
-  );
+  const pairs = (v: unknown) =>
+    v === undefined || (Array.isArray(v) && v.every((p) => Array.isArray(p) && p.length === 2 && typeof p[0] === 'string' && typeof p[1] === 'string'));
+  const strings = (v: unknown) => v === undefined || (Array.isArray(v) && v.every((s) => typeof s === 'string'));
+  return typeof c.id === 'string' && pairs(c.properties) && pairs(c.features) && pairs(c.setFeatures) && strings(c.tags) && strings(c.addTags);
 }
 
 // ---------------------------------------------------------------------------
@@ -532,9 +526,7 @@ async function replay(file: string, state: DocState, store: string): Promise<voi
       throw bad(`record ${i + 1} is not valid JSON`);
     }
     if (!Array.isArray(changes) || !changes.every(isChange)) throw bad(`record ${i + 1} does not hold a list of changes`);
-    for (const c of changes) {
-      if (!state.apply(c)) throw bad(`record ${i + 1} changes entries of ${(c as DomainEntriesChange).id}, which is neither in qubes.xml nor added before`);
-    }
+    for (const c of changes) state.apply(c);
   });
 }
 

@@ -243,27 +243,45 @@ t.test('feature and tag changes go to the store as those entries only, in their 
   const { app } = load();
   const work = app.getVm('work')!;
   work.setFeature('gui', '1');
-  work.deleteFeature('service.crond');
   work.setFeature('service.crond', '');
   work.addTag('t1');
-  work.removeTag('proj-x');
-  app.getVm('sys-net')!.setFeature('x', 'y');
+  const net = app.getVm('sys-net')!;
+  net.setFeature('x', 'y');
+  net.addTag('t2');
+  net.removeTag('t2');
+  net.addTag('t3');
   t.same(app.drainChanges(), [
     {
       kind: 'domain-entries',
       id: 'domain-6',
-      features: [
+      setFeatures: [
         ['gui', '1'],
-        ['service.crond', null],
         ['service.crond', ''],
       ],
-      tags: [
-        ['t1', true],
-        ['proj-x', false],
-      ],
+      addTags: ['t1'],
     },
-    { kind: 'domain-entries', id: 'domain-3', features: [['x', 'y']] },
+    // a removal sends the whole (current) list
+    { kind: 'domain-entries', id: 'domain-3', setFeatures: [['x', 'y']], tags: ['guivm-dom0', 'audiovm-dom0', 'created-by-dom0', 't3'] },
   ]);
+  work.deleteFeature('gui');
+  work.setFeature('gui', '2');
+  work.setFeature('z', '3');
+  t.same(
+    app.drainChanges(),
+    [
+      {
+        kind: 'domain-entries',
+        id: 'domain-6',
+        features: [
+          ['service.crond', ''],
+          ['menu-items', 'firefox.desktop org.gnome.Nautilus.desktop'],
+          ['gui', '2'],
+          ['z', '3'],
+        ],
+      },
+    ],
+    'a deletion sends the whole feature list, in the model order',
+  );
   t.same(app.drainChanges(), [], 'drained');
 });
 
