@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { rm } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import { EventBus } from '../events/bus.js';
-import type { Change, DomainDoc, LabelDoc, PoolDoc, QubesDoc, VolumeConfigDoc } from '../store/document.js';
+import type { Change, DomainDoc, DomainEntriesChange, LabelDoc, PoolDoc, QubesDoc, VolumeConfigDoc } from '../store/document.js';
 import { QubesPropertyValueError, QubesValueError, QubesVMInUseError, QubesVMNotHaltedError, pyRepr } from '../errors.js';
 import { Label, LabelSet, DEFAULT_LABELS } from './labels.js';
 import { getValue, parseBool, tryGet, type Holder, type PropDef } from './properties.js';
@@ -83,7 +83,15 @@ export class QubesApp implements Holder {
   private byUuid = new Map<string, Vm>();
   private byQid = new Map<number, Vm>();
   private sorted: Vm[] | null = null;
+  /**
+   * Changes whenever what admin.vm.List shows changes: a qube added or
+   * removed, or a power state (names, classes and uuids never change).
+   */
+  listVersion = 0;
+  /** qubes to store whole (new ones, and changes the store has no smaller record for) */
   private dirty = new Set<Vm>();
+  /** qubes of which only properties, features or tags changed: just those go to the store */
+  private entries = new Map<Vm, DomainEntriesChange>();
   private removed = new Set<string>();
   private globalsDirty = false;
 
@@ -271,6 +279,7 @@ export class QubesApp implements Holder {
     this.byUuid.set(vm.uuid, vm);
     this.byQid.set(vm.qid, vm);
     this.sorted = null;
+    this.listVersion++;
   }
 
   // ------------------------------------------------------------ store
@@ -300,21 +309,68 @@ export class QubesApp implements Holder {
 
   drainChanges(): Change[] {
     // most calls change nothing: no new array for those
-    if (this.removed.size === 0 && this.dirty.size === 0 && !this.globalsDirty) return NO_CHANGES;
+    if (this.removed.size === 0 && this.dirty.size === 0 && this.entries.size === 0 && !this.globalsDirty) return NO_CHANGES;
     const out: Change[] = [];
     for (const id of this.removed) out.push({ kind: 'domain-removed', id });
     for (const vm of this.dirty) out.push({ kind: 'domain', doc: vm.toDoc() });
+    for (const [vm, c] of this.entries) {
+      // whole lists as they are now (marked by an empty one)
+      if (c.properties) c.properties = vm.propertyDocs();
+      if (c.features) c.features = [...vm.features];
+      if (c.tags) c.tags = [...vm.tags];
+      out.push(c);
+    }
     if (this.globalsDirty) {
       out.push({ kind: 'globals', labels: this.labelDocs(), pools: this.pools, properties: this.propertyDocs(), extra: this.extra });
     }
     this.removed.clear();
     this.dirty.clear();
+    this.entries.clear();
     this.globalsDirty = false;
     return out;
   }
 
+  /** The whole qube is to be stored (its devices, volumes or anything else changed). */
   markDirty(vm: Vm): void {
-    if (this.byName.get(vm.name) === vm) this.dirty.add(vm);
+    if (this.byName.get(vm.name) === vm) {
+      this.dirty.add(vm);
+      this.entries.delete(vm);
+    }
+  }
+
+  /**
+   * What changed of a qube that is in the store already, or null when its
+   * change needs no record of its own: a qube not (or no longer) in the
+   * model, or one stored whole anyway.
+   */
+  private entriesOf(vm: Vm): DomainEntriesChange | null {
+    if (this.byName.get(vm.name) !== vm || this.dirty.has(vm)) return null;
+    let c = this.entries.get(vm);
+    if (!c) this.entries.set(vm, (c = { kind: 'domain-entries', id: 'domain-' + vm.qid }));
+    return c;
+  }
+  /** A property of `vm` was set or reset (the whole list is read when the change is drained). */
+  markProperties(vm: Vm): void {
+    const c = this.entriesOf(vm);
+    if (c) c.properties ??= [];
+  }
+  /** Feature `key` of `vm` now has `value` (null: deleted, which stores the whole list). */
+  markFeature(vm: Vm, key: string, value: string | null): void {
+    const c = this.entriesOf(vm);
+    if (!c || c.features) return;
+    if (value === null) {
+      c.features = [];
+      delete c.setFeatures;
+    } else (c.setFeatures ??= []).push([key, value]);
+  }
+  /** Tag `tag` was added to `vm` (true) or removed (false, which stores the whole list). */
+  markTag(vm: Vm, tag: string, added: boolean): void {
+    const c = this.entriesOf(vm);
+    if (!c || c.tags) return;
+    if (!added) {
+      c.tags = [];
+      delete c.addTags;
+    } else (c.addTags ??= []).push(tag);
   }
   markGlobalsDirty(): void {
     this.globalsDirty = true;
@@ -474,7 +530,9 @@ export class QubesApp implements Holder {
     this.byUuid.delete(vm.uuid);
     this.byQid.delete(vm.qid);
     this.sorted = null;
+    this.listVersion++;
     this.dirty.delete(vm);
+    this.entries.delete(vm);
     this.removed.add('domain-' + vm.qid);
     this.events.fire('', 'domain-delete', [['vm', vm.name]]);
   }

@@ -22,7 +22,7 @@ export class Vm implements Holder {
   readonly values = new Map<string, Value>();
   readonly features = new Map<string, string>();
   readonly tags = new Set<string>();
-  power: PowerState;
+  private powerState: PowerState;
   /** hypervisor domain id and start time while running (kept by the lifecycle code) */
   xid = -1;
   startTime: string | null = null;
@@ -42,7 +42,17 @@ export class Vm implements Holder {
     this.name = ident.name;
     this.qid = ident.qid;
     this.uuid = ident.uuid;
-    this.power = klass === 'AdminVM' || klass === 'RemoteVM' ? 'Running' : 'Halted';
+    this.powerState = klass === 'AdminVM' || klass === 'RemoteVM' ? 'Running' : 'Halted';
+  }
+
+  get power(): PowerState {
+    return this.powerState;
+  }
+  /** kept by the lifecycle code; admin.vm.List shows it (QubesApp.listVersion) */
+  set power(state: PowerState) {
+    if (state === this.powerState) return;
+    this.powerState = state;
+    this.app.listVersion++;
   }
 
   get subject(): string {
@@ -54,8 +64,9 @@ export class Vm implements Holder {
   str(): string {
     return this.name;
   }
+  /** a property was set or reset (Holder) */
   touched(): void {
-    this.app.markDirty(this);
+    this.app.markProperties(this);
   }
 
   /** Python repr of the qube (<AppVM at 0x... name='x' qid=1 prop=value ...>). */
@@ -141,7 +152,7 @@ export class Vm implements Holder {
     fire(this, 'domain-feature-pre-set:' + key, kw);
     this.app.hooks.featurePreSet(this, key, text, old);
     this.features.set(key, text);
-    this.touched();
+    this.app.markFeature(this, key, text);
     this.app.hooks.featurePostSet(this, key, text, old);
     fire(this, 'domain-feature-set:' + key, kw);
   }
@@ -151,7 +162,7 @@ export class Vm implements Holder {
     fire(this, 'domain-feature-pre-delete:' + key, [['feature', key]]);
     if (!this.features.has(key)) throw QubesFeatureNotFoundError(this.name, key);
     this.features.delete(key);
-    this.touched();
+    this.app.markFeature(this, key, null);
     fire(this, 'domain-feature-delete:' + key, [['feature', key]]);
   }
 
@@ -187,7 +198,7 @@ export class Vm implements Holder {
     if (this.tags.has(tag)) return;
     this.app.hooks.tagPreAdd(this, tag);
     this.tags.add(tag);
-    this.touched();
+    this.app.markTag(this, tag, true);
     this.app.hooks.tagAdded(this, tag);
     fire(this, 'domain-tag-add:' + tag, [['tag', tag]]);
   }
@@ -195,22 +206,27 @@ export class Vm implements Holder {
   removeTag(tag: string): void {
     if (!this.tags.has(tag)) throw QubesTagNotFoundError(this.name, tag);
     this.tags.delete(tag);
-    this.touched();
+    this.app.markTag(this, tag, false);
     fire(this, 'domain-tag-delete:' + tag, [['tag', tag]]);
   }
 
   // ------------------------------------------------------------ store
 
-  toDoc(): DomainDoc {
+  /** The stored properties, in the class's (Qubes') order. */
+  propertyDocs(): Array<[string, string]> {
     const properties: Array<[string, string]> = [];
     for (const def of this.table.list) {
       const v = this.values.get(def.name);
       if (v !== undefined && !def.stateless) properties.push([def.name, wireStr(v)]);
     }
+    return properties;
+  }
+
+  toDoc(): DomainDoc {
     return {
       id: 'domain-' + this.qid,
       klass: this.klass,
-      properties,
+      properties: this.propertyDocs(),
       features: [...this.features],
       tags: [...this.tags],
       devices: this.devices,

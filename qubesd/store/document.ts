@@ -54,10 +54,36 @@ export interface QubesDoc {
 /**
  * A unit of durable change, produced by the model after a mutating call and
  * handed to the store, which makes it durable before the reply is sent.
- * 'domain' replaces (or adds) the whole domain with that id; 'globals'
- * replaces labels, pools and global properties at once.
+ * 'domain' replaces (or adds) the whole domain with that id;
+ * 'domain-entries' changes entries of an existing domain (what a feature,
+ * tag or property call changed, so that its record does not grow with the
+ * rest of the domain); 'globals' replaces labels, pools and global
+ * properties at once.
  */
 export type Change =
   | { kind: 'domain'; doc: DomainDoc }
+  | DomainEntriesChange
   | { kind: 'domain-removed'; id: string }
   | { kind: 'globals'; labels: LabelDoc[]; pools: PoolDoc[]; properties: Array<[string, string]>; extra: string[] };
+
+/**
+ * Entries of domain `id` changed; each field is absent when nothing of its
+ * kind changed. Sets and additions are replayed in order; a deletion sends
+ * the whole list instead, because replaying "delete, then set again" over
+ * a qubes.xml that already holds the result would move the entry to the
+ * end, and a journal may be replayed over such a snapshot (store.ts).
+ */
+export interface DomainEntriesChange {
+  kind: 'domain-entries';
+  id: string;
+  /** the domain's whole <properties> list (a short list, kept in Qubes' order by the model) */
+  properties?: Array<[string, string]>;
+  /** the whole feature list, replacing the domain's (sent when a feature was deleted) */
+  features?: Array<[string, string]>;
+  /** features set, in order: in place when present, appended when new */
+  setFeatures?: Array<[string, string]>;
+  /** the whole tag list, replacing the domain's (sent when a tag was removed) */
+  tags?: string[];
+  /** tags added, in order (appended unless present) */
+  addTags?: string[];
+}

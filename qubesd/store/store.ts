@@ -2,7 +2,7 @@
 //
 // Qubes rewrites the whole qubes.xml on every change, so a write costs time
 // proportional to the number of qubes. Here a commit appends one framed record
-// (the changed domains, as JSON) to `qubes.xml.journal.<n>`, written with
+// (the changed domains, or just the changed entries of one, as JSON) to `qubes.xml.journal.<n>`, written with
 // O_DSYNC so that it is on disk when the write returns: the cost depends on
 // what changed, not on the size of the store. Commits queued while a write is
 // in flight go out together as the next record (group commit), so concurrent
@@ -15,8 +15,10 @@
 // grows past a threshold, and on close. Before a snapshot is taken, new
 // commits are switched to a fresh journal file, so a commit that lands while
 // the snapshot is being written is never in a journal that gets deleted.
-// Replaying journals older than the snapshot is harmless (each record
-// replaces whole domains), so deleting them needs no particular ordering.
+// Replaying journals older than the snapshot is harmless (a record replaces
+// whole domains or lists, or sets entries in place, which gives the same
+// result when done again: README.md), so deleting them needs no particular
+// ordering.
 //
 // A corrupt or unreadable qubes.xml or journal stops open() with the path and
 // the reason, and nothing is written. See lock.ts for the one-daemon lock.
@@ -26,11 +28,11 @@ import { randomBytes } from 'node:crypto';
 import { open, readdir, readFile, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { atomicWriteFile, fsyncDir } from '../../lib/atomic-write.js';
-import type { Change, DomainDoc, QubesDoc } from './document.js';
+import type { Change, DomainDoc, DomainEntriesChange, QubesDoc } from './document.js';
 import { JournalCorruption, encodeRecord, readRecords } from './journal.js';
 import { LockError, StoreLock } from './lock.js';
 import { parseQubesXml, serializeDomain, serializeGlobals, serializeQubesXml } from './qubes-xml.js';
-import { parseXml, XmlError } from './xml.js';
+import { checkChars, parseXml, XmlError } from './xml.js';
 
 export class StoreError extends Error {
   constructor(
@@ -339,6 +341,14 @@ class DocState {
       case 'domain':
         this.domains.set(c.doc.id, c.doc);
         break;
+      case 'domain-entries': {
+        // Missing when a newer qubes.xml is replayed over and a later record
+        // removed the domain (as 'domain-removed' of a missing one is ignored).
+        const d = this.domains.get(c.id);
+        // a new object: the loaded document (Store.doc) may share the old one
+        if (d) this.domains.set(c.id, applyEntries(d, c));
+        break;
+      }
       case 'domain-removed':
         this.domains.delete(c.id);
         break;
@@ -356,6 +366,30 @@ class DocState {
   }
 }
 
+/**
+ * `d` with the entries of `c` changed, as Map and Set do it in the model.
+ * Whole lists replace; sets and additions, in order, keep an entry's place
+ * or append it. Done again over a domain that already holds the result, it
+ * changes nothing (no deletion is ever replayed as one).
+ */
+function applyEntries(d: DomainDoc, c: DomainEntriesChange): DomainDoc {
+  let features = c.features ?? d.features;
+  if (c.setFeatures) {
+    features = [...features];
+    for (const [k, v] of c.setFeatures) {
+      const i = features.findIndex(([name]) => name === k);
+      if (i >= 0) features[i] = [k, v];
+      else features.push([k, v]);
+    }
+  }
+  let tags = c.tags ?? d.tags;
+  if (c.addTags) {
+    tags = [...tags];
+    for (const t of c.addTags) if (!tags.includes(t)) tags.push(t);
+  }
+  return { ...d, properties: c.properties ?? d.properties, features, tags };
+}
+
 function propertyOf(d: DomainDoc, name: string): string | undefined {
   for (const [k, v] of d.properties) if (k === name) return v;
   return undefined;
@@ -366,6 +400,19 @@ function checkChange(c: Change): void {
   switch (c?.kind) {
     case 'domain':
       serializeDomain(c.doc);
+      return;
+    case 'domain-entries':
+      // what serializeDomain would refuse of these strings (all are text or attribute values)
+      if (!isEntries(c as unknown as Record<string, unknown>)) throw new Error('malformed domain-entries change');
+      for (const [k, v] of c.properties ?? []) {
+        checkChars(k, 'property name');
+        checkChars(v, 'property value');
+      }
+      for (const [k, v] of [...(c.features ?? []), ...(c.setFeatures ?? [])]) {
+        checkChars(k, 'feature name');
+        checkChars(v, 'feature value');
+      }
+      for (const t of [...(c.tags ?? []), ...(c.addTags ?? [])]) checkChars(t, 'tag');
       return;
     case 'domain-removed':
       if (typeof c.id !== 'string') throw new Error('domain-removed without an id');
@@ -392,9 +439,17 @@ function isChange(v: unknown): v is Change {
       ['properties', 'features', 'tags', 'devices', 'volumeConfig', 'extra'].every((k) => Array.isArray(d[k]))
     );
   }
+  if (c.kind === 'domain-entries') return isEntries(c);
   if (c.kind === 'domain-removed') return typeof c.id === 'string';
   if (c.kind === 'globals') return ['labels', 'pools', 'properties', 'extra'].every((k) => Array.isArray(c[k]));
   return false;
+}
+
+function isEntries(c: Record<string, unknown>): boolean {
+  const pairs = (v: unknown) =>
+    v === undefined || (Array.isArray(v) && v.every((p) => Array.isArray(p) && p.length === 2 && typeof p[0] === 'string' && typeof p[1] === 'string'));
+  const strings = (v: unknown) => v === undefined || (Array.isArray(v) && v.every((s) => typeof s === 'string'));
+  return typeof c.id === 'string' && pairs(c.properties) && pairs(c.features) && pairs(c.setFeatures) && strings(c.tags) && strings(c.addTags);
 }
 
 // ---------------------------------------------------------------------------

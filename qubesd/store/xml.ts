@@ -404,7 +404,8 @@ export class XmlWriteError extends Error {
   }
 }
 
-function checkChars(s: string, what: string): void {
+/** Throws XmlWriteError when `s` holds a character XML cannot represent. */
+export function checkChars(s: string, what: string): void {
   const bad = findIllegal(s);
   if (bad) throw new XmlWriteError(`${what} contains U+${bad[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}, which XML cannot represent`);
 }

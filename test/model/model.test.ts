@@ -121,10 +121,22 @@ t.test('set and reset fire Qubes events and mark the qube dirty', async (t) => {
     'work|property-reset:memory|name=memory,oldvalue=700',
     'work|property-del:memory|name=memory,oldvalue=700',
   ]);
-  const changes = app.drainChanges();
-  t.equal(changes.length, 1);
-  t.equal(changes[0]!.kind === 'domain' && changes[0]!.doc.id, 'domain-6');
-  t.notOk(changes[0]!.kind === 'domain' && changes[0]!.doc.properties.some(([k]) => k === 'memory'), 'memory back to default');
+  // only the property list goes to the store (memory back to default), in Qubes' order
+  t.same(app.drainChanges(), [
+    {
+      kind: 'domain-entries',
+      id: 'domain-6',
+      properties: [
+        ['label', 'blue'],
+        ['maxmem', '4000'],
+        ['name', 'work'],
+        ['qid', '6'],
+        ['uuid', '103edb2e-47ad-4629-a9b7-61d9c421ba37'],
+        ['vcpus', '4'],
+        ['template', 'fedora-41'],
+      ],
+    },
+  ]);
 });
 
 t.test('label change resets the icon; guivm change moves the guivm tag', async (t) => {
@@ -225,4 +237,93 @@ t.test('qube name syntax', async (t) => {
   ] as const) {
     t.equal(qubesError(() => validateVmName(name)).message, msg, name);
   }
+});
+
+t.test('feature and tag changes go to the store as those entries only, in their order', async (t) => {
+  const { app } = load();
+  const work = app.getVm('work')!;
+  work.setFeature('gui', '1');
+  work.setFeature('service.crond', '');
+  work.addTag('t1');
+  const net = app.getVm('sys-net')!;
+  net.setFeature('x', 'y');
+  net.addTag('t2');
+  net.removeTag('t2');
+  net.addTag('t3');
+  t.same(app.drainChanges(), [
+    {
+      kind: 'domain-entries',
+      id: 'domain-6',
+      setFeatures: [
+        ['gui', '1'],
+        ['service.crond', ''],
+      ],
+      addTags: ['t1'],
+    },
+    // a removal sends the whole (current) list
+    { kind: 'domain-entries', id: 'domain-3', setFeatures: [['x', 'y']], tags: ['guivm-dom0', 'audiovm-dom0', 'created-by-dom0', 't3'] },
+  ]);
+  work.deleteFeature('gui');
+  work.setFeature('gui', '2');
+  work.setFeature('z', '3');
+  t.same(
+    app.drainChanges(),
+    [
+      {
+        kind: 'domain-entries',
+        id: 'domain-6',
+        features: [
+          ['service.crond', ''],
+          ['menu-items', 'firefox.desktop org.gnome.Nautilus.desktop'],
+          ['gui', '2'],
+          ['z', '3'],
+        ],
+      },
+    ],
+    'a deletion sends the whole feature list, in the model order',
+  );
+  t.same(app.drainChanges(), [], 'drained');
+});
+
+t.test('a qube stored whole, added or removed carries no entries record', async (t) => {
+  const { app } = load();
+  const work = app.getVm('work')!;
+  work.setFeature('before', '1');
+  app.markDirty(work); // e.g. its devices changed
+  work.setFeature('after', '1');
+  const changes = app.drainChanges();
+  t.same(
+    changes.map((c) => c.kind),
+    ['domain'],
+  );
+  t.same(changes[0]!.kind === 'domain' && changes[0]!.doc.features.slice(-2), [
+    ['before', '1'],
+    ['after', '1'],
+  ]);
+  const vm = app.addNewVm('AppVM', { name: 'new1', label: app.labels.get('red'), creator: app.getVm('dom0')! });
+  vm.setFeature('f', '1');
+  t.same(
+    app.drainChanges().map((c) => c.kind === 'domain' && c.doc.id),
+    ['domain-12'],
+    'a new qube is stored whole',
+  );
+  vm.setFeature('g', '1');
+  app.removeVm(vm);
+  t.same(app.drainChanges(), [{ kind: 'domain-removed', id: 'domain-12' }]);
+});
+
+t.test('listVersion moves when a qube is added or removed or its power state changes, and only then', async (t) => {
+  const { app } = load();
+  const work = app.getVm('work')!;
+  const v0 = app.listVersion;
+  work.power = 'Halted';
+  work.setFeature('x', '1');
+  t.equal(app.listVersion, v0, 'same power state, a feature: no change');
+  work.power = 'Running';
+  t.equal(app.listVersion, v0 + 1);
+  t.equal(work.power, 'Running');
+  const vm = app.addNewVm('AppVM', { name: 'new1', label: app.labels.get('red'), creator: app.getVm('dom0')! });
+  t.equal(app.listVersion, v0 + 2, 'added');
+  app.removeVm(vm);
+  t.equal(app.listVersion, v0 + 3, 'removed');
 });
