@@ -56,7 +56,7 @@ async function exportDisk(ctx: RestContext, req: IdReq, reply: FastifyReply, for
     'content-disposition': `attachment; filename="${qube}-${volume}.${format}"`,
     'x-task': tr.href,
   };
-  await sendInTurn(reply, { ...headers, ...transportHeaders(ctx.options) }, body);
+  await sendInTurn(reply, { ...headers, ...transportHeaders(ctx.options) }, body, () => ac.abort());
   return reply;
 }
 

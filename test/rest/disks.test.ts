@@ -60,6 +60,11 @@ t.test('raw in and out', async (t) => {
 
   const down = await get(`${VDI}.raw`);
   t.equal(down.status, 200);
+  // HEAD: the same headers, no body
+  const head = await fetch(`${VDI}.raw`, { method: 'HEAD', headers: auth });
+  t.equal(head.status, 200);
+  t.equal(head.headers.get('content-length'), '4194304');
+  t.equal((await head.arrayBuffer()).byteLength, 0);
   t.equal(down.headers.get('content-length'), '4194304');
   t.ok(down.body.equals(image), 'the same bytes come back');
   t.match(down.headers.get('x-task'), /^\/rest\/v0\/tasks\/[0-9a-f]+$/);
