@@ -63,6 +63,17 @@ const ICON_HELP =
   '<string>:1: (INFO/1) No role entry for "py:meth" in module "docutils.parsers.rst.languages.en".\n' +
   'Trying "py:meth" as canonical role name.\n\n<string>:1: (ERROR/3) Unknown interpreted text role "py:meth".';
 
+/** default_dispvm has the same rules on every class; only where its default
+ * comes from differs (a disposable's is its own disposable template). */
+const defaultDispvm = (dflt: NonNullable<PropDef['dflt']>): PropDef =>
+  prop('default_dispvm', 'vm', {
+    stage: 4,
+    allowNone: true,
+    dflt,
+    setter: disposableTemplateSetter,
+    help: 'Default disposable template to be used for spawning disposable qubes for service calls.',
+  });
+
 const BASE: PropDef[] = [
   prop('uuid', 'str', { py: 'uuid', writeOnce: true, help: 'UUID from libvirt.' }),
   prop('name', 'str', { writeOnce: true, help: 'User-specified name of the domain.' }),
@@ -254,13 +265,7 @@ const QUBESVM: PropDef[] = [
   boolProp('autostart', k(false), 'Setting this to True means that VM should be autostarted on dom0 boot.'),
   boolProp('include_in_backups', k(true), 'If this domain is to be included in default backup.'),
   prop('backup_timestamp', 'int', { dflt: k(null), help: 'Time of last backup of the qube, in seconds since unix epoch' }),
-  prop('default_dispvm', 'vm', {
-    stage: 4,
-    allowNone: true,
-    dflt: (vm) => vm.app.globalVm('default_dispvm'),
-    setter: disposableTemplateSetter,
-    help: 'Default disposable template to be used for spawning disposable qubes for service calls.',
-  }),
+  defaultDispvm((vm) => vm.app.globalVm('default_dispvm')),
   prop('management_dispvm', 'vm', {
     stage: 4,
     allowNone: true,
@@ -370,13 +375,7 @@ export const TABLES: Readonly<Record<string, PropTable>> = (() => {
     prop('dispid', 'int', { writeOnce: true, help: 'Internal, persistent identifier of particular disposable.' }),
     boolProp('auto_cleanup', k(false), 'automatically remove this qube upon shutdown'),
     boolProp('include_in_backups', (vm) => !truthy(vm.prop('auto_cleanup')), 'If this domain is to be included in default backup.'),
-    prop('default_dispvm', 'vm', {
-      stage: 4,
-      allowNone: true,
-      dflt: (vm) => vm.template,
-      setter: disposableTemplateSetter,
-      help: 'Default disposable template to be used for spawning disposable qubes for service calls.',
-    }),
+    defaultDispvm((vm) => vm.template),
     stateless(
       'is_preload',
       'bool',
@@ -390,13 +389,7 @@ export const TABLES: Readonly<Record<string, PropTable>> = (() => {
     prop('qid', 'int', { dflt: k(0), setter: forbidden }),
     prop('uuid', 'str', { py: null, dflt: k('00000000-0000-0000-0000-000000000000'), setter: forbidden }),
     stateless('icon', 'str', () => 'adminvm-black', ICON_HELP, null),
-    prop('default_dispvm', 'vm', {
-      stage: 4,
-      allowNone: true,
-      dflt: (vm) => vm.app.globalVm('default_dispvm'),
-      setter: disposableTemplateSetter,
-      help: 'Default disposable template to be used for spawning disposable qubes for service calls.',
-    }),
+    defaultDispvm((vm) => vm.app.globalVm('default_dispvm')),
     boolProp('include_in_backups', k(true), 'If this domain is to be included in default backup.'),
     boolProp('updateable', k(true), 'True if this machine may be updated on its own.', { setter: forbidden }),
     prop('devices_denied', 'str', { dflt: k(''), setter: setterDeniedList, help: 'List of device interface codes that are denied for this VM.' }),
