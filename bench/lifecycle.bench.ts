@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { percentile, report } from './common.js';
-import { SHARED, call, startDaemon, type Daemon } from '../test/helpers/qubesd.js';
+import { BOOTS_WITHOUT_KERNEL, SHARED, call, startDaemon, type Daemon } from '../test/helpers/qubesd.js';
 
 const work = mkdtempSync(join(tmpdir(), 'lifecycle-bench-'));
 chmodSync(work, 0o755);
@@ -63,14 +63,7 @@ async function tinyGuest(uri: string): Promise<void> {
   const rounds = 5;
   try {
     await ok(d, 'admin.vm.Create.StandaloneVM', 'dom0', '', `name=${vm} label=red`);
-    for (const [p, v] of [
-      ['virt_mode', 'hvm'],
-      ['kernel', ''],
-      ['memory', '64'],
-      ['maxmem', '0'],
-      ['vcpus', '1'],
-    ])
-      await ok(d, 'admin.vm.property.Set', vm, p!, v!);
+    for (const [p, v] of BOOTS_WITHOUT_KERNEL) await ok(d, 'admin.vm.property.Set', vm, p!, v!);
     const starts: number[] = [],
       kills: number[] = [],
       vStarts: number[] = [],

@@ -218,3 +218,13 @@ export function subscribeEvents(socket: string, dest = 'dom0', source = 'dom0', 
     );
   });
 }
+
+/** The properties that let a new StandaloneVM boot under the real QEMU here:
+ * HVM without a kernel (it sits in the BIOS), 64 MiB, one vCPU. */
+export const BOOTS_WITHOUT_KERNEL: ReadonlyArray<readonly [string, string]> = [
+  ['virt_mode', 'hvm'],
+  ['kernel', ''],
+  ['memory', '64'],
+  ['maxmem', '0'],
+  ['vcpus', '1'],
+];

@@ -8,7 +8,7 @@ import t from 'tap';
 import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { call, startDaemon, subscribeEvents, type Daemon } from '../helpers/qubesd.js';
+import { BOOTS_WITHOUT_KERNEL, call, startDaemon, subscribeEvents, type Daemon } from '../helpers/qubesd.js';
 
 const LIBVIRT_URI = process.env.QUBES_TEST_LIBVIRT_URI;
 
@@ -49,14 +49,7 @@ for (const b of backends) {
     });
 
     await ok(d, 'admin.vm.Create.StandaloneVM', 'dom0', '', `name=${vm} label=red`);
-    for (const [p, v] of [
-      ['virt_mode', 'hvm'],
-      ['kernel', ''],
-      ['memory', '64'],
-      ['maxmem', '0'],
-      ['vcpus', '1'],
-      ['shutdown_timeout', '2'],
-    ]) {
+    for (const [p, v] of [...BOOTS_WITHOUT_KERNEL, ['shutdown_timeout', '2']]) {
       await ok(d, 'admin.vm.property.Set', vm, p!, v!);
     }
     const ev = await subscribeEvents(d.socket);

@@ -14,7 +14,7 @@ import { chmodSync, existsSync, openSync, readFileSync, readdirSync, writeFileSy
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { join } from 'node:path';
-import { call } from '../helpers/qubesd.js';
+import { BOOTS_WITHOUT_KERNEL, call } from '../helpers/qubesd.js';
 import { encodeRequest } from '../../lib/protocol/request.js';
 import { FrameStreamParser } from '../../lib/qubesd-client.js';
 import { prefixDir, runBin, runBinSync, runStack } from './stack.js';
@@ -83,14 +83,7 @@ for (const backend of backends) {
     const sock = join(prefix, 'var', 'run', 'qubesd.sock');
     const vm = `keep${process.pid % 10000}`;
     await ok(sock, 'admin.vm.Create.StandaloneVM', 'dom0', '', `name=${vm} label=red`);
-    for (const [p, v] of [
-      ['virt_mode', 'hvm'],
-      ['kernel', ''],
-      ['memory', '64'],
-      ['maxmem', '0'],
-      ['vcpus', '1'],
-    ])
-      await ok(sock, 'admin.vm.property.Set', vm, p!, v!);
+    for (const [p, v] of BOOTS_WITHOUT_KERNEL) await ok(sock, 'admin.vm.property.Set', vm, p!, v!);
     t.teardown(async () => {
       await call(sock, 'admin.vm.Kill', vm).catch(() => undefined);
     });
