@@ -13,7 +13,9 @@ import { open } from 'node:fs/promises';
 import { callRaw, callStream } from '../lib/qubesd-client.js';
 import { parseExport, type ParsedExport } from '../lib/volume-export.js';
 import { copyStreamInto, writeSparse, type CopyResult } from '../lib/sparse-copy.js';
+import type { Readable } from 'node:stream';
 import type { RingOptions } from '../lib/ring-reader.js';
+import { bodyChunks } from './body-chunks.js';
 import type { AdminCaller } from './admin-caller.js';
 import type { RestOptions } from './options.js';
 
@@ -110,6 +112,13 @@ export const rawWriter =
   (input: AsyncIterable<Buffer>): ImportWriter =>
   (path, size) =>
     copyStreamInto(rechunk(input), path, size, { overlap: true });
+
+/** An HTTP request's body of exactly `size` bytes, read by listeners into
+ * large chunks (body-chunks.ts); `onBytes` sees each piece as it arrives. */
+export const bodyWriter =
+  (body: Readable, onBytes: (n: number) => void): ImportWriter =>
+  (path, size) =>
+    copyStreamInto(bodyChunks(body, { onBytes }), path, size, { overlap: true });
 
 /** Pieces at offsets (a VHD's blocks): written sparsely, then made durable. */
 export function pieceWriter(pieces: AsyncIterable<[number, Buffer]>): ImportWriter {

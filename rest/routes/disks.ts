@@ -11,10 +11,8 @@ import { extentPieces, rawBytes } from '../../lib/volume-export.js';
 import type { RestContext } from '../context.js';
 import { badRequest, RestError } from '../errors.js';
 import { parseVdiId, vdiHref } from '../ids.js';
-import { ImportFailed, exportVolume, refuseUpload, importVolume, internalSocketOf, pieceWriter, sendInTurn } from '../disk-io.js';
+import { ImportFailed, exportVolume, refuseUpload, importVolume, internalSocketOf, pieceWriter, bodyWriter, sendInTurn } from '../disk-io.js';
 import { transportHeaders } from '../transport-headers.js';
-import { bodyChunks } from '../body-chunks.js';
-import { copyStreamInto } from '../../lib/sparse-copy.js';
 import { Transfer } from '../transfer-task.js';
 import { planVhd, writeVhd } from '../vhd/writer.js';
 import { readVhd, VhdFormatError } from '../vhd/reader.js';
@@ -98,7 +96,7 @@ async function importDiskUnchecked(ctx: RestContext, req: IdReq, reply: FastifyR
   reply.header('x-task', tr.href);
   try {
     if (pieces) writer = pieceWriter(tr.count(pieces, size));
-    else writer = (path: string, target: number) => copyStreamInto(bodyChunks(req.raw, { onBytes: tr.counter(size) }), path, target, { overlap: true });
+    else writer = bodyWriter(req.raw, tr.counter(size));
     const bytes = await importVolume(req.caller, internalSocketOf(ctx.options), qube, volume, writer, null);
     const result = { href: vdiHref(qube, volume), bytes, task: tr.href };
     tr.succeed(result);
