@@ -272,16 +272,25 @@ export abstract class ImageVolume extends Volume {
     if (this.snapOnStart) {
       await this.startSnapshot(running);
     } else if (this.saveOnStop) {
-      if (!(await exists(this.cleanPath))) throw StoragePoolException(`Missing image file: ${this.cleanPath}`);
+      if (!(await exists(this.cleanPath))) throw this.missingImage(this.cleanPath);
       await this.copy(this.cleanPath, running);
     } else {
       await createSparseFile(running, this.conf.size);
     }
   }
 
+  /** Qubes names a missing image by its full path; a reply does not carry
+   * our directory layout, so the file is named inside its pool's directory
+   * (`vm-templates/<qube>/root.img`). */
+  protected missingImage(file: string): Error {
+    const inPool = path.relative(this.pool.dirPath, file);
+    const shown = inPool.startsWith('..') || path.isAbsolute(inPool) ? file.split(path.sep).slice(-3).join('/') : inPool;
+    return StoragePoolException(`Missing image file: ${shown}`);
+  }
+
   protected async startSnapshot(running: string): Promise<void> {
     const src = this.sourceClean();
-    if (!(await exists(src))) throw StoragePoolException(`Missing image file: ${src}`);
+    if (!(await exists(src))) throw this.missingImage(src);
     await this.copy(src, running);
   }
 
@@ -525,7 +534,7 @@ export class ReflinkVolume extends ImageVolume {
 
   protected override async startSnapshot(running: string): Promise<void> {
     const src = this.sourceClean();
-    if (!(await exists(src))) throw StoragePoolException(`Missing image file: ${src}`);
+    if (!(await exists(src))) throw this.missingImage(src);
     // the hard link records which source data this snapshot started from (is_outdated)
     await linkFile(src, this.cleanPath);
     await this.copy(this.cleanPath, running);
