@@ -121,11 +121,15 @@ t.test('the policy decides each call', async (t) => {
   const mgmt = createToken(s.prefix, 'mgmt');
   const ok = await get(`${VDI}.raw`, mgmt);
   t.equal(ok.status, 200, 'Export of work is granted to mgmt');
-  const noImport = await put(`${VDI}.raw`, image, mgmt);
+  // what the volume holds now (the VHD test, skipped without qemu-img, writes other bytes)
+  const before = ok.body;
+  t.equal(before.length, 4 * MiB);
+  // bytes the volume does not hold, so that an import that went through would show
+  const noImport = await put(`${VDI}.raw`, Buffer.alloc(4 * MiB, 'x'), mgmt);
   t.same([noImport.status, noImport.json.call], [403, { service: 'admin.vm.volume.Import+private', target: 'work' }]);
   const noExport = await get(`${s.url}/vdis/mgmt:private.raw`, mgmt);
   t.equal(noExport.status, 403);
   t.same(JSON.parse(noExport.body.toString()).call, { service: 'admin.vm.volume.Export+private', target: 'mgmt' });
-  t.ok((await get(`${VDI}.raw`)).body.subarray(MiB + 100, MiB + 101).equals(Buffer.from('s')), 'nothing changed');
+  t.ok((await get(`${VDI}.raw`)).body.equals(before), 'nothing changed');
   void auth;
 });
