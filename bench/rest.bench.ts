@@ -120,18 +120,18 @@ async function main(): Promise<void> {
         const r2 = (x: number) => Math.round(x * 100) / 100;
         for (const clients of [1, 16]) {
           const rounds: Round[] = [];
+          const measureRest = async () => {
+            const g0 = cpuMs(gw.gateway.pid!),
+              q0 = cpuMs(qubesdPid);
+            const rest = await autocannon(url, token, clients, mode === 'list' ? undefined : amount(clients));
+            return { rest, restCpu: (cpuMs(gw.gateway.pid!) - g0 + cpuMs(qubesdPid) - q0) / rest.requests };
+          };
+          // qubesd's CPU over the direct client's measured window only (not its start nor warm-up)
+          const measureDirect = async () => {
+            const base = await direct(socket, mode, clients, qubesdPid);
+            return { base, directCpu: (base.cpu_ms + base.server_cpu_ms) / base.ops };
+          };
           for (let r = 0; r < ROUNDS; r++) {
-            const measureRest = async () => {
-              const g0 = cpuMs(gw.gateway.pid!),
-                q0 = cpuMs(qubesdPid);
-              const rest = await autocannon(url, token, clients, mode === 'list' ? undefined : amount(clients));
-              return { rest, restCpu: (cpuMs(gw.gateway.pid!) - g0 + cpuMs(qubesdPid) - q0) / rest.requests };
-            };
-            // qubesd's CPU over the direct client's measured window only (not its start nor warm-up)
-            const measureDirect = async () => {
-              const base = await direct(socket, mode, clients, qubesdPid);
-              return { base, directCpu: (base.cpu_ms + base.server_cpu_ms) / base.ops };
-            };
             // in turn, which goes first alternating: a slow spell of the machine falls on both
             if (r % 2 === 0) {
               const a = await measureRest();

@@ -57,8 +57,7 @@ class OpenConnections {
   }
 
   remove(c: SocketResponder): void {
-    if (c.since >= 0) this.reading--;
-    c.since = -1;
+    this.requestDone(c);
     if (c.prev) c.prev.next = c.next;
     else if (this.head === c) this.head = c.next;
     if (c.next) c.next.prev = c.prev;

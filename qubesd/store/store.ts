@@ -408,11 +408,12 @@ function checkChange(c: Change): void {
         checkChars(k, 'property name');
         checkChars(v, 'property value');
       }
-      for (const [k, v] of [...(c.features ?? []), ...(c.setFeatures ?? [])]) {
-        checkChars(k, 'feature name');
-        checkChars(v, 'feature value');
-      }
-      for (const t of [...(c.tags ?? []), ...(c.addTags ?? [])]) checkChars(t, 'tag');
+      for (const list of [c.features, c.setFeatures])
+        for (const [k, v] of list ?? []) {
+          checkChars(k, 'feature name');
+          checkChars(v, 'feature value');
+        }
+      for (const list of [c.tags, c.addTags]) for (const t of list ?? []) checkChars(t, 'tag');
       return;
     case 'domain-removed':
       if (typeof c.id !== 'string') throw new Error('domain-removed without an id');
