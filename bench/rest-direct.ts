@@ -1,19 +1,16 @@
 // The baseline of bench/rest.bench.ts, run in its own process: the same data
-// as the REST collection, fetched straight from qubesd's socket through
-// lib/qubesd-client.ts by `concurrency` loops for `seconds`, after a warm-up.
+// as the REST collection, fetched straight from qubesd's socket
+// (rest-calls.ts) by `concurrency` loops for `seconds`, after a warm-up.
 //   node dist/bench/rest-direct.js SOCKET list|list+getall CONCURRENCY SECONDS [QUBESD_PID]
 // Prints {"ops_per_s": N, "ops": N, "cpu_ms": N, "server_cpu_ms": N}: its own
 // CPU time while measuring, and qubesd's over the same window (given its pid).
 import { readFileSync } from 'node:fs';
-import pLimit from 'p-limit';
-import { call } from '../lib/qubesd-client.js';
+import { directCalls, isDirectMode } from './rest-calls.js';
 
 const [socket, mode, conc, secs, serverPid] = process.argv.slice(2);
+if (!socket || !isDirectMode(mode)) throw new Error('usage: rest-direct.js SOCKET list|list+getall CONCURRENCY SECONDS [QUBESD_PID]');
 const concurrency = Number(conc),
   seconds = Number(secs);
-/** as the gateway: at most 64 connections to qubesd at once, process-wide */
-const IN_FLIGHT = 64;
-const connections = pLimit(IN_FLIGHT);
 
 /** CPU time (ms) a process has used so far. */
 function cpuMs(pid: string): number {
@@ -21,15 +18,7 @@ function cpuMs(pid: string): number {
   return (Number(f[11]) + Number(f[12])) * 10;
 }
 
-async function once(): Promise<void> {
-  const list = await connections(() => call(socket!, { method: 'admin.vm.List', dest: 'dom0' }));
-  if (mode !== 'list+getall') return;
-  const names = list
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => l.slice(0, l.indexOf(' ')));
-  await Promise.all(names.map((name) => connections(() => call(socket!, { method: 'admin.vm.property.GetAll', dest: name }))));
-}
+const once = (): Promise<void> => directCalls(socket, mode);
 
 // warmed up as the gateway is before it is measured (one client, one second):
 // otherwise this side's JIT compilation is counted in its cost and the gateway's is not

@@ -9,19 +9,25 @@
 // machine throughput depends on what else runs, so the CPU time each side
 // spends per request is reported too (the gateway and qubesd, against the
 // direct client and qubesd; the load generator is not counted):
-// `cpu_cost_ratio` is the first over the second. The machine is shared and
+// `cpu_cost_ratio` is the first over the second. Beside both, the floor
+// gateway (bench/rest-floor-gateway.ts: node:http making the same calls and
+// answering the gateway's own bytes, nothing else) under the same load:
+// `vs_floor_gateway` is its requests/s over the gateway's, 1 meaning the
+// gateway costs no more than the least a gateway in its place could. The
+// machine is shared and
 // noisy, one client's figure most of all (it is a chain of wake-ups through
-// three processes): each figure is taken ROUNDS times, REST and direct in
-// turn, and reported as the medians, with the median of the paired ratios
-// and their range. BENCH_QUICK=1: one round of 1 s; BENCH_ROUNDS=n: n rounds.
-import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+// three processes): each figure is taken ROUNDS times, REST, direct and the
+// floor gateway in turn, and reported as the medians, with the median of the
+// paired ratios and their range. BENCH_QUICK=1: one round of 1 s; BENCH_ROUNDS=n: n rounds.
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pLimit from 'p-limit';
-import { median, report, startRestBenchStack } from './common.js';
+import { median, report, startRestBenchStack, stopProcess } from './common.js';
 import { call } from '../lib/qubesd-client.js';
 import { ROOT } from '../test/helpers/qubesd.js';
+import { REST_NODE_FLAGS } from '../lib/node-flags.js';
 
 const execFileP = promisify(execFile);
 const quick = process.env.BENCH_QUICK === '1';
@@ -50,6 +56,11 @@ async function autocannon(
     [
       join(ROOT, 'node_modules', 'autocannon', 'autocannon.js'),
       '-j',
+      // autocannon notices the end at its next sample: with its default of
+      // 1 s, a run of `amount` requests was counted as lasting up to a second
+      // longer than it did (its rate up to a quarter too low)
+      '-L',
+      '20',
       '-c',
       String(connections),
       ...(amount ? ['-a', String(amount), '-t', '600'] : ['-d', String(SECONDS)]),
@@ -86,12 +97,33 @@ async function direct(
   return JSON.parse(stdout) as { ops_per_s: number; ops: number; cpu_ms: number; server_cpu_ms: number };
 }
 
-/** One round of a figure: REST and direct, each with CPU ms per request. */
+/**
+ * The floor gateway (rest-floor-gateway.ts) making `mode`'s calls and
+ * answering `body`; resolves with the process and its base URL.
+ */
+async function startFloorGateway(socket: string, mode: string, body: Buffer, dir: string): Promise<{ proc: ChildProcess; url: string }> {
+  const file = join(dir, `floor-body-${mode}.json`);
+  writeFileSync(file, body);
+  const proc = spawn(process.execPath, [...REST_NODE_FLAGS, join(ROOT, 'dist', 'bench', 'rest-floor-gateway.js'), socket, mode, file], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  proc.stdout!.on('data', (d) => (out += d));
+  for (let waited = 0; !/listening (\S+)/.test(out); waited += 20) {
+    if (proc.exitCode !== null || waited > 10_000) throw new Error('rest-floor-gateway did not start');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return { proc, url: /listening (\S+)/.exec(out)![1]! };
+}
+
+/** One round of a figure: REST, direct and the floor gateway, each with CPU ms per request. */
 interface Round {
   rest: Awaited<ReturnType<typeof autocannon>>;
   restCpu: number;
   base: Awaited<ReturnType<typeof direct>>;
   directCpu: number;
+  floor: Awaited<ReturnType<typeof autocannon>>;
+  floorCpu: number;
 }
 
 async function main(): Promise<void> {
@@ -117,52 +149,74 @@ async function main(): Promise<void> {
         // what SECONDS at the warm-up's rate gives, and at least two requests per client
         const amount = (clients: number): number => Math.max(clients * 2, Math.round(warm.rps * SECONDS));
         const qubesdPid = stack.parts.find((p) => p.name === 'qubesd')!.proc.pid!;
-        const r2 = (x: number) => Math.round(x * 100) / 100;
-        for (const clients of [1, 16]) {
-          const rounds: Round[] = [];
-          const measureRest = async () => {
-            const g0 = cpuMs(gw.gateway.pid!),
-              q0 = cpuMs(qubesdPid);
-            const rest = await autocannon(url, token, clients, mode === 'list' ? undefined : amount(clients));
-            return { rest, restCpu: (cpuMs(gw.gateway.pid!) - g0 + cpuMs(qubesdPid) - q0) / rest.requests };
-          };
-          // qubesd's CPU over the direct client's measured window only (not its start nor warm-up)
-          const measureDirect = async () => {
-            const base = await direct(socket, mode, clients, qubesdPid);
-            return { base, directCpu: (base.cpu_ms + base.server_cpu_ms) / base.ops };
-          };
-          for (let r = 0; r < ROUNDS; r++) {
-            // in turn, which goes first alternating: a slow spell of the machine falls on both
-            if (r % 2 === 0) {
-              const a = await measureRest();
-              rounds.push({ ...a, ...(await measureDirect()) });
-            } else {
-              const b = await measureDirect();
-              rounds.push({ ...(await measureRest()), ...b });
+        // the floor gateway answers the gateway's own bytes
+        const answer = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
+        if (answer.status !== 200) throw new Error(`GET ${url}: ${answer.status}`);
+        const floorGw = await startFloorGateway(socket, mode, Buffer.from(await answer.arrayBuffer()), gw.prefix);
+        try {
+          const floorUrl = `${floorGw.url}/rest/v0/vms?fields=${fields}`;
+          await autocannon(floorUrl, token, 1);
+          const r2 = (x: number) => Math.round(x * 100) / 100;
+          for (const clients of [1, 16]) {
+            const rounds: Round[] = [];
+            // each side's CPU (gateway + qubesd) over its own measured window, per request
+            const measureHttp = async (target: string, pid: number) => {
+              const g0 = cpuMs(pid),
+                q0 = cpuMs(qubesdPid);
+              const r = await autocannon(target, token, clients, mode === 'list' ? undefined : amount(clients));
+              return { r, cpu: (cpuMs(pid) - g0 + cpuMs(qubesdPid) - q0) / r.requests };
+            };
+            const measureRest = async () => {
+              const { r, cpu } = await measureHttp(url, gw.gateway.pid!);
+              return { rest: r, restCpu: cpu };
+            };
+            const measureFloor = async () => {
+              const { r, cpu } = await measureHttp(floorUrl, floorGw.proc.pid!);
+              return { floor: r, floorCpu: cpu };
+            };
+            // qubesd's CPU over the direct client's measured window only (not its start nor warm-up)
+            const measureDirect = async () => {
+              const base = await direct(socket, mode, clients, qubesdPid);
+              return { base, directCpu: (base.cpu_ms + base.server_cpu_ms) / base.ops };
+            };
+            const sides = [measureRest, measureDirect, measureFloor] as const;
+            for (let r = 0; r < ROUNDS; r++) {
+              // in turn, which goes first rotating: a slow spell of the machine falls on all three
+              const parts: Array<Partial<Round>> = [];
+              for (let i = 0; i < sides.length; i++) parts.push(await sides[(r + i) % sides.length]!());
+              rounds.push(Object.assign({}, ...parts) as Round);
             }
+            const ratios = rounds.map((x) => x.base.ops_per_s / x.rest.rps);
+            const cpuRatios = rounds.map((x) => x.restCpu / x.directCpu);
+            const floorRatios = rounds.map((x) => x.floor.rps / x.rest.rps);
+            const med = (f: (x: Round) => number) => median(rounds.map(f));
+            report({
+              bench: 'rest',
+              name: `GET /vms?fields=${fields}`,
+              qubes: n,
+              clients,
+              value: Math.round(med((x) => x.rest.rps) * 10) / 10,
+              unit: 'req/s',
+              rounds: ROUNDS,
+              p50_ms: med((x) => x.rest.p50),
+              p99_ms: med((x) => x.rest.p99),
+              errors: rounds.reduce((a, x) => a + x.rest.errors + x.floor.errors, 0),
+              direct: mode,
+              direct_ops_per_s: Math.round(med((x) => x.base.ops_per_s) * 10) / 10,
+              cost_ratio: r2(median(ratios)),
+              cost_ratio_range: [r2(Math.min(...ratios)), r2(Math.max(...ratios))],
+              cpu_ms_per_req: r2(med((x) => x.restCpu)),
+              direct_cpu_ms_per_op: r2(med((x) => x.directCpu)),
+              cpu_cost_ratio: r2(median(cpuRatios)),
+              floor_gateway_req_per_s: Math.round(med((x) => x.floor.rps) * 10) / 10,
+              floor_gateway_cpu_ms_per_req: r2(med((x) => x.floorCpu)),
+              floor_gateway_cost_ratio: r2(med((x) => x.base.ops_per_s / x.floor.rps)),
+              vs_floor_gateway: r2(median(floorRatios)),
+              vs_floor_gateway_range: [r2(Math.min(...floorRatios)), r2(Math.max(...floorRatios))],
+            });
           }
-          const ratios = rounds.map((x) => x.base.ops_per_s / x.rest.rps);
-          const cpuRatios = rounds.map((x) => x.restCpu / x.directCpu);
-          const med = (f: (x: Round) => number) => median(rounds.map(f));
-          report({
-            bench: 'rest',
-            name: `GET /vms?fields=${fields}`,
-            qubes: n,
-            clients,
-            value: Math.round(med((x) => x.rest.rps) * 10) / 10,
-            unit: 'req/s',
-            rounds: ROUNDS,
-            p50_ms: med((x) => x.rest.p50),
-            p99_ms: med((x) => x.rest.p99),
-            errors: rounds.reduce((a, x) => a + x.rest.errors, 0),
-            direct: mode,
-            direct_ops_per_s: Math.round(med((x) => x.base.ops_per_s) * 10) / 10,
-            cost_ratio: r2(median(ratios)),
-            cost_ratio_range: [r2(Math.min(...ratios)), r2(Math.max(...ratios))],
-            cpu_ms_per_req: r2(med((x) => x.restCpu)),
-            direct_cpu_ms_per_op: r2(med((x) => x.directCpu)),
-            cpu_cost_ratio: r2(median(cpuRatios)),
-          });
+        } finally {
+          await stopProcess(floorGw.proc);
         }
       }
     } finally {
