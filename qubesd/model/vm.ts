@@ -15,6 +15,9 @@ function featureText(v: Value | undefined): string {
   return typeof v === 'string' ? v : pyStr(v);
 }
 
+/** (a module constant: a regular expression literal is a new object each time it is evaluated) */
+const TAG_CHARS = /^[a-zA-Z0-9_-]*$/;
+
 export class Vm implements Holder {
   readonly name: string;
   readonly qid: number;
@@ -194,7 +197,7 @@ export class Vm implements Holder {
   // ------------------------------------------------------------ tags
 
   addTag(tag: string): void {
-    if (!/^[a-zA-Z0-9_-]*$/.test(tag)) throw QubesValueError('Invalid character in tag');
+    if (!TAG_CHARS.test(tag)) throw QubesValueError('Invalid character in tag');
     if (this.tags.has(tag)) return;
     this.app.hooks.tagPreAdd(this, tag);
     this.tags.add(tag);

@@ -5,6 +5,10 @@ import { PermissionDenied, ProtocolError, QubesFeatureNotFoundError } from '../.
 /** Features only qubesd itself may change (qubes.ext.admin PROHIBITED_FEATURES). */
 const PROHIBITED = new Set(['deferred-netvm-original', 'preload-dispvm', 'preload-dispvm-completed', 'preload-dispvm-in-progress']);
 
+/** (module constants: a regular expression literal is a new object each time it is evaluated) */
+const FEATURE_NAME = /^[a-zA-Z0-9_.-]+$/;
+const FEATURE_VALUE = /^[\x20-\x7e]*$/;
+
 function permitChange(call: Call): void {
   if (PROHIBITED.has(call.arg)) {
     throw PermissionDenied('changing this feature is prohibited by qubes.ext.admin.AdminExtension');
@@ -29,8 +33,8 @@ export const handlers: Handlers = {
   'admin.vm.feature.Set': (call) => {
     for (const b of call.payload) if (b > 0x7f) throw ProtocolError('Feature value contains non-ASCII characters');
     const value = call.payload.toString('latin1');
-    if (!/^[a-zA-Z0-9_.-]+$/.test(call.arg)) throw ProtocolError('feature name contains illegal characters');
-    if (!/^[\x20-\x7e]*$/.test(value)) throw ProtocolError(`${call.arg} value contains illegal characters`);
+    if (!FEATURE_NAME.test(call.arg)) throw ProtocolError('feature name contains illegal characters');
+    if (!FEATURE_VALUE.test(value)) throw ProtocolError(`${call.arg} value contains illegal characters`);
     permitChange(call);
     call.dest.setFeature(call.arg, value);
   },

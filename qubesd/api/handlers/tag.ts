@@ -3,9 +3,12 @@
 import type { Call, Handlers } from '../call.js';
 import { PermissionDenied, QubesInvalidTagError } from '../../errors.js';
 
+/** (a module constant: a regular expression literal is a new object each time it is evaluated) */
+const TAG = /^[a-zA-Z0-9_-]+$/;
+
 function validateTag(tag: string): void {
   if (!tag) throw QubesInvalidTagError('tag cannot be empty');
-  if (!/^[a-zA-Z0-9_-]+$/.test(tag)) throw QubesInvalidTagError('disallowed characters');
+  if (!TAG.test(tag)) throw QubesInvalidTagError('disallowed characters');
 }
 
 function permitChange(call: Call): void {
