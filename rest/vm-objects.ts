@@ -58,16 +58,29 @@ export async function readFeatures(caller: AdminCaller, vm: string): Promise<Rec
   return Object.fromEntries(names.map((n, i) => [n, values[i]!]));
 }
 
-async function complete(caller: AdminCaller, v: ListedVm, needs: Needs, limit: ReturnType<typeof pLimit>): Promise<VmObject | null> {
+/** What a request needs of each qube beyond admin.vm.List, worked out once per request. */
+interface Plan {
+  /** admin.vm.property.GetAll; `only`: the properties to take from it (all when undefined) */
+  props: boolean;
+  only: ReadonlySet<string> | undefined;
+  tags: boolean;
+  features: boolean;
+}
+
+function planFor(needs: Needs): Plan {
+  const props = needs === '*' || [...needs].some((n) => !LISTED.has(n) && n !== 'tags' && n !== 'features');
+  return { props, only: needs === '*' ? undefined : needs, tags: wants(needs, 'tags'), features: wants(needs, 'features') };
+}
+
+async function complete(caller: AdminCaller, v: ListedVm, plan: Plan, limit: ReturnType<typeof pLimit>): Promise<VmObject | null> {
   const o = listedFields(v);
-  const needProps = needs === '*' || [...needs].some((n) => !LISTED.has(n) && n !== 'tags' && n !== 'features');
   try {
     const [props, tags, features] = await Promise.all([
-      needProps ? limit(() => readable(() => caller.call('admin.vm.property.GetAll', v.name))) : undefined,
-      wants(needs, 'tags') ? limit(() => readable(() => caller.call('admin.vm.tag.List', v.name))) : undefined,
-      wants(needs, 'features') ? limit(() => readable(() => readFeatures(caller, v.name))) : undefined,
+      plan.props ? limit(() => readable(() => caller.call('admin.vm.property.GetAll', v.name))) : undefined,
+      plan.tags ? limit(() => readable(() => caller.call('admin.vm.tag.List', v.name))) : undefined,
+      plan.features ? limit(() => readable(() => readFeatures(caller, v.name))) : undefined,
     ]);
-    if (props !== undefined) for (const [k, p] of parseGetAll(props)) if (!(k in o)) o[k] = p.value;
+    if (props !== undefined) for (const [k, p] of parseGetAll(props, plan.only)) if (!(k in o)) o[k] = p.value;
     if (tags !== undefined) o.tags = parseLines(tags);
     if (features !== undefined) o.features = features;
   } catch (e) {
@@ -115,7 +128,8 @@ export async function loadVms(caller: AdminCaller, needs: Needs): Promise<VmObje
   // what the list alone gives needs no further call, nor a promise per qube
   if (listOnly(needs)) return listed.map(listedFields);
   const limit = pLimit(CALLS_IN_FLIGHT);
-  const all = await Promise.all(listed.map((v) => complete(caller, v, needs, limit)));
+  const plan = planFor(needs);
+  const all = await Promise.all(listed.map((v) => complete(caller, v, plan, limit)));
   return all.filter((o): o is VmObject => o !== null);
 }
 
@@ -123,7 +137,7 @@ export async function loadVms(caller: AdminCaller, needs: Needs): Promise<VmObje
 export async function loadVm(caller: AdminCaller, dest: string): Promise<VmObject> {
   const listed = pickVm(parseVmList(await caller.call('admin.vm.List', dest)), dest);
   if (!listed) throw new RestError(404, 'not found', `no qube ${dest}`);
-  const o = await complete(caller, listed, '*', pLimit(CALLS_IN_FLIGHT));
+  const o = await complete(caller, listed, planFor('*'), pLimit(CALLS_IN_FLIGHT));
   if (!o) throw new RestError(404, 'not found', `no qube ${dest}`);
   return o;
 }

@@ -25,8 +25,10 @@ export interface PropertyValue {
 }
 
 /** "default=True type=int 400" (the text after the property's name) as a typed value. */
+const PROPERTY_VALUE = /^default=(True|False) type=(\S+) ?(.*)$/s;
+
 export function parsePropertyValue(text: string): PropertyValue {
-  const m = /^default=(True|False) type=(\S+) ?(.*)$/s.exec(text);
+  const m = PROPERTY_VALUE.exec(text);
   if (!m) return { value: text, type: 'str', isDefault: false };
   const [, def, type, raw] = m as unknown as [string, string, string, string];
   return { value: typed(type, raw), type, isDefault: def === 'True' };
@@ -46,14 +48,44 @@ function typed(type: string, raw: string): unknown {
   }
 }
 
-/** admin.vm.property.GetAll: "name default=... type=... value" per line, \n and \\ escaped. */
-export function parseGetAll(text: string): Map<string, PropertyValue> {
+/** A property line's text after its name, with GetAll's \\n and \\\\ escapes undone. */
+function unescapeValue(text: string): string {
+  return text.includes('\\') ? text.replace(ESCAPE, (_, c: string) => (c === 'n' ? '\n' : '\\')) : text;
+}
+const ESCAPE = /\\(\\|n)/g;
+
+/** Up to this many properties asked for, each is looked up in the reply rather than every line parsed. */
+const FEW = 8;
+
+/**
+ * admin.vm.property.GetAll: "name default=... type=... value" per line, \n
+ * and \\ escaped. `only`: just these properties; the others are not parsed
+ * (a 1000-qube collection asking for one property made 50 000 values and
+ * dropped all but 1000, and collecting them was a fifth of its time).
+ */
+export function parseGetAll(text: string, only?: ReadonlySet<string>): Map<string, PropertyValue> {
   const out = new Map<string, PropertyValue>();
+  if (only && only.size <= FEW) {
+    for (const name of only) {
+      // a line starts the text or follows a newline; values hold no raw newline
+      const key = name + ' ';
+      let start = 0;
+      if (!text.startsWith(key)) {
+        const at = text.indexOf('\n' + key);
+        if (at < 0) continue;
+        start = at + 1;
+      }
+      const end = text.indexOf('\n', start);
+      out.set(name, parsePropertyValue(unescapeValue(text.slice(start + key.length, end < 0 ? text.length : end))));
+    }
+    return out;
+  }
   for (const line of text.split('\n')) {
     if (!line) continue;
     const sp = line.indexOf(' ');
-    const unescaped = line.slice(sp + 1).replace(/\\(\\|n)/g, (_, c: string) => (c === 'n' ? '\n' : '\\'));
-    out.set(line.slice(0, sp), parsePropertyValue(unescaped));
+    const name = line.slice(0, sp);
+    if (only && !only.has(name)) continue;
+    out.set(name, parsePropertyValue(unescapeValue(line.slice(sp + 1))));
   }
   return out;
 }
