@@ -56,6 +56,7 @@ const ESCAPE = /\\(\\|n)/g;
 
 /** Up to this many properties asked for, each is looked up in the reply rather than every line parsed. */
 const FEW = 8;
+const NOT_A_NAME = /[\s]|^$/;
 
 /**
  * admin.vm.property.GetAll: "name default=... type=... value" per line, \n
@@ -67,6 +68,9 @@ export function parseGetAll(text: string, only?: ReadonlySet<string>): Map<strin
   const out = new Map<string, PropertyValue>();
   if (only && only.size <= FEW) {
     for (const name of only) {
+      // a property name has no blank nor newline: a field name asked for with one
+      // could otherwise match across the end of a line
+      if (NOT_A_NAME.test(name)) continue;
       // a line starts the text or follows a newline; values hold no raw newline
       const key = name + ' ';
       let start = 0;

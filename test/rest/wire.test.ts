@@ -34,6 +34,8 @@ t.test('only some properties: looked up, the same values', async (t) => {
   t.same(some.get('memory'), { value: 400, type: 'int', isDefault: false }, 'a line in the middle, not maxmem');
   t.same(some.get('kernelopts'), { value: 'a\nb\\c', type: 'str', isDefault: false }, 'escapes undone');
   t.same(some.get('vcpus'), { value: 2, type: 'int', isDefault: true }, 'the last line, no newline after it');
+  const odd = parseGetAll(REPLY, new Set(['memory default=False type=int 400\nnetvm', '', 'label']));
+  t.same([...odd.keys()], ['label'], 'a name with a newline or blank matches no line, even across two');
 });
 
 t.test('only many properties: the line-by-line path, the same values', async (t) => {
