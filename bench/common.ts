@@ -49,19 +49,28 @@ export function runJson<T>(cmd: string, args: string[]): T {
 }
 
 /**
- * A Node program run as its own process, considered started once it printed
- * `readyLine` on stdout (e.g. the conformance floor server's "ready").
+ * A Node program run as its own process, considered started once a line it
+ * prints on stdout is `ready` (e.g. the conformance floor server's "ready")
+ * or matches it; resolves with the process and that line's match.
  */
-export async function startProcess(args: string[], readyLine: string, timeoutMs = 10000): Promise<ChildProcess> {
+export async function startProcessMatching(args: string[], ready: string | RegExp, timeoutMs = 10000): Promise<{ proc: ChildProcess; match: string[] }> {
+  const test = (line: string): string[] | null => (typeof ready === 'string' ? (line === ready ? [line] : null) : ready.exec(line));
   const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
-  const ready = new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${args.join(' ')}: not ready after ${timeoutMs} ms`)), timeoutMs);
+  const match = await new Promise<string[]>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      reject(new Error(`${args.join(' ')}: not ready after ${timeoutMs} ms`));
+    }, timeoutMs);
     proc.stdout!.on('data', (d) => {
       out += d;
-      if (out.split('\n').includes(readyLine)) {
-        clearTimeout(timer);
-        resolve();
+      for (const line of out.split('\n')) {
+        const m = test(line);
+        if (m) {
+          clearTimeout(timer);
+          resolve(m);
+          return;
+        }
       }
     });
     proc.once('exit', (code) => {
@@ -69,8 +78,12 @@ export async function startProcess(args: string[], readyLine: string, timeoutMs 
       reject(new Error(`${args.join(' ')} exited with ${code}`));
     });
   });
-  await ready;
-  return proc;
+  return { proc, match };
+}
+
+/** startProcessMatching for a program that prints exactly `readyLine`. */
+export async function startProcess(args: string[], readyLine: string, timeoutMs = 10000): Promise<ChildProcess> {
+  return (await startProcessMatching(args, readyLine, timeoutMs)).proc;
 }
 
 export async function stopProcess(proc: ChildProcess): Promise<void> {
@@ -98,29 +111,25 @@ export async function startRestBenchStack(prefixName: string): Promise<RestBench
   const prefix = mkdtempSync(join(tmpdir(), `${prefixName}-`));
   install({ prefix });
   const stack = await startStack(configPath(prefix), { quiet: true, rest: false });
-  const gateway = spawn(
-    process.execPath,
-    [...REST_NODE_FLAGS, join(ROOT, 'bin', 'qubes-rest'), '--prefix', prefix, '--listen', '127.0.0.1:0', '--access-log', 'none'],
-    {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    },
-  );
+  let gateway: ChildProcess, url: string;
+  try {
+    const started = await startProcessMatching(
+      [...REST_NODE_FLAGS, join(ROOT, 'bin', 'qubes-rest'), '--prefix', prefix, '--listen', '127.0.0.1:0', '--access-log', 'none'],
+      /listening on (\S+)/,
+      30_000,
+    );
+    gateway = started.proc;
+    url = started.match[1]!;
+  } catch (e) {
+    await stack.stop();
+    rmSync(prefix, { recursive: true, force: true });
+    throw e;
+  }
   const stop = async (): Promise<void> => {
     gateway.kill('SIGTERM');
     await stack.stop();
     rmSync(prefix, { recursive: true, force: true });
   };
-  let out = '';
-  gateway.stdout!.on('data', (d) => {
-    out += d;
-  });
-  while (!/listening on (\S+)/.test(out)) {
-    if (gateway.exitCode !== null) {
-      await stop();
-      throw new Error('qubes-rest exited');
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
   const token = new TokenStore(tokenFileFor(prefix)).create('dom0', { description: 'bench' }).token;
-  return { prefix, stack, url: /listening on (\S+)/.exec(out)![1]!, gateway, token, stop };
+  return { prefix, stack, url, gateway, token, stop };
 }

@@ -14,17 +14,17 @@
 // answering the gateway's own bytes, nothing else) under the same load:
 // `vs_floor_gateway` is its requests/s over the gateway's, 1 meaning the
 // gateway costs no more than the least a gateway in its place could. The
-// machine is shared and
-// noisy, one client's figure most of all (it is a chain of wake-ups through
-// three processes): each figure is taken ROUNDS times, REST, direct and the
-// floor gateway in turn, and reported as the medians, with the median of the
-// paired ratios and their range. BENCH_QUICK=1: one round of 1 s; BENCH_ROUNDS=n: n rounds.
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+// machine is shared and noisy, one client's figure most of all (it is a
+// chain of wake-ups through three processes): each figure is taken ROUNDS
+// times, REST, direct and the floor gateway in turn, and reported as the
+// medians, with the median of the paired ratios and their range.
+// BENCH_QUICK=1: one round of 1 s; BENCH_ROUNDS=n: n rounds.
+import { execFile, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pLimit from 'p-limit';
-import { median, report, startRestBenchStack, stopProcess } from './common.js';
+import { median, report, startProcessMatching, startRestBenchStack, stopProcess } from './common.js';
 import { call } from '../lib/qubesd-client.js';
 import { ROOT } from '../test/helpers/qubesd.js';
 import { REST_NODE_FLAGS } from '../lib/node-flags.js';
@@ -104,16 +104,11 @@ async function direct(
 async function startFloorGateway(socket: string, mode: string, body: Buffer, dir: string): Promise<{ proc: ChildProcess; url: string }> {
   const file = join(dir, `floor-body-${mode}.json`);
   writeFileSync(file, body);
-  const proc = spawn(process.execPath, [...REST_NODE_FLAGS, join(ROOT, 'dist', 'bench', 'rest-floor-gateway.js'), socket, mode, file], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let out = '';
-  proc.stdout!.on('data', (d) => (out += d));
-  for (let waited = 0; !/listening (\S+)/.test(out); waited += 20) {
-    if (proc.exitCode !== null || waited > 10_000) throw new Error('rest-floor-gateway did not start');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return { proc, url: /listening (\S+)/.exec(out)![1]! };
+  const { proc, match } = await startProcessMatching(
+    [...REST_NODE_FLAGS, join(ROOT, 'dist', 'bench', 'rest-floor-gateway.js'), socket, mode, file],
+    /^listening (\S+)$/,
+  );
+  return { proc, url: match[1]! };
 }
 
 /** One round of a figure: REST, direct and the floor gateway, each with CPU ms per request. */
@@ -200,7 +195,7 @@ async function main(): Promise<void> {
               rounds: ROUNDS,
               p50_ms: med((x) => x.rest.p50),
               p99_ms: med((x) => x.rest.p99),
-              errors: rounds.reduce((a, x) => a + x.rest.errors + x.floor.errors, 0),
+              errors: rounds.reduce((a, x) => a + x.rest.errors, 0),
               direct: mode,
               direct_ops_per_s: Math.round(med((x) => x.base.ops_per_s) * 10) / 10,
               cost_ratio: r2(median(ratios)),
@@ -213,6 +208,7 @@ async function main(): Promise<void> {
               floor_gateway_cost_ratio: r2(med((x) => x.base.ops_per_s / x.floor.rps)),
               vs_floor_gateway: r2(median(floorRatios)),
               vs_floor_gateway_range: [r2(Math.min(...floorRatios)), r2(Math.max(...floorRatios))],
+              floor_gateway_errors: rounds.reduce((a, x) => a + x.floor.errors, 0),
             });
           }
         } finally {

@@ -60,7 +60,7 @@ export async function readFeatures(caller: AdminCaller, vm: string): Promise<Rec
 
 /** What a request needs of each qube beyond admin.vm.List, worked out once per request. */
 interface Plan {
-  /** admin.vm.property.GetAll; `only`: the properties to take from it (all when undefined) */
+  /** call admin.vm.property.GetAll; take `only` these properties from it (every one when undefined) */
   props: boolean;
   only: ReadonlySet<string> | undefined;
   tags: boolean;
@@ -68,8 +68,8 @@ interface Plan {
 }
 
 function planFor(needs: Needs): Plan {
-  const props = needs === '*' || [...needs].some((n) => !LISTED.has(n) && n !== 'tags' && n !== 'features');
-  return { props, only: needs === '*' ? undefined : needs, tags: wants(needs, 'tags'), features: wants(needs, 'features') };
+  const only = needs === '*' ? undefined : new Set([...needs].filter((n) => !LISTED.has(n) && n !== 'tags' && n !== 'features'));
+  return { props: only === undefined || only.size > 0, only, tags: wants(needs, 'tags'), features: wants(needs, 'features') };
 }
 
 async function complete(caller: AdminCaller, v: ListedVm, plan: Plan, limit: ReturnType<typeof pLimit>): Promise<VmObject | null> {

@@ -24,9 +24,9 @@ export interface PropertyValue {
   isDefault: boolean;
 }
 
-/** "default=True type=int 400" (the text after the property's name) as a typed value. */
 const PROPERTY_VALUE = /^default=(True|False) type=(\S+) ?(.*)$/s;
 
+/** "default=True type=int 400" (the text after the property's name) as a typed value. */
 export function parsePropertyValue(text: string): PropertyValue {
   const m = PROPERTY_VALUE.exec(text);
   if (!m) return { value: text, type: 'str', isDefault: false };
@@ -48,15 +48,17 @@ function typed(type: string, raw: string): unknown {
   }
 }
 
+const ESCAPE = /\\(\\|n)/g;
+
 /** A property line's text after its name, with GetAll's \\n and \\\\ escapes undone. */
 function unescapeValue(text: string): string {
   return text.includes('\\') ? text.replace(ESCAPE, (_, c: string) => (c === 'n' ? '\n' : '\\')) : text;
 }
-const ESCAPE = /\\(\\|n)/g;
 
 /** Up to this many properties asked for, each is looked up in the reply rather than every line parsed. */
 const FEW = 8;
-const NOT_A_NAME = /[\s]|^$/;
+/** no property name has a blank, a newline, or none at all */
+const NOT_A_NAME = /\s|^$/;
 
 /**
  * admin.vm.property.GetAll: "name default=... type=... value" per line, \n

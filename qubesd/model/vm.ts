@@ -15,7 +15,6 @@ function featureText(v: Value | undefined): string {
   return typeof v === 'string' ? v : pyStr(v);
 }
 
-/** (a module constant: a regular expression literal is a new object each time it is evaluated) */
 const TAG_CHARS = /^[a-zA-Z0-9_-]*$/;
 
 export class Vm implements Holder {

@@ -87,6 +87,16 @@ t.test('vms collection: hrefs, fields, filter, limit, ndjson', async (t) => {
   t.same(filtered.json, [{ name_label: 'tpl', href: `/rest/v0/vms/${uuids.get('tpl')}` }]);
   const byProp = await get(`/vms?fields=name_label,label&filter=${encodeURIComponent('label:black !type:AdminVM')}`);
   t.same((byProp.json as Array<{ name_label: string }>).map((o) => o.name_label).sort(), ['tpl', 'vault'], 'filter on a Qubes property');
+  // the filter's property is not among the fields: it is still read for the filter, and not returned
+  const byHidden = await get(`/vms?fields=name_label,tags&filter=${encodeURIComponent('label:black !type:AdminVM')}`);
+  t.same(
+    (byHidden.json as Array<Record<string, unknown>>).map((o) => [o.name_label, Object.keys(o).sort()]).sort(),
+    [
+      ['tpl', ['href', 'name_label', 'tags']],
+      ['vault', ['href', 'name_label', 'tags']],
+    ],
+    'filter on a property the fields do not name',
+  );
 
   const bad = await get(`/vms?filter=${encodeURIComponent('type:(AppVM')}`);
   t.equal(bad.status, 400);

@@ -5,7 +5,6 @@ import { PermissionDenied, ProtocolError, QubesFeatureNotFoundError } from '../.
 /** Features only qubesd itself may change (qubes.ext.admin PROHIBITED_FEATURES). */
 const PROHIBITED = new Set(['deferred-netvm-original', 'preload-dispvm', 'preload-dispvm-completed', 'preload-dispvm-in-progress']);
 
-/** (module constants: a regular expression literal is a new object each time it is evaluated) */
 const FEATURE_NAME = /^[a-zA-Z0-9_.-]+$/;
 const FEATURE_VALUE = /^[\x20-\x7e]*$/;
 

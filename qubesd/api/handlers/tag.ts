@@ -3,7 +3,6 @@
 import type { Call, Handlers } from '../call.js';
 import { PermissionDenied, QubesInvalidTagError } from '../../errors.js';
 
-/** (a module constant: a regular expression literal is a new object each time it is evaluated) */
 const TAG = /^[a-zA-Z0-9_-]+$/;
 
 function validateTag(tag: string): void {
