@@ -57,6 +57,9 @@ class BenchApp implements StorageApp {
   allVms(): Qube[] {
     return [...this.vms.values()];
   }
+  vmsByArrival(): IterableIterator<Qube> {
+    return this.vms.values();
+  }
   async add(name: string, placement: { pool?: string } = {}): Promise<Qube> {
     const vm = new Qube(name, 'StandaloneVM');
     this.vms.set(name, vm);

@@ -393,6 +393,16 @@ export class QubesApp implements Holder {
     return this.sorted;
   }
 
+  /**
+   * In the order this daemon came to know them: as loaded (qubes.xml's
+   * order), then as created. Qubes' file pools list their volumes in this
+   * order (each qube's volumes join the pool's list when the qube is loaded
+   * or created), which admin.pool.volume.List shows.
+   */
+  vmsByArrival(): IterableIterator<Vm> {
+    return this.byName.values();
+  }
+
   poolNames(): string[] {
     return this.pools.map((p) => p.attrs.find(([k]) => k === 'name')?.[1] ?? '');
   }

@@ -20,6 +20,8 @@ export interface StorageApp {
   markGlobalsDirty(): void;
   getVm(name: string): StorageVm | undefined;
   allVms(): StorageVm[];
+  /** loaded, then created: the order of a pool's volume list */
+  vmsByArrival(): Iterable<StorageVm>;
   readonly events?: { fire(subject: string, event: string, kwargs?: ReadonlyArray<readonly [string, string]>): void };
 }
 

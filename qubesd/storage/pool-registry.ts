@@ -100,7 +100,7 @@ export class PoolRegistry {
       return [...ids].sort();
     }
     const ids: string[] = [];
-    for (const vm of this.app.allVms()) {
+    for (const vm of this.app.vmsByArrival()) {
       for (const doc of vm.volumeConfig) {
         const conf = parseVolumeConf(doc);
         if (this.effectivePoolName(conf) !== name) continue;

@@ -118,3 +118,33 @@ t.test(
     t.match(qvm('qvm-volume', 'list', 'work'), /varlibqubes:appvms\/work\/private +work +private +No/);
   },
 );
+
+// Qubes' file pools list a qube's volumes from when the qube is loaded or
+// created: qubes.xml's order (names, as Qubes writes it), then creation
+// order; a removed qube's volumes leave, and come back last if it is made again.
+t.test('admin.pool.volume.List: loaded qubes, then created ones in creation order', async (t) => {
+  let d = await startDaemon();
+  t.teardown(async () => {
+    await d.stop();
+    rmSync(d.dir, { recursive: true, force: true });
+  });
+  const ok = async (method: string, dest: string, arg = '', payload = '') => {
+    const r = await call(d.socket, method, dest, arg, payload);
+    if (!r.ok) t.fail(`${method} ${arg}: ${r.type}: ${r.message}`);
+    return r.content;
+  };
+  const qubes = (list: string) => [...new Set(list.split('\n').filter(Boolean).map((v) => v.split('/')[1]))];
+  const loaded = ['debian-12', 'fedora-41', 'fedora-41-dvm', 'personal', 'standalone', 'sys-firewall', 'sys-net', 'untrusted', 'vault', 'win-hvm', 'work'];
+  t.same(qubes(await ok('admin.pool.volume.List', 'dom0', 'varlibqubes')), loaded);
+  await ok('admin.vm.Create.AppVM', 'dom0', 'fedora-41', 'name=zed label=red');
+  await ok('admin.vm.Create.AppVM', 'dom0', 'fedora-41', 'name=aaa label=red');
+  await ok('admin.vm.Remove', 'work');
+  await ok('admin.vm.Create.AppVM', 'dom0', 'fedora-41', 'name=work label=red');
+  const after = await ok('admin.pool.volume.List', 'dom0', 'varlibqubes');
+  t.same(qubes(after), [...loaded.filter((n) => n !== 'work'), 'zed', 'aaa', 'work']);
+  t.match(after, /appvms\/vault\/volatile\nappvms\/win-hvm\/root\nappvms\/win-hvm\/private\nappvms\/win-hvm\/volatile\nappvms\/zed\/root\nappvms\/zed\/private\nappvms\/zed\/volatile\nappvms\/aaa\/root\n/);
+  // after a restart, as Qubes: qubes.xml is written in name order
+  await d.stop();
+  d = await startDaemon({ dir: d.dir });
+  t.same(qubes(await ok('admin.pool.volume.List', 'dom0', 'varlibqubes')), ['aaa', ...loaded.filter((n) => n !== 'work'), 'work', 'zed']);
+});

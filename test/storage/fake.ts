@@ -52,6 +52,9 @@ export class FakeApp implements StorageApp {
   allVms(): FakeVm[] {
     return [...this.vms.values()].sort((a, b) => (a.klass === 'AdminVM' ? -1 : b.klass === 'AdminVM' ? 1 : a.name < b.name ? -1 : 1));
   }
+  vmsByArrival(): IterableIterator<FakeVm> {
+    return this.vms.values();
+  }
   globalValue(name: string): string | null {
     return this.props.get(name) ?? null;
   }
