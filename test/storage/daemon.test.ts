@@ -133,7 +133,14 @@ t.test('admin.pool.volume.List: loaded qubes, then created ones in creation orde
     if (!r.ok) t.fail(`${method} ${arg}: ${r.type}: ${r.message}`);
     return r.content;
   };
-  const qubes = (list: string) => [...new Set(list.split('\n').filter(Boolean).map((v) => v.split('/')[1]))];
+  const qubes = (list: string) => [
+    ...new Set(
+      list
+        .split('\n')
+        .filter(Boolean)
+        .map((v) => v.split('/')[1]),
+    ),
+  ];
   const loaded = ['debian-12', 'fedora-41', 'fedora-41-dvm', 'personal', 'standalone', 'sys-firewall', 'sys-net', 'untrusted', 'vault', 'win-hvm', 'work'];
   t.same(qubes(await ok('admin.pool.volume.List', 'dom0', 'varlibqubes')), loaded);
   await ok('admin.vm.Create.AppVM', 'dom0', 'fedora-41', 'name=zed label=red');
@@ -142,7 +149,10 @@ t.test('admin.pool.volume.List: loaded qubes, then created ones in creation orde
   await ok('admin.vm.Create.AppVM', 'dom0', 'fedora-41', 'name=work label=red');
   const after = await ok('admin.pool.volume.List', 'dom0', 'varlibqubes');
   t.same(qubes(after), [...loaded.filter((n) => n !== 'work'), 'zed', 'aaa', 'work']);
-  t.match(after, /appvms\/vault\/volatile\nappvms\/win-hvm\/root\nappvms\/win-hvm\/private\nappvms\/win-hvm\/volatile\nappvms\/zed\/root\nappvms\/zed\/private\nappvms\/zed\/volatile\nappvms\/aaa\/root\n/);
+  t.match(
+    after,
+    /appvms\/vault\/volatile\nappvms\/win-hvm\/root\nappvms\/win-hvm\/private\nappvms\/win-hvm\/volatile\nappvms\/zed\/root\nappvms\/zed\/private\nappvms\/zed\/volatile\nappvms\/aaa\/root\n/,
+  );
   // after a restart, as Qubes: qubes.xml is written in name order
   await d.stop();
   d = await startDaemon({ dir: d.dir });
