@@ -6,7 +6,7 @@ prints every distinct difference with the writes that led to it.
   compare.py [--seed N] [--calls N] [--history] [FAMILY ...]
 
 Families: vmprop gprop feature tag label misc create firewall volume pool
-device src. After a difference both daemons start afresh (their states may
+device src raw. After a difference both daemons start afresh (their states may
 have parted). Not differences: the real daemon dropping the connection
 (an unhandled Python error) where ours answers with an EXCEPTION, as the
 conformance replay's --lenient; and what depends on the oracle's
@@ -78,6 +78,8 @@ class Daemon:
 
     def call(self, m, d, a, p, s):
         try:
+            if m == "RAW":  # a whole request, as bytes, in the payload
+                return wire.call_raw(self.sock, p)[0]
             return wire.call(self.sock, m, d, a, p, s)[0]
         except OSError as e:
             return b"<" + repr(e).encode() + b">"
@@ -227,6 +229,19 @@ def gen(r, fam):
             return (m, r.choice(["new1", "new2", "personal"]), "", b"", "dom0")
         return (m, "dom0", r.choice(["fedora-41", "fedora-41-dvm"]), r.choice([b"name=new1 label=red", b"name=new2 label=blue"]),
                 r.choice(["dom0", "work", "vault"]))
+    if fam == "raw":
+        # request headers a client could get wrong
+        method = r.choice([b"admin.vm.List", b"admin.vm.property.Get", b"admin.label.List", b"admin.vm.tag.List", b"admin.Events",
+                           b"admin.vm.List+", b"", b"admin", b"admin.vm.List+x+y", b"admin.vm.property.Get+netvm"])
+        parts = [method, r.choice([b"dom0", b"work", b"", b"nosuch", b"dom0 "]), r.choice([b"name", b"keyword", b"uuid", b"", b"x"]),
+                 r.choice([b"dom0", b"work", b"adminvm", b"", b"uuid:8e9f2dc1-e8a0-4b1a-8363-e2723c8a8a56", b"work\0"])]
+        if r.random() < 0.2:
+            del parts[r.randrange(len(parts))]
+        if r.random() < 0.2:
+            parts.insert(r.randrange(len(parts) + 1), r.choice([b"extra", b""]))
+        head = r.choice([b" ", b"  ", b"\t"]).join(parts) if r.random() < 0.2 else b" ".join(parts)
+        tail = r.choice([b"\0", b"\0", b"\0", b"", b"\0\0", b"\0x", b"\n\0"])
+        return ("RAW", "", "", head + tail, "")
     raise SystemExit(f"compare.py: no family {fam!r}")
 
 
