@@ -203,7 +203,8 @@ t.test('edit properties: a refused value is explained at its field; data is text
 t.test('notes: shown as text, never run; edited and saved', async (t) => {
   const c = await open(`${origin}/#token=${s.token}`);
   await c.page.click('#qubes tr[data-name="vault"] button.link');
-  await c.page.waitForFunction(() => document.querySelector('#notes-text')?.textContent !== '');
+  // not `?.textContent !== ''`: that holds before the element exists
+  await c.page.waitForFunction(() => !!document.querySelector('#notes-text')?.textContent);
   t.equal(await c.page.textContent('#notes-text'), '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2">', 'the literal text');
   t.equal(await c.page.locator('#notes-text').evaluate((e) => e.childNodes.length === 1 && e.firstChild.nodeType === 3), true, 'one text node');
   t.equal(await c.page.locator('#detail img, #detail script').count(), 0, 'no element made from the notes');
