@@ -2,12 +2,22 @@
 // created in a new pool, data imported the way Qubes' Import script does it
 // (ImportBegin on the internal socket, dd into the given path, ImportEnd),
 // cloned, persisted across a restart, and removed without leftovers.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { rmSync } from 'node:fs';
-import { ROOT, SHARED, call, startDaemon } from '../helpers/qubesd.js';
+import { ROOT, SHARED, call, startDaemon, type Daemon } from '../helpers/qubesd.js';
+
+/** One call on the daemon's socket for it (internal.* on the internal one); a refusal fails the test. */
+function okOn(t: Test, daemon: () => Daemon) {
+  return async (method: string, dest: string, arg = '', payload = '', source = 'dom0'): Promise<string> => {
+    const d = daemon();
+    const r = await call(method.startsWith('internal.') ? d.internalSocket : d.socket, method, dest, arg, payload, source);
+    if (!r.ok) t.fail(`${method} ${arg}: ${r.type}: ${r.message}`);
+    return r.content;
+  };
+}
 
 t.test('storage over the sockets', async (t) => {
   const d = await startDaemon();
@@ -16,11 +26,7 @@ t.test('storage over the sockets', async (t) => {
     for (const x of running) await x.stop();
     rmSync(d.dir, { recursive: true, force: true });
   });
-  const ok = async (method: string, dest: string, arg = '', payload = '', source = 'dom0') => {
-    const r = await call(method.startsWith('internal.') ? d.internalSocket : d.socket, method, dest, arg, payload, source);
-    if (!r.ok) t.fail(`${method} ${arg}: ${r.type}: ${r.message}`);
-    return r.content;
-  };
+  const ok = okOn(t, () => d);
   const poolDir = join(d.dir, 'pool2');
   await ok('admin.pool.Add', 'dom0', 'file', `name=pool2\ndir_path=${poolDir}\nrevisions_to_keep=1`);
   t.match(await ok('admin.pool.List', 'dom0'), /^varlibqubes\nlinux-kernel\npool2\n$/);
@@ -128,11 +134,7 @@ t.test('admin.pool.volume.List: loaded qubes, then created ones in creation orde
     await d.stop();
     rmSync(d.dir, { recursive: true, force: true });
   });
-  const ok = async (method: string, dest: string, arg = '', payload = '') => {
-    const r = await call(d.socket, method, dest, arg, payload);
-    if (!r.ok) t.fail(`${method} ${arg}: ${r.type}: ${r.message}`);
-    return r.content;
-  };
+  const ok = okOn(t, () => d);
   const qubes = (list: string) => [
     ...new Set(
       list
