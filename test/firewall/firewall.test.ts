@@ -124,6 +124,19 @@ t.test('Reload fires firewall-changed and writes nothing', async (t) => {
   t.equal(await err('admin.vm.firewall.Reload', 'vault', '', 'x'), 'ProtocolError: unexpected payload');
 });
 
+t.test("a disposable starts with its template's rules, however it is created", async (t) => {
+  t.equal(await ok('admin.vm.Create.AppVM', 'dom0', 'fedora-41', 'name=fw-dvm label=red'), '');
+  t.equal(await ok('admin.vm.property.Set', 'fw-dvm', 'template_for_dispvms', 'True'), '');
+  t.equal(await ok('admin.vm.firewall.Set', 'fw-dvm', '', 'action=accept dsthost=10.1.2.0/24 proto=tcp dstports=22-22\naction=drop\n'), '');
+  const rules = 'action=accept dst4=10.1.2.0/24 proto=tcp dstports=22-22\naction=drop\n';
+  // Qubes' DispVM.__init__ clones the template's firewall for admin.vm.Create.DispVM too
+  t.equal(await ok('admin.vm.Create.DispVM', 'dom0', 'fw-dvm', 'name=fw-disp label=red'), '');
+  t.equal(await ok('admin.vm.firewall.Get', 'fw-disp'), rules, 'admin.vm.Create.DispVM');
+  const disp = await ok('admin.vm.CreateDisposable', 'fw-dvm');
+  t.equal(await ok('admin.vm.firewall.Get', disp), rules, 'admin.vm.CreateDisposable');
+  for (const n of [disp, 'fw-disp', 'fw-dvm']) t.equal(await ok('admin.vm.Remove', n), '', `remove ${n}`);
+});
+
 t.test('a rule expires: it disappears from the file, with an event', async (t) => {
   const watch = await watchEvents(d.socket);
   t.teardown(() => watch.close());

@@ -110,6 +110,8 @@ async function createVm(call: Call, klass: string, allowPool: boolean): Promise<
       await mkdir(vm.dirPath!, { recursive: true });
       const placement = pool !== undefined ? { pool } : Object.keys(pools).length ? { pools } : {};
       await call.services.storage.createVolumes(vm, placement);
+      // Qubes' DispVM.__init__ clones its template's firewall, whichever call made it
+      if (vm.klass === 'DispVM' && vm.template) call.services.firewalls.clone(vm.template, vm);
       fire(vm, 'domain-create-on-disk');
     }
   } catch (e) {
