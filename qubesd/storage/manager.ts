@@ -65,6 +65,15 @@ export class StorageManager {
   private readonly clones = new CloneTokens();
   private readonly imports = new ImportSessions();
   private readonly locks = new Map<string, Promise<unknown>>();
+  /**
+   * revisions_to_keep given through admin.vm.volume.Set.revisions_to_keep
+   * since the daemon started, per qube and volume. Qubes' file pool forces 0
+   * on a volume that is not save_on_stop only when it initialises the volume
+   * (at load and creation); a value set later stays on the live volume, and
+   * is reported, until the next start. Our volumes are built from their
+   * configuration on each use, which would apply that rule every time.
+   */
+  private readonly revisionsSet = new WeakMap<StorageVm, Map<string, number>>();
   /** the last copies made (newest last), to say whether they were reflinks */
   readonly recentCopies: CopyRecord[] = [];
   readonly baseDir: string;
@@ -177,6 +186,8 @@ export class StorageManager {
     const pool = this.pools.get(poolName);
     if (!pool) throw QubesException(`Unknown storage pool ${poolName}`);
     const conf = pool.initConf(raw, this.slot(vm));
+    const set = this.revisionsSet.get(vm)?.get(raw.name);
+    if (set !== undefined) conf.revisionsToKeep = set;
     let source: Volume | null = null;
     if (conf.snapOnStart && !(pool instanceof KernelPool)) source = this.findSource(vm, conf, depth);
     const kernel = pool instanceof KernelPool ? this.access.kernel(vm) : null;
@@ -301,6 +312,9 @@ export class StorageManager {
       }
     }
     v.setRevisionsToKeep(value);
+    let set = this.revisionsSet.get(vm);
+    if (!set) this.revisionsSet.set(vm, (set = new Map()));
+    set.set(name, value);
     this.save(vm, v);
   }
 
@@ -465,6 +479,7 @@ export class StorageManager {
         created.push(v);
       }
       vm.volumeConfig = built.map((v) => volumeConfDoc(v.conf));
+      this.revisionsSet.delete(vm);
       this.app.markDirty(vm);
     } catch (e) {
       for (const v of created.reverse()) await v.remove().catch(() => undefined);

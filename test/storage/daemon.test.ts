@@ -160,3 +160,24 @@ t.test('admin.pool.volume.List: loaded qubes, then created ones in creation orde
   d = await startDaemon({ dir: d.dir });
   t.same(qubes(await ok('admin.pool.volume.List', 'dom0', 'varlibqubes')), ['aaa', ...loaded.filter((n) => n !== 'work'), 'work', 'zed']);
 });
+
+t.test('revisions_to_keep set on a file volume that is not save_on_stop: kept until the next start, as Qubes', async (t) => {
+  let d = await startDaemon();
+  t.teardown(async () => {
+    await d.stop();
+    rmSync(d.dir, { recursive: true, force: true });
+  });
+  const ok = okOn(t, () => d);
+  const rtk = async (qube: string, volume: string) => /\nrevisions_to_keep=(-?\d+)\n/.exec(await ok('admin.vm.volume.Info', qube, volume))?.[1];
+  // the file pool's init_volume gives 0 to a volume that is not save_on_stop (sys-net's root is snap_on_start)
+  t.equal(await rtk('sys-net', 'root'), '0');
+  await ok('admin.vm.volume.Set.revisions_to_keep', 'sys-net', 'root', '1');
+  t.equal(await rtk('sys-net', 'root'), '1', 'the value given stays on the volume');
+  await ok('admin.vm.volume.Set.revisions_to_keep', 'work', 'volatile', '-1');
+  t.equal(await rtk('work', 'volatile'), '-1');
+  t.equal(await rtk('work', 'private'), '1', 'other volumes keep theirs');
+  await d.stop();
+  d = await startDaemon({ dir: d.dir });
+  t.equal(await rtk('sys-net', 'root'), '0', 'loaded again: 0, as init_volume gives it');
+  t.equal(await rtk('work', 'volatile'), '0');
+});
