@@ -106,7 +106,12 @@ export interface RestBenchStack {
   stop(): Promise<void>;
 }
 
-/** Installs and starts the stack (qubesd, policy daemon, dispatcher), then the gateway on an ephemeral port. */
+/**
+ * Installs and starts the stack (qubesd, policy daemon, dispatcher), then the
+ * gateway on an ephemeral port, with its access log where the installation
+ * puts it (a line per request costs the gateway; a bench without it would
+ * flatter it).
+ */
 export async function startRestBenchStack(prefixName: string): Promise<RestBenchStack> {
   const prefix = mkdtempSync(join(tmpdir(), `${prefixName}-`));
   install({ prefix });
@@ -114,7 +119,7 @@ export async function startRestBenchStack(prefixName: string): Promise<RestBench
   let gateway: ChildProcess, url: string;
   try {
     const started = await startProcessMatching(
-      [...REST_NODE_FLAGS, join(ROOT, 'bin', 'qubes-rest'), '--prefix', prefix, '--listen', '127.0.0.1:0', '--access-log', 'none'],
+      [...REST_NODE_FLAGS, join(ROOT, 'bin', 'qubes-rest'), '--prefix', prefix, '--listen', '127.0.0.1:0'],
       /listening on (\S+)/,
       30_000,
     );

@@ -4,7 +4,8 @@
 // properties), on 10, 100 and 1000 qubes, with 1 and 16 clients; beside it,
 // the same data fetched straight from qubesd's socket in another process
 // (bench/rest-direct.ts: admin.vm.List, and admin.vm.List + GetAll of every
-// qube). `cost_ratio` is direct ops/s over REST requests/s: 1 means the
+// qube). The gateway runs as installed, its access log in a file.
+// `cost_ratio` is direct ops/s over REST requests/s: 1 means the
 // gateway costs nothing, the target is <= 2 at 1000 qubes. On a loaded
 // machine throughput depends on what else runs, so the CPU time each side
 // spends per request is reported too (the gateway and qubesd, against the

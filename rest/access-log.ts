@@ -1,8 +1,10 @@
 // One line per request: time, token id (never the token), identity, method,
 // path, status, duration and the number of Admin API calls it made. qubesd's
-// own audit log has a line per call beside it.
-import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
-import { dirname } from 'node:path';
+// own audit log has a line per call beside it. Lines are written in batches,
+// at most 10 ms after their request (lib/batched-lines.ts): a line written
+// through a stream for every request cost the gateway about 110 us of CPU per
+// request, more than a small collection's whole answer.
+import { BatchedLines, isoTime } from '../lib/batched-lines.js';
 
 export interface AccessEntry {
   token: string | null;
@@ -19,22 +21,14 @@ export interface AccessLog {
   close(): Promise<void>;
 }
 
+function accessLine(e: AccessEntry, time: number): string {
+  return JSON.stringify({ time: isoTime(time), ...e, ms: Math.round(e.ms * 10) / 10 }) + '\n';
+}
+
 export function openAccessLog(where: string): AccessLog {
-  if (where === 'none') return { write: () => {}, close: async () => {} };
-  let stream: NodeJS.WritableStream | WriteStream;
-  if (where === 'stderr') stream = process.stderr;
-  else {
-    mkdirSync(dirname(where), { recursive: true });
-    stream = createWriteStream(where, { flags: 'a', mode: 0o600 });
-  }
+  const lines = new BatchedLines<AccessEntry>(where, { format: accessLine, mode: 0o600, makeDir: true, failure: 'qubes-rest: cannot write the access log' });
   return {
-    write: (e) => {
-      stream.write(JSON.stringify({ time: new Date().toISOString(), ...e, ms: Math.round(e.ms * 10) / 10 }) + '\n');
-    },
-    close: () =>
-      new Promise((resolve) => {
-        if (stream === process.stderr) resolve();
-        else (stream as WriteStream).end(() => resolve());
-      }),
+    write: (e) => lines.push(e),
+    close: async () => lines.close(),
   };
 }
