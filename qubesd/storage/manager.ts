@@ -70,10 +70,12 @@ export class StorageManager {
    * since the daemon started, per qube and volume. Qubes' file pool forces 0
    * on a volume that is not save_on_stop only when it initialises the volume
    * (at load and creation); a value set later stays on the live volume, and
-   * is reported, until the next start. Our volumes are built from their
-   * configuration on each use, which would apply that rule every time.
+   * is reported, until the next start (or until a change of template
+   * initialises the qube's snapshot volumes again). Our volumes are built
+   * from their configuration on each use, which would apply that rule every
+   * time.
    */
-  private readonly revisionsSet = new WeakMap<StorageVm, Map<string, number>>();
+  private readonly revisionsSet = new WeakMap<StorageVm, Map<string, { value: number; template: StorageVm | null }>>();
   /** the last copies made (newest last), to say whether they were reflinks */
   readonly recentCopies: CopyRecord[] = [];
   readonly baseDir: string;
@@ -187,7 +189,7 @@ export class StorageManager {
     if (!pool) throw QubesException(`Unknown storage pool ${poolName}`);
     const conf = pool.initConf(raw, this.slot(vm));
     const set = this.revisionsSet.get(vm)?.get(raw.name);
-    if (set !== undefined) conf.revisionsToKeep = set;
+    if (set && (!conf.snapOnStart || set.template === this.access.template(vm))) conf.revisionsToKeep = set.value;
     let source: Volume | null = null;
     if (conf.snapOnStart && !(pool instanceof KernelPool)) source = this.findSource(vm, conf, depth);
     const kernel = pool instanceof KernelPool ? this.access.kernel(vm) : null;
@@ -314,7 +316,7 @@ export class StorageManager {
     v.setRevisionsToKeep(value);
     let set = this.revisionsSet.get(vm);
     if (!set) this.revisionsSet.set(vm, (set = new Map()));
-    set.set(name, value);
+    set.set(name, { value, template: this.access.template(vm) });
     this.save(vm, v);
   }
 

@@ -176,6 +176,9 @@ t.test('revisions_to_keep set on a file volume that is not save_on_stop: kept un
   await ok('admin.vm.volume.Set.revisions_to_keep', 'work', 'volatile', '-1');
   t.equal(await rtk('work', 'volatile'), '-1');
   t.equal(await rtk('work', 'private'), '1', 'other volumes keep theirs');
+  await ok('admin.vm.volume.Set.revisions_to_keep', 'untrusted', 'root', '1');
+  await ok('admin.vm.property.Set', 'untrusted', 'template', 'debian-12');
+  t.equal(await rtk('untrusted', 'root'), '0', "a new template initialises the qube's snapshot volumes again");
   await d.stop();
   d = await startDaemon({ dir: d.dir });
   t.equal(await rtk('sys-net', 'root'), '0', 'loaded again: 0, as init_volume gives it');
