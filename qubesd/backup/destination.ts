@@ -4,7 +4,7 @@
 // something that looks like a complete archive.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { close, createWriteStream, fsync, open, promises as fsp } from 'node:fs';
+import { createWriteStream, fsync, open, promises as fsp } from 'node:fs';
 import { promisify } from 'node:util';
 import { basename, dirname, join } from 'node:path';
 import type { Writable } from 'node:stream';
@@ -31,20 +31,25 @@ export async function fileDestination(finalPath: string, opts: { uniquify?: bool
   const dir = dirname(finalPath);
   const tmp = join(dir, `.${basename(finalPath)}.${randomBytes(6).toString('hex')}.partial`);
   const fd = await promisify(open)(tmp, 'wx', 0o600);
+  // autoClose: false keeps the file open after the last write, for the
+  // fsync; the stream still owns the descriptor and closes it when
+  // destroyed. Closing it here as well closed the number twice: once the
+  // stream had closed it, the number could already belong to something new
+  // (a child's pipe, a socket), and libuv aborted the daemon on it.
   const stream = createWriteStream('', { fd, autoClose: false, highWaterMark: 1 << 20 });
-  let closed = false;
-  const closeFd = async (): Promise<void> => {
-    if (!closed) {
-      closed = true;
-      await promisify(close)(fd);
-    }
-  };
+  const closeStream = (): Promise<void> =>
+    stream.closed
+      ? Promise.resolve()
+      : new Promise<void>((resolve) => {
+          stream.once('close', () => resolve());
+          stream.destroy();
+        });
   return {
     stream,
     async commit() {
       if (!stream.writableFinished) throw new Error('backup stream not finished');
       await promisify(fsync)(fd);
-      await closeFd();
+      await closeStream();
       // link() fails with EEXIST instead of silently replacing a file. A
       // name of our own choosing (a time stamp) may be taken by another
       // backup finished in the same second: then take the next free one.
@@ -65,10 +70,7 @@ export async function fileDestination(finalPath: string, opts: { uniquify?: bool
     async abort() {
       // Pending writes fail with ERR_STREAM_DESTROYED: expected here.
       stream.on('error', () => undefined);
-      const closedNow = stream.closed ? Promise.resolve() : new Promise<void>((resolve) => stream.once('close', () => resolve()));
-      stream.destroy();
-      await closedNow;
-      await closeFd().catch(() => undefined);
+      await closeStream();
       await fsp.unlink(tmp).catch(() => undefined);
     },
   };

@@ -429,3 +429,26 @@ t.test('a failing compression filter fails the backup', async (t) => {
   await t.rejects(runBackup(sourceOf(QUBES), await dom0PathDestination(dir), { ...base, compression: 'no-such-program-xyz' }), /compression filter/);
   t.same(readdirSync(dir), []);
 });
+
+t.test('a file destination closes its descriptor once, whether it ends in commit or abort', async (t) => {
+  // The stream owns the descriptor. Closed a second time by hand, the number
+  // may already belong to another file (here: one opened as soon as the
+  // stream closed), which the second close took away; in qubesd that was a
+  // child's pipe or a socket, and libuv aborted the daemon.
+  const { openSync, fstatSync, closeSync } = await import('node:fs');
+  const dir = tempDir(t);
+  for (const end of ['abort', 'commit'] as const) {
+    const dest = await dom0PathDestination(join(dir, `${end}.bin`));
+    let other = -1;
+    dest.stream.once('close', () => {
+      other = openSync(join(dir, `other-${end}`), 'w');
+    });
+    await new Promise<void>((resolve) => dest.stream.end(Buffer.from('data'), resolve));
+    if (end === 'abort') await dest.abort();
+    else await dest.commit();
+    t.not(other, -1, `${end}: the stream closed its descriptor`);
+    t.doesNotThrow(() => fstatSync(other), `${end}: a file opened after that is still open`);
+    closeSync(other);
+  }
+  t.same(readdirSync(dir).sort(), ['commit.bin', 'other-abort', 'other-commit'], 'the committed archive, no partial file');
+});
