@@ -40,8 +40,12 @@ export async function fileDestination(finalPath: string, opts: { uniquify?: bool
   const closeStream = (): Promise<void> =>
     stream.closed
       ? Promise.resolve()
-      : new Promise<void>((resolve) => {
-          stream.once('close', () => resolve());
+      : new Promise<void>((resolve, reject) => {
+          let failed: Error | null = null;
+          stream.once('error', (e) => {
+            failed = e;
+          });
+          stream.once('close', () => (failed ? reject(failed) : resolve()));
           stream.destroy();
         });
   return {
@@ -70,7 +74,7 @@ export async function fileDestination(finalPath: string, opts: { uniquify?: bool
     async abort() {
       // Pending writes fail with ERR_STREAM_DESTROYED: expected here.
       stream.on('error', () => undefined);
-      await closeStream();
+      await closeStream().catch(() => undefined);
       await fsp.unlink(tmp).catch(() => undefined);
     },
   };
