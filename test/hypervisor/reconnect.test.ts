@@ -148,9 +148,14 @@ if (why) {
     await b.connect();
     const running = tinySpec(uniqueName('rc-run'));
     const halted = tinySpec(uniqueName('rc-def'));
+    const log = new EventLog(b);
     await b.start(running);
     await b.define(halted);
-    const log = new EventLog(b);
+    // libvirtd sends the lifecycle events of these calls after answering
+    // them: once seen, they cannot arrive among what the restart reports
+    await log.waitFor((e) => e.name === running.name && e.event === 'started', undefined, 'started');
+    await log.waitFor((e) => e.name === halted.name && e.event === 'defined', undefined, 'defined');
+    log.events.length = 0;
 
     await daemon.stop();
     await new Promise((r) => setImmediate(r));
