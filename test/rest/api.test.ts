@@ -12,6 +12,7 @@ import { promisify } from 'node:util';
 import SwaggerParser from '@apidevtools/swagger-parser';
 import { BIN, spawnPlain } from '../rpc-services/helpers.js';
 import { createToken, http, qubesRest, startRestStack, type RestStack } from './helpers.js';
+import { eventually } from '../helpers/daemon-session.js';
 
 const execFileP = promisify(execFile);
 
@@ -425,11 +426,8 @@ t.test('access log: one line per request, with the token id, never the token', a
   await get('/labels?limit=999');
   // lines are written in batches, at most 10 ms after their request
   const file = join(s.prefix, 'var', 'log', 'qubes', 'qubes-rest.log');
-  let log = '';
-  for (const until = Date.now() + 5000; Date.now() < until; await new Promise((r) => setTimeout(r, 20))) {
-    log = readFileSync(file, 'utf8');
-    if (log.includes('/rest/v0/labels?limit=999')) break;
-  }
+  await eventually(() => readFileSync(file, 'utf8').includes('/rest/v0/labels?limit=999'), 'the request in the access log');
+  const log = readFileSync(file, 'utf8');
   t.notOk(log.includes(token), 'the token never appears');
   const lines = log
     .trim()

@@ -19,6 +19,22 @@ function okOn(t: Test, daemon: () => Daemon) {
   };
 }
 
+/** A daemon on a fresh copy of the fixture that a test may restart on the same store; removed at the end. */
+async function restartable(t: Test): Promise<{ ok: ReturnType<typeof okOn>; restart: () => Promise<void> }> {
+  let d = await startDaemon();
+  t.teardown(async () => {
+    await d.stop();
+    rmSync(d.dir, { recursive: true, force: true });
+  });
+  return {
+    ok: okOn(t, () => d),
+    restart: async () => {
+      await d.stop();
+      d = await startDaemon({ dir: d.dir });
+    },
+  };
+}
+
 t.test('storage over the sockets', async (t) => {
   const d = await startDaemon();
   const running = [d];
@@ -129,12 +145,7 @@ t.test(
 // created: qubes.xml's order (names, as Qubes writes it), then creation
 // order; a removed qube's volumes leave, and come back last if it is made again.
 t.test('admin.pool.volume.List: loaded qubes, then created ones in creation order', async (t) => {
-  let d = await startDaemon();
-  t.teardown(async () => {
-    await d.stop();
-    rmSync(d.dir, { recursive: true, force: true });
-  });
-  const ok = okOn(t, () => d);
+  const { ok, restart } = await restartable(t);
   const qubes = (list: string) => [
     ...new Set(
       list
@@ -156,18 +167,12 @@ t.test('admin.pool.volume.List: loaded qubes, then created ones in creation orde
     /appvms\/vault\/volatile\nappvms\/win-hvm\/root\nappvms\/win-hvm\/private\nappvms\/win-hvm\/volatile\nappvms\/zed\/root\nappvms\/zed\/private\nappvms\/zed\/volatile\nappvms\/aaa\/root\n/,
   );
   // after a restart, as Qubes: qubes.xml is written in name order
-  await d.stop();
-  d = await startDaemon({ dir: d.dir });
+  await restart();
   t.same(qubes(await ok('admin.pool.volume.List', 'dom0', 'varlibqubes')), ['aaa', ...loaded.filter((n) => n !== 'work'), 'work', 'zed']);
 });
 
 t.test('revisions_to_keep set on a file volume that is not save_on_stop: kept until the next start, as Qubes', async (t) => {
-  let d = await startDaemon();
-  t.teardown(async () => {
-    await d.stop();
-    rmSync(d.dir, { recursive: true, force: true });
-  });
-  const ok = okOn(t, () => d);
+  const { ok, restart } = await restartable(t);
   const rtk = async (qube: string, volume: string) => /\nrevisions_to_keep=(-?\d+)\n/.exec(await ok('admin.vm.volume.Info', qube, volume))?.[1];
   // the file pool's init_volume gives 0 to a volume that is not save_on_stop (sys-net's root is snap_on_start)
   t.equal(await rtk('sys-net', 'root'), '0');
@@ -179,8 +184,7 @@ t.test('revisions_to_keep set on a file volume that is not save_on_stop: kept un
   await ok('admin.vm.volume.Set.revisions_to_keep', 'untrusted', 'root', '1');
   await ok('admin.vm.property.Set', 'untrusted', 'template', 'debian-12');
   t.equal(await rtk('untrusted', 'root'), '0', "a new template initialises the qube's snapshot volumes again");
-  await d.stop();
-  d = await startDaemon({ dir: d.dir });
+  await restart();
   t.equal(await rtk('sys-net', 'root'), '0', 'loaded again: 0, as init_volume gives it');
   t.equal(await rtk('work', 'volatile'), '0');
 });
