@@ -486,6 +486,10 @@ export class QubesApp implements Holder {
       }
       vm.values.set('template', template);
     }
+    // QubesVM.__init__ for a new qube: with update checks off for new qubes,
+    // it starts with check-updates False (stored as ''), before any event is
+    // sent (so none is) and before a disposable takes its template's features
+    if (!truthy(this.globalValue('check_updates_vm'))) vm.features.set('check-updates', '');
     this.hooks.domainInit(vm);
     if (klass === 'DispVM' && template) this.inheritFromDispvmTemplate(vm, template);
     this.index(vm);

@@ -141,6 +141,18 @@ t.test('notes', async (t) => {
   t.equal(await err('admin.vm.notes.Get', 'dom0'), 'ProtocolError: expected destination to not be AdminVM');
 });
 
+t.test('a new qube starts with update checks off when check_updates_vm is False', async (t) => {
+  t.equal(await ok('admin.property.Set', 'dom0', 'check_updates_vm', 'False'), '');
+  t.equal(await ok('admin.vm.Create.AppVM', 'dom0', '', 'name=cu1 label=green'), '');
+  t.equal(await ok('admin.vm.feature.List', 'cu1'), 'check-updates\n');
+  t.equal(await ok('admin.vm.feature.Get', 'cu1', 'check-updates'), '', 'False is stored as an empty string');
+  t.notMatch(await ok('admin.vm.feature.List', 'work'), /^check-updates$/m, 'existing qubes are left alone');
+  t.equal(await ok('admin.property.Reset', 'dom0', 'check_updates_vm'), '');
+  t.equal(await ok('admin.vm.Create.AppVM', 'dom0', '', 'name=cu2 label=green'), '');
+  t.equal(await ok('admin.vm.feature.List', 'cu2'), '');
+  for (const q of ['cu1', 'cu2']) t.equal(await ok('admin.vm.Remove', q), '');
+});
+
 t.test('create, use and remove qubes', async (t) => {
   t.equal(await ok('admin.vm.Create.AppVM', 'dom0', '', 'name=c1 label=green'), '');
   t.equal(await ok('admin.vm.property.Get', 'c1', 'template'), 'default=False type=vm fedora-41');
