@@ -143,7 +143,9 @@ export class QubesApp implements Holder {
           ],
         },
       ],
-      properties: [],
+      // Qubes' load_initial_values names the kernel pool; without it kernel
+      // volumes would go to the default pool, where they cannot be created
+      properties: [['default_pool_kernel', 'linux-kernel']],
       domains: [{ id: 'domain-0', klass: 'AdminVM', properties: [['label', 'black']], features: [], tags: [], devices: [], volumeConfig: [], extra: [] }],
       extra: [],
     };

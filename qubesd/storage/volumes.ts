@@ -398,9 +398,20 @@ export class FileVolume extends ImageVolume {
   private get oldPath(): string {
     return pathInPool(this.pool.dirPath, this.vid, '-cow.img.old');
   }
-  /** an empty volatile volume (a kernel volume placed here) has nothing to hold */
+  /** the `file` driver makes an image for every volume that is not a snapshot (the volatile one too) */
   protected override get createsImage(): boolean {
-    return !this.snapOnStart && (this.saveOnStop || this.conf.size > 0);
+    return !this.snapOnStart;
+  }
+
+  /**
+   * Qubes' FileVolume.create asserts a size above 0 for every volume, so a
+   * new qube whose kernel volume lands in a file pool (default_pool_kernel
+   * reset to the default pool) is not created; Qubes drops the connection on
+   * that assertion, we answer with the error.
+   */
+  override async create(): Promise<void> {
+    if (!(this.conf.size > 0)) throw StoragePoolException(`Volume size must be > 0 (volume ${this.vid})`);
+    return super.create();
   }
 
   override path(): string {

@@ -3,6 +3,8 @@
 // bin/qubesd's socket with Qubes' literal wording.
 import t, { type Test } from 'tap';
 import net from 'node:net';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { call, cleanup, startDaemon, type Daemon } from '../helpers/qubesd.js';
 import { encodeRequest } from '../../lib/protocol/request.js';
 
@@ -82,4 +84,23 @@ t.test("disposables and volume clone tokens, in Qubes' words", async (t) => {
     await errorOf(call(d.socket, 'admin.vm.volume.CloneTo', 'work', 'private', 'no-such-token')),
     "QubesVolumeCopyTokenNotFoundError: 'Token to clone volume of qube was not found'",
   );
+});
+
+t.test('kernel volumes: a fresh store names the linux-kernel pool; in a file pool a new qube is not created', async (t) => {
+  const d = await daemon(t);
+  // load_initial_values sets it, so Get reports it as set
+  t.equal(await errorOf(call(d.socket, 'admin.property.Get', 'dom0', 'default_pool_kernel')), 'ok: default=False type=str linux-kernel');
+  t.equal(await errorOf(call(d.socket, 'admin.vm.Create.TemplateVM', 'dom0', '', 'name=tpl label=black')), 'ok: ');
+  t.match(await errorOf(call(d.socket, 'admin.vm.volume.Info', 'tpl', 'kernel')), /^ok: pool=linux-kernel\n/);
+  t.equal(await errorOf(call(d.socket, 'admin.property.Reset', 'dom0', 'default_pool_kernel')), 'ok: ');
+  t.equal(await errorOf(call(d.socket, 'admin.property.Get', 'dom0', 'default_pool_kernel')), 'ok: default=True type=str varlibqubes');
+  // Qubes' FileVolume.create asserts a size above 0 (and drops the connection); the qube and its directory go
+  t.equal(
+    await errorOf(call(d.socket, 'admin.vm.Create.AppVM', 'dom0', 'tpl', 'name=a1 label=red')),
+    'StoragePoolException: Volume size must be > 0 (volume appvms/a1/kernel)',
+  );
+  t.equal(await errorOf(call(d.socket, 'admin.vm.List', 'a1')), "QubesVMNotFoundError: No such domain: 'a1'");
+  t.notOk(existsSync(join(d.base, 'appvms', 'a1')), 'no directory left');
+  t.equal(await errorOf(call(d.socket, 'admin.property.Set', 'dom0', 'default_pool_kernel', 'linux-kernel')), 'ok: ');
+  t.equal(await errorOf(call(d.socket, 'admin.vm.Create.AppVM', 'dom0', 'tpl', 'name=a1 label=red')), 'ok: ');
 });
