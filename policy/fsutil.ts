@@ -2,8 +2,8 @@
 // (Python pathlib): normalised joins, non-strict symlink resolution, and
 // OS errors reported as "[Errno N] text: 'path'".
 
-import { readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
-import { basename, dirname, isAbsolute, resolve as resolveAbs } from 'node:path';
+import { lstatSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { dirname, isAbsolute } from 'node:path';
 import { AccessDenied } from './errors.js';
 import { pyRepr } from '../lib/py-repr.js';
 
@@ -20,16 +20,64 @@ export function joinPath(dir: string, name: string): string {
   return normPath(dir + '/' + name);
 }
 
-/** Resolves symlinks as far as the path exists (pathlib's `resolve()`). */
+/**
+ * pathlib's `resolve()` (os.path.realpath, not strict): the path is walked
+ * component by component and each symlink is replaced by its target before
+ * the next component applies, so `link/../x` is the `x` beside the link's
+ * target, not beside the link. What does not exist is kept as written; a
+ * symlink loop stops resolution there.
+ */
 export function resolvePath(p: string): string {
-  const abs = resolveAbs(p);
-  try {
-    return realpathSync.native(abs);
-  } catch {
-    const parent = dirname(abs);
-    if (parent === abs) return abs;
-    return joinPath(resolvePath(parent), basename(abs));
+  // not path.resolve(): it would apply '..' before the symlinks ahead of it
+  const [path] = joinReal('/', isAbsolute(p) ? p : process.cwd() + '/' + p, new Map());
+  return path;
+}
+
+function joinReal(start: string, rest: string, seen: Map<string, string | null>): [string, boolean] {
+  let path = start;
+  if (rest.startsWith('/')) path = '/';
+  const names = rest.split('/');
+  for (let i = 0; i < names.length; i++) {
+    const name = names[i]!;
+    if (name === '' || name === '.') continue;
+    if (name === '..') {
+      path = path === '/' ? '/' : dirname(path);
+      continue;
+    }
+    const next = path === '/' ? '/' + name : path + '/' + name;
+    let link: boolean;
+    try {
+      link = lstatSync(next).isSymbolicLink();
+    } catch {
+      link = false;
+    }
+    if (!link) {
+      path = next;
+      continue;
+    }
+    const remaining = names.slice(i + 1).join('/');
+    if (seen.has(next)) {
+      const known = seen.get(next);
+      if (known !== null && known !== undefined) {
+        path = known;
+        continue;
+      }
+      return [joinPath(next, remaining), false]; // a loop: left as it is
+    }
+    seen.set(next, null);
+    let target: string;
+    try {
+      target = readlinkSync(next);
+    } catch {
+      path = next;
+      continue;
+    }
+    const [resolved, ok] = joinReal(path, target, seen);
+    if (!ok) return [joinPath(resolved, remaining), false];
+    seen.set(next, resolved);
+    path = resolved;
   }
+  return [path, true];
 }
 
 export function isFile(p: string): boolean {

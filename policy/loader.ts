@@ -88,6 +88,49 @@ export function decodePolicyText(bytes: Uint8Array, file: string): string {
   }
 }
 
+/**
+ * A policy file as the reference reads it: Python decodes a text file in
+ * pieces of 8 KiB as lines are asked for, so the lines before the piece with
+ * an invalid byte are parsed (and may fail first) before the decoding fails.
+ * `text` holds those lines; `error`, if any, comes after them.
+ */
+export interface PolicyText {
+  text: string;
+  error?: PolicySyntaxError;
+}
+
+/** TextIOWrapper's chunk size */
+const DECODE_CHUNK = 8192;
+
+export function readPolicyText(bytes: Uint8Array, file: string): PolicyText {
+  try {
+    return { text: utf8.decode(bytes) };
+  } catch (e) {
+    if (!(e instanceof TypeError)) throw e;
+  }
+  let error: PolicySyntaxError;
+  try {
+    decodePolicyText(bytes, file);
+    return { text: '' }; // not reached: the whole text did not decode
+  } catch (e) {
+    error = e as PolicySyntaxError;
+  }
+  const stream = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+  let prefix = '';
+  for (let at = 0; at < bytes.length; at += DECODE_CHUNK) {
+    try {
+      prefix += stream.decode(bytes.subarray(at, at + DECODE_CHUNK), { stream: true });
+    } catch {
+      break;
+    }
+  }
+  // only whole lines were handed out; a trailing CR waits to see whether an LF follows
+  let cut = prefix.lastIndexOf('\n');
+  const cr = prefix.lastIndexOf('\r', prefix.length - 2);
+  if (cr > cut) cut = cr;
+  return { text: prefix.slice(0, cut + 1), error };
+}
+
 class Loader {
   readonly rules: Rule[] = [];
   readonly warnings: string[] = [];
@@ -153,7 +196,7 @@ class Loader {
       if (!overrides.has(resolvePath(p))) this.loadFile(p, this.readFile(p), true);
     }
     for (const [p, content] of overrides) {
-      if (content !== null && p.slice(0, p.lastIndexOf('/')) === real) this.loadFile(p, content, false);
+      if (content !== null && p.slice(0, p.lastIndexOf('/')) === real) this.loadFile(p, { text: content }, false);
     }
   }
 
@@ -162,20 +205,20 @@ class Loader {
     return listDir(dir);
   }
 
-  private readFile(path: string): string {
+  private readFile(path: string): PolicyText {
     this.sources.add(path);
-    return decodePolicyText(readBytes(path), path);
+    return readPolicyText(readBytes(path), path);
   }
 
   /** An included file: its text, from the proposed change when validating one. */
-  private includedText(target: string, file: string, line: number): string {
+  private includedText(target: string, file: string, line: number): PolicyText {
     const overrides = this.opts.overrides;
     if (overrides?.has(target)) {
       const content = overrides.get(target);
       if (content === null || content === undefined) {
         throw new PolicySyntaxError(file, line, `including a file that will be removed: ${target}`);
       }
-      return content;
+      return { text: content };
     }
     if (!isFile(target)) throw new PolicySyntaxError(file, line, `not a file: ${target}`);
     return this.readFile(target);
@@ -190,7 +233,7 @@ class Loader {
     return real;
   }
 
-  private loadFile(path: string, text: string, fromDisk: boolean, from?: { file: string; line: number }): void {
+  private loadFile(path: string, { text, error }: PolicyText, fromDisk: boolean, from?: { file: string; line: number }): void {
     this.enter(path, from?.file ?? null, from?.line ?? null);
     const lines = splitLines(text, fromDisk);
     for (let i = 0; i < lines.length; i++) {
@@ -229,6 +272,7 @@ class Loader {
       if (f.length < 5) throw new PolicySyntaxError(path, lineno, 'wrong number of fields');
       this.rules.push(buildRule(f[0]!, f[1]!, f[2]!, f[3]!, f[4]!, f.slice(5), path, lineno, this.rules.length));
     }
+    if (error) throw error;
     this.open.pop();
   }
 
@@ -244,7 +288,7 @@ class Loader {
     service: string | null,
     argument: string | null,
     path: string,
-    text: string,
+    { text, error }: PolicyText,
     base: string,
     from: { file: string; line: number },
   ): void {
@@ -266,6 +310,7 @@ class Loader {
       if (f.length < 3) throw new PolicySyntaxError(path, lineno, 'wrong number of fields');
       this.rules.push(buildRule(service, argument, f[0]!, f[1]!, f[2]!, f.slice(3), path, lineno, this.rules.length));
     }
+    if (error) throw error;
     this.open.pop();
   }
 

@@ -248,6 +248,39 @@ t.test('include cycles, symlinks, unreadable and non-UTF-8 files give clean erro
   t.throws(() => loadPolicy({ policyDir: join(tree.dir, 'missing') }), /failed to load .*missing file: \[Errno 2\] No such file or directory/);
 });
 
+t.test("'..' in an include path applies after the symlink before it, as pathlib's resolve() does", async (t) => {
+  // include/ld -> deep/dd: include/ld/.. is include/deep, not include
+  const tree = tempTree({
+    'policy.d/include/deep/dd/x.policy': 'viadir * @anyvm @anyvm allow target=vault\n',
+    'policy.d/include/deep/f': 'svc * @anyvm @anyvm allow target=vault\n',
+    'policy.d/include/f': 'svc * @anyvm @anyvm allow target=work\n',
+    'policy.d/include/deep/s': '@anyvm @anyvm allow,target=vault\n',
+    'policy.d/include/s': '@anyvm @anyvm allow,target=work\n',
+  });
+  t.teardown(tree.cleanup);
+  const pd = join(tree.dir, 'policy.d');
+  symlinkSync('deep/dd', join(pd, 'include/ld'));
+  const rulesOf = (text: string) => {
+    writeFileSync(join(pd, '10-a.policy'), text);
+    return loadPolicy({ policyDir: pd, legacyDir: join(tree.dir, 'legacy') }).rules.map((r) => `${r.file.slice(pd.length + 1)}:${r.line}`);
+  };
+  t.same(rulesOf('!include include/ld/../f\n'), ['include/deep/f:1']);
+  t.same(rulesOf('!include-service svc * include/ld/../s\n'), ['include/deep/s:1']);
+  t.same(rulesOf('!include-dir include/ld/../dd\n'), ['include/deep/dd/x.policy:1']);
+  t.throws(() => rulesOf('!include include/ld/../deep/f\n'), { message: `${pd}/10-a.policy:1: not a file: ${pd}/include/deep/deep/f` });
+});
+
+t.test('an invalid byte past the first 8 KiB: the lines read before it are checked first', async (t) => {
+  // Python decodes a file 8 KiB at a time as its lines are read
+  const filler = '#' + 'x'.repeat(8300) + '\n';
+  const bad = Buffer.concat([Buffer.from('svc * @anyvm @anyvm permit\n' + filler), Buffer.from('# caf\xe9\n', 'latin1')]);
+  t.equal(errorOf(bad), 'D/50-x.policy:1: invalid action: permit');
+  const good = Buffer.concat([Buffer.from('svc * @anyvm @anyvm deny\n' + filler), Buffer.from('# caf\xe9\n', 'latin1')]);
+  t.equal(errorOf(good), 'D/50-x.policy:3: file is not valid UTF-8');
+  // within the first 8 KiB nothing of the file is read before the error
+  t.equal(errorOf(Buffer.from('svc * @anyvm @anyvm permit\n# caf\xe9\n', 'latin1')), 'D/50-x.policy:2: file is not valid UTF-8');
+});
+
 t.test('!compat-4.0 reads the legacy per-service files', async (t) => {
   const { rules, warnings } = load(
     { '10.policy': 'pre * @anyvm @anyvm deny\n!compat-4.0\npost * @anyvm @anyvm deny\n' },
