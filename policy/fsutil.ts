@@ -58,7 +58,7 @@ function joinReal(start: string, rest: string, seen: Map<string, string | null>)
     const remaining = names.slice(i + 1).join('/');
     if (seen.has(next)) {
       const known = seen.get(next);
-      if (known !== null && known !== undefined) {
+      if (known) {
         path = known;
         continue;
       }

@@ -71,21 +71,26 @@ export function decodePolicyText(bytes: Uint8Array, file: string): string {
   try {
     return utf8.decode(bytes);
   } catch {
-    let line = 1;
-    let start = 0;
-    for (let i = 0; i <= bytes.length; i++) {
-      if (i === bytes.length || bytes[i] === 0x0a) {
-        try {
-          utf8.decode(bytes.subarray(start, i));
-        } catch {
-          throw new PolicySyntaxError(file, line, 'file is not valid UTF-8');
-        }
-        line++;
-        start = i + 1;
-      }
-    }
-    throw new PolicySyntaxError(file, null, 'file is not valid UTF-8');
+    throw invalidUtf8(bytes, file);
   }
+}
+
+/** The error for bytes that are not UTF-8, naming the line of the first bad byte. */
+function invalidUtf8(bytes: Uint8Array, file: string): PolicySyntaxError {
+  let line = 1;
+  let start = 0;
+  for (let i = 0; i <= bytes.length; i++) {
+    if (i === bytes.length || bytes[i] === 0x0a) {
+      try {
+        utf8.decode(bytes.subarray(start, i));
+      } catch {
+        return new PolicySyntaxError(file, line, 'file is not valid UTF-8');
+      }
+      line++;
+      start = i + 1;
+    }
+  }
+  return new PolicySyntaxError(file, null, 'file is not valid UTF-8');
 }
 
 /**
@@ -105,15 +110,8 @@ const DECODE_CHUNK = 8192;
 export function readPolicyText(bytes: Uint8Array, file: string): PolicyText {
   try {
     return { text: utf8.decode(bytes) };
-  } catch (e) {
-    if (!(e instanceof TypeError)) throw e;
-  }
-  let error: PolicySyntaxError;
-  try {
-    decodePolicyText(bytes, file);
-    return { text: '' }; // not reached: the whole text did not decode
-  } catch (e) {
-    error = e as PolicySyntaxError;
+  } catch {
+    /* not UTF-8: the lines before the bad piece, then the error */
   }
   const stream = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
   let prefix = '';
@@ -128,7 +126,7 @@ export function readPolicyText(bytes: Uint8Array, file: string): PolicyText {
   let cut = prefix.lastIndexOf('\n');
   const cr = prefix.lastIndexOf('\r', prefix.length - 2);
   if (cr > cut) cut = cr;
-  return { text: prefix.slice(0, cut + 1), error };
+  return { text: prefix.slice(0, cut + 1), error: invalidUtf8(bytes, file) };
 }
 
 class Loader {

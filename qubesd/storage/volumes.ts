@@ -190,9 +190,14 @@ export abstract class ImageVolume extends Volume {
     return this.saveOnStop && !this.snapOnStart;
   }
 
+  /** which volumes must have a size above 0 to be created */
+  protected get needsSize(): boolean {
+    return this.createsImage;
+  }
+
   override async create(): Promise<void> {
+    if (this.needsSize && !(this.conf.size > 0)) throw StoragePoolException(`Volume size must be > 0 (volume ${this.vid})`);
     if (this.createsImage) {
-      if (!(this.conf.size > 0)) throw StoragePoolException(`Volume size must be > 0 (volume ${this.vid})`);
       // data nobody references any more is still somebody's data: never create over it
       if (await exists(this.cleanPath)) throw StoragePoolException(`Volume ${this.cleanPath} already exists`);
       await createSparseFile(this.cleanPath, this.conf.size);
@@ -409,9 +414,8 @@ export class FileVolume extends ImageVolume {
    * reset to the default pool) is not created; Qubes drops the connection on
    * that assertion, we answer with the error.
    */
-  override async create(): Promise<void> {
-    if (!(this.conf.size > 0)) throw StoragePoolException(`Volume size must be > 0 (volume ${this.vid})`);
-    return super.create();
+  protected override get needsSize(): boolean {
+    return true;
   }
 
   override path(): string {
