@@ -11,5 +11,14 @@ export const QubesVolumeCopyTokenNotFoundError = () =>
   new QubesError('QubesVolumeCopyTokenNotFoundError', pyRepr('Token to clone volume of qube was not found'));
 export const QubesVolumeCopyInUseError = (vm: string, volume: string) =>
   new QubesError('QubesVolumeCopyInUseError', `Domain volume is being cloned already: ${pyRepr(vm)}:${pyRepr(volume)}`);
-/** Qubes raises Python's NotImplementedError for unsupported volume operations. */
-export const NotImplementedErr = (msg: string) => new QubesError('NotImplementedError', msg);
+/**
+ * An unsupported volume or pool operation. Qubes raises Python's own
+ * NotImplementedError, which is no QubesException: its qubesd drops the
+ * connection and the client says only "Got empty response from qubesd". We
+ * answer with the message, under Qubes' QubesNotImplementedError: the client
+ * raises an exception type it was sent by name when that name is a Python
+ * builtin, and an uncaught builtin NotImplementedError ended qvm-volume and
+ * qvm-pool with a traceback, where QubesNotImplementedError is a
+ * QubesException that they show as an error message.
+ */
+export const NotImplementedErr = (msg: string) => new QubesError('QubesNotImplementedError', msg);

@@ -104,3 +104,22 @@ t.test('kernel volumes: a fresh store names the linux-kernel pool; in a file poo
   t.equal(await errorOf(call(d.socket, 'admin.property.Set', 'dom0', 'default_pool_kernel', 'linux-kernel')), 'ok: ');
   t.equal(await errorOf(call(d.socket, 'admin.vm.Create.AppVM', 'dom0', 'tpl', 'name=a1 label=red')), 'ok: ');
 });
+
+t.test("what a storage driver does not support is Qubes' QubesNotImplementedError, not Python's NotImplementedError", async (t) => {
+  // Qubes raises the builtin (and drops the call); its client re-raises a
+  // builtin's name as the builtin, which qvm-volume and qvm-pool do not catch
+  const d = await daemon(t);
+  t.equal(
+    await errorOf(call(d.socket, 'admin.vm.volume.Set.revisions_to_keep', 'work', 'private', '3')),
+    'QubesNotImplementedError: FileVolume supports maximum 1 volume revision to keep',
+  );
+  t.equal(
+    await errorOf(call(d.socket, 'admin.pool.Set.revisions_to_keep', 'dom0', 'varlibqubes', '2')),
+    'QubesNotImplementedError: FilePool supports maximum 1 volume revision to keep',
+  );
+  t.equal(
+    await errorOf(call(d.socket, 'admin.vm.volume.Info', 'work', 'private')).then((s) => /\nrevisions_to_keep=(\d+)/.exec(s)?.[1]),
+    '1',
+    'nothing changed',
+  );
+});

@@ -70,7 +70,7 @@ t.test('admin.pool.* replies', async (t) => {
   t.equal(await add('file', 'name=x'), 'QubesException: missing required driver options: dir_path');
   t.equal(await add('file', `name=varlibqubes\ndir_path=${dir}/p`), "QubesPoolInUseError: Storage pool is in use: 'varlibqubes'");
   t.equal(await add('file', 'name=x\ndir_path=relative/dir'), 'QubesValueError: Invalid dir_path "relative/dir": must be an absolute path');
-  t.equal(await add('file', `name=x\ndir_path=${dir}/p\nrevisions_to_keep=2`), 'NotImplementedError: FilePool supports maximum 1 volume revision to keep');
+  t.equal(await add('file', `name=x\ndir_path=${dir}/p\nrevisions_to_keep=2`), 'QubesNotImplementedError: FilePool supports maximum 1 volume revision to keep');
   t.equal(
     await add('file', `name=x\ndir_path=${dir}/p\nrevisions_to_keep=lots`),
     'QubesValueError: Invalid value for revisions_to_keep: "lots" (expected an integer)',

@@ -239,14 +239,14 @@ t.test('file driver: one revision "old", resize, clear, Set.rw/ephemeral', async
   t.same(await m.listSnapshots(sa, 'private'), ['old']);
   t.equal(readAt(join(base, 'appvms/sa/private-cow.img.old'), 0, 3), 'one');
   t.notOk(existsSync(join(base, 'appvms/sa/volatile.img')));
-  throwsType(t, () => m.volume(sa, 'private').setRevisionsToKeep(2), 'NotImplementedError', 'FileVolume supports maximum 1 volume revision to keep');
+  throwsType(t, () => m.volume(sa, 'private').setRevisionsToKeep(2), 'QubesNotImplementedError', 'FileVolume supports maximum 1 volume revision to keep');
 
   await m.resize(sa, 'private', 4 * 1024 ** 3);
   t.equal(statSync(img).size, 4 * 1024 ** 3);
   t.equal(readAt(img, 0, 3), 'two', 'growing keeps the data');
   t.equal(attrsOf(sa, 'private').get('size'), String(4 * 1024 ** 3));
   t.equal(statSync(join(base, 'appvms/sa/private-cow.img.old')).size, 2 * 1024 ** 3, 'the revision keeps its own size');
-  await t.rejects(m.resize(sa, 'kernel', 1), { type: 'NotImplementedError', message: 'Volume LinuxModules has resize() not implemented' });
+  await t.rejects(m.resize(sa, 'kernel', 1), { type: 'QubesNotImplementedError', message: 'Volume LinuxModules has resize() not implemented' });
 
   await m.clear(sa, 'private');
   t.equal(statSync(img).size, 4 * 1024 ** 3);
