@@ -43,19 +43,12 @@ export async function exportVolume(caller: AdminCaller, qube: string, volume: st
  * buffers that are reused (a ring-read export, lib/ring-reader.ts), which a
  * stream piped into the response would keep queued. The response is taken
  * over from fastify (its onSend hooks do not run: the transport's headers
- * are added here). A client that goes away ends the iteration; a HEAD
- * request gets the headers alone.
+ * are added here). A client that goes away ends the iteration.
  */
-export async function sendInTurn(reply: FastifyReply, headers: Record<string, string>, body: AsyncIterable<Buffer>, unread: () => void): Promise<void> {
+export async function sendInTurn(reply: FastifyReply, headers: Record<string, string>, body: AsyncIterable<Buffer>): Promise<void> {
   reply.hijack();
   const res = reply.raw;
   res.writeHead(200, headers);
-  if (reply.request.method === 'HEAD') {
-    // the headers say it all: the body is not read (`unread` lets go of its source)
-    unread();
-    res.end();
-    return;
-  }
   let closed = false;
   const gone = new Promise<void>((resolve) => res.once('close', resolve)).then(() => {
     closed = true;

@@ -7,6 +7,7 @@ import type { AskAgent } from '../ask-agent.js';
 import type { RestContext } from '../context.js';
 import { badRequest, notFound, RestError } from '../errors.js';
 import { transportHeaders } from '../transport-headers.js';
+import { answerHead, isHead } from '../head-only.js';
 
 const onlyDom0 = (req: FastifyRequest): void => {
   if (req.token.identity !== 'dom0') throw new RestError(403, 'forbidden', 'only a dom0 session answers policy questions');
@@ -17,9 +18,14 @@ export function askRoutes(agent: AskAgent | null): (app: FastifyInstance, ctx: R
     app.get('/asks', { schema: { tags: ['asks'], summary: 'questions of `ask` policy rules, as Server-Sent Events (dom0 only)' } }, async (req, reply) => {
       onlyDom0(req);
       if (!agent) throw new RestError(503, 'unavailable', 'the ask agent is not running');
+      const head = { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no', ...transportHeaders(ctx.options) };
+      if (isHead(reply)) return answerHead(reply, head);
       reply.hijack();
       const res = reply.raw;
-      res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no', ...transportHeaders(ctx.options) });
+      res.writeHead(200, head);
+      // out now: with no question pending nothing else is written for a while,
+      // and Node holds the headers back until something is
+      res.flushHeaders();
       const send = (o: unknown): void => {
         res.write(`data: ${JSON.stringify(o)}\n\n`);
       };

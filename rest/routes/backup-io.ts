@@ -26,6 +26,8 @@ import { badRequest, notFound, RestError } from '../errors.js';
 import { argName, idParam, vmDest, vmHref } from '../ids.js';
 import { importVolume, internalSocketOf, rawWriter, refuseUpload } from '../disk-io.js';
 import { Transfer } from '../transfer-task.js';
+import { answerHead, isHead } from '../head-only.js';
+import { transportHeaders } from '../transport-headers.js';
 import { runAction } from './vms.js';
 import { POOL_ID } from './installation.js';
 import { parseVmList, pickVm } from '../wire.js';
@@ -52,6 +54,13 @@ async function exportBackup(
   const c = req.query.compress ?? 'true';
   const compression = c === 'true' ? 'True' : c === 'false' ? 'False' : c;
   const { socketPath, spec } = await req.caller.authorize('admin.vm.backup.Stream', dest, '', `passphrase=${passphrase}\ncompression=${compression}\n`);
+  const headers = { 'content-type': 'application/octet-stream', 'content-disposition': `attachment; filename="${req.params.id}.qbkp"` };
+  if (isHead(reply)) {
+    // a qube that does not exist is a 404 as for GET (asked as GET /vms/{id}
+    // asks); the archive is not made
+    await req.caller.call('admin.vm.List', dest);
+    return answerHead(reply, { ...headers, ...transportHeaders(ctx.options) });
+  }
   req.caller.calls++;
   const s = await callStream(socketPath, spec);
   const tr = await Transfer.start(ctx, req, 'vm.export.qbkp', `/rest/v0/vms/${req.params.id}`);
@@ -71,8 +80,7 @@ async function exportBackup(
     }
   });
   return reply
-    .header('content-type', 'application/octet-stream')
-    .header('content-disposition', `attachment; filename="${req.params.id}.qbkp"`)
+    .headers(headers)
     .header('x-task', tr.href)
     .send(Readable.from(counted(), { objectMode: false }));
 }

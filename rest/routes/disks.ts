@@ -11,6 +11,7 @@ import { extentPieces, rawBytes } from '../../lib/volume-export.js';
 import type { RestContext } from '../context.js';
 import { badRequest, RestError } from '../errors.js';
 import { parseVdiId, vdiHref } from '../ids.js';
+import { answerHead, isHead } from '../head-only.js';
 import { ImportFailed, exportVolume, refuseUpload, importVolume, internalSocketOf, pieceWriter, bodyWriter, sendInTurn } from '../disk-io.js';
 import { transportHeaders } from '../transport-headers.js';
 import { Transfer } from '../transfer-task.js';
@@ -43,18 +44,21 @@ async function exportDisk(ctx: RestContext, req: IdReq, reply: FastifyReply, for
     ac.abort();
     throw badRequest(`the volume's size (${ex.size} bytes) is not a whole number of sectors: export it as .raw`);
   }
-  const tr = await Transfer.start(ctx, req, `vdi.export.${format}`, vdiHref(qube, volume));
-  tr.signal.addEventListener('abort', () => ac.abort(), { once: true });
   const length = format === 'raw' ? ex.size : planVhd(ex.size, ex.extents).length;
-  const body = format === 'raw' ? tr.count(rawBytes(ex), length) : tr.count(writeVhd(ex.size, ex.extents, extentPieces(ex), { reuseBlocks: true }), length);
-  settleOnClose(reply, tr, () => ({ bytes: length }));
   const headers = {
     'content-type': format === 'raw' ? 'application/octet-stream' : 'application/x-vhd',
     'content-length': String(length),
     'content-disposition': `attachment; filename="${qube}-${volume}.${format}"`,
-    'x-task': tr.href,
   };
-  await sendInTurn(reply, { ...headers, ...transportHeaders(ctx.options) }, body, () => ac.abort());
+  if (isHead(reply)) {
+    ac.abort();
+    return answerHead(reply, { ...headers, ...transportHeaders(ctx.options) });
+  }
+  const tr = await Transfer.start(ctx, req, `vdi.export.${format}`, vdiHref(qube, volume));
+  tr.signal.addEventListener('abort', () => ac.abort(), { once: true });
+  const body = format === 'raw' ? tr.count(rawBytes(ex), length) : tr.count(writeVhd(ex.size, ex.extents, extentPieces(ex), { reuseBlocks: true }), length);
+  settleOnClose(reply, tr, () => ({ bytes: length }));
+  await sendInTurn(reply, { ...headers, 'x-task': tr.href, ...transportHeaders(ctx.options) }, body);
   return reply;
 }
 

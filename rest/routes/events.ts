@@ -6,6 +6,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { RestContext } from '../context.js';
 import { transportHeaders } from '../transport-headers.js';
+import { answerHead, isHead } from '../head-only.js';
 
 export async function eventRoutes(app: FastifyInstance, ctx: RestContext): Promise<void> {
   app.get(
@@ -14,6 +15,12 @@ export async function eventRoutes(app: FastifyInstance, ctx: RestContext): Promi
       schema: { tags: ['events'], summary: 'admin.Events as Server-Sent Events (text/event-stream)', produces: ['text/event-stream'] },
     },
     async (req, reply) => {
+      const head = { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no', ...transportHeaders(ctx.options) };
+      if (isHead(reply)) {
+        // what GET asks the policy, without subscribing
+        await req.caller.authorize('admin.Events', 'dom0');
+        return answerHead(reply, head);
+      }
       const res = reply.raw;
       let seq = 0;
       let dropped = false;
@@ -38,7 +45,7 @@ export async function eventRoutes(app: FastifyInstance, ctx: RestContext): Promi
         send(`id: ${++seq}\ndata: ${JSON.stringify({ subject: e.subject, event: e.event, kwargs: Object.fromEntries(e.kwargs) })}\n\n`);
       });
       reply.hijack();
-      res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no', ...transportHeaders(ctx.options) });
+      res.writeHead(200, head);
       opened = true;
       for (const c of pending.splice(0)) send(c);
       const keepalive = setInterval(() => send(': keepalive\n\n'), 30_000);

@@ -7,6 +7,7 @@ import type { RestContext } from '../context.js';
 import { conflict, notFound } from '../errors.js';
 import { TASKS_BASE, taskView, type TaskRecord } from '../tasks.js';
 import { transportHeaders } from '../transport-headers.js';
+import { answerHead, isHead } from '../head-only.js';
 
 type IdReq = FastifyRequest<{ Params: { id: string }; Querystring: { wait?: string; watch?: unknown } }>;
 const idParams = { type: 'object', properties: { id: { type: 'string', pattern: '^[0-9a-f]{1,64}$' } }, required: ['id'] } as const;
@@ -37,9 +38,11 @@ export async function taskRoutes(app: FastifyInstance, ctx: RestContext): Promis
     async (req: IdReq, reply) => {
       let t = find(req);
       if (req.query.watch !== undefined) {
+        const head = { 'Content-Type': 'application/x-ndjson', 'Cache-Control': 'no-store', ...transportHeaders(ctx.options) };
+        if (isHead(reply)) return answerHead(reply, head);
         reply.hijack();
         const res = reply.raw;
-        res.writeHead(200, { 'Content-Type': 'application/x-ndjson', 'Cache-Control': 'no-store', ...transportHeaders(ctx.options) });
+        res.writeHead(200, head);
         res.write(JSON.stringify(taskView(t)) + '\n');
         if (t.status !== 'pending') {
           res.end();

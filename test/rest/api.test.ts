@@ -341,6 +341,38 @@ t.test('events: admin.Events as Server-Sent Events', async (t) => {
   ac.abort();
 });
 
+t.test('HEAD on the routes that stream: the headers at once, and nothing made', async (t) => {
+  const auth = { authorization: `Bearer ${token}` };
+  // each must answer well before the time-out (an unended stream's HEAD never did)
+  const head = (path: string, extra: Record<string, string> = {}) =>
+    fetch(`${url}${path}`, { method: 'HEAD', headers: { ...auth, ...extra }, signal: AbortSignal.timeout(5000) });
+  const taskCount = async () => ((await get('/tasks')).json as string[]).length;
+  const before = await taskCount();
+
+  const ev = await head('/events');
+  t.equal(ev.status, 200);
+  t.equal(ev.headers.get('content-type'), 'text/event-stream');
+  t.equal((await head('/asks')).status, 200);
+  // GET /asks with no question pending: the 200 is out at once all the same
+  const ac = new AbortController();
+  const asks = await fetch(`${url}/asks`, { headers: auth, signal: AbortSignal.any([ac.signal, AbortSignal.timeout(5000)]) });
+  t.equal(asks.status, 200);
+  t.equal(asks.headers.get('content-type'), 'text/event-stream');
+  ac.abort();
+
+  const raw = await head('/vdis/work%3Aprivate.raw');
+  t.equal(raw.status, 200);
+  t.equal(raw.headers.get('content-length'), String(2 * 1024 ** 3), "the volume's size");
+  t.equal(raw.headers.get('x-task'), null, 'no transfer, no task');
+  const bk = await head('/vms/work.qbkp', { 'x-backup-passphrase': 'p' });
+  t.equal(bk.status, 200);
+  t.equal(bk.headers.get('content-type'), 'application/octet-stream');
+  t.equal(bk.headers.get('x-task'), null);
+  t.equal((await head('/vms/nosuch.qbkp', { 'x-backup-passphrase': 'p' })).status, 404, 'as GET: no such qube');
+  t.equal((await head('/vms/work.qbkp')).status, 400, 'as GET: no passphrase');
+  t.equal(await taskCount(), before, 'no task was made');
+});
+
 t.test('events: a client that does not read is dropped when its buffer overflows', async (t) => {
   // a second gateway on the same installation, with a small buffer
   const proc = spawnPlain(
