@@ -7,7 +7,9 @@ whose exit code, standard output or standard error differs is printed.
   qvm-compare.py [COMMANDS_FILE ...]
 
 A commands file has one command line per line (shell quoting), `#` comments,
-and `RESET` to start both daemons afresh. Default: the files in qvm/.
+and `RESET` to start both daemons afresh; `@DIR@` stands for the daemon's
+own directory (a new pool's dir_path must not be shared by the two).
+Default: the files in qvm/.
 Needs QUBES_CORE_ADMIN_CLIENT (a qubes-core-admin-client checkout) besides
 what compare.py needs (README.md).
 """
@@ -24,20 +26,22 @@ import compare  # noqa: E402
 
 QVM = os.path.join(compare.ROOT, "..", "shared", "conformance", "tools", "qvm.py")
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-# timestamps, a disposable's dispid and address, and Python object addresses
-# in messages differ between any two runs
-VARYING_RE = re.compile(r"\b1\d{9}\b|^(dispid\s+-\s+)\d+$|\b10\.138\.\d+\.\d+\b|(object at )0x[0-9a-f]+", re.M)
+# timestamps, a disposable's dispid and address, Python object addresses in
+# messages, and a firewall rule's time left differ between any two runs
+VARYING_RE = re.compile(r"\b1\d{9}\b|^(dispid\s+-\s+)\d+$|\b10\.138\.\d+\.\d+\b|(object at )0x[0-9a-f]+|(  )\+\d+s(?=  )", re.M)
 
 
 def run(daemon, line):
     env = dict(os.environ, QUBESD_SOCKET=daemon.sock)
     try:
-        p = subprocess.run([sys.executable, QVM] + shlex.split(line), env=env, capture_output=True, timeout=120,
+        args = [a.replace("@DIR@", daemon.d) for a in shlex.split(line)]
+        p = subprocess.run([sys.executable, QVM] + args, env=env, capture_output=True, timeout=120,
                            stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
         return None, "<timed out>"
-    text = (p.stdout + b"\n-- stderr --\n" + p.stderr).decode("utf8", "replace").replace(daemon.d + "/base", "<BASE>")
-    text = VARYING_RE.sub(lambda m: (m.group(1) or m.group(2) or "") + "<varies>", UUID_RE.sub("<uuid>", text))
+    text = (p.stdout + b"\n-- stderr --\n" + p.stderr).decode("utf8", "replace")
+    text = text.replace(daemon.d + "/base", "<BASE>").replace(daemon.d, "@DIR@")
+    text = VARYING_RE.sub(lambda m: (m.group(1) or m.group(2) or m.group(3) or "") + "<varies>", UUID_RE.sub("<uuid>", text))
     return p.returncode, text
 
 
