@@ -9,3 +9,8 @@ export function transportHeaders(options: Readonly<RestOptions>): Record<string,
   const https = Boolean(options.tls_cert && options.tls_key);
   return https && options.hsts_max_age > 0 ? { 'Strict-Transport-Security': `max-age=${options.hsts_max_age}` } : {};
 }
+
+/** The headers of a Server-Sent Events stream (/events, /asks): not cached, not buffered by a proxy. */
+export function eventStreamHeaders(options: Readonly<RestOptions>): Record<string, string> {
+  return { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no', ...transportHeaders(options) };
+}

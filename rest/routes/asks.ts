@@ -6,7 +6,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { AskAgent } from '../ask-agent.js';
 import type { RestContext } from '../context.js';
 import { badRequest, notFound, RestError } from '../errors.js';
-import { transportHeaders } from '../transport-headers.js';
+import { eventStreamHeaders } from '../transport-headers.js';
 import { answerHead, isHead } from '../head-only.js';
 
 const onlyDom0 = (req: FastifyRequest): void => {
@@ -18,7 +18,7 @@ export function askRoutes(agent: AskAgent | null): (app: FastifyInstance, ctx: R
     app.get('/asks', { schema: { tags: ['asks'], summary: 'questions of `ask` policy rules, as Server-Sent Events (dom0 only)' } }, async (req, reply) => {
       onlyDom0(req);
       if (!agent) throw new RestError(503, 'unavailable', 'the ask agent is not running');
-      const head = { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no', ...transportHeaders(ctx.options) };
+      const head = eventStreamHeaders(ctx.options);
       if (isHead(reply)) return answerHead(reply, head);
       reply.hijack();
       const res = reply.raw;

@@ -5,7 +5,7 @@
 // unbounded queue.
 import type { FastifyInstance } from 'fastify';
 import type { RestContext } from '../context.js';
-import { transportHeaders } from '../transport-headers.js';
+import { eventStreamHeaders } from '../transport-headers.js';
 import { answerHead, isHead } from '../head-only.js';
 
 export async function eventRoutes(app: FastifyInstance, ctx: RestContext): Promise<void> {
@@ -15,7 +15,7 @@ export async function eventRoutes(app: FastifyInstance, ctx: RestContext): Promi
       schema: { tags: ['events'], summary: 'admin.Events as Server-Sent Events (text/event-stream)', produces: ['text/event-stream'] },
     },
     async (req, reply) => {
-      const head = { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no', ...transportHeaders(ctx.options) };
+      const head = eventStreamHeaders(ctx.options);
       if (isHead(reply)) {
         // what GET asks the policy, without subscribing
         await req.caller.authorize('admin.Events', 'dom0');
