@@ -58,7 +58,8 @@ export async function taskRoutes(app: FastifyInstance, ctx: RestContext): Promis
         reply.raw.once('close', stop);
         return reply;
       }
-      if (req.query.wait === 'result' && t.status === 'pending') {
+      // a HEAD does not wait: its answer would be the same headers
+      if (req.query.wait === 'result' && t.status === 'pending' && !isHead(reply)) {
         const ac = new AbortController();
         reply.raw.once('close', () => ac.abort());
         t = (await tasks.wait(t.id, ac.signal)) ?? t;

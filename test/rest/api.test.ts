@@ -371,6 +371,15 @@ t.test('HEAD on the routes that stream: the headers at once, and nothing made', 
   t.equal((await head('/vms/nosuch.qbkp', { 'x-backup-passphrase': 'p' })).status, 404, 'as GET: no such qube');
   t.equal((await head('/vms/work.qbkp')).status, 400, 'as GET: no passphrase');
   t.equal(await taskCount(), before, 'no task was made');
+
+  // a task kept pending: an export whose body is not read
+  const slow = new AbortController();
+  const exp = await fetch(`${url}/vdis/work%3Aprivate.raw`, { headers: auth, signal: slow.signal });
+  const taskPath = exp.headers.get('x-task')!.slice('/rest/v0'.length);
+  t.equal(((await get(taskPath)).json as { status: string }).status, 'pending');
+  t.equal((await head(`${taskPath}?watch`)).status, 200, 'a watch of a pending task: at once');
+  t.equal((await head(`${taskPath}?wait=result`)).status, 200, 'a HEAD does not wait for the result');
+  slow.abort();
 });
 
 t.test('events: a client that does not read is dropped when its buffer overflows', async (t) => {
