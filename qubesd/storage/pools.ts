@@ -5,10 +5,9 @@
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { QubesError, QubesException, QubesValueError, StoragePoolException, pyRepr } from '../errors.js';
+import { QubesError, QubesException, QubesNotImplementedError, QubesValueError, StoragePoolException, pyRepr } from '../errors.js';
 import type { PoolDoc } from '../store/document.js';
 import { pyBool, type VolumeConf } from './config.js';
-import { NotImplementedErr } from './errors.js';
 import { ensureDir, fsUsage, supportsReflink, type CopyMethod } from './fileops.js';
 import type { StorageVm } from './model-view.js';
 import { isSafeComponent, isWithin, realpathLoose } from './paths.js';
@@ -229,7 +228,7 @@ export class FilePool extends DirPool {
   readonly pythonVolumeClass = 'FileVolume';
 
   override setRevisionsToKeep(value: number): void {
-    if (value > 1) throw NotImplementedErr('FilePool supports maximum 1 volume revision to keep');
+    if (value > 1) throw QubesNotImplementedError('FilePool supports maximum 1 volume revision to keep');
     super.setRevisionsToKeep(value);
   }
 
@@ -239,7 +238,7 @@ export class FilePool extends DirPool {
   }
 
   override initConf(conf: VolumeConf, slot: VolumeSlot): VolumeConf {
-    if (conf.snapOnStart && conf.saveOnStop) throw NotImplementedErr('snap_on_start + save_on_stop not supported by file driver');
+    if (conf.snapOnStart && conf.saveOnStop) throw QubesNotImplementedError('snap_on_start + save_on_stop not supported by file driver');
     const c = super.initConf(conf, slot);
     if (!c.saveOnStop) c.revisionsToKeep = 0;
     return c;
@@ -312,7 +311,7 @@ export class KernelPool extends Pool {
   }
 
   override initConf(conf: VolumeConf): VolumeConf {
-    if (conf.saveOnStop) throw NotImplementedErr('LinuxKernel pool does not support save_on_stop=True');
+    if (conf.saveOnStop) throw QubesNotImplementedError('LinuxKernel pool does not support save_on_stop=True');
     const c = { ...conf, pool: this.name, rw: false, revisionsToKeep: 0 };
     if (c.snapOnStart && !c.source) c.snapOnStart = false;
     return c;

@@ -14,8 +14,7 @@
 import { existsSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { QubesValueError, StoragePoolException } from '../errors.js';
-import { NotImplementedErr } from './errors.js';
+import { QubesNotImplementedError, QubesValueError, StoragePoolException } from '../errors.js';
 import type { VolumeConf } from './config.js';
 import {
   cloneFile,
@@ -110,7 +109,7 @@ export abstract class Volume {
   }
 
   protected notImplemented(method: string): Error {
-    return NotImplementedErr(`Volume ${this.pool.pythonVolumeClass} has ${method}() not implemented`);
+    return QubesNotImplementedError(`Volume ${this.pool.pythonVolumeClass} has ${method}() not implemented`);
   }
 
   abstract size(): Promise<number>;
@@ -461,7 +460,7 @@ export class FileVolume extends ImageVolume {
   }
 
   override setRevisionsToKeep(value: number): void {
-    if (value > 1 || value < -1) throw NotImplementedErr('FileVolume supports maximum 1 volume revision to keep');
+    if (value > 1 || value < -1) throw QubesNotImplementedError('FileVolume supports maximum 1 volume revision to keep');
     super.setRevisionsToKeep(value);
   }
 
@@ -564,11 +563,11 @@ export class ReflinkVolume extends ImageVolume {
   }
 
   protected override checkImportable(): void {
-    if (!this.saveOnStop) throw NotImplementedErr(`Cannot import_data: ${this.vid} is not save_on_stop`);
+    if (!this.saveOnStop) throw QubesNotImplementedError(`Cannot import_data: ${this.vid} is not save_on_stop`);
   }
 
   override async exportPath(): Promise<string> {
-    if (!this.saveOnStop) throw NotImplementedErr(`Cannot export: ${this.vid} is not save_on_stop`);
+    if (!this.saveOnStop) throw QubesNotImplementedError(`Cannot export: ${this.vid} is not save_on_stop`);
     return this.cleanPath;
   }
 }
