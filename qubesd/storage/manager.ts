@@ -88,6 +88,11 @@ export class StorageManager {
     this.baseDir = path.resolve(opts.baseDir);
     this.access = { ...defaultModelAccess(app), ...opts.access };
     this.pools = new PoolRegistry(app, this.access, this.baseDir, this.ctx(), (vm) => this.vidPrefix(vm));
+    app.events?.subscribe?.((subject, event) => {
+      if (event !== 'property-set:template') return;
+      const vm = app.getVm(subject);
+      if (vm) this.templateChanged(vm);
+    });
   }
 
   private noteCopy(src: string, dst: string, method: CopyMethod): void {
@@ -487,6 +492,33 @@ export class StorageManager {
       for (const v of created.reverse()) await v.remove().catch(() => undefined);
       throw e;
     }
+  }
+
+  /**
+   * Qubes' template_changed_update_storage, on every property-set:template
+   * (the same template again included): each volume the qube's class
+   * snapshots from its template (an AppVM's root; a disposable's root and
+   * private) gets the class's default configuration back, with source, pool
+   * and size from the new template chain, so that the next start snapshots
+   * the new template. The qube's disposables follow. Nothing on disk: a
+   * snapshot volume's image is made at start. A qube whose volumes are not
+   * made yet is left to createVolumes.
+   */
+  private templateChanged(vm: StorageVm, depth = 0): void {
+    if (!vm.volumeConfig.length || depth > 8) return;
+    for (const d of this.defaultConfs(vm)) {
+      if (!d.snapOnStart) continue;
+      const c = { ...d };
+      this.takeFromSource(vm, c);
+      const pool = this.pools.mustGet(c.pool ?? this.defaultPoolName(c.name));
+      const doc = volumeConfDoc(pool.initConf(c, this.slot(vm)));
+      const i = vm.volumeConfig.findIndex((x) => parseVolumeConf(x).name === c.name);
+      if (i >= 0) vm.volumeConfig[i] = doc;
+      else vm.volumeConfig.push(doc);
+      this.revisionsSet.get(vm)?.delete(c.name);
+    }
+    this.app.markDirty(vm);
+    for (const d of this.app.allVms()) if (d !== vm && this.access.template(d) === vm) this.templateChanged(d, depth + 1);
   }
 
   private defaultConfs(vm: StorageVm): VolumeConf[] {

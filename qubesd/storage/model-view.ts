@@ -22,7 +22,11 @@ export interface StorageApp {
   allVms(): StorageVm[];
   /** loaded, then created: the order of a pool's volume list */
   vmsByArrival(): Iterable<StorageVm>;
-  readonly events?: { fire(subject: string, event: string, kwargs?: ReadonlyArray<readonly [string, string]>): void };
+  readonly events?: {
+    fire(subject: string, event: string, kwargs?: ReadonlyArray<readonly [string, string]>): void;
+    /** (optional: a test's app may have no bus to listen to) */
+    subscribe?(listener: (subject: string, event: string) => void): unknown;
+  };
 }
 
 /** Where a new qube's volumes go (admin.vm.CreateInPool): never both. */

@@ -4,7 +4,7 @@
 // cloned, persisted across a restart, and removed without leftovers.
 import t, { type Test } from 'tap';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readSync, readdirSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { rmSync } from 'node:fs';
 import { ROOT, SHARED, call, startDaemon, type Daemon } from '../helpers/qubesd.js';
@@ -187,4 +187,52 @@ t.test('revisions_to_keep set on a file volume that is not save_on_stop: kept un
   await restart();
   t.equal(await rtk('sys-net', 'root'), '0', 'loaded again: 0, as init_volume gives it');
   t.equal(await rtk('work', 'volatile'), '0');
+});
+
+// Qubes' template_changed_update_storage: a qube given another template
+// snapshots the new one from its next start (its root, and its disposables'
+// root, are re-pointed), and that survives a restart.
+t.test('a new template is what the qube and its disposables start from', async (t) => {
+  const d = await startDaemon();
+  t.teardown(async () => {
+    await d.stop();
+    rmSync(d.dir, { recursive: true, force: true });
+  });
+  const ok = okOn(t, () => d);
+  for (const [name, mark] of [
+    ['tpla', 'TEMPLATE-A'],
+    ['tplb', 'TEMPLATE-B'],
+  ]) {
+    await ok('admin.vm.Create.TemplateVM', 'dom0', '', `name=${name} label=black`);
+    // at the start of the (sparse, 10 GiB) image, which keeps its size
+    const fd = openSync(join(d.base, 'vm-templates', name!, 'root.img'), 'r+');
+    writeSync(fd, mark!, 0);
+    closeSync(fd);
+  }
+  await ok('admin.vm.Create.AppVM', 'dom0', 'tpla', 'name=child label=red');
+  await ok('admin.vm.property.Set', 'child', 'netvm', '');
+  await ok('admin.vm.property.Set', 'child', 'template_for_dispvms', 'True');
+  await ok('admin.vm.Create.DispVM', 'dom0', 'child', 'name=disp9 label=red');
+  await ok('admin.vm.volume.Set.rw', 'child', 'root', 'False');
+  t.match(await ok('admin.vm.volume.Info', 'child', 'root'), /\nrw=False\nsource=vm-templates\/tpla\/root\n/);
+
+  await ok('admin.vm.property.Set', 'child', 'template', 'tplb');
+  const expected = `pool=varlibqubes\nvid=appvms/child/root\nsize=10737418240\nusage=0\nrw=True\nsource=vm-templates/tplb/root\npath=${d.base}/vm-templates/tplb/root.img\n`;
+  t.equal((await ok('admin.vm.volume.Info', 'child', 'root')).slice(0, expected.length), expected, 'the default configuration again, from the new template');
+  t.match(await ok('admin.vm.volume.Info', 'disp9', 'root'), /\nsource=vm-templates\/tplb\/root\n/, "the disposable's root follows");
+  t.match(await ok('admin.vm.volume.Info', 'disp9', 'private'), /\nsource=appvms\/child\/private\n/);
+
+  await ok('admin.vm.Start', 'child');
+  const head = Buffer.alloc(10);
+  const cow = openSync(join(d.base, 'appvms', 'child', 'root-cow.img'), 'r');
+  readSync(cow, head, 0, 10, 0);
+  closeSync(cow);
+  t.equal(head.toString(), 'TEMPLATE-B', 'started from the new template');
+  await ok('admin.vm.Kill', 'child');
+
+  await d.stop();
+  const d2 = await startDaemon({ dir: d.dir });
+  t.teardown(() => d2.stop());
+  const r = await call(d2.socket, 'admin.vm.volume.Info', 'child', 'root');
+  t.match(r.content, /\nsource=vm-templates\/tplb\/root\n/, 'kept across a restart');
 });
