@@ -1,4 +1,5 @@
-// A request refused before its body was read (413: over the body limit) is
+// A request refused before its body was read (413: over the body limit; a
+// body parser's 400, after which fastify closes the connection) is
 // answered only after the rest of the body has been read and dropped, up to
 // a bound. Answering and closing while the client is still sending makes
 // many clients (fetch/undici among them) fail with EPIPE and never see the

@@ -83,7 +83,8 @@ export async function buildGateway(options: RestOptions, build: BuildOptions = {
       reply.raw.destroy();
       return reply;
     }
-    if (status === 413) await drainBody(req.raw);
+    // any refusal while the body is still coming (413, a parser's 400): fastify closes the connection after it
+    if (!req.raw.complete) await drainBody(req.raw);
     return reply.code(status).type('application/json').send(body);
   });
   app.setNotFoundHandler((req, reply) => {

@@ -5,6 +5,7 @@
 // changed.
 import t from 'tap';
 import SwaggerParser from '@apidevtools/swagger-parser';
+import { connect } from 'node:net';
 import { createToken, http, startRestStack, type RestStack } from './helpers.js';
 
 const grant = (service: string, target: string) => `${service} * mgmt ${target} allow target=dom0`;
@@ -21,6 +22,37 @@ const workUuid = /uuid=(\S+)/.exec((await s.dom0('admin.vm.List', 'work')).conte
 const notesOf = async (vm: string) => (await s.dom0('admin.vm.notes.Get', vm)).content;
 const putText = (path: string, body: string | Uint8Array, tok: string | null = token, type = 'text/plain; charset=utf-8') =>
   fetch(url + path, { method: 'PUT', headers: { 'content-type': type, ...(tok ? { authorization: `Bearer ${tok}` } : {}) }, body });
+
+/**
+ * PUT of `total` bytes of text over a plain socket: 100 000 bytes, a pause
+ * of 300 ms, the rest. What came back, and how the last write ended.
+ */
+function slowPut(target: string, total: number): Promise<{ status: number; body: string; writeError: string | null }> {
+  const u = new URL(target);
+  return new Promise((resolve) => {
+    const sock = connect({ host: u.hostname, port: Number(u.port), allowHalfOpen: true });
+    let raw = '';
+    let writeError: string | null = 'not written';
+    sock.setEncoding('utf8');
+    sock.on('data', (d: string) => (raw += d));
+    sock.on('error', () => {});
+    sock.on('close', () => {
+      const [head = '', body = ''] = raw.split('\r\n\r\n');
+      resolve({ status: Number(/^HTTP\/1\.1 (\d+)/.exec(head)?.[1] ?? 0), body, writeError });
+    });
+    sock.write(
+      `PUT ${u.pathname} HTTP/1.1\r\nHost: ${u.host}\r\nAuthorization: Bearer ${token}\r\n` +
+        `Content-Type: text/plain\r\nContent-Length: ${total}\r\nConnection: close\r\n\r\n`,
+    );
+    sock.write('s'.repeat(100_000));
+    setTimeout(() => {
+      sock.write('s'.repeat(total - 100_000), (e) => {
+        writeError = e ? ((e as NodeJS.ErrnoException).code ?? e.message) : null;
+        if (!e) sock.end();
+      });
+    }, 300);
+  });
+}
 
 t.test('get and put the notes as text', async (t) => {
   const empty = await http(`${url}/vms/work/notes`, 'GET', token);
@@ -60,6 +92,15 @@ t.test('bodies refused by the gateway change nothing', async (t) => {
   const huge = await putText('/vms/work/notes', 'z'.repeat(2 << 20));
   t.equal(huge.status, 400, "past the gateway's general body limit too");
   t.same(await huge.json(), { error: 'bad request', message: 'notes are at most 65464 bytes (2097152 given)' });
+  t.equal(await notesOf('work'), 'kept\n', 'unchanged');
+
+  // a client still sending when the limit is passed: the answer waits for
+  // the rest of the body (read and dropped), else the client's next write
+  // meets a closed connection (EPIPE) and it never sees the answer
+  const slow = await slowPut(`${url}/vms/work/notes`, 1 << 20);
+  t.equal(slow.status, 400, 'a slow sender sees the answer');
+  t.equal(slow.writeError, null, 'every byte of the body was taken');
+  t.same(JSON.parse(slow.body), { error: 'bad request', message: 'notes are at most 65464 bytes (1048576 given)' });
   t.equal(await notesOf('work'), 'kept\n', 'unchanged');
 
   const bad = await putText('/vms/work/notes', Uint8Array.from([0x6f, 0x6b, 0xff, 0x0a]));
