@@ -19,6 +19,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import compare  # noqa: E402
+import sweep  # noqa: E402
 from compare import FIXTURE, Daemon, oracle_common, wire  # noqa: E402
 
 READS = ("Get", "GetAll", "GetDefault", "List", "Help", "Info", "Index", "ListSnapshots", "Assigned", "Available", "Attached")
@@ -92,13 +93,8 @@ def main():
         for sub in subs[dmn].values():
             sub.take_until("dom0", "domain-feature-pre-set:sentinel-start")
     if a.lists:
-        steps = []
-        for path in a.lists:
-            with open(path, encoding="utf8") as f:
-                for x in f:
-                    if x.strip() and not x.startswith("#") and x.strip() != "RESET":
-                        m, d, arg, p = (x.rstrip("\n").split("\t") + ["", "", ""])[:4]
-                        steps.append((m, d, arg, p.encode("utf8").decode("unicode_escape").encode("latin1")))
+        # one daemon pair for the whole run: a list's RESETs are not followed
+        steps = [x for x in sweep.read_writes(a.lists) if x != "RESET"]
     else:
         gen = writes_from(random.Random(a.seed), a.families or ["vmprop", "gprop", "feature", "tag", "label", "create", "firewall", "volume", "pool"])
         steps = [next(gen) for _ in range(a.calls)]

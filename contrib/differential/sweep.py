@@ -94,8 +94,20 @@ class Sweep:
         return self.diffs
 
 
-def unescape(text):
-    return text.encode("utf8").decode("unicode_escape").encode("latin1")
+def read_writes(paths):
+    """The steps of write lists: "RESET", or (method, dest, arg, payload bytes, still with @DIR@)."""
+    steps = []
+    for path in paths:
+        with open(path, encoding="utf8") as f:
+            for x in f:
+                if not x.strip() or x.startswith("#"):
+                    continue
+                if x.strip() == "RESET":
+                    steps.append("RESET")
+                    continue
+                m, d, arg, p = (x.rstrip("\n").split("\t") + ["", "", ""])[:4]
+                steps.append((m, d, arg, p.encode("utf8").decode("unicode_escape").encode("latin1")))
+    return steps
 
 
 def main():
@@ -105,10 +117,7 @@ def main():
     a = ap.parse_args()
     real = Daemon("/tmp/sweep-real", True).start()
     ours = Daemon("/tmp/sweep-ours", False).start()
-    steps = [None]
-    for path in a.lists:
-        with open(path, encoding="utf8") as f:
-            steps += [x.rstrip("\n") for x in f if x.strip() and not x.startswith("#")]
+    steps = [None] + read_writes(a.lists)
     seen, calls, total = set(), 0, 0
     try:
         for step in steps:
@@ -117,9 +126,9 @@ def main():
                 ours.start()
                 continue
             if step:
-                m, d, arg, p = (step.split("\t") + ["", "", ""])[:4]
-                ra = real.call(m, d, arg, unescape(p.replace("@DIR@", real.d)), "dom0")
-                ob = ours.call(m, d, arg, unescape(p.replace("@DIR@", ours.d)), "dom0")
+                m, d, arg, p = step
+                ra = real.call(m, d, arg, p.replace(b"@DIR@", real.d.encode()), "dom0")
+                ob = ours.call(m, d, arg, p.replace(b"@DIR@", ours.d.encode()), "dom0")
                 # the write itself is compare.py's business; shown, not counted
                 if ra != ob:
                     print(f"-- write {step!r}: real {ra[:160]!r}, ours {ob[:160]!r}", flush=True)

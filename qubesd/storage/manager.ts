@@ -71,11 +71,11 @@ export class StorageManager {
    * on a volume that is not save_on_stop only when it initialises the volume
    * (at load and creation); a value set later stays on the live volume, and
    * is reported, until the next start (or until a change of template
-   * initialises the qube's snapshot volumes again). Our volumes are built
-   * from their configuration on each use, which would apply that rule every
-   * time.
+   * initialises the qube's snapshot volumes again: templateChanged forgets
+   * them). Our volumes are built from their configuration on each use, which
+   * would apply that rule every time.
    */
-  private readonly revisionsSet = new WeakMap<StorageVm, Map<string, { value: number; template: StorageVm | null }>>();
+  private readonly revisionsSet = new WeakMap<StorageVm, Map<string, number>>();
   /** the last copies made (newest last), to say whether they were reflinks */
   readonly recentCopies: CopyRecord[] = [];
   readonly baseDir: string;
@@ -194,7 +194,7 @@ export class StorageManager {
     if (!pool) throw QubesException(`Unknown storage pool ${poolName}`);
     const conf = pool.initConf(raw, this.slot(vm));
     const set = this.revisionsSet.get(vm)?.get(raw.name);
-    if (set && (!conf.snapOnStart || set.template === this.access.template(vm))) conf.revisionsToKeep = set.value;
+    if (set !== undefined) conf.revisionsToKeep = set;
     let source: Volume | null = null;
     if (conf.snapOnStart && !(pool instanceof KernelPool)) source = this.findSource(vm, conf, depth);
     const kernel = pool instanceof KernelPool ? this.access.kernel(vm) : null;
@@ -321,7 +321,7 @@ export class StorageManager {
     v.setRevisionsToKeep(value);
     let set = this.revisionsSet.get(vm);
     if (!set) this.revisionsSet.set(vm, (set = new Map()));
-    set.set(name, { value, template: this.access.template(vm) });
+    set.set(name, value);
     this.save(vm, v);
   }
 
@@ -510,7 +510,7 @@ export class StorageManager {
       if (!d.snapOnStart) continue;
       const c = { ...d };
       this.takeFromSource(vm, c);
-      const pool = this.pools.mustGet(c.pool ?? this.defaultPoolName(c.name));
+      const pool = this.pools.mustGet(c.pool!); // takeFromSource gave the source's pool, or threw
       const doc = volumeConfDoc(pool.initConf(c, this.slot(vm)));
       const i = vm.volumeConfig.findIndex((x) => parseVolumeConf(x).name === c.name);
       if (i >= 0) vm.volumeConfig[i] = doc;
