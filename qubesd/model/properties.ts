@@ -101,9 +101,24 @@ export function getValue(h: Holder, def: PropDef): Value {
   return getDefault(h, def);
 }
 
+/**
+ * How deep defaults may call defaults. Qubes' chains (template, netvm,
+ * guivm) are a few levels; a deeper one is a default that comes back to
+ * itself, for which Qubes recurses until Python gives up and drops the call.
+ * Here the call gets an error that says so instead of exhausting the stack.
+ */
+const MAX_DEFAULT_DEPTH = 64;
+let defaultDepth = 0;
+
 export function getDefault(h: Holder, def: PropDef): Value {
   if (!def.dflt) throw new NoValue(`property ${pyRepr(def.name)} have no default`);
-  return def.dflt(h);
+  if (defaultDepth >= MAX_DEFAULT_DEPTH) throw QubesException(`the default value of property ${pyRepr(def.name)} of ${h.str()} depends on itself`);
+  defaultDepth++;
+  try {
+    return def.dflt(h);
+  } finally {
+    defaultDepth--;
+  }
 }
 
 /** getattr(holder, name, fallback) for use inside defaults and handlers. */

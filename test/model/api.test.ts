@@ -153,6 +153,38 @@ t.test('a new qube starts with update checks off when check_updates_vm is False'
   for (const q of ['cu1', 'cu2']) t.equal(await ok('admin.vm.Remove', q), '');
 });
 
+// Qubes recurses without end (and drops the call) when a qube's guivm chain
+// comes back to it; here its keyboard layout falls back to Qubes' own default.
+// A daemon of its own: default_guivm moves the guivm-* tags of every qube.
+t.test('a keyboard layout whose guivm chain comes back to the qube', async (t) => {
+  const own = await startFixtureDaemon();
+  t.teardown(async () => {
+    await own.stop();
+    cleanup(own);
+  });
+  const get = async (method: string, dest: string, arg = '', payload = '') => {
+    const r = await call(own.socket, method, dest, arg, payload, 'dom0');
+    return r.ok ? r.content : `${r.type}: ${r.message}`;
+  };
+  t.equal(await get('admin.property.Get', 'dom0', 'default_guivm'), 'default=True type=vm dom0');
+  // fedora-41's guivm is the default one, which is now fedora-41 itself
+  t.equal(await get('admin.property.Set', 'dom0', 'default_guivm', 'fedora-41'), '');
+  t.equal(await get('admin.vm.property.Get', 'fedora-41', 'guivm'), 'default=True type=vm fedora-41');
+  t.equal(await get('admin.vm.property.Get', 'fedora-41', 'keyboard_layout'), 'default=True type=str us++');
+  t.match(await get('admin.vm.property.GetAll', 'fedora-41'), /^keyboard_layout default=True type=str us\+\+$/m);
+  t.equal(await get('admin.vm.property.Set', 'fedora-41', 'keyboard_layout', 'de+neo+'), '');
+  t.equal(await get('admin.vm.property.Get', 'fedora-41', 'keyboard_layout'), 'default=False type=str de+neo+');
+  // a qube whose guivm is the default one takes the layout set on that one
+  t.equal(await get('admin.vm.property.Get', 'debian-12', 'keyboard_layout'), 'default=True type=str de+neo+');
+  // two qubes that are each other's guivm
+  t.equal(await get('admin.vm.property.Set', 'work', 'guivm', 'personal'), '');
+  t.equal(await get('admin.vm.property.Set', 'personal', 'guivm', 'work'), '');
+  t.equal(await get('admin.vm.property.Get', 'work', 'keyboard_layout'), 'default=True type=str us++');
+  t.equal(await get('admin.vm.property.Set', 'personal', 'keyboard_layout', 'fr++'), '');
+  t.equal(await get('admin.vm.property.Get', 'work', 'keyboard_layout'), 'default=True type=str fr++');
+  t.equal(await get('admin.vm.property.Get', 'personal', 'keyboard_layout'), 'default=False type=str fr++');
+});
+
 t.test('create, use and remove qubes', async (t) => {
   t.equal(await ok('admin.vm.Create.AppVM', 'dom0', '', 'name=c1 label=green'), '');
   t.equal(await ok('admin.vm.property.Get', 'c1', 'template'), 'default=False type=vm fedora-41');
