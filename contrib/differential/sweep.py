@@ -52,7 +52,7 @@ class Sweep:
         ra, ob = ra.replace(self.real.d.encode(), b"@DIR@"), ob.replace(self.ours.d.encode(), b"@DIR@")
         if a == "dispid":  # random on both sides; GetAll's line is DISPID_RE's
             ra, ob = (re.sub(rb"int \d+$", b"int <dispid>", x) for x in (ra, ob))
-        if ra != ob and not (ra == b"" and ob.startswith(b"2\0")) and not compare.environmental(m, d, ra):
+        if ra != ob and not (ra == b"" and ob.startswith(b"2\0") and not compare.internal(ob)) and not compare.environmental(m, d, ra):
             self.diffs.append((m, d, a, ra, ob))
         return sorted(set(lines(ra)) | set(lines(ob)))
 

@@ -1,0 +1,167 @@
+#!/usr/bin/python3
+"""Stores crossed: the same writes are made on the real qubesd
+(real-qubesd.py) and on ours, both are stopped, and each store is then
+loaded by the other daemon. Compared:
+
+  * the two qubes.xml files, line by line (new qubes' UUIDs, disposables'
+    numbers and the daemons' own directories normalised): what a file
+    format can tell apart;
+  * the real daemon that made the writes against ours started on its store
+    (sweep.py's reads): how ours reads what Qubes wrote;
+  * the same against the real daemon started on our store: how Qubes reads
+    what ours wrote (a user going back to Qubes' own daemon);
+  * the same against the real daemon started on its own store: what Qubes
+    keeps only in memory (a difference in the two above that shows here too
+    is Qubes' own), and whether it can load its store at all.
+
+  crossload.py [--as QUBE ...] [--seed N --calls N [FAMILY ...]] [LIST.tsv ...]
+
+Writes come from sweep lists (their RESET lines are ignored: the writes of
+all the lists go on one store) and, with --calls, from compare.py's random
+families (default: vmprop gprop feature tag label create firewall). Not
+differences: as sweep.py.
+"""
+import argparse
+import difflib
+import os
+import random
+import re
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import compare  # noqa: E402
+from compare import FIXTURE, Daemon, oracle_common  # noqa: E402
+from sweep import Sweep, read_writes  # noqa: E402
+
+UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+DISPID_RE = re.compile(r'(<property name="dispid">)\d+(</property>)|(\bdisp)\d+\b')
+EMPTY_DEVICES_RE = re.compile(r'^\s*<devices class="[^"]*"/>$')
+KERNEL_VID_RE = re.compile(r'(<volume name="kernel" pool="linux-kernel" vid=")[^"]*(")')
+
+
+def normalised_store(d):
+    """The daemon's qubes.xml with what is random or local replaced."""
+    known = oracle_common.fixture_uuids(FIXTURE)
+    with open(d + "/qubes.xml", encoding="utf8") as f:
+        text = f.read().replace(d + "/base", "@BASE@").replace(d, "@DIR@")
+    seen = {}
+
+    def uuid(m):
+        u = m.group(0)
+        if u in known:
+            return u
+        return seen.setdefault(u, f"<uuid-{len(seen)}>")
+
+    text = UUID_RE.sub(uuid, text)
+    text = DISPID_RE.sub(lambda m: (m.group(1) + "N" + m.group(2)) if m.group(1) else m.group(3) + "N", text)
+    out = []
+    for line in text.splitlines():
+        # Qubes writes an empty <devices class="X"/> for each class used since
+        # it loaded the store (a read will do), and nothing for one that was not
+        if EMPTY_DEVICES_RE.match(line):
+            continue
+        # a linux-kernel volume's vid: Qubes writes the qube's kernel, ours
+        # the one it was made with; both loaders ignore it (the kernel property decides)
+        out.append(KERNEL_VID_RE.sub(r"\1*\2", line))
+    # Qubes' tags are a Python set: their order is the string hashes'
+    i = 0
+    while i < len(out):
+        if out[i].strip() == "<tags>":
+            j = out.index("      </tags>", i)
+            out[i + 1 : j] = sorted(out[i + 1 : j])
+            i = j
+        i += 1
+    return out
+
+
+def writes(a):
+    steps = [s for s in read_writes(a.lists) if s != "RESET"]
+    if a.calls:
+        r = random.Random(a.seed)
+        fams = a.families or ["vmprop", "gprop", "feature", "tag", "label", "create", "firewall"]
+        for _ in range(a.calls):
+            m, d, arg, p, s = compare.gen(r, r.choice(fams))
+            if s == "dom0" and m != "RAW":
+                steps.append((m, d, arg, p))
+    return steps
+
+
+def sweep(title, left, right, sources):
+    """sweep.py's reads of two daemons; prints and counts each distinct difference."""
+    seen, total, calls = set(), 0, 0
+    for src in ["dom0"] + sources:
+        s = Sweep(left, right, src)
+        for m, d, arg, ra, ob in s.run():
+            total += 1
+            key = (m, arg, ra[:50])
+            if key in seen:
+                continue
+            seen.add(key)
+            print(f"== {title} as {src}: {m}+{arg} -> {d}\n   {left.d}: {ra[:300]!r}\n   {right.d}: {ob[:300]!r}", flush=True)
+        calls += s.calls
+    print(f"-- {title}: {calls} reads, {total} differ, {len(seen)} distinct", flush=True)
+    return total
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--as", dest="sources", action="append", default=[], help="also read as this management qube")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--calls", type=int, default=0, help="random writes after the lists' (compare.py's families)")
+    ap.add_argument("--family", dest="families", action="append", default=[])
+    ap.add_argument("lists", nargs="*")
+    a = ap.parse_args()
+    real = Daemon("/tmp/xl-1-real", True).start()
+    ours = Daemon("/tmp/xl-2-ours", False).start()
+    daemons = [real, ours]
+    failed = 0
+    try:
+        steps = writes(a)
+        refused = 0
+        for m, d, arg, p in steps:
+            ra = real.call(m, d, arg, p.replace(b"@DIR@", real.d.encode()), "dom0")
+            ob = ours.call(m, d, arg, p.replace(b"@DIR@", ours.d.encode()), "dom0")
+            refused += not ra.startswith(b"0\0")
+            # the write itself is compare.py's business; shown, not counted
+            if ra.replace(real.d.encode(), b"@DIR@") != ob.replace(ours.d.encode(), b"@DIR@"):
+                print(f"-- write {(m, d, arg, p)!r}: real {ra[:160]!r}, ours {ob[:160]!r}", flush=True)
+        print(f"-- {len(steps)} writes ({refused} refused or dropped by the real daemon)", flush=True)
+        ours.stop(clean=True)
+
+        diff = list(difflib.unified_diff(normalised_store(real.d), normalised_store(ours.d), "real qubes.xml", "ours qubes.xml", lineterm="", n=2))
+        print("\n".join(diff) if diff else "-- the two qubes.xml files are the same", flush=True)
+        failed += bool(diff)
+
+        # the real daemon, still running, saved its store after each write
+        ours_real = Daemon("/tmp/xl-3-oursonreal", False).start(real.d, real.d + "/base", real.d)
+        daemons.append(ours_real)
+        failed += sweep("ours reading the real store", real, ours_real, a.sources)
+        ours_real.stop()
+        real_ours = Daemon("/tmp/xl-4-realonours", True)
+        daemons.append(real_ours)
+        try:
+            real_ours.start(ours.d, ours.d + "/base", ours.d)
+        except SystemExit as e:
+            print(f"== the real daemon cannot load our store: {e}", flush=True)
+            failed += 1
+        else:
+            failed += sweep("the real daemon reading our store", real, real_ours, a.sources)
+            real_ours.stop()
+        # what the real daemon keeps only in memory shows above as a difference
+        # in both; whether it can load its own store tells which
+        real_real = Daemon("/tmp/xl-5-realonreal", True)
+        daemons.append(real_real)
+        try:
+            real_real.start(real.d, real.d + "/base", real.d)
+        except SystemExit as e:
+            print(f"-- the real daemon cannot load its own store ({e}): not compared", flush=True)
+        else:
+            failed += sweep("the real daemon reading its own store", real, real_real, a.sources)
+    finally:
+        for x in daemons:
+            x.stop()
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
