@@ -6,7 +6,7 @@ prints every distinct difference with the writes that led to it.
   compare.py [--seed N] [--calls N] [--history] [FAMILY ...]
 
 Families: vmprop gprop feature tag label misc create firewall volume pool
-device src raw. After a difference both daemons start afresh (their states may
+device extra src raw. After a difference both daemons start afresh (their states may
 have parted). Not differences: the real daemon dropping the connection
 (an unhandled Python error) where ours answers with an EXCEPTION, as the
 conformance replay's --lenient; and what depends on the oracle's
@@ -233,6 +233,30 @@ def gen(r, fam):
         if m == "Set.assignment":
             payload = r.choice([b"required", b"auto-attach", b"ask-to-attach", b"x", b""])
         return (f"admin.vm.device.{cls}.{m}", vm, arg, payload, src)
+    if fam == "extra":
+        # calls the other families leave out: denied device classes, the
+        # rarer classes and pools of new qubes, disposables, volume clones
+        m = r.choice(["admin.vm.device.denied.Add", "admin.vm.device.denied.Remove", "admin.vm.device.denied.List",
+                      "admin.vm.Create.RemoteVM", "admin.vm.Create.AdminVM", "admin.vm.CreateInPool.TemplateVM",
+                      "admin.vm.CreateInPool.DispVM", "admin.vm.CreateInPool.StandaloneVM", "admin.vm.CreateDisposable",
+                      "admin.vm.volume.CloneFrom", "admin.vm.volume.CloneTo", "admin.vm.volume.Clear"])
+        if m.startswith("admin.vm.device.denied."):
+            payload = b"" if m.endswith("List") else r.choice([b"b******", b"u03****", b"p0000**", b"m******", b"x", b"b", b"",
+                                                                 b"b******u******", b"B******", b"b*****", b"b******\n"])
+            return (m, vm, "", payload, src)
+        if m in ("admin.vm.volume.CloneFrom", "admin.vm.volume.Clear"):
+            return (m, vm, r.choice(["root", "private", "volatile", "kernel", "nosuch"]), b"", src)
+        if m == "admin.vm.volume.CloneTo":
+            return (m, vm, r.choice(["root", "private", "nosuch"]), r.choice([b"", b"x", b"0" * 32, b"a" * 64]), src)
+        if m == "admin.vm.CreateDisposable":
+            return (m, r.choice(["fedora-41-dvm", "work", "dom0", "fedora-41", "nosuch"]), r.choice(["", "", "preload-autostart"]),
+                    b"", src)
+        name = r.choice(["new1", "new2", "work", "a b", "", "disp12"])
+        parts = [f"name={name}", f"label={r.choice(['red', 'blue', 'nosuch'])}"]
+        if "InPool" in m:
+            parts.append(r.choice(["pool=varlibqubes", "pool:root=varlibqubes", "pool:private=linux-kernel", "pool=nosuch"]))
+        arg = r.choice(["", "fedora-41", "debian-12", "work", "fedora-41-dvm"])
+        return (m, "dom0", arg, " ".join(parts).encode(), src)
     if fam == "src":
         # what a management qube sees through the policy (30-compare.policy)
         m = r.choice(["admin.vm.List"] * 3 + ["admin.vm.tag.Set", "admin.vm.Create.AppVM", "admin.vm.Create.DispVM", "admin.vm.Remove"])
