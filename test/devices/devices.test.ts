@@ -259,6 +259,25 @@ t.test('denied device interfaces', async (t) => {
   t.equal(await ok('admin.vm.device.denied.Add', 'dom0', '', 'p0c03**'), '', 'dom0 has a denied list too');
   t.equal(await ok('admin.vm.device.denied.List', 'dom0'), 'p0c03**');
   t.equal(await err('admin.vm.device.denied.List', 'dom0', 'x'), 'ProtocolError: unexpected argument');
+  // a RemoteVM has no such list (Qubes fails reading it and drops the call)
+  t.equal(await ok('admin.vm.Create.RemoteVM', 'dom0', '', 'name=remote1 label=red'), '');
+  t.equal(await err('admin.vm.device.denied.List', 'remote1'), "QubesNoSuchPropertyError: Invalid property 'devices_denied' of remote1");
+  t.equal(await refused(t, 'admin.vm.device.denied.Add', 'remote1', '', 'b******'), "QubesNoSuchPropertyError: Invalid property 'devices_denied' of remote1");
+  t.equal(await refused(t, 'admin.vm.device.denied.Remove', 'remote1', '', 'all'), "QubesNoSuchPropertyError: Invalid property 'devices_denied' of remote1");
+  // nor devices: Qubes refuses to change its assignments once the request has been read
+  const noDevices = "QubesException: This qube doesn't support devices";
+  t.equal(await refused(t, 'admin.vm.device.block.Assign', 'remote1', 'sys-net+sda', "mode='auto-attach'"), noDevices);
+  t.equal(await refused(t, 'admin.vm.device.block.Unassign', 'remote1', 'sys-net+sda', ''), noDevices);
+  t.equal(await refused(t, 'admin.vm.device.pci.Detach', 'remote1', 'sys-net+00_1f.6', ''), noDevices);
+  t.equal(await refused(t, 'admin.vm.device.block.Set.assignment', 'remote1', 'sys-net+sda', 'required'), noDevices);
+  // a bad request is still refused for what is wrong with it
+  t.equal(
+    await refused(t, 'admin.vm.device.block.Set.assignment', 'remote1', 'sys-net+sda', 'x'),
+    'QubesUnrecognizedDeviceAssignmentMode: Invalid assignment mode',
+  );
+  t.equal(await ok('admin.vm.device.block.Assigned', 'remote1'), '');
+  t.equal(await ok('admin.vm.device.block.Available', 'remote1'), '');
+  t.equal(await ok('admin.vm.Remove', 'remote1'), '');
 });
 
 const client = process.env.QUBES_CORE_ADMIN_CLIENT;

@@ -10,9 +10,9 @@
 // reply) we answer with an exception of the nearest Qubes type instead.
 import type { Call, Handler, Handlers } from '../call.js';
 import { DEVICE_CLASSES } from '../../../lib/api-methods.js';
-import { ProtocolError, pyRepr, QubesError, QubesValueError, QubesVMNotFoundError, QubesVMNotRunningError } from '../../errors.js';
+import { ProtocolError, pyRepr, QubesError, QubesException, QubesValueError, QubesVMNotFoundError, QubesVMNotRunningError } from '../../errors.js';
 import type { Vm } from '../../model/app.js';
-import { lookup, setProperty } from '../../model/properties.js';
+import { getValue, lookup, setProperty } from '../../model/properties.js';
 import { pyStrip } from '../../firewall/pytext.js';
 import { assignmentsOf, ASSIGNMENT_MODES, sameDevice, setAssignments, type AssignmentMode, type StoredAssignment } from '../../model/devices.js';
 
@@ -178,6 +178,15 @@ function selector(call: Call): [string, string] | null {
   return [call.arg.slice(0, plus), call.arg.slice(plus + 1)];
 }
 
+/**
+ * A RemoteVM (a qube of another host) has no devices: Qubes refuses to
+ * change its assignments once the request itself has been read and allowed
+ * (and drops Set.assignment, which does not check); its lists are empty.
+ */
+function supportsDevices(call: Call): void {
+  if (call.dest.klass === 'RemoteVM') throw QubesException("This qube doesn't support devices");
+}
+
 function classHandlers(devclass: string): Record<string, Handler> {
   const m = (action: string) => `admin.vm.device.${devclass}.${action}`;
   return {
@@ -203,6 +212,7 @@ function classHandlers(devclass: string): Record<string, Handler> {
 
     [m('Assign')]: (call) => {
       const req = parseAssignment(call.payload, deviceFromArg(call, devclass), call.app);
+      supportsDevices(call);
       const list = assignmentsOf(call.dest, devclass);
       const d = req.device;
       if (list.some((a) => sameDevice(a, d))) {
@@ -228,6 +238,7 @@ function classHandlers(devclass: string): Record<string, Handler> {
 
     [m('Unassign')]: (call) => {
       const d = deviceFromArg(call, devclass);
+      supportsDevices(call);
       const list = assignmentsOf(call.dest, devclass);
       const found = list.find((a) => sameDevice(a, d));
       if (!found) throw DeviceNotAssigned(`${devclass} device ${deviceText(d)} not assigned to ${call.dest.name}`);
@@ -241,6 +252,7 @@ function classHandlers(devclass: string): Record<string, Handler> {
 
     [m('Attach')]: (call) => {
       parseAssignment(call.payload, deviceFromArg(call, devclass), call.app);
+      supportsDevices(call);
       if (call.dest.isHalted()) {
         throw QubesVMNotRunningError(call.dest.name, 'VM not running, cannot attach device, do you mean `assign`?');
       }
@@ -249,6 +261,7 @@ function classHandlers(devclass: string): Record<string, Handler> {
 
     [m('Detach')]: (call) => {
       const d = deviceFromArg(call, devclass);
+      supportsDevices(call);
       throw DeviceNotAssigned(`${devclass} device ${d.port} not attached to ${call.dest.name}`);
     },
 
@@ -258,6 +271,7 @@ function classHandlers(devclass: string): Record<string, Handler> {
         throw new QubesError('QubesUnrecognizedDeviceAssignmentMode', 'Invalid assignment mode');
       }
       const d = deviceFromArg(call, devclass);
+      supportsDevices(call);
       const list = assignmentsOf(call.dest, devclass);
       const found = list.find((a) => sameDevice(a, d));
       if (!found) throw QubesValueError(`Device ${deviceText(d)} not assigned to ${call.dest.name}`);
@@ -294,7 +308,9 @@ function noDuplicates(list: string[]): void {
   if (new Set(list).size !== list.length) throw ProtocolError('Duplicated device interfaces in payload.');
 }
 
-const denied = (vm: Vm): string => String(vm.prop('devices_denied') ?? '');
+// a qube class without the property (RemoteVM) has no list: Qubes fails
+// reading the attribute and drops the call; here it is the property's error
+const denied = (vm: Vm): string => String(getValue(vm, lookup(vm, 'devices_denied')) ?? '');
 const setDenied = (vm: Vm, value: string): void => setProperty(vm, lookup(vm, 'devices_denied'), value);
 
 const deniedHandlers: Handlers = {
