@@ -31,7 +31,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import compare  # noqa: E402
 from compare import FIXTURE, Daemon, oracle_common  # noqa: E402
-from sweep import Sweep, read_writes  # noqa: E402
+from sweep import read_all, read_writes, write_both  # noqa: E402
 
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 DISPID_RE = re.compile(r'(<property name="dispid">)\d+(</property>)|(\bdisp)\d+\b')
@@ -102,20 +102,26 @@ def qube_dirs(d):
 
 
 def sweep(title, left, right, sources):
-    """sweep.py's reads of two daemons; prints and counts each distinct difference."""
-    seen, total, calls = set(), 0, 0
-    for src in ["dom0"] + sources:
-        s = Sweep(left, right, src)
-        for m, d, arg, ra, ob in s.run():
-            total += 1
-            key = (m, arg, ra[:50])
-            if key in seen:
-                continue
-            seen.add(key)
-            print(f"== {title} as {src}: {m}+{arg} -> {d}\n   {left.d}: {ra[:300]!r}\n   {right.d}: {ob[:300]!r}", flush=True)
-        calls += s.calls
+    """sweep.py's reads of two daemons; prints each distinct difference and
+    returns them (method, argument, start of the left daemon's answer)."""
+    seen = set()
+    calls, total = read_all(left, right, sources, seen, title)
     print(f"-- {title}: {calls} reads, {total} differ, {len(seen)} distinct", flush=True)
-    return total
+    return seen
+
+
+def sweep_started(title, reference, daemon, source, sources):
+    """Starts `daemon` on a copy of the store in `source` and sweeps it
+    against `reference`; None if it cannot load the store."""
+    try:
+        daemon.start(source, source + "/base", source)
+    except SystemExit as e:
+        print(f"-- {title}: the daemon cannot load the store ({e})", flush=True)
+        return None
+    try:
+        return sweep(title, reference, daemon, sources)
+    finally:
+        daemon.stop()
 
 
 def main():
@@ -134,14 +140,7 @@ def main():
     failed = 0
     try:
         steps = writes(a)
-        refused = 0
-        for m, d, arg, p in steps:
-            ra = real.call(m, d, arg, p.replace(b"@DIR@", real.d.encode()), "dom0")
-            ob = ours.call(m, d, arg, p.replace(b"@DIR@", ours.d.encode()), "dom0")
-            refused += not ra.startswith(b"0\0")
-            # the write itself is compare.py's business; shown, not counted
-            if ra.replace(real.d.encode(), b"@DIR@") != ob.replace(ours.d.encode(), b"@DIR@"):
-                print(f"-- write {(m, d, arg, p)!r}: real {ra[:160]!r}, ours {ob[:160]!r}", flush=True)
+        refused = sum(not write_both(real, ours, step).startswith(b"0\0") for step in steps)
         print(f"-- {len(steps)} writes ({refused} refused or dropped by the real daemon)", flush=True)
         ours.stop(clean=True)
 
@@ -150,30 +149,23 @@ def main():
         failed += bool(diff)
 
         # the real daemon, still running, saved its store after each write
-        ours_real = Daemon("/tmp/xl-3-oursonreal", False).start(real.d, real.d + "/base", real.d)
-        daemons.append(ours_real)
-        failed += sweep("ours reading the real store", real, ours_real, a.sources)
-        ours_real.stop()
-        real_ours = Daemon("/tmp/xl-4-realonours", True)
-        daemons.append(real_ours)
-        try:
-            real_ours.start(ours.d, ours.d + "/base", ours.d)
-        except SystemExit as e:
-            print(f"== the real daemon cannot load our store: {e}", flush=True)
-            failed += 1
-        else:
-            failed += sweep("the real daemon reading our store", real, real_ours, a.sources)
-            real_ours.stop()
-        # what the real daemon keeps only in memory shows above as a difference
-        # in both; whether it can load its own store tells which
-        real_real = Daemon("/tmp/xl-5-realonreal", True)
-        daemons.append(real_real)
-        try:
-            real_real.start(real.d, real.d + "/base", real.d)
-        except SystemExit as e:
-            print(f"-- the real daemon cannot load its own store ({e}): not compared", flush=True)
-        else:
-            failed += sweep("the real daemon reading its own store", real, real_real, a.sources)
+        found = {}
+        for title, daemon, source in (
+            ("ours reading the real store", Daemon("/tmp/xl-3-oursonreal", False), real.d),
+            ("the real daemon reading our store", Daemon("/tmp/xl-4-realonours", True), ours.d),
+            # what the real daemon keeps only in memory shows above as a
+            # difference in both; whether it can load its own store tells which
+            ("the real daemon reading its own store", Daemon("/tmp/xl-5-realonreal", True), real.d),
+        ):
+            daemons.append(daemon)
+            found[title] = sweep_started(title, real, daemon, source, a.sources)
+            if found[title] is None and not (daemon.real and source == real.d):
+                failed += 1  # Qubes failing to load its own store is Qubes' own
+        # a difference the real daemon shows on its own store too is not ours
+        own = found.pop("the real daemon reading its own store") or set()
+        ours_too = set().union(*(x for x in found.values() if x)) - own
+        print(f"-- {len(ours_too)} distinct differences not shown by the real daemon on its own store", flush=True)
+        failed += len(ours_too)
     finally:
         for x in daemons:
             x.stop()

@@ -94,6 +94,35 @@ class Sweep:
         return self.diffs
 
 
+def write_both(real, ours, step):
+    """One write (method, dest, arg, payload with @DIR@) on both daemons, each
+    given its own directory; the real daemon's answer. A different answer is
+    shown, not counted: the write itself is compare.py's business."""
+    m, d, arg, p = step
+    ra = real.call(m, d, arg, p.replace(b"@DIR@", real.d.encode()), "dom0")
+    ob = ours.call(m, d, arg, p.replace(b"@DIR@", ours.d.encode()), "dom0")
+    if ra.replace(real.d.encode(), b"@DIR@") != ob.replace(ours.d.encode(), b"@DIR@"):
+        print(f"-- write {step!r}: real {ra[:160]!r}, ours {ob[:160]!r}", flush=True)
+    return ra
+
+
+def read_all(left, right, sources, seen, title):
+    """Every read, as dom0 and as each of `sources`, from both daemons; prints
+    each difference not in `seen` (and adds it); (reads, differences)."""
+    calls = total = 0
+    for src in ["dom0"] + sources:
+        s = Sweep(left, right, src)
+        for m, d, arg, ra, ob in s.run():
+            total += 1
+            key = (m, arg, ra[:50])
+            if key in seen:
+                continue
+            seen.add(key)
+            print(f"== {title} as {src}: {m}+{arg} -> {d}\n   {left.d}: {ra[:300]!r}\n   {right.d}: {ob[:300]!r}", flush=True)
+        calls += s.calls
+    return calls, total
+
+
 def read_writes(paths):
     """The steps of write lists: "RESET", or (method, dest, arg, payload bytes, still with @DIR@)."""
     steps = []
@@ -126,22 +155,9 @@ def main():
                 ours.start()
                 continue
             if step:
-                m, d, arg, p = step
-                ra = real.call(m, d, arg, p.replace(b"@DIR@", real.d.encode()), "dom0")
-                ob = ours.call(m, d, arg, p.replace(b"@DIR@", ours.d.encode()), "dom0")
-                # the write itself is compare.py's business; shown, not counted
-                if ra != ob:
-                    print(f"-- write {step!r}: real {ra[:160]!r}, ours {ob[:160]!r}", flush=True)
-            for src in ["dom0"] + a.sources:
-                s = Sweep(real, ours, src)
-                for m, d, arg, ra, ob in s.run():
-                    total += 1
-                    key = (m, arg, ra[:50])
-                    if key in seen:
-                        continue
-                    seen.add(key)
-                    print(f"== after {step!r} as {src}: {m}+{arg} -> {d}\n   real: {ra[:300]!r}\n   ours: {ob[:300]!r}", flush=True)
-                calls += s.calls
+                write_both(real, ours, step)
+            reads, differ = read_all(real, ours, a.sources, seen, f"after {step!r}")
+            calls, total = calls + reads, total + differ
     finally:
         real.stop()
         ours.stop()
