@@ -185,6 +185,23 @@ t.test('a keyboard layout whose guivm chain comes back to the qube', async (t) =
   t.equal(await get('admin.vm.property.Get', 'personal', 'keyboard_layout'), 'default=False type=str fr++');
 });
 
+// DispVM.from_appvm: the new qube is added, made on disk, then tagged by its creator
+t.test('the events of a new disposable', async (t) => {
+  const own = await startFixtureDaemon();
+  t.teardown(async () => {
+    await own.stop();
+    cleanup(own);
+  });
+  const events = await subscribeEvents(own.socket);
+  const r = await call(own.socket, 'admin.vm.CreateDisposable', 'fedora-41-dvm', '', '', 'dom0');
+  if (!r.ok) throw new Error(`${r.type}: ${r.message}`);
+  const name = r.content;
+  await events.waitFor((e) => e.subject === name && e.event === 'domain-tag-add:disp-created-by-dom0');
+  events.close();
+  const seen = events.events.filter((e) => e.subject === name || (e.subject === '' && e.kwargs.vm === name)).map((e) => `${e.subject}:${e.event}`);
+  t.same(seen, [':domain-add', `${name}:domain-create-on-disk`, `${name}:domain-tag-add:disp-created-by-dom0`]);
+});
+
 t.test('create, use and remove qubes', async (t) => {
   t.equal(await ok('admin.vm.Create.AppVM', 'dom0', '', 'name=c1 label=green'), '');
   t.equal(await ok('admin.vm.property.Get', 'c1', 'template'), 'default=False type=vm fedora-41');

@@ -70,6 +70,8 @@ async function createDisposable(call: Call): Promise<string> {
     await call.services.storage.createVolumes(vm, {});
     // a disposable inherits its template's firewall (Qubes clones it too)
     call.services.firewalls.clone(appvm, vm);
+    // as DispVM.create_on_disk, before the creator's tags
+    app.events.fire(vm.name, 'domain-create-on-disk', []);
   } catch (e) {
     app.removeVm(vm);
     throw e;
