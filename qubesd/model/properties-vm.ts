@@ -281,8 +281,10 @@ const QUBESVM: PropDef[] = [
     // Qubes: the guivm's keyboard_layout, whose own default is its guivm's,
     // and so on. A chain that comes back (a qube that is its own guivm
     // through default_guivm, or two qubes that are each other's) makes
-    // Qubes recurse until Python gives up, and the call is dropped; here it
-    // ends with the layout a qube gets when nothing sets one.
+    // Qubes recurse until Python gives up and drop the call, for every qube
+    // whose chain reaches the loop, and refuse to set or reset the layout of
+    // those (it reads the old value first); here the same calls are refused
+    // with an error that says why.
     dflt: (vm) => {
       const seen = new Set<Vm>([vm]);
       for (let g = vm.vmProp('guivm'); g; g = g.vmProp('guivm')) {
@@ -290,7 +292,9 @@ const QUBESVM: PropDef[] = [
         if (!def) return 'us++';
         // set on it, or a guivm that has no guivm (dom0): its own value
         if (!isDefault(g, def) || !g.has('guivm')) return g.prop('keyboard_layout');
-        if (seen.has(g)) return 'us++';
+        if (seen.has(g)) {
+          throw QubesException(`the default value of property 'keyboard_layout' of ${vm.name} depends on itself: the guivm chain comes back to ${g.name}`);
+        }
         seen.add(g);
       }
       return 'us++';
