@@ -36,7 +36,6 @@ from sweep import read_all, read_writes, write_both  # noqa: E402
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 DISPID_RE = re.compile(r'(<property name="dispid">)\d+(</property>)|(\bdisp)\d+\b')
 EMPTY_DEVICES_RE = re.compile(r'^\s*<devices class="[^"]*"/>$')
-KERNEL_VID_RE = re.compile(r'(<volume name="kernel" pool="linux-kernel" vid=")[^"]*(")')
 
 
 def normalised_store(d):
@@ -60,9 +59,7 @@ def normalised_store(d):
         # it loaded the store (a read will do), and nothing for one that was not
         if EMPTY_DEVICES_RE.match(line):
             continue
-        # a linux-kernel volume's vid: Qubes writes the qube's kernel, ours
-        # the one it was made with; both loaders ignore it (the kernel property decides)
-        out.append(KERNEL_VID_RE.sub(r"\1*\2", line))
+        out.append(line)
     # Qubes' tags are a Python set: their order is the string hashes'
     i = 0
     while i < len(out):
@@ -85,9 +82,12 @@ def writes(a):
                 steps.append((m, d, arg, p))
     # what the oracle cannot do outside Qubes OS (enable a systemd unit,
     # sanitise notes with libqubes-pure) is made on neither daemon, nor
-    # disposables named by a random number (the reads could not be paired)
-    skip = ("admin.vm.notes.Set", "admin.vm.CreateDisposable")
-    return [x for x in steps if not (x[0] == "admin.vm.property.Set" and x[2] == "autostart") and x[0] not in skip]
+    # disposables named by a random number (the reads could not be paired),
+    # nor a reset of default_kernel (with no kernel installed, after which
+    # Qubes fails every save: its store would stop following its state)
+    skip = {"admin.vm.notes.Set", "admin.vm.CreateDisposable", ("admin.vm.property.Set", "autostart"),
+            ("admin.property.Reset", "default_kernel")}
+    return [x for x in steps if x[0] not in skip and (x[0], x[2]) not in skip]
 
 
 def qube_dirs(d):

@@ -59,6 +59,15 @@ function frozenConf(doc: VolumeConfigDoc): Readonly<VolumeConf> {
   return c;
 }
 
+/** Events after which a qube's kernel in effect may be another one. */
+const KERNEL_EVENTS = new Set([
+  'property-set:kernel',
+  'property-reset:kernel',
+  'property-set:template',
+  'property-set:default_kernel',
+  'property-reset:default_kernel',
+]);
+
 export class StorageManager {
   private readonly pools: PoolRegistry;
   private readonly access: ModelAccess;
@@ -89,10 +98,49 @@ export class StorageManager {
     this.access = { ...defaultModelAccess(app), ...opts.access };
     this.pools = new PoolRegistry(app, this.access, this.baseDir, this.ctx(), (vm) => this.vidPrefix(vm));
     app.events?.subscribe?.((subject, event) => {
-      if (event !== 'property-set:template') return;
-      const vm = app.getVm(subject);
-      if (vm) this.templateChanged(vm);
+      if (event === 'property-set:template') {
+        const vm = app.getVm(subject);
+        if (vm) this.templateChanged(vm);
+      }
+      // a global property's subject is '': every qube may follow it
+      if (KERNEL_EVENTS.has(event)) this.kernelsChanged(subject === '' ? null : app.getVm(subject));
     });
+  }
+
+  /**
+   * Qubes writes a linux-kernel volume's vid as the qube's kernel at the
+   * time it saves (LinuxModules.vid follows vm.kernel), so after a change of
+   * a qube's kernel, of the template it takes its kernel from, or of
+   * default_kernel, its qubes.xml names the kernel now in effect; so does
+   * ours. Only the stored configuration changes: a kernel volume is built
+   * with the kernel property in effect each time it is used. `changed`: the
+   * qube whose kernel or template changed (it and the qubes whose template
+   * chain goes through it follow), null for default_kernel (every qube).
+   */
+  private kernelsChanged(changed: StorageVm | null | undefined): void {
+    if (changed === undefined) return;
+    for (const vm of this.app.allVms()) if (!changed || this.followsTemplate(vm, changed)) this.kernelVidFollows(vm);
+  }
+
+  /** Whether `vm` is `of` or a qube whose template chain goes through it. */
+  private followsTemplate(vm: StorageVm, of: StorageVm): boolean {
+    let t: StorageVm | null = vm;
+    for (let i = 0; t && i < 8; i++, t = this.access.template(t)) if (t === of) return true;
+    return false;
+  }
+
+  /** The vid stored for the qube's linux-kernel volume: the kernel in effect. */
+  private kernelVidFollows(vm: StorageVm): void {
+    let changed = false;
+    vm.volumeConfig.forEach((doc, i) => {
+      const c = parseVolumeConf(doc);
+      if (c.name === '' || c.vid === undefined || !(this.pools.get(c.pool ?? this.defaultPoolName(c.name)) instanceof KernelPool)) return;
+      const vid = this.access.kernel(vm) ?? '';
+      if (c.vid === vid) return;
+      vm.volumeConfig[i] = { attrs: doc.attrs.map(([k, v]) => [k, k === 'vid' ? vid : v]) };
+      changed = true;
+    });
+    if (changed) this.app.markDirty(vm);
   }
 
   private noteCopy(src: string, dst: string, method: CopyMethod): void {

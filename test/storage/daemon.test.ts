@@ -4,7 +4,7 @@
 // cloned, persisted across a restart, and removed without leftovers.
 import t, { type Test } from 'tap';
 import { execFileSync } from 'node:child_process';
-import { closeSync, existsSync, openSync, readSync, readdirSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, cpSync, existsSync, openSync, readFileSync, readSync, readdirSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { rmSync } from 'node:fs';
 import { ROOT, SHARED, call, startDaemon, type Daemon } from '../helpers/qubesd.js';
@@ -235,4 +235,50 @@ t.test('a new template is what the qube and its disposables start from', async (
   t.teardown(() => d2.stop());
   const r = await call(d2.socket, 'admin.vm.volume.Info', 'child', 'root');
   t.match(r.content, /\nsource=vm-templates\/tplb\/root\n/, 'kept across a restart');
+});
+
+// Qubes writes a linux-kernel volume's vid as the qube's kernel when it
+// saves; the value is read by neither daemon, but the file says the same.
+t.test("a kernel volume's stored vid is the qube's kernel in effect", async (t) => {
+  const d = await startDaemon();
+  let now = d;
+  t.teardown(async () => {
+    await now.stop();
+    rmSync(d.dir, { recursive: true, force: true });
+  });
+  const kernels = join(d.base, 'vm-kernels');
+  cpSync(join(kernels, '6.6.33-1.fc37'), join(kernels, '6.7.0-1'), { recursive: true });
+  /** The stored vid of each qube's kernel volume, after a clean stop. */
+  const stored = async (): Promise<Record<string, string>> => {
+    await now.stop();
+    const out: Record<string, string> = {};
+    for (const dom of readFileSync(d.store, 'utf8').split('<domain ').slice(1)) {
+      const name = /<property name="name">([^<]+)<\/property>/.exec(dom)?.[1];
+      const vid = /<volume name="kernel" pool="linux-kernel" vid="([^"]*)"/.exec(dom)?.[1];
+      if (name && vid !== undefined) out[name] = vid;
+    }
+    now = await startDaemon({ dir: d.dir });
+    return out;
+  };
+  const ok = okOn(t, () => now);
+  await ok('admin.vm.property.Set', 'work', 'kernel', '');
+  let vids = await stored();
+  t.equal(vids.work, '', 'a qube without a kernel');
+  t.equal(vids.personal, '6.6.33-1.fc37');
+  await ok('admin.property.Set', 'dom0', 'default_kernel', '6.7.0-1');
+  vids = await stored();
+  t.same(
+    [vids.personal, vids['fedora-41'], vids.vault, vids.work, vids['win-hvm']],
+    ['6.7.0-1', '6.7.0-1', '6.7.0-1', '', ''],
+    'the default kernel, where it is in effect',
+  );
+  // vault takes its kernel from its template, fedora-41; personal from debian-12
+  await ok('admin.vm.property.Set', 'fedora-41', 'kernel', '6.6.33-1.fc37');
+  vids = await stored();
+  t.same([vids['fedora-41'], vids.vault, vids.personal], ['6.6.33-1.fc37', '6.6.33-1.fc37', '6.7.0-1']);
+  await ok('admin.vm.property.Reset', 'work', 'kernel');
+  t.equal((await stored()).work, '6.6.33-1.fc37', "back to its template's");
+  t.match(await ok('admin.vm.volume.Info', 'work', 'kernel'), /\nvid=6\.6\.33-1\.fc37\n/);
+  await ok('admin.vm.property.Set', 'vault', 'template', 'debian-12');
+  t.equal((await stored()).vault, '6.7.0-1', 'another template, its kernel');
 });
