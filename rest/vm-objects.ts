@@ -13,7 +13,7 @@ import type { AdminCaller } from './admin-caller.js';
 import { RestError } from './errors.js';
 import { vmHref } from './ids.js';
 import { wants, type Needs, type Rendered } from './collection.js';
-import { parseGetAll, parseLines, parseVmList, pickVm, type ListedVm } from './wire.js';
+import { parseGetAll, parseLines, parsePropertyValue, parseVmList, pickVm, type ListedVm, type PropertyValue } from './wire.js';
 
 /** Fields that admin.vm.List alone gives. */
 const LISTED = new Set(['href', 'uuid', 'name_label', 'power_state', 'state', 'type']);
@@ -52,6 +52,44 @@ async function readable<T>(p: () => Promise<T>): Promise<T | undefined> {
   }
 }
 
+/**
+ * A qube's properties (admin.vm.property.GetAll), or undefined when qubesd
+ * cannot give them: the policy refuses, or one of them has no value it can
+ * work out (a keyboard layout whose guivm chain loops fails the whole call,
+ * as in Qubes), which must not take the rest of the collection with it.
+ */
+async function readableProperties(caller: AdminCaller, vm: string): Promise<string | undefined> {
+  try {
+    return await readable(() => caller.call('admin.vm.property.GetAll', vm));
+  } catch (e) {
+    if (e instanceof QubesdException && e.type === 'QubesException') return undefined;
+    throw e;
+  }
+}
+
+/**
+ * The properties a PATCH changes, as they are: GetAll, or where qubesd
+ * cannot answer it (see readableProperties) each of them read alone, so
+ * that the others can still be changed (guivm, which mends such a loop), as
+ * qvm-prefs changes them one at a time. A name the qube has not is left out.
+ */
+export async function propertiesFor(caller: AdminCaller, vm: string, names: readonly string[]): Promise<Map<string, PropertyValue>> {
+  try {
+    return parseGetAll(await caller.call('admin.vm.property.GetAll', vm));
+  } catch (e) {
+    if (!(e instanceof QubesdException && e.type === 'QubesException')) throw e;
+  }
+  const out = new Map<string, PropertyValue>();
+  for (const name of names) {
+    try {
+      out.set(name, parsePropertyValue(await caller.call('admin.vm.property.Get', vm, name)));
+    } catch (e) {
+      if (!(e instanceof QubesdException && e.type === 'QubesNoSuchPropertyError')) throw e;
+    }
+  }
+  return out;
+}
+
 export async function readFeatures(caller: AdminCaller, vm: string): Promise<Record<string, string>> {
   const names = parseLines(await caller.call('admin.vm.feature.List', vm));
   const values = await Promise.all(names.map((n) => caller.call('admin.vm.feature.Get', vm, n)));
@@ -76,7 +114,7 @@ async function complete(caller: AdminCaller, v: ListedVm, plan: Plan, limit: Ret
   const o = listedFields(v);
   try {
     const [props, tags, features] = await Promise.all([
-      plan.props ? limit(() => readable(() => caller.call('admin.vm.property.GetAll', v.name))) : undefined,
+      plan.props ? limit(() => readableProperties(caller, v.name)) : undefined,
       plan.tags ? limit(() => readable(() => caller.call('admin.vm.tag.List', v.name))) : undefined,
       plan.features ? limit(() => readable(() => readFeatures(caller, v.name))) : undefined,
     ]);

@@ -10,8 +10,8 @@ import { argName, idParam, vmDest, vmHref } from '../ids.js';
 import { TASKS_BASE, type TaskContext } from '../tasks.js';
 import { encodeRequest, MAX_REQUEST } from '../../lib/protocol/request.js';
 import { VM_ACTIONS } from '../vm-actions.js';
-import { listOnly, loadVm, loadVms, readFeatures, renderListOnly } from '../vm-objects.js';
-import { parseGetAll, parseLines, parseVmList, pickVm, toWire, type PropertyValue } from '../wire.js';
+import { listOnly, loadVm, loadVms, propertiesFor, readFeatures, renderListOnly } from '../vm-objects.js';
+import { parseLines, parseVmList, pickVm, toWire, type PropertyValue } from '../wire.js';
 
 type IdReq = FastifyRequest<{ Params: { id: string } }>;
 const idParams = { type: 'object', properties: { id: idParam }, required: ['id'] } as const;
@@ -47,7 +47,10 @@ async function setProperty(caller: AdminCaller, dest: string, prop: string, v: u
 
 /** PATCH: every field applied, or none (what was applied is put back). */
 async function patchVm(caller: AdminCaller, dest: string, body: Record<string, unknown>): Promise<void> {
-  const current = parseGetAll(await caller.call('admin.vm.property.GetAll', dest));
+  const props = Object.keys(body)
+    .filter((f) => f !== 'tags')
+    .map((f) => (f === 'name_label' ? 'name' : f));
+  const current = await propertiesFor(caller, dest, props);
   const changes: Array<[string, unknown]> = [];
   let wantedTags: string[] | null = null;
   for (const [field, v] of Object.entries(body)) {
