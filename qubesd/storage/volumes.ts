@@ -327,8 +327,11 @@ export abstract class ImageVolume extends Volume {
       // a new inode: revisions sharing the old one keep their size and data
       if (await exists(this.cleanPath)) await this.copy(this.cleanPath, this.cleanPath, size);
       else await createSparseFile(this.cleanPath, size);
-    } else if (running === this.cleanPath && (await exists(running))) {
-      await truncateFile(running, size);
+    } else if (running === this.cleanPath) {
+      // Qubes' FileVolume opens the image for appending and truncates it: a
+      // volatile image a halted qube does not have is made, at the new size
+      if (await exists(running)) await truncateFile(running, size);
+      else await createSparseFile(running, size);
     }
     this.conf.size = size;
   }

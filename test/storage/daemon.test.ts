@@ -4,7 +4,7 @@
 // cloned, persisted across a restart, and removed without leftovers.
 import t, { type Test } from 'tap';
 import { execFileSync } from 'node:child_process';
-import { closeSync, cpSync, existsSync, openSync, readFileSync, readSync, readdirSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, cpSync, existsSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { rmSync } from 'node:fs';
 import { ROOT, SHARED, call, startDaemon, type Daemon } from '../helpers/qubesd.js';
@@ -281,4 +281,24 @@ t.test("a kernel volume's stored vid is the qube's kernel in effect", async (t) 
   t.match(await ok('admin.vm.volume.Info', 'work', 'kernel'), /\nvid=6\.6\.33-1\.fc37\n/);
   await ok('admin.vm.property.Set', 'vault', 'template', 'debian-12');
   t.equal((await stored()).vault, '6.7.0-1', 'another template, its kernel');
+});
+
+// Qubes' FileVolume.resize opens the image for appending and truncates it,
+// so a halted qube's volatile image (removed at its last stop) is made
+t.test('resizing the volatile volume of a halted qube makes its image at that size', async (t) => {
+  const d = await startDaemon();
+  t.teardown(async () => {
+    await d.stop();
+    rmSync(d.dir, { recursive: true, force: true });
+  });
+  const ok = okOn(t, () => d);
+  const image = join(d.base, 'appvms', 'work', 'volatile.img');
+  mkdirSync(join(d.base, 'appvms', 'work'), { recursive: true });
+  t.notOk(existsSync(image));
+  await ok('admin.vm.volume.Resize', 'work', 'volatile', String(2 ** 30));
+  t.equal(statSync(image).size, 2 ** 30);
+  t.match(await ok('admin.vm.volume.Info', 'work', 'volatile'), /\nsize=1073741824\n/);
+  await ok('admin.vm.volume.Resize', 'work', 'volatile', '0');
+  t.equal(statSync(image).size, 0, 'and truncated, as the file is');
+  t.match(await ok('admin.vm.volume.Info', 'work', 'volatile'), /\nsize=0\n/);
 });
