@@ -53,23 +53,29 @@ async function readable<T>(p: () => Promise<T>): Promise<T | undefined> {
 }
 
 /**
- * A qube's properties (admin.vm.property.GetAll), or undefined when qubesd
- * cannot give them: the policy refuses, or one of them has no value it can
+ * Whether qubesd refused GetAll because one property has no value it can
  * work out (a keyboard layout whose guivm chain loops fails the whole call,
- * as in Qubes), which must not take the rest of the collection with it.
+ * as in Qubes): the qube's other properties are still there.
+ */
+const unworkable = (e: unknown): boolean => e instanceof QubesdException && e.type === 'QubesException';
+
+/**
+ * A qube's properties (admin.vm.property.GetAll), or undefined when the
+ * policy refuses them or one is unworkable, which must not take the rest of
+ * the collection with it.
  */
 async function readableProperties(caller: AdminCaller, vm: string): Promise<string | undefined> {
   try {
     return await readable(() => caller.call('admin.vm.property.GetAll', vm));
   } catch (e) {
-    if (e instanceof QubesdException && e.type === 'QubesException') return undefined;
+    if (unworkable(e)) return undefined;
     throw e;
   }
 }
 
 /**
- * The properties a PATCH changes, as they are: GetAll, or where qubesd
- * cannot answer it (see readableProperties) each of them read alone, so
+ * The properties a PATCH changes, as they are: GetAll, or where one is
+ * unworkable each of those asked for read alone, so
  * that the others can still be changed (guivm, which mends such a loop), as
  * qvm-prefs changes them one at a time. A name the qube has not is left out.
  */
@@ -77,7 +83,7 @@ export async function propertiesFor(caller: AdminCaller, vm: string, names: read
   try {
     return parseGetAll(await caller.call('admin.vm.property.GetAll', vm));
   } catch (e) {
-    if (!(e instanceof QubesdException && e.type === 'QubesException')) throw e;
+    if (!unworkable(e)) throw e;
   }
   const out = new Map<string, PropertyValue>();
   for (const name of names) {

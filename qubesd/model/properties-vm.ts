@@ -3,7 +3,7 @@
 // RemoteVM): names, types, defaults, help texts, and which setter and class
 // handlers each property has (those are in properties-vm-rules.ts).
 import { QubesException, QubesValueError, QubesVMNotHaltedError } from '../errors.js';
-import { PropTable, fire, forbidden, isDefault, NoValue, nonNegativeInt, positiveInt, type PropDef, type PyType, type WireType } from './properties.js';
+import { PropTable, fire, forbidden, NoValue, nonNegativeInt, positiveInt, type PropDef, type PyType, type WireType } from './properties.js';
 import { truthy, type Value } from './values.js';
 import { Vm } from './vm.js';
 import {
@@ -278,26 +278,11 @@ const QUBESVM: PropDef[] = [
   prop('keyboard_layout', 'str', {
     setter: setterKbdLayout,
     postSet: keyboardLayoutPostSet,
-    // Qubes: the guivm's keyboard_layout, whose own default is its guivm's,
-    // and so on. A chain that comes back (a qube that is its own guivm
-    // through default_guivm, or two qubes that are each other's) makes
-    // Qubes recurse until Python gives up and drop the call, for every qube
-    // whose chain reaches the loop, and refuse to set or reset the layout of
-    // those (it reads the old value first); here the same calls are refused
-    // with an error that says why.
+    // Qubes: the guivm's layout, whose own default is its guivm's, and so
+    // on; a chain that loops is getDefault's error
     dflt: (vm) => {
-      const seen = new Set<Vm>([vm]);
-      for (let g = vm.vmProp('guivm'); g; g = g.vmProp('guivm')) {
-        const def = g.table.byName.get('keyboard_layout');
-        if (!def) return 'us++';
-        // set on it, or a guivm that has no guivm (dom0): its own value
-        if (!isDefault(g, def) || !g.has('guivm')) return g.prop('keyboard_layout');
-        if (seen.has(g)) {
-          throw QubesException(`the default value of property 'keyboard_layout' of ${vm.name} depends on itself: the guivm chain comes back to ${g.name}`);
-        }
-        seen.add(g);
-      }
-      return 'us++';
+      const g = vm.vmProp('guivm');
+      return g && g.has('keyboard_layout') ? g.prop('keyboard_layout') : 'us++';
     },
     help: 'Keyboard layout for this VM',
   }),

@@ -102,22 +102,32 @@ export function getValue(h: Holder, def: PropDef): Value {
 }
 
 /**
- * How deep defaults may call defaults. Qubes' chains (template, netvm,
- * guivm) are a few levels; a deeper one is a default that comes back to
- * itself, for which Qubes recurses until Python gives up and drops the call.
- * Here the call gets an error that says so instead of exhausting the stack.
+ * The defaults being worked out now, outermost first (two arrays: nothing is
+ * allocated on the read path). Qubes' chains (template, netvm, guivm) are a
+ * few levels; a default that comes back to itself (a keyboard layout whose
+ * guivm chain loops) makes Qubes recurse until Python gives up and drop the
+ * call; here the call gets an error that says which default loops.
  */
-const MAX_DEFAULT_DEPTH = 64;
-let defaultDepth = 0;
+const computingHolders: Holder[] = [];
+const computingDefs: PropDef[] = [];
 
 export function getDefault(h: Holder, def: PropDef): Value {
   if (!def.dflt) throw new NoValue(`property ${pyRepr(def.name)} have no default`);
-  if (defaultDepth >= MAX_DEFAULT_DEPTH) throw QubesException(`the default value of property ${pyRepr(def.name)} of ${h.str()} depends on itself`);
-  defaultDepth++;
+  for (let i = 0; i < computingDefs.length; i++) {
+    if (computingDefs[i] === def && computingHolders[i] === h) {
+      throw QubesException(
+        `the default value of property ${pyRepr(computingDefs[0]!.name)} of ${computingHolders[0]!.str()} cannot be worked out: ` +
+          `the default of ${pyRepr(def.name)} of ${h.str()} depends on itself`,
+      );
+    }
+  }
+  computingHolders.push(h);
+  computingDefs.push(def);
   try {
     return def.dflt(h);
   } finally {
-    defaultDepth--;
+    computingHolders.pop();
+    computingDefs.pop();
   }
 }
 

@@ -20,7 +20,7 @@ function okOn(t: Test, daemon: () => Daemon) {
 }
 
 /** A daemon on a fresh copy of the fixture that a test may restart on the same store; removed at the end. */
-async function restartable(t: Test): Promise<{ ok: ReturnType<typeof okOn>; restart: () => Promise<void> }> {
+async function restartable(t: Test): Promise<{ ok: ReturnType<typeof okOn>; restart: () => Promise<void>; daemon: () => Daemon }> {
   let d = await startDaemon();
   t.teardown(async () => {
     await d.stop();
@@ -32,6 +32,7 @@ async function restartable(t: Test): Promise<{ ok: ReturnType<typeof okOn>; rest
       await d.stop();
       d = await startDaemon({ dir: d.dir });
     },
+    daemon: () => d,
   };
 }
 
@@ -193,12 +194,8 @@ t.test('revisions_to_keep set on a file volume that is not save_on_stop: kept un
 // snapshots the new one from its next start (its root, and its disposables'
 // root, are re-pointed), and that survives a restart.
 t.test('a new template is what the qube and its disposables start from', async (t) => {
-  const d = await startDaemon();
-  t.teardown(async () => {
-    await d.stop();
-    rmSync(d.dir, { recursive: true, force: true });
-  });
-  const ok = okOn(t, () => d);
+  const { ok, restart, daemon } = await restartable(t);
+  const d = daemon();
   for (const [name, mark] of [
     ['tpla', 'TEMPLATE-A'],
     ['tplb', 'TEMPLATE-B'],
@@ -230,37 +227,29 @@ t.test('a new template is what the qube and its disposables start from', async (
   t.equal(head.toString(), 'TEMPLATE-B', 'started from the new template');
   await ok('admin.vm.Kill', 'child');
 
-  await d.stop();
-  const d2 = await startDaemon({ dir: d.dir });
-  t.teardown(() => d2.stop());
-  const r = await call(d2.socket, 'admin.vm.volume.Info', 'child', 'root');
+  await restart();
+  const r = await call(daemon().socket, 'admin.vm.volume.Info', 'child', 'root');
   t.match(r.content, /\nsource=vm-templates\/tplb\/root\n/, 'kept across a restart');
 });
 
 // Qubes writes a linux-kernel volume's vid as the qube's kernel when it
 // saves; the value is read by neither daemon, but the file says the same.
 t.test("a kernel volume's stored vid is the qube's kernel in effect", async (t) => {
-  const d = await startDaemon();
-  let now = d;
-  t.teardown(async () => {
-    await now.stop();
-    rmSync(d.dir, { recursive: true, force: true });
-  });
+  const { ok, restart, daemon } = await restartable(t);
+  const d = daemon();
   const kernels = join(d.base, 'vm-kernels');
   cpSync(join(kernels, '6.6.33-1.fc37'), join(kernels, '6.7.0-1'), { recursive: true });
-  /** The stored vid of each qube's kernel volume, after a clean stop. */
+  /** The stored vid of each qube's kernel volume, as a clean stop left it. */
   const stored = async (): Promise<Record<string, string>> => {
-    await now.stop();
+    await restart();
     const out: Record<string, string> = {};
     for (const dom of readFileSync(d.store, 'utf8').split('<domain ').slice(1)) {
       const name = /<property name="name">([^<]+)<\/property>/.exec(dom)?.[1];
       const vid = /<volume name="kernel" pool="linux-kernel" vid="([^"]*)"/.exec(dom)?.[1];
       if (name && vid !== undefined) out[name] = vid;
     }
-    now = await startDaemon({ dir: d.dir });
     return out;
   };
-  const ok = okOn(t, () => now);
   await ok('admin.vm.property.Set', 'work', 'kernel', '');
   let vids = await stored();
   t.equal(vids.work, '', 'a qube without a kernel');
@@ -286,12 +275,8 @@ t.test("a kernel volume's stored vid is the qube's kernel in effect", async (t) 
 // Qubes' FileVolume.resize opens the image for appending and truncates it,
 // so a halted qube's volatile image (removed at its last stop) is made
 t.test('resizing the volatile volume of a halted qube makes its image at that size', async (t) => {
-  const d = await startDaemon();
-  t.teardown(async () => {
-    await d.stop();
-    rmSync(d.dir, { recursive: true, force: true });
-  });
-  const ok = okOn(t, () => d);
+  const { ok, daemon } = await restartable(t);
+  const d = daemon();
   const image = join(d.base, 'appvms', 'work', 'volatile.img');
   mkdirSync(join(d.base, 'appvms', 'work'), { recursive: true });
   t.notOk(existsSync(image));
