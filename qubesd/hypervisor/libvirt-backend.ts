@@ -5,7 +5,6 @@
 // tell qubesd what changed meanwhile (resynchronisation).
 
 import { EventEmitter } from 'node:events';
-import { statSync } from 'node:fs';
 import { QubesError, QubesException, QubesNotImplementedError, QubesVMError, QubesVMNotFoundError } from '../errors.js';
 import {
   checkState,
@@ -20,6 +19,7 @@ import {
 } from './backend.js';
 import { eventDetail, lifecycleKind, powerStateOf } from './libvirt/states.js';
 import { domainXml, type DomainSpec, type XmlFlavour } from './domain-xml.js';
+import { kvmUsable } from './kvm-access.js';
 import { LibvirtClient, type LibvirtClientOptions } from './libvirt/client.js';
 import { DomainState, ErrorCode, LibvirtError, LIST_DOMAINS_ACTIVE, StatsType, type LifecycleMessage, type RemoteDomain } from './libvirt/protocol.js';
 import { scrubSystemErrorText } from '../../lib/system-error.js';
@@ -59,16 +59,6 @@ export function parseLibvirtUri(uri: string, socketOverride?: string): ParsedUri
     openUri: `${driver}://${path ?? '/'}${rest ? '?' + rest : ''}`,
     socketPath: socketOverride ?? socket ?? DEFAULT_LIBVIRT_SOCKET,
   };
-}
-
-/** Whether QEMU, running as an unprivileged user, can open /dev/kvm. */
-function kvmUsable(): boolean {
-  try {
-    const st = statSync('/dev/kvm');
-    return (st.mode & 0o006) === 0o006 || (st.gid !== 0 && (st.mode & 0o060) === 0o060);
-  } catch {
-    return false;
-  }
 }
 
 function flavourFor(driver: string, accel: 'kvm' | 'tcg' | undefined): XmlFlavour {

@@ -6,7 +6,7 @@
 // Needs root, unshare and overlayfs; skipped elsewhere.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT } from '../helpers/qubesd.js';
@@ -32,6 +32,7 @@ if (why) {
   mkdirSync(join(dir, 'up', 'libvirt', 'connection-driver'), { recursive: true });
   mkdirSync(join(dir, 'work'));
   writeFileSync(join(dir, 'up', 'libvirt', 'connection-driver', 'libvirt_driver_qemu.so'), '');
+  writeFileSync(join(dir, 'kvm'), '');
   cpSync('/etc', join(dir, 'etc'), { recursive: true, verbatimSymlinks: true, errorOnExist: false, force: true });
   // the sandbox is a machine without Debian's libvirt-daemon-system, whatever
   // this one has (.ci/run installs it before the tests run)
@@ -72,6 +73,9 @@ mount --bind ${dir}/etc /etc
 mount -t overlay overlay -o lowerdir=${LIBDIR},upperdir=${dir}/up,workdir=${dir}/work ${LIBDIR}
 mount -t tmpfs tmpfs /run
 mkdir -p /run/libvirt
+# the script gives /dev/kvm the sandbox's kvm group: a stand-in, so that the
+# machine's own device keeps its group (QEMU outside needs it)
+if [ -e /dev/kvm ]; then mount --bind ${dir}/kvm /dev/kvm; fi
 ${
   held
     ? `python3 -c "import socket, time; s = socket.socket(socket.AF_UNIX); s.bind('/run/libvirt/libvirt-sock'); s.listen(1); time.sleep(60)" &
@@ -86,14 +90,22 @@ echo "run=$(ls /run/libvirt | tr '\\n' ' ')"
 sh ${script} stop ${state}; echo "stop=$?"
 ${held ? 'kill $SYSTEM' : ''}
 `;
+  /** owner, group and mode of the machine's /dev/kvm (null without one) */
+  const kvmNow = () => {
+    if (!existsSync('/dev/kvm')) return null;
+    const st = statSync('/dev/kvm');
+    return { uid: st.uid, gid: st.gid, mode: st.mode };
+  };
   const run = (held: boolean) => {
+    const kvmBefore = kvmNow();
     const r = spawnSync('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', sandbox(held)], { encoding: 'utf8', timeout: 60_000 });
-    return { out: r.stdout, err: r.stderr };
+    return { out: r.stdout, err: r.stderr, kvmBefore, kvmAfter: kvmNow() };
   };
   const alive = (pidfile: string) => existsSync(pidfile) && spawnSync('kill', ['-0', readFileSync(pidfile, 'utf8').trim()]).status === 0;
 
   t.test("libvirtd without libvirt-daemon-system: QEMU's user and groups are created, once", async (t) => {
-    const { out, err } = run(false);
+    const { out, err, kvmBefore, kvmAfter } = run(false);
+    t.same(kvmAfter, kvmBefore, "the machine's /dev/kvm keeps its owner, group and mode");
     t.match(out, /^first=0\nsecond=0\nrun=our-libvirtd-was-here \nstop=0\n$/, 'both starts succeed');
     t.match(err, /creating user libvirt-qemu/);
     t.equal(err.match(/creating user/g)?.length, 1, 'the second run creates nothing');
