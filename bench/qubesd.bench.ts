@@ -42,6 +42,7 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS) || (quick ? 1 : 5);
 const READS = quick ? 3000 : 15000;
 const WRITES = quick ? 1000 : 4000;
 const LISTS = quick ? 500 : 2000;
+const WARMUP = quick ? 500 : 4000;
 
 const work = mkdtempSync(join(tmpdir(), 'qubesd-bench-'));
 const QLOAD = join(work, 'qload');
@@ -241,7 +242,11 @@ async function main(): Promise<void> {
         const set: Case = { method: 'admin.vm.feature.Set', dest: 'personal', arg: 'bench', payload: 'v1', calls: WRITES };
         const list: Case = { method: 'admin.vm.List', dest: 'dom0', calls: LISTS };
         // Warm-up (JIT, caches): otherwise whichever case runs first pays it.
-        for (const c of [get, set, list]) qload(sock, 1, { ...c, calls: 500 });
+        // Long enough for V8 to finish optimizing the call path: after 1000
+        // calls its compiler threads still took a fifth of qubesd's samples
+        // (perf, feature.Set), on the core qload needs, where a daemon that
+        // has been up a while has long done compiling; after 8000, a twentieth.
+        for (const c of [get, set, list]) qload(sock, 1, { ...c, calls: WARMUP });
 
         for (const threads of [1, 16]) {
           paired(
@@ -268,13 +273,13 @@ async function main(): Promise<void> {
         const dsyncSock = join(work, 'durable-floor.sock');
         const dsync = await startProcess([DURABLE_FLOOR_SERVER, dsyncSock, dir, 'dsync'], 'ready');
         try {
-          qload(dsyncSock, 1, { ...set, calls: 500 }); // warm-up, as qubesd had
+          qload(dsyncSock, 1, { ...set, calls: WARMUP }); // warm-up, as qubesd had
           if (n === 12) {
             // what the computed floor stands for, measured: the append and fdatasync of fsync-floor.c
             const appendSock = join(work, 'append-floor.sock');
             const append = await startProcess([DURABLE_FLOOR_SERVER, appendSock, dir, 'append'], 'ready');
             try {
-              qload(appendSock, 1, { ...set, calls: 500 });
+              qload(appendSock, 1, { ...set, calls: WARMUP });
               const measured: number[] = [],
                 computed: number[] = [];
               for (let r = 0; r < ROUNDS; r++) {
@@ -311,7 +316,7 @@ async function main(): Promise<void> {
           const sameSock = join(work, 'floor-same.sock');
           const same = await floorServer(sameSock, replyFile);
           try {
-            qload(sameSock, 1, { ...list, calls: 500 }); // warm-up, as qubesd had
+            qload(sameSock, 1, { ...list, calls: WARMUP }); // warm-up, as qubesd had
             for (const threads of [1, 16]) {
               paired(
                 { name: list.method, qubes: n, threads, reply_bytes: reply.length },
