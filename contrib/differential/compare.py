@@ -50,6 +50,7 @@ class Daemon:
         os.makedirs(self.d + "/base")
         os.makedirs(self.d + "/run")
         os.makedirs(self.d + "/policy.d")
+        os.makedirs(self.d + "/backup")
         subprocess.run(["cp", "-a", source + "/base/.", self.d + "/base/"], check=True)
         subprocess.run(["cp", POLICY, self.d + "/policy.d/"], check=True)
         with open(source + "/qubes.xml") as f, open(self.d + "/qubes.xml", "w") as out:
@@ -66,7 +67,8 @@ class Daemon:
         else:
             self.sock = self.d + "/run/qubesd.sock"
             cmd = ["node", os.path.join(ROOT, "bin", "qubesd"), "--store", self.d + "/qubes.xml", "--base-dir", self.d + "/base",
-                   "--socket-dir", self.d + "/run", "--policy-dir", self.d + "/policy.d", "--log", "none"]
+                   "--socket-dir", self.d + "/run", "--policy-dir", self.d + "/policy.d", "--log", "none",
+                   "--backup-profile-dir", self.d + "/backup"]
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, cwd="/tmp")
         for _ in range(150):
             try:

@@ -18,6 +18,7 @@ What differs from a Qubes dom0, and how it is made to answer as one:
     were made with (maxmem 18014398509481983 MiB, 42 CPUs), dom0's maxmem
     4096 MiB (the Xen command line's default);
   * no QubesDB: a stand-in module that stores nothing (stubs/qubesdb.py);
+  * backup profiles (/etc/qubes/backup) are read from backup/ beside STORE;
   * the base directory (/var/lib/qubes) is BASE_DIR, and the qrexec policy
     that filters what management qubes see is read from POLICY_DIR alone
     (default: an empty one) instead of /run/qubes/policy.d and
@@ -47,6 +48,7 @@ def main():
     import qubes.config
 
     qubes.config.qubes_base_dir = base
+    qubes.config.backup_profile_dir = os.path.join(os.path.dirname(os.path.abspath(store)), "backup")
     qubes.config.defaults["pool_configs"]["varlibqubes"]["dir_path"] = base
     qubes.config.defaults["libvirt_uri"] = "test:///default"
     import qubes

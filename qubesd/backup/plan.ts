@@ -18,6 +18,7 @@ import { selectQubes, type BackupProfile } from './profile.js';
 import type { SummaryRow } from './summary.js';
 import type { BackupSource } from './writer.js';
 import { scanDataRegions } from '../../lib/sparse-scan.js';
+import { diskUsage } from '../storage/fileops.js';
 
 export interface PlannedFile {
   /** name in the archive, e.g. private.img */
@@ -28,6 +29,9 @@ export interface PlannedFile {
   optional: boolean;
   /** a volume image: stored sparse */
   volume: boolean;
+  /** what it takes on disk now, as Qubes' summary counts it: a volume's
+   * usage, a file's allocated blocks (0 when absent) */
+  usage(): Promise<number>;
 }
 
 export interface PlannedQube {
@@ -64,11 +68,19 @@ export function planBackup(app: QubesApp, storage: StorageManager, profile: Pick
     for (const name of storage.volumeNames(vm)) {
       const volume = storage.volume(vm, name);
       if (!volume.saveOnStop) continue;
-      files.push({ name: `${name}.img`, optional: false, volume: true, locate: () => storage.volume(vm, name).exportPath(vm.isRunning()) });
+      files.push({
+        name: `${name}.img`,
+        optional: false,
+        volume: true,
+        locate: () => storage.volume(vm, name).exportPath(vm.isRunning()),
+        usage: () => storage.volume(vm, name).usage(),
+      });
     }
     const dir = vm.dirPath;
     if (dir) {
-      for (const name of ['firewall.xml', 'notes.txt']) files.push({ name, optional: true, volume: false, locate: async () => join(dir, name) });
+      for (const name of ['firewall.xml', 'notes.txt']) {
+        files.push({ name, optional: true, volume: false, locate: async () => join(dir, name), usage: () => diskUsage(join(dir, name)) });
+      }
     }
     qubes.push({ vm, subdir: `vm${vm.qid}/`, files });
   }
@@ -92,23 +104,16 @@ function keepsNoSnapshots(storage: StorageManager, vm: Vm): boolean {
   return storage.volumeNames(vm).some((n) => storage.volume(vm, n).snapshotsDisabled);
 }
 
-async function sizeOf(path: string): Promise<number | null> {
-  try {
-    return (await fsp.stat(path)).size;
-  } catch {
-    return null;
-  }
-}
-
-/** Info rows: what each qube's files would take now (before compression). */
+/**
+ * Info rows: what each qube's files take on disk now, counted as Qubes
+ * counts them for its summary (a volume's usage, a file's allocated blocks:
+ * a 600-byte firewall.xml is 4.0 KiB), not the bytes the archive will hold.
+ */
 export async function summaryRows(plan: BackupPlan, storage: StorageManager): Promise<SummaryRow[]> {
   const rows: SummaryRow[] = [];
   for (const q of plan.qubes) {
     let size = 0;
-    for (const f of q.files) {
-      const path = await f.locate().catch(() => null);
-      if (path) size += (await sizeOf(path)) ?? 0;
-    }
+    for (const f of q.files) size += await f.usage().catch(() => 0);
     const running = q.vm.isRunning() && q.vm.isQubesVM;
     const snapshotsDisabled = running && keepsNoSnapshots(storage, q.vm);
     rows.push({ name: q.vm.name, klass: q.vm.klass, size, updateable: truthy(q.vm.prop('updateable')), running, snapshotsDisabled });

@@ -14,7 +14,9 @@ export interface BackupProfile {
   /** null: every qube whose include_in_backups property is true. */
   include: string[] | null;
   exclude: string[];
-  destinationVm: string;
+  /** a qube's name, or (as Qubes' domain lookup takes it) its qid; any
+   * other value finds no qube */
+  destinationVm: unknown;
   destinationPath: string;
   /** false: none; true: gzip; a string: that filter program (one Qubes'
    * restore accepts). */
@@ -34,6 +36,14 @@ export class ProfileError extends Error {
   }
 }
 
+/** A key Qubes requires is absent: reported in Qubes' words. */
+export class ProfileMissingKeyError extends ProfileError {
+  constructor(file: string, key: string) {
+    super(file, key, 'missing required key');
+    this.name = 'ProfileMissingKeyError';
+  }
+}
+
 export class ProfileNotFoundError extends Error {
   constructor(readonly profile: string) {
     super(`Backup profile does not exist: ${profile}`);
@@ -49,13 +59,20 @@ const SCHEMA = {
   properties: {
     include: { anyOf: [{ type: 'null' }, { type: 'array', items: qubeRef }] },
     exclude: { type: 'array', items: qubeRef },
-    destination_vm: { type: 'string', minLength: 1, pattern: '^[A-Za-z][A-Za-z0-9_.-]*$' },
+    // a name, or a qid as Qubes' lookup takes it; the service refuses any
+    // value that finds no qube in Qubes' words
+    destination_vm: {},
     destination_path: { type: 'string', minLength: 1 },
     compression: { anyOf: [{ type: 'boolean' }, { type: 'string', minLength: 1 }] },
     passphrase_text: { type: 'string', minLength: 1 },
     passphrase_vm: { type: 'string', minLength: 1, pattern: '^[A-Za-z][A-Za-z0-9_.-]*$' },
   },
 } as const;
+
+/** the keys Qubes' profile loader requires, in the order it reads them
+ * (it requires `include` too; a profile without it backs up what
+ * include_in_backups selects, as `include: null` does) */
+const REQUIRED = ['destination_vm', 'destination_path'] as const;
 
 const Ajv = AjvModule as unknown as typeof AjvModule.default;
 const validate = new Ajv({ allErrors: true, strict: true }).compile(SCHEMA);
@@ -86,13 +103,19 @@ function describe(err: ErrorObject): string {
   }
 }
 
+/** Qubes refuses only '/' in a profile name (`.x` is the file .x.conf); ours
+ * keeps to printable ASCII without spaces, which is all qrexec passes. */
 export function profileNameValid(name: string): boolean {
-  return /^[A-Za-z0-9_-][A-Za-z0-9_.-]*$/.test(name);
+  return /^[\x21-\x7e]+$/.test(name) && !name.includes('/');
 }
 
 /** Validates parsed profile data; `file` only labels the messages. Throws
  * a ProfileError listing every mistake found. */
 export function parseProfile(data: unknown, file: string): BackupProfile {
+  // Qubes reads these three first, in this order, and names the first missing
+  if (data !== null && typeof data === 'object' && !Array.isArray(data)) {
+    for (const key of REQUIRED) if (!Object.hasOwn(data, key)) throw new ProfileMissingKeyError(file, key);
+  }
   if (!validate(data)) {
     const all = validate.errors ?? [];
     // For a union (anyOf) keep the most specific complaint: an error inside
@@ -133,7 +156,7 @@ export function parseProfile(data: unknown, file: string): BackupProfile {
   return {
     include: (d.include as string[] | null | undefined) ?? null,
     exclude: (d.exclude as string[] | undefined) ?? [],
-    destinationVm: d.destination_vm as string,
+    destinationVm: d.destination_vm,
     destinationPath: d.destination_path as string,
     compression: (d.compression as boolean | string | undefined) ?? true,
     ...(d.passphrase_text !== undefined ? { passphraseText: d.passphrase_text as string } : {}),

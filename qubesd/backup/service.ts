@@ -7,7 +7,15 @@ import type { StorageManager } from '../storage/index.js';
 import { lookup, setProperty } from '../model/properties.js';
 import { BackupAlreadyRunningError, BackupCancelledError, QubesBackupProfileNotFoundError, QubesError, QubesException } from '../errors.js';
 import type { QubeServices } from '../qrexec/run-service.js';
-import { PassphraseCancelledError, ProfileError, ProfileNotFoundError, loadProfile, resolvePassphrase, type BackupProfile } from './profile.js';
+import {
+  PassphraseCancelledError,
+  ProfileError,
+  ProfileMissingKeyError,
+  ProfileNotFoundError,
+  loadProfile,
+  resolvePassphrase,
+  type BackupProfile,
+} from './profile.js';
 import { openSource, planBackup, summaryRows } from './plan.js';
 import { backupSummary } from './summary.js';
 import { commandDestination, dom0PathDestination, runBackup, serviceDestination, type Destination } from './destination.js';
@@ -47,6 +55,7 @@ export class BackupService {
       return await loadProfile(name, this.o.profileDir);
     } catch (e) {
       if (e instanceof ProfileNotFoundError) throw QubesBackupProfileNotFoundError(name);
+      if (e instanceof ProfileMissingKeyError) throw QubesException(`Invalid backup profile - missing '${e.key}'`);
       // named by the profile, not by its path in dom0
       if (e instanceof ProfileError) throw QubesException(`Invalid backup profile - ${name}.conf: ${e.key ? `${e.key}: ` : ''}${e.detail}`);
       throw QubesException(`Invalid backup profile - ${name}.conf cannot be read: ${systemErrorWords(e)}`);
@@ -54,7 +63,8 @@ export class BackupService {
   }
 
   private destinationVm(profile: BackupProfile): Vm {
-    const vm = this.app.getVm(profile.destinationVm);
+    const to = profile.destinationVm;
+    const vm = typeof to === 'number' ? this.app.allVms().find((v) => v.qid === to) : typeof to === 'string' ? this.app.getVm(to) : undefined;
     if (!vm) throw QubesException('Invalid destination_vm specified in backup profile');
     return vm;
   }
@@ -64,13 +74,12 @@ export class BackupService {
    * for anyone else that would tell hidden qubes from missing ones. */
   async info(name: string, visible: (vm: Vm) => boolean, seesAll = false): Promise<string> {
     const profile = await this.profile(name);
-    const dest = this.destinationVm(profile);
+    this.destinationVm(profile); // Qubes refuses a profile whose destination is no qube, even here
     const plan = planBackup(this.app, this.o.storage, profile);
     const rows = await summaryRows({ ...plan, qubes: plan.qubes.filter((q) => visible(q.vm)) }, this.o.storage);
     let text = backupSummary(
       rows,
       plan.notSelected.filter(visible).map((vm) => vm.name),
-      visible(dest) ? { vm: dest.name, path: profile.destinationPath } : undefined,
     );
     if (plan.dom0Skipped) text += "dom0's home directory is not included: this qubesd backs up qubes only\n";
     if (seesAll && plan.unmatched.length) text += `Profile entries matching no qube: ${plan.unmatched.join(', ')}\n`;

@@ -33,8 +33,8 @@ function cells(values: string[]): string {
   return values.map((v, i) => `${v.padStart(WIDTHS[i]! + 1)} |`).join('');
 }
 
-/** `destination`, when given, adds a last line naming where the backup goes. */
-export function backupSummary(rows: SummaryRow[], notSelected: string[], destination?: { vm: string; path: string }): string {
+/** Qubes' summary, byte for byte (nothing after the not-selected list). */
+export function backupSummary(rows: SummaryRow[], notSelected: string[]): string {
   let out = rule() + cells(['VM', 'type', 'size']) + '\n' + rule();
   for (const r of rows) {
     const type = r.klass === 'TemplateVM' ? 'Template VM' : r.updateable ? 'VM + Sys' : 'VM';
@@ -48,6 +48,5 @@ export function backupSummary(rows: SummaryRow[], notSelected: string[], destina
   out += `${'Total size:'.padStart(WIDTHS[0] + 1)} |${sizeToHuman(total).padStart(WIDTHS[1] + 1 + 2 + WIDTHS[2] + 1)} |\n`;
   out += rule();
   out += 'VMs not selected for backup:\n - ' + [...notSelected].sort().join('\n - ') + '\n';
-  if (destination) out += `Destination: ${destination.vm}:${destination.path}\n`;
   return out;
 }

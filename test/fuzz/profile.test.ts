@@ -20,8 +20,8 @@ function parsed(fn: () => BackupProfile): BackupProfile | null {
 }
 function wellFormed(p: BackupProfile): boolean {
   return (
-    typeof p.destinationVm === 'string' &&
-    /^[A-Za-z][A-Za-z0-9_.-]*$/.test(p.destinationVm) &&
+    // destination_vm: any value (the backup service refuses one that finds no qube)
+    'destinationVm' in p &&
     typeof p.destinationPath === 'string' &&
     p.destinationPath.length > 0 &&
     (p.include === null || (Array.isArray(p.include) && p.include.every((r) => QUBE_REF.test(r)))) &&
