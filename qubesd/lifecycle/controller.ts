@@ -13,6 +13,7 @@ import {
   QubesVMNotRunningError,
   QubesVMNotStartedError,
   QubesVMShutdownTimeoutError,
+  QubesVMError,
 } from '../errors.js';
 import type { QubesApp, Vm, PowerState } from '../model/app.js';
 import type { DomainSpec, DiskSpec, DomainStatus, HypervisorBackend, LifecycleEvent } from '../hypervisor/index.js';
@@ -20,6 +21,8 @@ import type { StorageManager } from '../storage/index.js';
 import type { EventKwargs } from '../events/bus.js';
 import { unavailableRequiredDevice } from '../model/devices.js';
 import { truthy } from '../model/values.js';
+import { exists } from '../storage/fileops.js';
+import * as path from 'node:path';
 
 /** Qubes' disk names for the standard volumes, as its domain XML uses them. */
 const DISK_TARGETS: Record<string, string> = { root: 'xvda', private: 'xvdb', volatile: 'xvdc', kernel: 'xvdd' };
@@ -241,6 +244,17 @@ export class Lifecycle {
     };
   }
 
+  /**
+   * Qubes' storage.verify: the qube's directory exists (named inside the
+   * base directory: a reply does not carry dom0's layout), then each volume
+   * has what it starts from.
+   */
+  private async verifyStorage(vm: Vm): Promise<void> {
+    const dir = vm.dirPath;
+    if (dir && !(await exists(dir))) throw QubesVMError(`VM directory does not exist: ${path.relative(this.app.baseDir, dir)}`);
+    await this.o.storage?.verifyVolumes(vm as never);
+  }
+
   async start(vm: Vm): Promise<void> {
     if (!vm.isQubesVM) throw QubesException(`Cannot start ${vm.klass} ${vm.name}`);
     // Qubes' DispVM.start: its template may have stopped being one meanwhile
@@ -265,6 +279,14 @@ export class Lifecycle {
       if (missing) {
         this.fire(vm, 'domain-start-failed', [['reason', missing]]);
         throw QubesException(missing);
+      }
+      // Qubes verifies the qube's storage before anything starts, its
+      // network chain included, and reports a failure as it is
+      try {
+        await this.verifyStorage(vm);
+      } catch (e) {
+        this.fire(vm, 'domain-start-failed', [['reason', replyError(e)[1]]]);
+        throw e;
       }
       // Qubes starts the network chain first.
       const netvm = vm.netvm;

@@ -657,6 +657,11 @@ export class StorageManager {
     });
   }
 
+  /** Qubes' storage.verify for the volumes, before a start: each has what it starts from. */
+  async verifyVolumes(vm: StorageVm): Promise<void> {
+    for (const n of this.volumeNames(vm)) await this.volume(vm, n).verify();
+  }
+
   /** Prepare every volume for a starting qube; returns its disks. Undoes what it did on failure. */
   async startVolumes(vm: StorageVm): Promise<BlockDevice[]> {
     return this.locked(vm.name, async () => {

@@ -31,6 +31,7 @@ import {
 } from './fileops.js';
 import type { StorageVm } from './model-view.js';
 import { pathInPool } from './paths.js';
+import { pyRepr } from '../../lib/py-repr.js';
 
 export interface Revision {
   id: string;
@@ -67,6 +68,13 @@ export abstract class Volume {
   get name(): string {
     return this.conf.name;
   }
+
+  /**
+   * Qubes' Volume.verify, made for every volume before a start and before
+   * anything is started (the network chain included): the image the start
+   * will read exists. Nothing to check by default.
+   */
+  async verify(): Promise<void> {}
   get vid(): string {
     return this.conf.vid ?? '';
   }
@@ -286,10 +294,14 @@ export abstract class ImageVolume extends Volume {
   /** Qubes names a missing image by its full path; a reply does not carry
    * our directory layout, so the file is named inside its pool's directory
    * (`vm-templates/<qube>/root.img`). */
-  protected missingImage(file: string): Error {
+  protected missingImage(file: string, end = ''): Error {
+    return StoragePoolException(`Missing image file: ${this.shown(file)}${end}`);
+  }
+
+  /** `file` as a reply may name it: inside its pool's directory. */
+  protected shown(file: string): string {
     const inPool = path.relative(this.pool.dirPath, file);
-    const shown = inPool.startsWith('..') || path.isAbsolute(inPool) ? file.split(path.sep).slice(-3).join('/') : inPool;
-    return StoragePoolException(`Missing image file: ${shown}`);
+    return inPool.startsWith('..') || path.isAbsolute(inPool) ? file.split(path.sep).slice(-3).join('/') : inPool;
   }
 
   protected async startSnapshot(running: string): Promise<void> {
@@ -424,6 +436,13 @@ export class FileVolume extends ImageVolume {
     return this.snapOnStart ? this.sourceCleanOrOwn() : this.cleanPath;
   }
 
+  /** Qubes' FileVolume.verify: its message ends with a full stop. */
+  override async verify(): Promise<void> {
+    if (!this.snapOnStart && !this.saveOnStop) return;
+    const img = this.path();
+    if (!(await exists(img))) throw this.missingImage(img, '.');
+  }
+
   private sourceCleanOrOwn(): string {
     return this.source instanceof ImageVolume ? this.sourceClean() : pathInPool(this.pool.dirPath, this.conf.source ?? this.vid, '.img');
   }
@@ -506,6 +525,12 @@ export class ReflinkVolume extends ImageVolume {
   override async usage(): Promise<number> {
     for (const f of [this.runningPath, this.cleanPath]) if (await exists(f)) return diskUsage(f);
     return 0;
+  }
+
+  /** Qubes' ReflinkVolume.verify, in its words: the path as Python's repr. */
+  override async verify(): Promise<void> {
+    const img = this.snapOnStart ? (this.source instanceof ImageVolume ? this.sourceClean() : null) : this.saveOnStop ? this.cleanPath : null;
+    if (img && !(await exists(img))) throw StoragePoolException(`Missing image file ${pyRepr(this.shown(img))} for volume ${this.vid}`);
   }
 
   override async isOutdated(): Promise<boolean> {
