@@ -2,7 +2,7 @@
 // format, start/stop with commit, revisions (keep, prune, revert), resize,
 // clear, removal leaving nothing behind.
 import t, { type Test } from 'tap';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync, openSync, writeSync, readSync, closeSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync, openSync, writeSync, readSync, closeSync } from 'node:fs';
 import { volumeInfoText } from '../../qubesd/api/format/storage.js';
 import { join } from 'node:path';
 import { makeEnv, parseInfo, attrsOf } from './fake.js';
@@ -166,6 +166,15 @@ t.test('start/stop: private committed with revisions, volatile discarded, snapsh
   const tpl = await app.addVm('tpl', 'TemplateVM');
   const vm = await app.addVm('vm', 'AppVM', tpl);
   const rl = join(dir, 'rl');
+  // Qubes' ReflinkVolume.verify, before a start: in its words, the image named inside the pool
+  const gone = join(rl, 'appvms/vm/private.img');
+  renameSync(gone, gone + '.away');
+  await t.rejects(m.verifyVolumes(vm), {
+    type: 'StoragePoolException',
+    message: "Missing image file 'appvms/vm/private.img' for volume appvms/vm/private",
+  });
+  renameSync(gone + '.away', gone);
+  await m.verifyVolumes(vm);
   writeAt(join(rl, 'vm-templates/tpl/root.img'), 0, 'template-v1');
 
   const devs = await m.startVolumes(vm);
