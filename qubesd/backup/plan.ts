@@ -57,7 +57,14 @@ function truthy(v: unknown): boolean {
 
 export function planBackup(app: QubesApp, storage: StorageManager, profile: Pick<BackupProfile, 'include' | 'exclude'>): BackupPlan {
   const all = app.allVms();
-  const infos = all.map((vm) => ({ vm, name: vm.name, klass: vm.klass, tags: [...vm.tags], includeInBackupsDefault: truthy(vm.prop('include_in_backups')) }));
+  const infos = all.map((vm) => ({
+    vm,
+    name: vm.name,
+    qid: vm.qid,
+    klass: vm.klass,
+    tags: [...vm.tags],
+    includeInBackupsDefault: truthy(vm.prop('include_in_backups')),
+  }));
   const { selected, unmatched } = selectQubes(profile, infos);
   const chosen = new Set(selected.map((s) => s.vm));
   const dom0Skipped = selected.some((s) => s.vm.isAdmin);

@@ -7,6 +7,7 @@ import AjvModule, { type ErrorObject } from 'ajv';
 import { parseDocument } from 'yaml';
 import { KNOWN_COMPRESSION_FILTERS, OPTIONAL_COMPRESSION_FILTERS } from './format.js';
 import { systemErrorWords } from '../../lib/system-error.js';
+import { pySetOrder } from '../../lib/py-set-order.js';
 
 export const DEFAULT_PROFILE_DIR = '/etc/qubes/backup';
 
@@ -204,6 +205,7 @@ export async function loadProfile(name: string, dir = DEFAULT_PROFILE_DIR): Prom
 
 export interface QubeInfo {
   name: string;
+  qid: number;
   klass: string;
   tags: string[];
   includeInBackupsDefault: boolean;
@@ -222,14 +224,32 @@ export interface Selection<Q extends QubeInfo> {
   unmatched: string[];
 }
 
-/** Qubes the profile backs up, in the order given: `include` (or every qube
- * whose include_in_backups is true when include is null), minus `exclude`. */
+/**
+ * Qubes the profile backs up, in Qubes' order: every qube whose
+ * include_in_backups is true when include is null, in the order Qubes lists
+ * its qubes (dom0, then by name); otherwise those `include` matches, in the
+ * order of the Python set Qubes collects them into (by qid: the order its
+ * summary shows and its archive holds); then less those `exclude` matches.
+ */
 export function selectQubes<Q extends QubeInfo>(profile: Pick<BackupProfile, 'include' | 'exclude'>, qubes: readonly Q[]): Selection<Q> {
+  const listed = [...qubes].sort(domainsOrder);
   const included =
-    profile.include === null ? qubes.filter((q) => q.includeInBackupsDefault) : qubes.filter((q) => profile.include!.some((ref) => matches(q, ref)));
+    profile.include === null
+      ? listed.filter((q) => q.includeInBackupsDefault)
+      : pySetOrder(
+          listed.filter((q) => profile.include!.some((ref) => matches(q, ref))),
+          (q) => q.qid,
+        );
   const selected = included.filter((q) => !profile.exclude.some((ref) => matches(q, ref)));
   const unmatched = [...(profile.include ?? []), ...profile.exclude].filter((ref) => !qubes.some((q) => matches(q, ref)));
   return { selected, unmatched };
+}
+
+/** Qubes' order of its qubes (app.domains): dom0 first, then by name. */
+function domainsOrder(a: QubeInfo, b: QubeInfo): number {
+  const admin = Number(b.klass === 'AdminVM') - Number(a.klass === 'AdminVM');
+  if (admin) return admin;
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
 }
 
 export class MissingPassphraseError extends Error {

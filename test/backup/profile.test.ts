@@ -106,25 +106,34 @@ t.test('loading from the profile directory', async (t) => {
   await t.rejects(loadProfile('broken', dir), { message: new RegExp(`^${join(dir, 'broken.conf').replace(/[.]/g, '\\.')}: `) });
 });
 
+// qids chosen so that name order, qid order and the order of a Python set
+// of them all differ (list(set([12, 3, 9])) == [9, 3, 12])
 const QUBES: QubeInfo[] = [
-  { name: 'dom0', klass: 'AdminVM', tags: [], includeInBackupsDefault: false },
-  { name: 'fedora', klass: 'TemplateVM', tags: [], includeInBackupsDefault: true },
-  { name: 'work', klass: 'AppVM', tags: ['important'], includeInBackupsDefault: true },
-  { name: 'vault', klass: 'AppVM', tags: ['important', 'offline'], includeInBackupsDefault: true },
-  { name: 'sys-net', klass: 'AppVM', tags: [], includeInBackupsDefault: false },
-  { name: 'disp1', klass: 'DispVM', tags: ['important'], includeInBackupsDefault: false },
+  { name: 'work', qid: 9, klass: 'AppVM', tags: ['important'], includeInBackupsDefault: true },
+  { name: 'dom0', qid: 0, klass: 'AdminVM', tags: [], includeInBackupsDefault: false },
+  { name: 'fedora', qid: 1, klass: 'TemplateVM', tags: [], includeInBackupsDefault: true },
+  { name: 'vault', qid: 3, klass: 'AppVM', tags: ['important', 'offline'], includeInBackupsDefault: true },
+  { name: 'sys-net', qid: 4, klass: 'AppVM', tags: [], includeInBackupsDefault: false },
+  { name: 'disp1', qid: 12, klass: 'DispVM', tags: ['important'], includeInBackupsDefault: false },
 ];
 const names = (s: { selected: QubeInfo[] }): string[] => s.selected.map((q) => q.name);
 
-t.test('selection: include, exclude, tags, types, defaults', async (t) => {
-  t.same(names(selectQubes({ include: null, exclude: [] }, QUBES)), ['fedora', 'work', 'vault'], 'default: include_in_backups');
+t.test("selection: include, exclude, tags, types, defaults, in Qubes' order", async (t) => {
+  t.same(names(selectQubes({ include: null, exclude: [] }, QUBES)), ['fedora', 'vault', 'work'], 'default: include_in_backups, by name');
   t.same(names(selectQubes({ include: null, exclude: ['work'] }, QUBES)), ['fedora', 'vault'], 'exclude applies to the default too');
+  // Qubes' set of the matching qubes, iterated: [9, 3, 12]
   t.same(names(selectQubes({ include: ['$tag:important'], exclude: [] }, QUBES)), ['work', 'vault', 'disp1'], 'tag, regardless of include_in_backups');
   t.same(names(selectQubes({ include: ['@tag:important'], exclude: ['$tag:offline'] }, QUBES)), ['work', 'disp1'], '@ and $ forms, exclude after include');
+  // list(set([1, 4, 3, 9])) == [1, 3, 4, 9]
   t.same(
     names(selectQubes({ include: ['$type:AppVM', 'fedora'], exclude: ['$type:DispVM', 'sys-net'] }, QUBES)),
-    ['fedora', 'work', 'vault'],
+    ['fedora', 'vault', 'work'],
     'types and names',
+  );
+  t.same(
+    names(selectQubes({ include: ['vault', 'dom0', 'work', 'fedora'], exclude: [] }, QUBES)),
+    ['dom0', 'fedora', 'vault', 'work'],
+    'list(set([0, 1, 3, 9]))',
   );
   t.same(names(selectQubes({ include: [], exclude: [] }, QUBES)), [], 'an empty include list selects nothing');
   const s = selectQubes({ include: ['work', 'wrok', '$tag:nosuch'], exclude: ['$type:Nope'] }, QUBES);
