@@ -66,6 +66,8 @@ PROFILES = {
 CALLS = [("admin.backup.Info", "{}"), ("admin.backup.Info", "nosuch"), ("admin.backup.Info", "a/b"), ("admin.backup.Info", ""),
          ("admin.backup.Info", ".hidden"), ("admin.backup.Info", "plain.conf"), ("admin.backup.Cancel", "plain"),
          ("admin.backup.Cancel", "nosuch"), ("admin.backup.Cancel", "a/b")]
+# Execute only where it fails before writing anything
+EXECUTE = ["no-passphrase", "passphrase-vm-nosuch", "dest-nosuch", "dest-null", "no-dest-vm", "no-dest-path", "nosuch", "a/b"]
 
 
 def write_profiles(d):
@@ -90,6 +92,7 @@ def main():
     diffs = 0
     try:
         calls = [(m, arg.format(p)) if "{}" in arg else (m, arg) for m, arg in CALLS for p in (PROFILES if "{}" in arg else [None])]
+        calls += [("admin.backup.Execute", p) for p in EXECUTE]
         for m, arg in calls:
             r = norm_real(m, real.call(m, "dom0", arg, b"", "dom0"))
             o = norm_ours(m, ours.call(m, "dom0", arg, b"", "dom0"))
