@@ -56,7 +56,6 @@ const qubeRef = { type: 'string', minLength: 1, pattern: '^(?:[$@]tag:[A-Za-z0-9
 const SCHEMA = {
   type: 'object',
   additionalProperties: false,
-  required: ['destination_vm', 'destination_path'],
   properties: {
     include: { anyOf: [{ type: 'null' }, { type: 'array', items: qubeRef }] },
     exclude: { type: 'array', items: qubeRef },
@@ -72,7 +71,8 @@ const SCHEMA = {
 
 /** the keys Qubes' profile loader requires, in the order it reads them
  * (it requires `include` too; a profile without it backs up what
- * include_in_backups selects, as `include: null` does) */
+ * include_in_backups selects, as `include: null` does); a data that is not
+ * a mapping is refused by the schema's type */
 const REQUIRED = ['destination_vm', 'destination_path'] as const;
 
 const Ajv = AjvModule as unknown as typeof AjvModule.default;
@@ -84,7 +84,6 @@ function keyOf(err: ErrorObject): string | undefined {
     .slice(1)
     .map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
   if (err.keyword === 'additionalProperties') parts.push(String((err.params as { additionalProperty: string }).additionalProperty));
-  if (err.keyword === 'required') parts.push(String((err.params as { missingProperty: string }).missingProperty));
   if (parts.length === 0) return undefined;
   return parts.reduce((acc, p) => (/^\d+$/.test(p) ? `${acc}[${p}]` : acc ? `${acc}.${p}` : p), '');
 }
@@ -93,8 +92,6 @@ function describe(err: ErrorObject): string {
   switch (err.keyword) {
     case 'additionalProperties':
       return 'unknown key';
-    case 'required':
-      return 'missing required key';
     case 'pattern':
       return 'not a valid qube name, $tag:<tag> or $type:<class>';
     case 'anyOf':
@@ -113,7 +110,8 @@ export function profileNameValid(name: string): boolean {
 /** Validates parsed profile data; `file` only labels the messages. Throws
  * a ProfileError listing every mistake found. */
 export function parseProfile(data: unknown, file: string): BackupProfile {
-  // Qubes reads these three first, in this order, and names the first missing
+  // Qubes reads these first, in this order, and names the first missing
+  // (they are not in the schema: this is the one check of them)
   if (data !== null && typeof data === 'object' && !Array.isArray(data)) {
     for (const key of REQUIRED) if (!Object.hasOwn(data, key)) throw new ProfileMissingKeyError(file, key);
   }
@@ -225,31 +223,24 @@ export interface Selection<Q extends QubeInfo> {
 }
 
 /**
- * Qubes the profile backs up, in Qubes' order: every qube whose
- * include_in_backups is true when include is null, in the order Qubes lists
- * its qubes (dom0, then by name); otherwise those `include` matches, in the
- * order of the Python set Qubes collects them into (by qid: the order its
- * summary shows and its archive holds); then less those `exclude` matches.
+ * Qubes the profile backs up, in Qubes' order. `qubes` come in the order
+ * Qubes lists its qubes (dom0, then by name: QubesApp.allVms()). With
+ * include null: those whose include_in_backups is true, in that order;
+ * otherwise those `include` matches, in the order of the Python set Qubes
+ * collects them into (by qid: the order its summary shows and its archive
+ * holds); then less those `exclude` matches.
  */
 export function selectQubes<Q extends QubeInfo>(profile: Pick<BackupProfile, 'include' | 'exclude'>, qubes: readonly Q[]): Selection<Q> {
-  const listed = [...qubes].sort(domainsOrder);
   const included =
     profile.include === null
-      ? listed.filter((q) => q.includeInBackupsDefault)
+      ? qubes.filter((q) => q.includeInBackupsDefault)
       : pySetOrder(
-          listed.filter((q) => profile.include!.some((ref) => matches(q, ref))),
+          qubes.filter((q) => profile.include!.some((ref) => matches(q, ref))),
           (q) => q.qid,
         );
   const selected = included.filter((q) => !profile.exclude.some((ref) => matches(q, ref)));
   const unmatched = [...(profile.include ?? []), ...profile.exclude].filter((ref) => !qubes.some((q) => matches(q, ref)));
   return { selected, unmatched };
-}
-
-/** Qubes' order of its qubes (app.domains): dom0 first, then by name. */
-function domainsOrder(a: QubeInfo, b: QubeInfo): number {
-  const admin = Number(b.klass === 'AdminVM') - Number(a.klass === 'AdminVM');
-  if (admin) return admin;
-  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
 }
 
 export class MissingPassphraseError extends Error {

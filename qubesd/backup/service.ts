@@ -64,7 +64,7 @@ export class BackupService {
 
   private destinationVm(profile: BackupProfile): Vm {
     const to = profile.destinationVm;
-    const vm = typeof to === 'number' ? this.app.allVms().find((v) => v.qid === to) : typeof to === 'string' ? this.app.getVm(to) : undefined;
+    const vm = typeof to === 'number' ? this.app.getVmByQid(to) : typeof to === 'string' ? this.app.getVm(to) : undefined;
     if (!vm) throw QubesException('Invalid destination_vm specified in backup profile');
     return vm;
   }

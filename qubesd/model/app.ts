@@ -386,6 +386,9 @@ export class QubesApp implements Holder {
   getVmByUuid(uuid: string): Vm | undefined {
     return this.byUuid.get(uuid.toLowerCase());
   }
+  getVmByQid(qid: number): Vm | undefined {
+    return this.byQid.get(qid);
+  }
 
   /** dom0 first, then by name (Qubes' sort order of qubes) */
   allVms(): Vm[] {

@@ -106,15 +106,16 @@ t.test('loading from the profile directory', async (t) => {
   await t.rejects(loadProfile('broken', dir), { message: new RegExp(`^${join(dir, 'broken.conf').replace(/[.]/g, '\\.')}: `) });
 });
 
-// qids chosen so that name order, qid order and the order of a Python set
-// of them all differ (list(set([12, 3, 9])) == [9, 3, 12])
+// in Qubes' order of its qubes (dom0, then by name), as QubesApp.allVms()
+// gives them; qids chosen so that name order, qid order and the order of a
+// Python set of them all differ (list(set([12, 3, 9])) == [9, 3, 12])
 const QUBES: QubeInfo[] = [
-  { name: 'work', qid: 9, klass: 'AppVM', tags: ['important'], includeInBackupsDefault: true },
   { name: 'dom0', qid: 0, klass: 'AdminVM', tags: [], includeInBackupsDefault: false },
-  { name: 'fedora', qid: 1, klass: 'TemplateVM', tags: [], includeInBackupsDefault: true },
-  { name: 'vault', qid: 3, klass: 'AppVM', tags: ['important', 'offline'], includeInBackupsDefault: true },
-  { name: 'sys-net', qid: 4, klass: 'AppVM', tags: [], includeInBackupsDefault: false },
   { name: 'disp1', qid: 12, klass: 'DispVM', tags: ['important'], includeInBackupsDefault: false },
+  { name: 'fedora', qid: 1, klass: 'TemplateVM', tags: [], includeInBackupsDefault: true },
+  { name: 'sys-net', qid: 4, klass: 'AppVM', tags: [], includeInBackupsDefault: false },
+  { name: 'vault', qid: 3, klass: 'AppVM', tags: ['important', 'offline'], includeInBackupsDefault: true },
+  { name: 'work', qid: 9, klass: 'AppVM', tags: ['important'], includeInBackupsDefault: true },
 ];
 const names = (s: { selected: QubeInfo[] }): string[] => s.selected.map((q) => q.name);
 
