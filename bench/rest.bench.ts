@@ -19,7 +19,8 @@
 // chain of wake-ups through three processes): each figure is taken ROUNDS
 // times, REST, direct and the floor gateway in turn, and reported as the
 // medians, with the median of the paired ratios and their range.
-// BENCH_QUICK=1: one round of 1 s; BENCH_ROUNDS=n: n rounds.
+// BENCH_QUICK=1: one round of 1 s; BENCH_ROUNDS=n: n rounds; BENCH_QUBES=1000
+// (a comma list) and BENCH_REST_FIELDS=list (or list+getall) measure only those.
 import { execFile, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -123,7 +124,9 @@ interface Round {
 }
 
 async function main(): Promise<void> {
-  for (const n of quick ? [10, 1000] : [10, 100, 1000]) {
+  const only = process.env.BENCH_QUBES?.split(',').map(Number);
+  const modes = process.env.BENCH_REST_FIELDS?.split(',');
+  for (const n of only ?? (quick ? [10, 1000] : [10, 100, 1000])) {
     const gw = await startRestBenchStack('rest-bench');
     const { stack, token } = gw;
     try {
@@ -140,6 +143,7 @@ async function main(): Promise<void> {
         ['name_label,power_state', 'list'],
         ['name_label,power_state,memory', 'list+getall'],
       ] as const) {
+        if (modes && !modes.includes(mode)) continue;
         const url = `${gw.url}/vms?fields=${fields}`;
         const warm = await autocannon(url, token, 1);
         // what SECONDS at the warm-up's rate gives, and at least two requests per client

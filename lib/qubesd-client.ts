@@ -14,6 +14,8 @@ import net from 'node:net';
 import { encodeRequest } from './protocol/request.js';
 import { EVENT, EXCEPTION, OK } from './protocol/reply.js';
 import { RingReader, type RingOptions } from './ring-reader.js';
+import type { WarmConnection } from './warm-connection.js';
+import { connectForReply, noteReplySize, onChunk } from './reply-socket.js';
 
 /** What one call names: the method, its argument, who calls and on what. */
 export interface CallSpec {
@@ -29,6 +31,13 @@ export interface CallOptions {
   /** Give up (and close the connection) after this many ms; 0 = never. */
   timeoutMs?: number;
   signal?: AbortSignal;
+  /**
+   * Make the call on this connection's spare, if it has one, and open the
+   * next spare when the call ends (lib/warm-connection.ts). Only for calls
+   * that may be made twice: a spare that turns out closed before any reply
+   * byte came is given up and the call made again on a new connection.
+   */
+  warm?: WarmConnection;
 }
 
 /** qubesd answered with an EXCEPTION frame: Qubes' exception type and message. */
@@ -90,34 +99,60 @@ export function decodeReply(buf: Buffer): DecodedReply {
   return { kind: 'malformed', why: `unexpected reply kind 0x${buf[0]!.toString(16)}` };
 }
 
+function destroySocket(sock: net.Socket): void {
+  sock.destroy();
+}
+
 /**
- * Opens a connection and sends one request. The caller reads the reply from
- * the returned socket; `done` is called exactly once with the end result.
+ * Opens a connection (or takes `pre`, one opened ahead) and sends one
+ * request. The caller reads the reply from the returned socket; `done` is
+ * called exactly once with the end result.
  */
-function open(socketPath: string, spec: CallSpec, opts: CallOptions, onData: (d: Buffer) => void, done: (err: Error | null) => void): net.Socket {
+function open(
+  socketPath: string,
+  spec: CallSpec,
+  opts: CallOptions,
+  onData: (d: Buffer) => void,
+  done: (err: Error | null, stale?: boolean) => void,
+  pre: net.Socket | null = null,
+): net.Socket {
   const call = describe(spec);
-  const sock = net.connect({ path: socketPath, allowHalfOpen: true });
+  const sock = pre ?? connectForReply(socketPath);
   let finished = false;
+  let received = false;
   let timer: NodeJS.Timeout | undefined;
-  const finish = (err: Error | null): void => {
+  const finish = (err: Error | null, ours = false): void => {
     if (finished) return;
     finished = true;
     if (timer) clearTimeout(timer);
     opts.signal?.removeEventListener('abort', onAbort);
-    sock.destroy();
-    done(err);
+    // After a whole reply the socket is closed once the caller has used it:
+    // closing costs a system call and a wake-up of qubesd, which need not
+    // come before whatever the reply was wanted for.
+    if (err) sock.destroy();
+    else setImmediate(destroySocket, sock);
+    // a connection opened ahead that ended with not a byte of reply, by
+    // qubesd's doing, not ours (lib/warm-connection.ts)
+    done(err, pre !== null && !received && !ours);
   };
-  const onAbort = (): void => finish(new QubesdTransportError('call aborted', call));
+  const onAbort = (): void => finish(new QubesdTransportError('call aborted', call), true);
   if (opts.signal?.aborted) {
     queueMicrotask(onAbort);
     return sock;
   }
   opts.signal?.addEventListener('abort', onAbort, { once: true });
   if (opts.timeoutMs && opts.timeoutMs > 0) {
-    timer = setTimeout(() => finish(new QubesdTransportError(`no answer from qubesd within ${opts.timeoutMs} ms`, call)), opts.timeoutMs);
+    timer = setTimeout(() => finish(new QubesdTransportError(`no answer from qubesd within ${opts.timeoutMs} ms`, call), true), opts.timeoutMs);
   }
-  sock.once('connect', () => sock.end(requestBytes(spec)));
-  sock.on('data', onData);
+  if (sock.connecting) sock.once('connect', () => sock.end(requestBytes(spec)));
+  else {
+    sock.ref();
+    sock.end(requestBytes(spec));
+  }
+  onChunk(sock, (d) => {
+    received = true;
+    onData(d);
+  });
   sock.once('end', () => finish(null));
   sock.once('error', (e: NodeJS.ErrnoException) => {
     // The code says what went wrong to an operator; the path is theirs too.
@@ -135,21 +170,35 @@ function open(socketPath: string, spec: CallSpec, opts: CallOptions, onData: (d:
  * QubesdException for an EXCEPTION frame, a QubesdTransportError otherwise.
  */
 export function callRaw(socketPath: string, spec: CallSpec, opts: CallOptions = {}): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
+  const { warm } = opts;
+  if (!warm) return callOn(socketPath, spec, opts, null);
+  const p = callOn(socketPath, spec, opts, warm.take());
+  const refill = (): void => warm.refillSoon();
+  p.then(refill, refill);
+  return p;
+}
+
+function callOn(socketPath: string, spec: CallSpec, opts: CallOptions, pre: net.Socket | null): Promise<Buffer> {
+  return new Promise<Buffer>((resolve, reject) => {
     const chunks: Buffer[] = [];
     open(
       socketPath,
       spec,
       opts,
       (d) => chunks.push(d),
-      (err) => {
+      (err, stale) => {
+        // qubesd had closed the spare: the call (a read) is made on a new connection
+        if (stale) return callOn(socketPath, spec, opts, null).then(resolve, reject);
         if (err) return reject(err);
-        const reply = decodeReply(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
+        const whole = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+        noteReplySize(whole.length);
+        const reply = decodeReply(whole);
         const call = describe(spec);
         if (reply.kind === 'ok') return resolve(reply.content);
         if (reply.kind === 'exception') return reject(new QubesdException(reply.type, reply.message, call));
         reject(new QubesdTransportError(reply.why, call));
       },
+      pre,
     );
   });
 }

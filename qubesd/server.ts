@@ -44,7 +44,11 @@ const SWEEP_MS = 1000;
  */
 class OpenConnections {
   head: SocketResponder | null = null;
-  /** how many are still sending their request (event streams and calls being answered are not counted) */
+  /**
+   * how many are sending their request: connected clients that have sent
+   * nothing yet (a client may connect ahead of its call, lib/warm-connection.ts)
+   * are not counted, nor are event streams and calls being answered
+   */
   reading = 0;
   /** timer ticks so far: a connection's `since` is compared with it */
   sweeps = 0;
@@ -53,6 +57,11 @@ class OpenConnections {
     c.next = this.head;
     if (this.head) this.head.prev = c;
     this.head = c;
+  }
+
+  /** its first bytes came: it counts as sending until its request is complete */
+  sending(c: SocketResponder): void {
+    c.sending = true;
     this.reading++;
   }
 
@@ -66,7 +75,8 @@ class OpenConnections {
 
   /** the whole request arrived: no longer subject to the request timeout */
   requestDone(c: SocketResponder): void {
-    if (c.since >= 0) this.reading--;
+    if (c.sending) this.reading--;
+    c.sending = false;
     c.since = -1;
   }
 
@@ -122,6 +132,8 @@ class SocketResponder implements Responder {
   private ac: AbortController | null = null;
   closed = false;
   alone = false;
+  /** some of its request came, not all */
+  sending = false;
   /** neighbours in the server's OpenConnections */
   prev: SocketResponder | null = null;
   next: SocketResponder | null = null;
@@ -193,6 +205,7 @@ function serveConnection(sock: net.Socket, dispatcher: Dispatcher, open: OpenCon
   open.add(res);
   sock.on('data', (d: Buffer) => {
     if (dropped) return;
+    if (size === 0) open.sending(res);
     size += d.length;
     if (size > MAX_REQUEST) {
       dropped = true;
@@ -204,6 +217,12 @@ function serveConnection(sock: net.Socket, dispatcher: Dispatcher, open: OpenCon
   sock.on('end', () => {
     open.requestDone(res);
     if (dropped) return;
+    // a client that closes without sending a byte asked nothing: no call to
+    // answer or record (one connected ahead of a call it did not make)
+    if (size === 0) {
+      res.abort();
+      return;
+    }
     res.alone = open.reading === 0;
     const data = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
     if (limits && !limits.request(sock, data)) return;

@@ -15,6 +15,7 @@ import { askPolicy, PolicyDaemonError, type PolicyAnswer } from '../lib/policy-c
 import type { LimitFunction } from 'p-limit';
 import { forbidden, unavailable } from './errors.js';
 import { isSharedRead, type SharedReads } from './shared-reads.js';
+import type { WarmConnection } from '../lib/warm-connection.js';
 
 export interface CallerDeps {
   qubesdSocket: string;
@@ -29,6 +30,8 @@ export interface CallerDeps {
   connections: LimitFunction;
   /** Concurrent identical reads made once (shared-reads.ts); absent: every call is made. */
   sharedReads?: SharedReads;
+  /** A connection to qubesd opened ahead for the next read (lib/warm-connection.ts). */
+  warm?: WarmConnection;
 }
 
 /** A call the policy allowed: pass it to lib/qubesd-client.ts as is. */
@@ -103,9 +106,12 @@ export class AdminCaller {
   async callRaw(method: string, dest: string, arg = '', payload: Buffer | string = '', opts: CallOptions = {}): Promise<Buffer> {
     const { socketPath, spec } = await this.authorize(method, dest, arg, payload);
     this.calls++;
-    const once = (): Promise<Buffer> => this.deps.connections(() => callRaw(socketPath, spec, { timeoutMs: this.deps.callTimeoutMs, ...opts }));
+    const read = isSharedRead(method, payload);
+    // a read may be made again if its spare connection turns out closed
+    const warm = read ? this.deps.warm : undefined;
+    const once = (): Promise<Buffer> => this.deps.connections(() => callRaw(socketPath, spec, { timeoutMs: this.deps.callTimeoutMs, warm, ...opts }));
     // a caller's own signal or time-out is not for others to share
-    if (!this.deps.sharedReads || opts.signal || opts.timeoutMs !== undefined || !isSharedRead(method, payload)) return once();
+    if (!this.deps.sharedReads || opts.signal || opts.timeoutMs !== undefined || !read) return once();
     return this.deps.sharedReads.run(`${this.identity}\0${method}\0${spec.dest}\0${arg}`, once);
   }
 

@@ -23,6 +23,7 @@ import { AskAgent } from './ask-agent.js';
 import { TaskManager } from './tasks.js';
 import { TokenStore } from './tokens.js';
 import { SharedReads } from './shared-reads.js';
+import { WarmConnection } from '../lib/warm-connection.js';
 import { drainBody } from './drain-body.js';
 import { transportHeaders } from './transport-headers.js';
 
@@ -72,6 +73,7 @@ export async function buildGateway(options: RestOptions, build: BuildOptions = {
     callTimeoutMs: options.call_timeout * 1000,
     connections: pLimit(options.max_connections),
     sharedReads: new SharedReads(),
+    warm: new WarmConnection(options.qubesd_socket),
   };
 
   app.decorateRequest('caller', null as never);
@@ -173,6 +175,7 @@ export async function buildGateway(options: RestOptions, build: BuildOptions = {
     tokens,
     close: async () => {
       await app.close();
+      callerDeps.warm.close();
       await askAgent?.close();
       tasks.close();
       await log.close();
