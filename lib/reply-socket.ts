@@ -8,13 +8,15 @@
 // (noteReplySize; event streams, which never end, do not count), so it
 // usually arrives in one piece and is handed on as it was read, uncopied. A piece
 // that fills less than half its buffer is copied out instead (a 30-byte reply
-// does not hold on to a 64 KiB buffer) and the buffer serves the next read.
+// does not hold on to a 64 KiB buffer) and the buffer serves the next read;
+// the read after a short one, which usually only finds the end, goes into a
+// buffer all sockets share, and what it gets is copied.
 import net from 'node:net';
 
 const MIN_FIRST_READ = 64 * 1024;
 const MAX_READ = 1024 * 1024;
-/** after a short read the reply is most likely complete: the read that finds its end needs little */
-const AFTER_SHORT_READ = 16 * 1024;
+/** One buffer every socket may read into when what it reads is copied out at once. */
+const SHARED = Buffer.allocUnsafeSlow(16 * 1024);
 const ROUND = 16 * 1024;
 
 /** Room for the first read of the next reply: the last reply's size, rounded up. */
@@ -39,16 +41,23 @@ export function connectForReply(path: string): net.Socket {
     path,
     allowHalfOpen: true,
     onread: {
-      buffer: () => (buf ??= Buffer.allocUnsafe(size)),
+      buffer: () => (buf ??= size === 0 ? SHARED : Buffer.allocUnsafe(size)),
       callback: (n: number, b: Uint8Array): boolean => {
         const read = b as Buffer;
         let piece: Buffer;
-        if (n * 2 >= read.length) {
+        if (read !== SHARED && n * 2 >= read.length) {
           piece = read.subarray(0, n);
           buf = null;
-          size = n === read.length ? Math.min(MAX_READ, read.length * 2) : AFTER_SHORT_READ;
+          // after a short read the reply is most likely complete: the read
+          // that finds its end goes into the shared buffer, whose pieces are copied
+          size = n === read.length ? Math.min(MAX_READ, read.length * 2) : 0;
         } else {
           piece = Buffer.from(read.subarray(0, n));
+          // more came than the end: the reply goes on, in buffers of its own
+          if (read === SHARED && n === read.length) {
+            buf = null;
+            size = MIN_FIRST_READ;
+          }
         }
         SINKS.get(sock)?.(piece);
         return true;
