@@ -113,13 +113,13 @@ function open(
   spec: CallSpec,
   opts: CallOptions,
   onData: (d: Buffer) => void,
-  done: (err: Error | null, stale?: boolean) => void,
+  /** `byUs`: the call was given up here (time-out, abort), not ended by qubesd */
+  done: (err: Error | null, byUs: boolean) => void,
   pre: net.Socket | null = null,
 ): net.Socket {
   const call = describe(spec);
   const sock = pre ?? connectForReply(socketPath);
   let finished = false;
-  let received = false;
   let timer: NodeJS.Timeout | undefined;
   const finish = (err: Error | null, ours = false): void => {
     if (finished) return;
@@ -131,9 +131,7 @@ function open(
     // come before whatever the reply was wanted for.
     if (err) sock.destroy();
     else setImmediate(destroySocket, sock);
-    // a connection opened ahead that ended with not a byte of reply, by
-    // qubesd's doing, not ours (lib/warm-connection.ts)
-    done(err, pre !== null && !received && !ours);
+    done(err, ours);
   };
   const onAbort = (): void => finish(new QubesdTransportError('call aborted', call), true);
   if (opts.signal?.aborted) {
@@ -144,15 +142,11 @@ function open(
   if (opts.timeoutMs && opts.timeoutMs > 0) {
     timer = setTimeout(() => finish(new QubesdTransportError(`no answer from qubesd within ${opts.timeoutMs} ms`, call), true), opts.timeoutMs);
   }
+  // a spare waits unreferenced (lib/warm-connection.ts); a call keeps the process up
+  pre?.ref();
   if (sock.connecting) sock.once('connect', () => sock.end(requestBytes(spec)));
-  else {
-    sock.ref();
-    sock.end(requestBytes(spec));
-  }
-  onChunk(sock, (d) => {
-    received = true;
-    onData(d);
-  });
+  else sock.end(requestBytes(spec));
+  onChunk(sock, onData);
   sock.once('end', () => finish(null));
   sock.once('error', (e: NodeJS.ErrnoException) => {
     // The code says what went wrong to an operator; the path is theirs too.
@@ -172,7 +166,8 @@ function open(
 export function callRaw(socketPath: string, spec: CallSpec, opts: CallOptions = {}): Promise<Buffer> {
   const { warm } = opts;
   if (!warm) return callOn(socketPath, spec, opts, null);
-  const p = callOn(socketPath, spec, opts, warm.take());
+  // a spare of another socket is no use here (and stays for its own calls)
+  const p = callOn(socketPath, spec, opts, warm.socketPath === socketPath ? warm.take() : null);
   const refill = (): void => warm.refillSoon();
   p.then(refill, refill);
   return p;
@@ -186,9 +181,10 @@ function callOn(socketPath: string, spec: CallSpec, opts: CallOptions, pre: net.
       spec,
       opts,
       (d) => chunks.push(d),
-      (err, stale) => {
-        // qubesd had closed the spare: the call (a read) is made on a new connection
-        if (stale) return callOn(socketPath, spec, opts, null).then(resolve, reject);
+      (err, byUs) => {
+        // qubesd had closed the spare (not a byte of reply, and not our doing):
+        // the call, a read, is made on a new connection
+        if (pre && chunks.length === 0 && !byUs) return callOn(socketPath, spec, opts, null).then(resolve, reject);
         if (err) return reject(err);
         const whole = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
         noteReplySize(whole.length);

@@ -24,8 +24,6 @@ const SPARE_EVENTS = ['error', 'end', 'close'] as const;
 
 export class WarmConnection {
   private spare: net.Socket | null = null;
-  /** what the spare listens to while it waits (removed when it is taken) */
-  private onGone: (() => void) | null = null;
   private timer: NodeJS.Timeout | null = null;
   private refilling = false;
   private closed = false;
@@ -43,8 +41,6 @@ export class WarmConnection {
     this.spare = null;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    for (const ev of SPARE_EVENTS) s.off(ev, this.onGone!);
-    this.onGone = null;
     return s.destroyed || s.readableEnded ? null : s;
   }
 
@@ -60,6 +56,7 @@ export class WarmConnection {
       this.refilling = false;
       if (this.spare || this.closed) return;
       const s = connectForReply(this.socketPath);
+      // left in place once the spare is taken: from then on it does nothing
       const gone = (): void => {
         if (this.spare !== s) return;
         this.spare = null;
@@ -70,7 +67,6 @@ export class WarmConnection {
       for (const ev of SPARE_EVENTS) s.on(ev, gone);
       // qubesd says nothing before a request: a byte would be a broken peer
       onChunk(s, gone);
-      this.onGone = gone;
       this.spare = s;
       this.timer = setTimeout(gone, this.idleMs);
       this.timer.unref();

@@ -228,3 +228,23 @@ export const BOOTS_WITHOUT_KERNEL: ReadonlyArray<readonly [string, string]> = [
   ['maxmem', '0'],
   ['vcpus', '1'],
 ];
+
+let sentinels = 0;
+/**
+ * qubesd's audit records of calls (the log's `"ev":"call"` lines) once every
+ * call made so far has its line: qubesd writes them in batches, a few
+ * milliseconds after the call, in order; so a call of our own (a feature.Get
+ * on `work` named after a marker) is made, waited for, and left out.
+ */
+export async function settledAuditCalls(d: { socket: string; log(): string }): Promise<Array<Record<string, unknown>>> {
+  const marker = `audit-settled-${++sentinels}`;
+  await call(d.socket, 'admin.vm.feature.Get', 'work', marker);
+  for (let i = 0; i < 200 && !d.log().includes(marker); i++) await new Promise((r) => setTimeout(r, 10));
+  if (!d.log().includes(marker)) throw new Error(`qubesd's audit log never showed ${marker}`);
+  return d
+    .log()
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+    .filter((l) => l.ev === 'call' && l.arg !== marker);
+}

@@ -5,7 +5,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSyn
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ROOT, rawCall, call } from '../helpers/qubesd.js';
+import { ROOT, rawCall, call, settledAuditCalls } from '../helpers/qubesd.js';
 import { encodeRequest, MAX_REQUEST } from '../../lib/protocol/request.js';
 import { configPath, loadConfig } from '../../lib/stack-config.js';
 import { install, handlerPath } from '../../rpc-services/install.js';
@@ -49,26 +49,6 @@ function run(service: string, env: Record<string, string>, input: Buffer | strin
     p.stdin!.end(input);
     p.once('close', (code) => resolve({ code, out: Buffer.concat(out), err }));
   });
-}
-
-const auditLines = () =>
-  d
-    .log()
-    .split('\n')
-    .filter((l) => l.includes('"method"')).length;
-
-let sentinels = 0;
-/**
- * The number of audit lines once every call made so far has its line: qubesd
- * writes them in batches, a few milliseconds after the call, in order; so a
- * call of our own is made and waited for, and counted out.
- */
-async function settledAuditLines(): Promise<number> {
-  const marker = `audit-settled-${++sentinels}`;
-  await call(d.socket, 'admin.vm.feature.Get', 'work', marker);
-  for (let i = 0; i < 200 && !d.log().includes(marker); i++) await new Promise((r) => setTimeout(r, 10));
-  if (!d.log().includes(marker)) throw new Error(`qubesd's audit log never showed ${marker}`);
-  return auditLines() - 1;
 }
 
 t.test("forwards a call and copies qubesd's reply byte for byte", async (t) => {
@@ -150,7 +130,7 @@ t.test('invalid calls are refused without reaching qubesd', async (t) => {
     ['service not served (internal)', 'internal.GetSystemInfo', { QREXEC_REMOTE_DOMAIN: 'dom0', QREXEC_REQUESTED_TARGET: 'dom0' }, '', []],
     ['service unknown', 'admin.vm.Frobnicate', { QREXEC_REMOTE_DOMAIN: 'dom0', QREXEC_REQUESTED_TARGET: 'dom0' }, '', []],
   ];
-  const before = await settledAuditLines();
+  const before = (await settledAuditCalls(d)).length;
   for (const [what, service, env, input, args] of cases) {
     const r = await run(service, env, input, args);
     t.not(r.code, 0, `${what}: non-zero exit`);
@@ -158,7 +138,7 @@ t.test('invalid calls are refused without reaching qubesd', async (t) => {
     t.ok(ex, `${what}: EXCEPTION frame`);
     t.ok(ex?.message, `${what}: says why (${ex?.message})`);
   }
-  t.equal(await settledAuditLines(), before + 1, "qubesd saw none of them (only the first count's own call)");
+  t.equal((await settledAuditCalls(d)).length, before + 1, "qubesd saw none of them (only the first count's own call)");
 });
 
 t.test("policy.* calls reach the policy admin program with the installation's policy", async (t) => {
