@@ -25,6 +25,12 @@ export interface MethodSpec {
   readonly socket: 'admin' | 'internal' | 'none';
   /** Payload may exceed the 64 KiB request limit: streamed by the handler program. */
   readonly streamed?: boolean;
+  /**
+   * Its OK reply follows from the model's state alone (no hypervisor, storage
+   * or time): qubesd may answer a repeat of the same request from its reply
+   * cache until something changes (qubesd/api/reply-cache.ts).
+   */
+  readonly cache?: boolean;
 }
 
 function m(
@@ -34,10 +40,23 @@ function m(
   payload: Presence,
   scope: Scope,
   access: string,
-  extra: Partial<Pick<MethodSpec, 'socket' | 'streamed'>> = {},
+  extra: Partial<Pick<MethodSpec, 'socket' | 'streamed' | 'cache'>> = {},
 ): MethodSpec {
-  return Object.freeze({ name, dest, arg, payload, scope, access, socket: extra.socket ?? 'admin', ...(extra.streamed ? { streamed: true } : {}) });
+  return Object.freeze({
+    name,
+    dest,
+    arg,
+    payload,
+    scope,
+    access,
+    socket: extra.socket ?? 'admin',
+    ...(extra.streamed ? { streamed: true } : {}),
+    ...(extra.cache ? { cache: true } : {}),
+  });
 }
+
+/** A read whose reply qubesd may cache (MethodSpec.cache). */
+const CACHED = { cache: true } as const;
 
 /** VM classes that admin.vm.Create.<class> and friends exist for. */
 export const VM_CLASSES = ['AdminVM', 'AppVM', 'DispVM', 'RemoteVM', 'StandaloneVM', 'TemplateVM'] as const;
@@ -45,20 +64,20 @@ export const VM_CLASSES = ['AdminVM', 'AppVM', 'DispVM', 'RemoteVM', 'Standalone
 export const DEVICE_CLASSES = ['block', 'pci'] as const;
 
 export const METHODS: readonly MethodSpec[] = Object.freeze([
-  m('admin.vmclass.List', 'adminvm', false, false, 'global', 'r'),
+  m('admin.vmclass.List', 'adminvm', false, false, 'global', 'r', CACHED),
   m('admin.vm.List', 'any', false, false, 'global', 'r'),
-  m('admin.vm.property.List', 'any', false, false, 'local', 'r'),
-  m('admin.property.List', 'adminvm', false, false, 'global', 'r'),
-  m('admin.vm.property.Get', 'any', true, false, 'local', 'r'),
-  m('admin.property.Get', 'adminvm', true, false, 'global', 'r'),
-  m('admin.vm.property.GetAll', 'any', false, false, 'local', 'r'),
-  m('admin.property.GetAll', 'adminvm', false, false, 'global', 'r'),
-  m('admin.vm.property.GetDefault', 'any', true, false, 'local', 'r'),
-  m('admin.property.GetDefault', 'adminvm', true, false, 'global', 'r'),
+  m('admin.vm.property.List', 'any', false, false, 'local', 'r', CACHED),
+  m('admin.property.List', 'adminvm', false, false, 'global', 'r', CACHED),
+  m('admin.vm.property.Get', 'any', true, false, 'local', 'r', CACHED),
+  m('admin.property.Get', 'adminvm', true, false, 'global', 'r', CACHED),
+  m('admin.vm.property.GetAll', 'any', false, false, 'local', 'r', CACHED),
+  m('admin.property.GetAll', 'adminvm', false, false, 'global', 'r', CACHED),
+  m('admin.vm.property.GetDefault', 'any', true, false, 'local', 'r', CACHED),
+  m('admin.property.GetDefault', 'adminvm', true, false, 'global', 'r', CACHED),
   m('admin.vm.property.Set', 'any', true, null, 'local', 'rw'),
   m('admin.property.Set', 'adminvm', true, null, 'global', 'rw'),
-  m('admin.vm.property.Help', 'any', true, false, 'local', 'r'),
-  m('admin.property.Help', 'adminvm', true, false, 'global', 'r'),
+  m('admin.vm.property.Help', 'any', true, false, 'local', 'r', CACHED),
+  m('admin.property.Help', 'adminvm', true, false, 'global', 'r', CACHED),
   m('admin.vm.property.Reset', 'any', true, false, 'local', 'rw'),
   m('admin.property.Reset', 'adminvm', true, false, 'global', 'rw'),
   m('admin.vm.volume.List', 'any', false, false, 'local', 'r'),
@@ -76,8 +95,8 @@ export const METHODS: readonly MethodSpec[] = Object.freeze([
   // It reads what the qube stores, not just its settings, so it is granted
   // with the rwx family (as Import is), not with the read-only one.
   m('admin.vm.volume.Export', 'any', true, false, 'local', 'rx'),
-  m('admin.vm.tag.List', 'any', false, false, 'local', 'r'),
-  m('admin.vm.tag.Get', 'any', true, false, 'local', 'r'),
+  m('admin.vm.tag.List', 'any', false, false, 'local', 'r', CACHED),
+  m('admin.vm.tag.Get', 'any', true, false, 'local', 'r', CACHED),
   m('admin.vm.tag.Set', 'any', true, false, 'local', 'rw'),
   m('admin.vm.tag.Remove', 'any', true, false, 'local', 'rw'),
   m('admin.vm.Console', 'any', false, false, 'local', 'rw'),
@@ -90,9 +109,9 @@ export const METHODS: readonly MethodSpec[] = Object.freeze([
   m('admin.pool.volume.List', 'adminvm', true, false, 'global', 'r'),
   m('admin.pool.Set.revisions_to_keep', 'adminvm', true, true, 'global', 'rw'),
   m('admin.pool.Set.ephemeral_volatile', 'adminvm', true, true, 'global', 'rw'),
-  m('admin.label.List', 'adminvm', false, false, 'global', 'r'),
-  m('admin.label.Get', 'adminvm', true, false, 'global', 'r'),
-  m('admin.label.Index', 'adminvm', true, false, 'global', 'r'),
+  m('admin.label.List', 'adminvm', false, false, 'global', 'r', CACHED),
+  m('admin.label.Get', 'adminvm', true, false, 'global', 'r', CACHED),
+  m('admin.label.Index', 'adminvm', true, false, 'global', 'r', CACHED),
   m('admin.label.Create', 'adminvm', true, true, 'global', 'rw'),
   m('admin.label.Remove', 'adminvm', true, false, 'global', 'rw'),
   m('admin.vm.Start', 'any', false, false, 'local', 'rx'),
@@ -103,12 +122,12 @@ export const METHODS: readonly MethodSpec[] = Object.freeze([
   m('admin.vm.Resume', 'any', false, false, 'local', 'rx'),
   m('admin.vm.Kill', 'any', false, false, 'local', 'rx'),
   m('admin.Events', 'any', false, false, 'global', 'r'),
-  m('admin.vm.feature.List', 'any', false, false, 'local', 'r'),
-  m('admin.vm.feature.Get', 'any', true, false, 'local', 'r'),
-  m('admin.vm.feature.CheckWithTemplate', 'any', true, false, 'local', 'r'),
-  m('admin.vm.feature.CheckWithNetvm', 'any', true, false, 'local', 'r'),
-  m('admin.vm.feature.CheckWithAdminVM', 'any', true, false, 'local', 'r'),
-  m('admin.vm.feature.CheckWithTemplateAndAdminVM', 'any', true, false, 'local', 'r'),
+  m('admin.vm.feature.List', 'any', false, false, 'local', 'r', CACHED),
+  m('admin.vm.feature.Get', 'any', true, false, 'local', 'r', CACHED),
+  m('admin.vm.feature.CheckWithTemplate', 'any', true, false, 'local', 'r', CACHED),
+  m('admin.vm.feature.CheckWithNetvm', 'any', true, false, 'local', 'r', CACHED),
+  m('admin.vm.feature.CheckWithAdminVM', 'any', true, false, 'local', 'r', CACHED),
+  m('admin.vm.feature.CheckWithTemplateAndAdminVM', 'any', true, false, 'local', 'r', CACHED),
   m('admin.vm.feature.Remove', 'any', true, false, 'local', 'rw'),
   m('admin.vm.feature.Set', 'any', true, null, 'local', 'rw'),
   m('admin.vm.Create.AdminVM', 'adminvm', null, null, 'global', 'rw'),

@@ -7,6 +7,7 @@ import type net from 'node:net';
 import { QubesApp } from './model/app.js';
 import { Store } from './store/store.js';
 import { Dispatcher } from './api/dispatch.js';
+import { ReplyCache } from './api/reply-cache.js';
 import { HANDLERS } from './api/handlers/index.js';
 import { AuditLog } from './log/audit.js';
 import { closeServer, listen } from './server.js';
@@ -131,7 +132,7 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
   }
 
   const services: Services = { storage, lifecycle, backups, firewalls: new Firewalls() };
-  const common = { app, services, store, handlers: HANDLERS, audit };
+  const common = { app, services, store, handlers: HANDLERS, audit, replies: new ReplyCache(app) };
   const policy = new PolicyFilter(app, { policyDir: o.policyDir, runtimeDir: o.runtimePolicyDir, onError: (m) => audit.info(m) });
   const adminSocket = join(o.socketDir, 'qubesd.sock');
   const internalSocket = join(o.socketDir, 'qubesd.internal.sock');

@@ -13,6 +13,8 @@ import { validateVmName, type QubesApp, type Vm } from '../model/app.js';
 import type { AuditLog, CallRecord } from '../log/audit.js';
 import type { Services } from './services.js';
 import type { Change } from '../store/document.js';
+import type { ReplyCache } from './reply-cache.js';
+import { takeVolatileMark } from '../model/volatile-reads.js';
 
 /**
  * The bus hands one event to every admin.Events stream in one synchronous
@@ -67,6 +69,8 @@ export interface DispatcherOptions {
   /** which socket this dispatcher serves: methods of the other are unknown here */
   socket: 'admin' | 'internal';
   filterFor?: FilterFactory;
+  /** dom0's repeated reads answered from memory; shared by both sockets' dispatchers */
+  replies?: ReplyCache;
 }
 
 const UUID_RE = /^uuid:[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]*$/;
@@ -136,6 +140,28 @@ export class Dispatcher {
   /** Handle one complete request; never throws. */
   async handle(data: Buffer, res: Responder): Promise<void> {
     const t0 = performance.now();
+    const { replies } = this.o;
+    const key = replies ? replies.keyOf(data) : null;
+    if (key !== null) {
+      const hit = replies!.get(key);
+      if (hit !== undefined && hit.socket === this.o.socket) {
+        res.write(hit.frame);
+        res.end();
+        // the record's keys in the order of a full call's (the audit line is the same)
+        this.o.audit.call({
+          source: hit.source,
+          method: hit.method,
+          arg: hit.arg,
+          dest: hit.dest,
+          payloadBytes: 0,
+          socket: this.o.socket,
+          outcome: 'ok',
+          message: undefined,
+          ms: performance.now() - t0,
+        });
+        return;
+      }
+    }
     let req;
     try {
       req = parseRequestText(data);
@@ -195,13 +221,34 @@ export class Dispatcher {
         source.klass === 'AdminVM' || !this.o.filterFor ? ALLOW_ALL : this.o.filterFor(source, method, arg),
       );
       let result;
+      // a reply worth keeping: from a cacheable read for dom0, made at once
+      // (no await), with no unannounced read (takeVolatileMark) and no change
+      let keep = key !== null && spec.cache === true && call.filter === ALLOW_ALL;
+      const mark = keep ? replies!.mark : 0;
+      // a call that may change something: no reply is kept or served until it
+      // ends (reads that are not cached change nothing: an event stream
+      // open for hours must not turn the cache off)
+      const writer = replies !== undefined && (spec.access !== 'r' || spec.socket !== 'admin');
+      if (writer) replies.writerBegins();
+      else if (keep) takeVolatileMark();
       try {
         // most handlers answer synchronously: no await (and microtask) for those
         result = this.o.handlers[method]!(call);
-        if (result instanceof Promise) result = await result;
+        if (keep && takeVolatileMark()) keep = false;
+        if (result instanceof Promise) {
+          keep = false;
+          result = await result;
+        }
       } finally {
-        const durable = this.persist(spec, res.alone === true);
-        if (durable) await durable;
+        try {
+          const durable = this.persist(spec, res.alone === true);
+          if (durable) {
+            keep = false;
+            await durable;
+          }
+        } finally {
+          if (writer) replies.writerEnds();
+        }
       }
       const eventsSent = call.eventsSent;
       if (result instanceof StreamedContent) {
@@ -211,7 +258,11 @@ export class Dispatcher {
         this.o.audit.call(rec);
         return;
       }
-      if (!eventsSent) res.write(okFrame(result ?? null));
+      if (!eventsSent) {
+        const frame = okFrame(result ?? null);
+        res.write(frame);
+        if (keep) replies!.keep(key!, mark, { frame, socket: this.o.socket, source: rec.source, method: rec.method, arg: rec.arg, dest: rec.dest });
+      }
       res.end();
       rec.outcome = eventsSent ? 'events' : 'ok';
       rec.ms = performance.now() - t0;

@@ -309,9 +309,14 @@ export class QubesApp implements Holder {
     return out;
   }
 
+  /** Something changed that the store has not been given yet (drainChanges). */
+  get hasPendingChanges(): boolean {
+    return this.removed.size !== 0 || this.dirty.size !== 0 || this.entries.size !== 0 || this.globalsDirty;
+  }
+
   drainChanges(): Change[] {
     // most calls change nothing: no new array for those
-    if (this.removed.size === 0 && this.dirty.size === 0 && this.entries.size === 0 && !this.globalsDirty) return NO_CHANGES;
+    if (!this.hasPendingChanges) return NO_CHANGES;
     const out: Change[] = [];
     for (const id of this.removed) out.push({ kind: 'domain-removed', id });
     for (const vm of this.dirty) out.push({ kind: 'domain', doc: vm.toDoc() });

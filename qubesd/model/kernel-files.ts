@@ -4,12 +4,14 @@
 // every call: a short-lived cache keeps that from costing a file open per
 // call, while a kernel package installed meanwhile is seen within a second.
 import { readFileSync } from 'node:fs';
+import { readVolatileState } from './volatile-reads.js';
 
 const TTL_MS = 1000;
 const cache = new Map<string, { at: number; text: string | null }>();
 
 /** The file's trimmed ASCII text, or null when it cannot be read. */
 export function kernelFileText(path: string, now = Date.now()): string | null {
+  readVolatileState(); // a file: it changes without telling qubesd
   const hit = cache.get(path);
   if (hit && now - hit.at < TTL_MS) return hit.text;
   let text: string | null;

@@ -8,6 +8,7 @@ import { fire, getValue, NoValue, tryGet, type Holder, type PropTable } from './
 import { pyStr, wireStr, type Value } from './values.js';
 import type { QubesApp, PowerState } from './app.js';
 import type { Label } from './labels.js';
+import { readVolatileState } from './volatile-reads.js';
 
 /** Feature values as Qubes stores them: str(value), booleans as '1'/''. */
 function featureText(v: Value | undefined): string {
@@ -48,6 +49,8 @@ export class Vm implements Holder {
   }
 
   get power(): PowerState {
+    // it changes with the hypervisor, not with a call: no cached reply may depend on it
+    readVolatileState();
     return this.powerState;
   }
   /** kept by the lifecycle code; admin.vm.List shows it (QubesApp.listVersion) */
