@@ -26,9 +26,10 @@ export interface MethodSpec {
   /** Payload may exceed the 64 KiB request limit: streamed by the handler program. */
   readonly streamed?: boolean;
   /**
-   * Its OK reply follows from the model's state alone (no hypervisor, storage
-   * or time): qubesd may answer a repeat of the same request from its reply
-   * cache until something changes (qubesd/api/reply-cache.ts).
+   * Its OK reply follows from the model's state alone (power states included,
+   * which the cache watches; no storage, files or time): qubesd may answer a
+   * repeat of the same request from its reply cache until something changes
+   * (qubesd/api/reply-cache.ts).
    */
   readonly cache?: boolean;
 }
@@ -65,7 +66,7 @@ export const DEVICE_CLASSES = ['block', 'pci'] as const;
 
 export const METHODS: readonly MethodSpec[] = Object.freeze([
   m('admin.vmclass.List', 'adminvm', false, false, 'global', 'r', CACHED),
-  m('admin.vm.List', 'any', false, false, 'global', 'r'),
+  m('admin.vm.List', 'any', false, false, 'global', 'r', CACHED),
   m('admin.vm.property.List', 'any', false, false, 'local', 'r', CACHED),
   m('admin.property.List', 'adminvm', false, false, 'global', 'r', CACHED),
   m('admin.vm.property.Get', 'any', true, false, 'local', 'r', CACHED),
