@@ -178,7 +178,7 @@ export const METHODS: readonly MethodSpec[] = Object.freeze([
   m('admin.vm.CurrentState', 'any', false, false, 'local', 'r'),
   m('admin.vm.notes.Get', 'not-adminvm', false, false, 'local', 'r'),
   m('admin.vm.notes.Set', 'not-adminvm', false, true, 'local', 'rw'),
-  m('internal.GetSystemInfo', 'adminvm', false, false, null, 'r', { socket: 'internal' }),
+  m('internal.GetSystemInfo', 'adminvm', false, false, null, 'r', { socket: 'internal', cache: true }),
   m('internal.vm.volume.ImportBegin', 'any', true, null, 'local', 'rw', { socket: 'internal' }),
   m('internal.vm.volume.ImportEnd', 'any', true, true, null, 'r', { socket: 'internal' }),
   m('internal.SuspendPre', 'adminvm', false, false, null, 'r', { socket: 'internal' }),

@@ -226,9 +226,9 @@ export class Dispatcher {
       let keep = key !== null && spec.cache === true && call.filter === ALLOW_ALL;
       const mark = keep ? replies!.mark : 0;
       // a call that may change something: no reply is kept or served until it
-      // ends (reads that are not cached change nothing: an event stream
-      // open for hours must not turn the cache off)
-      const writer = replies !== undefined && (spec.access !== 'r' || spec.socket !== 'admin');
+      // ends (reads change nothing: an event stream open for hours must not
+      // turn the cache off; the internal socket's other 'r' methods act)
+      const writer = replies !== undefined && spec.cache !== true && (spec.access !== 'r' || spec.socket !== 'admin');
       if (writer) replies.writerBegins();
       else if (keep) takeVolatileMark();
       try {

@@ -1,7 +1,8 @@
 // dom0's repeated reads, answered from memory. Management tools ask the same
 // questions over and over (qvm-ls, the REST console, a script polling a
-// property or admin.vm.List); answering one costs qubesd more in decoding,
-// validating and formatting than the socket does. A reply is kept, keyed by the request's
+// property or admin.vm.List), and the policy daemon asks for
+// internal.GetSystemInfo on every request it decides; answering one costs
+// qubesd more in decoding, validating and formatting than the socket does. A reply is kept, keyed by the request's
 // exact bytes, when all of these hold:
 //  - the method table marks the method as cacheable (MethodSpec.cache: its
 //    reply follows from the model's state alone);

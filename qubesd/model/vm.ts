@@ -26,12 +26,10 @@ export class Vm implements Holder {
   readonly features = new Map<string, string>();
   readonly tags = new Set<string>();
   private powerState: PowerState;
-  /** hypervisor domain id and start time while running (kept by the lifecycle code) */
-  xid = -1;
-  startTime: string | null = null;
-  /** current memory (KiB) and CPU time while running, as the hypervisor reports them */
-  memKiB = 0;
-  cputime = 0;
+  // What the hypervisor reports of a running qube (kept by the lifecycle
+  // code). They change without an event, so reading one marks the read
+  // volatile (model/volatile-reads.ts): no cached reply depends on them.
+  private runtime = { xid: -1, startTime: null as string | null, memKiB: 0, cputime: 0 };
   volumeConfig: VolumeConfigDoc[] = [];
   devices: string[] = [];
   extra: string[] = [];
@@ -49,15 +47,49 @@ export class Vm implements Holder {
   }
 
   get power(): PowerState {
-    // it changes with the hypervisor, not with a call: no cached reply may depend on it
-    readVolatileState();
     return this.powerState;
   }
-  /** kept by the lifecycle code; admin.vm.List shows it (QubesApp.listVersion) */
+  /**
+   * kept by the lifecycle code; admin.vm.List shows it, and every change
+   * counts in QubesApp.listVersion (which qubesd's reply cache watches)
+   */
   set power(state: PowerState) {
     if (state === this.powerState) return;
     this.powerState = state;
     this.app.listVersion++;
+  }
+
+  /** hypervisor domain id while running */
+  get xid(): number {
+    readVolatileState();
+    return this.runtime.xid;
+  }
+  set xid(v: number) {
+    this.runtime.xid = v;
+  }
+  /** start time while running */
+  get startTime(): string | null {
+    readVolatileState();
+    return this.runtime.startTime;
+  }
+  set startTime(v: string | null) {
+    this.runtime.startTime = v;
+  }
+  /** current memory (KiB) while running */
+  get memKiB(): number {
+    readVolatileState();
+    return this.runtime.memKiB;
+  }
+  set memKiB(v: number) {
+    this.runtime.memKiB = v;
+  }
+  /** CPU time (ns) while running */
+  get cputime(): number {
+    readVolatileState();
+    return this.runtime.cputime;
+  }
+  set cputime(v: number) {
+    this.runtime.cputime = v;
   }
 
   get subject(): string {

@@ -1,10 +1,12 @@
-// Reads of state that changes without an Admin API call and without an event:
-// a qube's power state and what the hypervisor reports with it (xid, start
-// time), and files outside the store (a kernel's default command line). The
-// model marks such a read here; qubesd's reply cache (api/reply-cache.ts) does
-// not keep a reply whose computation made one, since nothing would tell it
-// that the reply went stale. Every other input of a read is the model's own
-// state, which changes only with an event or a recorded change.
+// Reads of state that changes without an Admin API call, an event or a
+// recorded change: what the hypervisor reports of a running qube (xid, start
+// time, memory, CPU time) and files outside the store (a kernel's default
+// command line). The model marks such a read here; qubesd's reply cache
+// (api/reply-cache.ts) does not keep a reply whose computation made one, since
+// nothing would tell it that the reply went stale. Every other input of a
+// read is the model's own state, which changes only with an event or a
+// recorded change, or a power state, whose every change counts in
+// QubesApp.listVersion (which the cache watches).
 
 let marked = false;
 

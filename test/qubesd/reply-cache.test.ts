@@ -82,6 +82,36 @@ t.test('a power state and what comes with it show in the next read', async (t) =
   t.equal(await get('xid'), 'default=True type=int -1', 'and none once halted');
 });
 
+t.test('internal.GetSystemInfo, asked by the policy daemon for every request, follows tags and power states', async (t) => {
+  const d = await startDaemon({ from: 'fresh', args: ['--log', 'none'] });
+  t.teardown(async () => {
+    await d.stop();
+    cleanup(d);
+  });
+  const request = encodeRequest('internal.GetSystemInfo', '', 'dom0', 'dom0');
+  const info = async () => {
+    const raw = await rawCall(d.internalSocket, request);
+    t.equal(raw.subarray(0, 2).toString('latin1'), '0\0');
+    return JSON.parse(raw.subarray(2).toString('utf8')) as { domains: Record<string, { tags: string[]; power_state: string; label: string }> };
+  };
+  t.ok((await call(d.socket, 'admin.vm.Create.TemplateVM', 'dom0', '', 'name=tpl label=black')).ok);
+  t.ok((await call(d.socket, 'admin.vm.Create.AppVM', 'dom0', 'tpl', 'name=a label=red')).ok);
+  t.match((await info()).domains.a, { power_state: 'Halted', label: 'red' });
+  const first = await rawCall(d.internalSocket, request);
+  t.same(await rawCall(d.internalSocket, request), first, 'a repeat is the same bytes');
+  t.ok((await call(d.socket, 'admin.vm.tag.Set', 'a', 'policy-tag')).ok);
+  t.ok((await info()).domains.a!.tags.includes('policy-tag'), 'a new tag shows');
+  t.ok((await call(d.socket, 'admin.vm.property.Set', 'a', 'label', 'blue')).ok);
+  t.equal((await info()).domains.a!.label, 'blue', 'a new label shows');
+  const started = await call(d.socket, 'admin.vm.Start', 'a');
+  t.ok(started.ok, started.message ?? '');
+  t.equal((await info()).domains.a!.power_state, 'Running', 'a power state shows');
+  t.ok((await call(d.socket, 'admin.vm.Kill', 'a')).ok);
+  t.equal((await info()).domains.a!.power_state, 'Halted');
+  t.ok((await call(d.socket, 'admin.vm.Remove', 'a')).ok);
+  t.equal((await info()).domains.a, undefined, 'a removed qube is gone');
+});
+
 t.test('a default read from a kernel file follows the file', async (t) => {
   const d = await startDaemon({ args: ['--log', 'none'] });
   t.teardown(async () => {
