@@ -8,22 +8,38 @@ import type { Lifecycle } from '../../lifecycle/controller.js';
 import { QubesException } from '../../errors.js';
 import type { Handlers } from '../call.js';
 
-/** Python json.dumps with default settings (", " and ": " separators, ASCII only). */
+/** Strings json.dumps writes between quotes as they are: printable ASCII but " and \. */
+const PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+const NOT_ASCII = /[\u007f-\uffff]/g;
+
+function pyString(s: string): string {
+  if (PLAIN.test(s)) return '"' + s + '"';
+  return JSON.stringify(s).replace(NOT_ASCII, (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'));
+}
+
+/**
+ * Python json.dumps with default settings (", " and ": " separators, ASCII
+ * only). Written out without intermediate arrays: on 1000 qubes the system
+ * info has some 25 000 strings, and the map/join form took about 10 ms.
+ */
 export function pyJson(v: unknown): string {
   if (v === null || v === undefined) return 'null';
   if (typeof v === 'boolean') return v ? 'true' : 'false';
   if (typeof v === 'number') return String(v);
-  if (typeof v === 'string') {
-    return JSON.stringify(v).replace(/[\u007f-\uffff]/g, (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'));
+  if (typeof v === 'string') return pyString(v);
+  let out: string;
+  if (Array.isArray(v)) {
+    out = '[';
+    for (let i = 0; i < v.length; i++) out += (i ? ', ' : '') + pyJson(v[i]);
+    return out + ']';
   }
-  if (Array.isArray(v)) return '[' + v.map(pyJson).join(', ') + ']';
-  return (
-    '{' +
-    Object.entries(v as Record<string, unknown>)
-      .map(([k, x]) => `${pyJson(k)}: ${pyJson(x)}`)
-      .join(', ') +
-    '}'
-  );
+  out = '{';
+  let first = true;
+  for (const k of Object.keys(v as object)) {
+    out += (first ? '' : ', ') + pyString(k) + ': ' + pyJson((v as Record<string, unknown>)[k]);
+    first = false;
+  }
+  return out + '}';
 }
 
 /** Qubes paused or suspended before SuspendPre, left so by SuspendPost. Qubes
