@@ -2,8 +2,8 @@
 // questions over and over (qvm-ls, the REST console, a script polling a
 // property or admin.vm.List), and the policy daemon asks for
 // internal.GetSystemInfo on every request it decides; answering one costs
-// qubesd more in decoding, validating and formatting than the socket does. A reply is kept, keyed by the request's
-// exact bytes, when all of these hold:
+// qubesd more in decoding, validating and formatting than the socket does.
+// A reply is kept, keyed by the request's exact bytes, when all of these hold:
 //  - the method table marks the method as cacheable (MethodSpec.cache: its
 //    reply follows from the model's state alone);
 //  - the caller is dom0 (no policy filter applies) and the reply is OK;
@@ -11,11 +11,11 @@
 //    no state that changes unannounced (model/volatile-reads.ts).
 // Every kept reply is forgotten as soon as anything may have changed: any
 // event, a change of power state (app.listVersion), a change the store has
-// not been given yet, and the start and the end of every call that is not
-// such a read. While a call that may write is in progress nothing is kept or
-// served, so an answer never lags behind a change, even one the call makes
-// before it waits for the disk. An answer from here is the same bytes, and
-// leaves the same audit line, as the call made in full.
+// not been given yet, and the start and the end of every call that may write
+// (api/dispatch.ts says which). While such a call is in progress nothing is
+// kept or served, so an answer never lags behind a change, even one the call
+// makes before it waits for the disk. An answer from here is the same bytes,
+// and leaves the same audit line, as the call made in full.
 import type { QubesApp } from '../model/app.js';
 
 /** Requests longer than this are not looked up (cacheable requests carry no payload). */
