@@ -180,9 +180,9 @@ export const METHODS: readonly MethodSpec[] = Object.freeze([
   m('admin.vm.notes.Set', 'not-adminvm', false, true, 'local', 'rw'),
   m('internal.GetSystemInfo', 'adminvm', false, false, null, 'r', { socket: 'internal', cache: true }),
   m('internal.vm.volume.ImportBegin', 'any', true, null, 'local', 'rw', { socket: 'internal' }),
-  m('internal.vm.volume.ImportEnd', 'any', true, true, null, 'r', { socket: 'internal' }),
-  m('internal.SuspendPre', 'adminvm', false, false, null, 'r', { socket: 'internal' }),
-  m('internal.SuspendPost', 'adminvm', false, false, null, 'r', { socket: 'internal' }), // Services that Qubes implements as programs under /etc/qubes-rpc rather than
+  m('internal.vm.volume.ImportEnd', 'any', true, true, null, 'rw', { socket: 'internal' }),
+  m('internal.SuspendPre', 'adminvm', false, false, null, 'rx', { socket: 'internal' }),
+  m('internal.SuspendPost', 'adminvm', false, false, null, 'rx', { socket: 'internal' }), // Services that Qubes implements as programs under /etc/qubes-rpc rather than
   // as qubesd methods: our handler program serves them by streaming the payload
   // into a file qubesd prepared (internal.vm.volume.ImportBegin/End).
   m('admin.vm.volume.Import', 'not-adminvm', true, null, 'local', 'rw', { socket: 'none', streamed: true }),

@@ -227,8 +227,8 @@ export class Dispatcher {
       const mark = keep ? replies!.mark : 0;
       // a call that may change something: no reply is kept or served until it
       // ends (reads change nothing: an event stream open for hours must not
-      // turn the cache off; the internal socket's other 'r' methods act)
-      const writer = replies !== undefined && spec.cache !== true && (spec.access !== 'r' || spec.socket !== 'admin');
+      // turn the cache off)
+      const writer = replies !== undefined && spec.access !== 'r';
       if (writer) replies.writerBegins();
       else if (keep) takeVolatileMark();
       try {

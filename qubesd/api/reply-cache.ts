@@ -59,12 +59,20 @@ export class ReplyCache {
 
   /** The kept reply to `key`, when nothing may have changed since it was made. */
   get(key: string): CachedReply | undefined {
-    if (this.replies.size === 0 || this.writers !== 0) return undefined;
-    if (this.listVersion !== this.app.listVersion || this.app.hasPendingChanges) {
-      this.forget();
-      return undefined;
-    }
+    if (this.replies.size === 0 || this.unsettled()) return undefined;
     return this.replies.get(key);
+  }
+
+  /**
+   * True while nothing may be kept or served: a call that may write is in
+   * progress, or (and then everything kept is forgotten) a power state
+   * changed or a change waits for the store.
+   */
+  private unsettled(): boolean {
+    if (this.writers !== 0) return true;
+    if (this.listVersion === this.app.listVersion && !this.app.hasPendingChanges) return false;
+    this.forget();
+    return true;
   }
 
   /** Where a reply begins to be made: hand it back to keep(). */
@@ -77,11 +85,7 @@ export class ReplyCache {
    * checked the rest: method, caller, handler).
    */
   keep(key: string, mark: number, reply: CachedReply): void {
-    if (mark !== this.epoch || this.writers !== 0 || this.app.hasPendingChanges) return;
-    if (this.listVersion !== this.app.listVersion) {
-      this.forget();
-      return;
-    }
+    if (mark !== this.epoch || this.unsettled()) return;
     const size = key.length + reply.frame.length;
     if (this.replies.size >= MAX_ENTRIES || this.bytes + size > MAX_BYTES) this.forget();
     // its own memory: a small frame is a slice of Node's shared pool

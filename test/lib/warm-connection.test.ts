@@ -52,12 +52,18 @@ async function recordingServer(t: Test, reply: Buffer, closeIdle = false): Promi
   return { path, seen };
 }
 
+/** A WarmConnection to `path` whose spares wait `idleMs`, closed when the test ends. */
+function warmTo(t: Test, path: string, idleMs: number): WarmConnection {
+  const warm = new WarmConnection(path, idleMs);
+  t.teardown(() => warm.close());
+  return warm;
+}
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 t.test('the next call goes out on a connection opened after the last one ended', async (t) => {
   const { path, seen } = await recordingServer(t, Buffer.from('0\0first'));
-  const warm = new WarmConnection(path, 5000);
-  t.teardown(() => warm.close());
+  const warm = warmTo(t, path, 5000);
   t.equal((await callRaw(path, { method: 'admin.vm.List', dest: 'dom0' }, { warm })).toString(), 'first');
   await sleep(100);
   t.equal(seen.length, 2, 'a spare was connected after the first call');
@@ -70,8 +76,7 @@ t.test('the next call goes out on a connection opened after the last one ended',
 
 t.test('a spare nobody uses is closed without a byte sent', async (t) => {
   const { path, seen } = await recordingServer(t, Buffer.from('0\0'));
-  const warm = new WarmConnection(path, 150);
-  t.teardown(() => warm.close());
+  const warm = warmTo(t, path, 150);
   await callRaw(path, { method: 'admin.vm.List', dest: 'dom0' }, { warm });
   await sleep(50);
   t.equal(seen.length, 2);
@@ -83,8 +88,7 @@ t.test('a spare nobody uses is closed without a byte sent', async (t) => {
 
 t.test('a server that closes every connection unasked: each call fails once, with no endless retry', async (t) => {
   const { path, seen } = await recordingServer(t, Buffer.from('0\0fresh'), true);
-  const warm = new WarmConnection(path, 5000);
-  t.teardown(() => warm.close());
+  const warm = warmTo(t, path, 5000);
   for (let i = 0; i < 3; i++) {
     const r = await callRaw(path, { method: 'admin.vm.List', dest: 'dom0' }, { warm }).catch((e: Error) => e);
     t.match(r, { name: 'QubesdTransportError' }, `call ${i} fails`);
@@ -95,8 +99,7 @@ t.test('a server that closes every connection unasked: each call fails once, wit
 
 t.test('a spare closed before a call that needed it is retried, against a live server', async (t) => {
   const { path, seen } = await recordingServer(t, Buffer.from('0\0live'));
-  const warm = new WarmConnection(path, 5000);
-  t.teardown(() => warm.close());
+  const warm = warmTo(t, path, 5000);
   await callRaw(path, { method: 'admin.vm.List', dest: 'dom0' }, { warm });
   await sleep(100);
   t.equal(seen.length, 2, 'spare connected');
@@ -114,8 +117,7 @@ t.test('against qubesd: reads answer as usual, and an expired spare is no call',
     await d.stop();
     cleanup(d);
   });
-  const warm = new WarmConnection(d.socket, 200);
-  t.teardown(() => warm.close());
+  const warm = warmTo(t, d.socket, 200);
   for (let i = 0; i < 3; i++) {
     t.equal(await call(d.socket, { method: 'admin.vm.property.Get', dest: 'personal', arg: 'label' }, { warm }), 'default=False type=label yellow');
   }
