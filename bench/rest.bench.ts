@@ -1,5 +1,5 @@
 // The REST gateway against qubesd's own socket: autocannon (a real HTTP load
-// generator, in its own process) on GET /vms?fields=name_label,power_state
+// generator, in its own process: bench/http-load.ts) on GET /vms?fields=name_label,power_state
 // and on ?fields=name_label,power_state,memory (which needs every qube's
 // properties), on 10, 100 and 1000 qubes, with 1 and 16 clients; beside it,
 // the same data fetched straight from qubesd's socket in another process
@@ -18,11 +18,13 @@
 // machine is shared and noisy, one client's figure most of all (it is a
 // chain of wake-ups through three processes): each figure is taken ROUNDS
 // times, REST, direct and the floor gateway in turn, and reported as the
-// medians, with the median of the paired ratios and their range.
+// medians, with the median of the paired ratios and their range. Every side
+// is measured alike: its client process warms up for a second, then measures
+// while the load goes on, with only the measured run's CPU counted.
 // BENCH_QUICK=1: one round of 1 s; BENCH_ROUNDS=n: n rounds; BENCH_QUBES=1000
 // (a comma list) and BENCH_REST_FIELDS=list (or list+getall) measure only those.
 import { execFile, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pLimit from 'p-limit';
@@ -36,50 +38,27 @@ const quick = process.env.BENCH_QUICK === '1';
 const SECONDS = quick ? 1 : 3;
 const ROUNDS = Number(process.env.BENCH_ROUNDS) || (quick ? 1 : 3);
 
-/** CPU time (ms) a process has used so far. */
-function cpuMs(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(f[11]) + Number(f[12])) * 10;
-}
-
 /**
- * For SECONDS, or until `amount` requests are answered: a request that needs
+ * One measured load (bench/http-load.ts, its own process, warmed up first):
+ * for SECONDS, or until `amount` requests are answered (a request that needs
  * every qube's properties takes seconds with 16 clients on 1000 qubes, and in
- * a fixed 3 s none would finish (nothing measured).
+ * a fixed 3 s none would finish). `cpu` is the CPU ms the given processes
+ * spent per request over the measured run alone.
  */
-async function autocannon(
+async function load(
   url: string,
   token: string,
   connections: number,
-  amount?: number,
-): Promise<{ rps: number; requests: number; p50: number; p99: number; errors: number }> {
+  amount: number | undefined,
+  pids: number[],
+): Promise<{ rps: number; requests: number; p50: number; p99: number; errors: number; cpu: number }> {
   const { stdout } = await execFileP(
     process.execPath,
-    [
-      join(ROOT, 'node_modules', 'autocannon', 'autocannon.js'),
-      '-j',
-      // autocannon notices the end at its next sample: with its default of
-      // 1 s, a run of `amount` requests was counted as lasting up to a second
-      // longer than it did (its rate up to a quarter too low)
-      '-L',
-      '20',
-      '-c',
-      String(connections),
-      ...(amount ? ['-a', String(amount), '-t', '600'] : ['-d', String(SECONDS)]),
-      '-H',
-      `authorization=Bearer ${token}`,
-      url,
-    ],
+    [join(ROOT, 'dist', 'bench', 'http-load.js'), url, token, String(connections), String(SECONDS), String(amount ?? 0), ...pids.map(String)],
     { maxBuffer: 1 << 24 },
   );
-  const r = JSON.parse(stdout) as {
-    requests: { average: number; total: number };
-    latency: { p50: number; p99: number };
-    non2xx: number;
-    errors: number;
-    duration: number;
-  };
-  return { rps: r.requests.total / r.duration, requests: r.requests.total, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.non2xx };
+  const r = JSON.parse(stdout) as { rps: number; requests: number; p50: number; p99: number; errors: number; cpu_ms: number };
+  return { ...r, cpu: r.cpu_ms / r.requests };
 }
 
 async function direct(
@@ -115,11 +94,11 @@ async function startFloorGateway(socket: string, mode: string, body: Buffer, dir
 
 /** One round of a figure: REST, direct and the floor gateway, each with CPU ms per request. */
 interface Round {
-  rest: Awaited<ReturnType<typeof autocannon>>;
+  rest: Awaited<ReturnType<typeof load>>;
   restCpu: number;
   base: Awaited<ReturnType<typeof direct>>;
   directCpu: number;
-  floor: Awaited<ReturnType<typeof autocannon>>;
+  floor: Awaited<ReturnType<typeof load>>;
   floorCpu: number;
 }
 
@@ -145,7 +124,7 @@ async function main(): Promise<void> {
       ] as const) {
         if (modes && !modes.includes(mode)) continue;
         const url = `${gw.url}/vms?fields=${fields}`;
-        const warm = await autocannon(url, token, 1);
+        const warm = await load(url, token, 1, undefined, []);
         // what SECONDS at the warm-up's rate gives, and at least two requests per client
         const amount = (clients: number): number => Math.max(clients * 2, Math.round(warm.rps * SECONDS));
         const qubesdPid = stack.parts.find((p) => p.name === 'qubesd')!.proc.pid!;
@@ -155,16 +134,14 @@ async function main(): Promise<void> {
         const floorGw = await startFloorGateway(socket, mode, Buffer.from(await answer.arrayBuffer()), gw.prefix);
         try {
           const floorUrl = `${floorGw.url}/rest/v0/vms?fields=${fields}`;
-          await autocannon(floorUrl, token, 1);
+          await load(floorUrl, token, 1, undefined, []);
           const r2 = (x: number) => Math.round(x * 100) / 100;
           for (const clients of [1, 16]) {
             const rounds: Round[] = [];
             // each side's CPU (gateway + qubesd) over its own measured window, per request
             const measureHttp = async (target: string, pid: number) => {
-              const g0 = cpuMs(pid),
-                q0 = cpuMs(qubesdPid);
-              const r = await autocannon(target, token, clients, mode === 'list' ? undefined : amount(clients));
-              return { r, cpu: (cpuMs(pid) - g0 + cpuMs(qubesdPid) - q0) / r.requests };
+              const r = await load(target, token, clients, mode === 'list' ? undefined : amount(clients), [pid, qubesdPid]);
+              return { r, cpu: r.cpu };
             };
             const measureRest = async () => {
               const { r, cpu } = await measureHttp(url, gw.gateway.pid!);
