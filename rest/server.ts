@@ -63,6 +63,7 @@ export async function buildGateway(options: RestOptions, build: BuildOptions = {
   app.server.requestTimeout = 0;
 
   const tokens = new TokenStore(options.token_file);
+  tokens.watchForChanges();
   // the options object itself: SIGHUP changes the task limits in place
   const tasks = new TaskManager(options.task_file, options);
   const ctx: RestContext = { options, tasks };
@@ -176,6 +177,7 @@ export async function buildGateway(options: RestOptions, build: BuildOptions = {
     close: async () => {
       await app.close();
       callerDeps.warm.close();
+      tokens.unwatch();
       await askAgent?.close();
       tasks.close();
       await log.close();

@@ -4,7 +4,7 @@
 // errors, the access log and the OpenAPI document, with a dom0 token.
 import t from 'tap';
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -53,8 +53,25 @@ t.test('authentication', async (t) => {
   t.equal((await get('/vms', revoked)).status, 401, 'revoked');
 
   const short = createToken(s.prefix, 'dom0', ['--expires', '1s']);
+  t.equal((await get('/vms', short)).status, 200, 'not expired yet');
   await new Promise((r) => setTimeout(r, 1100));
-  t.equal((await get('/vms', short)).status, 401, 'expired');
+  t.equal((await get('/vms', short)).status, 401, 'expired, though accepted before');
+});
+
+t.test('the token file changed in place or removed is seen at the next request', async (t) => {
+  const file = join(s.prefix, 'etc', 'qubes', 'rest-tokens.json');
+  const original = readFileSync(file, 'utf8');
+  const parsed = JSON.parse(original) as { tokens: Array<{ hash: string }> };
+  t.equal((await get('/labels')).status, 200, 'the token works (and has been seen)');
+  // an editor's in-place write (same inode, no rename): every hash changed
+  writeFileSync(file, JSON.stringify({ ...parsed, tokens: parsed.tokens.map((r) => ({ ...r, hash: 'ab'.repeat(32) })) }));
+  t.equal((await get('/labels')).status, 401, 'its record no longer matches');
+  writeFileSync(file, original);
+  t.equal((await get('/labels')).status, 200, 'the file put back');
+  renameSync(file, `${file}.away`);
+  t.equal((await get('/labels')).status, 401, 'no file: nobody');
+  renameSync(`${file}.away`, file);
+  t.equal((await get('/labels')).status, 200, 'the file back in place');
 });
 
 t.test('the root lists the collections', async (t) => {
