@@ -16,7 +16,7 @@
 // `vs_floor_gateway` is its requests/s over the gateway's, 1 meaning the
 // gateway costs no more than the least a gateway in its place could. The
 // machine is shared and noisy, one client's figure most of all (it is a
-// chain of wake-ups through three processes): each figure is taken ROUNDS
+// chain of wake-ups through three processes): each figure is taken ROUNDS (5)
 // times, REST, direct and the floor gateway in turn, and reported as the
 // medians, with the median of the paired ratios and their range. Every side
 // is measured alike: its client process warms up for a second, then measures
@@ -36,7 +36,7 @@ import { REST_NODE_FLAGS } from '../lib/node-flags.js';
 const execFileP = promisify(execFile);
 const quick = process.env.BENCH_QUICK === '1';
 const SECONDS = quick ? 1 : 3;
-const ROUNDS = Number(process.env.BENCH_ROUNDS) || (quick ? 1 : 3);
+const ROUNDS = Number(process.env.BENCH_ROUNDS) || (quick ? 1 : 5);
 
 /**
  * One measured load (bench/http-load.ts, its own process, warmed up first):

@@ -83,9 +83,13 @@ export class TokenStore {
    */
   watchForChanges(): void {
     if (this.watcher) return;
+    const dir = dirname(this.path);
     try {
-      this.watcher = watch(dirname(this.path), { persistent: false }, () => {
+      const { ino } = statSync(dir);
+      this.watcher = watch(dir, { persistent: false }, (event) => {
         this.changed = true;
+        // the directory itself removed or replaced: the watch sees no more
+        if (event === 'rename' && statSync(dir, { throwIfNoEntry: false })?.ino !== ino) this.unwatch();
       });
       this.watcher.on('error', () => this.unwatch());
     } catch {
