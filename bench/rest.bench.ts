@@ -37,6 +37,15 @@ const execFileP = promisify(execFile);
 const quick = process.env.BENCH_QUICK === '1';
 const SECONDS = quick ? 1 : 3;
 const ROUNDS = Number(process.env.BENCH_ROUNDS) || (quick ? 1 : 5);
+/**
+ * How long each gateway is loaded before its rounds: a long-running daemon is
+ * measured in its steady state. The gateway's per-request code is compiled by
+ * V8 as it gets hot: with 1000 qubes and one client it spent about 1.1 ms of
+ * CPU per request in its first second of load, 0.8 in its fourth and about
+ * 0.6 from its fifth on (25 one-second runs in a row); a first round taken
+ * after 4 s was still on that slope, the later ones were not.
+ */
+const WARM_UP_SECONDS = quick ? 1 : 10;
 
 /**
  * One measured load (bench/http-load.ts, its own process, warmed up first):
@@ -51,10 +60,11 @@ async function load(
   connections: number,
   amount: number | undefined,
   pids: number[],
+  seconds = SECONDS,
 ): Promise<{ rps: number; requests: number; p50: number; p99: number; errors: number; cpu: number }> {
   const { stdout } = await execFileP(
     process.execPath,
-    [join(ROOT, 'dist', 'bench', 'http-load.js'), url, token, String(connections), String(SECONDS), String(amount ?? 0), ...pids.map(String)],
+    [join(ROOT, 'dist', 'bench', 'http-load.js'), url, token, String(connections), String(seconds), String(amount ?? 0), ...pids.map(String)],
     { maxBuffer: 1 << 24 },
   );
   const r = JSON.parse(stdout) as { rps: number; requests: number; p50: number; p99: number; errors: number; cpu_ms: number };
@@ -124,7 +134,7 @@ async function main(): Promise<void> {
       ] as const) {
         if (modes && !modes.includes(mode)) continue;
         const url = `${gw.url}/vms?fields=${fields}`;
-        const warm = await load(url, token, 1, undefined, []);
+        const warm = await load(url, token, 1, undefined, [], WARM_UP_SECONDS);
         // what SECONDS at the warm-up's rate gives, and at least two requests per client
         const amount = (clients: number): number => Math.max(clients * 2, Math.round(warm.rps * SECONDS));
         const qubesdPid = stack.parts.find((p) => p.name === 'qubesd')!.proc.pid!;
@@ -134,7 +144,7 @@ async function main(): Promise<void> {
         const floorGw = await startFloorGateway(socket, mode, Buffer.from(await answer.arrayBuffer()), gw.prefix);
         try {
           const floorUrl = `${floorGw.url}/rest/v0/vms?fields=${fields}`;
-          await load(floorUrl, token, 1, undefined, []);
+          await load(floorUrl, token, 1, undefined, [], WARM_UP_SECONDS);
           const r2 = (x: number) => Math.round(x * 100) / 100;
           for (const clients of [1, 16]) {
             const rounds: Round[] = [];
