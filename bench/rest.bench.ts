@@ -171,7 +171,13 @@ async function main(): Promise<void> {
               // in turn, which goes first rotating: a slow spell of the machine falls on all three
               const parts: Array<Partial<Round>> = [];
               for (let i = 0; i < sides.length; i++) parts.push(await sides[(r + i) % sides.length]!());
-              rounds.push(Object.assign({}, ...parts) as Round);
+              const x = Object.assign({}, ...parts) as Round;
+              rounds.push(x);
+              // each round on stderr (stdout is the figures): a slow spell shows as one round apart
+              process.stderr.write(
+                `rest: ${n} qubes ${mode} ${clients} clients round ${r}: rest ${x.rest.rps.toFixed(0)} req/s (${x.restCpu.toFixed(2)} ms cpu), ` +
+                  `direct ${x.base.ops_per_s.toFixed(0)} (${x.directCpu.toFixed(2)}), floor gateway ${x.floor.rps.toFixed(0)} (${x.floorCpu.toFixed(2)})\n`,
+              );
             }
             const ratios = rounds.map((x) => x.base.ops_per_s / x.rest.rps);
             const cpuRatios = rounds.map((x) => x.restCpu / x.directCpu);
