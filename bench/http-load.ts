@@ -12,7 +12,7 @@
 // "errors", "cpu_ms"}: cpu_ms is the CPU time the PIDs (the gateway, qubesd)
 // used over the measured run only.
 import autocannon from 'autocannon';
-import { readFileSync } from 'node:fs';
+import { cpuMs } from './proc-cpu.js';
 
 const [url, token, conc, secs, amt, ...pids] = process.argv.slice(2);
 if (!url || !token || !conc || !secs || amt === undefined) throw new Error('usage: http-load.js URL TOKEN CLIENTS SECONDS AMOUNT [PID...]');
@@ -20,14 +20,7 @@ const connections = Number(conc),
   amount = Number(amt);
 
 /** CPU time (ms) the PIDs have used so far. */
-function cpuMs(): number {
-  let ms = 0;
-  for (const pid of pids) {
-    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    ms += (Number(f[11]) + Number(f[12])) * 10;
-  }
-  return ms;
-}
+const pidsCpuMs = (): number => pids.reduce((ms, pid) => ms + cpuMs(pid), 0);
 
 const common = {
   url,
@@ -43,9 +36,9 @@ const common = {
 // on 1000 qubes: its warm-up is one request per client (a second would cut
 // them off and leave them running into the measure)
 await autocannon(amount > 0 ? { ...common, amount: connections } : { ...common, duration: 1 });
-const cpu0 = cpuMs();
+const cpu0 = pidsCpuMs();
 const r = await autocannon(amount > 0 ? { ...common, amount } : { ...common, duration: Number(secs) });
-const cpu = cpuMs() - cpu0;
+const cpu = pidsCpuMs() - cpu0;
 process.stdout.write(
   JSON.stringify({
     rps: r.requests.total / r.duration,

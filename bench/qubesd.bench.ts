@@ -32,6 +32,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
+import { cpuMs } from './proc-cpu.js';
 import { buildC, median, report, runJson, startProcess, stopProcess } from './common.js';
 import { FIXTURE, SHARED, call, startDaemon, type Daemon } from '../test/helpers/qubesd.js';
 import { QUBESD_NODE_FLAGS } from '../lib/node-flags.js';
@@ -64,21 +65,14 @@ interface Measured {
   errors?: number;
 }
 
-const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100;
-/** user + system CPU time of a process, in clock ticks */
-function cpuTicks(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return Number(f[11]) + Number(f[12]);
-}
 /**
  * Loads a server and measures its CPU time per call: less sensitive than
  * calls/s to what else runs on a shared machine.
  */
 function measure(pid: number, socket: string, threads: number, c: Case): Measured {
-  const t0 = cpuTicks(pid);
+  const t0 = cpuMs(pid);
   const r = qload(socket, threads, c);
-  return { ...r, cpu_us: ((cpuTicks(pid) - t0) * 1e6) / CLK_TCK / c.calls };
+  return { ...r, cpu_us: ((cpuMs(pid) - t0) * 1000) / c.calls };
 }
 interface Case {
   method: string;

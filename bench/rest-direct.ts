@@ -4,19 +4,13 @@
 //   node dist/bench/rest-direct.js SOCKET list|list+getall CONCURRENCY SECONDS [QUBESD_PID]
 // Prints {"ops_per_s": N, "ops": N, "cpu_ms": N, "server_cpu_ms": N}: its own
 // CPU time while measuring, and qubesd's over the same window (given its pid).
-import { readFileSync } from 'node:fs';
+import { cpuMs } from './proc-cpu.js';
 import { directCalls, isDirectMode } from './rest-calls.js';
 
 const [socket, mode, conc, secs, serverPid] = process.argv.slice(2);
 if (!socket || !isDirectMode(mode)) throw new Error('usage: rest-direct.js SOCKET list|list+getall CONCURRENCY SECONDS [QUBESD_PID]');
 const concurrency = Number(conc),
   seconds = Number(secs);
-
-/** CPU time (ms) a process has used so far. */
-function cpuMs(pid: string): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(f[11]) + Number(f[12])) * 10;
-}
 
 const once = (): Promise<void> => directCalls(socket, mode);
 

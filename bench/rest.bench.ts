@@ -102,14 +102,12 @@ async function startFloorGateway(socket: string, mode: string, body: Buffer, dir
   return { proc, url: match[1]! };
 }
 
-/** One round of a figure: REST, direct and the floor gateway, each with CPU ms per request. */
+/** One round of a figure: REST, direct and the floor gateway (each HTTP side's load carries its CPU ms per request). */
 interface Round {
   rest: Awaited<ReturnType<typeof load>>;
-  restCpu: number;
   base: Awaited<ReturnType<typeof direct>>;
   directCpu: number;
   floor: Awaited<ReturnType<typeof load>>;
-  floorCpu: number;
 }
 
 async function main(): Promise<void> {
@@ -149,18 +147,9 @@ async function main(): Promise<void> {
           for (const clients of [1, 16]) {
             const rounds: Round[] = [];
             // each side's CPU (gateway + qubesd) over its own measured window, per request
-            const measureHttp = async (target: string, pid: number) => {
-              const r = await load(target, token, clients, mode === 'list' ? undefined : amount(clients), [pid, qubesdPid]);
-              return { r, cpu: r.cpu };
-            };
-            const measureRest = async () => {
-              const { r, cpu } = await measureHttp(url, gw.gateway.pid!);
-              return { rest: r, restCpu: cpu };
-            };
-            const measureFloor = async () => {
-              const { r, cpu } = await measureHttp(floorUrl, floorGw.proc.pid!);
-              return { floor: r, floorCpu: cpu };
-            };
+            const measureHttp = (target: string, pid: number) => load(target, token, clients, mode === 'list' ? undefined : amount(clients), [pid, qubesdPid]);
+            const measureRest = async () => ({ rest: await measureHttp(url, gw.gateway.pid!) });
+            const measureFloor = async () => ({ floor: await measureHttp(floorUrl, floorGw.proc.pid!) });
             // qubesd's CPU over the direct client's measured window only (not its start nor warm-up)
             const measureDirect = async () => {
               const base = await direct(socket, mode, clients, qubesdPid);
@@ -175,12 +164,12 @@ async function main(): Promise<void> {
               rounds.push(x);
               // each round on stderr (stdout is the figures): a slow spell shows as one round apart
               process.stderr.write(
-                `rest: ${n} qubes ${mode} ${clients} clients round ${r}: rest ${x.rest.rps.toFixed(0)} req/s (${x.restCpu.toFixed(2)} ms cpu), ` +
-                  `direct ${x.base.ops_per_s.toFixed(0)} (${x.directCpu.toFixed(2)}), floor gateway ${x.floor.rps.toFixed(0)} (${x.floorCpu.toFixed(2)})\n`,
+                `rest: ${n} qubes ${mode} ${clients} clients round ${r}: rest ${x.rest.rps.toFixed(0)} req/s (${x.rest.cpu.toFixed(2)} ms cpu), ` +
+                  `direct ${x.base.ops_per_s.toFixed(0)} (${x.directCpu.toFixed(2)}), floor gateway ${x.floor.rps.toFixed(0)} (${x.floor.cpu.toFixed(2)})\n`,
               );
             }
             const ratios = rounds.map((x) => x.base.ops_per_s / x.rest.rps);
-            const cpuRatios = rounds.map((x) => x.restCpu / x.directCpu);
+            const cpuRatios = rounds.map((x) => x.rest.cpu / x.directCpu);
             const floorRatios = rounds.map((x) => x.floor.rps / x.rest.rps);
             const med = (f: (x: Round) => number) => median(rounds.map(f));
             report({
@@ -198,11 +187,11 @@ async function main(): Promise<void> {
               direct_ops_per_s: Math.round(med((x) => x.base.ops_per_s) * 10) / 10,
               cost_ratio: r2(median(ratios)),
               cost_ratio_range: [r2(Math.min(...ratios)), r2(Math.max(...ratios))],
-              cpu_ms_per_req: r2(med((x) => x.restCpu)),
+              cpu_ms_per_req: r2(med((x) => x.rest.cpu)),
               direct_cpu_ms_per_op: r2(med((x) => x.directCpu)),
               cpu_cost_ratio: r2(median(cpuRatios)),
               floor_gateway_req_per_s: Math.round(med((x) => x.floor.rps) * 10) / 10,
-              floor_gateway_cpu_ms_per_req: r2(med((x) => x.floorCpu)),
+              floor_gateway_cpu_ms_per_req: r2(med((x) => x.floor.cpu)),
               floor_gateway_cost_ratio: r2(med((x) => x.base.ops_per_s / x.floor.rps)),
               vs_floor_gateway: r2(median(floorRatios)),
               vs_floor_gateway_range: [r2(Math.min(...floorRatios)), r2(Math.max(...floorRatios))],

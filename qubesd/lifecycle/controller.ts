@@ -93,7 +93,7 @@ export class Lifecycle {
       if (state === vm.power) continue;
       const was = vm.power;
       this.setPower(vm, state);
-      if (d && d.id >= 0) vm.xid = d.id;
+      if (d && d.id >= 0) vm.runtime.xid = d.id;
       if (state === 'Halted' && was !== 'Halted') this.stopped(vm);
       this.o.log?.('reconciled qube state with the hypervisor', { vm: vm.name, was, now: state });
     }
@@ -107,7 +107,7 @@ export class Lifecycle {
         if (!this.starting.has(vm.name) && vm.power === 'Halted') {
           // started behind our back (or seen again after a reconnection)
           this.setPower(vm, 'Running');
-          vm.startTime ??= new Date().toISOString();
+          vm.runtime.startTime ??= new Date().toISOString();
         }
         break;
       case 'paused':
@@ -146,10 +146,10 @@ export class Lifecycle {
   private stopped(vm: Vm): void {
     if (this.stopping.has(vm.name)) return;
     this.stopping.add(vm.name);
-    vm.xid = -1;
-    vm.startTime = null;
-    vm.memKiB = 0;
-    vm.cputime = 0;
+    vm.runtime.xid = -1;
+    vm.runtime.startTime = null;
+    vm.runtime.memKiB = 0;
+    vm.runtime.cputime = 0;
     this.fire(vm, 'domain-stopped');
     this.fire(vm, 'property-reset:xid', [['name', 'xid']]);
     this.fire(vm, 'property-reset:stubdom_xid', [['name', 'stubdom_xid']]);
@@ -309,9 +309,9 @@ export class Lifecycle {
       }
       this.setPower(vm, 'Running');
       const status = (await this.backend.list()).find((d) => d.name === vm.name);
-      vm.xid = status?.id ?? -1;
-      vm.memKiB = spec.memoryMb * 1024; // refreshed by stats; what was given until then
-      vm.startTime = String(Date.now() / 1000);
+      vm.runtime.xid = status?.id ?? -1;
+      vm.runtime.memKiB = spec.memoryMb * 1024; // refreshed by stats; what was given until then
+      vm.runtime.startTime = String(Date.now() / 1000);
       this.fire(vm, 'property-reset:xid', [['name', 'xid']]);
       this.fire(vm, 'property-reset:stubdom_xid', [['name', 'stubdom_xid']]);
       this.fire(vm, 'property-reset:start_time', [['name', 'start_time']]);

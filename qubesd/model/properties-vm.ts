@@ -286,10 +286,10 @@ const QUBESVM: PropDef[] = [
     },
     help: 'Keyboard layout for this VM',
   }),
-  stateless('xid', 'int', (vm) => (vm.isRunning() ? vm.xid : -1), 'Xen ID. Or not Xen, but ID.'),
+  stateless('xid', 'int', (vm) => (vm.isRunning() ? vm.runtime.xid : -1), 'Xen ID. Or not Xen, but ID.'),
   stateless('stubdom_uuid', 'str', () => ''),
   stateless('stubdom_xid', 'int', () => -1),
-  stateless('start_time', 'str', (vm) => (vm.isRunning() ? vm.startTime : null), 'Tell when machine was started. :rtype: float or None', null),
+  stateless('start_time', 'str', (vm) => (vm.isRunning() ? vm.runtime.startTime : null), 'Tell when machine was started. :rtype: float or None', null),
   // class handlers of QubesVM on properties defined above
 ].map((d) => {
   switch (d.name) {

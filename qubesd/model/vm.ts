@@ -18,6 +18,14 @@ function featureText(v: Value | undefined): string {
 
 const TAG_CHARS = /^[a-zA-Z0-9_-]*$/;
 
+/** What the hypervisor reports of a running qube (Vm.runtime). */
+export interface VmRuntime {
+  xid: number;
+  startTime: string | null;
+  memKiB: number;
+  cputime: number;
+}
+
 export class Vm implements Holder {
   readonly name: string;
   readonly qid: number;
@@ -26,10 +34,7 @@ export class Vm implements Holder {
   readonly features = new Map<string, string>();
   readonly tags = new Set<string>();
   private powerState: PowerState;
-  // What the hypervisor reports of a running qube (kept by the lifecycle
-  // code). They change without an event, so reading one marks the read
-  // volatile (model/volatile-reads.ts): no cached reply depends on them.
-  private runtime = { xid: -1, startTime: null as string | null, memKiB: 0, cputime: 0 };
+  private readonly runtimeState: VmRuntime = { xid: -1, startTime: null, memKiB: 0, cputime: 0 };
   volumeConfig: VolumeConfigDoc[] = [];
   devices: string[] = [];
   extra: string[] = [];
@@ -59,37 +64,15 @@ export class Vm implements Holder {
     this.app.listVersion++;
   }
 
-  /** hypervisor domain id while running */
-  get xid(): number {
+  /**
+   * What the hypervisor reports of a running qube (domain id, start time,
+   * current memory in KiB, CPU time in ns), kept by the lifecycle code. They
+   * change without an event, so every access marks the call volatile
+   * (model/volatile-reads.ts): no cached reply depends on them.
+   */
+  get runtime(): VmRuntime {
     readVolatileState();
-    return this.runtime.xid;
-  }
-  set xid(v: number) {
-    this.runtime.xid = v;
-  }
-  /** start time while running */
-  get startTime(): string | null {
-    readVolatileState();
-    return this.runtime.startTime;
-  }
-  set startTime(v: string | null) {
-    this.runtime.startTime = v;
-  }
-  /** current memory (KiB) while running */
-  get memKiB(): number {
-    readVolatileState();
-    return this.runtime.memKiB;
-  }
-  set memKiB(v: number) {
-    this.runtime.memKiB = v;
-  }
-  /** CPU time (ns) while running */
-  get cputime(): number {
-    readVolatileState();
-    return this.runtime.cputime;
-  }
-  set cputime(v: number) {
-    this.runtime.cputime = v;
+    return this.runtimeState;
   }
 
   get subject(): string {

@@ -92,13 +92,13 @@ async function stats(call: Call): Promise<void> {
   while (!call.signal.aborted) {
     // Qubes asks the hypervisor about that one qube, which has no domain id
     // unless it runs (or is paused): the stream ends with the exception
-    if (only && (only.xid < 0 || !only.isRunning())) throw QubesVMNotRunningError(only.name);
+    if (only && (only.runtime.xid < 0 || !only.isRunning())) throw QubesVMNotRunningError(only.name);
     const now = Date.now();
     for (const s of await lc.stats()) {
       const vm = app.getVm(s.name);
       if (!vm || (only && vm !== only) || !call.filter.event(vm.name, 'vm-stats', [])) continue;
-      vm.memKiB = s.memoryKb;
-      vm.cputime = s.cpuTimeNs;
+      vm.runtime.memKiB = s.memoryKb;
+      vm.runtime.cputime = s.cpuTimeNs;
       const p = prev.get(s.name);
       // cpu_usage in percent of one host CPU over the last interval, as Qubes reports it
       const usage = p && now > p.at ? Math.round((((s.cpuTimeNs - p.cpu) / 1e6 / (now - p.at)) * 100) / Math.max(1, s.vcpus)) : 0;

@@ -134,9 +134,9 @@ async function removeVm(call: Call): Promise<void> {
 function currentState(vm: Vm): string {
   const running = vm.isRunning() && vm.isQubesVM;
   const maxmem = Number(tryGet(vm, 'maxmem', 0));
-  const mem = vm.isAdmin || running ? vm.memKiB : 0;
+  const mem = vm.isAdmin || running ? vm.runtime.memKiB : 0;
   const staticMax = vm.isAdmin || running ? maxmem * 1024 : 0;
-  const cputime = vm.isAdmin || running ? vm.cputime : 0;
+  const cputime = vm.isAdmin || running ? vm.runtime.cputime : 0;
   return `mem=${mem} mem_static_max=${staticMax} cputime=${cputime} power_state=${vm.power}`;
 }
 
