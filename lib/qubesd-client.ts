@@ -15,7 +15,7 @@ import { encodeRequest } from './protocol/request.js';
 import { EVENT, EXCEPTION, OK } from './protocol/reply.js';
 import { RingReader, type RingOptions } from './ring-reader.js';
 import type { WarmConnection } from './warm-connection.js';
-import { connectForReply, noteReplySize, onChunk } from './reply-socket.js';
+import { connectForReply, expectReply, noteReplySize, onChunk, settleExpectation } from './reply-socket.js';
 
 /** What one call names: the method, its argument, who calls and on what. */
 export interface CallSpec {
@@ -38,6 +38,13 @@ export interface CallOptions {
    * byte came is given up and the call made again on a new connection.
    */
   warm?: WarmConnection;
+  /**
+   * The OK content this call most likely answers (the last answer to the same
+   * read). When the reply is exactly that, the call resolves with this very
+   * buffer, and the reply was compared as it came instead of being given
+   * memory of its own (lib/reply-socket.ts); any other reply is read as usual.
+   */
+  expect?: Buffer;
 }
 
 /** qubesd answered with an EXCEPTION frame: Qubes' exception type and message. */
@@ -113,12 +120,15 @@ function open(
   spec: CallSpec,
   opts: CallOptions,
   onData: (d: Buffer) => void,
-  /** `byUs`: the call was given up here (time-out, abort), not ended by qubesd */
-  done: (err: Error | null, byUs: boolean) => void,
+  /**
+   * `byUs`: the call was given up here (time-out, abort), not ended by qubesd;
+   * `expected`: the reply was exactly opts.expect, and nothing was handed to onData
+   */
+  done: (err: Error | null, byUs: boolean, expected: boolean) => void,
   pre: net.Socket | null = null,
 ): net.Socket {
   const call = describe(spec);
-  const sock = pre ?? connectForReply(socketPath);
+  const sock = pre ?? connectForReply(socketPath, opts.expect !== undefined);
   let finished = false;
   let timer: NodeJS.Timeout | undefined;
   const finish = (err: Error | null, ours = false): void => {
@@ -131,7 +141,8 @@ function open(
     // come before whatever the reply was wanted for.
     if (err) sock.destroy();
     else setImmediate(destroySocket, sock);
-    done(err, ours);
+    const expected = opts.expect !== undefined && settleExpectation(sock, err === null);
+    done(err, ours, expected);
   };
   const onAbort = (): void => finish(new QubesdTransportError('call aborted', call), true);
   if (opts.signal?.aborted) {
@@ -144,6 +155,7 @@ function open(
   }
   // a spare waits unreferenced (lib/warm-connection.ts); a call keeps the process up
   pre?.ref();
+  if (opts.expect) expectReply(sock, opts.expect);
   if (sock.connecting) sock.once('connect', () => sock.end(requestBytes(spec)));
   else sock.end(requestBytes(spec));
   onChunk(sock, onData);
@@ -181,7 +193,11 @@ function callOn(socketPath: string, spec: CallSpec, opts: CallOptions, pre: net.
       spec,
       opts,
       (d) => chunks.push(d),
-      (err, byUs) => {
+      (err, byUs, expected) => {
+        if (expected) {
+          noteReplySize(2 + opts.expect!.length);
+          return resolve(opts.expect!);
+        }
         // qubesd had closed the spare (not a byte of reply, and not our doing):
         // the call, a read, is made on a new connection
         if (pre && chunks.length === 0 && !byUs) return callOn(socketPath, spec, opts, null).then(resolve, reject);

@@ -55,7 +55,8 @@ export class WarmConnection {
     setImmediate(() => {
       this.refilling = false;
       if (this.spare || this.closed) return;
-      const s = connectForReply(this.socketPath);
+      // spares serve reads, which may come with an expected reply
+      const s = connectForReply(this.socketPath, true);
       // left in place once the spare is taken: from then on it does nothing
       const gone = (): void => {
         if (this.spare !== s) return;

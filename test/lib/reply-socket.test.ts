@@ -89,3 +89,91 @@ t.test('through callRaw: the content of each reply, whatever came before', async
     t.ok(r.equals(pattern(n)), `${n} bytes`);
   }
 });
+
+// A call given the reply it most likely gets (CallOptions.expect): the reply
+// is compared as it comes; exactly that reply resolves with the caller's own
+// buffer, any other with the reply's own bytes, whichever read differs.
+const ok = (content: Buffer): Buffer => Buffer.concat([Buffer.from('0\0'), content]);
+/** `base` with byte `at` changed */
+const flipped = (base: Buffer, at: number): Buffer => {
+  const b = Buffer.from(base);
+  b[at] = b[at]! ^ 0xff;
+  return b;
+};
+
+t.test('an expected reply that comes exactly: the caller gets its own buffer back', async (t) => {
+  for (const n of [0, 1, 80_000, 3_000_000]) {
+    const content = pattern(n);
+    const path = await server(t, () => ok(content), n > 100_000 ? 40 : 1);
+    const expect = Buffer.from(content);
+    const r = await callRaw(path, { method: 'm', dest: 'dom0' }, { expect });
+    t.equal(r, expect, `${n} bytes: the very buffer that was expected`);
+    t.ok(r.equals(pattern(n)), `${n} bytes: its content`);
+  }
+});
+
+t.test('a reply other than the expected one is read whole, wherever it differs', async (t) => {
+  const expect = pattern(3_000_000);
+  const cases: Array<[string, Buffer]> = [
+    ['differs in the first byte of content', flipped(expect, 0)],
+    ['differs in the first read', flipped(expect, 40_000)],
+    ['differs in a later read', flipped(expect, 2_500_000)],
+    ['differs in the last byte', flipped(expect, expect.length - 1)],
+    ['is shorter (a prefix of it)', expect.subarray(0, 2_000_000)],
+    ['is longer (it is a prefix of the reply)', Buffer.concat([expect, Buffer.from('more')])],
+    ['is empty', Buffer.alloc(0)],
+  ];
+  for (const [what, content] of cases) {
+    const path = await server(t, () => ok(content), 30);
+    const r = await callRaw(path, { method: 'm', dest: 'dom0' }, { expect });
+    t.not(r, expect, `${what}: not the expected buffer`);
+    t.ok(r.equals(content), `${what}: the reply's own bytes (${r.length} of ${content.length})`);
+  }
+});
+
+t.test('an EXCEPTION where an OK was expected is the exception', async (t) => {
+  const path = await server(t, () => Buffer.from('2\0QubesVMNotFoundError\0\0no such qube\0'));
+  await t.rejects(callRaw(path, { method: 'm', dest: 'dom0' }, { expect: pattern(100) }), {
+    name: 'QubesdException',
+    type: 'QubesVMNotFoundError',
+    message: 'no such qube',
+  });
+});
+
+t.test('many calls at once, some expecting what comes and some not, each get their own reply', async (t) => {
+  // replies of several reads each, written in parts: the sockets' reads
+  // interleave, all comparing in the one scratch buffer
+  const contents = Array.from({ length: 12 }, (_, i) => pattern(200_000 + i * 50_000));
+  const path = await server(t, (req) => ok(contents[Number(req.split(' ')[0]!.split('+')[1])]!), 25);
+  const results = await Promise.all(
+    contents.map((c, i) => {
+      const expect = i % 3 === 0 ? Buffer.from(c) : i % 3 === 1 ? flipped(c, 150_000) : undefined;
+      return callRaw(path, { method: 'm', arg: String(i), dest: 'dom0' }, expect ? { expect } : {}).then((r) => ({ r, expect }));
+    }),
+  );
+  results.forEach(({ r, expect }, i) => {
+    t.ok(r.equals(contents[i]!), `call ${i}: its own reply`);
+    if (i % 3 === 0) t.equal(r, expect, `call ${i}: expected exactly, its own buffer`);
+  });
+});
+
+t.test('through a warm connection, with and without an expected reply', async (t) => {
+  const { WarmConnection } = await import('../../lib/warm-connection.js');
+  const content = pattern(120_000);
+  const path = await server(t, (req) => (req.startsWith('m+other') ? ok(flipped(content, 7)) : ok(content)));
+  const warm = new WarmConnection(path);
+  t.teardown(() => warm.close());
+  const expect = Buffer.from(content);
+  for (let i = 0; i < 6; i++) {
+    // the first call opens the spare the next ones use
+    const exact = await callRaw(path, { method: 'm', dest: 'dom0' }, { warm, expect });
+    t.equal(exact, expect, `call ${i}: the expected buffer`);
+    await new Promise((r) => setImmediate(r));
+    const other = await callRaw(path, { method: 'm', arg: 'other', dest: 'dom0' }, { warm, expect });
+    t.ok(other.equals(flipped(content, 7)), `call ${i}: a different reply, read whole`);
+    await new Promise((r) => setImmediate(r));
+    const plain = await callRaw(path, { method: 'm', dest: 'dom0' }, { warm });
+    t.ok(plain.equals(content) && plain !== expect, `call ${i}: no expectation, the reply's own bytes`);
+    await new Promise((r) => setImmediate(r));
+  }
+});
