@@ -180,8 +180,8 @@ export function callRaw(socketPath: string, spec: CallSpec, opts: CallOptions = 
   if (!warm) return callOn(socketPath, spec, opts, null);
   // a spare of another socket is no use here (and stays for its own calls)
   const p = callOn(socketPath, spec, opts, warm.socketPath === socketPath ? warm.take() : null);
-  const refill = (): void => warm.refillSoon();
-  p.then(refill, refill);
+  // the next call's connection, opened while qubesd works on this one
+  warm.refillSoon();
   return p;
 }
 

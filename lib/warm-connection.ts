@@ -5,8 +5,14 @@
 // before it sees the request: with one client waiting on a chain of processes
 // (HTTP client, gateway, qubesd), all of that is latency. A caller that makes
 // calls back to back (the REST gateway) can open the next call's connection
-// while it is idle, after a call has ended, so that the next request goes out
-// on a socket qubesd has already accepted.
+// ahead, so that the next request goes out on a socket qubesd has already
+// accepted. It is opened as soon as a call has gone out on the last one,
+// while qubesd works on that call: qubesd finds it waiting when it has
+// answered and accepts it without being woken for it, and the caller connects
+// while it would only wait. Opened once a call had ended instead, the connect
+// woke qubesd again while the HTTP client was reading its answer, both
+// wanting a CPU of two (one client on 1000 qubes: qubesd's CPU per request
+// 0.15-0.18 ms against 0.17-0.20, 14 rounds in turn).
 //
 // qubesd sees nothing new: a connection that sends its request some time
 // after connecting, which any client may do. A spare nobody uses is closed
@@ -46,8 +52,8 @@ export class WarmConnection {
 
   /**
    * Opens the next spare once the current turn of the event loop is over
-   * (after the caller has done what the reply was for): called when a call
-   * ends.
+   * (after the caller has sent what it was sending): called when a call has
+   * gone out.
    */
   refillSoon(): void {
     if (this.spare || this.refilling || this.closed) return;

@@ -24,8 +24,11 @@ interface Seen {
   sock: net.Socket;
 }
 
-/** A server answering `reply` to every request; `closeIdle`: it ends connections at once, before any request. */
-async function recordingServer(t: Test, reply: Buffer, closeIdle = false): Promise<{ path: string; seen: Seen[] }> {
+/**
+ * A server answering `reply` to every request (`delayMs` after it); `closeIdle`: it ends
+ * connections at once, before any request.
+ */
+async function recordingServer(t: Test, reply: Buffer, closeIdle = false, delayMs = 0): Promise<{ path: string; seen: Seen[] }> {
   const dir = mkdtempSync(join(tmpdir(), 'warm-'));
   const path = join(dir, 'sock');
   const seen: Seen[] = [];
@@ -39,8 +42,9 @@ async function recordingServer(t: Test, reply: Buffer, closeIdle = false): Promi
     s.on('end', () => {
       rec.request = Buffer.concat(parts).toString('latin1');
       rec.ended = n;
-      if (rec.request.length) s.end(reply);
-      else s.end();
+      if (!rec.request.length) s.end();
+      else if (delayMs) setTimeout(() => s.end(reply), delayMs);
+      else s.end(reply);
     });
     if (closeIdle) s.destroy();
   });
@@ -61,7 +65,7 @@ function warmTo(t: Test, path: string, idleMs: number): WarmConnection {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-t.test('the next call goes out on a connection opened after the last one ended', async (t) => {
+t.test('the next call goes out on a connection opened while the last one was made', async (t) => {
   const { path, seen } = await recordingServer(t, Buffer.from('0\0first'));
   const warm = warmTo(t, path, 5000);
   t.equal((await callRaw(path, { method: 'admin.vm.List', dest: 'dom0' }, { warm })).toString(), 'first');
@@ -72,6 +76,21 @@ t.test('the next call goes out on a connection opened after the last one ended',
   t.equal(seen[1]!.request, 'admin.vm.List+ dom0 name dom0\0', 'the second call was made on it');
   await sleep(100);
   t.equal(seen.length, 3, 'and the next spare is there');
+});
+
+t.test('the next connection is opened while qubesd works on the call, not after its answer', async (t) => {
+  const { path, seen } = await recordingServer(t, Buffer.from('0\0slow'), false, 300);
+  const warm = warmTo(t, path, 5000);
+  const first = callRaw(path, { method: 'admin.vm.List', dest: 'dom0' }, { warm });
+  await sleep(150);
+  t.equal(seen.length, 2, 'a spare was connected while the call waited for its answer');
+  t.equal(seen[1]!.request, null, 'and has sent nothing');
+  t.equal((await first).toString(), 'slow');
+  const second = callRaw(path, { method: 'admin.vm.List', dest: 'dom0' }, { warm });
+  await sleep(150);
+  t.equal(seen[1]!.request, 'admin.vm.List+ dom0 name dom0\0', 'the second call went out on it');
+  t.equal(seen.length, 3, 'and the next spare was opened meanwhile');
+  await second;
 });
 
 t.test('a spare nobody uses is closed without a byte sent', async (t) => {
