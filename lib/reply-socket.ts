@@ -99,6 +99,8 @@ function giveUp(sock: net.Socket, e: Expectation): void {
 /**
  * Connects to a UNIX socket; what it receives goes to the sink set with
  * onChunk (not to 'data' events). Pieces handed out are the receiver's.
+ * `expectable`: it may be told what its reply is likely to be
+ * (expectReply) once made, so its first read goes to the scratch buffer.
  */
 export function connectForReply(path: string, expectable = false): net.Socket {
   let buf: Buffer | null = null;
