@@ -24,7 +24,7 @@
 // would have been: what matched so far (copied from the expected bytes), the
 // piece that differs, and the rest read as usual.
 import net from 'node:net';
-import { OK } from './protocol/reply.js';
+import { okFrame } from './protocol/reply.js';
 
 const MIN_FIRST_READ = 64 * 1024;
 const MAX_READ = 1024 * 1024;
@@ -71,23 +71,21 @@ function scratchFor(e: Expectation | undefined): Buffer {
   return scratch;
 }
 
+/** An OK frame's two header bytes, which come before the expected content. */
+const OK_HEAD = okFrame(null);
+
 /** Whether the `n` bytes read into `piece` are the expected reply's next ones. */
 function continues(e: Expectation, piece: Buffer, n: number): boolean {
   let at = e.matched;
   if (at + n > 2 + e.content.length) return false;
   let i = 0;
-  // the frame's two header bytes, then the content
-  for (; at < 2 && i < n; at++, i++) if (piece[i] !== (at === 0 ? OK : 0)) return false;
+  for (; at < 2 && i < n; at++, i++) if (piece[i] !== OK_HEAD[at]) return false;
   return i === n || piece.compare(e.content, at - 2, at - 2 + n - i, i, n) === 0;
 }
 
-/** The first `matched` bytes of the expected reply, as a buffer of their own. */
+/** The first `matched` bytes of the expected reply's frame, as a buffer of their own. */
 function matchedBytes(e: Expectation): Buffer {
-  const out = Buffer.allocUnsafe(e.matched);
-  if (e.matched > 0) out[0] = OK;
-  if (e.matched > 1) out[1] = 0;
-  if (e.matched > 2) e.content.copy(out, 2, 0, e.matched - 2);
-  return out;
+  return okFrame(e.content.subarray(0, Math.max(0, e.matched - 2))).subarray(0, e.matched);
 }
 
 /** Stops comparing: what matched so far is handed on, and reads are read as usual. */
